@@ -1,0 +1,128 @@
+"""Windowed PyTorch dataset over a trajectory store, and the episode split.
+
+A sample is ``window`` frames ``s, s+k, …, s+(window-1)k`` of one episode
+(``k = frame_skip``) with, for each frame, the ``k`` actions that follow it
+(concatenated: ``[window, k*A]``), so nothing between sampled frames is lost.
+Windows never cross an episode boundary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crcm_robotics.data.schema import KeyMap, StoreError
+from crcm_robotics.data.store import TrajectoryStore
+
+
+def split_episodes(num_episodes: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Deterministic train/validation split *by episode* (never by frame)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if num_episodes < 1:
+        raise ValueError("cannot split a store with no episodes")
+    order = np.random.default_rng(seed).permutation(num_episodes)
+    n_val = int(round(num_episodes * val_fraction))
+    if val_fraction > 0 and n_val == 0 and num_episodes > 1:
+        n_val = 1
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def window_starts(episode_ends: np.ndarray, episodes: Sequence[int], window: int, frame_skip: int) -> np.ndarray:
+    """Global start index of every window that fits inside one of ``episodes``."""
+    span = window * frame_skip  # frames plus the actions after the last one
+    starts = []
+    for e in episodes:
+        s = 0 if e == 0 else int(episode_ends[e - 1])
+        end = int(episode_ends[e])
+        if end - s >= span:
+            starts.append(np.arange(s, end - span + 1))
+    return np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """``window`` frames + their actions from one episode; safe with multi-worker DataLoaders.
+
+    The Zarr arrays are (re)opened lazily in each worker process. With
+    ``in_memory=True`` the committed frames are read once into RAM (shared
+    copy-on-write with forked workers), which suits small stores and GPU training.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        window: int,
+        frame_skip: int = 1,
+        episodes: Sequence[int] | None = None,
+        key_map: KeyMap | None = None,
+        in_memory: bool = False,
+    ):
+        if window < 1 or frame_skip < 1:
+            raise ValueError(f"window ({window}) and frame_skip ({frame_skip}) must be ≥ 1")
+        self.path = Path(path)
+        self.window = window
+        self.frame_skip = frame_skip
+        self.key_map = key_map
+        store = TrajectoryStore(self.path, key_map)
+        self.episodes = list(range(store.num_episodes)) if episodes is None else list(episodes)
+        bad = [e for e in self.episodes if not 0 <= e < store.num_episodes]
+        if bad:
+            raise StoreError(f"episodes {bad[:5]} not in store {self.path} ({store.num_episodes} episodes)")
+        self.episode_ends = store.episode_ends
+        self.starts = window_starts(store.episode_ends, self.episodes, window, frame_skip)
+        if len(self.starts) == 0:
+            raise StoreError(
+                f"no episode of {self.path} among the {len(self.episodes)} selected is long enough for a window of "
+                f"{window} frames at frame_skip {frame_skip} (needs {window * frame_skip} frames)"
+            )
+        self.image_shape = store.image_shape
+        self.action_dim = store.action_dim * frame_skip
+        self.state_dim = store.state_dim
+        self._memory = None
+        if in_memory:
+            n = store.num_frames
+            self._memory = {"frames": store.frames(0, n), "action": store.action(), "state": store.state()}
+        self._store: TrajectoryStore | None = store
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def _get_store(self) -> TrajectoryStore:
+        if self._store is None or self._pid != os.getpid():  # a fresh handle per worker process
+            self._store = TrajectoryStore(self.path, self.key_map)
+            self._pid = os.getpid()
+        return self._store
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_store"] = None  # zarr handles do not cross process boundaries
+        return state
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        s = int(self.starts[index])
+        k, t = self.frame_skip, self.window
+        stop = s + t * k
+        if self._memory is not None:
+            frames = self._memory["frames"][s:stop:k]
+            action = self._memory["action"][s:stop]
+            state = self._memory["state"][s:stop:k] if self._memory["state"] is not None else None
+        else:
+            store = self._get_store()
+            frames = store.frames(s, stop - k + 1, k)
+            action = store.action(s, stop)
+            st = store.state(s, stop)
+            state = st[::k] if st is not None else None
+        item = {
+            "frames": torch.from_numpy(np.ascontiguousarray(frames)),
+            "action": torch.from_numpy(np.ascontiguousarray(action.reshape(t, -1))),
+            "start": torch.tensor(s),
+            "episode": torch.tensor(int(np.searchsorted(self.episode_ends, s, side="right"))),
+        }
+        if state is not None:
+            item["state"] = torch.from_numpy(np.ascontiguousarray(state))
+        return item

@@ -1,0 +1,252 @@
+"""The embedded default dataset: PushT (``gym-pusht``: pymunk physics, a pusher and a T block).
+
+A scripted collector drives the pusher like a clumsy teleoperator: it picks a
+push direction (towards the goal or random), walks round the block to a point
+behind it, pushes through it for a while, then re-approaches from another side;
+now and then it wanders to a random point; every command carries Gaussian noise.
+Commands move the target at most ``max_speed`` env units per step so motion
+is smooth and the data is full of contacts.
+
+Recorded per step ``i`` (DESIGN §2 step convention: ``frame[i+1]`` results from
+``action[i]`` applied at ``frame[i]``):
+
+- ``frames``: RGB uint8 [size, size, 3] rendered by the env;
+- ``action``: the 2-D target position the env's PD controller tracks, in env
+  units [0, 512] (pixel ≈ unit · size / 512);
+- ``state``: agent x, y, block x, y, block angle (rad, wrapped to (-π, π]);
+- ``timestamp``: i / 10 s (the env runs at 10 Hz).
+
+Generation is deterministic for a seed whatever the number of workers: episode
+``e`` uses its own seed derived from (seed, e), and episodes are written in order.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PUSHT_FPS = 10.0
+PUSHT_WORKSPACE = 512.0
+STATE_NAMES = ("agent_x", "agent_y", "block_x", "block_y", "block_angle")
+ACTION_NAMES = ("target_x", "target_y")
+BLOCK_RADIUS = 95.0  # clearance (env units) from the block's centre of mass when walking round it
+
+
+@dataclass(frozen=True)
+class EpisodeData:
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+    action: np.ndarray  # float32 [T, 2]
+    state: np.ndarray  # float32 [T, 5]
+    contacts: int  # steps with pusher/block contact
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
+def make_env(size: int):
+    """A headless PushT env rendering ``size``×``size`` RGB frames."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    try:
+        import gym_pusht  # noqa: F401  (registers the env)
+        import gymnasium as gym
+    except ImportError as exc:
+        raise ImportError(
+            "PushT generation needs the simulator extra: pip install 'crcm-robotics[sim]' (gym-pusht)"
+        ) from exc
+    return gym.make(
+        "gym_pusht/PushT-v0",
+        obs_type="pixels_agent_pos",
+        render_mode="rgb_array",
+        observation_width=size,
+        observation_height=size,
+        max_episode_steps=None,
+        disable_env_checker=True,
+    )
+
+
+class ScriptedPusher:
+    """Approach → push through → re-approach, with exploration noise (see module docstring)."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.max_speed = float(rng.uniform(18.0, 40.0))  # env units per step
+        self.noise = float(rng.uniform(2.0, 8.0))
+        self.phase = "approach"
+        self.phase_steps = 0
+        self.direction = np.zeros(2)
+        self.wander_target = np.zeros(2)
+        self._new_push()
+
+    def _new_push(self, block_com: np.ndarray | None = None) -> None:
+        goal = np.array([256.0, 256.0])
+        if block_com is not None and self.rng.random() < 0.5 and np.linalg.norm(goal - block_com) > 20:
+            d = goal - block_com  # push towards the goal
+        else:
+            a = self.rng.uniform(-math.pi, math.pi)
+            d = np.array([math.cos(a), math.sin(a)])
+        self.direction = d / np.linalg.norm(d)
+        self.push_length = int(self.rng.integers(6, 25))
+        self.phase = "approach"
+        self.phase_steps = 0
+
+    def __call__(self, agent: np.ndarray, block_com: np.ndarray) -> np.ndarray:
+        self.phase_steps += 1
+        if self.phase == "approach":
+            pre_contact = block_com - self.direction * BLOCK_RADIUS
+            waypoint = _detour(agent, pre_contact, block_com)
+            if np.linalg.norm(agent - pre_contact) < 15.0 or self.phase_steps > 60:
+                self.phase, self.phase_steps = "push", 0
+        elif self.phase == "push":
+            waypoint = agent + self.direction * self.max_speed * 1.5
+            if self.phase_steps >= self.push_length:
+                if self.rng.random() < 0.15:
+                    self.phase, self.phase_steps = "wander", 0
+                    self.wander_target = self.rng.uniform(60.0, 452.0, size=2)
+                else:
+                    self._new_push(block_com)
+        else:  # wander
+            waypoint = self.wander_target
+            if np.linalg.norm(agent - waypoint) < 15.0 or self.phase_steps > 25:
+                self._new_push(block_com)
+        step = waypoint - agent
+        dist = np.linalg.norm(step)
+        if dist > self.max_speed:
+            step = step * (self.max_speed / dist)
+        target = agent + step + self.rng.normal(0.0, self.noise, size=2)
+        return np.clip(target, 10.0, PUSHT_WORKSPACE - 10.0).astype(np.float32)
+
+
+def _detour(agent: np.ndarray, target: np.ndarray, obstacle: np.ndarray) -> np.ndarray:
+    """Next waypoint from ``agent`` to ``target`` that walks round a disc at ``obstacle``."""
+    to_target = target - agent
+    length = np.linalg.norm(to_target)
+    if length < 1e-6:
+        return target
+    u = to_target / length
+    proj = np.clip(np.dot(obstacle - agent, u), 0.0, length)
+    closest = agent + u * proj
+    if np.linalg.norm(obstacle - closest) >= BLOCK_RADIUS:
+        return target
+    away = agent - obstacle  # step sideways round the disc, on the agent's side
+    r = np.linalg.norm(away)
+    if r < 1e-6:
+        away, r = np.array([1.0, 0.0]), 1.0
+    tangent = np.array([-away[1], away[0]]) / r
+    if np.dot(tangent, to_target) < 0:
+        tangent = -tangent
+    return obstacle + away / r * BLOCK_RADIUS * 1.15 + tangent * BLOCK_RADIUS
+
+
+_WORKER_ENV = None
+
+
+def _worker_env(size: int):
+    global _WORKER_ENV
+    if _WORKER_ENV is None or _WORKER_ENV[0] != size:
+        _WORKER_ENV = (size, make_env(size))
+    return _WORKER_ENV[1]
+
+
+def collect_episode(task: tuple[int, int, int, int, int]) -> EpisodeData:
+    """Roll out one scripted episode; ``task = (seed, episode, size, min_steps, max_steps)``."""
+    seed, episode, size, min_steps, max_steps = task
+    rng = np.random.default_rng(episode_seed(seed, episode))
+    env = _worker_env(size)
+    obs, info = env.reset(seed=int(rng.integers(0, 2**31 - 1)))
+    unwrapped = env.unwrapped
+    policy = ScriptedPusher(rng)
+    n = int(rng.integers(min_steps, max_steps + 1))
+    frames = np.empty((n, size, size, 3), dtype=np.uint8)
+    action = np.empty((n, 2), dtype=np.float32)
+    state = np.empty((n, 5), dtype=np.float32)
+    contacts = 0
+    for i in range(n):
+        agent = np.asarray(info["pos_agent"], dtype=np.float64)
+        block = unwrapped.block
+        com = np.asarray(block.local_to_world(block.center_of_gravity), dtype=np.float64)
+        bx, by, angle = info["block_pose"]
+        frames[i] = obs["pixels"]
+        state[i] = (agent[0], agent[1], bx, by, math.atan2(math.sin(angle), math.cos(angle)))
+        action[i] = policy(agent, com)
+        obs, _, _, _, info = env.step(action[i])
+        contacts += int(info["n_contacts"] > 0)
+    return EpisodeData(frames, action, state, contacts)
+
+
+def generate_pusht(
+    out: str | Path,
+    episodes: int,
+    size: int = 64,
+    seed: int = 0,
+    workers: int = 0,
+    min_steps: int = 100,
+    max_steps: int = 200,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Write ``episodes`` scripted PushT episodes to a new store at ``out``; returns timing figures."""
+    from tqdm import tqdm
+
+    from crcm_robotics.data.store import TrajectoryWriter
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be ≥ 1, got {episodes}")
+    if not 8 <= size <= 512:
+        raise ValueError(f"size must be in [8, 512], got {size}")
+    if not 2 <= min_steps <= max_steps:
+        raise ValueError(f"need 2 ≤ min_steps ≤ max_steps, got {min_steps}, {max_steps}")
+    workers = workers or min(os.cpu_count() or 1, 16)
+    writer = TrajectoryWriter.create(
+        out,
+        image_shape=(size, size, 3),
+        action_dim=2,
+        state_dim=5,
+        cameras=("top",),
+        fps=PUSHT_FPS,
+        action_names=ACTION_NAMES,
+        action_units="env units (0..512), pixel = unit * size / 512",
+        state_names=STATE_NAMES,
+        state_units="env units; block_angle in rad",
+        source=f"gym-pusht PushT-v0, scripted pusher, seed={seed}",
+        extra_attrs={"pusht": {"size": size, "seed": seed, "workspace": PUSHT_WORKSPACE}},
+        overwrite=overwrite,
+    )
+    tasks = [(seed, e, size, min_steps, max_steps) for e in range(episodes)]
+    t0 = time.perf_counter()
+    frames = contacts = 0
+    bar = tqdm(total=episodes, desc=f"PushT → {out}", unit="ep", disable=not progress)
+    if workers == 1:
+        results = map(collect_episode, tasks)
+        pool = None
+    else:
+        pool = mp.get_context("spawn").Pool(workers)
+        results = pool.imap(collect_episode, tasks, chunksize=1)
+    try:
+        for ep in results:
+            writer.append_episode(ep.frames, ep.action, ep.state)
+            frames += len(ep.action)
+            contacts += ep.contacts
+            bar.update(1)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    writer.write_stats()
+    seconds = time.perf_counter() - t0
+    return {
+        "episodes": episodes,
+        "frames": frames,
+        "seconds": round(seconds, 2),
+        "episodes_per_s": round(episodes / seconds, 2),
+        "frames_per_s": round(frames / seconds, 1),
+        "contact_fraction": round(contacts / max(frames, 1), 3),
+        "workers": workers,
+    }
