@@ -47,9 +47,24 @@ def window_starts(episode_ends: np.ndarray, episodes: Sequence[int], window: int
 class WindowDataset(torch.utils.data.Dataset):
     """``window`` frames + their actions from one episode; safe with multi-worker DataLoaders.
 
-    The Zarr arrays are (re)opened lazily in each worker process. With
-    ``in_memory=True`` the committed frames are read once into RAM (shared
-    copy-on-write with forked workers), which suits small stores and GPU training.
+    Items: ``frames`` uint8 [window, H, W, 3], ``action`` float32 [window, frame_skip*A],
+    ``state`` float32 [window, S] (if the store has one), ``start`` (global index of
+    the first frame) and ``episode``.
+
+    Worker processes never share a Zarr handle: ``__getstate__`` drops it (spawn and
+    forkserver workers unpickle a dataset without one) and ``_get_store`` reopens the
+    store when the process id changed (fork workers inherit the parent's handle, which
+    this detects). zarr-python 3 runs its I/O on a background asyncio loop thread that
+    a forked child does not inherit; zarr ≥ 3.0.3 resets that loop, its thread pool
+    and lock in the child (``os.register_at_fork``, zarr-python PR #2815), so forked
+    workers read correctly even after the parent has read the store. zarr 3.0.0–3.0.2
+    hang there, hence ``zarr>=3.0.3`` in pyproject; tests/test_dataset.py checks fork
+    and spawn workers return the same items as ``num_workers=0``.
+
+    Action and state are read into RAM once per process (they are small), so an item
+    costs one Zarr read (its frames). With ``in_memory=True`` the committed frames are
+    read once into RAM too (shared copy-on-write with forked workers, pickled to spawned
+    ones), which suits small stores.
     """
 
     def __init__(
@@ -82,12 +97,12 @@ class WindowDataset(torch.utils.data.Dataset):
         self.image_shape = store.image_shape
         self.action_dim = store.action_dim * frame_skip
         self.state_dim = store.state_dim
-        self._memory = None
-        if in_memory:
-            n = store.num_frames
-            self._memory = {"frames": store.frames(0, n), "action": store.action(), "state": store.state()}
+        self._frames_in_memory = store.frames(0, store.num_frames) if in_memory else None
         self._store: TrajectoryStore | None = store
         self._pid = os.getpid()
+        # action/state are a few bytes per frame: read once per process, so an item costs one Zarr read
+        self._action: np.ndarray | None = store.action()
+        self._state: np.ndarray | None = store.state()
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -96,33 +111,32 @@ class WindowDataset(torch.utils.data.Dataset):
         if self._store is None or self._pid != os.getpid():  # a fresh handle per worker process
             self._store = TrajectoryStore(self.path, self.key_map)
             self._pid = os.getpid()
+        if self._action is None:  # unpickled in a spawn/forkserver worker
+            self._action, self._state = self._store.action(), self._store.state()
         return self._store
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_store"] = None  # zarr handles do not cross process boundaries
+        state["_action"] = state["_state"] = None  # re-read by the worker rather than pickled
         return state
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         s = int(self.starts[index])
         k, t = self.frame_skip, self.window
-        stop = s + t * k
-        if self._memory is not None:
-            frames = self._memory["frames"][s:stop:k]
-            action = self._memory["action"][s:stop]
-            state = self._memory["state"][s:stop:k] if self._memory["state"] is not None else None
+        stop = s + t * k  # frames s, s+k, …, s+(t-1)k; actions s … stop-1
+        store = self._get_store()
+        if self._frames_in_memory is not None:
+            frames = self._frames_in_memory[s:stop:k]
         else:
-            store = self._get_store()
             frames = store.frames(s, stop - k + 1, k)
-            action = store.action(s, stop)
-            st = store.state(s, stop)
-            state = st[::k] if st is not None else None
+        action = self._action[s:stop]  # type: ignore[index]
         item = {
             "frames": torch.from_numpy(np.ascontiguousarray(frames)),
             "action": torch.from_numpy(np.ascontiguousarray(action.reshape(t, -1))),
             "start": torch.tensor(s),
             "episode": torch.tensor(int(np.searchsorted(self.episode_ends, s, side="right"))),
         }
-        if state is not None:
-            item["state"] = torch.from_numpy(np.ascontiguousarray(state))
+        if self._state is not None:
+            item["state"] = torch.from_numpy(np.ascontiguousarray(self._state[s:stop:k]))
         return item

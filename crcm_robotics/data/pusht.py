@@ -202,7 +202,7 @@ def generate_pusht(
         raise ValueError(f"size must be in [8, 512], got {size}")
     if not 2 <= min_steps <= max_steps:
         raise ValueError(f"need 2 ≤ min_steps ≤ max_steps, got {min_steps}, {max_steps}")
-    workers = workers or min(os.cpu_count() or 1, 16)
+    workers = min(workers or min(os.cpu_count() or 1, 16), episodes)  # no idle processes
     writer = TrajectoryWriter.create(
         out,
         image_shape=(size, size, 3),

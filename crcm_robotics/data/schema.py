@@ -200,6 +200,15 @@ def validate_store(path: str | Path, key_map: KeyMap | None = None) -> StoreSumm
         raise StoreError(f"store {path}: {key_map.action} has shape {action.shape}, expected [N, action_dim]")
 
     arrays = {key_map.frames: frames, key_map.action: action}
+    if native:  # every camera the attrs list, not only the one the key map reads
+        for cam in group.attrs.get("cameras", []):
+            key = f"data/frames/{cam}"
+            if key != key_map.frames:
+                other = get_array(group, key, path)
+                _check_dtype(other, key, path, (np.dtype(np.uint8),))
+                if other.ndim != 4 or other.shape[-1] != 3:
+                    raise StoreError(f"store {path}: {key} has shape {other.shape}, expected [N, H, W, 3] (RGB)")
+                arrays[key] = other
     state = None
     if key_map.state is not None and key_map.state in group:
         state = get_array(group, key_map.state, path)

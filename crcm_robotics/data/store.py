@@ -1,15 +1,27 @@
 """Write and read trajectory stores (schema in :mod:`crcm_robotics.data.schema`).
 
-Chunking and compression (measured with ``python -m crcm_robotics.eval.bench_data
---sweep`` on a 40-episode, 64×64 PushT store, 2-core CPU, random 8-frame windows):
+Chunking and compression of the frame arrays, measured with
+``python -m crcm_robotics.eval.bench_data --episodes 40 --window 8 --sweep``
+(40-episode 64×64 PushT store, 2-core CPU, random 8-frame windows; ms/window is
+``WindowDataset.__getitem__``, best of 3 interleaved rounds)::
 
-    frames chunk   codec            bytes/frame   windows/s
-    (1, H, W, 3)   blosc-zstd-3     see docs/data_layout.md for the table
-    (8, H, W, 3)   blosc-zstd-3
-    (32, H, W, 3)  blosc-zstd-3
+    frames chunk   codec          bytes/frame   files   ms/window
+    (1, H, W, 3)   zstd-3             433        5846     3.77
+    (8, H, W, 3)   none             12294         732     0.78
+    (8, H, W, 3)   blosc-lz4          298         732     1.07
+    (8, H, W, 3)   blosc-zstd-3       131         732     1.05
+    (8, H, W, 3)   zstd-3             137         732     1.18   <- default
+    (32, H, W, 3)  zstd-3             104         184     0.82
+    (8, H, W, 3)   zstd-3 +shard      139          24     1.47   (256 frames per shard file)
 
-The defaults below (``FRAMES_CHUNK``, ``FRAMES_CODEC``) are the measured best
-trade-off; ``docs/data_layout.md`` holds the full sweep and the command.
+Reads are dominated by zarr-python's per-read overhead (~0.9 ms), not by
+decoding, so the codec barely moves read speed; chunk 1 costs 3-4x per window.
+Chunk 32 is a little smaller and faster at 64×64 but ties chunk 8 at 128-224 px
+while decoding 4x more per single-frame read, so ``FRAMES_CHUNK`` stays 8.
+``zstd-3`` ties ``blosc-zstd-3`` at 64-128 px and is 2.3x smaller at 224×224,
+hence ``FRAMES_CODEC``. Sharding (``frames_shard=256``) cuts files 30x for
+1.25-1.5x the read time: an option, not the default. ``docs/data_layout.md``
+holds the full sweep (64, 128 and 224 px) and the commands.
 
 Appending is atomic for readers: the frame/action/state/timestamp arrays are
 grown and written first and ``meta/episode_ends`` last, so a write that dies
@@ -42,14 +54,25 @@ from crcm_robotics.data.schema import (
 )
 
 FRAMES_CHUNK = 8  # frames per chunk along N; see the module docstring
+FRAMES_CODEC = "zstd-3"  # compressor of the frame arrays; one of FRAMES_CODECS; see the module docstring
+FRAMES_CODECS = ("none", "blosc-lz4", "blosc-zstd-3", "zstd-3")
 VECTOR_CHUNK = 4096  # rows per chunk of action/state/timestamp
 ENDS_CHUNK = 1024
 
 
-def frames_codec():
+def frames_codec(name: str = FRAMES_CODEC):
+    """The Zarr v3 compressor called ``name`` (see ``FRAMES_CODECS``); ``None`` for ``"none"``."""
     import zarr.codecs
 
-    return zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+    if name == "none":
+        return None
+    if name == "blosc-lz4":
+        return zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+    if name == "blosc-zstd-3":
+        return zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+    if name == "zstd-3":
+        return zarr.codecs.ZstdCodec(level=3)
+    raise StoreError(f"unknown frames codec {name!r}; expected one of {list(FRAMES_CODECS)}")
 
 
 @dataclass(frozen=True)
@@ -110,8 +133,14 @@ class TrajectoryWriter:
         source: str = "",
         extra_attrs: Mapping[str, Any] | None = None,
         frames_chunk: int = FRAMES_CHUNK,
+        frames_codec_name: str = FRAMES_CODEC,
+        frames_shard: int | None = None,
         overwrite: bool = False,
     ) -> "TrajectoryWriter":
+        """A new, empty store. ``frames_codec_name`` is one of ``FRAMES_CODECS``;
+        ``frames_shard`` (frames per shard file, a multiple of ``frames_chunk``) packs
+        chunks into Zarr v3 shards: one file per shard instead of per chunk, at about
+        1.5× the cost of a random window read (docs/data_layout.md)."""
         import zarr
 
         path = Path(path)
@@ -121,12 +150,20 @@ class TrajectoryWriter:
             raise StoreError(f"image_shape {image_shape} must be (H, W, 3)")
         if action_dim <= 0:
             raise StoreError(f"action_dim must be positive, got {action_dim}")
+        if not cameras:
+            raise StoreError("a store needs at least one camera")
+        if frames_chunk < 1:
+            raise StoreError(f"frames_chunk must be positive, got {frames_chunk}")
+        if frames_shard is not None and (frames_shard < frames_chunk or frames_shard % frames_chunk):
+            raise StoreError(f"frames_shard {frames_shard} must be a multiple of frames_chunk {frames_chunk}")
+        codec = frames_codec(frames_codec_name)  # unknown names fail before anything is written
         group = zarr.open_group(store=str(path), mode="w", zarr_format=3)
         h, w, c = image_shape
         for cam in cameras:
             group.create_array(
                 f"data/frames/{cam}", shape=(0, h, w, c), dtype="uint8", chunks=(frames_chunk, h, w, c),
-                compressors=frames_codec(), dimension_names=("frame", "height", "width", "channel"),
+                shards=None if frames_shard is None else (frames_shard, h, w, c),
+                compressors=codec, dimension_names=("frame", "height", "width", "channel"),
             )
         group.create_array("data/action", shape=(0, action_dim), dtype="float32", chunks=(VECTOR_CHUNK, action_dim))
         if state_dim:
@@ -187,33 +224,38 @@ class TrajectoryWriter:
         if set(frames_by_cam) != set(self.cameras):
             raise StoreError(f"episode has frames for cameras {sorted(frames_by_cam)}, store has {list(self.cameras)}")
         arrays = self._arrays()
+        ends_arr, ends = self._committed()
+        episode = len(ends)
+        if not isinstance(action, np.ndarray):
+            raise StoreError(f"data/action: expected a numpy array, got {type(action).__name__}")
         n = len(action)
         if n == 0:
-            raise StoreError("cannot append an empty episode")
+            raise StoreError(f"episode {episode} is empty; cannot append an episode without steps")
         values: dict[str, np.ndarray] = {}
         for cam, f in frames_by_cam.items():
             key = f"data/frames/{cam}"
             _check_input(f, key, np.uint8, (n, *arrays[key].shape[1:]))
             values[key] = f
         _check_input(action, "data/action", np.float32, (n, arrays["data/action"].shape[1]))
-        if not np.isfinite(action).all():
-            raise StoreError(f"episode action has NaN/inf at step {int(np.argmax(~np.isfinite(action).all(1)))}")
+        _check_input_finite(action, "data/action", episode)
         values["data/action"] = action
         if "data/state" in arrays:
             if state is None:
                 raise StoreError("store has data/state but the episode gives no state")
             _check_input(state, "data/state", np.float32, (n, arrays["data/state"].shape[1]))
+            _check_input_finite(state, "data/state", episode)
             values["data/state"] = state
         elif state is not None:
             raise StoreError("episode gives a state but the store was created with state_dim=0")
         if timestamp is None:
             timestamp = np.arange(n, dtype=np.float64) / float(self._group.attrs["fps"])
         _check_input(timestamp, "data/timestamp", np.float64, (n,))
+        _check_input_finite(timestamp, "data/timestamp", episode)
         if np.any(np.diff(timestamp) <= 0):
-            raise StoreError("episode timestamps must be strictly increasing")
+            step = int(np.argmax(np.diff(timestamp) <= 0)) + 1
+            raise StoreError(f"episode {episode} of data/timestamp is not increasing at step {step}")
         values["data/timestamp"] = timestamp
 
-        ends_arr, ends = self._committed()
         start = int(ends[-1]) if len(ends) else 0
         for key, arr in arrays.items():  # data first ...
             arr.resize((start + n, *arr.shape[1:]))
@@ -231,6 +273,16 @@ class TrajectoryWriter:
             stats["state"] = NormStats.of(self._group["data/state"][:end]).to_dict()
         self._group.attrs["stats"] = stats
         return stats
+
+
+def _check_input_finite(x: np.ndarray, key: str, episode: int) -> None:
+    bad = ~np.isfinite(x)
+    if bad.ndim > 1:
+        bad = bad.any(axis=1)
+    if bad.any():
+        step = int(np.argmax(bad))
+        kind = "NaN" if np.isnan(x[step]).any() else "inf"
+        raise StoreError(f"episode {episode} of {key} has {kind} at step {step}")
 
 
 def _check_input(x: np.ndarray, key: str, dtype, shape: tuple[int, ...]) -> None:
