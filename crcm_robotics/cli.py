@@ -3,6 +3,10 @@
     crcm data pusht out=outputs/pusht.zarr episodes=50 size=64 seed=0
     crcm data validate PATH
     crcm data info PATH [out=sheet.png]
+    crcm data import-rosbag BAG out=robot.zarr camera_topic=/camera/image_raw action_topic=/cmd_vel [rate=10]
+    crcm serve CKPT [host=127.0.0.1] [port=5555] [token_file=…] [device=cuda] [backend=eager]
+    crcm export CKPT format=onnx out=outputs/export/student batch=[1,64] [steps=2]
+    crcm bench CKPT [backends=[eager,cuda_graph,compile]] [teacher=TEACHER_CKPT] [device=cuda]
 
 Every command composes its typed config (``crcm_robotics.config``) through
 Hydra (``crcm_robotics.conf``); ``crcm COMMAND --cfg`` prints the resolved
@@ -27,18 +31,37 @@ class CommandError(RuntimeError):
 class Command:
     words: tuple[str, ...]
     config: str  # primary Hydra config name
-    run: str  # "module:function" taking the typed config, returning an exit code
+    run: str  # "module:function" taking the typed config, returning an exit code (imported only when run,
+    # so training commands live in distill/ and the runtime package never imports it)
     positional: tuple[str, ...] = ()
     help: str = ""
+    module: str = "crcm_robotics.conf"  # Hydra config package holding the primary config (and presets)
 
 
 COMMANDS: list[Command] = [
+    Command(("quickstart",), "quickstart", "distill.cli:run_quickstart", (),
+            "the main job on the embedded default: PushT store -> teacher -> eval -> Causal-rCM student -> eval"),
     Command(("data", "pusht"), "data_pusht", "crcm_robotics.cli:run_data_pusht", (),
             "generate the embedded PushT dataset (gym-pusht, scripted pusher)"),
     Command(("data", "validate"), "data_validate", "crcm_robotics.cli:run_data_validate", ("path",),
             "check a store against the schema; print a one-line JSON summary"),
     Command(("data", "info"), "data_info", "crcm_robotics.cli:run_data_info", ("path",),
             "human summary of a store and a PNG contact sheet of sample frames"),
+    Command(("data", "import-rosbag"), "data_import_rosbag", "crcm_robotics.cli:run_data_import_rosbag",
+            ("bag",), "rosbag2 (sqlite3/mcap) camera + command topics -> store (needs the [ros] extra)"),
+    Command(("train", "teacher"), "config", "distill.cli:run_train_teacher", (),
+            "train the action-conditioned causal DiT teacher (preset=tiny|small)", "crcm_robotics.conf.teacher"),
+    Command(("distill",), "config", "distill.cli:run_distill", ("method",),
+            "distill a 1-4 step student: causal_rcm | tf_scm | tf_dcm | sf_dmd (teacher=CKPT, preset=tiny|small)",
+            "crcm_robotics.conf.distill"),
+    Command(("eval",), "eval", "crcm_robotics.cli:run_eval", ("ckpt",),
+            "roll out a teacher/student on held-out episodes; JSON line + report (PNG strips, GIF, plots)"),
+    Command(("export",), "export", "crcm_robotics.cli:run_export", ("ckpt",),
+            "export the per-frame step (KV cache as inputs/outputs): format=onnx|tensorrt out=DIR batch=[1,64]"),
+    Command(("bench",), "bench", "crcm_robotics.cli:run_bench", ("ckpt",),
+            "runtime latency per backend (batch-1 streaming, 64x16 planner query, teacher vs student); JSON line"),
+    Command(("serve",), "serve", "crcm_robotics.cli:run_serve", ("ckpt",),
+            "serve a checkpoint over msgpack/TCP on 127.0.0.1:5555 (info/reset/step/imagine; see serve/codec.py)"),
 ]
 
 
@@ -88,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd, rest = _find_command(argv)
         from crcm_robotics.conf import compose_config
 
-        cfg = compose_config(cmd.config, _overrides(cmd, rest))
+        cfg = compose_config(cmd.config, _overrides(cmd, rest), cmd.module)
         if "--cfg" in rest or "--help" in rest or "-h" in rest:
             import yaml
 
@@ -171,6 +194,67 @@ def run_data_info(cfg) -> int:
     store_contact_sheet(store, out, episodes=cfg.episodes, frames_per_row=cfg.frames_per_row, scale=cfg.scale)
     print(f"contact sheet {out}")
     return 0
+
+
+def run_data_import_rosbag(cfg) -> int:
+    from crcm_robotics.data.rosbag import RosbagImportError, import_rosbag
+
+    try:
+        summary = import_rosbag(
+            cfg.bag, cfg.out, camera_topic=cfg.camera_topic, action_topic=cfg.action_topic,
+            action_type=cfg.action_type, action_fields=cfg.action_fields, joint_names=cfg.joint_names,
+            joint_field=cfg.joint_field, rate=cfg.rate, size=cfg.size, center_crop=cfg.center_crop,
+            max_staleness_s=cfg.max_staleness_s, gap_s=cfg.gap_s, min_episode_frames=cfg.min_episode_frames,
+            use_header_stamps=cfg.use_header_stamps, camera=cfg.camera, overwrite=cfg.overwrite,
+            progress=cfg.progress,
+        )
+    except RosbagImportError as exc:
+        raise CommandError(str(exc)) from None
+    except ImportError as exc:
+        raise CommandError(f"{exc}; install the ROS extra: pip install -e '.[ros]'") from None
+    print(json.dumps(summary))
+    return 0
+
+
+def run_eval(cfg) -> int:
+    from crcm_robotics.eval.evaluate import evaluate
+
+    print(json.dumps(evaluate(cfg)))
+    return 0
+
+
+def _runtime_errors() -> tuple[type[BaseException], ...]:
+    from crcm_robotics.model.checkpoint import CheckpointError
+    from crcm_robotics.runtime import BackendUnavailable, InputError
+    from crcm_robotics.runtime.export import ExportError
+
+    return CheckpointError, BackendUnavailable, InputError, ExportError
+
+
+def run_export(cfg) -> int:
+    from crcm_robotics.runtime.export import run_export as export
+
+    try:
+        print(json.dumps(export(cfg)))
+    except _runtime_errors() as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def run_bench(cfg) -> int:
+    from crcm_robotics.runtime.bench import run_bench as bench
+
+    try:
+        print(json.dumps(bench(cfg)))
+    except _runtime_errors() as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def run_serve(cfg) -> int:
+    from crcm_robotics.serve.server import serve
+
+    return serve(cfg)
 
 
 if __name__ == "__main__":

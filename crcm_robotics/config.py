@@ -111,6 +111,30 @@ class DataInfoConfig:
     key_map: KeyMapConfig = field(default_factory=KeyMapConfig)
 
 
+@dataclass
+class RosbagImportConfig:
+    """``crcm data import-rosbag BAG out=… camera_topic=… action_topic=…``: rosbag2 → store."""
+
+    bag: str = "???"  # bag directory, .db3 or .mcap file
+    out: str = "???"
+    camera_topic: str = "???"  # sensor_msgs/Image or CompressedImage
+    action_topic: str = "???"  # Twist, TwistStamped, Float32MultiArray or JointState
+    action_type: str = "auto"  # auto (by topic type), twist, twist_stamped, float32_multi_array, joint_state
+    action_fields: tuple[str, ...] = ("linear.x", "linear.y", "angular.z")  # twist: fields in action order
+    joint_names: tuple[str, ...] = ()  # joint_state: joints in order; empty = those of the first message
+    joint_field: str = "velocity"  # joint_state: position | velocity | effort
+    rate: float = 0.0  # Hz to down-sample frames to; 0 keeps every camera frame
+    size: int | None = 64  # square side frames are resized to; null keeps the camera's size
+    center_crop: bool = True  # crop to square before resizing (the node does the same)
+    max_staleness_s: float = 0.5  # a frame whose command in force is older is dropped and ends the episode
+    gap_s: float = 1.0  # a camera gap longer than this ends the episode
+    min_episode_frames: int = 2  # shorter episodes are skipped
+    use_header_stamps: bool = False  # header.stamp instead of the bag's log time (stamped types only)
+    camera: str = "rgb"  # camera name in the store (data/frames/<camera>)
+    overwrite: bool = False
+    progress: bool = True
+
+
 def key_map_from_config(cfg: KeyMapConfig, path: str):
     """Resolve a :class:`KeyMapConfig` against the store at ``path``."""
     from crcm_robotics.data.schema import KeyMap, detect_key_map
@@ -133,3 +157,281 @@ def key_map_from_config(cfg: KeyMapConfig, path: str):
         if getattr(cfg, k) is not None
     }
     return dataclasses.replace(base, **changes)
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    """The causal DiT (``crcm_robotics.model.dit``); ``action_dim`` is filled from the data."""
+
+    height: int = 64
+    width: int = 64
+    channels: int = 3
+    patch: int = 8
+    dim: int = 384
+    depth: int = 8
+    heads: int = 6
+    mlp_ratio: float = 4.0
+    action_dim: int = 2
+    cache_frames: int = 8  # KV window at inference: frames of clean history each new frame sees
+    sigma_data: float = 0.5  # pixel data in [-1, 1] are divided by this (TrigFlow unit space)
+    time_scale: float = 250.0  # c_noise = time_scale · t fed to the sinusoidal time embedding
+    rope_theta: float = 100.0  # temporal RoPE base (positions are frame indices)
+    residual: bool = True  # diffuse the change from the previous frame (trigflow.residual_input/output)
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return (self.height // self.patch) * (self.width // self.patch)
+
+    def validate(self) -> None:
+        if self.height % self.patch or self.width % self.patch:
+            raise ConfigError(f"model: image {self.height}x{self.width} is not divisible by patch {self.patch}")
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ConfigError(f"model: dim {self.dim} must split into {self.heads} heads of even size")
+        if self.cache_frames < 1:
+            raise ConfigError(f"model: cache_frames must be ≥ 1, got {self.cache_frames}")
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    """Which store and how to cut it into training windows."""
+
+    path: str | None = None  # required for teacher training; distillation defaults to the teacher's store
+    window: int = 8  # frames the model sees per sample (each with the action that produced it)
+    frame_skip: int = 1
+    val_fraction: float = 0.1  # held-out episodes (split by episode, recorded in checkpoints)
+    split_seed: int = 0
+    key_map: KeyMapConfig = field(default_factory=KeyMapConfig)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 200
+    batch_size: int = 32
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+
+
+@dataclass
+class TrainLoopConfig:
+    """The one trainer loop shared by the teacher and every distillation method."""
+
+    out: str = "outputs/teacher"
+    steps: int = 1000
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    max_minutes: float = 0.0  # > 0: stop (and save) once this wall time is spent
+    log_every: int = 50
+    sample_every: int = 0  # steps between preview GIFs (0 = only at the end)
+    ckpt_every: int = 0  # steps between checkpoints (0 = only at the end)
+    resume: str | None = None  # checkpoint directory to continue from exactly
+    save_dtype: str = "float32"  # weights in the checkpoint: float32 | float16 | bfloat16
+    progress: bool = True
+    compile: bool = False  # torch.compile the network for training
+
+
+@dataclass
+class TeacherObjectiveConfig:
+    """Diffusion forcing in the teacher-forcing layout (``distill/teacher.py``)."""
+
+    p_mean: float = -0.8  # log σ ~ N(p_mean, p_std²), t = atan σ
+    p_std: float = 1.6
+    context_noise_prob: float = 0.0  # chance a clean context frame is lightly noised (robustness to drift)
+    context_noise_t: float = 0.1  # max TrigFlow time of that noise
+    context_noise_labeled: bool = True  # False: the noised frame still claims t = 0, like generated history
+    eval_steps: int = 16  # ODE steps for previews and the default `crcm eval`
+    eval_solver: str = "heun"
+
+
+@dataclass
+class TeacherTrainConfig:
+    """``crcm train teacher``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    objective: TeacherObjectiveConfig = field(default_factory=TeacherObjectiveConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalDataConfig:
+    path: str | None = None  # default: the checkpoint's training store (held-out episodes)
+    key_map: KeyMapConfig = field(default_factory=KeyMapConfig)
+
+
+@dataclass
+class EvalConfig:
+    """``crcm eval CKPT``: rollouts on held-out episodes; one JSON line + a report folder."""
+
+    ckpt: str = "???"
+    data: EvalDataConfig = field(default_factory=EvalDataConfig)
+    horizon: int = 16
+    context: int = 2
+    episodes: int = 0  # 0 = every held-out episode
+    windows_per_episode: int = 4
+    steps: int = 0  # 0 = the checkpoint's sampler steps (teacher ODE steps; student 1/2/4)
+    solver: str | None = None  # teacher only: euler | heun
+    batch_size: int = 64
+    device: str = "auto"
+    seed: int = 0
+    time_batch1: bool = True
+    report: bool = True
+    out: str | None = None  # report folder; default outputs/eval/<ckpt>_<sampler>_h<horizon>
+
+
+@dataclass
+class ServeConfig:
+    """``crcm serve CKPT``: the world model behind msgpack/TCP (protocol: ``crcm_robotics.serve.codec``)."""
+
+    ckpt: str = "???"
+    host: str = "127.0.0.1"  # loopback only unless allow_remote=true
+    port: int = 5555
+    allow_remote: bool = False  # required to bind a non-loopback address (e.g. 0.0.0.0)
+    token: str = ""  # shared secret clients send; empty = no auth
+    token_file: str = ""  # or read it from this file (keeps it off the command line)
+    device: str = "auto"  # auto = cuda when available, else cpu
+    backend: str = "eager"  # eager | cuda_graph | compile | onnx | tensorrt
+    steps: int = 0  # 0 = the checkpoint's sampler steps
+    max_batch: int = 64  # WorldModel rollouts per forward pass
+    max_message_bytes: int = 64 * 2**20  # larger requests get MessageTooLarge
+    request_timeout_s: float = 30.0  # queueing + model time per request; 0 = none
+    idle_timeout_s: float = 0.0  # hang up on a connection silent this long; 0 = never
+    max_clients: int = 32
+    max_rollouts: int = 256  # imagine: N limit
+    max_horizon: int = 64  # imagine: Hz limit
+    log_level: str = "INFO"
+
+
+# --- runtime: export and benchmark ---------------------------------------------------------------
+
+
+@dataclass
+class ExportConfig:
+    """``crcm export CKPT format=onnx|tensorrt out=DIR batch=[1,64]``: the per-frame step as files."""
+
+    ckpt: str = "???"
+    format: str = "onnx"  # onnx | tensorrt
+    out: str | None = None  # folder; default outputs/export/<ckpt>_<sampler>
+    batch: tuple[int, ...] = (1,)  # one file per batch size (fixed shapes)
+    steps: int = 0  # 0 = the checkpoint's sampler steps
+    solver: str | None = None  # teacher only: euler | heun | ddim
+    opset: int = 17  # ONNX opset
+    device: str = "auto"  # tensorrt: the CUDA device to build on
+    dtype: str = "float32"  # tensorrt precision: float32 | float16 | bfloat16
+    check: bool = True  # onnx: compare onnxruntime against eager PyTorch on random inputs
+
+
+@dataclass
+class BenchConfig:
+    """``crcm bench CKPT``: streaming and planner latency per backend; one JSON line (+ outputs/bench/)."""
+
+    ckpt: str = "???"
+    backends: tuple[str, ...] = ()  # empty: eager, cuda_graph, compile on CUDA; eager, onnx on CPU
+    device: str = "auto"
+    dtype: str = "auto"  # CUDA weights: auto (bf16) | float32 | bfloat16 | float16; CPU is float32
+    steps: int = 0  # 0 = the checkpoint's sampler steps
+    context: int = 0  # context frames given to reset/imagine; 0 = the model's KV window
+    stream_frames: int = 32  # frames per timed streaming run
+    planner_rollouts: int = 64
+    planner_horizon: int = 16
+    max_batch: int = 64
+    warmup: int = 2  # untimed runs before the timed ones
+    repeats: int = 5  # timed runs; figures are medians
+    teacher: str | None = None  # teacher checkpoint; None: this network with an ODE sampler (labelled)
+    teacher_steps: int = 0  # 0: the teacher's own steps (16 heun when timing a student's network)
+    teacher_solver: str | None = None
+    teacher_backend: str = "best"  # backend the teacher is timed on; best = the fastest student backend
+    seed: int = 0
+    threads: int = 0  # CPU intra-op threads for torch and onnxruntime; 0 = torch's default
+    out: str | None = None  # JSON copy; default outputs/bench/<ckpt>_<sampler>_<device>.json
+
+
+# --- distillation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SCMConfig:
+    """Teacher-forcing continuous-time consistency (sCM, TrigFlow) — ``distill/tf_scm.py``."""
+
+    p_mean: float = -0.8  # training times: log tan t ~ N(p_mean, p_std²)
+    p_std: float = 1.6
+    tangent_warmup_steps: int = 200  # r ramps 0 → 1 over these steps
+    tangent_norm_c: float = 0.1  # g ← g / (‖g‖ + c)
+
+
+@dataclass
+class DCMConfig:
+    """Teacher-forcing discrete-time consistency (dCM baseline) — ``distill/tf_dcm.py``."""
+
+    p_mean: float = -0.8
+    p_std: float = 1.6
+    delta_t: float = 0.05  # teacher Euler step from t to t − Δt that defines the consistency target
+
+
+@dataclass
+class DMDConfig:
+    """Self-forcing distribution matching — ``distill/sf_dmd.py``."""
+
+    context: int = 2  # real frames the student rollout starts from (the rest of the window is generated)
+    fake_updates: int = 5  # fake-score updates per student update (two time scales)
+    fake_lr: float = 2e-4
+    t_min: float = 0.02  # DMD noise times ~ U(t_min, t_max)
+    t_max: float = 1.55
+
+
+@dataclass
+class RCMConfig:
+    """Causal-rCM = TF-sCM initialisation, then SF-DMD with the sCM loss as a regulariser."""
+
+    scm_steps: int = 300  # stage 1 length (pure TF-sCM)
+    scm_weight: float = 1.0  # λ of the sCM regulariser in stage 2
+    dmd_weight: float = 1.0
+
+
+@dataclass
+class DistillConfig:
+    """``crcm distill METHOD teacher=CKPT``: a 1–4 step student from a teacher checkpoint."""
+
+    method: str = "causal_rcm"  # causal_rcm | tf_scm | tf_dcm | sf_dmd
+    teacher: str = "???"
+    student_steps: int = 2  # sampler steps of the student (self-forcing rollouts and the saved default)
+    data: DataConfig = field(default_factory=DataConfig)  # data.path defaults to the teacher's store
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    scm: SCMConfig = field(default_factory=SCMConfig)
+    dcm: DCMConfig = field(default_factory=DCMConfig)
+    dmd: DMDConfig = field(default_factory=DMDConfig)
+    rcm: RCMConfig = field(default_factory=RCMConfig)
+
+
+@dataclass
+class QuickstartConfig:
+    """``crcm quickstart``: the README's main job on the embedded PushT default, CPU-sized."""
+
+    out: str = "outputs/quickstart"
+    episodes: int = 40
+    size: int = 64
+    seed: int = 0
+    workers: int = 2
+    min_steps: int = 60
+    max_steps: int = 100
+    teacher_steps: int = 300
+    distill_steps: int = 40
+    method: str = "causal_rcm"
+    student_eval_steps: tuple[int, ...] = (1, 2)
+    horizon: int = 8
+    device: str = "cpu"
+    progress: bool = True

@@ -17,6 +17,14 @@ SCHEMAS: dict[str, type] = {
     "data_pusht": c.PushTGenConfig,
     "data_validate": c.DataValidateConfig,
     "data_info": c.DataInfoConfig,
+    "data_import_rosbag": c.RosbagImportConfig,
+    "train_teacher": c.TeacherTrainConfig,
+    "eval": c.EvalConfig,
+    "export": c.ExportConfig,
+    "bench": c.BenchConfig,
+    "distill": c.DistillConfig,
+    "quickstart": c.QuickstartConfig,
+    "serve": c.ServeConfig,
 }
 
 
@@ -26,8 +34,13 @@ def register_configs() -> None:
         cs.store(name=f"{name}_schema", node=schema)
 
 
-def compose_config(name: str, overrides: list[str] | None = None) -> Any:
-    """Compose primary config ``name`` with Hydra overrides; returns the typed dataclass instance."""
+def compose_config(name: str, overrides: list[str] | None = None, module: str = "crcm_robotics.conf") -> Any:
+    """Compose primary config ``name`` from config package ``module`` with Hydra overrides.
+
+    Commands with presets have their own package (``crcm_robotics.conf.teacher``: ``config.yaml`` +
+    ``preset/*.yaml``) so every command's ``preset=`` picks among its own files. Returns the typed
+    dataclass instance.
+    """
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
@@ -35,6 +48,6 @@ def compose_config(name: str, overrides: list[str] | None = None) -> Any:
     register_configs()
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="crcm_robotics.conf", version_base="1.3"):
+    with initialize_config_module(config_module=module, version_base="1.3"):
         cfg = compose(config_name=name, overrides=list(overrides or []))
     return OmegaConf.to_object(cfg)

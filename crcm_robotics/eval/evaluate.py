@@ -1,0 +1,206 @@
+"""``crcm eval CKPT``: autoregressive rollouts on held-out episodes vs ground truth and a copy-last-frame baseline.
+
+For each held-out episode, windows of ``context + horizon`` frames are cut
+(``windows_per_episode`` of them, spaced through the episode). The model gets
+the ``context`` real frames (with the actions that produced them) and the
+dataset actions for the next ``horizon`` frames, and predicts them one by one
+with its KV cache. Reported per horizon step: PSNR, SSIM, and for PushT the
+pusher-position error (pusher segmented in each predicted frame vs the
+simulator's true position); the same for the copy-last-frame baseline; and
+ms/frame at the eval batch and at batch 1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crcm_robotics.config import EvalConfig, key_map_from_config
+from crcm_robotics.data.store import NormStats, TrajectoryStore
+from crcm_robotics.eval import metrics as M
+from crcm_robotics.model.checkpoint import build_model, load_checkpoint
+from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout
+from crcm_robotics.model.tokenizer import PixelCodec
+
+
+def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None = None) -> SamplerSpec:
+    """The checkpoint's sampler, with ``steps``/``solver`` overridden when given."""
+    s = meta.get("sampler") or {"kind": "ode", "steps": 16, "solver": "heun"}
+    kind = s["kind"]
+    return SamplerSpec(kind, steps or int(s["steps"]), solver or s.get("solver", "heun"))  # type: ignore[arg-type]
+
+
+def resolve_device(pref: str) -> torch.device:
+    if pref == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(pref)
+
+
+@dataclass
+class EvalWindows:
+    frames: np.ndarray  # uint8 [N, K+H, H, W, 3]
+    actions: np.ndarray  # float32 [N, K+H, A'] producing actions, normalized
+    agent_px: np.ndarray | None  # [N, K+H, 2] true pusher pixel position (PushT only)
+    episodes: list[int]
+
+
+def cut_windows(store: TrajectoryStore, episodes: list[int], length: int, frame_skip: int, per_episode: int,
+                norm: NormStats) -> EvalWindows:
+    """Windows of ``length`` frames (spaced through each episode), their producing actions and pusher positions."""
+    k = frame_skip
+    frames, actions, agents, used = [], [], [], []
+    pusht = "pusht" in store.attrs
+    h, w = store.image_shape[:2]
+    for e in episodes:
+        a, b = store.episode_bounds(e)
+        first, last = a + k, b - 1 - (length - 1) * k  # first: its k producing commands exist
+        if last < first:
+            continue
+        starts = np.unique(np.linspace(first, last, per_episode).round().astype(int)) if per_episode > 1 else [first]
+        ep_actions = store.action(a, b)
+        ep_state = store.state(a, b) if pusht else None
+        for s in starts:
+            idx = s + k * np.arange(length)
+            frames.append(store.frames(int(idx[0]), int(idx[-1]) + 1, k))
+            prod = np.stack([ep_actions[i - a - k : i - a].reshape(-1) for i in idx])
+            actions.append(norm.normalize(prod))
+            if ep_state is not None:
+                agents.append(M.pusht_state_to_pixels(ep_state[idx - a, :2], (h, w),
+                                                      float(store.attrs["pusht"].get("workspace", 512.0))))
+            used.append(e)
+    if not frames:
+        raise ValueError(
+            f"no held-out episode of {store.path} has {length * k + k} frames for context+horizon={length}"
+        )
+    return EvalWindows(np.stack(frames), np.stack(actions), np.stack(agents) if agents else None, used)
+
+
+@torch.no_grad()
+def predict(model, codec: PixelCodec, spec: SamplerSpec, frames: np.ndarray, actions: np.ndarray, context: int,
+            device: torch.device, seed: int) -> np.ndarray:
+    """uint8 predictions [N, H, ...] for windows [N, K+H, ...] given their first ``context`` frames."""
+    x = codec.encode(torch.from_numpy(frames[:, :context]).to(device))
+    a = torch.from_numpy(actions).to(device)
+    cache = model.new_cache(len(frames), device)
+    encode_context(model, cache, x, a[:, :context])
+    gen = torch.Generator(device=device).manual_seed(seed)
+    pred = rollout(model, cache, a[:, context:], spec, x[:, context - 1 : context], generator=gen,
+                   project=codec.quantize)
+    return codec.decode(pred).cpu().numpy()
+
+
+def time_per_frame(model, codec, spec, windows: EvalWindows, context: int, device, batch: int, frames: int) -> float:
+    """Median ms per predicted frame over 3 timed rollouts of ``frames`` frames at ``batch`` (after a warm-up)."""
+    n = min(batch, len(windows.frames))
+    f = windows.frames[:n, : context + frames]
+    a = windows.actions[:n, : context + frames]
+    times = []
+    for i in range(4):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        predict(model, codec, spec, f, a, context, device, seed=i)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append((time.perf_counter() - t0) * 1000 / frames)
+    return float(np.median(times))
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    device = resolve_device(cfg.device)
+    ckpt = load_checkpoint(cfg.ckpt)
+    model = build_model(ckpt, device)
+    spec = sampler_from_meta(ckpt.meta, cfg.steps, cfg.solver)
+    codec = PixelCodec(model.cfg.sigma_data)
+    data_path = cfg.data.path or ckpt.meta.get("data_path")
+    if not data_path:
+        raise ValueError("give data.path=STORE: the checkpoint does not name its training store")
+    store = TrajectoryStore(data_path, key_map_from_config(cfg.data.key_map, data_path))
+    same_store = store.content_hash() == ckpt.meta.get("data_hash")
+    held_out = list(ckpt.meta["split"]["val"]) if same_store else list(range(store.num_episodes))
+    if not held_out:
+        raise ValueError(f"checkpoint {cfg.ckpt} held out no episodes of {data_path} (data.val_fraction was 0)")
+    if cfg.episodes > 0:
+        held_out = held_out[: cfg.episodes]
+    frame_skip = int(ckpt.meta.get("frame_skip", 1))
+    norm = NormStats.from_dict(ckpt.stats["action"])
+    if cfg.context > model.cfg.cache_frames:
+        raise ValueError(f"context={cfg.context} exceeds the model's {model.cfg.cache_frames}-frame KV cache")
+    win = cut_windows(store, held_out, cfg.context + cfg.horizon, frame_skip, cfg.windows_per_episode, norm)
+
+    preds = []
+    t0 = time.perf_counter()
+    for i in range(0, len(win.frames), cfg.batch_size):
+        preds.append(predict(model, codec, spec, win.frames[i : i + cfg.batch_size],
+                             win.actions[i : i + cfg.batch_size], cfg.context, device, cfg.seed + i))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    pred = np.concatenate(preds)  # [N, H, h, w, 3]
+    real = win.frames[:, cfg.context :]
+    copy_last = np.repeat(win.frames[:, cfg.context - 1 : cfg.context], cfg.horizon, axis=1)
+
+    def scores(p: np.ndarray) -> dict[str, Any]:
+        pt, rt = torch.from_numpy(p), torch.from_numpy(real)
+        ps, ss = M.psnr(pt, rt).mean(0), M.ssim(pt, rt).mean(0)
+        out: dict[str, Any] = {"psnr": [round(float(v), 3) for v in ps], "ssim": [round(float(v), 4) for v in ss],
+                               "psnr_mean": round(float(ps.mean()), 3), "ssim_mean": round(float(ss.mean()), 4)}
+        if win.agent_px is not None:
+            err, found = M.agent_position_error(p, win.agent_px[:, cfg.context :])
+            out["agent_err_px"] = [round(float(v), 3) for v in err.mean(0)]
+            out["agent_err_mean"] = round(float(err.mean()), 3)
+            out["agent_detected"] = round(float(found.mean()), 4)
+        return out
+
+    result: dict[str, Any] = {
+        "checkpoint": str(cfg.ckpt), "kind": ckpt.meta.get("kind", "?"), "method": ckpt.meta.get("method"),
+        "sampler": {"kind": spec.kind, "steps": spec.steps, "solver": spec.solver if spec.kind == "ode" else None},
+        "network_passes_per_frame": spec.network_passes, "horizon": cfg.horizon, "context": cfg.context,
+        "episodes": len(set(win.episodes)), "rollouts": len(win.frames), "held_out_split": same_store,
+        **scores(pred),
+        "ms_per_frame": round(wall * 1000 / cfg.horizon / max(1, -(-len(win.frames) // cfg.batch_size)), 3),
+        "eval_batch": min(cfg.batch_size, len(win.frames)),
+    }
+    if cfg.time_batch1:
+        result["ms_per_frame_batch1"] = round(time_per_frame(model, codec, spec, win, cfg.context, device, 1,
+                                                             min(cfg.horizon, 8)), 3)
+    result["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    result["baseline_copy_last"] = scores(copy_last)
+    if cfg.report:
+        out = Path(cfg.out or Path("outputs") / "eval" / f"{Path(cfg.ckpt).name}_{spec.kind}{spec.steps}_h{cfg.horizon}")
+        result["report"] = str(write_report(out, result, win.frames, pred, copy_last, cfg.context))
+    return result
+
+
+def write_report(out: Path, result: dict[str, Any], frames: np.ndarray, pred: np.ndarray, copy_last: np.ndarray,
+                 context: int) -> Path:
+    """PNG strips (real / predicted per rollout), a GIF, PSNR- and agent-error-vs-horizon plots, the JSON."""
+    from crcm_robotics.eval.report import grid, line_plot, save_gif, save_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    n = min(4, len(frames))
+    horizon = pred.shape[1]
+    show = np.unique(np.linspace(0, horizon - 1, min(horizon, 16)).round().astype(int))
+    rows = []
+    for i in range(n):
+        rows += [frames[i, context:][show], pred[i][show]]
+    save_png(grid(rows, scale=2), out / "strips.png")
+    full_pred = np.concatenate([frames[:n, :context], pred[:n]], axis=1)
+    gif = np.concatenate([np.concatenate([frames[:n], full_pred], axis=2)[i] for i in range(n)], axis=2)
+    every = max(1, -(-gif.shape[0] // 48))  # long rollouts: at most ~48 GIF frames
+    save_gif(gif[::every], out / "rollout.gif", fps=10.0 / every, scale=2)
+    base = result["baseline_copy_last"]
+    line_plot({"model": result["psnr"], "copy last frame": base["psnr"]}, out / "psnr_vs_horizon.png",
+              "horizon step", "PSNR (dB)", f"{result['kind']} {result['sampler']['kind']}×{result['sampler']['steps']}")
+    if "agent_err_px" in result:
+        line_plot({"model": result["agent_err_px"], "copy last frame": base["agent_err_px"]},
+                  out / "agent_error_vs_horizon.png", "horizon step", "pusher position error (px)")
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+    return out

@@ -1,0 +1,176 @@
+"""Autoregressive rollout with the KV cache: one implementation for inference and self-forcing training.
+
+Per frame: draw noise, denoise it given the cache (teacher: N-step PF-ODE;
+student: a few consistency jumps with re-noising), then run the clean frame
+once through the network with ``write_cache=True`` so later frames see it.
+
+Noise is passed in explicitly (``[S, B, 1, C, H, W]``, S = draws per frame) so
+the same function can be captured in a CUDA graph or exported to ONNX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from crcm_robotics.model import trigflow as tf
+from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.kv_cache import KVCache
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """How to denoise one frame: ``ode`` (teacher, ``solver`` over N steps) or ``consistency`` (student).
+
+    Teacher time grids start at t = atan(80) (EDM σ_max = 80, where x_t is noise to 1e-4) and use
+    Karras spacing; a 1-step ``ddim`` teacher returns its x0 estimate from pure noise.
+    """
+
+    kind: Literal["ode", "consistency"]
+    steps: int
+    solver: Literal["euler", "heun", "ddim"] = "heun"
+
+    def times(self) -> list[float]:
+        if self.kind == "ode":
+            return tf.teacher_time_grid(self.steps)
+        return tf.student_time_grid(self.steps)
+
+    @property
+    def noise_draws(self) -> int:
+        return 1 if self.kind == "ode" else self.steps
+
+    @property
+    def network_passes(self) -> int:
+        """Network evaluations per frame, the cache write included."""
+        if self.kind == "consistency":
+            return self.steps + 1
+        per_step = 2 if self.solver == "heun" else 1
+        return per_step * self.steps - (1 if self.solver == "heun" else 0) + 1
+
+
+def frame_f(model: CausalDiT, x_t: torch.Tensor, t: torch.Tensor, action: torch.Tensor, prev: torch.Tensor,
+            cache: KVCache | None = None) -> torch.Tensor:
+    """TrigFlow F of noisy frames x_t [B, F, C, H, W] at times t [B, F] given the cache.
+
+    ``prev`` [B, F, C, H, W] is each frame's previous clean frame; with
+    ``model.cfg.residual`` the network diffuses the change from it.
+    """
+    if not model.cfg.residual:
+        return model(x_t, t, action, cache=cache)
+    g = model(tf.residual_input(x_t, t, prev), t, action, cache=cache)
+    return tf.residual_output(g, t, prev)
+
+
+def encode_context(model: CausalDiT, cache: KVCache, x_ctx: torch.Tensor, a_ctx: torch.Tensor) -> None:
+    """Write clean context frames x_ctx [B, K, C, H, W] (with their actions [B, K, A]) into the cache."""
+    b, k = x_ctx.shape[:2]
+    if k > cache.window:
+        raise ValueError(f"{k} context frames exceed the model's {cache.window}-frame KV cache")
+    t = torch.zeros(b, k, device=x_ctx.device, dtype=x_ctx.dtype)
+    model(x_ctx, t, a_ctx, cache=cache, write_cache=True)
+
+
+def denoise_frame(
+    model: CausalDiT,
+    cache: KVCache,
+    action: torch.Tensor,  # [B, 1, A]
+    noise: torch.Tensor,  # [S, B, 1, C, H, W]
+    spec: SamplerSpec,
+    prev: torch.Tensor,  # [B, 1, C, H, W] the last clean frame (context or generated)
+    exit_step: int | None = None,
+    grad_exit_only: bool = False,
+) -> torch.Tensor:
+    """Denoise one frame given the cache; returns x0 [B, 1, C, H, W].
+
+    ``exit_step`` (consistency only) stops after that step and returns its x0
+    estimate; with ``grad_exit_only`` the steps before it run without autograd
+    (self-forcing trains through the exit step alone).
+    """
+    times = spec.times()
+    b = action.shape[0]
+
+    def f_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return frame_f(model, x, t.reshape(b, 1), action, prev, cache)
+
+    if spec.kind == "ode":
+        if exit_step is not None:
+            raise ValueError("exit_step applies to consistency sampling only")
+        return tf.ode_sample(f_fn, noise[0], times, spec.solver)
+
+    last = spec.steps - 1 if exit_step is None else exit_step
+    if not 0 <= last < spec.steps:
+        raise ValueError(f"exit_step {exit_step} outside 0..{spec.steps - 1}")
+    x = noise[0]  # x at t = π/2 is pure noise
+    x0 = x
+    for j in range(last + 1):
+        t = torch.full((b,), times[j], device=x.device, dtype=x.dtype)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not (grad_exit_only and j < last)):
+            x0 = tf.x0_from_f(x, f_fn(x, t), t)
+        if j < last:
+            t_next = torch.full((b,), times[j + 1], device=x.device, dtype=x.dtype)
+            x = tf.add_noise(x0.detach() if grad_exit_only else x0, noise[j + 1], t_next)
+    return x0
+
+
+def write_frame(model: CausalDiT, cache: KVCache, x0: torch.Tensor, action: torch.Tensor) -> None:
+    """Run a clean frame [B, 1, C, H, W] through the network once to store its keys/values."""
+    model(x0, torch.zeros(x0.shape[0], 1, device=x0.device, dtype=x0.dtype), action, cache=cache, write_cache=True)
+
+
+def predict_next_frame(
+    model: CausalDiT, cache: KVCache, action: torch.Tensor, noise: torch.Tensor, spec: SamplerSpec,
+    prev: torch.Tensor,
+) -> torch.Tensor:
+    """The per-frame step of every runtime backend: denoise, then write the clean frame to the cache."""
+    x0 = denoise_frame(model, cache, action, noise, spec, prev)
+    write_frame(model, cache, x0, action)
+    return x0
+
+
+def draw_noise(
+    spec: SamplerSpec, shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str
+) -> torch.Tensor:
+    """Noise for one frame: [S, *shape] with S = spec.noise_draws."""
+    return torch.randn(spec.noise_draws, *shape, generator=generator, device=device)
+
+
+def rollout(
+    model: CausalDiT,
+    cache: KVCache,
+    actions: torch.Tensor,  # [B, H, A] normalized actions producing each future frame
+    spec: SamplerSpec,
+    prev: torch.Tensor,  # [B, 1, C, H, W] the last context frame
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,  # [H, S, B, 1, C, H, W] to replay exact noise
+    exit_steps: Sequence[int] | None = None,
+    grad_exit_only: bool = False,
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Generate ``H`` frames autoregressively; returns x0 [B, H, C, H, W] (unit space).
+
+    Inference calls it under ``torch.no_grad``; self-forcing calls it with
+    ``exit_steps`` (one per frame) and ``grad_exit_only=True`` so gradients flow
+    only through each frame's exit step, while the cache always receives the
+    detached clean frame. ``project`` (e.g. ``PixelCodec.quantize``) maps each
+    generated frame to what the history should hold — the emitted image — before
+    it is cached and used as the next frame's previous frame (and, outside
+    training, returned).
+    """
+    b, horizon = actions.shape[:2]
+    cfg = model.cfg
+    frame_shape = (b, 1, cfg.channels, cfg.height, cfg.width)
+    out = []
+    for i in range(horizon):
+        a = actions[:, i : i + 1]
+        n = noise[i] if noise is not None else draw_noise(spec, frame_shape, generator, actions.device)
+        exit_step = None if exit_steps is None else int(exit_steps[i])
+        x0 = denoise_frame(model, cache, a, n, spec, prev, exit_step, grad_exit_only)
+        history = x0.detach() if project is None else project(x0.detach())
+        with torch.no_grad():
+            write_frame(model, cache, history, a)
+        prev = history
+        out.append(x0 if x0.requires_grad else history)
+    return torch.cat(out, dim=1)

@@ -1,0 +1,73 @@
+"""What every training run sets up the same way: device/DDP, data split, batches, stats, seeds."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from crcm_robotics.config import ConfigError, DataConfig, ModelConfig, TrainLoopConfig, to_dict
+from crcm_robotics.model.tokenizer import PixelCodec
+from distill.batches import MemoryWindows, Split, frame_skip_stats, load_split
+from distill.trainer import DistEnv, setup_distributed
+
+
+@dataclass
+class RunContext:
+    env: DistEnv
+    device: torch.device
+    split: Split
+    windows: MemoryWindows
+    val_windows: MemoryWindows | None
+    model_cfg: ModelConfig  # with image size / action_dim taken from the data
+    stats: dict[str, Any]
+    data_hash: str
+    batch_size: int  # per rank
+
+    def sampler(self, seed: int):
+        """step -> batch, a pure function of (seed, step, rank)."""
+        return lambda step: self.windows.sample(self.batch_size, seed, step, self.env.rank)
+
+    def preview_batch(self, n: int = 2) -> dict[str, torch.Tensor]:
+        src = self.val_windows or self.windows
+        idx = torch.linspace(0, len(src) - 1, n).round().long().to(src.starts.device)
+        return src.window(src.starts[idx])
+
+    def base_meta(self, data_cfg: DataConfig) -> dict[str, Any]:
+        return {"data_path": data_cfg.path, "data_hash": self.data_hash, "split": dataclasses.asdict(self.split),
+                "window": data_cfg.window, "frame_skip": data_cfg.frame_skip}
+
+
+def build_context(data: DataConfig, model: ModelConfig, loop: TrainLoopConfig, batch_size: int) -> RunContext:
+    if not data.path:
+        raise ConfigError("data.path=STORE is required (a trajectory store, e.g. from `crcm data pusht`)")
+    env, device = setup_distributed(loop.device)
+    torch.manual_seed(loop.seed)
+    np.random.seed(loop.seed)
+    store, split, action_stats = load_split(data)
+    h, w, _ = store.image_shape
+    model_cfg = dataclasses.replace(model, height=h, width=w, action_dim=store.action_dim * data.frame_skip)
+    model_cfg.validate()
+    if model_cfg.cache_frames > data.window - 1:
+        raise ConfigError(
+            f"model.cache_frames={model_cfg.cache_frames} exceeds the {data.window - 1} frames of history a "
+            f"training window of data.window={data.window} shows; inference would meet unseen time offsets"
+        )
+    codec = PixelCodec(model_cfg.sigma_data)
+    windows = MemoryWindows(data, split.train, action_stats, codec, device, store)
+    val = MemoryWindows(data, split.val, action_stats, codec, device, store) if split.val else None
+    stats = {"action": frame_skip_stats(action_stats, data.frame_skip), "store_action": action_stats.to_dict()}
+    if env.world > 1 and batch_size % env.world:
+        raise ValueError(f"optim.batch_size {batch_size} is not divisible by the {env.world} DDP ranks")
+    return RunContext(env, device, split, windows, val, model_cfg, stats, store.content_hash(),
+                      batch_size // env.world)
+
+
+def resolved_config(cfg: Any, model_cfg: ModelConfig) -> dict[str, Any]:
+    """The run's config as plain data, with the model section as actually built."""
+    d = to_dict(cfg)
+    d["model"] = to_dict(model_cfg)
+    return d

@@ -1,0 +1,121 @@
+"""Teacher objective: TrigFlow F-prediction with diffusion forcing in the teacher-forcing layout.
+
+Every noisy frame gets its own time t_i (log-normal σ), sees the clean frames
+before it (the KV-cache view it will have at inference) and regresses
+``F* = cos t·ε − sin t·x0``. Clean context frames may be lightly noised
+(``context_noise_prob``) so long rollouts tolerate their own small errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from crcm_robotics.config import TeacherObjectiveConfig, TeacherTrainConfig
+from crcm_robotics.model import trigflow as tf
+from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout
+from crcm_robotics.model.tokenizer import PixelCodec
+from distill.layout import tf_forward
+
+
+def denoising_loss(
+    net: nn.Module, x0: torch.Tensor, x_prev: torch.Tensor, action: torch.Tensor, cfg: TeacherObjectiveConfig,
+    frame_weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """F-prediction MSE of every frame of x0 [B, T, C, H, W] in the teacher-forcing layout.
+
+    Shared by the teacher and SF-DMD's fake score; ``frame_weight`` [T] selects
+    which frames count (the fake score learns only the generated ones).
+    """
+    b, t = x0.shape[:2]
+    dev = x0.device
+    times = tf.sample_time_lognormal((b, t), cfg.p_mean, cfg.p_std, device=dev)
+    eps = torch.randn_like(x0)
+    x_t = tf.add_noise(x0, eps, times)
+    t_clean = torch.zeros(b, t, device=dev)
+    x_clean = x0
+    if cfg.context_noise_prob > 0:
+        # Corrupt the clean context (and, consistently, each frame's previous frame): the model learns to
+        # repair imperfect history, as its own rollouts will feed it. Labeled: the corruption's time is the
+        # frame's conditioning; unlabeled: the frame still claims t = 0, as generated frames do at inference.
+        seq = torch.cat([x_prev[:, :1], x0], dim=1)  # [B, T+1]: the window's leading frame is frame 0's prev
+        pick = torch.rand(b, t + 1, device=dev) < cfg.context_noise_prob
+        t_ctx = torch.rand(b, t + 1, device=dev) * cfg.context_noise_t * pick
+        seq = tf.add_noise(seq, torch.randn_like(seq), t_ctx)
+        x_clean, x_prev = seq[:, 1:], seq[:, :-1]
+        if cfg.context_noise_labeled:
+            t_clean = t_ctx[:, 1:]
+    f_pred = tf_forward(net, x_clean, t_clean, x_t, times, action, x_prev)
+    per_frame = ((f_pred.float() - tf.target_f(x0, eps, times)) ** 2).mean(dim=(0, 2, 3, 4))  # [T]
+    w = torch.ones(t, device=dev) if frame_weight is None else frame_weight
+    loss = (per_frame * w).sum() / w.sum()
+    pf = per_frame.detach()
+    return loss, {"mse_first": float(pf[0]), "mse_rest": float(pf[1:].mean()) if t > 1 else float(pf[0])}
+
+
+class TeacherDiffusion:
+    name = "teacher"
+
+    def __init__(self, model: CausalDiT, cfg: TeacherObjectiveConfig):
+        self.student = model  # the network being trained (the trainer's name for it)
+        self.cfg = cfg
+        self.codec = PixelCodec(model.cfg.sigma_data)
+
+    def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return denoising_loss(self.student, batch["x"], batch["x_prev"], batch["action"], self.cfg)
+
+    def before_step(self, sample, step: int) -> dict[str, float]:
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def sampler_spec(self) -> SamplerSpec:
+        return SamplerSpec("ode", self.cfg.eval_steps, self.cfg.eval_solver)  # type: ignore[arg-type]
+
+    def meta(self) -> dict[str, Any]:
+        spec = self.sampler_spec()
+        return {"kind": "teacher", "sampler": {"kind": spec.kind, "steps": spec.steps, "solver": spec.solver}}
+
+    def preview(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        return preview_rollout(net, self.codec, batch, self.sampler_spec())
+
+
+def preview_rollout(net: CausalDiT, codec: PixelCodec, batch: dict[str, torch.Tensor], spec: SamplerSpec,
+                    context: int = 2) -> np.ndarray:
+    """GIF frames: real (top) over predicted (bottom), for each window in the batch side by side."""
+    x, action = batch["x"], batch["action"]
+    b, t = x.shape[:2]
+    cache = net.new_cache(b, x.device)
+    encode_context(net, cache, x[:, :context].float(), action[:, :context].float())
+    gen = torch.Generator(device=x.device).manual_seed(0)
+    pred = rollout(net, cache, action[:, context:].float(), spec, x[:, context - 1 : context].float(), generator=gen,
+                   project=codec.quantize)
+    real = codec.decode(x).cpu().numpy()  # [B, T, H, W, 3]
+    fake = np.concatenate([real[:, :context], codec.decode(pred).cpu().numpy()], axis=1)
+    pair = np.concatenate([real, fake], axis=2)  # stack vertically: [B, T, 2H, W, 3]
+    return np.concatenate(list(pair), axis=2)  # windows side by side: [T, 2H, B*W, 3]
+
+
+def train_teacher(cfg: TeacherTrainConfig):
+    from distill.context import build_context, resolved_config
+    from distill.trainer import Trainer
+
+    ctx = build_context(cfg.data, cfg.model, cfg.train, cfg.optim.batch_size)
+    torch.manual_seed(cfg.train.seed)
+    model = CausalDiT(ctx.model_cfg).to(ctx.device)
+    if cfg.train.compile:
+        model.compile()
+    method = TeacherDiffusion(model, cfg.objective)
+    trainer = Trainer(
+        method, ctx.sampler(cfg.train.seed), cfg.train, cfg.optim, resolved_config(cfg, ctx.model_cfg), ctx.stats,
+        ctx.base_meta(cfg.data), ctx.env, ctx.device, preview_batch=ctx.preview_batch() if ctx.env.main else None,
+    )
+    return trainer.run()

@@ -1,0 +1,260 @@
+"""The one training loop (STYLE §4): optimizer, warm-up, grad clip, EMA, bf16 autocast, checkpoints,
+exact resume, progress bar, preview GIFs and data-parallel training (``torchrun``; NCCL on GPU,
+gloo on CPU).
+
+An objective plugs in as a :class:`Method`: it owns the network being trained
+(``student``), returns ``loss(batch, step) -> (loss, metrics)``, and may run
+its own auxiliary updates (a fake-score critic) in ``before_step``.
+
+Data parallelism averages gradients with one all-reduce per parameter after
+``backward`` (what DDP does, without its bucketing): objectives here call the
+network many times per step (self-forcing rollouts, forward-mode JVPs), which
+DDP's wrapper does not allow, and methods reuse :func:`sync_grads` for their
+own auxiliary networks.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from crcm_robotics.config import OptimConfig, TrainLoopConfig
+from crcm_robotics.model.checkpoint import load_train_state, save_checkpoint
+
+
+class Method(Protocol):
+    name: str
+    student: nn.Module  # trained, EMA-averaged and saved
+
+    def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def before_step(self, sample: Callable[[int], dict[str, torch.Tensor]], step: int) -> dict[str, float]: ...
+
+    def extra_state(self) -> dict[str, Any]: ...
+
+    def load_extra_state(self, state: dict[str, Any]) -> None: ...
+
+    def preview(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray: ...
+
+    def meta(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class DistEnv:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_pref: str) -> tuple[DistEnv, torch.device]:
+    """Init torch.distributed when launched by torchrun; pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    env = DistEnv(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    use_cuda = torch.cuda.is_available() and device_pref in ("auto", "cuda") or device_pref.startswith("cuda:")
+    if device_pref.startswith("cuda:"):
+        device = torch.device(device_pref)
+    elif use_cuda:
+        device = torch.device("cuda", env.local_rank)
+    else:
+        device = torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return env, device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16}[precision]
+
+
+def sync_grads(module: nn.Module) -> None:
+    """Average gradients over data-parallel ranks (no-op when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    world = dist.get_world_size()
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
+
+
+def broadcast_params(module: nn.Module) -> None:
+    """Make every rank start from rank 0's weights."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+def check_ranks_agree(module: nn.Module) -> None:
+    """Raise if data-parallel ranks ended with different weights (a broken all-reduce would show here)."""
+    total = torch.stack([p.detach().double().sum() for p in module.parameters()]).sum().reshape(1)
+    gathered = [torch.zeros_like(total) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, total)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError(f"data-parallel ranks diverged: parameter sums {[float(g) for g in gathered]}")
+
+
+class EMA:
+    """Exponential moving average of a module's parameters (float32), warm-started."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(module).float().eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for e, p in zip(self.module.parameters(), module.parameters()):
+            e.lerp_(p.detach().float(), 1 - d)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    seconds: float
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(
+        self,
+        method: Method,
+        sample: Callable[[int], dict[str, torch.Tensor]],  # step -> batch (pure function of the step)
+        loop: TrainLoopConfig,
+        optim: OptimConfig,
+        config_dict: dict[str, Any],
+        stats: dict[str, Any],
+        meta: dict[str, Any],
+        env: DistEnv,
+        device: torch.device,
+        preview_batch: dict[str, torch.Tensor] | None = None,
+    ):
+        self.method, self.sample, self.loop, self.optim_cfg = method, sample, loop, optim
+        self.config_dict, self.stats, self.base_meta = config_dict, stats, meta
+        self.env, self.device = env, device
+        self.preview_batch = preview_batch
+        self.out = Path(loop.out)
+        self.amp = autocast_dtype(loop.precision, device)
+        student = method.student
+        self.opt = torch.optim.AdamW(
+            [p for p in student.parameters() if p.requires_grad], lr=optim.lr, betas=tuple(optim.betas),
+            weight_decay=optim.weight_decay,
+        )
+        warm = max(optim.warmup_steps, 1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
+        self.start_step = 0
+        broadcast_params(student)
+        self.ema = EMA(student, optim.ema_decay)
+        if loop.resume:
+            self._resume(loop.resume)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _resume(self, path: str) -> None:
+        state = load_train_state(path)
+        self.method.student.load_state_dict(state["student"])
+        self.ema.module.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.method.load_extra_state(state.get("method", {}))
+        self.start_step = int(state["step"])
+
+    def save(self, step: int, metrics: dict[str, float], seconds: float) -> Path | None:
+        if not self.env.main:
+            return None
+        meta = {**self.base_meta, **self.method.meta(), "step": step, "train_seconds": round(seconds, 1),
+                "last_metrics": metrics}
+        train_state = {
+            "student": self.method.student.state_dict(),
+            "ema": self.ema.module.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "method": self.method.extra_state(),
+            "step": step,
+        }
+        dtype = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[self.loop.save_dtype]
+        return save_checkpoint(self.out, self.ema.module.state_dict(), self.config_dict, self.stats, meta,
+                               dtype=dtype, train_state=train_state)
+
+    def _preview(self, step: int) -> None:
+        if not self.env.main or self.preview_batch is None:
+            return
+        from crcm_robotics.eval.report import save_gif
+
+        with torch.no_grad():
+            frames = self.method.preview(self.ema.module, self.preview_batch)
+        save_gif(frames, self.out.with_name(self.out.name + "_samples") / f"step_{step:06d}.gif", scale=2)
+
+    # -- loop --------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        from tqdm import tqdm
+
+        student = self.method.student
+        log_path = self.out.with_name(self.out.name + "_log.jsonl")
+        if self.env.main:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        metrics: dict[str, float] = {}
+        bar = tqdm(range(self.start_step, self.loop.steps), initial=self.start_step, total=self.loop.steps,
+                   desc=self.method.name, disable=not (self.loop.progress and self.env.main), smoothing=0.05)
+        step = self.start_step
+        for step in bar:
+            student.train()
+            # All randomness of a step (noise, times, rollouts) is a function of (seed, step, rank): resuming
+            # at step n replays exactly what an uninterrupted run does from there.
+            torch.manual_seed((self.loop.seed * 1_000_003 + step) * 64 + self.env.rank)
+            aux = self.method.before_step(self.sample, step)
+            batch = self.sample(step)
+            with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                loss, metrics = self.method.loss(batch, step)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{self.method.name}: loss is {loss.item()} at step {step}")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            sync_grads(student)
+            grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), self.optim_cfg.grad_clip)
+            self.opt.step()
+            self.sched.step()
+            self.ema.update(student, step)
+            metrics = {**metrics, **aux, "loss": float(loss.detach()), "grad_norm": float(grad_norm),
+                       "lr": self.sched.get_last_lr()[0]}
+            done = step + 1
+            if self.env.main and (done % self.loop.log_every == 0 or done == self.loop.steps):
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+                with log_path.open("a") as f:
+                    f.write(json.dumps({"step": done, "seconds": round(time.perf_counter() - t0, 2), **metrics}) + "\n")
+            if self.loop.sample_every and done % self.loop.sample_every == 0:
+                self._preview(done)
+            if self.loop.ckpt_every and done % self.loop.ckpt_every == 0 and done < self.loop.steps:
+                self.save(done, metrics, time.perf_counter() - t0)
+            if self.loop.max_minutes > 0 and time.perf_counter() - t0 > 60 * self.loop.max_minutes:
+                if self.env.main:
+                    bar.write(f"{self.method.name}: time budget of {self.loop.max_minutes} min spent at step {done}")
+                break
+        bar.close()
+        done = step + 1 if self.loop.steps > self.start_step else self.start_step
+        seconds = time.perf_counter() - t0
+        self.save(done, metrics, seconds)
+        self._preview(done)
+        if self.env.world > 1:
+            check_ranks_agree(student)
+        return TrainResult(self.out, done, seconds, metrics)
+

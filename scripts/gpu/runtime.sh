@@ -1,0 +1,41 @@
+# GPU run for the runtime issue (5): GPU-marked runtime/export tests, then `crcm bench` JSON lines.
+# Usage (device tool, carry .whl):  bash scripts/gpu/runtime.sh
+# Env: CKPT    student checkpoint on the machine; default: a `small`-sized network with random weights,
+#              saved here as a 2-step student (latency does not depend on the weights' values)
+#      TEACHER teacher checkpoint for teacher-vs-student (default: CKPT's network with a 16-step Heun ODE)
+#      BACKENDS bench backends (default [eager,cuda_graph,compile]); TESTS=0 skips pytest
+# DRY=1 rehearses on the CPU (tiny network, backends [eager,cuda_graph], few repeats).
+source scripts/gpu/setup.sh
+set -o pipefail
+if [ -z "${CKPT:-}" ]; then
+  CKPT=outputs/runtime_small_random
+  $PY - "$CKPT" "${DRY:-}" <<'PY'
+import sys
+import numpy as np
+from crcm_robotics.config import ModelConfig, to_dict
+from crcm_robotics.model.checkpoint import save_checkpoint
+from crcm_robotics.model.dit import CausalDiT
+out, dry = sys.argv[1], bool(sys.argv[2])
+small = dict(height=64, width=64, patch=8, dim=320, depth=8, heads=5, cache_frames=4, action_dim=2)
+tiny = dict(height=32, width=32, patch=8, dim=64, depth=2, heads=2, cache_frames=3, action_dim=2)
+cfg = ModelConfig(**(tiny if dry else small))
+stats = {"action": {"mean": [256.0, 256.0], "std": [100.0, 100.0], "min": [0.0, 0.0], "max": [512.0, 512.0]}}
+meta = {"kind": "student", "sampler": {"kind": "consistency", "steps": 2}, "note": "random weights, latency only"}
+save_checkpoint(out, CausalDiT(cfg).state_dict(), {"model": to_dict(cfg)}, stats, meta)
+print("saved", out, cfg)
+PY
+fi
+if [ -n "${DRY:-}" ]; then
+  BACKENDS=${BACKENDS:-[eager,cuda_graph]}; REP="warmup=1 repeats=2 stream_frames=8 planner_rollouts=8 planner_horizon=4"
+else
+  BACKENDS=${BACKENDS:-[eager,cuda_graph,compile]}; REP=""
+fi
+TEACH=${TEACHER:+teacher=$TEACHER}
+{
+if [ "${TESTS:-1}" = 1 ]; then $PY -m pytest -q -m gpu tests/test_runtime.py tests/test_export.py -rs || true; fi
+crcm bench "$CKPT" steps=2 backends="$BACKENDS" $TEACH $REP out="$OUT/bench_steps2.json"
+# torch.compile costs minutes per batch size on a cold cache: the other runs skip it
+crcm bench "$CKPT" steps=1 backends=[eager,cuda_graph] $TEACH $REP out="$OUT/bench_steps1.json"
+crcm bench "$CKPT" steps=2 backends=[eager,cuda_graph] dtype=float32 $REP out="$OUT/bench_steps2_fp32.json"
+} 2>&1 | tee "$OUT/runtime_run.log"
+ls -la "$OUT"

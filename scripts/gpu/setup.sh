@@ -1,0 +1,17 @@
+# Sourced at the start of every GPU (device tool) command: install the carried wheels, set paths.
+# The device image has torch/numpy/opencv/msgpack but not zarr, hydra or the PushT simulator.
+# DRY=1 runs the same script here on the CPU with the project's .venv (a rehearsal before spending GPU time).
+set -euo pipefail
+if [ -n "${DRY:-}" ]; then
+  PY=.venv/bin/python
+else
+  PY=python3
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+export TQDM_MININTERVAL=20 SDL_VIDEODRIVER=dummy PYTHONUNBUFFERED=1 PYTHONWARNINGS="ignore::UserWarning:pygame.pkgdata"
+OUT=${OUT:-outputs/device_out}
+mkdir -p "$OUT" outputs
+crcm() { $PY -m crcm_robotics.cli "$@"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
