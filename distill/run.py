@@ -1,0 +1,59 @@
+"""``crcm distill METHOD teacher=CKPT``: build teacher, student (initialised from the teacher) and method; train."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from crcm_robotics.config import ConfigError, DistillConfig, TeacherObjectiveConfig, from_dict
+from crcm_robotics.model.checkpoint import build_model, load_checkpoint
+from crcm_robotics.model.dit import CausalDiT
+from distill.causal_rcm import CausalRCM
+from distill.context import build_context, resolved_config
+from distill.sf_dmd import SFDMD
+from distill.student import StudentMethod
+from distill.tf_dcm import TFdCM
+from distill.tf_scm import TFsCM
+from distill.trainer import Trainer, autocast_dtype
+
+METHODS = ("causal_rcm", "tf_scm", "tf_dcm", "sf_dmd")
+
+
+def make_method(cfg: DistillConfig, student: CausalDiT, teacher: CausalDiT, fake_objective: TeacherObjectiveConfig,
+                amp: torch.dtype | None) -> StudentMethod:
+    steps = cfg.student_steps
+    if cfg.method == "tf_scm":
+        return TFsCM(student, teacher, cfg.scm, steps)
+    if cfg.method == "tf_dcm":
+        return TFdCM(student, teacher, cfg.dcm, steps)
+    if cfg.method == "sf_dmd":
+        return SFDMD(student, teacher, cfg.dmd, fake_objective, steps, amp)
+    if cfg.method == "causal_rcm":
+        return CausalRCM(student, teacher, cfg.scm, cfg.dmd, cfg.rcm, fake_objective, steps, amp)
+    raise ConfigError(f"method={cfg.method!r} unknown; expected one of {', '.join(METHODS)}")
+
+
+def run_distill(cfg: DistillConfig):
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method={cfg.method!r} unknown; expected one of {', '.join(METHODS)}")
+    if cfg.student_steps not in (1, 2, 3, 4):
+        raise ConfigError(f"student_steps={cfg.student_steps}; a student samples with 1, 2, 3 or 4 steps")
+    ckpt = load_checkpoint(cfg.teacher)
+    if ckpt.meta.get("kind") != "teacher":
+        raise ConfigError(f"teacher={cfg.teacher} is a {ckpt.meta.get('kind')!r} checkpoint, expected a teacher")
+    data = dataclasses.replace(cfg.data, path=cfg.data.path or ckpt.meta.get("data_path"))
+    ctx = build_context(data, ckpt.model_config, cfg.train, cfg.optim.batch_size)
+    if dataclasses.asdict(ctx.model_cfg) != dataclasses.asdict(ckpt.model_config):
+        raise ConfigError(f"store {data.path} does not fit teacher {cfg.teacher}: the model would need "
+                          f"{ctx.model_cfg} but the teacher is {ckpt.model_config}")
+    teacher = build_model(ckpt, ctx.device)
+    student = build_model(ckpt, ctx.device).train().requires_grad_(True)
+    fake_objective = from_dict(TeacherObjectiveConfig, ckpt.config.get("objective", {}), "teacher objective")
+    fake_objective = dataclasses.replace(fake_objective, context_noise_prob=0.0)
+    method = make_method(cfg, student, teacher, fake_objective, autocast_dtype(cfg.train.precision, ctx.device))
+    meta = {**ctx.base_meta(data), "teacher": str(cfg.teacher)}
+    stats = ckpt.stats  # the student normalizes actions exactly as its teacher did
+    trainer = Trainer(method, ctx.sampler(cfg.train.seed), cfg.train, cfg.optim, resolved_config(cfg, ctx.model_cfg),
+                      stats, meta, ctx.env, ctx.device, preview_batch=ctx.preview_batch() if ctx.env.main else None)
+    return trainer.run()

@@ -1,0 +1,124 @@
+"""SF-DMD: self-forcing distribution matching (reverse divergence, on-policy).
+
+The student rolls out autoregressively from ``context`` real frames under the
+window's dataset actions, with its own few-step sampler and KV cache (the same
+:func:`crcm_robotics.model.sampler.rollout` the runtime uses); gradients flow
+only through one random exit step per frame and the cache always receives the
+detached frame. The generated clip is noised, and the DMD gradient is
+
+    (x0̂_fake − x0̂_teacher) / mean|x − x0̂_teacher|     (per sample)
+
+where both critics see the clip in the teacher-forcing layout (noisy frame i
+given the clean context + generated frames before it). The fake score starts
+as a copy of the teacher and is trained online to denoise student rollouts,
+``fake_updates`` times per student update (two time scales).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from crcm_robotics.config import DMDConfig, TeacherObjectiveConfig
+from crcm_robotics.model import trigflow as tf
+from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.sampler import encode_context, rollout
+from distill.layout import tf_forward
+from distill.student import StudentMethod
+from distill.teacher import denoising_loss
+from distill.trainer import sync_grads
+
+
+class SFDMD(StudentMethod):
+    name = "sf_dmd"
+
+    def __init__(self, student: CausalDiT, teacher: CausalDiT, cfg: DMDConfig, fake_objective: TeacherObjectiveConfig,
+                 student_steps: int, amp_dtype: torch.dtype | None = None):
+        super().__init__(student, teacher, student_steps)
+        self.cfg = cfg
+        self.fake_objective = fake_objective
+        self.amp_dtype = amp_dtype
+        self.fake = copy.deepcopy(teacher).train().requires_grad_(True)
+        self.fake_opt = torch.optim.AdamW(self.fake.parameters(), lr=cfg.fake_lr, betas=(0.0, 0.99),
+                                          weight_decay=0.0)
+        self.generator = torch.Generator(device=next(student.parameters()).device)
+
+    # -- the student's own rollouts ------------------------------------------------------------------
+    def generate(self, batch: dict[str, torch.Tensor], step: int, train: bool) -> torch.Tensor:
+        """Student frames after the real context: [B, T−K, C, H, W] (grad through each frame's exit step)."""
+        x, action = batch["x"], batch["action"]
+        k = self.cfg.context
+        if not 1 <= k < x.shape[1]:
+            raise ValueError(f"dmd.context={k} must be in [1, window-1] for a window of {x.shape[1]} frames")
+        self.generator.manual_seed((2 * step + int(train)) % 2**62)
+        cache = self.student.new_cache(x.shape[0], x.device)
+        with torch.no_grad():
+            encode_context(self.student, cache, x[:, :k], action[:, :k])
+        horizon = x.shape[1] - k
+        if train:
+            exits = torch.randint(self.spec.steps, (horizon,), generator=torch.Generator().manual_seed(step)).tolist()
+            return rollout(self.student, cache, action[:, k:], self.spec, x[:, k - 1 : k], generator=self.generator,
+                           exit_steps=exits, grad_exit_only=True)
+        with torch.no_grad():
+            return rollout(self.student, cache, action[:, k:], self.spec, x[:, k - 1 : k], generator=self.generator)
+
+    def _clip(self, batch: dict[str, torch.Tensor], gen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole window with generated frames after the context, and each frame's previous frame."""
+        k = self.cfg.context
+        clip = torch.cat([batch["x"][:, :k], gen], dim=1)
+        prev = torch.cat([batch["x_prev"][:, :1], clip[:, :-1]], dim=1)
+        return clip, prev
+
+    # -- fake score: two-time-scale updates -----------------------------------------------------------
+    def before_step(self, sample, step: int) -> dict[str, float]:
+        if self.cfg.fake_updates <= 0:
+            return {}
+        k = self.cfg.context
+        losses = []
+        self.student.eval()
+        for i in range(self.cfg.fake_updates):
+            batch = sample(-(step * self.cfg.fake_updates + i + 1))  # fresh windows, still a function of the step
+            gen = self.generate(batch, step * self.cfg.fake_updates + i, train=False)
+            clip, prev = self._clip(batch, gen)
+            t = clip.shape[1]
+            weight = torch.cat([torch.zeros(k), torch.ones(t - k)]).to(clip.device)
+            with torch.autocast(clip.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                loss, _ = denoising_loss(self.fake, clip, prev, batch["action"], self.fake_objective, weight)
+            self.fake_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            sync_grads(self.fake)
+            torch.nn.utils.clip_grad_norm_(self.fake.parameters(), 1.0)
+            self.fake_opt.step()
+            losses.append(float(loss.detach()))
+        self.student.train()
+        return {"fake_loss": sum(losses) / len(losses)}
+
+    # -- student: DMD gradient on its own rollouts ---------------------------------------------------
+    def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        gen = self.generate(batch, step, train=True).float()
+        k = self.cfg.context
+        clip, prev = self._clip(batch, gen.detach())
+        b, t = clip.shape[:2]
+        times = self.cfg.t_min + (self.cfg.t_max - self.cfg.t_min) * torch.rand(b, t, device=clip.device)
+        noisy = tf.add_noise(clip, torch.randn_like(clip), times)
+        zeros = torch.zeros_like(times)
+        with torch.no_grad():
+            x0_real = tf.x0_from_f(noisy, tf_forward(self.teacher, clip, zeros, noisy, times, batch["action"], prev)
+                                   .float(), times)[:, k:]
+            x0_fake = tf.x0_from_f(noisy, tf_forward(self.fake, clip, zeros, noisy, times, batch["action"], prev)
+                                   .float(), times)[:, k:]
+            scale = (gen.detach() - x0_real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6)
+            grad = torch.nan_to_num((x0_fake - x0_real) / scale)
+        loss = 0.5 * ((gen - (gen - grad).detach()) ** 2).mean()
+        return loss, {"dmd": float(loss.detach()), "dmd_grad_abs": float(grad.abs().mean())}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"fake": self.fake.state_dict(), "fake_opt": self.fake_opt.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if state:
+            self.fake.load_state_dict(state["fake"])
+            self.fake_opt.load_state_dict(state["fake_opt"])

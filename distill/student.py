@@ -1,0 +1,45 @@
+"""What every distillation method shares: the frozen teacher, the student sampler, checkpoint meta, previews."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.sampler import SamplerSpec
+from crcm_robotics.model.tokenizer import PixelCodec
+from distill.teacher import preview_rollout
+
+
+class StudentMethod:
+    """Base of ``tf_scm``, ``tf_dcm``, ``sf_dmd`` and ``causal_rcm`` (each overrides ``loss``)."""
+
+    name = "student"
+
+    def __init__(self, student: CausalDiT, teacher: CausalDiT, student_steps: int):
+        self.student = student
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.spec = SamplerSpec("consistency", student_steps)
+        self.codec = PixelCodec(student.cfg.sigma_data)
+
+    def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def before_step(self, sample, step: int) -> dict[str, float]:
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def meta(self) -> dict[str, Any]:
+        return {"kind": "student", "method": self.name,
+                "sampler": {"kind": "consistency", "steps": self.spec.steps, "solver": None}}
+
+    def preview(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        return preview_rollout(net, self.codec, batch, self.spec)

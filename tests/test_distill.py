@@ -1,0 +1,77 @@
+"""Distillation: the JVP is right, every method trains on CPU, students load and evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from crcm_robotics.conf import compose_config
+from crcm_robotics.config import ModelConfig
+from crcm_robotics.model.checkpoint import load_checkpoint
+from crcm_robotics.model.dit import CausalDiT
+from distill.layout import tf_forward
+from distill.tf_scm import student_tangent
+
+
+def test_student_jvp_matches_central_finite_difference():
+    """dF/dt along (dx/dt, 1) through the masked teacher-forcing attention and the residual wrapper."""
+    torch.manual_seed(0)
+    model = CausalDiT(ModelConfig(height=16, width=16, patch=4, dim=32, depth=2, heads=2, cache_frames=3)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    b, t = 2, 3
+    x0 = torch.randn(b, t, 3, 16, 16, dtype=torch.float64)
+    x_prev = torch.randn(b, t, 3, 16, 16, dtype=torch.float64)
+    x_t = torch.randn(b, t, 3, 16, 16, dtype=torch.float64)
+    action = torch.randn(b, t, 2, dtype=torch.float64)
+    times = torch.rand(b, t, dtype=torch.float64) * 1.4 + 0.05
+    v = torch.randn_like(x_t)
+    f, df = student_tangent(model, x0, x_t, times, v, action, x_prev)
+    zeros = torch.zeros_like(times)
+    h = 1e-7  # float64: truncation error (time embedding frequencies up to 250/unit) stays ≪ tolerance
+    with torch.no_grad():
+        plus = tf_forward(model, x0, zeros, x_t + h * v, times + h, action, x_prev)
+        minus = tf_forward(model, x0, zeros, x_t - h * v, times - h, action, x_prev)
+        direct = tf_forward(model, x0, zeros, x_t, times, action, x_prev)
+    torch.testing.assert_close(f, direct, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(df, (plus - minus) / (2 * h), rtol=1e-5, atol=1e-6)
+    assert all(blk.attn.impl == "sdpa" for blk in model.blocks)  # the math kernel is only borrowed
+
+
+@pytest.mark.parametrize("method", ["tf_scm", "tf_dcm", "sf_dmd", "causal_rcm"])
+def test_every_method_trains_a_few_steps_on_cpu(method, tiny_teacher, tmp_path):
+    from distill.run import run_distill
+
+    out = tmp_path / method
+    steps = 4
+    cfg = compose_config("config", [f"method={method}", f"teacher={tiny_teacher}", f"train.out={out}",
+                                    f"train.steps={steps}", "train.progress=false", "train.log_every=1",
+                                    "rcm.scm_steps=2", "dmd.fake_updates=1", "optim.batch_size=2",
+                                    "optim.warmup_steps=1", "optim.lr=1e-3"], "crcm_robotics.conf.distill")
+    result = run_distill(cfg)
+    assert result.steps == steps
+    log = [json.loads(line) for line in (tmp_path / f"{method}_log.jsonl").read_text().splitlines()]
+    assert len(log) == steps and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    if method == "causal_rcm":
+        assert [r["stage"] for r in log] == [1, 1, 2, 2]  # sCM initialisation, then DMD + sCM
+        assert "dmd" in log[-1] and "scm" in log[-1] and "fake_loss" in log[-1]
+    student, teacher = load_checkpoint(out), load_checkpoint(tiny_teacher)
+    assert student.meta["kind"] == "student" and student.meta["method"] == method
+    assert student.meta["sampler"] == {"kind": "consistency", "steps": 2, "solver": None}
+    changed = [k for k in teacher.state_dict if not torch.equal(student.state_dict[k], teacher.state_dict[k])]
+    assert len(changed) > len(teacher.state_dict) // 2, f"only {len(changed)} tensors moved"
+
+
+def test_distill_rejects_a_student_as_teacher_and_unknown_methods(tiny_teacher, tmp_path):
+    from crcm_robotics.config import ConfigError
+    from distill.run import run_distill
+
+    cfg = compose_config("config", ["method=dmd2", f"teacher={tiny_teacher}"], "crcm_robotics.conf.distill")
+    with pytest.raises(ConfigError, match="method='dmd2' unknown"):
+        run_distill(cfg)
+    cfg = compose_config("config", [f"teacher={tiny_teacher}", "student_steps=8"], "crcm_robotics.conf.distill")
+    with pytest.raises(ConfigError, match="student_steps=8"):
+        run_distill(cfg)
