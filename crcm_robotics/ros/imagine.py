@@ -1,0 +1,225 @@
+"""``crcm_interfaces/srv/ImagineRollouts``: validate a request into arrays, build the response.
+
+The service (ros2_ws/src/crcm_interfaces/srv/ImagineRollouts.srv; README there)::
+
+    uint8 CONTEXT_LATEST=0              context = the node's latest K camera frames + commands
+    uint8 CONTEXT_GIVEN=1               context = context_frames + context_actions below
+    uint8 context_source
+    sensor_msgs/Image[] context_frames  K images, oldest first (CONTEXT_GIVEN only)
+    float32[] context_actions           K x action_dim, row-major (CONTEXT_GIVEN only)
+    uint32 num_rollouts                 N
+    uint32 horizon                      Hz
+    uint32 action_dim                   A, must equal the model's
+    float32[] actions                   N x Hz x A, row-major
+    sensor_msgs/Image goal              optional: leave empty (0x0) for no goal / no costs
+    bool return_frames                  false: only costs + best_rollout come back
+    ---
+    bool success
+    string message                      why it failed, or a one-line summary
+    uint32 num_rollouts
+    uint32 horizon
+    sensor_msgs/Image[] frames          N x Hz images, row-major: frames[n * horizon + h]
+    float32[] costs                     N costs against the goal (lower is better); empty without goal
+    int32 best_rollout                  argmin of costs; -1 without goal
+    float32 latency_ms                  model time
+    builtin_interfaces/Time context_stamp  stamp of the newest context frame used
+
+Every bad request becomes ``success: false`` with a sentence naming the
+field, the expected and the found value; the node never raises out of the
+service callback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from crcm_robotics.ros.images import ImageError, fit_frame, image_to_rgb, is_empty_image
+from crcm_robotics.ros.messages import MessageKit, make_image
+
+CONTEXT_LATEST = 0
+CONTEXT_GIVEN = 1
+
+
+class RequestError(ValueError):
+    """An ImagineRollouts request is malformed."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the node needs to know about the model it serves."""
+
+    image_shape: tuple[int, int, int]  # (H, W, 3)
+    action_dim: int
+    context_frames: int  # K
+
+
+@dataclass(frozen=True)
+class ImagineQuery:
+    """A validated request, as arrays the model takes."""
+
+    actions: np.ndarray  # float32 [N, Hz, A]
+    context: (
+        tuple[np.ndarray, np.ndarray] | None
+    )  # (uint8 [K, H, W, 3], float32 [K, A]); None = use the latest
+    context_header: Any  # header of the newest given context frame (None with CONTEXT_LATEST)
+    goal: np.ndarray | None  # uint8 [H, W, 3]
+    return_frames: bool
+
+    @property
+    def num_rollouts(self) -> int:
+        return int(self.actions.shape[0])
+
+    @property
+    def horizon(self) -> int:
+        return int(self.actions.shape[1])
+
+
+def _floats(values: Any, name: str) -> np.ndarray:
+    out = np.asarray(values, dtype=np.float32).reshape(-1)
+    if not np.isfinite(out).all():
+        i = int(np.argmax(~np.isfinite(out)))
+        raise RequestError(f"{name}[{i}] is {out[i]}; every value must be finite")
+    return out
+
+
+def _image(msg: Any, name: str, spec: ModelSpec, center_crop: bool) -> np.ndarray:
+    try:
+        return fit_frame(image_to_rgb(msg, name), spec.image_shape[:2], center_crop)
+    except ImageError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def parse_imagine_request(
+    req: Any,
+    spec: ModelSpec,
+    *,
+    max_rollouts: int,
+    max_horizon: int,
+    center_crop: bool = True,
+) -> ImagineQuery:
+    """Check an ImagineRollouts request against the model; raise :class:`RequestError` with a sentence."""
+    n, hz, a = int(req.num_rollouts), int(req.horizon), int(req.action_dim)
+    if not 1 <= n <= max_rollouts:
+        raise RequestError(f"num_rollouts is {n}; expected 1 to {max_rollouts} (parameter max_rollouts)")
+    if not 1 <= hz <= max_horizon:
+        raise RequestError(f"horizon is {hz}; expected 1 to {max_horizon} (parameter max_horizon)")
+    if a != spec.action_dim:
+        raise RequestError(f"action_dim is {a}; the model takes action_dim {spec.action_dim}")
+    actions = _floats(req.actions, "actions")
+    if actions.size != n * hz * a:
+        raise RequestError(
+            f"actions has {actions.size} values; expected num_rollouts * horizon * action_dim = "
+            f"{n} * {hz} * {a} = {n * hz * a}"
+        )
+
+    source = int(req.context_source)
+    k = spec.context_frames
+    context = None
+    context_header = None
+    if source == CONTEXT_LATEST:
+        if len(req.context_frames) or len(req.context_actions):
+            raise RequestError(
+                "context_frames/context_actions are set but context_source is CONTEXT_LATEST (0); "
+                "set context_source to CONTEXT_GIVEN (1) to use them"
+            )
+    elif source == CONTEXT_GIVEN:
+        if len(req.context_frames) != k:
+            raise RequestError(f"context_frames has {len(req.context_frames)} images; the model takes {k}")
+        ctx_actions = _floats(req.context_actions, "context_actions")
+        if ctx_actions.size != k * a:
+            raise RequestError(
+                f"context_actions has {ctx_actions.size} values; expected context frames * action_dim = "
+                f"{k} * {a} = {k * a}"
+            )
+        frames = np.stack(
+            [_image(m, f"context_frames[{i}]", spec, center_crop) for i, m in enumerate(req.context_frames)]
+        )
+        context = (frames, ctx_actions.reshape(k, a))
+        context_header = req.context_frames[-1].header
+    else:
+        raise RequestError(
+            f"context_source is {source}; expected CONTEXT_LATEST ({CONTEXT_LATEST}) "
+            f"or CONTEXT_GIVEN ({CONTEXT_GIVEN})"
+        )
+
+    goal = None if is_empty_image(req.goal) else _image(req.goal, "goal", spec, center_crop)
+    return ImagineQuery(
+        actions=actions.reshape(n, hz, a),
+        context=context,
+        context_header=context_header,
+        goal=goal,
+        return_frames=bool(req.return_frames),
+    )
+
+
+def best_rollout(costs: np.ndarray | None) -> int:
+    """Index of the lowest finite cost; -1 when there are no costs or none is finite."""
+    if costs is None or len(costs) == 0:
+        return -1
+    costs = np.asarray(costs, dtype=np.float64)
+    if not np.isfinite(costs).any():
+        return -1
+    return int(np.nanargmin(np.where(np.isfinite(costs), costs, np.nan)))
+
+
+def fill_imagine_response(
+    resp: Any,
+    kit: MessageKit,
+    *,
+    frames: np.ndarray,
+    costs: np.ndarray | None,
+    latency_ms: float,
+    header: Any,
+    return_frames: bool,
+    encoding: str = "rgb8",
+) -> Any:
+    """Fill a successful response in place from the model's result; returns it.
+
+    ``frames`` is uint8 ``[N, Hz, H, W, 3]``; ``header`` (stamp of the newest
+    context frame, camera frame_id) goes on every returned image and its stamp
+    into ``context_stamp``.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 5:
+        raise ValueError(
+            f"model returned frames of shape {tuple(frames.shape)}, expected [N, horizon, H, W, 3]"
+        )
+    n, hz = int(frames.shape[0]), int(frames.shape[1])
+    if costs is not None:
+        costs = np.asarray(costs, dtype=np.float32).reshape(-1)
+        if costs.size != n:
+            raise ValueError(f"model returned {costs.size} costs for {n} rollouts")
+    best = best_rollout(costs)
+    resp.success = True
+    resp.num_rollouts = n
+    resp.horizon = hz
+    resp.frames = (
+        [make_image(kit, f, header, encoding) for f in frames.reshape(-1, *frames.shape[2:])]
+        if return_frames
+        else []
+    )
+    resp.costs = kit.f32(costs if costs is not None else np.zeros(0, np.float32))
+    resp.best_rollout = best
+    resp.latency_ms = float(latency_ms)
+    resp.context_stamp = header.stamp
+    summary = f"{n} rollouts x {hz} steps in {latency_ms:.1f} ms"
+    if best >= 0:
+        summary += f"; best rollout {best} (cost {float(costs[best]):.4g})"
+    resp.message = summary
+    return resp
+
+
+def fail_imagine_response(resp: Any, kit: MessageKit, message: str) -> Any:
+    """Fill a failed response in place: ``success`` false, ``message`` set, everything else empty."""
+    resp.success = False
+    resp.message = message
+    resp.num_rollouts = 0
+    resp.horizon = 0
+    resp.frames = []
+    resp.costs = kit.f32(np.zeros(0, np.float32))
+    resp.best_rollout = -1
+    resp.latency_ms = 0.0
+    return resp

@@ -1,0 +1,114 @@
+"""The node's model: an in-process :class:`crcm_robotics.runtime.WorldModel` or a msgpack-server client.
+
+Both sides expose ``imagine(actions [N, Hz, A], context=(frames, actions), goal)``;
+:class:`ModelHandle` gives the node one interface and one :class:`ModelSpec`
+whichever backend is configured. The runtime (torch) and the client are
+imported only when a handle is opened.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from crcm_robotics.ros.imagine import ModelSpec
+from crcm_robotics.ros.params import REMOTE_BACKEND, NodeParams
+
+
+@dataclass(frozen=True)
+class Prediction:
+    frames: np.ndarray  # uint8 [N, Hz, H, W, 3]
+    costs: np.ndarray | None  # float32 [N]
+    latency_ms: float
+
+
+def _field(obj: Any, name: str, where: str) -> Any:
+    """``obj.name`` or ``obj[name]`` (the runtime returns objects, the msgpack client may return dicts)."""
+    if isinstance(obj, dict):
+        if name not in obj:
+            raise RuntimeError(f"{where} has no {name!r} (keys: {sorted(obj)})")
+        return obj[name]
+    if not hasattr(obj, name):
+        raise RuntimeError(f"{where} has no attribute {name!r}")
+    return getattr(obj, name)
+
+
+def spec_of(source: Any, where: str) -> ModelSpec:
+    """The :class:`ModelSpec` of a WorldModel, or of the ``info()`` reply of a server."""
+    shape = tuple(int(s) for s in _field(source, "image_shape", where))
+    if len(shape) != 3 or shape[2] != 3:
+        raise RuntimeError(f"{where} reports image_shape {shape}, expected (H, W, 3)")
+    return ModelSpec(
+        image_shape=shape,  # type: ignore[arg-type]
+        action_dim=int(_field(source, "action_dim", where)),
+        context_frames=int(_field(source, "context_frames", where)),
+    )
+
+
+def resolve_spec(params: NodeParams, model: ModelSpec) -> ModelSpec:
+    """The spec the node works with: the model's, with ``context_frames`` possibly lowered, after checks."""
+    h, w, _ = model.image_shape
+    if (params.image_height and params.image_height != h) or (params.image_width and params.image_width != w):
+        raise ValueError(
+            f"parameters image_height/image_width are {params.image_height}/{params.image_width} "
+            "but the model "
+            f"takes {h}x{w} images; fix the params file or set them to 0"
+        )
+    k = params.context_frames or model.context_frames
+    if k > model.context_frames:
+        raise ValueError(
+            f"parameter context_frames is {k} but the model was built for {model.context_frames}"
+        )
+    return ModelSpec(model.image_shape, model.action_dim, k)
+
+
+class ModelHandle:
+    """One ``imagine`` interface over either backend."""
+
+    def __init__(self, impl: Any, spec: ModelSpec, description: str):
+        self._impl = impl
+        self.spec = spec
+        self.description = description
+
+    def imagine(
+        self,
+        actions_NHzA: np.ndarray,
+        context: tuple[np.ndarray, np.ndarray],
+        goal: np.ndarray | None = None,
+    ) -> Prediction:
+        start = time.perf_counter()
+        result = self._impl.imagine(
+            np.ascontiguousarray(actions_NHzA, dtype=np.float32),
+            context=(np.ascontiguousarray(context[0]), np.ascontiguousarray(context[1], dtype=np.float32)),
+            goal=goal,
+        )
+        wall_ms = (time.perf_counter() - start) * 1e3
+        frames = np.asarray(_field(result, "frames", "imagine result"))
+        costs = _field(result, "costs", "imagine result")
+        latency = _field(result, "latency_ms", "imagine result")
+        return Prediction(
+            frames=frames,
+            costs=None if costs is None else np.asarray(costs, dtype=np.float32),
+            latency_ms=float(latency if latency is not None else wall_ms),
+        )
+
+
+def open_model(params: NodeParams) -> ModelHandle:
+    """Load the in-process model or connect to the server, per ``params.backend``."""
+    if params.backend == REMOTE_BACKEND:
+        from crcm_robotics.serve.client import WorldModelClient
+
+        client = WorldModelClient(host=params.server_host, port=params.server_port, token=params.token)
+        where = f"msgpack server {params.server_host}:{params.server_port}"
+        spec = spec_of(client.info(), f"info() of {where}")
+        return ModelHandle(client, spec, where)
+    from crcm_robotics.runtime import WorldModel
+
+    model = WorldModel.load(
+        params.checkpoint, device=params.device, backend=params.backend, steps=params.steps or None
+    )
+    where = f"{params.checkpoint} ({params.backend} on {params.device})"
+    return ModelHandle(model, spec_of(model, where), where)

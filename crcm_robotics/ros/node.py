@@ -1,0 +1,313 @@
+"""``world_model_node``: the rclpy shell around the plain modules of :mod:`crcm_robotics.ros`.
+
+Subscribes
+    <camera_topic>    sensor_msgs/Image, sensor-data QoS
+    <action_topic>    Twist | TwistStamped | Float32MultiArray | JointState (action_type), sensor-data QoS
+Publishes
+    ~/predicted            crcm_interfaces/PredictedFrames at publish_rate_hz (current command held)
+    ~/predicted/filmstrip  sensor_msgs/Image, the same frames side by side (publish_filmstrip)
+    /diagnostics           diagnostic_msgs/DiagnosticArray every diagnostics_period_s
+Serves
+    ~/imagine              crcm_interfaces/srv/ImagineRollouts
+
+Parameters: :class:`crcm_robotics.ros.params.NodeParams` (each declared
+read-only with its description; ``ros2 param describe /world_model <name>``).
+
+Threading: camera/command callbacks run in one callback group, the model
+(timer + service) in another, under a MultiThreadedExecutor, so image
+decoding never waits on inference; model calls are serialized. Frame and
+command times are the node clock at arrival (``use_sim_time`` works with
+``ros2 bag play --clock``).
+
+This is the only module that imports rclpy or ROS message packages; it has
+no logic beyond conversion and delegation. It was written against the rclpy
+API (Humble and later) but has not been run here, where rclpy is not
+installable: see docs/ros2.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import rclpy
+from crcm_interfaces.msg import PredictedFrames
+from crcm_interfaces.srv import ImagineRollouts
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist, TwistStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32MultiArray, Header
+
+from crcm_robotics.ros import diagnostics as diag_levels
+from crcm_robotics.ros.actions import make_action_adapter
+from crcm_robotics.ros.context import ContextBuffer
+from crcm_robotics.ros.diagnostics import Diagnostics
+from crcm_robotics.ros.images import ImageError, fit_frame, image_to_rgb
+from crcm_robotics.ros.imagine import (
+    RequestError,
+    fail_imagine_response,
+    fill_imagine_response,
+    parse_imagine_request,
+)
+from crcm_robotics.ros.messages import MessageKit, fill_predicted_frames, filmstrip, hold_command, make_image
+from crcm_robotics.ros.model import open_model, resolve_spec
+from crcm_robotics.ros.params import NodeParams, parameter_table
+
+NODE_NAME = "world_model"
+ACTION_MSG_CLASSES = {
+    "twist": Twist,
+    "twist_stamped": TwistStamped,
+    "float32_multi_array": Float32MultiArray,
+    "joint_state": JointState,
+}
+ROS_PARAMETER_TYPES = {
+    "bool": Parameter.Type.BOOL,
+    "integer": Parameter.Type.INTEGER,
+    "double": Parameter.Type.DOUBLE,
+    "string": Parameter.Type.STRING,
+    "string_array": Parameter.Type.STRING_ARRAY,
+}
+DIAGNOSTIC_LEVELS = {
+    diag_levels.OK: DiagnosticStatus.OK,
+    diag_levels.WARN: DiagnosticStatus.WARN,
+    diag_levels.ERROR: DiagnosticStatus.ERROR,
+}
+
+
+class WorldModelNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.params = NodeParams.from_values(self._declare_parameters())
+        p = self.params
+        self.model = open_model(p)
+        self.spec = resolve_spec(p, self.model.spec)
+        self.adapter = make_action_adapter(
+            p.action_type,
+            fields=p.action_fields,
+            joint_names=p.joint_names,
+            joint_field=p.joint_field,
+            dim=self.spec.action_dim,
+        )
+        if self.adapter.dim and self.adapter.dim != self.spec.action_dim:
+            raise ValueError(
+                f"action_type {p.action_type} gives {self.adapter.dim} values {list(self.adapter.names)} "
+                f"but the model takes action_dim {self.spec.action_dim}"
+            )
+        self.buffer = ContextBuffer(
+            self.spec.context_frames,
+            self.spec.action_dim,
+            max_staleness_s=p.max_staleness_s,
+            gap_s=p.gap_s,
+            rate_hz=p.context_rate_hz,
+            stale_command=p.stale_command,
+        )
+        self.diag = Diagnostics()
+        self.kit = MessageKit(image=Image)
+        self.frame_period_s = 1.0 / p.context_rate_hz if p.context_rate_hz > 0 else 0.0
+
+        inputs = MutuallyExclusiveCallbackGroup()
+        model = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(
+            Image, p.camera_topic, self._on_image, qos_profile_sensor_data, callback_group=inputs
+        )
+        self.create_subscription(
+            ACTION_MSG_CLASSES[p.action_type],
+            p.action_topic,
+            self._on_command,
+            qos_profile_sensor_data,
+            callback_group=inputs,
+        )
+        self.predicted_pub = self.create_publisher(PredictedFrames, "~/predicted", 1)
+        self.filmstrip_pub = (
+            self.create_publisher(Image, "~/predicted/filmstrip", 1) if p.publish_filmstrip else None
+        )
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(ImagineRollouts, "~/imagine", self._on_imagine, callback_group=model)
+        if p.publish_rate_hz > 0:
+            self.create_timer(1.0 / p.publish_rate_hz, self._on_predict_timer, callback_group=model)
+        if p.diagnostics_period_s > 0:
+            self.create_timer(p.diagnostics_period_s, self._on_diagnostics_timer, callback_group=inputs)
+        h, w, _ = self.spec.image_shape
+        self.get_logger().info(
+            f"model {self.model.description}: {h}x{w} images, action_dim {self.spec.action_dim} "
+            f"{list(self.adapter.names)}, context {self.spec.context_frames} frames "
+            f"at {p.context_rate_hz} Hz; "
+            f"camera {p.camera_topic}, commands {p.action_topic} ({p.action_type})"
+        )
+
+    def _declare_parameters(self) -> dict:
+        values = {}
+        for spec in parameter_table():
+            descriptor = ParameterDescriptor(description=spec.description, read_only=True)
+            if spec.ros_type == "string_array" and not spec.default:
+                # an empty list would be typed BYTE_ARRAY; declare the type and fall back to []
+                self.declare_parameter(spec.name, ROS_PARAMETER_TYPES[spec.ros_type], descriptor)
+                fallback = Parameter(spec.name, Parameter.Type.STRING_ARRAY, [])
+                values[spec.name] = list(self.get_parameter_or(spec.name, fallback).value)
+                continue
+            if spec.ros_type == "double":
+                descriptor.dynamic_typing = (
+                    True  # accept `5` for `5.0`; NodeParams.from_values checks the type
+                )
+            self.declare_parameter(spec.name, spec.default, descriptor)
+            values[spec.name] = self.get_parameter(spec.name).value
+        return values
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        now = self._now()
+        try:
+            frame = fit_frame(
+                image_to_rgb(msg, self.params.camera_topic),
+                self.spec.image_shape[:2],
+                self.params.center_crop,
+            )
+        except ImageError as exc:
+            self.diag.error("frames_undecodable", str(exc))
+            self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
+            return
+        self.diag.frame(now, self.buffer.add_frame(now, frame, meta=msg.header))
+
+    def _on_command(self, msg) -> None:
+        now = self._now()
+        try:
+            self.buffer.add_command(now, self.adapter(msg))
+        except ValueError as exc:
+            self.diag.error("commands_rejected", str(exc))
+            self.get_logger().warning(f"{self.params.action_topic}: {exc}", throttle_duration_sec=5.0)
+            return
+        self.diag.command(now)
+
+    # -- model -----------------------------------------------------------------------------------
+    def _on_predict_timer(self) -> None:
+        now = self._now()
+        context = self.buffer.snapshot(now)
+        if context is None:
+            self.get_logger().info(
+                f"not predicting: {self.buffer.why_not_ready(now)}", throttle_duration_sec=10.0
+            )
+            return
+        actions = hold_command(context.command, self.params.horizon)
+        try:
+            prediction = self.model.imagine(actions[None], (context.frames, context.actions))
+        except Exception as exc:  # a failed prediction must not stop the node
+            self.diag.error("prediction_errors", f"{type(exc).__name__}: {exc}")
+            self.get_logger().error(
+                f"prediction failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0
+            )
+            return
+        msg = fill_predicted_frames(
+            PredictedFrames(),
+            self.kit,
+            header=context.meta,
+            frames_HzHW3=prediction.frames[0],
+            actions_HzA=actions,
+            frame_period_s=self.frame_period_s,
+            latency_ms=prediction.latency_ms,
+            encoding=self.params.output_encoding,
+        )
+        self.predicted_pub.publish(msg)
+        if self.filmstrip_pub is not None:
+            strip = make_image(
+                self.kit, filmstrip(prediction.frames[0]), context.meta, self.params.output_encoding
+            )
+            self.filmstrip_pub.publish(strip)
+        self.diag.prediction(now, prediction.latency_ms)
+
+    def _on_imagine(self, request, response):
+        now = self._now()
+        p = self.params
+        try:
+            query = parse_imagine_request(
+                request,
+                self.spec,
+                max_rollouts=p.max_rollouts,
+                max_horizon=p.max_horizon,
+                center_crop=p.center_crop,
+            )
+            if query.context is None:
+                context = self.buffer.snapshot(now, require_command=False)
+                if context is None:
+                    raise RequestError(
+                        f"no live context yet: {self.buffer.why_not_ready(now, require_command=False)}"
+                    )
+                frames_actions, header = (context.frames, context.actions), context.meta
+            else:
+                frames_actions, header = query.context, query.context_header
+            prediction = self.model.imagine(query.actions, frames_actions, query.goal)
+            fill_imagine_response(
+                response,
+                self.kit,
+                frames=prediction.frames,
+                costs=prediction.costs,
+                latency_ms=prediction.latency_ms,
+                header=header,
+                return_frames=query.return_frames,
+                encoding=p.output_encoding,
+            )
+            self.diag.imagine(True, prediction.latency_ms)
+        except ValueError as exc:  # bad request (RequestError) or input rejected by the model
+            self.diag.imagine(False)
+            fail_imagine_response(response, self.kit, str(exc))
+        except Exception as exc:  # the model failed; answer, log, keep serving
+            self.diag.imagine(False)
+            self.diag.error("imagine_errors", f"{type(exc).__name__}: {exc}")
+            self.get_logger().error(f"imagine failed: {type(exc).__name__}: {exc}")
+            fail_imagine_response(response, self.kit, f"model error: {type(exc).__name__}: {exc}")
+        return response
+
+    # -- diagnostics -----------------------------------------------------------------------------
+    def _on_diagnostics_timer(self) -> None:
+        now = self._now()
+        summary = self.diag.summary(now)
+        level, message = self.diag.level(now, self.buffer.why_not_ready(now), max_silence_s=self.params.gap_s)
+        status = DiagnosticStatus(
+            level=DIAGNOSTIC_LEVELS[level],
+            name=f"{self.get_name()}: world model",
+            message=message,
+            hardware_id=self.model.description,
+            values=[KeyValue(key=k, value=v) for k, v in Diagnostics.key_values(summary)],
+        )
+        array = DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status])
+        self.diagnostics_pub.publish(array)
+        self.get_logger().info(f"{message}: {json.dumps(summary)}", throttle_duration_sec=30.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = WorldModelNode()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (
+        ValueError,
+        OSError,
+        RuntimeError,
+    ) as exc:  # bad parameters, missing checkpoint, no server: one line
+        get_logger(NODE_NAME).fatal(
+            f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+        )
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
