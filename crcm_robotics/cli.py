@@ -61,7 +61,7 @@ COMMANDS: list[Command] = [
     Command(("bench",), "bench", "crcm_robotics.cli:run_bench", ("ckpt",),
             "runtime latency per backend (batch-1 streaming, 64x16 planner query, teacher vs student); JSON line"),
     Command(("serve",), "serve", "crcm_robotics.cli:run_serve", ("ckpt",),
-            "serve a checkpoint over msgpack/TCP on 127.0.0.1:5555 (info/reset/step/imagine; see serve/codec.py)"),
+            "serve a checkpoint over msgpack/TCP on 127.0.0.1:5555 (protocol: crcm_robotics/serve/codec.py)"),
 ]
 
 

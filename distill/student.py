@@ -12,9 +12,10 @@ from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.sampler import SamplerSpec
 from crcm_robotics.model.tokenizer import PixelCodec
 from distill.teacher import preview_rollout
+from distill.trainer import MethodDefaults
 
 
-class StudentMethod:
+class StudentMethod(MethodDefaults):
     """Base of ``tf_scm``, ``tf_dcm``, ``sf_dmd`` and ``causal_rcm`` (each overrides ``loss``)."""
 
     name = "student"
@@ -27,15 +28,6 @@ class StudentMethod:
 
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
-
-    def before_step(self, sample, step: int) -> dict[str, float]:
-        return {}
-
-    def extra_state(self) -> dict[str, Any]:
-        return {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
 
     def meta(self) -> dict[str, Any]:
         return {"kind": "student", "method": self.name,

@@ -20,6 +20,7 @@ from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout
 from crcm_robotics.model.tokenizer import PixelCodec
 from distill.layout import tf_forward
+from distill.trainer import MethodDefaults
 
 
 def denoising_loss(
@@ -57,7 +58,7 @@ def denoising_loss(
     return loss, {"mse_first": float(pf[0]), "mse_rest": float(pf[1:].mean()) if t > 1 else float(pf[0])}
 
 
-class TeacherDiffusion:
+class TeacherDiffusion(MethodDefaults):
     name = "teacher"
 
     def __init__(self, model: CausalDiT, cfg: TeacherObjectiveConfig):
@@ -67,15 +68,6 @@ class TeacherDiffusion:
 
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         return denoising_loss(self.student, batch["x"], batch["x_prev"], batch["action"], self.cfg)
-
-    def before_step(self, sample, step: int) -> dict[str, float]:
-        return {}
-
-    def extra_state(self) -> dict[str, Any]:
-        return {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
 
     def sampler_spec(self) -> SamplerSpec:
         return SamplerSpec("ode", self.cfg.eval_steps, self.cfg.eval_solver)  # type: ignore[arg-type]

@@ -50,6 +50,19 @@ class Method(Protocol):
     def meta(self) -> dict[str, Any]: ...
 
 
+class MethodDefaults:
+    """No-op defaults for the optional parts of :class:`Method` (no auxiliary networks, nothing extra to resume)."""
+
+    def before_step(self, sample: Callable[[int], dict[str, torch.Tensor]], step: int) -> dict[str, float]:
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
 @dataclass
 class DistEnv:
     rank: int = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,25 @@ def tiny_teacher(pusht_store_32, tmp_path_factory) -> Path:
                                     "train.progress=false", "data.val_fraction=0.25"], "crcm_robotics.conf.teacher")
     train_teacher(cfg)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tiny_teacher, tmp_path_factory) -> Path:
+    """The tiny teacher's network labelled as a 2-step consistency student (same network, student sampler)."""
+    out = tmp_path_factory.mktemp("student") / "student"
+    shutil.copytree(tiny_teacher, out)
+    meta = json.loads((out / "meta.json").read_text())
+    meta.update(kind="student", sampler={"kind": "consistency", "steps": 2})
+    (out / "meta.json").write_text(json.dumps(meta))
+    return out
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """The tiny model runs fastest on one intra-op thread, and stays fast on a busy 2-core CI box."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

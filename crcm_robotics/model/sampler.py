@@ -69,7 +69,7 @@ def encode_context(model: CausalDiT, cache: KVCache, x_ctx: torch.Tensor, a_ctx:
     b, k = x_ctx.shape[:2]
     if k > cache.window:
         raise ValueError(f"{k} context frames exceed the model's {cache.window}-frame KV cache")
-    t = torch.zeros(b, k, device=x_ctx.device, dtype=x_ctx.dtype)
+    t = torch.zeros(b, k, device=x_ctx.device, dtype=tf.time_dtype(x_ctx))
     model(x_ctx, t, a_ctx, cache=cache, write_cache=True)
 
 
@@ -106,18 +106,19 @@ def denoise_frame(
     x = noise[0]  # x at t = π/2 is pure noise
     x0 = x
     for j in range(last + 1):
-        t = torch.full((b,), times[j], device=x.device, dtype=x.dtype)
+        t = torch.full((b,), times[j], device=x.device, dtype=tf.time_dtype(x))
         with torch.set_grad_enabled(torch.is_grad_enabled() and not (grad_exit_only and j < last)):
             x0 = tf.x0_from_f(x, f_fn(x, t), t)
         if j < last:
-            t_next = torch.full((b,), times[j + 1], device=x.device, dtype=x.dtype)
+            t_next = torch.full((b,), times[j + 1], device=x.device, dtype=tf.time_dtype(x))
             x = tf.add_noise(x0.detach() if grad_exit_only else x0, noise[j + 1], t_next)
     return x0
 
 
 def write_frame(model: CausalDiT, cache: KVCache, x0: torch.Tensor, action: torch.Tensor) -> None:
     """Run a clean frame [B, 1, C, H, W] through the network once to store its keys/values."""
-    model(x0, torch.zeros(x0.shape[0], 1, device=x0.device, dtype=x0.dtype), action, cache=cache, write_cache=True)
+    t = torch.zeros(x0.shape[0], 1, device=x0.device, dtype=tf.time_dtype(x0))
+    model(x0, t, action, cache=cache, write_cache=True)
 
 
 def predict_next_frame(

@@ -1,0 +1,103 @@
+"""``cuda_graph``: the per-frame step (every denoising pass + the cache write) as ONE CUDA graph per batch size.
+
+Per batch size the stepper owns static buffers — the KV cache (k, v, frames_seen),
+action, noise, prev — and the graph's output. Capture follows the PyTorch CUDA
+Graphs recipe: a few warm-up iterations on a side stream (the same stream the
+capture then uses, so cuBLAS workspaces and autotuning happen before capture),
+the second of them under ``torch.cuda.set_sync_debug_mode("error")`` so any host
+synchronization in the step fails loudly here instead of breaking the capture;
+then ``torch.cuda.graph`` capture; finally the cache is zeroed (warm-up wrote
+into it). A call copies its inputs into the static buffers and replays: no
+allocation, no host sync, one launch.
+
+Where capture is impossible (a CPU device, a capture error) the backend falls
+back to eager with one log line and says so in ``status``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.sampler import SamplerSpec
+from crcm_robotics.runtime.backends.base import (
+    Backend, EagerStepper, Precision, StepFn, Stepper, log, reference_step,
+)
+
+WARMUP_ITERS = 3
+
+
+class CudaGraphStepper:
+    """One captured per-frame step at a fixed batch size."""
+
+    def __init__(self, fn: StepFn, backend: Backend, batch: int):
+        model, spec, dev = backend.model, backend.spec, backend.device
+        cfg = model.cfg
+        self.batch = batch
+        self.cache = backend.new_cache(batch)
+        self.action = torch.zeros(batch, 1, cfg.action_dim, device=dev)
+        self.noise = torch.zeros(spec.noise_draws, batch, 1, cfg.channels, cfg.height, cfg.width, device=dev)
+        self.prev = torch.zeros(batch, 1, cfg.channels, cfg.height, cfg.width, device=dev)
+        precision = backend.precision
+
+        def run() -> torch.Tensor:
+            return fn(self.cache, self.action, self.noise, self.prev)
+
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side), torch.no_grad(), precision.autocast():
+            for i in range(WARMUP_ITERS):
+                if i == 1:  # the first call may compile/allocate; the second must not sync the host
+                    previous = torch.cuda.get_sync_debug_mode()
+                    torch.cuda.set_sync_debug_mode("error")
+                    try:
+                        run()
+                    finally:
+                        torch.cuda.set_sync_debug_mode(previous)
+                else:
+                    run()
+        torch.cuda.current_stream(dev).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), precision.autocast(), torch.cuda.graph(self.graph, stream=side):
+            self.out = run()
+        self.cache.reset()  # warm-up wrote frames into the static cache
+
+    def __call__(self, action: torch.Tensor, noise: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        self.action.copy_(action)
+        self.noise.copy_(noise)
+        if prev.data_ptr() != self.prev.data_ptr():
+            self.prev.copy_(prev)
+        self.graph.replay()
+        return self.out
+
+
+def graph_or_eager(backend: Backend, fn: StepFn, batch: int, what: str) -> Stepper:
+    """A captured stepper, or — with one log line and ``backend.status`` set — an eager one."""
+    if backend.device.type != "cuda":
+        return EagerStepper(fn, backend.new_cache(batch), backend.precision)
+    try:
+        return CudaGraphStepper(fn, backend, batch)
+    except Exception as exc:  # capture is best effort: any failure means run eagerly
+        try:
+            torch.cuda.synchronize(backend.device)
+        except Exception:  # a broken capture can leave an error pending; the eager path reports real faults
+            pass
+        reason = f"CUDA graph capture of the {what} step at batch {batch} failed ({type(exc).__name__}: {exc})"
+        log.warning("%s backend: %s; running it eagerly", backend.name, reason)
+        backend.status = f"eager fallback: {reason}"
+        return EagerStepper(fn, backend.new_cache(batch), backend.precision)
+
+
+class CudaGraphBackend(Backend):
+    name = "cuda_graph"
+
+    def __init__(self, model: CausalDiT, spec: SamplerSpec, precision: Precision, max_batch: int):
+        super().__init__(model, spec, precision, max_batch)
+        if self.device.type == "cuda":
+            self.fixed_shapes = True
+        else:
+            self.status = f"eager fallback: device {self.device} has no CUDA graphs"
+            log.warning("cuda_graph backend: device %s has no CUDA graphs; falling back to eager", self.device)
+
+    def _make_stepper(self, batch: int) -> Stepper:
+        return graph_or_eager(self, reference_step(self.model, self.spec), batch, "eager")
