@@ -16,7 +16,7 @@ Two ways in, one metadata:
   launch files and their params go under ``share/crcm_robotics`` and
   ``world_model_node`` under ``lib/crcm_robotics`` (setup.cfg).
 
-Build from ros2_ws/: ``colcon build --base-paths src ..`` (docs/ros2.md).
+Build from ros2_ws/: ``colcon build --base-paths src ..`` (README, ROS 2 section).
 """
 
 import sys

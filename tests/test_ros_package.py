@@ -318,7 +318,7 @@ def test_launch_file_declares_its_arguments():
 
 
 def test_ros_docs_give_the_build_command_and_say_what_was_not_run():
-    text = (REPO / "docs" / "ros2.md").read_text()
+    text = (REPO / "README.md").read_text()
     assert "colcon build --base-paths src .." in text
     assert "ros2 service call /world_model/imagine crcm_interfaces/srv/ImagineRollouts" in text
     assert "What has not been run" in text

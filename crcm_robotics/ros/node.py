@@ -22,7 +22,7 @@ command times are the node clock at arrival (``use_sim_time`` works with
 This is the only module that imports rclpy or ROS message packages; it has
 no logic beyond conversion and delegation. It was written against the rclpy
 API (Humble and later) but has not been run here, where rclpy is not
-installable: see docs/ros2.md.
+installable: see the README's ROS 2 section.
 """
 
 from __future__ import annotations
