@@ -11,6 +11,7 @@ exactly the batches an uninterrupted run would have drawn.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,13 @@ class MemoryWindows:
         self.state = torch.from_numpy(state).to(device) if state is not None else None
         self.starts = torch.from_numpy(starts).to(device)
         self.action_dim = store.action_dim * cfg.frame_skip
+
+    def subset(self, episodes: list[int], store: TrajectoryStore) -> "MemoryWindows":
+        """Windows of other episodes of the same store, sharing this one's frame/action tensors (no second copy)."""
+        other = copy.copy(self)
+        starts = window_starts(store.episode_ends, episodes, self.cfg.window + 1, self.cfg.frame_skip)
+        other.starts = torch.from_numpy(starts).to(self.device)
+        return other
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -58,7 +58,7 @@ def build_context(data: DataConfig, model: ModelConfig, loop: TrainLoopConfig, b
         )
     codec = PixelCodec(model_cfg.sigma_data)
     windows = MemoryWindows(data, split.train, action_stats, codec, device, store)
-    val = MemoryWindows(data, split.val, action_stats, codec, device, store) if split.val else None
+    val = windows.subset(split.val, store) if split.val else None
     stats = {"action": frame_skip_stats(action_stats, data.frame_skip), "store_action": action_stats.to_dict()}
     if env.world > 1 and batch_size % env.world:
         raise ValueError(f"optim.batch_size {batch_size} is not divisible by the {env.world} DDP ranks")

@@ -68,25 +68,10 @@ class KVCache:
         self.frames_seen.zero_()
 
     def copy_(self, other: "KVCache") -> None:
-        """In-place copy (shapes must match; keeps tensors' addresses for CUDA graphs)."""
+        """In-place copy; a batch-1 cache broadcasts over this batch (addresses kept for CUDA graphs)."""
         self.k.copy_(other.k)
         self.v.copy_(other.v)
         self.frames_seen.copy_(other.frames_seen)
 
-    def expand(self, batch: int) -> "KVCache":
-        """A new cache with a batch-1 cache's content repeated ``batch`` times (shared context)."""
-        if self.batch != 1:
-            raise ValueError(f"expand needs a batch-1 cache, this one has batch {self.batch}")
-        return KVCache(
-            self.k.expand(-1, batch, -1, -1, -1).contiguous(),
-            self.v.expand(-1, batch, -1, -1, -1).contiguous(),
-            self.frames_seen.clone(),
-            self.window,
-            self.tokens_per_frame,
-        )
-
     def clone(self) -> "KVCache":
         return KVCache(self.k.clone(), self.v.clone(), self.frames_seen.clone(), self.window, self.tokens_per_frame)
-
-    def detach(self) -> "KVCache":
-        return KVCache(self.k.detach(), self.v.detach(), self.frames_seen, self.window, self.tokens_per_frame)

@@ -15,8 +15,8 @@ checkpoint's stats. ``K`` is 1 … ``context_frames`` (the KV-cache window).
 
 ``imagine(context=None)`` continues from the streaming state — the reset
 context plus every frame ``step`` has produced since — without disturbing it:
-the batch-1 stream cache is copied (broadcast over the batch, as
-``KVCache.expand`` does) into the imagine stepper's own cache, and imagine draws
+the batch-1 stream cache is copied (broadcast over the batch by
+``KVCache.copy_``) into the imagine stepper's own cache, and imagine draws
 its noise from its own generator. Queries run in chunks of ``max_batch``
 rollouts; fixed-shape backends pad a chunk to their bucket size.
 
@@ -280,7 +280,7 @@ class WorldModel:
         n, horizon = a.shape[:2]
         b = self._backend.bucket(n)
         st = self._backend.stepper(b, "imagine")
-        st.cache.copy_(ctx_cache)  # batch-1 context broadcast over the batch (KVCache.expand, in place)
+        st.cache.copy_(ctx_cache)  # batch-1 context broadcast over the batch (in place)
         prev = ctx_prev.expand(b, *ctx_prev.shape[1:]).contiguous()
         if b > n:  # padded rows: zero actions and noise, results dropped
             a = torch.cat([a, a.new_zeros(b - n, *a.shape[1:])])
