@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         from crcm_robotics.data.schema import StoreError
 
         user_errors: tuple[type[BaseException], ...] = (CommandError, ConfigError, StoreError, FileNotFoundError)
+        user_errors += _runtime_errors()
         try:
             from hydra.errors import HydraException
             from omegaconf.errors import OmegaConfBaseException
@@ -224,6 +225,7 @@ def run_eval(cfg) -> int:
 
 
 def _runtime_errors() -> tuple[type[BaseException], ...]:
+    """Bad checkpoints, inputs, backends or exports: the user's to fix, reported in one line."""
     from crcm_robotics.model.checkpoint import CheckpointError
     from crcm_robotics.runtime import BackendUnavailable, InputError
     from crcm_robotics.runtime.export import ExportError
@@ -234,20 +236,14 @@ def _runtime_errors() -> tuple[type[BaseException], ...]:
 def run_export(cfg) -> int:
     from crcm_robotics.runtime.export import run_export as export
 
-    try:
-        print(json.dumps(export(cfg)))
-    except _runtime_errors() as exc:
-        raise CommandError(str(exc)) from None
+    print(json.dumps(export(cfg)))
     return 0
 
 
 def run_bench(cfg) -> int:
     from crcm_robotics.runtime.bench import run_bench as bench
 
-    try:
-        print(json.dumps(bench(cfg)))
-    except _runtime_errors() as exc:
-        raise CommandError(str(exc)) from None
+    print(json.dumps(bench(cfg)))
     return 0
 
 
