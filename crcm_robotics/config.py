@@ -178,7 +178,9 @@ class ModelConfig:
     cache_frames: int = 8  # KV window at inference: frames of clean history each new frame sees
     sigma_data: float = 0.5  # pixel data in [-1, 1] are divided by this (TrigFlow unit space)
     time_scale: float = 250.0  # c_noise = time_scale · t fed to the sinusoidal time embedding
-    rope_theta: float = 100.0  # temporal RoPE base (positions are frame indices)
+    rope_theta: float = 100.0  # RoPE base (positions are frame indices, and token rows/columns)
+    spatial_rope: bool = True  # 3-D RoPE: rotary pairs split between time, row and column (dit.rope_cos_sin)
+    action_field: bool = True  # per-token action embedding (dit.ActionField) on top of adaLN
     residual: bool = True  # diffuse the change from the previous frame (trigflow.residual_input/output)
 
     @property
@@ -192,6 +194,8 @@ class ModelConfig:
             raise ConfigError(f"model: dim {self.dim} must split into {self.heads} heads of even size")
         if self.cache_frames < 1:
             raise ConfigError(f"model: cache_frames must be ≥ 1, got {self.cache_frames}")
+        if self.spatial_rope and self.dim // self.heads < 8:
+            raise ConfigError(f"model: spatial_rope needs a head size ≥ 8, got {self.dim // self.heads}")
 
 
 # --- training -------------------------------------------------------------------------------------

@@ -213,3 +213,38 @@ def test_bad_model_configs_are_rejected():
         CausalDiT(ModelConfig(height=30, width=32, patch=8))
     with pytest.raises(ConfigError, match="heads"):
         CausalDiT(ModelConfig(dim=30, heads=4))
+
+
+def test_spatial_rope_scores_depend_on_relative_offsets_only():
+    """q·k after 3-D RoPE is unchanged when both tokens shift by the same (frame, row, col) offset."""
+    from crcm_robotics.model.dit import apply_rope, rope_cos_sin
+
+    grid, hd = (4, 4), 24
+    torch.manual_seed(0)
+    q, k = torch.randn(hd, dtype=torch.float64), torch.randn(hd, dtype=torch.float64)
+    cos, sin = rope_cos_sin(torch.arange(3), grid, hd, 100.0, torch.float64)  # [3*16, hd/2]
+
+    def score(frame_q: int, rc_q: tuple[int, int], frame_k: int, rc_k: tuple[int, int]) -> torch.Tensor:
+        iq, ik = frame_q * 16 + rc_q[0] * 4 + rc_q[1], frame_k * 16 + rc_k[0] * 4 + rc_k[1]
+        rq = apply_rope(q[None], cos[iq : iq + 1], sin[iq : iq + 1])
+        rk = apply_rope(k[None], cos[ik : ik + 1], sin[ik : ik + 1])
+        return (rq * rk).sum()
+
+    base = score(1, (1, 2), 0, (0, 1))
+    torch.testing.assert_close(score(2, (2, 3), 1, (1, 2)), base)  # same offset, shifted in time and space
+    assert not torch.allclose(score(1, (1, 2), 0, (1, 1)), base)  # another offset, another score
+
+
+def test_action_field_starts_closed_and_acts_per_token_once_trained():
+    model = make_model()
+    field = model.action_field
+    a = torch.randn(2, 3, 2, dtype=torch.float64)
+    with torch.no_grad():
+        field.mlp[-1].weight.zero_()
+        field.mlp[-1].bias.zero_()
+    assert field(a).abs().max() == 0  # as initialized: no effect until trained
+    with torch.no_grad():
+        field.mlp[-1].weight.normal_()
+    out = field(a)  # [B, F, P, D]
+    assert out.shape == (2, 3, model.tokens_per_frame, model.cfg.dim)
+    assert not torch.allclose(out[:, :, 0], out[:, :, 1])  # tokens at different places get different vectors

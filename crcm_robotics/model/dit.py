@@ -7,10 +7,12 @@ Shapes: ``B`` batch, ``F`` frames in the call, ``P`` tokens per frame,
 - Each frame has its own conditioning ``c = emb(t_i) + emb(a_i)``: its TrigFlow
   time and the action that produced it (the command applied right after the
   previous frame). ``c`` drives adaLN-Zero modulation of every block.
+- An optional per-token action field (:class:`ActionField`) adds an MLP of
+  (action, token position) to each token, so commands can act locally.
 - Attention is frame-causal: a token sees the tokens of the frames its
-  ``frame_mask`` row allows (default: frames ≤ its own). Temporal order comes
-  from rotary embeddings over the frame index (relative, so a rolling KV cache
-  can run forever).
+  ``frame_mask`` row allows (default: frames ≤ its own). Rotary embeddings
+  encode the frame index (relative, so a rolling KV cache can run forever)
+  and, with ``spatial_rope``, the token's row and column.
 - With a :class:`KVCache`, new frames also attend to the cached clean frames;
   ``write_cache=True`` stores the new frames' keys/values (used for clean frames).
 - The network outputs the TrigFlow ``F`` (see ``trigflow.py``); it knows
@@ -61,6 +63,38 @@ class ActionEmbedder(nn.Module):
         return self.mlp(a)
 
 
+def grid_features(h: int, w: int, octaves: int = 4) -> torch.Tensor:
+    """Per-token coordinates [h*w, 2 + 4*octaves]: (y, x) of each patch centre in [-1, 1] plus sin/cos."""
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w * 2 - 1
+    yx = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)  # [P, 2]
+    freqs = math.pi * 2.0 ** torch.arange(octaves, dtype=torch.float32)  # [O]
+    args = (yx[:, :, None] * freqs).reshape(h * w, -1)
+    return torch.cat([yx, torch.sin(args), torch.cos(args)], dim=1)
+
+
+class ActionField(nn.Module):
+    """Per-token action embedding: an MLP of (action, token position) added to every token of a frame.
+
+    adaLN gives a frame one global vector per action; a command whose effect is local in the image
+    (a pusher's target position, a gripper moving through part of the view) then has to be mapped
+    to places by the blocks. This field lets the action say directly *where* in the frame it acts.
+    The last layer starts at zero, so a fresh model ignores it.
+    """
+
+    def __init__(self, action_dim: int, dim: int, grid: tuple[int, int]):
+        super().__init__()
+        self.register_buffer("coords", grid_features(*grid), persistent=False)  # [P, G]
+        hidden = dim
+        self.from_action = nn.Linear(action_dim, hidden)
+        self.from_coords = nn.Linear(self.coords.shape[1], hidden, bias=False)
+        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, dim))
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:  # a [B, F, A] → [B, F, P, D]
+        h = self.from_action(a)[:, :, None] + self.from_coords(self.coords.to(a.dtype))  # [B, F, P, H]
+        return self.mlp(h)
+
+
 def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
     """Fixed 2-D sin-cos positions [h*w, dim] (half the channels for rows, half for columns)."""
     quarter = dim // 4
@@ -72,11 +106,39 @@ def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
     return Fn.pad(pe, (0, dim - pe.shape[1])).float()
 
 
-def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
-    """cos, sin [F, head_dim/2] for integer frame positions [F] (angles in float64: exact for long streams)."""
+def rope_angles(positions: torch.Tensor, pairs: int, theta: float) -> torch.Tensor:
+    """Rotation angles [N, pairs] for positions [N] (float64: exact for long streams)."""
+    inv_freq = theta ** (-torch.arange(pairs, device=positions.device, dtype=torch.float64) / pairs)
+    return positions.to(torch.float64)[:, None] * inv_freq[None]
+
+
+def spatial_pairs(head_dim: int) -> int:
+    """Rotary pairs given to each image axis by 3-D RoPE (the rest, about a third, go to time)."""
+    return (head_dim // 2) // 3
+
+
+def rope_cos_sin(
+    positions: torch.Tensor, grid: tuple[int, int], head_dim: int, theta: float, dtype: torch.dtype,
+    spatial: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [F*P, head_dim/2] for frame positions [F] and a ``grid`` of P = gh*gw tokens per frame.
+
+    With ``spatial`` the rotary pairs are split between time (frame index), token row and token column,
+    so attention scores depend on *relative* offsets in space as well as in time: a moving object looks
+    the same to attention wherever it is. Without it every pair encodes time.
+    """
     half = head_dim // 2
-    inv_freq = theta ** (-torch.arange(half, device=positions.device, dtype=torch.float64) / half)
-    angles = positions.to(torch.float64)[:, None] * inv_freq[None]
+    gh, gw = grid
+    p = gh * gw
+    n_s = spatial_pairs(head_dim) if spatial else 0
+    t_ang = rope_angles(positions, half - 2 * n_s, theta).repeat_interleave(p, 0)  # [F*P, half-2n_s]
+    parts = [t_ang]
+    if n_s:
+        rows = torch.arange(gh, device=positions.device).repeat_interleave(gw)  # [P]
+        cols = torch.arange(gw, device=positions.device).repeat(gh)
+        f = positions.shape[0]
+        parts += [rope_angles(rows, n_s, theta).repeat(f, 1), rope_angles(cols, n_s, theta).repeat(f, 1)]
+    angles = torch.cat(parts, dim=1)
     return torch.cos(angles).to(dtype), torch.sin(angles).to(dtype)
 
 
@@ -175,6 +237,7 @@ class CausalDiT(nn.Module):
         self.register_buffer("pos_embed", sincos_2d(*self.grid, cfg.dim), persistent=False)  # [P, D]
         self.time_embed = TimeEmbedder(cfg.dim, cfg.time_scale)
         self.action_embed = ActionEmbedder(cfg.action_dim, cfg.dim)
+        self.action_field = ActionField(cfg.action_dim, cfg.dim, self.grid) if cfg.action_field else None
         self.blocks = nn.ModuleList([Block(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
         self.final = FinalLayer(cfg.dim, patch_dim)
         self._init_weights()
@@ -183,7 +246,8 @@ class CausalDiT(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         for blk in self.blocks:  # adaLN-Zero: every residual branch starts closed
             nn.init.zeros_(blk.ada[-1].weight)
             nn.init.zeros_(blk.ada[-1].bias)
@@ -191,6 +255,8 @@ class CausalDiT(nn.Module):
         nn.init.zeros_(self.final.ada[-1].bias)
         nn.init.zeros_(self.final.linear.weight)
         nn.init.zeros_(self.final.linear.bias)
+        if self.action_field is not None:
+            nn.init.zeros_(self.action_field.mlp[-1].weight)
 
     def set_attention(self, impl: str) -> None:
         """"sdpa" (fused kernels) or "math" (plain matmul-softmax; supports forward-mode AD)."""
@@ -245,9 +311,11 @@ class CausalDiT(nn.Module):
             raise ValueError("write_cache=True needs a cache")
 
         tokens = self.patch_embed(self.patchify(x)) + self.pos_embed  # [B, F, P, D]
+        if self.action_field is not None:
+            tokens = tokens + self.action_field(action.to(tokens.dtype))
         c = (self.time_embed(t.reshape(-1)) + self.action_embed(action.reshape(b * f, -1))).reshape(b, f, -1)
-        cos, sin = rope_cos_sin(positions, self.cfg.dim // self.cfg.heads, self.cfg.rope_theta, tokens.dtype)
-        cos, sin = cos.repeat_interleave(p, 0), sin.repeat_interleave(p, 0)  # [F*P, hd/2]
+        cos, sin = rope_cos_sin(positions, self.grid, self.cfg.dim // self.cfg.heads, self.cfg.rope_theta,
+                                tokens.dtype, spatial=self.cfg.spatial_rope)  # [F*P, hd/2]
         for i, blk in enumerate(self.blocks):
             tokens = blk(tokens, c, cos, sin, mask, cache, i, write_index)
         if write_cache:

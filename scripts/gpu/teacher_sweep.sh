@@ -1,0 +1,58 @@
+# Teacher sweep on a multi-GPU machine: one PushT store, one `small` teacher per GPU (each a single-GPU run,
+# as the teacher issue asks), each evaluated on held-out episodes with several samplers; optionally the
+# runtime bench (random `small` weights: latency does not depend on them) on the last GPU meanwhile.
+# Usage (device tool, carry .whl):  bash scripts/gpu/teacher_sweep.sh
+# Env: ARMS     "name:override override …;name:…" one arm per GPU (default below)
+#      EPISODES (500) MINUTES (6.5) PRESET (small) EVALS (samplers "steps/solver …") BENCH (1: bench on last GPU)
+# DRY=1 rehearses on the CPU with tiny sizes.
+source scripts/gpu/setup.sh
+set -o pipefail
+EPISODES=${EPISODES:-500}; MINUTES=${MINUTES:-6.5}; PRESET=${PRESET:-small}
+EVALS=${EVALS:-"1/ddim 2/ddim 4/ddim 8/ddim 16/heun"}
+ARMS=${ARMS:-"rcm3:;r2obj:objective.p_mean=-0.8 objective.context_noise_prob=0.3 objective.context_noise_t=0.1 objective.context_noise_labeled=true;r2b128:objective.p_mean=-0.8 objective.context_noise_prob=0.3 objective.context_noise_t=0.1 objective.context_noise_labeled=true optim.batch_size=128 optim.lr=6e-4"}
+GEN=${GEN:-"size=64 min_steps=180 max_steps=300"}
+STORE=${STORE:-outputs/pusht64.zarr}
+LOG=outputs/sweep_logs; mkdir -p $LOG
+[ -d $STORE ] || crcm data pusht out=$STORE episodes=$EPISODES seed=0 $GEN overwrite=true 2>&1 | tail -3
+IFS=';' read -ra arm_list <<< "$ARMS"
+gpu=0
+for arm in "${arm_list[@]}"; do
+  name=${arm%%:*}; over=${arm#*:}
+  ( export CUDA_VISIBLE_DEVICES=$gpu
+    crcm train teacher preset=$PRESET data.path=$STORE train.out=outputs/teacher_$name train.max_minutes=$MINUTES \
+        train.progress=false $over > $LOG/train_$name.log 2>&1
+    for ev in $EVALS; do
+      crcm eval outputs/teacher_$name horizon=16 context=2 steps=${ev%/*} solver=${ev#*/} time_batch1=false \
+          out=outputs/eval/${name}_${ev%/*}${ev#*/}_h16 2>&1 | grep '^{' > $LOG/eval_${name}_${ev%/*}${ev#*/}.json
+    done ) &
+  gpu=$((gpu + 1))
+done
+if [ "${BENCH:-1}" = 1 ]; then
+  ( export CUDA_VISIBLE_DEVICES=$gpu; OUT=outputs/bench_out TESTS=1 bash scripts/gpu/runtime.sh > $LOG/bench.log 2>&1 ) &
+fi
+wait
+# One line per (arm, sampler): mean PSNR, PSNR h1/h16, agent error h16; the baseline once.
+$PY - $LOG <<'PY'
+import json, pathlib, sys
+rows = []
+for p in sorted(pathlib.Path(sys.argv[1]).glob("eval_*.json")):
+    txt = p.read_text().strip()
+    if not txt:
+        print(p.name, "no result"); continue
+    r = json.loads(txt.splitlines()[-1])
+    rows.append((r["psnr_mean"], p.stem, r))
+    print(f"{p.stem:28s} psnr_mean {r['psnr_mean']:.2f} h1 {r['psnr'][0]:.2f} h16 {r['psnr'][-1]:.2f} "
+          f"agent16 {r['agent_err_px'][-1]:.2f} ssim_mean {r['ssim_mean']:.3f}")
+if rows:
+    b = rows[0][2]["baseline_copy_last"]
+    print(f"{'baseline':28s} psnr_mean {b['psnr_mean']:.2f} h1 {b['psnr'][0]:.2f} h16 {b['psnr'][-1]:.2f} agent16 {b['agent_err_px'][-1]:.2f}")
+    best = max(rows)[1].split("_")[1]
+    pathlib.Path("outputs/best_arm").write_text(best)
+    print("best arm", best)
+PY
+best=$(cat outputs/best_arm 2>/dev/null || echo none)
+tar czf "$OUT/sweep_logs.tgz" -C outputs sweep_logs
+tar czf - --exclude rollout.gif -C outputs eval $(cd outputs && ls -d teacher_*_samples teacher_*_log.jsonl 2>/dev/null) \
+    bench_out 2>/dev/null | split -b 15M - "$OUT/reports.tgz.part-"
+[ -d outputs/teacher_$best ] && tar cf - --exclude train_state.pt -C outputs teacher_$best | split -b 15M - "$OUT/teacher_best.tar.part-"
+ls -la "$OUT"
