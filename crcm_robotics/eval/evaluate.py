@@ -148,8 +148,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     copy_last = np.repeat(win.frames[:, cfg.context - 1 : cfg.context], cfg.horizon, axis=1)
 
     def scores(p: np.ndarray) -> dict[str, Any]:
-        pt, rt = torch.from_numpy(p), torch.from_numpy(real)
-        ps, ss = M.psnr(pt, rt).mean(0), M.ssim(pt, rt).mean(0)
+        pt, rt = torch.from_numpy(p).to(device), torch.from_numpy(real).to(device)
+        ps, ss = M.psnr(pt, rt).mean(0).cpu(), M.ssim(pt, rt).mean(0).cpu()
         out: dict[str, Any] = {"psnr": [round(float(v), 3) for v in ps], "ssim": [round(float(v), 4) for v in ss],
                                "psnr_mean": round(float(ps.mean()), 3), "ssim_mean": round(float(ss.mean()), 4)}
         if win.agent_px is not None:

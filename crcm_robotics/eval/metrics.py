@@ -14,26 +14,28 @@ def psnr(pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
+    """The 1-D Gaussian [size]; the 2-D window is its outer product, applied as two 1-D passes."""
     x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+    return g / g.sum()
 
 
 def ssim(pred: torch.Tensor, real: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """SSIM (Wang et al. 2004; Gaussian 11×11, σ 1.5, K1 .01, K2 .03, range 255) of uint8 frames [..., H, W, 3].
 
-    Mean over channels and valid (un-padded) positions, one value per frame.
+    Mean over channels and valid (un-padded) positions, one value per frame. Runs on the inputs'
+    device; the separable window keeps it cheap enough for thousands of frames.
     """
     lead = pred.shape[:-3]
     h, w, c = pred.shape[-3:]
     x = pred.reshape(-1, h, w, c).permute(0, 3, 1, 2).double()
     y = real.reshape(-1, h, w, c).permute(0, 3, 1, 2).double()
     win = min(window, h, w)
-    kernel = _gaussian_window(win, sigma, x.device).expand(c, 1, win, win)
+    g = _gaussian_window(win, sigma, x.device)
+    rows, cols = g.view(1, 1, win, 1).expand(c, 1, win, 1), g.view(1, 1, 1, win).expand(c, 1, 1, win)
 
     def filt(z: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(z, kernel, groups=c)
+        return F.conv2d(F.conv2d(z, rows, groups=c), cols, groups=c)
 
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mu_x, mu_y = filt(x), filt(y)

@@ -106,6 +106,7 @@ def bench_backend(name: str, cfg, ckpt: str, device: torch.device, sampler: Samp
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    print(f"bench: {name} ({'teacher' if sampler else 'student'}) setting up", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     try:
         wm = WorldModel.load(ckpt, device=device, backend=name, steps=cfg.steps or None, max_batch=cfg.max_batch,
@@ -138,6 +139,7 @@ def bench_backend(name: str, cfg, ckpt: str, device: torch.device, sampler: Samp
         out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     out["setup_s"] = round(setup_s, 2)
     out["status"] = wm.info()["backend_status"]
+    print(f"bench: {name} done ({setup_s:.0f} s setup): {out}", file=sys.stderr, flush=True)
     return out
 
 
