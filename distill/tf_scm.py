@@ -9,7 +9,12 @@ f_θ(x_t, t) = cos t·x_t − sin t·F_θ stays constant along the teacher's PF-
     F⁻, dF⁻/dt = jvp(F_θ, (x_t, t), (dx_t/dt, 1))                 (no grad; math attention)
     g = −cos²t·(F⁻ − dx_t/dt) − r·cos t·sin t·(x_t + dF⁻/dt)        r: tangent warm-up 0 → 1
     g ← g / (‖g‖ + c)                                               per frame
-    loss = ‖F_θ(x_t, t) − F⁻ − g‖²                                  NaN/inf tangents masked out
+    loss = ‖F_θ(x_t, t) − sg[F_θ(x_t, t)] − g‖²                     NaN/inf tangents masked out
+
+F⁻ in the loss is the stop-gradient of the *same* forward as F_θ (bf16 under
+autocast), not the fp32 JVP primal: per element the normalized tangent is
+~1/√(C·H·W) ≈ 0.01, smaller than the bf16-vs-fp32 gap, which would otherwise
+be what the student learns.
 """
 
 from __future__ import annotations
@@ -55,8 +60,8 @@ class TFsCM(StudentMethod):
         eps = torch.randn_like(x0)
         x_t = tf.add_noise(x0, eps, times)
         zeros = torch.zeros_like(times)
-        with torch.no_grad():
-            dxdt = tf_forward(self.teacher, x0, zeros, x_t, times, action, x_prev).float()
+        with torch.no_grad(), torch.autocast(x0.device.type, enabled=False):  # fp32, like the JVP below
+            dxdt = tf_forward(self.teacher, x0.float(), zeros, x_t.float(), times, action.float(), x_prev.float())
         f_minus, df_dt = student_tangent(self.student, x0, x_t, times, dxdt, action, x_prev)
         r = min(1.0, (step + 1) / max(self.cfg.tangent_warmup_steps, 1))
         cos = torch.cos(times)[..., None, None, None]
@@ -66,6 +71,6 @@ class TFsCM(StudentMethod):
         finite = torch.isfinite(g).flatten(2).all(dim=2)  # [B, T]
         g = torch.where(finite[..., None, None, None], g, torch.zeros_like(g))
         f_theta = tf_forward(self.student, x0, zeros, x_t, times, action, x_prev).float()
-        err = ((f_theta - f_minus - g) ** 2).flatten(2).mean(dim=2)  # [B, T]
+        err = ((f_theta - f_theta.detach() - g) ** 2).flatten(2).mean(dim=2)  # [B, T]
         loss = (err * finite).sum() / finite.sum().clamp_min(1)
         return loss, {"scm": float(loss.detach()), "tangent_r": r, "tangent_nan": float((~finite).float().mean())}

@@ -75,3 +75,29 @@ def test_distill_rejects_a_student_as_teacher_and_unknown_methods(tiny_teacher, 
     cfg = compose_config("config", [f"teacher={tiny_teacher}", "student_steps=8"], "crcm_robotics.conf.distill")
     with pytest.raises(ConfigError, match="student_steps=8"):
         run_distill(cfg)
+
+
+def test_scm_loss_is_the_normalized_tangent_alone_under_bf16_autocast():
+    """‖F_θ − sg[F_θ] − g‖² = ‖g‖²: below 1/(C·H·W) per frame whatever the forward's precision.
+
+    (Regression: F⁻ used to be the fp32 JVP primal, so under bf16 autocast the
+    bf16-vs-fp32 gap, larger than the tangent, was what the student learned.)
+    """
+    from crcm_robotics.config import SCMConfig
+    from distill.tf_scm import TFsCM
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(height=16, width=16, patch=4, dim=32, depth=2, heads=2, cache_frames=3)
+    teacher, student = CausalDiT(cfg), CausalDiT(cfg)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    student.load_state_dict(teacher.state_dict())
+    method = TFsCM(student, teacher, SCMConfig(tangent_warmup_steps=1), student_steps=2)
+    batch = {"x": torch.randn(2, 3, 3, 16, 16), "x_prev": torch.randn(2, 3, 3, 16, 16),
+             "action": torch.randn(2, 3, 2)}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = method.loss(batch, step=10)
+    assert 0 < float(loss) < 1 / (3 * 16 * 16)
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in student.parameters())
