@@ -8,8 +8,8 @@ set -o pipefail
 crcm data pusht out=outputs/pusht64.zarr episodes=$EPISODES size=64 seed=0 min_steps=180 max_steps=300 overwrite=true
 crcm train teacher preset=small data.path=outputs/pusht64.zarr train.max_minutes=$MINUTES train.steps=$STEPS \
     train.progress=false ${EXTRA:-}
-crcm eval outputs/teacher_small horizon=16 context=2 out=outputs/eval/teacher_heun16_h16
-crcm eval outputs/teacher_small horizon=16 context=2 steps=8 solver=ddim time_batch1=false out=outputs/eval/teacher_ddim8_h16
+crcm eval outputs/teacher_small horizon=16 context=2 out=outputs/eval/teacher_default_h16   # preset sampler: DDIM 4
+crcm eval outputs/teacher_small horizon=16 context=2 steps=16 solver=heun time_batch1=false out=outputs/eval/teacher_heun16_h16
 } 2>&1 | tee outputs/teacher_run.log
 tar cf - --exclude train_state.pt -C outputs teacher_small | split -b 15M - "$OUT/teacher_small.tar.part-"
 tar czf "$OUT/reports.tgz" -C outputs eval teacher_small_samples teacher_small_log.jsonl teacher_run.log
