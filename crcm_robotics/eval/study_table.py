@@ -37,8 +37,9 @@ def table(logdir: Path) -> str:
     runs = collect(logdir)
     if not runs:
         return f"no eval results in {logdir}"
-    rows = ["| run | passes/frame | mean PSNR 1..H | mean SSIM 1..H | PSNR @H | PSNR @long | pusher err @H (px) "
-            "| ms/frame b1 (eager) | distill wall s |", "|---" * 9 + "|"]
+    header = ("| run | passes/frame | mean PSNR 1..H | mean SSIM 1..H | PSNR @H | PSNR @long | pusher err @H (px) "
+              "| ms/frame b1 (eager) | distill wall s |")
+    rows = [header, "|---" * 9 + "|"]
     base = None
     for name, by_h in sorted(runs.items(), key=lambda kv: (not kv[0].startswith("teacher"), kv[0])):
         short = by_h[min(by_h)]

@@ -1,0 +1,33 @@
+"""The distillation study's table is built from real-shaped `crcm eval` / `crcm distill` lines."""
+
+from __future__ import annotations
+
+import json
+
+from crcm_robotics.eval.study_table import main, table
+
+
+def _eval_line(psnr_last: float, horizon: int, passes: int, ms: float | None = None) -> str:
+    psnr = [30.0] * (horizon - 1) + [psnr_last]
+    r = {"network_passes_per_frame": passes, "psnr": psnr, "psnr_mean": sum(psnr) / horizon, "ssim_mean": 0.9,
+         "agent_err_px": [1.0] * horizon,
+         "baseline_copy_last": {"psnr": [29.0] * horizon, "psnr_mean": 29.0, "ssim_mean": 0.95,
+                                "agent_err_px": [2.0] * horizon}}
+    if ms is not None:
+        r["ms_per_frame_batch1"] = ms
+    return "noise before the line\n" + json.dumps(r) + "\n"
+
+
+def test_table_has_one_row_per_run_with_short_and_long_horizon(tmp_path, capsys):
+    (tmp_path / "eval_teacher_4ddim_h16.json").write_text(_eval_line(25.0, 16, 5, 50.0))
+    (tmp_path / "eval_teacher_4ddim_h160.json").write_text(_eval_line(21.0, 160, 5))
+    (tmp_path / "eval_causal_rcm_2step_h16.json").write_text(_eval_line(24.0, 16, 3, 40.0))
+    (tmp_path / "distill_causal_rcm.log").write_text('log\n{"steps": 256, "seconds": 151.2}\n')
+    (tmp_path / "eval_sf_dmd_2step_h16.json").write_text("")  # a run that died prints nothing: skipped
+    rows = table(tmp_path).splitlines()
+    assert rows[2].startswith("| teacher_4ddim | 5 |") and "| 25.00 | 21.00 |" in rows[2]
+    assert rows[3].startswith("| causal_rcm_2step | 3 |") and "| 24.00 | — |" in rows[3]
+    assert rows[3].endswith("| 40.0 | 151 (256 steps) |")
+    assert rows[4].startswith("| copy last frame | 0 | 29.00 |") and len(rows) == 5
+    assert main([str(tmp_path)]) == 0 and "causal_rcm_2step" in capsys.readouterr().out
+    assert main([]) == 2
