@@ -287,7 +287,8 @@ class EvalConfig:
     episodes: int = 0  # 0 = every held-out episode
     windows_per_episode: int = 4
     steps: int = 0  # 0 = the checkpoint's sampler steps (teacher ODE steps; student 1/2/4)
-    solver: str | None = None  # teacher only: euler | heun
+    solver: str | None = None  # teacher only: euler | heun | ddim
+    sampler: str | None = None  # ode | consistency; consistency on a teacher = the undistilled reference (steps=)
     batch_size: int = 64
     device: str = "auto"
     seed: int = 0

@@ -67,3 +67,16 @@ def test_data_parallel_training_on_two_gloo_processes(pusht_store_32, tmp_path):
     summary = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(summary) == 1 and summary[0]["steps"] == 3  # only rank 0 reports
     assert load_checkpoint(out).meta["step"] == 3
+
+
+def test_teacher_evaluates_with_the_student_sampler_as_the_undistilled_reference(tiny_teacher, tmp_path):
+    from crcm_robotics.eval.evaluate import evaluate
+
+    common = [f"ckpt={tiny_teacher}", "horizon=3", "context=2", "time_batch1=false", "report=false"]
+    result = evaluate(compose_config("eval", [*common, "sampler=consistency", "steps=2"]))
+    assert result["sampler"] == {"kind": "consistency", "steps": 2, "solver": None}
+    assert result["network_passes_per_frame"] == 3 and len(result["psnr"]) == 3
+    with pytest.raises(ValueError, match="needs steps="):
+        evaluate(compose_config("eval", [*common, "sampler=consistency"]))
+    with pytest.raises(ValueError, match="unknown"):
+        evaluate(compose_config("eval", [*common, "sampler=flow", "steps=2"]))

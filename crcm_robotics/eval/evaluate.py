@@ -29,10 +29,19 @@ from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout
 from crcm_robotics.model.tokenizer import PixelCodec
 
 
-def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None = None) -> SamplerSpec:
-    """The checkpoint's sampler, with ``steps``/``solver`` overridden when given."""
+def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None = None,
+                      kind: str | None = None) -> SamplerSpec:
+    """The checkpoint's sampler, with ``steps``/``solver``/``kind`` overridden when given.
+
+    ``kind="consistency"`` on a teacher runs its weights with the student's few-step
+    sampler: the reference a distilled student has to beat.
+    """
     s = meta.get("sampler") or {"kind": "ode", "steps": 16, "solver": "heun"}
-    kind = s["kind"]
+    kind = kind or s["kind"]
+    if kind not in ("ode", "consistency"):
+        raise ValueError(f"sampler kind {kind!r} unknown; expected 'ode' or 'consistency'")
+    if kind != s["kind"] and not steps:
+        raise ValueError(f"sampler={kind} on a checkpoint whose own sampler is {s['kind']!r} needs steps=")
     return SamplerSpec(kind, steps or int(s["steps"]), solver or s.get("solver", "heun"))  # type: ignore[arg-type]
 
 
@@ -117,7 +126,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.ckpt)
     model = build_model(ckpt, device)
-    spec = sampler_from_meta(ckpt.meta, cfg.steps, cfg.solver)
+    spec = sampler_from_meta(ckpt.meta, cfg.steps, cfg.solver, cfg.sampler)
     codec = PixelCodec(model.cfg.sigma_data)
     data_path = cfg.data.path or ckpt.meta.get("data_path")
     if not data_path:
