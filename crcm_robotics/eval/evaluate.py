@@ -25,30 +25,9 @@ from crcm_robotics.config import EvalConfig, key_map_from_config
 from crcm_robotics.data.store import NormStats, TrajectoryStore
 from crcm_robotics.eval import metrics as M
 from crcm_robotics.model.checkpoint import build_model, load_checkpoint
-from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout
+from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout, sampler_from_meta
 from crcm_robotics.model.tokenizer import PixelCodec
-
-
-def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None = None,
-                      kind: str | None = None) -> SamplerSpec:
-    """The checkpoint's sampler, with ``steps``/``solver``/``kind`` overridden when given.
-
-    ``kind="consistency"`` on a teacher runs its weights with the student's few-step
-    sampler: the reference a distilled student has to beat.
-    """
-    s = meta.get("sampler") or {"kind": "ode", "steps": 16, "solver": "heun"}
-    kind = kind or s["kind"]
-    if kind not in ("ode", "consistency"):
-        raise ValueError(f"sampler kind {kind!r} unknown; expected 'ode' or 'consistency'")
-    if kind != s["kind"] and not steps:
-        raise ValueError(f"sampler={kind} on a checkpoint whose own sampler is {s['kind']!r} needs steps=")
-    return SamplerSpec(kind, steps or int(s["steps"]), solver or s.get("solver", "heun"))  # type: ignore[arg-type]
-
-
-def resolve_device(pref: str) -> torch.device:
-    if pref == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(pref)
+from crcm_robotics.runtime.world_model import resolve_device
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -49,6 +49,22 @@ class SamplerSpec:
             return self.steps + 1
         per_step = 2 if self.solver == "heun" else 1
         return per_step * self.steps - (1 if self.solver == "heun" else 0) + 1
+
+
+def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None = None,
+                      kind: str | None = None) -> SamplerSpec:
+    """The checkpoint's sampler, with ``steps``/``solver``/``kind`` overridden when given.
+
+    ``kind="consistency"`` on a teacher runs its weights with the student's few-step
+    sampler: the reference a distilled student has to beat.
+    """
+    s = meta.get("sampler") or {"kind": "ode", "steps": 16, "solver": "heun"}
+    kind = kind or s["kind"]
+    if kind not in ("ode", "consistency"):
+        raise ValueError(f"sampler kind {kind!r} unknown; expected 'ode' or 'consistency'")
+    if kind != s["kind"] and not steps:
+        raise ValueError(f"sampler={kind} on a checkpoint whose own sampler is {s['kind']!r} needs steps=")
+    return SamplerSpec(kind, steps or int(s["steps"]), solver or s.get("solver", "heun"))  # type: ignore[arg-type]
 
 
 def frame_f(model: CausalDiT, x_t: torch.Tensor, t: torch.Tensor, action: torch.Tensor, prev: torch.Tensor,

@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from crcm_robotics.model.sampler import SamplerSpec
+from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.runtime.backends import BackendUnavailable, canonical_backend
-from crcm_robotics.runtime.world_model import WorldModel, resolve_device, resolve_dtype, sampler_from_meta
+from crcm_robotics.runtime.world_model import WorldModel, resolve_device, resolve_dtype
 
 GPU_BACKENDS = ("eager", "cuda_graph", "compile")
 CPU_BACKENDS = ("eager", "onnx")

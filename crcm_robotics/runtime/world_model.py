@@ -49,7 +49,7 @@ from crcm_robotics.data.store import NormStats
 from crcm_robotics.model.checkpoint import Checkpoint, build_model, load_checkpoint
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.kv_cache import KVCache
-from crcm_robotics.model.sampler import SamplerSpec, encode_context
+from crcm_robotics.model.sampler import SamplerSpec, encode_context, sampler_from_meta
 from crcm_robotics.model.tokenizer import PixelCodec
 from crcm_robotics.runtime.backends import Backend, Precision, make_backend
 from crcm_robotics.runtime.inputs import InputError, check_actions, check_frames, check_image
@@ -63,13 +63,6 @@ class ImagineResult:
     frames: np.ndarray  # uint8 [N, Hz, H, W, 3]
     costs: np.ndarray | None  # float32 [N] vs the goal image; None without a goal
     latency_ms: float  # wall time of the imagine call
-
-
-def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None = None) -> SamplerSpec:
-    """The checkpoint's sampler (teacher: ODE; student: consistency); ``steps``/``solver`` override it."""
-    from crcm_robotics.eval.evaluate import sampler_from_meta as from_meta
-
-    return from_meta(meta, steps, solver)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

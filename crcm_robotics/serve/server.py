@@ -716,13 +716,10 @@ def serve(cfg: Any) -> int:
     if not is_loopback(cfg.host) and token is None:
         log.warning("serving on %s without a token: anyone who reaches this port can use the model", cfg.host)
 
-    import torch
-
     from crcm_robotics.runtime import WorldModel
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     model = WorldModel.load(
-        cfg.ckpt, device=device, backend=cfg.backend, steps=cfg.steps or None, max_batch=cfg.max_batch
+        cfg.ckpt, device=cfg.device, backend=cfg.backend, steps=cfg.steps or None, max_batch=cfg.max_batch
     )
     limits = ServerLimits(
         max_message_bytes=cfg.max_message_bytes,
@@ -736,7 +733,7 @@ def serve(cfg: Any) -> int:
 
     async def main() -> None:
         host, port = await server.start(cfg.host, cfg.port)
-        ready = {"serving": f"{host}:{port}", "ckpt": str(cfg.ckpt), "device": device, "backend": cfg.backend}
+        ready = {"serving": f"{host}:{port}", "ckpt": str(cfg.ckpt), "device": str(model.device), "backend": cfg.backend}
         print(json.dumps({**ready, "auth": token is not None, **server.info}), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
