@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import torch
 
+from crcm_robotics.config import ConfigError
 from crcm_robotics.model import trigflow as tf
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.kv_cache import KVCache
@@ -61,9 +62,9 @@ def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None =
     s = meta.get("sampler") or {"kind": "ode", "steps": 16, "solver": "heun"}
     kind = kind or s["kind"]
     if kind not in ("ode", "consistency"):
-        raise ValueError(f"sampler kind {kind!r} unknown; expected 'ode' or 'consistency'")
+        raise ConfigError(f"sampler kind {kind!r} unknown; expected 'ode' or 'consistency'")
     if kind != s["kind"] and not steps:
-        raise ValueError(f"sampler={kind} on a checkpoint whose own sampler is {s['kind']!r} needs steps=")
+        raise ConfigError(f"sampler={kind} on a checkpoint whose own sampler is {s['kind']!r} needs steps=")
     return SamplerSpec(kind, steps or int(s["steps"]), solver or s.get("solver", "heun"))  # type: ignore[arg-type]
 
 

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from crcm_robotics.config import ConfigError
 from crcm_robotics.data.store import NormStats
 from crcm_robotics.model.checkpoint import Checkpoint, build_model, load_checkpoint
 from crcm_robotics.model.dit import CausalDiT
@@ -70,7 +71,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
                        "cpu" if str(device) == "auto" else device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={device} requested but CUDA is not available (torch {torch.__version__})")
+            raise ConfigError(f"device={device} requested but CUDA is not available (torch {torch.__version__})")
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
     return dev
