@@ -252,6 +252,15 @@ class TeacherObjectiveConfig:
     context_noise_prob: float = 0.0  # chance a clean context frame is lightly noised (robustness to drift)
     context_noise_t: float = 0.1  # max TrigFlow time of that noise
     context_noise_labeled: bool = True  # False: the noised frame still claims t = 0, like generated history
+    motion_weight: float = 0.0  # extra loss weight on pixels that change between frames (0 = plain MSE)
+    motion_threshold: float = 0.05  # a pixel "moves" when a channel changes by more than this ([-1, 1] scale)
+    motion_region: str = "pixel"  # pixel: the moved pixels (dilated 1 px); patch: every token patch holding one
+
+    def validate(self) -> None:
+        if self.motion_weight < 0:
+            raise ConfigError(f"objective.motion_weight must be ≥ 0, got {self.motion_weight}")
+        if self.motion_region not in ("pixel", "patch"):
+            raise ConfigError(f"objective.motion_region={self.motion_region!r}; expected pixel or patch")
     eval_steps: int = 16  # ODE steps for previews and the default `crcm eval`
     eval_solver: str = "heun"
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as Fn
 
 from crcm_robotics.config import TeacherObjectiveConfig, TeacherTrainConfig
 from crcm_robotics.model import trigflow as tf
@@ -21,6 +22,25 @@ from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout
 from crcm_robotics.model.tokenizer import PixelCodec
 from distill.layout import tf_forward
 from distill.trainer import MethodDefaults
+
+
+def motion_weight_map(x0: torch.Tensor, x_prev: torch.Tensor, weight: float, threshold: float,
+                      sigma_data: float, patch: int = 0) -> torch.Tensor:
+    """Per-pixel loss weight [B, T, 1, H, W]: 1, plus ``weight`` where the frame differs from its previous one.
+
+    A robot's end effector is a few dozen of the frame's pixels, so a plain MSE barely sees whether the
+    model moved it; the mask (changed pixels, dilated by one pixel so the edges count) weights both where
+    things went and where they left. Unit-space inputs; ``threshold`` is in [-1, 1] pixel units.
+    With ``patch`` > 0 the mask grows to every ``patch``×``patch`` token patch it touches: weighting a few
+    pixels of a patch made the model sharpen those and leave diffusion noise in the rest of the patch.
+    """
+    moved = ((x0 - x_prev).abs().amax(dim=2, keepdim=True) * sigma_data > threshold).float()  # [B, T, 1, H, W]
+    b, t = moved.shape[:2]
+    moved = Fn.max_pool2d(moved.flatten(0, 1), kernel_size=3, stride=1, padding=1)
+    if patch > 0:
+        moved = Fn.interpolate(Fn.max_pool2d(moved, kernel_size=patch, stride=patch), scale_factor=patch,
+                               mode="nearest")
+    return 1.0 + weight * moved.unflatten(0, (b, t))
 
 
 def denoising_loss(
@@ -34,6 +54,10 @@ def denoising_loss(
     """
     b, t = x0.shape[:2]
     dev = x0.device
+    pixel_w = None
+    if cfg.motion_weight > 0:
+        pixel_w = motion_weight_map(x0, x_prev, cfg.motion_weight, cfg.motion_threshold, net.cfg.sigma_data,
+                                    net.cfg.patch if cfg.motion_region == "patch" else 0)
     times = tf.sample_time_lognormal((b, t), cfg.p_mean, cfg.p_std, device=dev)
     eps = torch.randn_like(x0)
     x_t = tf.add_noise(x0, eps, times)
@@ -51,7 +75,11 @@ def denoising_loss(
         if cfg.context_noise_labeled:
             t_clean = t_ctx[:, 1:]
     f_pred = tf_forward(net, x_clean, t_clean, x_t, times, action, x_prev)
-    per_frame = ((f_pred.float() - tf.target_f(x0, eps, times)) ** 2).mean(dim=(0, 2, 3, 4))  # [T]
+    sq_err = (f_pred.float() - tf.target_f(x0, eps, times)) ** 2  # [B, T, C, H, W]
+    if pixel_w is None:
+        per_frame = sq_err.mean(dim=(0, 2, 3, 4))  # [T]
+    else:  # weighted mean over pixels: the moving ones count (1 + motion_weight)×
+        per_frame = (sq_err * pixel_w).sum(dim=(0, 2, 3, 4)) / (pixel_w.sum(dim=(0, 2, 3, 4)) * sq_err.shape[2])
     w = torch.ones(t, device=dev) if frame_weight is None else frame_weight
     loss = (per_frame * w).sum() / w.sum()
     pf = per_frame.detach()
@@ -62,6 +90,7 @@ class TeacherDiffusion(MethodDefaults):
     name = "teacher"
 
     def __init__(self, model: CausalDiT, cfg: TeacherObjectiveConfig):
+        cfg.validate()
         self.student = model  # the network being trained (the trainer's name for it)
         self.cfg = cfg
         self.codec = PixelCodec(model.cfg.sigma_data)

@@ -80,3 +80,43 @@ def test_teacher_evaluates_with_the_student_sampler_as_the_undistilled_reference
         evaluate(compose_config("eval", [*common, "sampler=consistency"]))
     with pytest.raises(ValueError, match="unknown"):
         evaluate(compose_config("eval", [*common, "sampler=flow", "steps=2"]))
+
+
+def test_motion_weight_marks_changed_pixels_and_reweights_the_loss():
+    from crcm_robotics.config import ModelConfig, TeacherObjectiveConfig
+    from crcm_robotics.model.dit import CausalDiT
+    from distill.teacher import denoising_loss, motion_weight_map
+
+    prev = torch.zeros(1, 2, 3, 8, 8)
+    x0 = prev.clone()
+    x0[0, 1, :, 4, 4] = 1.0  # one pixel changes in frame 1 (unit space; ×σ_data 0.5 = 0.5 > 0.05)
+    w = motion_weight_map(x0, prev, weight=9.0, threshold=0.05, sigma_data=0.5)
+    assert w.shape == (1, 2, 1, 8, 8)
+    assert torch.all(w[0, 0] == 1.0)  # frame 0: nothing moved
+    assert torch.all(w[0, 1, 0, 3:6, 3:6] == 10.0)  # the changed pixel and its 3×3 neighbourhood
+    assert w[0, 1].sum() == 64 + 9 * 9
+    x0[0, 1, :, 0, 0] = 0.04  # a change under the threshold does not count
+    assert motion_weight_map(x0, prev, 9.0, 0.05, 0.5)[0, 1, 0, 0, 0] == 1.0
+    wp = motion_weight_map(x0, prev, 9.0, 0.05, 0.5, patch=4)  # the 3×3 spot touches all four 4×4 patches
+    x0[0, 1, :, 4, 4] = 0.0
+    x0[0, 1, :, 1, 1] = 1.0  # a spot inside the top-left patch only
+    wq = motion_weight_map(x0, prev, 9.0, 0.05, 0.5, patch=4)
+    assert torch.all(wp[0, 1] == 10.0)
+    assert torch.all(wq[0, 1, 0, :4, :4] == 10.0) and torch.all(wq[0, 1, 0, 4:] == 1.0)
+
+    cfg = ModelConfig(height=16, width=16, patch=4, dim=32, depth=1, heads=2, cache_frames=3, action_dim=2)
+    net = CausalDiT(cfg)
+    torch.nn.init.normal_(net.final.linear.weight, std=0.1)  # a non-zero output, so errors differ by pixel
+    x = torch.randn(2, 3, 3, 16, 16)
+    x_prev = torch.cat([torch.randn(2, 1, 3, 16, 16), x[:, :-1]], dim=1)
+    x_prev[:, 1:, :, :8] = x[:, 1:, :, :8]  # the top half of frames 1, 2 is static
+    act = torch.randn(2, 3, 2)
+    losses = []
+    for mw in (0.0, 20.0):
+        torch.manual_seed(0)
+        loss, _ = denoising_loss(net, x, x_prev, act, TeacherObjectiveConfig(motion_weight=mw))
+        assert torch.isfinite(loss)
+        losses.append(float(loss.detach()))
+    assert losses[0] != pytest.approx(losses[1], rel=1e-4)
+    with pytest.raises(ValueError, match="motion_region"):
+        TeacherObjectiveConfig(motion_region="blob").validate()
