@@ -50,7 +50,7 @@ from crcm_robotics.data.store import NormStats
 from crcm_robotics.model.checkpoint import Checkpoint, build_model, load_checkpoint
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.kv_cache import KVCache
-from crcm_robotics.model.sampler import SamplerSpec, encode_context, sampler_from_meta
+from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.model.tokenizer import PixelCodec
 from crcm_robotics.runtime.backends import Backend, Precision, make_backend
 from crcm_robotics.runtime.inputs import InputError, check_actions, check_frames, check_image
@@ -145,7 +145,7 @@ class WorldModel:
         export_dir: str | Path | None = None,
         compile_mode: str = "default",
         compiler: str = "inductor",
-    ) -> "WorldModel":
+    ) -> WorldModel:
         """Load a checkpoint directory for inference.
 
         ``steps``: sampler steps per frame (student: 1–4 consistency steps; teacher: ODE steps);
@@ -200,9 +200,7 @@ class WorldModel:
         with self._lock:
             x, a = self._context(context_frames, context_actions, "context_frames", "context_actions")
             stream = self._backend.stepper(1, "stream")
-            stream.cache.reset()
-            with torch.no_grad(), self.precision.autocast():
-                encode_context(self.model, stream.cache, x, a)
+            self._backend.encode(stream.cache, x, a)
             self._stream = stream
             self._prev = x[:, -1:].clone()
             if seed is not None:
@@ -250,9 +248,7 @@ class WorldModel:
                 if self._ctx_cache is None:
                     self._ctx_cache = self._backend.new_cache(1)
                 ctx_cache = self._ctx_cache
-                ctx_cache.reset()
-                with torch.no_grad(), self.precision.autocast():
-                    encode_context(self.model, ctx_cache, x, a)
+                self._backend.encode(ctx_cache, x, a)
                 ctx_prev = x[:, -1:]
             gen = self._imagine_gen if seed is None else torch.Generator(self.device).manual_seed(seed)
             n_total, horizon = acts.shape[:2]

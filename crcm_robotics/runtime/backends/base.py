@@ -30,7 +30,7 @@ import torch
 
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.kv_cache import KVCache
-from crcm_robotics.model.sampler import SamplerSpec, predict_next_frame
+from crcm_robotics.model.sampler import SamplerSpec, encode_context, predict_next_frame
 
 log = logging.getLogger("crcm_robotics.runtime")
 
@@ -132,6 +132,12 @@ class Backend:
 
     def new_cache(self, batch: int) -> KVCache:
         return self.model.new_cache(batch, self.device, self.precision.cache)
+
+    def encode(self, cache: KVCache, x: torch.Tensor, action: torch.Tensor) -> None:
+        """Reset ``cache`` and write clean context frames x [B, K, C, H, W] (actions [B, K, A]) into it."""
+        with torch.no_grad(), self.precision.autocast():
+            cache.reset()
+            encode_context(self.model, cache, x, action)
 
     def _make_stepper(self, batch: int) -> Stepper:
         raise NotImplementedError
