@@ -13,7 +13,8 @@ METHODS=${METHODS:-"causal_rcm tf_scm sf_dmd tf_dcm"}; STUDENT_STEPS=${STUDENT_S
 TEACHER_EVALS=${TEACHER_EVALS:-"1/ddim 2/ddim 4/ddim 8/ddim"}; LONG=${LONG:-160}
 GEN=${GEN:-"size=64 min_steps=180 max_steps=300"}
 STORE=${STORE:-outputs/pusht64.zarr}
-LOG=outputs/study_logs; mkdir -p $LOG
+LOG=outputs/study_logs; EVAL=outputs/study_eval
+rm -rf $LOG $EVAL; mkdir -p $LOG  # a warm machine keeps outputs/ from the previous call
 NM=$(wc -w <<< "$METHODS")
 [ -d $STORE ] || crcm data pusht out=$STORE episodes=$EPISODES seed=0 $GEN overwrite=true 2>&1 | tail -1
 ngpu=$( (nvidia-smi -L 2>/dev/null || true) | wc -l); ngpu=$((ngpu > 0 ? ngpu : 1))
@@ -21,7 +22,7 @@ ngpu=$( (nvidia-smi -L 2>/dev/null || true) | wc -l); ngpu=$((ngpu > 0 ? ngpu : 
 evaluate() {  # ckpt name steps solver horizon extra…
   local ck=$1 name=$2 steps=$3 solver=$4 h=$5; shift 5
   crcm eval "$ck" data.path=$STORE horizon=$h context=2 steps=$steps ${solver:+solver=$solver} \
-      out=outputs/eval/${name}_h$h "$@" 2>>$LOG/eval_errors.log | grep '^{' > $LOG/eval_${name}_h$h.json || true
+      out=$EVAL/${name}_h$h "$@" 2>>$LOG/eval_errors.log | grep '^{' > $LOG/eval_${name}_h$h.json || true
 }
 
 # GPU i distils method i, evaluates its student, then takes teacher sampler i (so no run shares a GPU)
@@ -45,7 +46,7 @@ for m in $METHODS; do
 done
 wait
 $PY -m crcm_robotics.eval.study_table $LOG | tee $LOG/table.md
-tar czf - --exclude rollout.gif -C outputs eval study_logs $(cd outputs && ls student_*_log.jsonl 2>/dev/null) \
+tar czf - --exclude rollout.gif -C outputs study_eval study_logs $(cd outputs && ls student_*_log.jsonl 2>/dev/null) \
     | split -b 15M - "$OUT/study.tgz.part-"
 tar cf - --exclude train_state.pt -C outputs student_causal_rcm | split -b 15M - "$OUT/student_causal_rcm.tar.part-"
 ls -la "$OUT"
