@@ -1,7 +1,7 @@
 # Distillation study on a multi-GPU machine: every method distils the same teacher on its own GPU (each a
 # single-GPU run), then each student is evaluated at 1, 2 and 4 steps on held-out episodes at horizon 16
 # (with batch-1 ms/frame) and 160 (drift); the teacher at its sampler(s) likewise.
-# Usage (device tool, carry .whl and the teacher dir):  TEACHER=outputs/sweep1/teacher_r2b128 bash scripts/gpu/distill_study.sh
+# Usage (device tool, carry .whl and the teacher dir):  TEACHER=outputs/s9c/teacher_pw10 bash scripts/gpu/distill_study.sh
 # Env: TEACHER (required), DISTILL_EXTRA (overrides for every method) METHODS ("causal_rcm tf_scm sf_dmd tf_dcm") MINUTES (3.0) PRESET (small)
 #      TEACHER_EVALS ("4/ddim") STUDENT_STEPS ("1 2 4") EPISODES/GEN (store, as teacher_sweep.sh)
 # DRY=1 rehearses on the CPU with tiny sizes.

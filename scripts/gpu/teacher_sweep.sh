@@ -3,16 +3,17 @@
 # runtime bench (random `small` weights: latency does not depend on them) on the last GPU meanwhile.
 # Usage (device tool, carry .whl):  bash scripts/gpu/teacher_sweep.sh
 # Env: ARMS     "name:override override …;name:…" one arm per GPU (default below)
-#      EPISODES (500) MINUTES (6.5) PRESET (small) EVALS (samplers "steps/solver …") BENCH (1: runtime bench on
-#      the GPU after the arms). The measured run used 3 arms, EVALS "1/ddim 2/ddim 4/ddim 8/ddim 16/heun" and
-#      BENCH=1, and hit the 10-minute limit after the first evaluation (SSIM then ran on the CPU).
-#      PROFILE (1: scripts/profile_planner.py on the GPU after the arms, after the bench; random `small` weights)
+#      EPISODES (500) MINUTES (6.8) PRESET (small) EVALS (samplers "steps/solver …") BENCH (1: runtime bench on
+#      the GPU after the arms). The last measured run (docs/results.md) used these default arms, spelled out
+#      in full (model.time_scale=10 objective.motion_weight=… objective.motion_region=patch) before they
+#      became the preset, with EVALS="2/ddim 4/ddim" MINUTES=6.8 PROFILE=1 BENCH=1.
+#      PROFILE (1: scripts/profile_planner.py on the GPU after the arms, before the bench; random `small` weights)
 # DRY=1 rehearses on the CPU with tiny sizes.
 source scripts/gpu/setup.sh
 set -o pipefail
-EPISODES=${EPISODES:-500}; MINUTES=${MINUTES:-6.5}; PRESET=${PRESET:-small}
+EPISODES=${EPISODES:-500}; MINUTES=${MINUTES:-6.8}; PRESET=${PRESET:-small}
 EVALS=${EVALS:-"1/ddim 2/ddim 4/ddim"}
-ARMS=${ARMS:-"rcm3:objective.p_mean=-1.2 objective.context_noise_prob=0.5 objective.context_noise_t=0.12 objective.context_noise_labeled=false optim.batch_size=64 optim.lr=4e-4;r2obj:objective.p_mean=-0.8 objective.context_noise_prob=0.3 objective.context_noise_t=0.1 objective.context_noise_labeled=true optim.batch_size=64 optim.lr=4e-4;r2b128:objective.p_mean=-0.8 objective.context_noise_prob=0.3 objective.context_noise_t=0.1 objective.context_noise_labeled=true optim.batch_size=128 optim.lr=6e-4"}
+ARMS=${ARMS:-"pw10:;pw30:objective.motion_weight=30;pw10cn:objective.context_noise_prob=0.5 objective.context_noise_t=0.2"}  # vs the small preset (= pw10)
 GEN=${GEN:-"size=64 min_steps=180 max_steps=300"}
 STORE=${STORE:-outputs/pusht64.zarr}
 LOG=outputs/sweep_logs; EVAL=outputs/sweep_eval
