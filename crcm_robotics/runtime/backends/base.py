@@ -1,8 +1,8 @@
 """What every backend implements: run the per-frame step for a batch against a KV cache it owns.
 
 A *stepper* is one batch size's runner. It owns a :class:`KVCache` of that
-batch (``stepper.cache``); the caller loads context into it (``encode_context``
-or ``cache.copy_``), then each call
+batch (``stepper.cache``); the caller loads context into it (``Backend.encode``,
+which CUDA backends run as a captured graph, or ``cache.copy_``), then each call
 
     x0 = stepper(action [B, 1, A], noise [S, B, 1, C, H, W], prev [B, 1, C, H, W])
 
