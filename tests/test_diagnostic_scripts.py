@@ -1,0 +1,52 @@
+"""The diagnostic scripts behind docs/results.md run on CPU and print the figures they promise."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from crcm_robotics.model.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_profile_planner_groups_kernels_and_counts_passes(tiny_student, tmp_path, capsys):
+    prof = load_script("profile_planner")
+    assert prof.kind_of("nvjet_sm90_tst_80x128_64x8_2x1_v_bz_bias_TNN") == "gemm"
+    assert prof.kind_of("cudnn_generated_fort_native_sdpa_sm90_flash_fprop") == "attention"
+    assert prof.kind_of("triton_poi_fused_gelu_view_18") == "triton_fused"
+    assert prof.kind_of("void at::native::vectorized_layer_norm_kernel") == "elementwise_other"
+    prof.main([str(tiny_student), "--backends", "eager", "--rollouts", "2", "--horizon", "2", "--repeats", "1",
+               "--device", "cpu", "--out", str(tmp_path)])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    eager = result["backends"]["eager"]
+    assert eager["network_passes"] == 1 + 2 * 3  # context encoding + 2 frames × (2 denoising passes + cache write)
+    assert eager["busy_ms"] > 0 and eager["launches"] > 0 and eager["by_kind_ms"]
+    assert (tmp_path / "top_kernels_eager.txt").stat().st_size > 0
+    assert (tmp_path / "trace_eager.json.gz").stat().st_size > 0
+
+
+def test_consistency_error_of_the_teacher_itself(tiny_teacher, capsys):
+    ce = load_script("consistency_error")
+    store = load_checkpoint(tiny_teacher).meta["data_path"]
+    ce.main([str(tiny_teacher), str(tiny_teacher), "--store", store, "--windows", "2", "--times", "0.7", "1.4"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(lines) == 2 and lines[0]["mse"] == lines[1]["mse"]  # the same network scores the same
+    for t in ("0.700", "1.400"):
+        mse = lines[0]["mse"][t]
+        assert all(v >= 0 for v in mse.values())
+        assert mse["to_ode"] > 0  # one jump is not the 12-step ODE
+    # the ODE from a noisier start ends further from the data
+    assert lines[0]["mse"]["1.400"]["ode_to_data"] > lines[0]["mse"]["0.700"]["ode_to_data"]
+    with pytest.raises(SystemExit):
+        ce.main([str(tiny_teacher)])  # --store is required
