@@ -29,9 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crcm_robotics.config import ModelConfig, to_dict
-from crcm_robotics.model.checkpoint import save_checkpoint
-from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.config import ModelConfig
+from crcm_robotics.runtime.bench import random_student_checkpoint
 from crcm_robotics.runtime.world_model import WorldModel
 
 KINDS = (  # first match wins; names of cuBLAS/CUTLASS/cuDNN/flash/Triton kernels
@@ -59,14 +58,6 @@ def flops_per_pass(cfg: ModelConfig, batch: int) -> float:
     attn_layer = 2 * 2 * p * keys * d  # QKᵀ and PV, all heads
     patch_dim = cfg.patch * cfg.patch * cfg.channels
     return batch * (cfg.depth * (p * per_token_layer + attn_layer) + 2 * p * patch_dim * d * 2)
-
-
-def random_small_checkpoint(out: Path) -> Path:
-    cfg = ModelConfig(height=64, width=64, patch=8, dim=320, depth=8, heads=5, cache_frames=4, action_dim=2)
-    stats = {"action": {"mean": [256.0, 256.0], "std": [100.0, 100.0], "min": [0.0, 0.0], "max": [512.0, 512.0]}}
-    meta = {"kind": "student", "sampler": {"kind": "consistency", "steps": 2}, "note": "random weights"}
-    save_checkpoint(out, CausalDiT(cfg).state_dict(), {"model": to_dict(cfg)}, stats, meta)
-    return out
 
 
 def profile_backend(ckpt: str, backend: str, args: argparse.Namespace, out: Path) -> dict:
@@ -154,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = args.ckpt or str(random_small_checkpoint(Path(tempfile.mkdtemp()) / "small_random"))
+    ckpt = args.ckpt or str(random_student_checkpoint(Path(tempfile.mkdtemp()) / "small_random", "small", args.steps))
     result: dict = {"ckpt": args.ckpt or "random small", "rollouts": args.rollouts, "horizon": args.horizon,
                     "steps": args.steps, "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "backends": {}}

@@ -47,6 +47,24 @@ GPU_BACKENDS = ("eager", "cuda_graph", "compile")
 CPU_BACKENDS = ("eager", "onnx")
 
 
+def random_student_checkpoint(out: str | Path, preset: str = "small", steps: int = 2) -> Path:
+    """Save a ``steps``-step student with random weights and the teacher ``preset``'s network (64×64 PushT).
+
+    Latency does not depend on the weights' values, so GPU benches and profiles need no trained checkpoint.
+    """
+    from crcm_robotics.conf import compose_config
+    from crcm_robotics.config import to_dict
+    from crcm_robotics.model.checkpoint import save_checkpoint
+    from crcm_robotics.model.dit import CausalDiT
+
+    model_cfg = compose_config("config", [f"preset={preset}"], "crcm_robotics.conf.teacher").model
+    stats = {"action": {"mean": [256.0, 256.0], "std": [100.0, 100.0], "min": [0.0, 0.0], "max": [512.0, 512.0]}}
+    meta = {"kind": "student", "sampler": {"kind": "consistency", "steps": steps},
+            "note": f"random weights, `{preset}` network: for latency only"}
+    save_checkpoint(out, CausalDiT(model_cfg).state_dict(), {"model": to_dict(model_cfg)}, stats, meta)
+    return Path(out)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -9,21 +9,8 @@ source scripts/gpu/setup.sh
 set -o pipefail
 if [ -z "${CKPT:-}" ]; then
   CKPT=outputs/runtime_small_random
-  $PY - "$CKPT" "${DRY:-}" <<'PY'
-import sys
-import numpy as np
-from crcm_robotics.config import ModelConfig, to_dict
-from crcm_robotics.model.checkpoint import save_checkpoint
-from crcm_robotics.model.dit import CausalDiT
-out, dry = sys.argv[1], bool(sys.argv[2])
-small = dict(height=64, width=64, patch=8, dim=320, depth=8, heads=5, cache_frames=4, action_dim=2)
-tiny = dict(height=32, width=32, patch=8, dim=64, depth=2, heads=2, cache_frames=3, action_dim=2)
-cfg = ModelConfig(**(tiny if dry else small))
-stats = {"action": {"mean": [256.0, 256.0], "std": [100.0, 100.0], "min": [0.0, 0.0], "max": [512.0, 512.0]}}
-meta = {"kind": "student", "sampler": {"kind": "consistency", "steps": 2}, "note": "random weights, latency only"}
-save_checkpoint(out, CausalDiT(cfg).state_dict(), {"model": to_dict(cfg)}, stats, meta)
-print("saved", out, cfg)
-PY
+  $PY -c "import sys; from crcm_robotics.runtime.bench import random_student_checkpoint as r; print('saved', r(*sys.argv[1:]))" \
+      "$CKPT" "$([ -n "${DRY:-}" ] && echo tiny || echo small)"
 fi
 if [ -n "${DRY:-}" ]; then
   BACKENDS=${BACKENDS:-[eager,cuda_graph]}; REP="warmup=1 repeats=2 stream_frames=8 planner_rollouts=8 planner_horizon=4"
