@@ -256,13 +256,14 @@ class TeacherObjectiveConfig:
     motion_threshold: float = 0.05  # a pixel "moves" when a channel changes by more than this ([-1, 1] scale)
     motion_region: str = "pixel"  # pixel: the moved pixels (dilated 1 px); patch: every token patch holding one
 
+    eval_steps: int = 16  # ODE steps for previews and the default `crcm eval`
+    eval_solver: str = "heun"
+
     def validate(self) -> None:
         if self.motion_weight < 0:
             raise ConfigError(f"objective.motion_weight must be ≥ 0, got {self.motion_weight}")
         if self.motion_region not in ("pixel", "patch"):
             raise ConfigError(f"objective.motion_region={self.motion_region!r}; expected pixel or patch")
-    eval_steps: int = 16  # ODE steps for previews and the default `crcm eval`
-    eval_solver: str = "heun"
 
 
 @dataclass

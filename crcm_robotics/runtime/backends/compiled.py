@@ -19,6 +19,8 @@ the CUDA graph).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from crcm_robotics.model.dit import CausalDiT
@@ -37,14 +39,13 @@ from crcm_robotics.runtime.backends.cuda_graph import GraphedEncode, graph_or_ea
 OWN_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
+@dataclass
 class DeferredWriteCache(KVCache):
     """A read-only view of a :class:`KVCache` whose writes and advances are recorded, not applied."""
 
-    def start(self) -> DeferredWriteCache:
-        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.index: torch.Tensor | None = None
-        self.advanced = 0
-        return self
+    pending: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (k, v) per layer
+    index: torch.Tensor | None = None  # the cache rows they go to
+    advanced: int = 0  # frames to advance by
 
     def write(self, layer: int, k_new: torch.Tensor, v_new: torch.Tensor, index: torch.Tensor) -> None:
         if layer != len(self.pending):
@@ -61,7 +62,7 @@ def deferred_write_step(model: CausalDiT, spec: SamplerSpec, compile_fn) -> Step
     """The per-frame step with ``compile_fn`` applied to everything but the cache write."""
 
     def pure_step(cache: KVCache, action: torch.Tensor, noise: torch.Tensor, prev: torch.Tensor):
-        view = DeferredWriteCache(cache.k, cache.v, cache.frames_seen, cache.window, cache.tokens_per_frame).start()
+        view = DeferredWriteCache(cache.k, cache.v, cache.frames_seen, cache.window, cache.tokens_per_frame)
         x0 = predict_next_frame(model, view, action, noise, spec, prev)
         k_new = torch.stack([k for k, _ in view.pending])  # [layers, B, heads, P, head_dim]
         v_new = torch.stack([v for _, v in view.pending])

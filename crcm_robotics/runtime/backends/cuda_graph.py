@@ -117,10 +117,14 @@ class CudaGraphEncoder:
 class GraphedEncode:
     """Backend mixin: ``encode`` of a batch-1 context through a captured graph per K (eager elsewhere)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._encoders: dict[int, CudaGraphEncoder | None] = {}  # per context length; None = capture failed
+
     def encode(self, cache: KVCache, x: torch.Tensor, action: torch.Tensor) -> None:
         if self.device.type != "cuda" or cache.batch != 1 or x.shape[0] != 1:
             return super().encode(cache, x, action)
-        encoders = self.__dict__.setdefault("_encoders", {})
+        encoders = self._encoders
         k = x.shape[1]
         if k not in encoders:
             try:
