@@ -299,6 +299,7 @@ class EvalConfig:
     steps: int = 0  # 0 = the checkpoint's sampler steps (teacher ODE steps; student 1/2/4)
     solver: str | None = None  # teacher only: euler | heun | ddim
     sampler: str | None = None  # ode | consistency; consistency on a teacher = the undistilled reference (steps=)
+    mid_times: list[float] | None = None  # consistency only: times between jumps (default: the checkpoint's)
     batch_size: int = 64
     device: str = "auto"
     seed: int = 0
@@ -423,6 +424,7 @@ class DistillConfig:
     method: str = "causal_rcm"  # causal_rcm | tf_scm | tf_dcm | sf_dmd
     teacher: str = "???"
     student_steps: int = 2  # sampler steps of the student (self-forcing rollouts and the saved default)
+    student_mid_times: list[float] | None = None  # its times between jumps (None = 2 steps: [1.1]; see trigflow)
     data: DataConfig = field(default_factory=DataConfig)  # data.path defaults to the teacher's store
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)

@@ -15,6 +15,7 @@ import torch
 
 from crcm_robotics.config import DMDConfig, RCMConfig, SCMConfig, TeacherObjectiveConfig
 from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.sampler import SamplerSpec
 from distill.sf_dmd import SFDMD
 from distill.student import StudentMethod
 from distill.tf_scm import TFsCM
@@ -24,11 +25,11 @@ class CausalRCM(StudentMethod):
     name = "causal_rcm"
 
     def __init__(self, student: CausalDiT, teacher: CausalDiT, scm: SCMConfig, dmd: DMDConfig, rcm: RCMConfig,
-                 fake_objective: TeacherObjectiveConfig, student_steps: int, amp_dtype: torch.dtype | None = None):
-        super().__init__(student, teacher, student_steps)
+                 fake_objective: TeacherObjectiveConfig, sampler: SamplerSpec, amp_dtype: torch.dtype | None = None):
+        super().__init__(student, teacher, sampler)
         self.cfg = rcm
-        self.scm = TFsCM(student, teacher, scm, student_steps)
-        self.dmd = SFDMD(student, teacher, dmd, fake_objective, student_steps, amp_dtype)
+        self.scm = TFsCM(student, teacher, scm, sampler)
+        self.dmd = SFDMD(student, teacher, dmd, fake_objective, sampler, amp_dtype)
 
     def _stage2(self, step: int) -> bool:
         return step >= self.cfg.scm_steps

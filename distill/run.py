@@ -9,6 +9,7 @@ import torch
 from crcm_robotics.config import ConfigError, DistillConfig, TeacherObjectiveConfig, from_dict
 from crcm_robotics.model.checkpoint import build_model, load_checkpoint
 from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.sampler import SamplerSpec
 from distill.causal_rcm import CausalRCM
 from distill.context import build_context, resolved_config
 from distill.sf_dmd import SFDMD
@@ -20,25 +21,35 @@ from distill.trainer import Trainer, autocast_dtype
 METHODS = ("causal_rcm", "tf_scm", "tf_dcm", "sf_dmd")
 
 
+def student_sampler(cfg: DistillConfig) -> SamplerSpec:
+    """The student's own few-step sampler (used by self-forcing rollouts, previews and saved in its meta)."""
+    if cfg.student_steps not in (1, 2, 3, 4):
+        raise ConfigError(f"student_steps={cfg.student_steps}; a student samples with 1, 2, 3 or 4 steps")
+    mids = None if cfg.student_mid_times is None else tuple(cfg.student_mid_times)
+    try:
+        return SamplerSpec("consistency", cfg.student_steps, mid_times=mids)
+    except ValueError as e:
+        raise ConfigError(f"student_mid_times: {e}") from e
+
+
 def make_method(cfg: DistillConfig, student: CausalDiT, teacher: CausalDiT, fake_objective: TeacherObjectiveConfig,
                 amp: torch.dtype | None) -> StudentMethod:
-    steps = cfg.student_steps
+    sampler = student_sampler(cfg)
     if cfg.method == "tf_scm":
-        return TFsCM(student, teacher, cfg.scm, steps)
+        return TFsCM(student, teacher, cfg.scm, sampler)
     if cfg.method == "tf_dcm":
-        return TFdCM(student, teacher, cfg.dcm, steps)
+        return TFdCM(student, teacher, cfg.dcm, sampler)
     if cfg.method == "sf_dmd":
-        return SFDMD(student, teacher, cfg.dmd, fake_objective, steps, amp)
+        return SFDMD(student, teacher, cfg.dmd, fake_objective, sampler, amp)
     if cfg.method == "causal_rcm":
-        return CausalRCM(student, teacher, cfg.scm, cfg.dmd, cfg.rcm, fake_objective, steps, amp)
+        return CausalRCM(student, teacher, cfg.scm, cfg.dmd, cfg.rcm, fake_objective, sampler, amp)
     raise ConfigError(f"method={cfg.method!r} unknown; expected one of {', '.join(METHODS)}")
 
 
 def run_distill(cfg: DistillConfig):
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method!r} unknown; expected one of {', '.join(METHODS)}")
-    if cfg.student_steps not in (1, 2, 3, 4):
-        raise ConfigError(f"student_steps={cfg.student_steps}; a student samples with 1, 2, 3 or 4 steps")
+    student_sampler(cfg)  # fail on a bad sampler before loading anything
     ckpt = load_checkpoint(cfg.teacher)
     if ckpt.meta.get("kind") != "teacher":
         raise ConfigError(f"teacher={cfg.teacher} is a {ckpt.meta.get('kind')!r} checkpoint, expected a teacher")

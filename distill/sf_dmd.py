@@ -24,7 +24,7 @@ import torch
 from crcm_robotics.config import DMDConfig, TeacherObjectiveConfig
 from crcm_robotics.model import trigflow as tf
 from crcm_robotics.model.dit import CausalDiT
-from crcm_robotics.model.sampler import encode_context, rollout
+from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout
 from distill.layout import tf_forward
 from distill.student import StudentMethod
 from distill.teacher import denoising_loss
@@ -35,8 +35,8 @@ class SFDMD(StudentMethod):
     name = "sf_dmd"
 
     def __init__(self, student: CausalDiT, teacher: CausalDiT, cfg: DMDConfig, fake_objective: TeacherObjectiveConfig,
-                 student_steps: int, amp_dtype: torch.dtype | None = None):
-        super().__init__(student, teacher, student_steps)
+                 sampler: SamplerSpec, amp_dtype: torch.dtype | None = None):
+        super().__init__(student, teacher, sampler)
         self.cfg = cfg
         self.fake_objective = fake_objective
         self.amp_dtype = amp_dtype

@@ -20,10 +20,12 @@ class StudentMethod(MethodDefaults):
 
     name = "student"
 
-    def __init__(self, student: CausalDiT, teacher: CausalDiT, student_steps: int):
+    def __init__(self, student: CausalDiT, teacher: CausalDiT, sampler: SamplerSpec):
         self.student = student
         self.teacher = teacher.eval().requires_grad_(False)
-        self.spec = SamplerSpec("consistency", student_steps)
+        if sampler.kind != "consistency":
+            raise ValueError(f"a student samples with the consistency sampler, got {sampler}")
+        self.spec = sampler
         self.codec = PixelCodec(student.cfg.sigma_data)
 
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
@@ -31,7 +33,7 @@ class StudentMethod(MethodDefaults):
 
     def meta(self) -> dict[str, Any]:
         return {"kind": "student", "method": self.name,
-                "sampler": {"kind": "consistency", "steps": self.spec.steps, "solver": None}}
+                "sampler": self.spec.to_meta()}
 
     def preview(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray:
         return preview_rollout(net, self.codec, batch, self.spec)

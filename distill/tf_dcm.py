@@ -15,6 +15,7 @@ import torch
 from crcm_robotics.config import DCMConfig
 from crcm_robotics.model import trigflow as tf
 from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.sampler import SamplerSpec
 from distill.layout import tf_forward
 from distill.student import StudentMethod
 
@@ -22,8 +23,8 @@ from distill.student import StudentMethod
 class TFdCM(StudentMethod):
     name = "tf_dcm"
 
-    def __init__(self, student: CausalDiT, teacher: CausalDiT, cfg: DCMConfig, student_steps: int):
-        super().__init__(student, teacher, student_steps)
+    def __init__(self, student: CausalDiT, teacher: CausalDiT, cfg: DCMConfig, sampler: SamplerSpec):
+        super().__init__(student, teacher, sampler)
         self.cfg = cfg
 
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:

@@ -25,6 +25,7 @@ from torch.func import jvp
 from crcm_robotics.config import SCMConfig
 from crcm_robotics.model import trigflow as tf
 from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.sampler import SamplerSpec
 from distill.layout import tf_forward
 from distill.student import StudentMethod
 
@@ -49,8 +50,8 @@ def student_tangent(student: CausalDiT, x_clean: torch.Tensor, x_t: torch.Tensor
 class TFsCM(StudentMethod):
     name = "tf_scm"
 
-    def __init__(self, student: CausalDiT, teacher: CausalDiT, cfg: SCMConfig, student_steps: int):
-        super().__init__(student, teacher, student_steps)
+    def __init__(self, student: CausalDiT, teacher: CausalDiT, cfg: SCMConfig, sampler: SamplerSpec):
+        super().__init__(student, teacher, sampler)
         self.cfg = cfg
 
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:

@@ -75,6 +75,28 @@ def test_distill_rejects_a_student_as_teacher_and_unknown_methods(tiny_teacher, 
     cfg = compose_config("config", [f"teacher={tiny_teacher}", "student_steps=8"], "crcm_robotics.conf.distill")
     with pytest.raises(ConfigError, match="student_steps=8"):
         run_distill(cfg)
+    cfg = compose_config("config", [f"teacher={tiny_teacher}", "student_mid_times=[1.1,0.5]"],
+                         "crcm_robotics.conf.distill")
+    with pytest.raises(ConfigError, match="student_mid_times.*2-step student"):
+        run_distill(cfg)
+
+
+def test_student_keeps_its_mid_times_for_its_own_step_count(tiny_teacher, tmp_path):
+    from crcm_robotics.model.sampler import sampler_from_meta
+    from distill.run import run_distill, student_sampler
+
+    out = tmp_path / "student"
+    cfg = compose_config("config", ["method=sf_dmd", f"teacher={tiny_teacher}", f"train.out={out}", "train.steps=1",
+                                    "train.progress=false", "dmd.fake_updates=1", "optim.batch_size=2",
+                                    "student_mid_times=[0.5]"], "crcm_robotics.conf.distill")
+    run_distill(cfg)
+    meta = load_checkpoint(out).meta
+    assert meta["sampler"] == {"kind": "consistency", "steps": 2, "solver": None, "mid_times": [0.5]}
+    assert sampler_from_meta(meta).times() == pytest.approx([torch.pi / 2, 0.5, 0.0])
+    assert sampler_from_meta(meta, steps=4).times() == pytest.approx([torch.pi / 2, 1.4, 1.1, 0.6, 0.0])
+    assert sampler_from_meta(meta, mid_times=[0.9]).times() == pytest.approx([torch.pi / 2, 0.9, 0.0])
+    small = compose_config("config", ["teacher=x", "preset=small"], "crcm_robotics.conf.distill")
+    assert student_sampler(small).times() == pytest.approx([torch.pi / 2, 0.5, 0.0])  # the measured GPU choice
 
 
 def test_scm_loss_is_the_normalized_tangent_alone_under_bf16_autocast():
@@ -84,6 +106,7 @@ def test_scm_loss_is_the_normalized_tangent_alone_under_bf16_autocast():
     bf16-vs-fp32 gap, larger than the tangent, was what the student learned.)
     """
     from crcm_robotics.config import SCMConfig
+    from crcm_robotics.model.sampler import SamplerSpec
     from distill.tf_scm import TFsCM
 
     torch.manual_seed(0)
@@ -93,7 +116,7 @@ def test_scm_loss_is_the_normalized_tangent_alone_under_bf16_autocast():
         for p in teacher.parameters():
             p.add_(0.3 * torch.randn_like(p))
     student.load_state_dict(teacher.state_dict())
-    method = TFsCM(student, teacher, SCMConfig(tangent_warmup_steps=1), student_steps=2)
+    method = TFsCM(student, teacher, SCMConfig(tangent_warmup_steps=1), SamplerSpec("consistency", 2))
     batch = {"x": torch.randn(2, 3, 3, 16, 16), "x_prev": torch.randn(2, 3, 3, 16, 16),
              "action": torch.randn(2, 3, 2)}
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -20,7 +20,7 @@ from crcm_robotics.model.checkpoint import build_model, load_checkpoint  # noqa:
 from crcm_robotics.model.sampler import SamplerSpec, encode_context  # noqa: E402
 from crcm_robotics.runtime import WorldModel  # noqa: E402
 from crcm_robotics.runtime.backends import Precision, make_backend  # noqa: E402
-from crcm_robotics.runtime.export import ExportError, ensure_exported  # noqa: E402
+from crcm_robotics.runtime.export import ExportError, ensure_exported, step_file  # noqa: E402
 from crcm_robotics.runtime.step_module import StepModule, example_inputs, export_copy  # noqa: E402
 
 H = W = 32
@@ -149,3 +149,9 @@ def test_tensorrt_world_model_matches_eager_on_gpu(student):
         m.reset(frames, ctx_actions, seed=3)
         got.append(np.stack([m.step(a) for a in steps]))
     assert np.abs(got[0].astype(int) - got[1]).max() <= 2 and (got[0] == got[1]).mean() > 0.98
+
+
+def test_step_files_of_other_mid_times_do_not_collide():
+    """The sampler times are baked into an exported step, so a cached file must not serve other times."""
+    names = {step_file("onnx", SamplerSpec("consistency", 2, mid_times=m), 4) for m in (None, (0.5,), (0.8,))}
+    assert names == {"step_consistency2_b4.onnx", "step_consistency2_mid0.5_b4.onnx", "step_consistency2_mid0.8_b4.onnx"}

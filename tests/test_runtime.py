@@ -234,6 +234,15 @@ def test_steps_override_changes_the_sampler(tiny_student):
     assert m.steps == 1 and m.info()["network_passes_per_frame"] == 2
 
 
+def test_runtime_samples_at_the_students_own_mid_times(tiny_student, raw, wm, tmp_path):
+    ck = load_checkpoint(tiny_student)
+    ck.meta["sampler"] = {**ck.meta["sampler"], "mid_times": [0.4]}  # as `student_mid_times=[0.4]` saves it
+    m = WorldModel.load(ck)
+    assert m.info()["sampler"] == {"kind": "consistency", "steps": 2, "solver": None, "mid_times": [0.4]}
+    assert wm.info()["sampler"] == {"kind": "consistency", "steps": 2, "solver": None}
+    assert not np.allclose(_stream(m, raw), _stream(wm, raw))  # same weights and noise, other times
+
+
 # --- backends on CPU ---------------------------------------------------------------------------------
 
 

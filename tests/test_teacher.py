@@ -76,8 +76,15 @@ def test_teacher_evaluates_with_the_student_sampler_as_the_undistilled_reference
     result = evaluate(compose_config("eval", [*common, "sampler=consistency", "steps=2"]))
     assert result["sampler"] == {"kind": "consistency", "steps": 2, "solver": None}
     assert result["network_passes_per_frame"] == 3 and len(result["psnr"]) == 3
+    later = evaluate(compose_config("eval", [*common, "sampler=consistency", "steps=2", "mid_times=[0.4]"]))
+    assert later["sampler"] == {"kind": "consistency", "steps": 2, "solver": None, "mid_times": [0.4]}
+    assert later["psnr"] != result["psnr"]  # the second jump starts from another time
     with pytest.raises(ValueError, match="needs steps="):
         evaluate(compose_config("eval", [*common, "sampler=consistency"]))
+    with pytest.raises(ValueError, match="mid_times"):
+        evaluate(compose_config("eval", [*common, "sampler=consistency", "steps=2", "mid_times=[0.4,0.2]"]))
+    with pytest.raises(ValueError, match="mid_times apply to the consistency sampler"):
+        evaluate(compose_config("eval", [*common, "mid_times=[0.4]"]))
     with pytest.raises(ValueError, match="unknown"):
         evaluate(compose_config("eval", [*common, "sampler=flow", "steps=2"]))
 

@@ -31,8 +31,12 @@ def test_time_grids():
     assert grid[0] == pytest.approx(math.atan(80.0)) and all(a > b for a, b in zip(grid, grid[1:]))
     assert tf.student_time_grid(1) == [tf.HALF_PI, 0.0]
     assert tf.student_time_grid(2) == [tf.HALF_PI, 1.1, 0.0]
+    assert tf.student_time_grid(2, [0.5]) == [tf.HALF_PI, 0.5, 0.0]
     with pytest.raises(ValueError, match="student steps"):
         tf.student_time_grid(7)
+    for steps, bad in ((2, []), (2, [0.5, 0.3]), (2, [1.7]), (2, [0.0]), (3, [0.6, 0.8])):
+        with pytest.raises(ValueError, match="mid_times"):
+            tf.student_time_grid(steps, bad)
 
 
 def test_lognormal_time_median():

@@ -105,7 +105,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.ckpt)
     model = build_model(ckpt, device)
-    spec = sampler_from_meta(ckpt.meta, cfg.steps, cfg.solver, cfg.sampler)
+    spec = sampler_from_meta(ckpt.meta, cfg.steps, cfg.solver, cfg.sampler, cfg.mid_times)
     codec = PixelCodec(model.cfg.sigma_data)
     data_path = cfg.data.path or ckpt.meta.get("data_path")
     if not data_path:
@@ -149,7 +149,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     result: dict[str, Any] = {
         "checkpoint": str(cfg.ckpt), "kind": ckpt.meta.get("kind", "?"), "method": ckpt.meta.get("method"),
-        "sampler": {"kind": spec.kind, "steps": spec.steps, "solver": spec.solver if spec.kind == "ode" else None},
+        "sampler": spec.to_meta(),
         "network_passes_per_frame": spec.network_passes, "horizon": cfg.horizon, "context": cfg.context,
         "episodes": len(set(win.episodes)), "rollouts": len(win.frames), "held_out_split": same_store,
         **scores(pred),

@@ -27,17 +27,33 @@ class SamplerSpec:
     """How to denoise one frame: ``ode`` (teacher, ``solver`` over N steps) or ``consistency`` (student).
 
     Teacher time grids start at t = atan(80) (EDM σ_max = 80, where x_t is noise to 1e-4) and use
-    Karras spacing; a 1-step ``ddim`` teacher returns its x0 estimate from pure noise.
+    Karras spacing; a 1-step ``ddim`` teacher returns its x0 estimate from pure noise. A consistency
+    sampler's ``mid_times`` (``None`` = the defaults of :func:`trigflow.student_time_grid`) are the times
+    between its jumps.
     """
 
     kind: Literal["ode", "consistency"]
     steps: int
     solver: Literal["euler", "heun", "ddim"] = "heun"
+    mid_times: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mid_times is not None and self.kind != "consistency":
+            raise ConfigError(f"mid_times apply to the consistency sampler, not to kind={self.kind!r}")
+        self.times()  # a bad step count or mid_times fails here, not on the first frame
 
     def times(self) -> list[float]:
         if self.kind == "ode":
             return tf.teacher_time_grid(self.steps)
-        return tf.student_time_grid(self.steps)
+        return tf.student_time_grid(self.steps, self.mid_times)
+
+    def to_meta(self) -> dict[str, Any]:
+        """The checkpoint-meta form read back by :func:`sampler_from_meta`."""
+        meta: dict[str, Any] = {"kind": self.kind, "steps": self.steps,
+                                "solver": self.solver if self.kind == "ode" else None}
+        if self.mid_times is not None:
+            meta["mid_times"] = list(self.mid_times)
+        return meta
 
     @property
     def noise_draws(self) -> int:
@@ -53,11 +69,12 @@ class SamplerSpec:
 
 
 def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None = None,
-                      kind: str | None = None) -> SamplerSpec:
-    """The checkpoint's sampler, with ``steps``/``solver``/``kind`` overridden when given.
+                      kind: str | None = None, mid_times: Sequence[float] | None = None) -> SamplerSpec:
+    """The checkpoint's sampler, with ``steps``/``solver``/``kind``/``mid_times`` overridden when given.
 
     ``kind="consistency"`` on a teacher runs its weights with the student's few-step
-    sampler: the reference a distilled student has to beat.
+    sampler: the reference a distilled student has to beat. A student's own ``mid_times``
+    apply only at its own step count; other step counts take the defaults unless given.
     """
     s = meta.get("sampler") or {"kind": "ode", "steps": 16, "solver": "heun"}
     kind = kind or s["kind"]
@@ -65,7 +82,14 @@ def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None =
         raise ConfigError(f"sampler kind {kind!r} unknown; expected 'ode' or 'consistency'")
     if kind != s["kind"] and not steps:
         raise ConfigError(f"sampler={kind} on a checkpoint whose own sampler is {s['kind']!r} needs steps=")
-    return SamplerSpec(kind, steps or int(s["steps"]), solver or s.get("solver", "heun"))  # type: ignore[arg-type]
+    steps = steps or int(s["steps"])
+    if mid_times is None and kind == s["kind"] == "consistency" and steps == int(s["steps"]):
+        mid_times = s.get("mid_times")
+    try:
+        return SamplerSpec(kind, steps, solver or s.get("solver") or "heun",  # type: ignore[arg-type]
+                           tuple(mid_times) if mid_times is not None else None)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def frame_f(model: CausalDiT, x_t: torch.Tensor, t: torch.Tensor, action: torch.Tensor, prev: torch.Tensor,

@@ -15,6 +15,7 @@ re-noising (consistency student).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -96,13 +97,23 @@ def teacher_time_grid(steps: int, sigma_max: float = 80.0, sigma_min: float = 0.
     return [*times, 0.0]
 
 
-def student_time_grid(steps: int, mid_times: dict[int, Sequence[float]] | None = None) -> list[float]:
-    """Fixed consistency-sampling times t_0 = π/2 > … > t_{steps-1}, then 0 (length steps+1)."""
-    defaults: dict[int, Sequence[float]] = {1: (), 2: (1.1,), 3: (1.3, 0.8), 4: (1.4, 1.1, 0.6)}
-    table = {**defaults, **(mid_times or {})}
-    if steps not in table:
-        raise ValueError(f"student steps must be one of {sorted(table)}, got {steps}")
-    return [HALF_PI, *table[steps], 0.0]
+DEFAULT_MID_TIMES: dict[int, tuple[float, ...]] = {1: (), 2: (1.1,), 3: (1.3, 0.8), 4: (1.4, 1.1, 0.6)}
+
+
+def student_time_grid(steps: int, mid_times: Sequence[float] | None = None) -> list[float]:
+    """Fixed consistency-sampling times t_0 = π/2 > t_1 > … > t_{steps-1} > 0, then 0 (length steps+1).
+
+    ``mid_times`` are t_1 … t_{steps-1} (the times a jump's x0 estimate is re-noised to); ``None`` takes
+    :data:`DEFAULT_MID_TIMES`. Lower mid times keep more of the first jump's estimate.
+    """
+    if steps not in DEFAULT_MID_TIMES:
+        raise ValueError(f"student steps must be one of {sorted(DEFAULT_MID_TIMES)}, got {steps}")
+    mids = DEFAULT_MID_TIMES[steps] if mid_times is None else tuple(float(t) for t in mid_times)
+    grid = [HALF_PI, *mids, 0.0]
+    if len(mids) != steps - 1 or not all(a > b for a, b in itertools.pairwise(grid)):
+        raise ValueError(f"mid_times {list(mids)} for a {steps}-step student must be {steps - 1} decreasing "
+                         f"times strictly between π/2 and 0")
+    return grid
 
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t [B]) -> F

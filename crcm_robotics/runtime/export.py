@@ -51,15 +51,15 @@ def weights_fingerprint(model: CausalDiT) -> str:
 
 
 def sampler_tag(spec: SamplerSpec) -> str:
-    return f"{spec.kind}{spec.steps}" + (f"_{spec.solver}" if spec.kind == "ode" else "")
+    """File-name tag of a sampler; the times are baked into an exported step, so other mid times get other files."""
+    mids = "_mid" + "-".join(f"{t:g}" for t in spec.mid_times) if spec.mid_times else ""
+    return f"{spec.kind}{spec.steps}" + (f"_{spec.solver}" if spec.kind == "ode" else "") + mids
 
 
 def step_file(fmt: str, spec: SamplerSpec, batch: int) -> str:
     return f"step_{sampler_tag(spec)}_b{batch}.{FORMATS[fmt]}"
 
 
-def sampler_dict(spec: SamplerSpec) -> dict[str, Any]:
-    return {"kind": spec.kind, "steps": spec.steps, "solver": spec.solver if spec.kind == "ode" else None}
 
 
 def require_onnxruntime():
@@ -159,7 +159,7 @@ def ensure_exported(fmt: str, model: CausalDiT, spec: SamplerSpec, batch: int, f
         else:
             export_tensorrt(model, spec, batch, path, device or torch.device("cuda"), weights)
         manifest["files"] = [e for e in manifest["files"] if e["file"] != name] + [{
-            "file": name, "format": fmt, "batch": batch, "sampler": sampler_dict(spec),
+            "file": name, "format": fmt, "batch": batch, "sampler": spec.to_meta(),
             "seconds": round(time.perf_counter() - t0, 2),
         }]
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -213,7 +213,7 @@ def run_export(cfg) -> dict[str, Any]:
         if cfg.format == "onnx" and cfg.check:
             checks[str(b)] = parity(model, spec, b, path)
     result: dict[str, Any] = {
-        "format": cfg.format, "out": str(out), "files": files, "batch": batches, "sampler": sampler_dict(spec),
+        "format": cfg.format, "out": str(out), "files": files, "batch": batches, "sampler": spec.to_meta(),
         "network_passes_per_frame": spec.network_passes, "checkpoint": str(ck.path), "kind": ck.meta.get("kind"),
         "fingerprint": read_manifest(out)["fingerprint"], "seconds": round(time.perf_counter() - t0, 2),
         "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES),

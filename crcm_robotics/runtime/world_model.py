@@ -175,8 +175,7 @@ class WorldModel:
         return {
             "image_shape": list(self.image_shape), "action_dim": self.action_dim,
             "context_frames": self.context_frames, "kind": self.kind, "steps": self.steps,
-            "sampler": {"kind": spec.kind, "steps": spec.steps,
-                        "solver": spec.solver if spec.kind == "ode" else None},
+            "sampler": spec.to_meta(),
             "network_passes_per_frame": spec.network_passes,
             "backend": self.backend, "backend_status": self._backend.status,
             "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
