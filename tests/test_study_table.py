@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from crcm_robotics.eval.study_table import main, table
 
 
@@ -31,3 +33,17 @@ def test_table_has_one_row_per_run_with_short_and_long_horizon(tmp_path, capsys)
     assert rows[4].startswith("| copy last frame | 0 | 29.00 |") and len(rows) == 5
     assert main([str(tmp_path)]) == 0 and "causal_rcm_2step" in capsys.readouterr().out
     assert main([]) == 2
+
+
+def test_plots_the_named_runs_against_the_horizon(tmp_path, capsys):
+    (tmp_path / "eval_teacher_4ddim_h16.json").write_text(_eval_line(25.0, 16, 5))
+    (tmp_path / "eval_teacher_4ddim_h160.json").write_text(_eval_line(21.0, 160, 5))
+    (tmp_path / "eval_causal_rcm_2step_h16.json").write_text(_eval_line(24.0, 16, 3))
+    out = tmp_path / "plots"
+    assert main([str(tmp_path), "--plot", str(out), "--runs", "teacher_4ddim,causal_rcm_2step"]) == 0
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == ["psnr_vs_horizon.png", "psnr_vs_horizon_160.png", "pusher_err_vs_horizon.png"]
+    assert all(p.stat().st_size > 1000 for p in out.glob("*.png"))
+    assert main([str(tmp_path), "--plot", str(out)]) == 2  # --plot without --runs
+    with pytest.raises(ValueError, match="no eval results for \\['sf_dmd_2step'\\]"):
+        main([str(tmp_path), "--plot", str(out), "--runs", "sf_dmd_2step"])

@@ -1,20 +1,25 @@
 """The distillation study's table from a folder of ``crcm eval`` / ``crcm distill`` JSON lines.
 
 ``python -m crcm_robotics.eval.study_table LOGDIR`` reads ``eval_<name>_h<H>.json``
-(one ``crcm eval`` line each; ``<name>`` is ``<method>_<k>step`` or ``teacher_…``)
+(one ``crcm eval`` line each; ``<name>`` is ``<arm>_<k>step[_mid<times>]`` or ``teacher_…``)
 and ``distill_<method>.log`` (the ``crcm distill`` summary line), and prints a
 markdown table: per method and step count, mean PSNR/SSIM over the short
 horizon, PSNR at its last step and at the long horizon's last step, pusher
-error, batch-1 ms/frame and distillation wall time.
+error, batch-1 ms/frame and distillation wall time. ``--plot DIR --runs a,b,…``
+also draws those runs (and copy-last) against the horizon step: PSNR and pusher
+error over the short horizon, PSNR over the long one.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from crcm_robotics.eval.report import line_plot
 
 
 def _last_json(path: Path) -> dict[str, Any] | None:
@@ -45,7 +50,8 @@ def table(logdir: Path) -> str:
         short = by_h[min(by_h)]
         long = by_h[max(by_h)] if max(by_h) != min(by_h) else None
         base = base or short.get("baseline_copy_last")
-        method = name.rsplit("_", 1)[0] if name.endswith("step") else None
+        arm = re.fullmatch(r"(.+)_\d+step(_mid[\d.,]+)?", name)
+        method = arm.group(1) if arm else None
         summary = _last_json(logdir / f"distill_{method}.log") if method else None
         rows.append("| " + " | ".join([
             name, str(short["network_passes_per_frame"]), f"{short['psnr_mean']:.2f}", f"{short['ssim_mean']:.3f}",
@@ -64,12 +70,48 @@ def table(logdir: Path) -> str:
     return "\n".join(rows)
 
 
+def plot(logdir: Path, names: list[str], out: Path) -> list[Path]:
+    """PNG plots of the named runs against the horizon step, with the copy-last baseline."""
+    runs = collect(logdir)
+    missing = [n for n in names if n not in runs]
+    if missing:
+        raise ValueError(f"no eval results for {missing} in {logdir}; runs there: {sorted(runs)}")
+    short_h = min(min(runs[n]) for n in names)
+    long_h = max(max(runs[n]) for n in names)
+    specs = [(short_h, "psnr", "PSNR (dB)", "psnr_vs_horizon.png"),
+             (short_h, "agent_err_px", "pusher error (px)", "pusher_err_vs_horizon.png")]
+    if long_h != short_h:
+        specs.append((long_h, "psnr", "PSNR (dB)", f"psnr_vs_horizon_{long_h}.png"))
+    written = []
+    for h, key, ylabel, fname in specs:
+        series = {n: runs[n][h][key] for n in names if h in runs[n] and key in runs[n][h]}
+        base = next((runs[n][h]["baseline_copy_last"] for n in names if h in runs[n]), {})
+        if key in base:
+            series["copy last frame"] = base[key]
+        if series:
+            written.append(line_plot(series, out / fname, "horizon step", ylabel, f"held-out rollouts, {h} steps"))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m crcm_robotics.eval.study_table LOGDIR", file=sys.stderr)
-        return 2
-    print(table(Path(args[0])))
+    parser = argparse.ArgumentParser(prog="python -m crcm_robotics.eval.study_table",
+                                     description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("logdir", type=Path)
+    parser.add_argument("--plot", type=Path, help="folder for PNG plots of --runs against the horizon step")
+    parser.add_argument("--runs", default="", help="comma-separated run names to plot (as in the table)")
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    print(table(args.logdir))
+    if args.plot:
+        names = [n for n in args.runs.split(",") if n]
+        if not names:
+            parser.print_usage(sys.stderr)
+            print("--plot needs --runs", file=sys.stderr)
+            return 2
+        for path in plot(args.logdir, names, args.plot):
+            print(f"wrote {path}")
     return 0
 
 

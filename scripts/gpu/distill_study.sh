@@ -3,7 +3,15 @@
 # (with batch-1 ms/frame) and 160 (drift); the teacher at its sampler(s) likewise.
 # Usage (device tool, carry .whl and the teacher dir):  TEACHER=outputs/s9c/teacher_pw10 bash scripts/gpu/distill_study.sh
 # Env: TEACHER (required), DISTILL_EXTRA (overrides for every method) METHODS ("causal_rcm tf_scm sf_dmd tf_dcm") MINUTES (3.0) PRESET (small)
-#      TEACHER_EVALS ("4/ddim") STUDENT_STEPS ("1 2 4") EPISODES/GEN (store, as teacher_sweep.sh)
+#      METHODS entries may be LABEL=METHOD, with that arm's own overrides in ARM_LABEL, e.g.
+#        METHODS="causal_rcm rcm_c100=causal_rcm" ARM_rcm_c100="scm.tangent_norm_c=100"
+#      TEACHER_EVALS ("1/ddim 2/ddim 4/ddim 8/ddim"; S/consistency = the teacher's weights run with the student's
+#      S-step sampler, the undistilled reference; S/consistency@T,… the same with mid_times=[T,…])
+#      STUDENT_STEPS ("1 2 4") MID_EVALS (""; S@T,… also evaluates every student at S steps with mid_times=[T,…];
+#      MIDS_LABEL replaces it for one arm) GPU_TESTS (0; 1 = the GPU parity tests on GPU 0 after its evaluations)
+#      EPISODES/GEN (store, as teacher_sweep.sh)
+#      RETURN (the first arm's label): students whose weights come back under $OUT
+#      DEADLINE_S (560): evaluations not started by then are skipped, so the logs still come back in one call
 # DRY=1 rehearses on the CPU with tiny sizes.
 source scripts/gpu/setup.sh
 set -o pipefail
@@ -12,7 +20,7 @@ EPISODES=${EPISODES:-500}; MINUTES=${MINUTES:-3.0}; PRESET=${PRESET:-small}
 METHODS=${METHODS:-"causal_rcm tf_scm sf_dmd tf_dcm"}; STUDENT_STEPS=${STUDENT_STEPS:-"1 2 4"}
 TEACHER_EVALS=${TEACHER_EVALS:-"1/ddim 2/ddim 4/ddim 8/ddim"}; LONG=${LONG:-160}
 GEN=${GEN:-"size=64 min_steps=180 max_steps=300"}
-STORE=${STORE:-outputs/pusht64.zarr}
+STORE=${STORE:-outputs/pusht64.zarr}; DEADLINE_S=${DEADLINE_S:-560}
 LOG=outputs/study_logs; EVAL=outputs/study_eval
 rm -rf $LOG $EVAL; mkdir -p $LOG  # a warm machine keeps outputs/ from the previous call
 NM=$(wc -w <<< "$METHODS")
@@ -21,6 +29,7 @@ ngpu=$( (nvidia-smi -L 2>/dev/null || true) | wc -l); ngpu=$((ngpu > 0 ? ngpu : 
 
 evaluate() {  # ckpt name steps solver horizon extra…
   local ck=$1 name=$2 steps=$3 solver=$4 h=$5; shift 5
+  if ((SECONDS > DEADLINE_S)); then echo "skipped $name h$h: past DEADLINE_S=$DEADLINE_S" >> $LOG/eval_errors.log; return; fi
   crcm eval "$ck" data.path=$STORE horizon=$h context=2 steps=$steps ${solver:+solver=$solver} \
       out=$EVAL/${name}_h$h "$@" 2>>$LOG/eval_errors.log | grep '^{' > $LOG/eval_${name}_h$h.json || true
 }
@@ -28,25 +37,45 @@ evaluate() {  # ckpt name steps solver horizon extra…
 # GPU i distils method i, evaluates its student, then takes teacher sampler i (so no run shares a GPU)
 read -ra teacher_evals <<< "$TEACHER_EVALS"
 gpu=0
-for m in $METHODS; do
+for arm in $METHODS; do
+  label=${arm%%=*}; m=${arm#*=}; extra_var=ARM_$label
   ( export CUDA_VISIBLE_DEVICES=$((gpu % ngpu))
-    crcm distill $m teacher=$TEACHER preset=$PRESET data.path=$STORE train.out=outputs/student_$m \
-        train.max_minutes=$MINUTES train.progress=false ${DISTILL_EXTRA:-} > $LOG/distill_$m.log 2>&1
+    crcm distill $m teacher=$TEACHER preset=$PRESET data.path=$STORE train.out=outputs/student_$label \
+        train.max_minutes=$MINUTES train.progress=false ${DISTILL_EXTRA:-} ${!extra_var:-} > $LOG/distill_$label.log 2>&1
     for s in $STUDENT_STEPS; do
-      evaluate outputs/student_$m ${m}_${s}step $s "" 16
-      evaluate outputs/student_$m ${m}_${s}step $s "" $LONG windows_per_episode=1 time_batch1=false report=false
+      evaluate outputs/student_$label ${label}_${s}step $s "" 16
+      evaluate outputs/student_$label ${label}_${s}step $s "" $LONG windows_per_episode=1 time_batch1=false report=false
+    done
+    mids_var=MIDS_$label
+    for ev in ${!mids_var-${MID_EVALS:-}}; do  # MIDS_<label> replaces MID_EVALS for that arm
+      s=${ev%@*}; mids=${ev#*@}; name=${label}_${s}step_mid$mids
+      evaluate outputs/student_$label $name $s "" 16 "mid_times=[$mids]"
+      evaluate outputs/student_$label $name $s "" $LONG windows_per_episode=1 time_batch1=false report=false "mid_times=[$mids]"
     done
     for ((i = gpu; i < ${#teacher_evals[@]}; i += ${NM:-4})); do
-      ev=${teacher_evals[$i]}
-      evaluate $TEACHER teacher_${ev%/*}${ev#*/} ${ev%/*} ${ev#*/} 16
-      evaluate $TEACHER teacher_${ev%/*}${ev#*/} ${ev%/*} ${ev#*/} $LONG windows_per_episode=1 time_batch1=false \
-          report=false
-    done ) &
+      ev=${teacher_evals[$i]}; s=${ev%/*}; how=${ev#*/}
+      if [[ $how == consistency@* ]]; then
+        name=undistilled_${s}step_mid${how#*@}; args=(sampler=consistency "mid_times=[${how#*@}]"); how=""
+      elif [ "$how" = consistency ]; then
+        name=undistilled_${s}step; args=(sampler=consistency); how=""
+      else
+        name=teacher_$s$how; args=()
+      fi
+      evaluate $TEACHER $name $s "$how" 16 "${args[@]}"
+      evaluate $TEACHER $name $s "$how" $LONG windows_per_episode=1 time_batch1=false report=false "${args[@]}"
+    done
+    if [ "${GPU_TESTS:-0}" = 1 ] && [ $gpu = 0 ]; then
+      timeout 150 $PY -m pytest -q -m gpu tests/test_runtime.py tests/test_export.py -rs > $LOG/gpu_tests.log 2>&1 || true
+    fi ) &
   gpu=$((gpu + 1))
 done
 wait
 $PY -m crcm_robotics.eval.study_table $LOG | tee $LOG/table.md
 tar czf - --exclude rollout.gif -C outputs study_eval study_logs $(cd outputs && ls student_*_log.jsonl 2>/dev/null) \
     | split -b 15M - "$OUT/study.tgz.part-"
-tar cf - --exclude train_state.pt -C outputs student_causal_rcm | split -b 15M - "$OUT/student_causal_rcm.tar.part-"
+first=${METHODS%% *}
+for label in ${RETURN:-${first%%=*}}; do  # students to bring back (weights only; ≤ 8 files of 15 MB in all)
+  [ -d outputs/student_$label ] && tar cf - --exclude train_state.pt -C outputs student_$label \
+      | split -b 15M - "$OUT/student_$label.tar.part-"
+done
 ls -la "$OUT"
