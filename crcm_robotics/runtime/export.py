@@ -60,8 +60,6 @@ def step_file(fmt: str, spec: SamplerSpec, batch: int) -> str:
     return f"step_{sampler_tag(spec)}_b{batch}.{FORMATS[fmt]}"
 
 
-
-
 def require_onnxruntime():
     try:
         import onnxruntime
