@@ -56,7 +56,8 @@ def test_load_exposes_model_facts(wm, tiny_student):
         "image_shape": [H, W, 3], "action_dim": A, "context_frames": 3, "kind": "student", "steps": 2,
         "sampler": {"kind": "consistency", "steps": 2, "solver": None}, "network_passes_per_frame": 3,
         "backend": "eager", "backend_status": "ok", "device": "cpu", "dtype": "float32", "max_batch": 64,
-        "checkpoint": str(tiny_student),
+        "checkpoint": str(tiny_student), "frame_skip": 1, "env_action_dim": A,
+        "costs": ["final_mse", "pooled_mse", "path_mse"],
     }
     json.dumps(info)  # plain data
 

@@ -20,9 +20,14 @@ the batch-1 stream cache is copied (broadcast over the batch by
 its noise from its own generator. Queries run in chunks of ``max_batch``
 rollouts; fixed-shape backends pad a chunk to their bucket size.
 
-Goal cost (``goal`` given): per rollout, the mean over pixels and channels of
-``((final_frame − goal) / 255)²`` — the squared error of the *last* imagined
-frame only, in [0, 1]; lower is better.
+Goal cost (``goal`` given): per rollout, one of :mod:`crcm_robotics.plan.costs` by name (``cost=``); the
+default ``final_mse`` is the mean over pixels and channels of ``((final_frame − goal) / 255)²``, in [0, 1];
+lower is better. ``return_frames`` says what comes back: ``"all"`` frames, the ``"best"`` rollout's frames
+only (needs a goal; ``best_index`` names it) or ``"none"`` (costs only: a 256 × 25 query answers in
+kilobytes). Planners call :meth:`imagine_tensor`, which keeps the frames on the device.
+
+Frame skip: a checkpoint trained with ``data.frame_skip=k`` predicts every k-th camera frame from the k
+commands between (``action_dim = k × env_action_dim``, the k commands concatenated oldest first).
 
 Noise is deterministic: ``seed`` (load) seeds the stream generator and the
 imagine generator (``seed + 1``); ``reset(seed=…)`` and ``imagine(seed=…)``
@@ -52,6 +57,8 @@ from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.kv_cache import KVCache
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.model.tokenizer import PixelCodec
+from crcm_robotics.plan.costs import COSTS, CostError, make_cost
+from crcm_robotics.plan.probe import StateProbe, load_probe
 from crcm_robotics.runtime.backends import Backend, Precision, make_backend
 from crcm_robotics.runtime.inputs import InputError, check_actions, check_frames, check_image
 
@@ -59,11 +66,15 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
 
 
+RETURN_FRAMES = ("all", "best", "none")
+
+
 @dataclass(frozen=True)
 class ImagineResult:
-    frames: np.ndarray  # uint8 [N, Hz, H, W, 3]
+    frames: np.ndarray | None  # uint8 [N, Hz, H, W, 3] ("all"), [1, Hz, H, W, 3] ("best"), None ("none")
     costs: np.ndarray | None  # float32 [N] vs the goal image; None without a goal
     latency_ms: float  # wall time of the imagine call
+    best_index: int | None = None  # the lowest-cost rollout (with a goal)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -99,7 +110,7 @@ class WorldModel:
     """A loaded checkpoint + sampler + backend, with one streaming state (see the module docstring)."""
 
     def __init__(self, ckpt: Checkpoint, model: CausalDiT, spec: SamplerSpec, backend: Backend,
-                 precision: Precision, max_batch: int, seed: int = 0):
+                 precision: Precision, max_batch: int, seed: int = 0, probe: StateProbe | None = None):
         cfg = model.cfg
         self.model = model
         self.sampler = spec
@@ -114,6 +125,12 @@ class WorldModel:
         self.image_shape = (cfg.height, cfg.width, 3)
         self.action_dim = cfg.action_dim
         self.context_frames = cfg.cache_frames
+        self.frame_skip = int(ckpt.meta.get("frame_skip", 1))
+        if self.frame_skip < 1 or cfg.action_dim % self.frame_skip:
+            raise ValueError(f"checkpoint {ckpt.path}: frame_skip {self.frame_skip} does not divide action_dim "
+                             f"{cfg.action_dim}")
+        self.env_action_dim = cfg.action_dim // self.frame_skip
+        self.probe = probe  # the state probe for the probe goal costs (None: pixel costs only)
         self.codec = PixelCodec(cfg.sigma_data)
         self.norm = NormStats.from_dict(ckpt.stats["action"])
         if self.norm.mean.shape != (cfg.action_dim,):
@@ -127,6 +144,7 @@ class WorldModel:
         self._stream = None  # the batch-1 stepper holding the streaming KV cache
         self._prev: torch.Tensor | None = None  # [1, 1, C, H, W] newest clean frame of the stream
         self._ctx_cache: KVCache | None = None  # batch-1 scratch cache for imagine(context=...)
+        self._norm_t: tuple[torch.Tensor, torch.Tensor] | None = None  # action mean/std on the device
 
     # ------------------------------------------------------------------ construction
 
@@ -145,6 +163,7 @@ class WorldModel:
         export_dir: str | Path | None = None,
         compile_mode: str = "default",
         compiler: str = "inductor",
+        probe: str | Path | None = None,
     ) -> WorldModel:
         """Load a checkpoint directory for inference.
 
@@ -152,6 +171,7 @@ class WorldModel:
         None/0 = the checkpoint's. ``sampler`` replaces the checkpoint's sampler entirely (e.g. a
         teacher ODE sampler on a student's network, for benchmarks). ``export_dir``: where the
         onnx/tensorrt backends find or write their exported step files (default: a temporary folder).
+        ``probe``: a state-probe directory for the ``probe`` goal costs (default: ``CKPT/probe`` if present).
         """
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be ≥ 1, got {max_batch}")
@@ -167,7 +187,11 @@ class WorldModel:
             source = build_model(ck, "cpu", torch.float32)
         be = make_backend(backend, model, spec, precision, int(max_batch), export_dir=export_dir,
                           checkpoint=str(ck.path), source=source, compile_mode=compile_mode, compiler=compiler)
-        return cls(ck, model, spec, be, precision, int(max_batch), seed)
+        probe_dir = Path(probe) if probe else ck.path / "probe"
+        if probe and not probe_dir.is_dir():
+            raise ValueError(f"probe {probe} is not a directory (train one with `crcm train probe`)")
+        state_probe = load_probe(probe_dir, dev) if probe_dir.is_dir() else None
+        return cls(ck, model, spec, be, precision, int(max_batch), seed, state_probe)
 
     def info(self) -> dict[str, Any]:
         """Plain data (msgpack/JSON-safe) describing the model and how it runs."""
@@ -180,6 +204,8 @@ class WorldModel:
             "backend": self.backend, "backend_status": self._backend.status,
             "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
             "max_batch": self.max_batch, "checkpoint": self.checkpoint,
+            "frame_skip": self.frame_skip, "env_action_dim": self.env_action_dim,
+            "costs": [c for c in COSTS if self.probe is not None or not c.startswith("probe")],
         }
 
     def warmup(self, batch_sizes: list[int] | None = None) -> None:
@@ -226,12 +252,46 @@ class WorldModel:
         context: tuple[np.ndarray, np.ndarray] | None = None,
         goal: np.ndarray | None = None,
         seed: int | None = None,
+        return_frames: str = "all",
+        cost: str = "final_mse",
     ) -> ImagineResult:
-        """Roll out N action sequences [N, Hz, A] from a context; frames uint8 [N, Hz, H, W, 3] (+ goal costs)."""
+        """Roll out N action sequences [N, Hz, A] from a context: frames uint8 [N, Hz, H, W, 3], goal costs
+        [N] (``cost`` by name) and the best rollout; ``return_frames`` = "all" | "best" | "none"."""
         start = time.perf_counter()
+        if return_frames not in RETURN_FRAMES:
+            raise InputError(f"return_frames {return_frames!r} unknown; expected one of {', '.join(RETURN_FRAMES)}")
+        if return_frames == "best" and goal is None:
+            raise InputError("return_frames='best' needs a goal image to rank the rollouts")
         with self._lock:
             acts = check_actions(actions, "actions", self.action_dim, "[N, Hz, A]", 3)
             goal_np = None if goal is None else check_image(goal, "goal", self.image_shape[:2])
+            cost_fn = None
+            if goal_np is not None:
+                try:
+                    cost_fn = make_cost(cost, torch.from_numpy(goal_np).to(self.device), self.probe)
+                except CostError as exc:
+                    raise InputError(str(exc)) from exc
+            out = self.imagine_tensor(torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32)), context, seed)
+            costs = best = None
+            if cost_fn is not None:
+                costs_t = cost_fn(out)
+                best = int(torch.argmin(costs_t))
+                costs = costs_t.cpu().numpy().astype(np.float32)
+            frames = (out.cpu().numpy() if return_frames == "all" else
+                      out[best: best + 1].cpu().numpy() if return_frames == "best" else None)
+        return ImagineResult(frames, costs, (time.perf_counter() - start) * 1e3, best)
+
+    def imagine_tensor(
+        self,
+        actions: torch.Tensor,
+        context: tuple[np.ndarray, np.ndarray] | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """Like :meth:`imagine` for planners: raw actions float [N, Hz, A] (any device) → uint8 frames
+        [N, Hz, H, W, 3] left on the model's device."""
+        if actions.ndim != 3 or actions.shape[-1] != self.action_dim or 0 in actions.shape:
+            raise InputError(f"actions must be [N, Hz, {self.action_dim}] with N, Hz ≥ 1; got {tuple(actions.shape)}")
+        with self._lock:
             if context is None:
                 if self._stream is None or self._prev is None:
                     raise RuntimeError("imagine() without context needs a stream: call reset(...) first "
@@ -250,18 +310,13 @@ class WorldModel:
                 self._backend.encode(ctx_cache, x, a)
                 ctx_prev = x[:, -1:]
             gen = self._imagine_gen if seed is None else torch.Generator(self.device).manual_seed(seed)
-            n_total, horizon = acts.shape[:2]
-            a_all = self._normalize(acts)  # [N, Hz, A]
+            n_total, horizon = actions.shape[:2]
+            a_all = self._normalize_tensor(actions.to(self.device, torch.float32))  # [N, Hz, A]
             out = torch.empty(n_total, horizon, *self.image_shape, dtype=torch.uint8, device=self.device)
             for lo in range(0, n_total, self.max_batch):
                 n = min(self.max_batch, n_total - lo)
                 self._rollout_chunk(a_all[lo: lo + n], ctx_cache, ctx_prev, gen, out[lo: lo + n])
-            costs = None
-            if goal_np is not None:
-                g = torch.from_numpy(goal_np).to(self.device).float()
-                costs = ((out[:, -1].float() - g) / 255.0).square().mean(dim=(1, 2, 3)).cpu().numpy()
-            frames = out.cpu().numpy()
-        return ImagineResult(frames, costs, (time.perf_counter() - start) * 1e3)
+            return out
 
     def _rollout_chunk(self, a: torch.Tensor, ctx_cache: KVCache, ctx_prev: torch.Tensor,
                        gen: torch.Generator, out: torch.Tensor) -> None:
@@ -285,6 +340,15 @@ class WorldModel:
 
     def _normalize(self, actions: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self.norm.normalize(actions)).to(self.device)
+
+    def _normalize_tensor(self, actions: torch.Tensor) -> torch.Tensor:
+        """NormStats.normalize on the device (same floor on constant dimensions)."""
+        if self._norm_t is None:
+            std = np.where(self.norm.std > 1e-8, self.norm.std, 1.0)
+            self._norm_t = (torch.tensor(self.norm.mean, dtype=torch.float32, device=self.device),
+                            torch.tensor(std, dtype=torch.float32, device=self.device))
+        mean, std = self._norm_t
+        return (actions - mean) / std
 
     def _context(self, frames: Any, actions: Any, frames_name: str, actions_name: str):
         """Validated context as unit-space x [1, K, C, H, W] and normalized actions [1, K, A]."""

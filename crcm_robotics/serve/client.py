@@ -44,10 +44,11 @@ class ServerTimeout(TimeoutError):
 
 @dataclass(frozen=True)
 class ImagineReply:
-    frames: np.ndarray  # uint8 [N, Hz, H, W, 3]
+    frames: np.ndarray | None  # uint8 [N, Hz, H, W, 3]; [1, Hz, …] with return_frames="best"; None with "none"
     costs: np.ndarray | None  # float32 [N]
     latency_ms: float | None  # model time on the server
     server_ms: float  # request decoded -> reply encoded, on the server
+    best_index: int | None = None  # the lowest-cost rollout (with a goal)
 
 
 class WorldModelClient:
@@ -185,9 +186,12 @@ class WorldModelClient:
         context: tuple[np.ndarray, np.ndarray] | None = None,
         goal: np.ndarray | None = None,
         seed: int | None = None,
+        cost: str | None = None,
+        return_frames: str | bool = "all",
     ) -> ImagineReply:
         """Rollouts of float32 [N, Hz, A] actions from ``context`` (frames, actions) or from this
-        connection's stream; ``goal`` (uint8 [H, W, 3]) adds per-rollout costs; ``seed`` fixes the noise."""
+        connection's stream; ``goal`` (uint8 [H, W, 3]) adds per-rollout costs (``cost`` by name); ``seed``
+        fixes the noise; ``return_frames`` "all" | "best" | "none" (costs only)."""
         fields: dict[str, Any] = {"actions": _f32(actions)}
         if context is not None:
             fields["context_frames"] = np.asarray(context[0])
@@ -196,8 +200,13 @@ class WorldModelClient:
             fields["goal"] = np.asarray(goal)
         if seed is not None:
             fields["seed"] = int(seed)
+        if cost is not None:
+            fields["cost"] = cost
+        if return_frames != "all":
+            fields["return_frames"] = return_frames
         reply = self.call("imagine", **fields)
-        return ImagineReply(reply["frames"], reply["costs"], reply["latency_ms"], reply["server_ms"])
+        return ImagineReply(reply["frames"], reply["costs"], reply["latency_ms"], reply["server_ms"],
+                            reply.get("best_index"))
 
 
 def _f32(x: Any) -> np.ndarray:

@@ -61,11 +61,15 @@ ok/type/id/server_ms):
 ``imagine``
     ``actions`` float [N, Hz, A]; ``context_frames`` uint8 [K, H, W, 3] with
     ``context_actions`` float [K, A], or neither (start from this
-    connection's stream); ``goal`` uint8 [H, W, 3] or nil; optional ``seed``.
+    connection's stream); ``goal`` uint8 [H, W, 3] or nil; optional ``seed``;
+    optional ``cost`` (a goal-cost name, default ``final_mse``; the model's
+    ``info`` lists them under ``costs``) and ``return_frames`` (``"all"``,
+    default; ``"best"``, the lowest-cost rollout only, needs a goal;
+    ``"none"``, costs only; ``true``/``false`` mean all/none).
     Stateless: it never changes a stream. Reply: ``frames`` uint8
-    [N, Hz, H, W, 3], ``costs``
-    float32 [N] (per-rollout distance to the goal) or nil, ``latency_ms``
-    (model time).
+    [N, Hz, H, W, 3] (all), [1, Hz, H, W, 3] (best) or nil (none), ``costs``
+    float32 [N] (per-rollout distance to the goal) or nil, ``best_index``
+    (int, with a goal) or nil, ``latency_ms`` (model time).
 
 Float arrays may be float16/32/64 (the server casts to float32); frames must
 be uint8. Each connection has its own stream (reset/step); the model runs on

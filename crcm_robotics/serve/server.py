@@ -65,7 +65,7 @@ REQUEST_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # type -
     "info": ((), ()),
     "reset": (("frames", "actions"), ("seed",)),
     "step": (("action",), ()),
-    "imagine": (("actions",), ("context_frames", "context_actions", "goal", "seed")),
+    "imagine": (("actions",), ("context_frames", "context_actions", "goal", "seed", "cost", "return_frames")),
 }
 COMMON_FIELDS = ("type", "id", "token")
 NO_STREAM_IMAGINE = (
@@ -188,6 +188,8 @@ class ModelWorker:
         goal: np.ndarray | None,
         seed: int | None,
         job: _Job,
+        cost: str = "final_mse",
+        return_frames: str = "all",
     ) -> Any:
         """Stateless for every stream (the WorldModel copies its stream cache, never writes it)."""
         if context is None:  # from this connection's stream: the model's own state when it holds it
@@ -197,7 +199,8 @@ class ModelWorker:
                 window = (session.frames, session.actions)
             context = None if self._loaded is session else window
         extra = {} if seed is None else {"seed": seed}
-        return self.model.imagine(actions, context=context, goal=goal, **extra)
+        return self.model.imagine(actions, context=context, goal=goal, cost=cost, return_frames=return_frames,
+                                  **extra)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -250,6 +253,7 @@ class WorldModelServer:
         self.image_shape = tuple(self.info["image_shape"])
         self.action_dim = self.info["action_dim"]
         self.context_frames = self.info["context_frames"]
+        self.costs = tuple(self.info.get("costs", ("final_mse",)))  # goal costs the model offers
         self.clients = 0
         self.requests = 0
         self.errors = 0
@@ -519,16 +523,27 @@ class WorldModelServer:
         else:
             context = self._context(ctx_f, ctx_a, "imagine", "context_frames", "context_actions")
         seed = _seed(request.get("seed"), "imagine")
+        return_frames = _return_frames(request.get("return_frames", "all"))
+        cost = request.get("cost", "final_mse")
+        if not isinstance(cost, str) or cost not in self.costs:
+            raise RequestError("BadRequest", f"imagine: cost {cost!r} unknown; this model offers "
+                                             f"{', '.join(self.costs)}")
+        if return_frames == "best" and goal is None:
+            raise RequestError("BadRequest", "imagine: return_frames 'best' needs a goal to rank the rollouts")
         result = await self.worker.run(
-            lambda job: self.worker.imagine(session, actions, context, goal, seed, job),
+            lambda job: self.worker.imagine(session, actions, context, goal, seed, job, cost, return_frames),
             self.limits.request_timeout_s,
         )
-        frames = self._frames_out(_field(result, "frames"), (n, hz, *self.image_shape), "imagine")
+        n_out = {"all": n, "best": 1}.get(return_frames)
+        frames = _field(result, "frames")
+        frames = None if n_out is None else self._frames_out(frames, (n_out, hz, *self.image_shape), "imagine")
         costs = _field(result, "costs")
         latency = _field(result, "latency_ms")
+        best = _field(result, "best_index") if goal is not None else None
         return {
             "frames": frames,
             "costs": None if costs is None else np.asarray(costs, dtype=np.float32).reshape(n),
+            "best_index": None if best is None else int(best),
             "latency_ms": None if latency is None else float(latency),
         }
 
@@ -581,6 +596,16 @@ def _error(rtype: str, rid: Any, kind: str, message: str, closing: bool = False)
 
 def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _return_frames(value: Any) -> str:
+    """``return_frames``: "all" | "best" | "none", or a bool (true = all, false = none)."""
+    if isinstance(value, bool):
+        return "all" if value else "none"
+    if value not in ("all", "best", "none"):
+        raise RequestError("BadRequest", f"imagine: return_frames must be 'all', 'best', 'none' or a bool; "
+                                         f"got {value!r}")
+    return value
 
 
 def _seed(value: Any, verb: str) -> int | None:
