@@ -277,6 +277,27 @@ class TeacherTrainConfig:
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
 
 
+@dataclass
+class ProbeTrainConfig:
+    """``crcm train probe``: a state probe (frames → logged state) for the planners' ``probe`` goal cost."""
+
+    data: DataConfig = field(default_factory=DataConfig)  # path, val_fraction and split_seed are used
+    out: str = "outputs/probe"  # save as CKPT/probe so WorldModel.load(CKPT) finds it
+    steps: int = 3000
+    batch_size: int = 256
+    lr: float = 2e-3
+    width: int = 32  # channels of the first conv block
+    max_frames: int = 60000  # training frames kept in memory (episodes evenly thinned)
+    noise_std: float = 0.04  # pixel noise augmentation ([-1, 1] scale)
+    blur_prob: float = 0.5  # chance a training frame is blurred 3×3
+    position_scale: float = 0.0  # embedding unit of non-angle states (0 = each state's std in the store)
+    angle_scale: float = 1.0  # divisor of an angle's (cos, sin)
+    device: str = "auto"
+    seed: int = 0
+    max_minutes: float = 0.0
+    progress: bool = True
+
+
 # --- evaluation -----------------------------------------------------------------------------------
 
 
@@ -306,6 +327,69 @@ class EvalConfig:
     time_batch1: bool = True
     report: bool = True
     out: str | None = None  # report folder; default outputs/eval/<ckpt>_<sampler>_h<horizon>
+
+
+@dataclass
+class PlannerConfig:
+    """One planner setting for ``crcm plan`` and ``crcm bench plan`` (see crcm_robotics/plan/)."""
+
+    kind: str = "cem"  # cem | mppi | random
+    samples: int = 256  # candidates per round
+    iterations: int = 6  # rounds per solve (at most, with time_budget_s)
+    elites: int = 32
+    momentum: float = 0.1
+    temperature: float = 0.5  # MPPI
+    time_budget_s: float = 0.0  # > 0: stop a solve's rounds once this much time is spent
+    horizon: int = 25  # env steps imagined per candidate (a multiple of the model's frame_skip)
+    hold: int = 5  # env steps each waypoint is held
+    mode: str = "absolute"  # absolute | delta
+    cost: str = "probe"  # final_mse | pooled_mse | path_mse | probe | probe_path
+    replan_every: int = 5  # env steps executed between solves
+    seed: int = 0
+
+
+@dataclass
+class PlanBenchConfig:
+    """``crcm bench plan CKPT``: closed-loop goal reaching in real gym-pusht, per arm; one JSON line + report."""
+
+    ckpt: str = "???"
+    models: tuple[str, ...] = ()  # more checkpoints, each its own arm (e.g. the teacher, a second seed)
+    arms: tuple[str, ...] = ("random", "oracle", "model")  # model = CKPT and every one of `models`
+    data: EvalDataConfig = field(default_factory=EvalDataConfig)  # default: CKPT's store, held-out episodes
+    goals: int = 50
+    ahead: int = 25  # env steps from start to goal along the logged actions
+    budget: int = 50  # env steps the planner may take per goal
+    min_move: float = 15.0  # a goal counts only if the block moves this far (env units) …
+    min_turn: float = 0.15  # … or turns this much (rad)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    probe: str | None = None  # state-probe directory for probe costs (default: CKPT/probe)
+    device: str = "auto"
+    backend: str = "eager"
+    steps: int = 0  # sampler steps per frame (0 = each checkpoint's own)
+    oracle_workers: int = 0  # simulator processes for the oracle (0 = all cores)
+    gifs: int = 2  # episodes per arm drawn as executed | imagined | goal GIFs
+    out: str = "outputs/bench_plan"
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class PlanRunConfig:
+    """``crcm plan CKPT``: one closed-loop episode in gym-pusht towards a goal from a store; JSON line + GIF."""
+
+    ckpt: str = "???"
+    data: EvalDataConfig = field(default_factory=EvalDataConfig)  # default: CKPT's store
+    episode: int = -1  # store episode (-1: the first held-out one)
+    start: int = 10  # index of the start frame in the episode
+    ahead: int = 25  # the goal is the state the logged actions reach this many env steps later
+    budget: int = 50
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    probe: str | None = None
+    device: str = "auto"
+    backend: str = "eager"
+    steps: int = 0
+    out: str = "outputs/plan"
+    seed: int = 0
 
 
 @dataclass

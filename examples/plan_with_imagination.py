@@ -1,4 +1,4 @@
-"""Plan with imagination: CEM / random shooting over action sequences, scored against a goal image.
+"""Plan with imagination: CEM (crcm_robotics.plan) over action sequences, scored against a goal image.
 
 The same flow a ROS planner runs through ``~/imagine`` (crcm_interfaces/srv/ImagineRollouts), here against
 the msgpack server directly:
@@ -6,8 +6,8 @@ the msgpack server directly:
     1. ask the server for the model's shapes (``info``);
     2. take K context frames + the commands in force at them (from a trajectory store, or PNGs);
     3. repeat ``--iterations`` times: sample ``--samples`` action sequences of ``--horizon`` steps from a
-       Gaussian, ``imagine`` them from the context with the goal image, keep the ``--elites`` lowest-cost
-       ones, refit the Gaussian (one iteration = random shooting);
+       Gaussian, ``imagine`` them from the context with the goal image (costs only: no frames come back),
+       keep the ``--elites`` lowest-cost ones, refit the Gaussian (one iteration = random shooting);
     4. print the chosen action sequence (and, with a store, the logged actions that really led there).
 
     # with the msgpack server (crcm_robotics.serve) running on 127.0.0.1:5555
@@ -64,41 +64,39 @@ def context_from_store(args, k: int, horizon: int):
     return frames, actions, goal, logged, stats.min.astype(np.float32), stats.max.astype(np.float32)
 
 
-def cem(client, context, goal, *, horizon, action_dim, low, high, samples, iterations, elites, alpha, rng):
-    """Cross-entropy method over [horizon, action_dim] sequences; returns (best sequence, its cost, log)."""
-    mean = np.broadcast_to((low + high) / 2, (horizon, action_dim)).astype(np.float32).copy()
-    std = np.broadcast_to((high - low) / 2, (horizon, action_dim)).astype(np.float32).copy()
-    best_seq, best_cost, log = mean.copy(), np.inf, []
-    for it in range(iterations):
-        actions_NHzA = np.clip(mean + std * rng.standard_normal((samples, horizon, action_dim)), low, high)
-        actions_NHzA = actions_NHzA.astype(np.float32)
+def cem(client, context, goal, *, horizon, action_dim, low, high, samples, iterations, elites, alpha, rng,
+        cost=None, hold=1):
+    """CEM of crcm_robotics.plan over [horizon, action_dim] sequences, each round one costs-only ``imagine``
+    on the server (the reply carries no frames); returns (best sequence, its cost, log)."""
+    import torch
+
+    from crcm_robotics.plan import ActionSpace, SamplingPlanner
+
+    log: list[dict[str, Any]] = []
+
+    def score(actions: torch.Tensor) -> torch.Tensor:
+        actions_NHzA = actions.numpy().astype(np.float32)
         start = time.perf_counter()
-        result = client.imagine(actions_NHzA, context=context, goal=goal)
+        extra = {"return_frames": "none"} | ({"cost": cost} if cost else {})
+        result = client.imagine(actions_NHzA, context=context, goal=goal, **extra)
         wall_ms = (time.perf_counter() - start) * 1e3
         costs = field(result, "costs")
         if costs is None:
             raise SystemExit("the server returned no costs; it must score rollouts against the goal image")
         costs = np.asarray(costs, dtype=np.float64)
-        order = np.argsort(costs)
-        elite = actions_NHzA[order[:elites]]
-        mean = alpha * elite.mean(0) + (1 - alpha) * mean
-        std = alpha * elite.std(0) + (1 - alpha) * std
-        if costs[order[0]] < best_cost:
-            best_cost, best_seq = float(costs[order[0]]), actions_NHzA[order[0]].copy()
-        log.append(
-            {
-                "iteration": it,
-                "best_cost": round(float(costs[order[0]]), 5),
-                "elite_mean_cost": round(float(costs[order[:elites]].mean()), 5),
-                "model_ms": round(float(field(result, "latency_ms")), 1),
-                "wall_ms": round(wall_ms, 1),
-            }
-        )
-        print(
-            f"iter {it}: best cost {costs[order[0]]:.4f}, elite mean {costs[order[:elites]].mean():.4f}, "
-            f"{samples} x {horizon} rollouts in {log[-1]['model_ms']} ms (wall {wall_ms:.0f} ms)"
-        )
-    return best_seq, best_cost, log
+        elite = np.sort(costs)[:elites]
+        log.append({"iteration": len(log), "best_cost": round(float(elite[0]), 5),
+                    "elite_mean_cost": round(float(elite.mean()), 5),
+                    "model_ms": round(float(field(result, "latency_ms")), 1), "wall_ms": round(wall_ms, 1)})
+        print(f"iter {len(log) - 1}: best cost {elite[0]:.4f}, elite mean {elite.mean():.4f}, "
+              f"{len(costs)} x {horizon} rollouts in {log[-1]['model_ms']} ms (wall {wall_ms:.0f} ms)")
+        return torch.from_numpy(costs)
+
+    space = ActionSpace(torch.from_numpy(low), torch.from_numpy(high), horizon, hold=hold)
+    planner = SamplingPlanner("cem", samples=samples, iterations=iterations, elites=elites,
+                              momentum=1 - alpha, seed=int(rng.integers(2**31)))
+    result = planner.solve(score, space, anchor_A=torch.from_numpy((low + high) / 2))
+    return result.actions.numpy(), result.cost, log
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=4, help="CEM iterations; 1 = random shooting")
     ap.add_argument("--elites", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=0.8, help="CEM smoothing of the refitted mean/std")
+    ap.add_argument("--hold", type=int, default=1, help="env steps each waypoint is held")
+    ap.add_argument("--cost", default=None, help="goal cost by name (the server's info lists them)")
     ap.add_argument(
         "--action-low", nargs="+", type=float, help="per-dimension lower bound (default: store min)"
     )
@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         elites=args.elites,
         alpha=args.alpha,
         rng=rng,
+        cost=args.cost,
+        hold=args.hold,
     )
 
     print(f"\nchosen actions (cost {cost:.4f}):")

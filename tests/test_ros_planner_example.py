@@ -42,8 +42,9 @@ class FakeClient:
     def info(self):
         return {"image_shape": [8, 8, 3], "action_dim": 2, "context_frames": 3, "max_batch": 256}
 
-    def imagine(self, actions, context=None, goal=None):
+    def imagine(self, actions, context=None, goal=None, return_frames="all", cost=None):
         FakeClient.calls.append((actions, context, goal))
+        assert return_frames in ("all", "none") and cost in (None, "final_mse")
         assert actions.dtype == np.float32 and actions.ndim == 3 and actions.shape[2] == 2
         frames, ctx_actions = context
         assert frames.dtype == np.uint8 and frames.shape == (3, 8, 8, 3) and ctx_actions.shape == (3, 2)
@@ -57,7 +58,7 @@ class FakeClient:
             .repeat(3, 4)
         )
         costs = np.abs(level[:, -1] - goal.mean()).astype(np.float32) if goal is not None else None
-        return types.SimpleNamespace(frames=out, costs=costs, latency_ms=1.0)
+        return types.SimpleNamespace(frames=out if return_frames == "all" else None, costs=costs, latency_ms=1.0)
 
 
 @pytest.fixture

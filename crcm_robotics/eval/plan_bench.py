@@ -1,0 +1,364 @@
+"""``crcm bench plan`` and ``crcm plan``: closed-loop goal reaching in real gym-pusht with imagined rollouts.
+
+Goals follow DINO-WM (arXiv 2411.04983): a start state from a held-out episode of the store and the state its
+logged actions reach ``ahead`` env steps later (replayed in the simulator); only goals where the block moves
+≥ ``min_move`` env units or turns ≥ ``min_turn`` rad count. Success = ‖(agent x, y, block x, y) − goal‖ < 20
+env units and block angle error < π/9. Each goal gets ``budget`` env steps of MPC: solve, execute
+``replan_every`` steps in the simulator, solve again from the real frames (warm-started).
+
+Arms, all with the same planner and cost:
+- ``random``: random waypoints (no model);
+- ``oracle``: the simulator renders every candidate (a perfect model: the planner's and cost's own ceiling);
+- one arm per checkpoint (``CKPT`` and ``models=[…]``): candidates imagined by the world model.
+
+Reported per arm: success reached at any executed step and held at the end, final block position/angle and
+state-distance errors, the fraction of the initial block error removed, planning ms per replan (median, p90)
+and per episode. One JSON line; ``OUT/report.md``, ``OUT/results.json`` and GIFs (executed | imagined best
+rollout | goal) under ``OUT/<arm>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crcm_robotics.config import ConfigError, PlanBenchConfig, PlannerConfig, PlanRunConfig, key_map_from_config
+from crcm_robotics.plan.objective import frames_score, imagined_score
+from crcm_robotics.plan.planners import MPC, ActionSpace, SamplingPlanner
+from crcm_robotics.plan.probe import StateProbe, load_probe
+
+
+@dataclass
+class EpisodeResult:
+    episode: int
+    start: int
+    success_any: bool
+    success_end: bool
+    first_success_step: int | None
+    block_pos_error: float  # final, env units
+    block_angle_error: float  # final, rad
+    state_distance: float  # final ‖(agent, block) − goal‖
+    error_removed: float  # 1 − final block error / initial block error (position + 100·angle)
+    replan_ms: list[float] = field(default_factory=list)
+    episode_s: float = 0.0
+
+
+def planner_from(cfg: PlannerConfig) -> SamplingPlanner:
+    return SamplingPlanner(cfg.kind, cfg.samples, cfg.iterations, cfg.elites, cfg.momentum, cfg.temperature,
+                           time_budget_s=cfg.time_budget_s or None, seed=cfg.seed)
+
+
+def space_from(cfg: PlannerConfig, low: np.ndarray, high: np.ndarray, device: torch.device) -> ActionSpace:
+    t = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float32), device=device)  # noqa: E731
+    return ActionSpace(t(low), t(high), cfg.horizon, cfg.hold, cfg.mode)
+
+
+def check_planner(cfg: PlannerConfig, frame_skips: list[int]) -> None:
+    if cfg.replan_every < 1 or cfg.replan_every > cfg.horizon:
+        raise ConfigError(f"planner.replan_every={cfg.replan_every} must be in [1, horizon={cfg.horizon}]")
+    for k in frame_skips:
+        if cfg.horizon % k or cfg.replan_every % k:
+            raise ConfigError(f"planner.horizon={cfg.horizon} and planner.replan_every={cfg.replan_every} must be "
+                              f"multiples of the model's frame_skip {k}")
+
+
+def block_error(errors: dict[str, float]) -> float:
+    """Position error plus the angle error weighted so that π/9 counts like 35 env units."""
+    return errors["block_pos_error"] + 100.0 * errors["block_angle_error"]
+
+
+class Arm:
+    """How one arm proposes actions for a replan: random, the simulator oracle, or a world model."""
+
+    def __init__(self, name: str, kind: str, cfg: PlannerConfig, device: torch.device, low: np.ndarray,
+                 high: np.ndarray, wm: Any = None, pool: Any = None, probe: StateProbe | None = None):
+        self.name, self.kind, self.cfg, self.device, self.wm, self.pool, self.probe = (
+            name, kind, cfg, device, wm, pool, probe)
+        self.low, self.high = low, high
+        self.space = space_from(cfg, low, high, device)
+        self.mpc = MPC(planner_from(cfg), self.space)
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def reset(self) -> None:
+        self.mpc.reset()
+
+    def propose(self, state: np.ndarray, history: tuple[np.ndarray, np.ndarray], goal: np.ndarray,
+                anchor: np.ndarray) -> tuple[np.ndarray, float]:
+        """Env-step actions [horizon, A] for the next steps, and the planning ms."""
+        if self.kind == "random":
+            z = self.rng.uniform(self.low, self.high, (self.space.decisions, len(self.low))).astype(np.float32)
+            return np.repeat(z, self.cfg.hold, axis=0)[: self.cfg.horizon], 0.0
+        anchor_t = torch.as_tensor(anchor, dtype=torch.float32, device=self.device)
+        if self.kind == "oracle":
+            frames_mode = "all" if self.cfg.cost.endswith("path") else "last"
+
+            def render(actions: torch.Tensor) -> torch.Tensor:
+                frames, _ = self.pool.rollout(state, actions.cpu().numpy(), frames=frames_mode)
+                return torch.from_numpy(frames).to(self.device)
+
+            score = frames_score(render, goal, self.cfg.cost, self.device, self.probe)
+        else:
+            score = imagined_score(self.wm, history, goal, self.cfg.cost, seed=self.cfg.seed)
+        result = self.mpc.plan(score, anchor_t)
+        return result.actions.cpu().numpy(), result.ms
+
+    def advance(self, executed: int) -> None:
+        self.mpc.advance(executed)
+
+    def imagined(self, history: tuple[np.ndarray, np.ndarray], actions: np.ndarray) -> np.ndarray | None:
+        """The frames the model imagines for ``actions`` (for the GIFs), uint8 [T, H, W, 3]."""
+        if self.wm is None:
+            return None
+        from crcm_robotics.plan.objective import group_frame_skip, model_context
+
+        ctx = model_context(history[0], history[1], self.wm.frame_skip, self.wm.context_frames)
+        acts = group_frame_skip(torch.from_numpy(actions[None]), self.wm.frame_skip)
+        return self.wm.imagine_tensor(acts, context=ctx, seed=self.cfg.seed)[0].cpu().numpy()
+
+
+def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False
+                ) -> tuple[EpisodeResult, dict[str, list[np.ndarray]] | None]:
+    """MPC towards ``pair``'s goal for ``budget`` env steps in ``sim``; optional frames for a GIF."""
+    from crcm_robotics.data.pusht_sim import pusht_errors, pusht_success
+
+    t0 = time.perf_counter()
+    arm.reset()
+    frame = sim.reset_to(pair.start_state)
+    frames = [*pair.context_frames[:-1], frame]
+    actions = [*pair.context_actions]
+    initial = block_error(pusht_errors(pair.start_state, pair.goal_state))
+    replan_ms: list[float] = []
+    first_success: int | None = None
+    state = np.asarray(pair.start_state, dtype=np.float64)
+    shown: dict[str, list[np.ndarray]] | None = {"executed": [], "imagined": []} if record else None
+    step = 0
+    while step < budget:
+        history = (np.stack(frames[-64:]), np.stack(actions[-64:]).astype(np.float32))
+        plan, ms = arm.propose(state, history, pair.goal_frame, actions[-1])
+        if arm.kind != "random":
+            replan_ms.append(ms)
+        n = min(arm.cfg.replan_every, budget - step)
+        dream = arm.imagined(history, plan) if record else None
+        for i in range(n):
+            frame, state = sim.step(plan[i])
+            frames.append(frame)
+            actions.append(np.asarray(plan[i], dtype=np.float32))
+            step += 1
+            if first_success is None and pusht_success(state, pair.goal_state):
+                first_success = step
+            if shown is not None:
+                shown["executed"].append(frame)
+                k = arm.wm.frame_skip if arm.wm is not None else 1
+                shown["imagined"].append(dream[min(i // k, len(dream) - 1)] if dream is not None else frame)
+        arm.advance(n)
+    final = pusht_errors(state, pair.goal_state)
+    removed = 1.0 - block_error(final) / max(initial, 1e-6)
+    result = EpisodeResult(int(pair.episode), int(pair.start), first_success is not None,
+                           bool(pusht_success(state, pair.goal_state)), first_success,
+                           round(float(final["block_pos_error"]), 2), round(float(final["block_angle_error"]), 4),
+                           round(float(final["state_distance"]), 2), round(float(removed), 4),
+                           [round(m, 1) for m in replan_ms], round(time.perf_counter() - t0, 2))
+    return result, shown
+
+
+def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
+    ms = [m for r in results for m in r.replan_ms]
+    per_episode = [sum(r.replan_ms) for r in results]
+    return {
+        "goals": len(results),
+        "success_any": round(float(np.mean([r.success_any for r in results])), 4),
+        "success_end": round(float(np.mean([r.success_end for r in results])), 4),
+        "block_pos_error": round(float(np.mean([r.block_pos_error for r in results])), 2),
+        "block_angle_error": round(float(np.mean([r.block_angle_error for r in results])), 4),
+        "state_distance": round(float(np.mean([r.state_distance for r in results])), 2),
+        "error_removed": round(float(np.mean([r.error_removed for r in results])), 4),
+        "replan_ms_median": round(float(np.median(ms)), 1) if ms else None,
+        "replan_ms_p90": round(float(np.percentile(ms, 90)), 1) if ms else None,
+        "plan_s_per_episode": round(float(np.mean(per_episode)) / 1e3, 2) if ms else None,
+        "episode_s": round(float(np.mean([r.episode_s for r in results])), 2),
+    }
+
+
+def _store_and_split(ckpt_path: str, data_path: str | None, key_map) -> tuple[Any, list[int], bool]:
+    from crcm_robotics.data.store import TrajectoryStore
+    from crcm_robotics.model.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(ckpt_path).meta
+    path = data_path or meta.get("data_path")
+    if not path:
+        raise ConfigError(f"checkpoint {ckpt_path} names no training store; give data.path=STORE")
+    store = TrajectoryStore(path, key_map_from_config(key_map, path))
+    same = data_path is None or Path(data_path).resolve() == Path(str(meta.get("data_path"))).resolve()
+    episodes = list(meta["split"]["val"]) if same else list(range(store.num_episodes))
+    if not episodes:
+        raise ConfigError(f"checkpoint {ckpt_path} held out no episodes of {path}; give another data.path")
+    if "pusht" not in store.attrs:
+        raise ConfigError(f"store {path} is not a PushT store (attrs lack 'pusht'): the planning benchmark "
+                          "runs in gym-pusht")
+    return store, episodes, same
+
+
+def _bounds(store) -> tuple[np.ndarray, np.ndarray]:
+    a = store.stats()["action"]
+    return a.min.astype(np.float32), a.max.astype(np.float32)
+
+
+def _load_model(ckpt: str, cfg: Any, device: torch.device, probe: str | None):
+    from crcm_robotics.runtime import WorldModel
+
+    return WorldModel.load(ckpt, device=device, backend=cfg.backend, steps=cfg.steps or None,
+                           max_batch=max(cfg.planner.samples, 1), seed=cfg.seed, probe=probe)
+
+
+def _probe_for(cfg: Any, device: torch.device) -> StateProbe | None:
+    path = Path(cfg.probe) if cfg.probe else Path(cfg.ckpt) / "probe"
+    if cfg.planner.cost.startswith("probe"):
+        if not path.is_dir():
+            raise ConfigError(f"cost {cfg.planner.cost} needs a state probe at {path}: run `crcm train probe "
+                              f"data.path=STORE out={path}` (or choose planner.cost=pooled_mse)")
+        return load_probe(path, device)
+    return None
+
+
+def _save_gif(shown: dict[str, list[np.ndarray]], goal: np.ndarray, path: Path) -> None:
+    from crcm_robotics.eval.report import grid, save_gif
+
+    rows = [grid([e, i, goal], pad=2) for e, i in zip(shown["executed"], shown["imagined"])]
+    save_gif(np.stack(rows), path, fps=5, scale=3)
+
+
+def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
+    from crcm_robotics.data.pusht_sim import PushTRolloutPool, PushTSim, goal_pairs
+    from crcm_robotics.runtime.world_model import resolve_device
+
+    device = resolve_device(cfg.device)
+    known = {"random", "oracle", "model"}
+    if not cfg.arms or set(cfg.arms) - known:
+        raise ConfigError(f"arms={list(cfg.arms)}; expected a non-empty subset of {sorted(known)}")
+    if cfg.goals < 1 or cfg.budget < 1 or cfg.ahead < 1:
+        raise ConfigError(f"goals ({cfg.goals}), budget ({cfg.budget}) and ahead ({cfg.ahead}) must be ≥ 1")
+    store, episodes, held_out = _store_and_split(cfg.ckpt, cfg.data.path, cfg.data.key_map)
+    low, high = _bounds(store)
+    probe = _probe_for(cfg, device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = store.image_shape[0]
+    sim = PushTSim(size)
+    pairs = goal_pairs(store, episodes, cfg.goals, ahead=cfg.ahead, context=8, min_move=cfg.min_move,
+                       min_turn=cfg.min_turn, seed=cfg.seed, sim=sim)
+    if not pairs:
+        raise ConfigError(f"no goal among held-out episodes moves the block ≥ {cfg.min_move} units or "
+                          f"≥ {cfg.min_turn} rad in {cfg.ahead} steps")
+    arms: list[tuple[str, str, str | None]] = []
+    if "random" in cfg.arms:
+        arms.append(("random", "random", None))
+    if "oracle" in cfg.arms:
+        arms.append(("oracle", "oracle", None))
+    if "model" in cfg.arms:
+        for ck in (cfg.ckpt, *cfg.models):
+            arms.append((Path(ck).name, "model", ck))
+    report: dict[str, Any] = {
+        "bench": "plan", "ckpt": cfg.ckpt, "store": str(store.path), "held_out_split": held_out,
+        "goals": len(pairs), "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 1),
+        "goal_block_turn_mean": round(float(np.mean([p.block_turn for p in pairs])), 3),
+        "ahead": cfg.ahead, "budget": cfg.budget, "planner": asdict(cfg.planner), "device": str(device),
+        "backend": cfg.backend, "arms": {},
+    }
+    per_goal: dict[str, list[dict[str, Any]]] = {}
+    pool = None
+    try:
+        for name, kind, ck in arms:
+            wm = _load_model(ck, cfg, device, cfg.probe) if ck else None
+            if wm is not None:
+                check_planner(cfg.planner, [wm.frame_skip])
+            if kind == "oracle" and pool is None:
+                pool = PushTRolloutPool(size, cfg.oracle_workers)
+            arm = Arm(name, kind, cfg.planner, device, low, high, wm=wm, pool=pool, probe=probe)
+            results = []
+            t_arm = time.perf_counter()
+            for g, pair in enumerate(pairs):
+                res, shown = run_episode(arm, pair, sim, cfg.budget, record=g < cfg.gifs)
+                results.append(res)
+                if shown is not None:
+                    (out / name).mkdir(exist_ok=True)
+                    _save_gif(shown, pair.goal_frame, out / name / f"goal{g:02d}.gif")
+                if cfg.progress:
+                    print(f"bench plan [{name}] goal {g + 1}/{len(pairs)}: success {res.success_any} "
+                          f"(end {res.success_end}), block error {res.block_pos_error:.1f} units / "
+                          f"{np.degrees(res.block_angle_error):.1f} deg, {res.episode_s:.1f} s", flush=True)
+            report["arms"][name] = summarize(results) | {"kind": kind, "checkpoint": ck,
+                                                         "arm_s": round(time.perf_counter() - t_arm, 1)}
+            if wm is not None:
+                report["arms"][name]["model"] = {k: wm.info()[k] for k in ("kind", "steps", "backend", "frame_skip")}
+            per_goal[name] = [asdict(r) for r in results]
+            del wm
+    finally:
+        if pool is not None:
+            pool.close()
+        sim.close()
+    (out / "results.json").write_text(json.dumps({"summary": report, "per_goal": per_goal}, indent=1))
+    _write_report(report, out / "report.md")
+    report["report"] = str(out / "report.md")
+    return report
+
+
+def _write_report(report: dict[str, Any], path: Path) -> None:
+    lines = [f"# Closed-loop planning in gym-pusht ({report['goals']} goals, {report['ahead']} steps ahead, "
+             f"budget {report['budget']})", "",
+             f"Store `{report['store']}` (held-out split: {report['held_out_split']}); mean goal block move "
+             f"{report['goal_block_move_mean']} units, turn {report['goal_block_turn_mean']} rad. Planner: "
+             f"`{json.dumps(report['planner'])}`.", "",
+             "| arm | success (any) | success (end) | block err | angle err (rad) | error removed | "
+             "ms/replan median | p90 | plan s/episode |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, a in report["arms"].items():
+        lines.append(f"| {name} | {a['success_any']:.2f} | {a['success_end']:.2f} | {a['block_pos_error']} | "
+                     f"{a['block_angle_error']} | {a['error_removed']:.2f} | {a['replan_ms_median']} | "
+                     f"{a['replan_ms_p90']} | {a['plan_s_per_episode']} |")
+    lines += ["", "GIFs per arm: executed | imagined best rollout at each replan | goal."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_bench_plan(cfg: PlanBenchConfig) -> int:
+    print(json.dumps(run_bench_plan_cfg(cfg)))
+    return 0
+
+
+def run_plan(cfg: PlanRunConfig) -> int:
+    """One episode: the start at (episode, start) of the store, the goal ``ahead`` logged steps later."""
+    from crcm_robotics.data.pusht_sim import PushTSim, goal_pairs
+    from crcm_robotics.runtime.world_model import resolve_device
+
+    device = resolve_device(cfg.device)
+    store, episodes, _ = _store_and_split(cfg.ckpt, cfg.data.path, cfg.data.key_map)
+    episode = episodes[0] if cfg.episode < 0 else cfg.episode
+    if not 0 <= episode < store.num_episodes:
+        raise ConfigError(f"episode={cfg.episode}: the store has episodes 0..{store.num_episodes - 1}")
+    lo, hi = store.episode_bounds(episode)
+    if not 0 <= cfg.start or cfg.start + cfg.ahead >= hi - lo:
+        raise ConfigError(f"start={cfg.start} with ahead={cfg.ahead} does not fit episode {episode} "
+                          f"({hi - lo} frames)")
+    sim = PushTSim(store.image_shape[0])
+    try:
+        pairs = goal_pairs(store, [episode], 1, ahead=cfg.ahead, context=8, min_move=0.0, min_turn=0.0,
+                           seed=cfg.seed, sim=sim, starts=[cfg.start])
+        wm = _load_model(cfg.ckpt, cfg, device, cfg.probe)
+        check_planner(cfg.planner, [wm.frame_skip])
+        low, high = _bounds(store)
+        arm = Arm(Path(cfg.ckpt).name, "model", cfg.planner, device, low, high, wm=wm,
+                  probe=_probe_for(cfg, device))
+        result, shown = run_episode(arm, pairs[0], sim, cfg.budget, record=True)
+    finally:
+        sim.close()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    gif = out / f"plan_ep{episode}_t{cfg.start}.gif"
+    assert shown is not None
+    _save_gif(shown, pairs[0].goal_frame, gif)
+    print(json.dumps(asdict(result) | {"gif": str(gif), "block_move": round(float(pairs[0].block_move), 1)}))
+    return 0

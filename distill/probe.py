@@ -1,0 +1,123 @@
+"""``crcm train probe``: fit a :class:`~crcm_robotics.plan.probe.StateProbe` (frames → logged state) on a store.
+
+The probe gives planners a goal cost that is smooth in object position (``cost=probe``). It is trained on the
+store's training episodes (the same episode split as the teacher's, from ``data.val_fraction`` and
+``data.split_seed``) with pixel noise and blur, so that it also reads a world model's slightly soft imagined
+frames, and it reports its held-out error per state in store units (angles in degrees). Save it as
+``CKPT/probe`` and every ``WorldModel.load(CKPT)`` finds it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from crcm_robotics.config import ConfigError, ProbeTrainConfig, key_map_from_config
+from crcm_robotics.data.dataset import split_episodes
+from crcm_robotics.data.store import TrajectoryStore
+from crcm_robotics.plan.probe import ProbeSpec, StateProbe, save_probe
+from crcm_robotics.runtime.world_model import resolve_device
+
+
+def load_frames_and_states(store: TrajectoryStore, episodes: list[int], max_frames: int,
+                           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 frames [M, H, W, 3] and float32 states [M, S] of ``episodes``, evenly thinned to ≤ max_frames."""
+    lengths = [store.episode_bounds(e)[1] - store.episode_bounds(e)[0] for e in episodes]
+    stride = max(1, math.ceil(sum(lengths) / max_frames))
+    frames, states = [], []
+    for e in episodes:
+        lo, hi = store.episode_bounds(e)
+        offset = int(rng.integers(stride))
+        frames.append(store.frames(lo + offset, hi, stride) if stride > 1 else store.frames(lo, hi))
+        states.append(store.state(lo, hi)[offset::stride])
+    return np.concatenate(frames), np.concatenate(states).astype(np.float32)
+
+
+def augment(x_B3HW: torch.Tensor, cfg: ProbeTrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Blur half the batch a little and add pixel noise (imagined frames are soft and grainy)."""
+    b = x_B3HW.shape[0]
+    blurred = F.avg_pool2d(x_B3HW, 3, stride=1, padding=1, count_include_pad=False)
+    mix = (torch.rand(b, 1, 1, 1, generator=gen, device=x_B3HW.device) < cfg.blur_prob).float()
+    x = mix * blurred + (1 - mix) * x_B3HW
+    return x + cfg.noise_std * torch.randn(x.shape, generator=gen, device=x.device)
+
+
+def train_probe(cfg: ProbeTrainConfig) -> dict[str, Any]:
+    if not cfg.data.path:
+        raise ConfigError("data.path=STORE is required (a trajectory store with data/state)")
+    if cfg.steps < 1 or cfg.batch_size < 2:
+        raise ConfigError(f"need steps ≥ 1 and batch_size ≥ 2; got {cfg.steps} and {cfg.batch_size}")
+    store = TrajectoryStore(cfg.data.path, key_map_from_config(cfg.data.key_map, cfg.data.path))
+    if store.state_dim == 0:
+        raise ConfigError(f"store {cfg.data.path} has no data/state: a state probe needs logged states")
+    names = tuple(store.attrs.get("state_names") or [f"s{i}" for i in range(store.state_dim)])
+    train_eps, val_eps = split_episodes(store.num_episodes, cfg.data.val_fraction, cfg.data.split_seed)
+    val_eps = val_eps or train_eps[-1:]
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    start = time.perf_counter()
+    frames, states = load_frames_and_states(store, train_eps, cfg.max_frames, rng)
+    val_frames, val_states = load_frames_and_states(store, val_eps, max(cfg.max_frames // 8, 256), rng)
+    stats = store.stats().get("state")
+    std = stats.std if stats is not None else states.std(0)
+    mean = stats.mean if stats is not None else states.mean(0)
+    angles = tuple("angle" in n for n in names)
+    scale = tuple(cfg.angle_scale if a else float(cfg.position_scale or max(s, 1e-6))
+                  for a, s in zip(angles, std))
+    spec = ProbeSpec(names, angles, tuple(float(m) for m in mean), scale, store.image_shape[:2], cfg.width)
+    probe = StateProbe(spec).to(device)
+    opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    frames_t = torch.from_numpy(frames).to(device)
+    target_t = spec.embed_states(torch.from_numpy(states).to(device))
+    gen = torch.Generator(device).manual_seed(cfg.seed)
+    last_log = time.perf_counter()
+    step, loss = 0, torch.tensor(0.0)
+    for step in range(1, cfg.steps + 1):
+        idx = torch.randint(len(frames_t), (cfg.batch_size,), generator=gen, device=device)
+        x = augment(StateProbe.to_input(frames_t[idx]), cfg, gen)
+        loss = F.smooth_l1_loss(probe(x), target_t[idx], beta=0.05)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"probe training diverged at step {step} (loss {float(loss)})")
+        if cfg.progress and (time.perf_counter() - last_log > 10 or step == cfg.steps):
+            print(f"probe: step {step}/{cfg.steps} loss {float(loss):.4f}", flush=True)
+            last_log = time.perf_counter()
+        if cfg.max_minutes and time.perf_counter() - start > cfg.max_minutes * 60:
+            break
+    probe.eval()
+    val = held_out_errors(probe, val_frames, val_states, spec)
+    figures = {"probe": cfg.out, "store": cfg.data.path, "steps": step, "train_frames": len(frames),
+               "val_frames": len(val_frames), "val_episodes": len(val_eps), "final_loss": round(float(loss), 5),
+               "val_mean_abs_error": val, "seconds": round(time.perf_counter() - start, 1)}
+    save_probe(cfg.out, probe.cpu(), figures)
+    return figures
+
+
+def held_out_errors(probe: StateProbe, frames: np.ndarray, states: np.ndarray, spec: ProbeSpec) -> dict[str, float]:
+    """Mean absolute error per state in store units (angles: wrapped, in degrees)."""
+    device = next(probe.parameters()).device
+    read = probe.state_of(torch.from_numpy(frames).to(device))
+    out = {}
+    for i, name in enumerate(spec.state_names):
+        d = read[:, i] - states[:, i]
+        if spec.angles[i]:
+            d = np.degrees(np.angle(np.exp(1j * d)))
+            name += "_deg"
+        out[name] = round(float(np.abs(d).mean()), 3)
+    return out
+
+
+def run_train_probe(cfg: ProbeTrainConfig) -> int:
+    print(json.dumps(train_probe(cfg)))
+    return 0
