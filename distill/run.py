@@ -51,7 +51,9 @@ def run_distill(cfg: DistillConfig):
     ckpt = load_checkpoint(cfg.teacher)
     if ckpt.meta.get("kind") != "teacher":
         raise ConfigError(f"teacher={cfg.teacher} is a {ckpt.meta.get('kind')!r} checkpoint, expected a teacher")
-    data = dataclasses.replace(cfg.data, path=cfg.data.path or ckpt.meta.get("data_path"))
+    # The student predicts what its teacher predicts: every frame_skip-th frame from the commands between.
+    teacher_skip = int(ckpt.meta.get("frame_skip", 1))
+    data = dataclasses.replace(cfg.data, path=cfg.data.path or ckpt.meta.get("data_path"), frame_skip=teacher_skip)
     ctx = build_context(data, ckpt.model_config, cfg.train, cfg.optim.batch_size)
     if dataclasses.asdict(ctx.model_cfg) != dataclasses.asdict(ckpt.model_config):
         raise ConfigError(f"store {data.path} does not fit teacher {cfg.teacher}: the model would need "
