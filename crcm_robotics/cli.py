@@ -233,10 +233,12 @@ def run_eval(cfg) -> int:
 def _runtime_errors() -> tuple[type[BaseException], ...]:
     """Bad checkpoints, inputs, backends or exports: the user's to fix, reported in one line."""
     from crcm_robotics.model.checkpoint import CheckpointError
+    from crcm_robotics.plan import CostError, PlanError
+    from crcm_robotics.plan.probe import ProbeError
     from crcm_robotics.runtime import BackendUnavailable, InputError
     from crcm_robotics.runtime.export import ExportError
 
-    return CheckpointError, BackendUnavailable, InputError, ExportError
+    return CheckpointError, BackendUnavailable, InputError, ExportError, PlanError, CostError, ProbeError
 
 
 def run_export(cfg) -> int:

@@ -91,7 +91,9 @@ def test_time_budget_stops_early():
 @pytest.mark.parametrize("kwargs, message", [
     ({"kind": "beam"}, "planner 'beam' unknown"),
     ({"elites": 300}, "elites must be in [1, samples=256]"),
-    ({"samples": 1}, "need samples ≥ 2"),
+    ({"samples": 1}, "need 2 ≤ samples ≤ 16384"),
+    ({"samples": 100_000}, "need 2 ≤ samples ≤ 16384"),
+    ({"iterations": 5000}, "1 ≤ iterations ≤ 1000"),
     ({"temperature": 0.0}, "temperature > 0"),
 ])
 def test_bad_planner_settings_are_named(kwargs, message):

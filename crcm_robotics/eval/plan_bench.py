@@ -59,7 +59,18 @@ def space_from(cfg: PlannerConfig, low: np.ndarray, high: np.ndarray, device: to
     return ActionSpace(t(low), t(high), cfg.horizon, cfg.hold, cfg.mode)
 
 
-def check_planner(cfg: PlannerConfig, frame_skips: list[int]) -> None:
+def check_planner(cfg: PlannerConfig, frame_skips: list[int] = ()) -> None:
+    """Every planner setting, before anything is loaded (one-line errors naming the setting)."""
+    from crcm_robotics.plan import ACTION_MODES, COSTS, PlanError
+
+    planner_from(cfg)  # kind, samples, iterations, elites, momentum, temperature
+    if cfg.cost not in COSTS:
+        raise PlanError(f"planner.cost={cfg.cost!r} unknown; expected one of {', '.join(COSTS)}")
+    if cfg.mode not in ACTION_MODES:
+        raise PlanError(f"planner.mode={cfg.mode!r} unknown; expected one of {', '.join(ACTION_MODES)}")
+    if not 1 <= cfg.horizon <= 1000 or not 1 <= cfg.hold <= cfg.horizon:
+        raise PlanError(f"need 1 ≤ planner.hold ≤ planner.horizon ≤ 1000; got hold {cfg.hold}, "
+                        f"horizon {cfg.horizon}")
     if cfg.replan_every < 1 or cfg.replan_every > cfg.horizon:
         raise ConfigError(f"planner.replan_every={cfg.replan_every} must be in [1, horizon={cfg.horizon}]")
     for k in frame_skips:
@@ -234,9 +245,9 @@ def _save_gif(shown: dict[str, list[np.ndarray]], goal: np.ndarray, path: Path) 
 
 
 def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
-    from crcm_robotics.data.pusht_sim import PushTRolloutPool, PushTSim, goal_pairs
     from crcm_robotics.runtime.world_model import resolve_device
 
+    check_planner(cfg.planner)
     device = resolve_device(cfg.device)
     known = {"random", "oracle", "model"}
     if not cfg.arms or set(cfg.arms) - known:
@@ -244,6 +255,8 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     if cfg.goals < 1 or cfg.budget < 1 or cfg.ahead < 1:
         raise ConfigError(f"goals ({cfg.goals}), budget ({cfg.budget}) and ahead ({cfg.ahead}) must be ≥ 1")
     store, episodes, held_out = _store_and_split(cfg.ckpt, cfg.data.path, cfg.data.key_map)
+    from crcm_robotics.data.pusht_sim import PushTRolloutPool, PushTSim, goal_pairs
+
     low, high = _bounds(store)
     probe = _probe_for(cfg, device)
     out = Path(cfg.out)
@@ -331,14 +344,16 @@ def run_bench_plan(cfg: PlanBenchConfig) -> int:
 
 def run_plan(cfg: PlanRunConfig) -> int:
     """One episode: the start at (episode, start) of the store, the goal ``ahead`` logged steps later."""
-    from crcm_robotics.data.pusht_sim import PushTSim, goal_pairs
     from crcm_robotics.runtime.world_model import resolve_device
 
+    check_planner(cfg.planner)
     device = resolve_device(cfg.device)
     store, episodes, _ = _store_and_split(cfg.ckpt, cfg.data.path, cfg.data.key_map)
     episode = episodes[0] if cfg.episode < 0 else cfg.episode
     if not 0 <= episode < store.num_episodes:
         raise ConfigError(f"episode={cfg.episode}: the store has episodes 0..{store.num_episodes - 1}")
+    from crcm_robotics.data.pusht_sim import PushTSim, goal_pairs
+
     lo, hi = store.episode_bounds(episode)
     if not 0 <= cfg.start or cfg.start + cfg.ahead >= hi - lo:
         raise ConfigError(f"start={cfg.start} with ahead={cfg.ahead} does not fit episode {episode} "

@@ -19,6 +19,8 @@ import torch
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 PLANNERS = ("cem", "mppi", "random")
+MAX_SAMPLES = 16384  # candidates per round
+MAX_ITERATIONS = 1000
 ACTION_MODES = ("absolute", "delta")
 
 
@@ -121,8 +123,9 @@ class SamplingPlanner:
     def __post_init__(self) -> None:
         if self.kind not in PLANNERS:
             raise PlanError(f"planner {self.kind!r} unknown; expected one of {', '.join(PLANNERS)}")
-        if self.samples < 2 or self.iterations < 1:
-            raise PlanError(f"need samples ≥ 2 and iterations ≥ 1; got {self.samples} and {self.iterations}")
+        if not (2 <= self.samples <= MAX_SAMPLES and 1 <= self.iterations <= MAX_ITERATIONS):
+            raise PlanError(f"need 2 ≤ samples ≤ {MAX_SAMPLES} and 1 ≤ iterations ≤ {MAX_ITERATIONS}; got "
+                            f"{self.samples} and {self.iterations}")
         if not 1 <= self.elites <= self.samples:
             raise PlanError(f"elites must be in [1, samples={self.samples}], got {self.elites}")
         if not 0 <= self.momentum < 1 or self.temperature <= 0:
