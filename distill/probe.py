@@ -88,17 +88,17 @@ def train_probe(cfg: ProbeTrainConfig) -> dict[str, Any]:
         loss.backward()
         opt.step()
         sched.step()
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"probe training diverged at step {step} (loss {float(loss)})")
         if cfg.progress and (time.perf_counter() - last_log > 10 or step == cfg.steps):
-            print(f"probe: step {step}/{cfg.steps} loss {float(loss):.4f}", flush=True)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"probe training diverged at step {step} (loss {float(loss.detach())})")
+            print(f"probe: step {step}/{cfg.steps} loss {float(loss.detach()):.4f}", flush=True)
             last_log = time.perf_counter()
         if cfg.max_minutes and time.perf_counter() - start > cfg.max_minutes * 60:
             break
     probe.eval()
     val = held_out_errors(probe, val_frames, val_states, spec)
     figures = {"probe": cfg.out, "store": cfg.data.path, "steps": step, "train_frames": len(frames),
-               "val_frames": len(val_frames), "val_episodes": len(val_eps), "final_loss": round(float(loss), 5),
+               "val_frames": len(val_frames), "val_episodes": len(val_eps), "final_loss": round(float(loss.detach()), 5),
                "val_mean_abs_error": val, "seconds": round(time.perf_counter() - start, 1)}
     save_probe(cfg.out, probe.cpu(), figures)
     return figures

@@ -240,8 +240,8 @@ def _probe_for(cfg: Any, device: torch.device) -> StateProbe | None:
 def _save_gif(shown: dict[str, list[np.ndarray]], goal: np.ndarray, path: Path) -> None:
     from crcm_robotics.eval.report import grid, save_gif
 
-    rows = [grid([e, i, goal], pad=2) for e, i in zip(shown["executed"], shown["imagined"])]
-    save_gif(np.stack(rows), path, fps=5, scale=3)
+    frames = [grid([np.stack([e, i, goal])], pad=2) for e, i in zip(shown["executed"], shown["imagined"])]
+    save_gif(np.stack(frames), path, fps=5, scale=3)
 
 
 def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:

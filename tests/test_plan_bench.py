@@ -1,0 +1,96 @@
+"""``crcm bench plan`` / ``crcm plan`` end to end on CPU: real gym-pusht, the tiny student, a tiny probe.
+
+Guards the benchmark's JSON (every field, per arm), that the simulator oracle beats random actions under the
+same planner and cost, the report and GIFs, ``crcm plan``'s JSON + GIF, and one-line config errors.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gym_pusht", reason="needs the [sim] extra (gym-pusht)")
+
+ARM_FIELDS = {"goals", "success_any", "success_end", "block_pos_error", "block_angle_error", "state_distance",
+              "error_removed", "replan_ms_median", "replan_ms_p90", "plan_s_per_episode", "episode_s", "kind",
+              "checkpoint", "arm_s"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    yield
+
+
+@pytest.fixture(scope="module")
+def student_with_probe(tiny_student, pusht_store_32, tmp_path_factory) -> Path:
+    from crcm_robotics.conf import compose_config
+    from distill.probe import train_probe
+
+    out = tmp_path_factory.mktemp("planbench") / "student"
+    shutil.copytree(tiny_student, out)
+    cfg = compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={out / 'probe'}", "steps=30",
+                                         "batch_size=16", "width=8", "progress=false", "data.val_fraction=0.25"])
+    figures = train_probe(cfg)
+    assert set(figures["val_mean_abs_error"]) == {"agent_x", "agent_y", "block_x", "block_y", "block_angle_deg"}
+    return out
+
+
+def bench(ckpt: Path, out: Path, *extra: str) -> dict:
+    from crcm_robotics.conf import compose_config
+    from crcm_robotics.eval.plan_bench import run_bench_plan_cfg
+
+    overrides = [f"ckpt={ckpt}", f"out={out}", "goals=3", "ahead=10", "budget=10", "min_move=5", "min_turn=0.05",
+                 "planner.samples=24", "planner.iterations=3", "planner.elites=6", "planner.horizon=10",
+                 "planner.hold=5", "planner.replan_every=5", "planner.cost=pooled_mse", "gifs=1",
+                 "oracle_workers=1", "device=cpu", "progress=false", *extra]
+    return run_bench_plan_cfg(compose_config("bench_plan", overrides))
+
+
+def test_bench_plan_reports_every_arm_and_the_oracle_beats_random(student_with_probe, tmp_path):
+    report = bench(student_with_probe, tmp_path / "bench")
+    assert report["goals"] == 3 and report["goal_block_move_mean"] > 0 and report["held_out_split"] is True
+    assert list(report["arms"]) == ["random", "oracle", "student"]
+    for name, arm in report["arms"].items():
+        assert ARM_FIELDS <= set(arm), (name, ARM_FIELDS - set(arm))
+        assert 0.0 <= arm["success_any"] <= 1.0 and arm["success_end"] <= arm["success_any"]
+    assert report["arms"]["random"]["replan_ms_median"] is None
+    assert report["arms"]["student"]["replan_ms_median"] > 0
+    assert report["arms"]["student"]["model"]["frame_skip"] == 1
+    oracle, random = report["arms"]["oracle"], report["arms"]["random"]
+    assert oracle["state_distance"] < random["state_distance"]
+    saved = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert len(saved["per_goal"]["oracle"]) == 3 and saved["summary"]["arms"]["oracle"] == oracle
+    assert "| oracle |" in (tmp_path / "bench" / "report.md").read_text()
+    assert (tmp_path / "bench" / "student" / "goal00.gif").stat().st_size > 0
+
+
+def test_probe_cost_runs_through_the_bench(student_with_probe, tmp_path):
+    report = bench(student_with_probe, tmp_path / "probe", "arms=[model]", "goals=1", "planner.cost=probe_path")
+    assert report["arms"]["student"]["goals"] == 1
+
+
+def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
+    cmd = [sys.executable, "-m", "crcm_robotics.cli", "plan", str(student_with_probe), "ahead=10", "budget=10",
+           "start=5", "planner.samples=16", "planner.iterations=2", "planner.elites=4", "planner.horizon=10",
+           "planner.replan_every=5", "device=cpu", f"out={tmp_path}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"success_any", "success_end", "block_pos_error", "replan_ms", "gif"} <= set(line)
+    assert len(line["replan_ms"]) == 2 and Path(line["gif"]).stat().st_size > 0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("planner.cost=l2", "planner.cost='l2' unknown"),
+    ("planner.replan_every=30", "replan_every=30 must be in"),
+    ("arms=[robot]", "expected a non-empty subset"),
+])
+def test_bad_bench_settings_are_one_line_errors(student_with_probe, override, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "crcm_robotics.cli", "bench", "plan", str(student_with_probe),
+                           override, f"out={tmp_path}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
