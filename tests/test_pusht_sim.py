@@ -212,3 +212,39 @@ def test_bad_input_is_refused(sim):
             pool.rollout(np.zeros(5), np.zeros((1, 1, 2)), frames="first")
     with pytest.raises(RuntimeError, match="closed"):
         pool.rollout(np.zeros(5), np.zeros((1, 1, 2)))
+
+
+def _arrays(path) -> tuple[bytes, bytes, bytes]:
+    s = TrajectoryStore(path)
+    return s.frames(0, s.num_frames).tobytes(), s.action().tobytes(), s.state().tobytes()
+
+
+def test_exploration_mode(tmp_path):
+    from crcm_robotics.data.pusht import explore_episodes
+
+    tiny = dict(episodes=4, size=32, seed=5, min_steps=40, max_steps=40, progress=False)
+    generate_pusht(tmp_path / "scripted.zarr", workers=1, **tiny)
+    generate_pusht(tmp_path / "explore.zarr", workers=1, behavior="explore", **tiny)
+    generate_pusht(tmp_path / "explore2.zarr", workers=1, behavior="explore", **tiny)
+    generate_pusht(tmp_path / "mixed.zarr", workers=1, behavior="mixed", explore_fraction=0.5, **tiny)
+    assert _arrays(tmp_path / "explore.zarr") == _arrays(tmp_path / "explore2.zarr")  # deterministic per seed
+    scripted, explore, mixed = (TrajectoryStore(tmp_path / f"{n}.zarr") for n in ("scripted", "explore", "mixed"))
+    assert explore.attrs["pusht"]["behavior"] == "explore" and explore.attrs["pusht"]["explore_episodes"] == [0, 1, 2, 3]
+    assert scripted.attrs["pusht"]["explore_episodes"] == [] and "scripted pusher" in scripted.attrs["source"]
+    assert mixed.attrs["pusht"]["behavior"] == "mixed" and mixed.attrs["pusht"]["explore_episodes"] == [1, 3]
+    assert mixed.attrs["pusht"]["explore_fraction"] == 0.5
+    for e in range(4):  # mixed: scripted episodes as scripted writes them, the others as explore does
+        twin = explore if e in (1, 3) else scripted
+        np.testing.assert_array_equal(mixed.episode(e)["action"], twin.episode(e)["action"])
+    # exploration commands far jumps the scripted pusher (≤ 40 units/step + noise) never does
+    def step_to_target(store):  # distance from the pusher to its commanded target, env units
+        return np.linalg.norm(store.action() - store.state()[:, :2], axis=1)
+    far_scripted, far_explore = (float((step_to_target(s) > 80.0).mean()) for s in (scripted, explore))
+    assert far_scripted < 0.01 and far_explore > 0.05, (far_scripted, far_explore)
+    assert explore.action().min() >= 10.0 and explore.action().max() <= 502.0
+    assert explore_episodes("mixed", 0.25, 8) == [3, 7] and explore_episodes("mixed", 0.0, 5) == []
+    with pytest.raises(ValueError, match=r"behavior must be one of \('scripted', 'explore', 'mixed'\), got 'random'"):
+        generate_pusht(tmp_path / "x.zarr", behavior="random", **tiny)
+    with pytest.raises(ValueError, match=r"explore_fraction must be in \[0, 1\], got 1.5"):
+        generate_pusht(tmp_path / "x.zarr", behavior="mixed", explore_fraction=1.5, **tiny)
+    assert not (tmp_path / "x.zarr").exists()
