@@ -162,6 +162,7 @@ def run_data_pusht(cfg) -> int:
     figures = generate_pusht(
         cfg.out, cfg.episodes, size=cfg.size, seed=cfg.seed, workers=cfg.workers,
         min_steps=cfg.min_steps, max_steps=cfg.max_steps, overwrite=cfg.overwrite,
+        behavior=cfg.behavior, explore_fraction=cfg.explore_fraction,
     )
     summary = validate_store(cfg.out).as_json()
     print(json.dumps({"store": cfg.out, **summary, "generation": figures}))

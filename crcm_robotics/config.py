@@ -75,6 +75,8 @@ class PushTGenConfig:
     min_steps: int = 100
     max_steps: int = 200
     overwrite: bool = False
+    behavior: str = "scripted"  # scripted | explore (noisy/random targets mixed with pushes) | mixed
+    explore_fraction: float = 0.5  # behavior=mixed: the fraction of episodes that explore
 
 
 @dataclass

@@ -7,6 +7,13 @@ now and then it wanders to a random point; every command carries Gaussian noise.
 Commands move the target at most ``max_speed`` env units per step so motion
 is smooth and the data is full of contacts.
 
+``behavior=explore`` swaps the scripted pusher for :class:`ExplorePusher`: noisy and
+random targets mixed with pushes (like DINO-WM's ``pusht_noise`` data), so that a
+planner's proposals (far waypoints held a few steps, jittery targets) are in the
+training distribution; ``behavior=mixed`` makes an evenly spread ``explore_fraction``
+of the episodes exploratory and leaves the others exactly as ``scripted`` writes them.
+The store's ``pusht`` attr records the behaviour and which episodes explored.
+
 Recorded per step ``i`` (DESIGN §2 step convention: ``frame[i+1]`` results from
 ``action[i]`` applied at ``frame[i]``):
 
@@ -123,6 +130,66 @@ class ScriptedPusher:
         return np.clip(target, 10.0, PUSHT_WORKSPACE - 10.0).astype(np.float32)
 
 
+class ExplorePusher:
+    """Noisy and random targets mixed with pushes: segments of one of three kinds.
+
+    - ``push`` (40 %): the scripted pusher's next commands plus heavy noise (σ 5–25 units);
+    - ``hold`` (35 %): one target held 1–8 steps, near the block (60 %) or anywhere: what
+      a planner's waypoint-held-k-steps proposal commands, including far jumps;
+    - ``jitter`` (25 %): targets scattered round the pusher (σ 10–60 units) for 3–10 steps.
+    """
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.pusher = ScriptedPusher(rng)
+        self.kind = "push"
+        self.steps_left = 0
+        self.noise = 0.0
+        self.hold_target = np.zeros(2)
+
+    def _next_segment(self, block_com: np.ndarray) -> None:
+        r = self.rng.random()
+        if r < 0.40:
+            self.kind, self.steps_left = "push", int(self.rng.integers(5, 21))
+            self.noise = float(self.rng.uniform(5.0, 25.0))
+        elif r < 0.75:
+            self.kind, self.steps_left = "hold", int(self.rng.integers(1, 9))
+            near = self.rng.random() < 0.6
+            self.hold_target = (block_com + self.rng.normal(0.0, 80.0, size=2) if near
+                                else self.rng.uniform(10.0, PUSHT_WORKSPACE - 10.0, size=2))
+        else:
+            self.kind, self.steps_left = "jitter", int(self.rng.integers(3, 11))
+            self.noise = float(self.rng.uniform(10.0, 60.0))
+
+    def __call__(self, agent: np.ndarray, block_com: np.ndarray) -> np.ndarray:
+        if self.steps_left <= 0:
+            self._next_segment(block_com)
+        self.steps_left -= 1
+        if self.kind == "push":
+            target = self.pusher(agent, block_com) + self.rng.normal(0.0, self.noise, size=2)
+        elif self.kind == "hold":
+            target = self.hold_target
+        else:
+            target = agent + self.rng.normal(0.0, self.noise, size=2)
+        return np.clip(target, 10.0, PUSHT_WORKSPACE - 10.0).astype(np.float32)
+
+
+BEHAVIORS = ("scripted", "explore", "mixed")
+
+
+def explore_episodes(behavior: str, explore_fraction: float, episodes: int) -> list[int]:
+    """Which episodes explore: all (explore), none (scripted), or an evenly spread fraction (mixed)."""
+    if behavior not in BEHAVIORS:
+        raise ValueError(f"behavior must be one of {BEHAVIORS}, got {behavior!r}")
+    if not 0.0 <= explore_fraction <= 1.0:
+        raise ValueError(f"explore_fraction must be in [0, 1], got {explore_fraction}")
+    if behavior == "scripted":
+        return []
+    if behavior == "explore":
+        return list(range(episodes))
+    return [e for e in range(episodes) if math.floor((e + 1) * explore_fraction) > math.floor(e * explore_fraction)]
+
+
 def _detour(agent: np.ndarray, target: np.ndarray, obstacle: np.ndarray) -> np.ndarray:
     """Next waypoint from ``agent`` to ``target`` that walks round a disc at ``obstacle``."""
     to_target = target - agent
@@ -154,14 +221,15 @@ def _worker_env(size: int):
     return _WORKER_ENV[1]
 
 
-def collect_episode(task: tuple[int, int, int, int, int]) -> EpisodeData:
-    """Roll out one scripted episode; ``task = (seed, episode, size, min_steps, max_steps)``."""
-    seed, episode, size, min_steps, max_steps = task
+def collect_episode(task: tuple[int, ...]) -> EpisodeData:
+    """Roll out one episode; ``task = (seed, episode, size, min_steps, max_steps[, explore])``."""
+    seed, episode, size, min_steps, max_steps = task[:5]
+    explore = bool(task[5]) if len(task) > 5 else False
     rng = np.random.default_rng(episode_seed(seed, episode))
     env = _worker_env(size)
     obs, info = env.reset(seed=int(rng.integers(0, 2**31 - 1)))
     unwrapped = env.unwrapped
-    policy = ScriptedPusher(rng)
+    policy = ExplorePusher(rng) if explore else ScriptedPusher(rng)
     n = int(rng.integers(min_steps, max_steps + 1))
     frames = np.empty((n, size, size, 3), dtype=np.uint8)
     action = np.empty((n, 2), dtype=np.float32)
@@ -190,8 +258,14 @@ def generate_pusht(
     max_steps: int = 200,
     overwrite: bool = False,
     progress: bool = True,
+    behavior: str = "scripted",
+    explore_fraction: float = 0.5,
 ) -> dict[str, float]:
-    """Write ``episodes`` scripted PushT episodes to a new store at ``out``; returns timing figures."""
+    """Write ``episodes`` PushT episodes to a new store at ``out``; returns timing figures.
+
+    ``behavior``: ``scripted`` (default), ``explore`` or ``mixed`` (``explore_fraction`` of the
+    episodes explore; see the module docstring).
+    """
     from tqdm import tqdm
 
     from crcm_robotics.data.store import TrajectoryWriter
@@ -202,6 +276,7 @@ def generate_pusht(
         raise ValueError(f"size must be in [8, 512], got {size}")
     if not 2 <= min_steps <= max_steps:
         raise ValueError(f"need 2 ≤ min_steps ≤ max_steps, got {min_steps}, {max_steps}")
+    exploring = explore_episodes(behavior, explore_fraction, episodes)
     workers = min(workers or min(os.cpu_count() or 1, 16), episodes)  # no idle processes
     writer = TrajectoryWriter.create(
         out,
@@ -214,11 +289,14 @@ def generate_pusht(
         action_units="env units (0..512), pixel = unit * size / 512",
         state_names=STATE_NAMES,
         state_units="env units; block_angle in rad",
-        source=f"gym-pusht PushT-v0, scripted pusher, seed={seed}",
-        extra_attrs={"pusht": {"size": size, "seed": seed, "workspace": PUSHT_WORKSPACE}},
+        source=f"gym-pusht PushT-v0, {behavior} pusher, seed={seed}",
+        extra_attrs={"pusht": {"size": size, "seed": seed, "workspace": PUSHT_WORKSPACE, "behavior": behavior,
+                               "explore_fraction": explore_fraction if behavior == "mixed" else float(bool(exploring)),
+                               "explore_episodes": exploring}},
         overwrite=overwrite,
     )
-    tasks = [(seed, e, size, min_steps, max_steps) for e in range(episodes)]
+    explore_set = set(exploring)
+    tasks = [(seed, e, size, min_steps, max_steps, e in explore_set) for e in range(episodes)]
     t0 = time.perf_counter()
     frames = contacts = 0
     bar = tqdm(total=episodes, desc=f"PushT → {out}", unit="ep", disable=not progress)
@@ -249,4 +327,6 @@ def generate_pusht(
         "frames_per_s": round(frames / seconds, 1),
         "contact_fraction": round(contacts / max(frames, 1), 3),
         "workers": workers,
+        "behavior": behavior,
+        "explore_episodes": len(exploring),
     }
