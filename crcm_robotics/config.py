@@ -354,9 +354,11 @@ class PlannerConfig:
 class PlanBenchConfig:
     """``crcm bench plan CKPT``: closed-loop goal reaching in real gym-pusht, per arm; one JSON line + report."""
 
-    ckpt: str = "???"
+    ckpt: str | None = None  # the model arm; without it only simulator arms run, on data.path's default split
     models: tuple[str, ...] = ()  # more checkpoints, each its own arm (e.g. the teacher, a second seed)
-    arms: tuple[str, ...] = ("random", "oracle", "model")  # model = CKPT and every one of `models`
+    # random | oracle (the simulator renders candidates, same cost) | oracle_state (the simulator with the true
+    # state distance as cost: the planner's own ceiling) | model (CKPT and every one of `models`)
+    arms: tuple[str, ...] = ("random", "oracle", "model")
     data: EvalDataConfig = field(default_factory=EvalDataConfig)  # default: CKPT's store, held-out episodes
     goals: int = 50
     ahead: int = 25  # env steps from start to goal along the logged actions
@@ -382,7 +384,7 @@ class PlanRunConfig:
     ckpt: str = "???"
     data: EvalDataConfig = field(default_factory=EvalDataConfig)  # default: CKPT's store
     episode: int = -1  # store episode (-1: the first held-out one)
-    start: int = 10  # index of the start frame in the episode
+    start: int = 20  # index of the start frame in the episode (after the context the model needs)
     ahead: int = 25  # the goal is the state the logged actions reach this many env steps later
     budget: int = 50
     planner: PlannerConfig = field(default_factory=PlannerConfig)

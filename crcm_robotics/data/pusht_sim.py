@@ -404,6 +404,23 @@ def _goal_pair(store: "TrajectoryStore", sim: PushTSim, episode: int, start: int
     )
 
 
+def goal_pair_at(store: "TrajectoryStore", episode: int, start: int, ahead: int = 25, context: int = 4,
+                 sim: PushTSim | None = None) -> GoalPair:
+    """The start/goal pair at frame ``start`` of ``episode`` (for one chosen episode, as ``crcm plan`` runs)."""
+    s, t = store.episode_bounds(episode)
+    if not context <= start < (t - s) - ahead:
+        raise ValueError(f"start {start} of episode {episode} needs {context} frames before it and {ahead} "
+                         f"actions after it (the episode has {t - s} frames: start in [{context}, "
+                         f"{t - s - ahead - 1}])")
+    own_sim = sim is None
+    sim = sim or PushTSim(store.image_shape[0])
+    try:
+        return _goal_pair(store, sim, episode, start, ahead, context)
+    finally:
+        if own_sim:
+            sim.close()
+
+
 def replay_mismatch(store: "TrajectoryStore", episodes: list[int], ahead: int = 25, stride: int = 10,
                     sim: PushTSim | None = None) -> dict[str, float]:
     """How far set-state + replaying logged actions drifts from the log (velocities are not stored).
@@ -442,7 +459,7 @@ def replay_mismatch(store: "TrajectoryStore", episodes: list[int], ahead: int = 
 
 
 __all__ = [
-    "GoalPair", "PUSHT_WORKSPACE", "PushTRolloutPool", "PushTSim", "goal_pairs", "pusht_errors", "pusht_success",
+    "GoalPair", "PUSHT_WORKSPACE", "PushTRolloutPool", "PushTSim", "goal_pair_at", "goal_pairs", "pusht_errors", "pusht_success",
     "replay_mismatch", "wrap_angle",
 ]
 

@@ -100,7 +100,7 @@ class Arm:
         self.mpc.reset()
 
     def propose(self, state: np.ndarray, history: tuple[np.ndarray, np.ndarray], goal: np.ndarray,
-                anchor: np.ndarray) -> tuple[np.ndarray, float]:
+                anchor: np.ndarray, goal_state: np.ndarray) -> tuple[np.ndarray, float]:
         """Env-step actions [horizon, A] for the next steps, and the planning ms."""
         if self.kind == "random":
             z = self.rng.uniform(self.low, self.high, (self.space.decisions, len(self.low))).astype(np.float32)
@@ -114,6 +114,9 @@ class Arm:
                 return torch.from_numpy(frames).to(self.device)
 
             score = frames_score(render, goal, self.cfg.cost, self.device, self.probe)
+        elif self.kind == "oracle_state":
+            def score(actions: torch.Tensor) -> torch.Tensor:
+                return state_cost(self.pool.rollout(state, actions.cpu().numpy(), frames="none")[1], goal_state)
         else:
             score = imagined_score(self.wm, history, goal, self.cfg.cost, seed=self.cfg.seed)
         result = self.mpc.plan(score, anchor_t)
@@ -151,7 +154,7 @@ def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False
     step = 0
     while step < budget:
         history = (np.stack(frames[-64:]), np.stack(actions[-64:]).astype(np.float32))
-        plan, ms = arm.propose(state, history, pair.goal_frame, actions[-1])
+        plan, ms = arm.propose(state, history, pair.goal_frame, actions[-1], pair.goal_state)
         if arm.kind != "random":
             replan_ms.append(ms)
         n = min(arm.cfg.replan_every, budget - step)
@@ -196,10 +199,21 @@ def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
     }
 
 
-def _store_and_split(ckpt_path: str, data_path: str | None, key_map) -> tuple[Any, list[int], bool]:
+def _store_and_split(ckpt_path: str | None, data_path: str | None, key_map) -> tuple[Any, list[int], bool]:
+    """The store and the episodes goals come from: the checkpoint's held-out split of its own store; every
+    episode of another store; without a checkpoint, the split training would make of data.path by default."""
+    from crcm_robotics.config import DataConfig
+    from crcm_robotics.data.dataset import split_episodes
     from crcm_robotics.data.store import TrajectoryStore
     from crcm_robotics.model.checkpoint import load_checkpoint
 
+    if ckpt_path is None:
+        if not data_path:
+            raise ConfigError("give a checkpoint (crcm bench plan CKPT) or data.path=STORE for simulator-only arms")
+        store = TrajectoryStore(data_path, key_map_from_config(key_map, data_path))
+        _check_pusht(store)
+        default = DataConfig()
+        return store, split_episodes(store.num_episodes, default.val_fraction, default.split_seed)[1], True
     meta = load_checkpoint(ckpt_path).meta
     path = data_path or meta.get("data_path")
     if not path:
@@ -209,10 +223,35 @@ def _store_and_split(ckpt_path: str, data_path: str | None, key_map) -> tuple[An
     episodes = list(meta["split"]["val"]) if same else list(range(store.num_episodes))
     if not episodes:
         raise ConfigError(f"checkpoint {ckpt_path} held out no episodes of {path}; give another data.path")
-    if "pusht" not in store.attrs:
-        raise ConfigError(f"store {path} is not a PushT store (attrs lack 'pusht'): the planning benchmark "
-                          "runs in gym-pusht")
+    _check_pusht(store)
     return store, episodes, same
+
+
+def _check_pusht(store: Any) -> None:
+    if "pusht" not in store.attrs:
+        raise ConfigError(f"store {store.path} is not a PushT store (attrs lack 'pusht'): the planning benchmark "
+                          "runs in gym-pusht")
+
+
+def state_cost(states_NHz5: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
+    """The oracle_state arm's cost: (state distance / 20)² + (angle error / (π/9))² of each final state,
+    DINO-WM's success rule made smooth (below 2 when both parts are inside their tolerance)."""
+    s = states_NHz5[:, -1].astype(np.float64)
+    d = np.linalg.norm(s[:, :4] - goal_state[:4], axis=1) / 20.0
+    ang = np.abs(np.angle(np.exp(1j * (s[:, 4] - goal_state[4])))) / (np.pi / 9)
+    return torch.from_numpy(d**2 + ang**2)
+
+
+def history_needed(ckpts: list[str]) -> int:
+    """Env frames of history the models' contexts span: (cache_frames − 1) × frame_skip + 1, at least 2."""
+    import yaml
+
+    need = 2
+    for ck in ckpts:
+        cfg = yaml.safe_load((Path(ck) / "config.yaml").read_text())
+        skip = int(json.loads((Path(ck) / "meta.json").read_text()).get("frame_skip", 1))
+        need = max(need, (int(cfg["model"]["cache_frames"]) - 1) * skip + 1)
+    return need
 
 
 def _bounds(store) -> tuple[np.ndarray, np.ndarray]:
@@ -227,9 +266,10 @@ def _load_model(ckpt: str, cfg: Any, device: torch.device, probe: str | None):
                            max_batch=max(cfg.planner.samples, 1), seed=cfg.seed, probe=probe)
 
 
-def _probe_for(cfg: Any, device: torch.device) -> StateProbe | None:
-    path = Path(cfg.probe) if cfg.probe else Path(cfg.ckpt) / "probe"
-    if cfg.planner.cost.startswith("probe"):
+def _probe_for(cfg: Any, device: torch.device, used: bool = True) -> StateProbe | None:
+    """The state probe a probe cost needs (``cfg.probe``, else CKPT/probe), when an arm ``used`` the cost."""
+    path = Path(cfg.probe) if cfg.probe else Path(cfg.ckpt or ".") / "probe"
+    if cfg.planner.cost.startswith("probe") and used:
         if not path.is_dir():
             raise ConfigError(f"cost {cfg.planner.cost} needs a state probe at {path}: run `crcm train probe "
                               f"data.path=STORE out={path}` (or choose planner.cost=pooled_mse)")
@@ -249,7 +289,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
 
     check_planner(cfg.planner)
     device = resolve_device(cfg.device)
-    known = {"random", "oracle", "model"}
+    known = {"random", "oracle", "oracle_state", "model"}
     if not cfg.arms or set(cfg.arms) - known:
         raise ConfigError(f"arms={list(cfg.arms)}; expected a non-empty subset of {sorted(known)}")
     if cfg.goals < 1 or cfg.budget < 1 or cfg.ahead < 1:
@@ -258,22 +298,26 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     from crcm_robotics.data.pusht_sim import PushTRolloutPool, PushTSim, goal_pairs
 
     low, high = _bounds(store)
-    probe = _probe_for(cfg, device)
+    probe = _probe_for(cfg, device, used=bool({"oracle", "model"} & set(cfg.arms)))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     size = store.image_shape[0]
     sim = PushTSim(size)
-    pairs = goal_pairs(store, episodes, cfg.goals, ahead=cfg.ahead, context=8, min_move=cfg.min_move,
-                       min_turn=cfg.min_turn, seed=cfg.seed, sim=sim)
-    if not pairs:
-        raise ConfigError(f"no goal among held-out episodes moves the block ≥ {cfg.min_move} units or "
-                          f"≥ {cfg.min_turn} rad in {cfg.ahead} steps")
+    try:
+        context = history_needed([cfg.ckpt, *cfg.models] if "model" in cfg.arms and cfg.ckpt else [])
+        pairs = goal_pairs(store, episodes, cfg.goals, ahead=cfg.ahead, context=context, min_move=cfg.min_move,
+                           min_turn=cfg.min_turn, seed=cfg.seed, sim=sim)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     arms: list[tuple[str, str, str | None]] = []
     if "random" in cfg.arms:
         arms.append(("random", "random", None))
-    if "oracle" in cfg.arms:
-        arms.append(("oracle", "oracle", None))
+    for sim_arm in ("oracle", "oracle_state"):
+        if sim_arm in cfg.arms:
+            arms.append((sim_arm, sim_arm, None))
     if "model" in cfg.arms:
+        if cfg.ckpt is None:
+            raise ConfigError("arm 'model' needs a checkpoint: crcm bench plan CKPT")
         for ck in (cfg.ckpt, *cfg.models):
             arms.append((Path(ck).name, "model", ck))
     report: dict[str, Any] = {
@@ -290,7 +334,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
             wm = _load_model(ck, cfg, device, cfg.probe) if ck else None
             if wm is not None:
                 check_planner(cfg.planner, [wm.frame_skip])
-            if kind == "oracle" and pool is None:
+            if kind.startswith("oracle") and pool is None:
                 pool = PushTRolloutPool(size, cfg.oracle_workers)
             arm = Arm(name, kind, cfg.planner, device, low, high, wm=wm, pool=pool, probe=probe)
             results = []
@@ -352,16 +396,15 @@ def run_plan(cfg: PlanRunConfig) -> int:
     episode = episodes[0] if cfg.episode < 0 else cfg.episode
     if not 0 <= episode < store.num_episodes:
         raise ConfigError(f"episode={cfg.episode}: the store has episodes 0..{store.num_episodes - 1}")
-    from crcm_robotics.data.pusht_sim import PushTSim, goal_pairs
+    from crcm_robotics.data.pusht_sim import PushTSim, goal_pair_at
 
-    lo, hi = store.episode_bounds(episode)
-    if not 0 <= cfg.start or cfg.start + cfg.ahead >= hi - lo:
-        raise ConfigError(f"start={cfg.start} with ahead={cfg.ahead} does not fit episode {episode} "
-                          f"({hi - lo} frames)")
     sim = PushTSim(store.image_shape[0])
     try:
-        pairs = goal_pairs(store, [episode], 1, ahead=cfg.ahead, context=8, min_move=0.0, min_turn=0.0,
-                           seed=cfg.seed, sim=sim, starts=[cfg.start])
+        try:
+            pairs = [goal_pair_at(store, episode, cfg.start, ahead=cfg.ahead, context=history_needed([cfg.ckpt]),
+                                  sim=sim)]
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         wm = _load_model(cfg.ckpt, cfg, device, cfg.probe)
         check_planner(cfg.planner, [wm.frame_skip])
         low, high = _bounds(store)
