@@ -304,7 +304,8 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     size = store.image_shape[0]
     sim = PushTSim(size)
     try:
-        context = history_needed([cfg.ckpt, *cfg.models] if "model" in cfg.arms and cfg.ckpt else [])
+        # Every arm gets the same goals: starts leave room for the longest model history, model arm or not.
+        context = history_needed([cfg.ckpt, *cfg.models] if cfg.ckpt else [])
         pairs = goal_pairs(store, episodes, cfg.goals, ahead=cfg.ahead, context=context, min_move=cfg.min_move,
                            min_turn=cfg.min_turn, seed=cfg.seed, sim=sim)
     except ValueError as exc:
