@@ -75,6 +75,20 @@ def test_step_is_gym_pushts_step_and_render(sim):
     reference.close()
 
 
+def test_fast_render_is_gym_pushts_render(sim):
+    """render() (cached walls, buffer resize) == gym-pusht's _render, also near the walls."""
+    rng = np.random.default_rng(1)
+    near_wall = 0
+    for _ in range(150):
+        state = np.r_[rng.uniform(10.0, 502.0, 2), rng.uniform(20.0, 492.0, 2), rng.uniform(-math.pi, math.pi)]
+        sim.reset_to(state, render=False)
+        for _ in range(int(rng.integers(0, 3))):  # sometimes in motion / pushed into contact
+            sim.physics_step(rng.uniform(0.0, 512.0, 2))
+        near_wall += bool(min(sim.state[:2].min(), 512 - sim.state[:2].max()) < 40)
+        np.testing.assert_array_equal(sim.render(), sim._pusht._render())
+    assert near_wall >= 10, "the test should cover the pusher near a wall (the full-draw path)"
+
+
 def test_rollout_depends_on_the_start_state_only(sim):
     start = np.array([180.0, 300.0, 260.0, 250.0, -2.8])
     actions = np.linspace([180.0, 300.0], [330.0, 200.0], 12)
