@@ -93,9 +93,6 @@ class PushTSim:
         self._env.reset(seed=0)
         self._pusht = self._env.unwrapped
         self._substeps = int(1 / (self._pusht.dt * self._pusht.control_hz))
-        from pymunk.vec2d import Vec2d
-
-        self._zero = Vec2d(0, 0)
         self._background, self._draw_moving = _static_canvas(self._pusht)
 
     def reset_to(self, state: np.ndarray, render: bool = True) -> np.ndarray:
@@ -103,6 +100,7 @@ class PushTSim:
         s = check_state(state)
         env = self._pusht
         env._setup()  # a fresh space: no contact cache carried over from an earlier state
+        env.collision_handeler.post_solve = _ignore_contact  # gym-pusht counts contacts there: costly, unused
         env._last_action = None
         block, agent = env.block, env.agent
         block.angle = float(s[4])  # angle first: pymunk rotates about the CoG, moving the position
@@ -122,14 +120,18 @@ class PushTSim:
         return (self.render() if render else np.empty((0,), np.uint8)), self.state
 
     def physics_step(self, action: np.ndarray) -> None:
-        """gym-pusht's ``PushTEnv.step`` physics, operation for operation (no checks, no rendering)."""
+        """gym-pusht's ``PushTEnv.step`` physics (no checks, no rendering): its PD update
+        ``v += (k_p (a − p) + k_v (0 − v)) dt`` per 10 ms substep, the same float64 operations
+        in the same order on Python floats instead of numpy/Vec2d (a test checks bit-equality)."""
         env = self._pusht
-        env.n_contact_points = 0
-        agent, space, dt, k_p, k_v = env.agent, env.space, env.dt, env.k_p, env.k_v
+        ax, ay = float(action[0]), float(action[1])
+        agent, space_step, dt, k_p, k_v = env.agent, env.space.step, env.dt, env.k_p, env.k_v
         for _ in range(self._substeps):
-            acceleration = k_p * (action - agent.position) + k_v * (self._zero - agent.velocity)
-            agent.velocity += acceleration * dt
-            space.step(dt)
+            px, py = agent.position
+            vx, vy = agent.velocity
+            agent.velocity = (vx + (k_p * (ax - px) + k_v * (0 - vx)) * dt,
+                              vy + (k_p * (ay - py) + k_v * (0 - vy)) * dt)
+            space_step(dt)
 
     def render(self) -> np.ndarray:
         """The current state drawn as the generator draws it: uint8 [size, size, 3].
@@ -180,6 +182,10 @@ class PushTSim:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ignore_contact(arbiter: Any, space: Any, data: Any) -> None:
+    return None
 
 
 _MARGIN = 16.0  # env units: the walls are drawn within 8 of the border; nearer than this, draw everything
