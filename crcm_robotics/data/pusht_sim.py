@@ -50,7 +50,8 @@ def wrap_angle(angle: np.ndarray | float) -> np.ndarray | float:
     return np.arctan2(np.sin(angle), np.cos(angle))
 
 
-def check_state(state: Any, name: str = "state", dims: tuple[int, ...] = (STATE_DIM, SNAPSHOT_DIM)) -> np.ndarray:
+def check_state(state: Any, name: str = "state",
+                dims: tuple[int, ...] = (STATE_DIM, SNAPSHOT_DIM)) -> np.ndarray:
     """A finite float64 vector of one of the lengths ``dims``, else a ValueError naming what was found."""
     arr = np.asarray(state)
     if arr.dtype.kind not in "fiu":
@@ -58,8 +59,8 @@ def check_state(state: Any, name: str = "state", dims: tuple[int, ...] = (STATE_
     arr = arr.astype(np.float64)
     if arr.ndim != 1 or arr.shape[0] not in dims:
         want = " or ".join(f"[{d}]" for d in dims)
-        raise ValueError(f"{name} must have shape {want} (agent x, y, block x, y, block angle[, velocities]), "
-                         f"got {list(arr.shape)}")
+        raise ValueError(f"{name} must have shape {want} (agent x, y, block x, y, block angle"
+                         f"[, velocities]), got {list(arr.shape)}")
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} has non-finite values: {arr.tolist()}")
     return arr
@@ -145,9 +146,10 @@ class PushTSim:
         import pygame
 
         env = self._pusht
-        if all(_MARGIN < bb.left and bb.right < PUSHT_WORKSPACE - _MARGIN and _MARGIN < bb.bottom
-               and bb.top < PUSHT_WORKSPACE - _MARGIN for bb in (sh.bb for sh in env.space.shapes if sh.body.body_type
-                                                                   != sh.body.STATIC)):
+        far = PUSHT_WORKSPACE - _MARGIN
+        moving = (sh.bb for sh in env.space.shapes if sh.body.body_type != sh.body.STATIC)
+        if all(_MARGIN < bb.left and bb.right < far and _MARGIN < bb.bottom and bb.top < far
+               for bb in moving):
             canvas = self._background.copy()
             env.space.debug_draw(self._draw_moving(canvas))
         else:
@@ -233,7 +235,9 @@ def _rollout_chunk(task: tuple[np.ndarray, np.ndarray, str]) -> tuple[np.ndarray
 
 def rollout_candidates(sim: PushTSim, state: np.ndarray, actions: np.ndarray,
                        frames: str) -> tuple[np.ndarray, np.ndarray]:
-    """Roll each of ``actions`` [n, Hz, 2] out from ``state`` on one sim -> (frames, states float32 [n, Hz, 5])."""
+    """Roll each of ``actions`` [n, Hz, 2] out from ``state`` on one sim.
+
+    Returns (frames uint8 [n, F, H, W, 3], states float32 [n, Hz, 5])."""
     n, horizon = actions.shape[:2]
     size = sim.size
     n_frames = {"last": 1, "all": horizon, "none": 0}[frames]
@@ -268,7 +272,8 @@ class PushTRolloutPool:
         if self.workers == 1:
             self._sim = PushTSim(size)
         else:
-            self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_init_worker, initargs=(size,))
+            self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_init_worker,
+                                                      initargs=(size,))
 
     def rollout(self, state: np.ndarray, actions: np.ndarray,
                 frames: str = "last") -> tuple[np.ndarray, np.ndarray]:
@@ -284,7 +289,8 @@ class PushTRolloutPool:
             raise ValueError(f"frames must be one of {FRAME_MODES}, got {frames!r}")
         a = np.asarray(actions)
         if a.dtype.kind not in "fiu" or a.ndim != 3 or a.shape[2] != 2 or a.shape[0] < 1 or a.shape[1] < 1:
-            raise ValueError(f"actions must be numeric with shape [N ≥ 1, Hz ≥ 1, 2], got {list(a.shape)} {a.dtype}")
+            raise ValueError(f"actions must be numeric with shape [N ≥ 1, Hz ≥ 1, 2], "
+                             f"got {list(a.shape)} {a.dtype}")
         a = a.astype(np.float64)
         if not np.isfinite(a).all():
             bad = np.argwhere(~np.isfinite(a))[0]
@@ -345,7 +351,8 @@ def pusht_errors(state: np.ndarray, goal_state: np.ndarray) -> dict[str, Any]:
 def pusht_success(state: np.ndarray, goal_state: np.ndarray) -> Any:
     """DINO-WM's rule: state_distance < 20 env units and block angle error < π/9 (bool, or bool array)."""
     e = pusht_errors(state, goal_state)
-    ok = (np.asarray(e["state_distance"]) < SUCCESS_DISTANCE) & (np.asarray(e["block_angle_error"]) < SUCCESS_ANGLE)
+    ok = ((np.asarray(e["state_distance"]) < SUCCESS_DISTANCE)
+          & (np.asarray(e["block_angle_error"]) < SUCCESS_ANGLE))
     return bool(ok) if ok.ndim == 0 else ok
 
 
@@ -397,7 +404,8 @@ def goal_pairs(
     own_sim = sim is None
     sim = sim or PushTSim(size)
     if sim.size != size:
-        raise ValueError(f"sim renders {sim.size}×{sim.size} but store {store.path} holds {size}×{size} frames")
+        raise ValueError(f"sim renders {sim.size}×{sim.size} but store {store.path} holds "
+                         f"{size}×{size} frames")
     rng = np.random.default_rng(seed)
     order = [int(e) for e in rng.permutation(np.asarray(episodes, dtype=np.int64))]
     # candidate starts per episode: a full context before (each context frame has the action that made it)
@@ -422,8 +430,9 @@ def goal_pairs(
         if own_sim:
             sim.close()
     if len(pairs) < n:
-        raise ValueError(f"only {len(pairs)} of the {n} goals asked for move the block ≥ {min_move} env units "
-                         f"or ≥ {min_turn} rad in {ahead} steps in episodes {episodes} of {store.path}")
+        raise ValueError(f"only {len(pairs)} of the {n} goals asked for move the block ≥ {min_move} "
+                         f"env units or ≥ {min_turn} rad in {ahead} steps in episodes {episodes} "
+                         f"of {store.path}")
     return pairs
 
 
@@ -489,8 +498,8 @@ def replay_mismatch(store: "TrajectoryStore", episodes: list[int], ahead: int = 
 
 
 __all__ = [
-    "GoalPair", "PUSHT_WORKSPACE", "PushTRolloutPool", "PushTSim", "goal_pairs", "pusht_errors", "pusht_success",
-    "replay_mismatch", "wrap_angle",
+    "GoalPair", "PUSHT_WORKSPACE", "PushTRolloutPool", "PushTSim", "goal_pairs", "pusht_errors",
+    "pusht_success", "replay_mismatch", "wrap_angle",
 ]
 
 
