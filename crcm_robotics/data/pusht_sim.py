@@ -498,8 +498,8 @@ def replay_mismatch(store: "TrajectoryStore", episodes: list[int], ahead: int = 
 
 
 __all__ = [
-    "GoalPair", "PUSHT_WORKSPACE", "PushTRolloutPool", "PushTSim", "goal_pairs", "pusht_errors",
-    "pusht_success", "replay_mismatch", "wrap_angle",
+    "GoalPair", "PUSHT_WORKSPACE", "PushTRolloutPool", "PushTSim", "goal_pairs", "pusht_errors", "pusht_success",
+    "replay_mismatch", "wrap_angle",
 ]
 
 
