@@ -39,16 +39,19 @@ def sim():
 
 def test_set_state_renders_the_store_frame(store, sim):
     states, frames = store.state(), store.frames(0, store.num_frames)
-    differing = []
+    differing, abs_error = [], []
     for state, frame in zip(states, frames):
         rendered = sim.reset_to(state)
         assert rendered.shape == (SIZE, SIZE, 3) and rendered.dtype == np.uint8
         np.testing.assert_allclose(sim.state, state, atol=1e-4)  # float32 store -> float64 sim
         differing.append(int((rendered != frame).any(-1).sum()))
+        abs_error.append(np.abs(rendered.astype(np.int64) - frame).mean())
     differing = np.array(differing)
-    # float32 rounding of the stored state can move a polygon edge across one 512² canvas pixel
-    assert differing.max() <= 3, f"up to {differing.max()} of {SIZE * SIZE} pixels differ"
-    assert differing.mean() < 0.2 and (differing == 0).mean() > 0.9
+    # float32 rounding of the stored state can move a polygon edge across one 512² canvas pixel, which
+    # shifts a few of the 64² pixels it averages into (measured on 2 938 frames: ≤ 10 pixels, 92 % exact)
+    assert differing.max() <= 16, f"up to {differing.max()} of {SIZE * SIZE} pixels differ"
+    assert differing.mean() < 0.3 and (differing == 0).mean() > 0.85
+    assert np.mean(abs_error) < 0.01, f"mean absolute error {np.mean(abs_error):.4f} grey levels"
 
 
 def test_step_is_gym_pushts_step_and_render(sim):
@@ -59,6 +62,7 @@ def test_step_is_gym_pushts_step_and_render(sim):
     sim.reset_to(start)
     reference.reset_to(start)
     env = reference._pusht
+    env.collision_handeler.post_solve = env._handle_collision  # gym-pusht's own contact counting, as it ships
     touched = False
     for target in targets:
         frame, state = sim.step(target)
@@ -66,10 +70,26 @@ def test_step_is_gym_pushts_step_and_render(sim):
         touched |= info["n_contacts"] > 0
         assert np.array_equal(frame, obs["pixels"])
         np.testing.assert_array_equal(state[:4], np.r_[info["pos_agent"], info["block_pose"][:2]])
-        assert state[4] == pytest.approx(math.atan2(math.sin(info["block_pose"][2]), math.cos(info["block_pose"][2])))
+        angle = info["block_pose"][2]
+        assert state[4] == pytest.approx(math.atan2(math.sin(angle), math.cos(angle)))
     assert touched, "the test trajectory should push the block"
     np.testing.assert_array_equal(sim.snapshot(), reference.snapshot())
     reference.close()
+
+
+def test_fast_render_is_gym_pushts_render(sim):
+    """render() (cached walls, buffer resize) == gym-pusht's _render, also near the walls."""
+    rng = np.random.default_rng(1)
+    near_wall = 0
+    for _ in range(150):
+        state = np.r_[rng.uniform(10.0, 502.0, 2), rng.uniform(20.0, 492.0, 2),
+                      rng.uniform(-math.pi, math.pi)]
+        sim.reset_to(state, render=False)
+        for _ in range(int(rng.integers(0, 3))):  # sometimes in motion / pushed into contact
+            sim.physics_step(rng.uniform(0.0, 512.0, 2))
+        near_wall += bool(min(sim.state[:2].min(), 512 - sim.state[:2].max()) < 40)
+        np.testing.assert_array_equal(sim.render(), sim._pusht._render())
+    assert near_wall >= 10, "the test should cover the pusher near a wall (the full-draw path)"
 
 
 def test_rollout_depends_on_the_start_state_only(sim):
@@ -121,7 +141,8 @@ def test_pool_equals_sequential_rollouts():
 
 def test_frames_modes():
     state = np.array([100.0, 100.0, 300.0, 300.0, 1.0])
-    actions = np.linspace([100.0, 100.0], [250.0, 250.0], 6)[None].repeat(3, axis=0) + np.arange(3)[:, None, None]
+    actions = np.linspace([100.0, 100.0], [250.0, 250.0], 6)[None].repeat(3, axis=0)
+    actions += np.arange(3)[:, None, None]
     with PushTRolloutPool(SIZE, workers=1) as pool:
         all_frames, all_states = pool.rollout(state, actions, frames="all")
         last, last_states = pool.rollout(state, actions, frames="last")
@@ -149,12 +170,14 @@ def test_errors_and_success_rule():
         [100.0, 100.0, 200.0, 200.0, 3.1 + math.pi / 9 - 1e-3 - 2 * math.pi],
     ])
     np.testing.assert_array_equal(pusht_success(batch, goal), [True, False, False, True])
-    np.testing.assert_allclose(pusht_errors(batch, goal)["state_distance"], [math.hypot(11, 16), 20.0, 0.0, 0.0])
+    np.testing.assert_allclose(pusht_errors(batch, goal)["state_distance"],
+                               [math.hypot(11, 16), 20.0, 0.0, 0.0])
 
 
 def test_goal_pairs(store, sim):
-    pairs = goal_pairs(store, [0, 1, 2], n=6, ahead=10, context=3, min_move=8.0, min_turn=0.1, seed=3, sim=sim)
-    moving = set()  # episodes whose log moves the block ≥ 8 units in 10 steps somewhere: the pairs spread over them
+    small = dict(n=6, ahead=10, context=3, min_move=8.0, min_turn=0.1)
+    pairs = goal_pairs(store, [0, 1, 2], seed=3, sim=sim, **small)
+    moving = set()  # episodes whose log moves the block ≥ 8 units in 10 steps: the pairs spread over them
     for e in range(3):
         s, t = store.episode_bounds(e)
         xy = store.state(s, t)[:, 2:4]
@@ -180,13 +203,13 @@ def test_goal_pairs(store, sim):
         np.testing.assert_array_equal(p.goal_state, state.astype(np.float32))
         # the replayed goal is close to what the log reached (velocities lost on set-state)
         assert pusht_errors(p.goal_state, store.state(i + 10, i + 11)[0])["state_distance"] < 10.0
-    again = goal_pairs(store, [0, 1, 2], n=6, ahead=10, context=3, min_move=8.0, min_turn=0.1, seed=3)
+    again = goal_pairs(store, [0, 1, 2], seed=3, **small)
     assert [(p.episode, p.start) for p in again] == [(p.episode, p.start) for p in pairs]
-    other = goal_pairs(store, [0, 1, 2], n=6, ahead=10, context=3, min_move=8.0, min_turn=0.1, seed=4, sim=sim)
+    other = goal_pairs(store, [0, 1, 2], seed=4, sim=sim, **small)
     assert [(p.episode, p.start) for p in other] != [(p.episode, p.start) for p in pairs]
     held_out = goal_pairs(store, [max(moving)], n=2, ahead=10, min_move=8.0, min_turn=0.1, sim=sim)
     assert {p.episode for p in held_out} == {max(moving)}
-    with pytest.raises(ValueError, match=r"only \d+ of the 50 goals asked for move the block ≥ 500.0 env units"):
+    with pytest.raises(ValueError, match=r"only \d+ of the 50 goals asked for move the block ≥ 500.0 env"):
         goal_pairs(store, [0], n=50, ahead=10, min_move=500.0, min_turn=7.0, sim=sim)
 
 
@@ -202,7 +225,7 @@ def test_bad_input_is_refused(sim):
     with pytest.raises(ValueError, match=r"goal_state must have shape \[\.\.\., 5\].*got \[3\]"):
         pusht_errors(np.zeros(5), np.zeros(3))
     with PushTRolloutPool(SIZE, workers=1) as pool:
-        with pytest.raises(ValueError, match=r"actions must be numeric with shape \[N ≥ 1, Hz ≥ 1, 2\], got \[4, 2\]"):
+        with pytest.raises(ValueError, match=r"shape \[N ≥ 1, Hz ≥ 1, 2\], got \[4, 2\]"):
             pool.rollout(np.zeros(5), np.zeros((4, 2)))
         bad = np.full((3, 4, 2), 100.0)
         bad[2, 1, 0] = np.nan
@@ -228,8 +251,10 @@ def test_exploration_mode(tmp_path):
     generate_pusht(tmp_path / "explore2.zarr", workers=1, behavior="explore", **tiny)
     generate_pusht(tmp_path / "mixed.zarr", workers=1, behavior="mixed", explore_fraction=0.5, **tiny)
     assert _arrays(tmp_path / "explore.zarr") == _arrays(tmp_path / "explore2.zarr")  # deterministic per seed
-    scripted, explore, mixed = (TrajectoryStore(tmp_path / f"{n}.zarr") for n in ("scripted", "explore", "mixed"))
-    assert explore.attrs["pusht"]["behavior"] == "explore" and explore.attrs["pusht"]["explore_episodes"] == [0, 1, 2, 3]
+    scripted, explore, mixed = (TrajectoryStore(tmp_path / f"{n}.zarr")
+                                for n in ("scripted", "explore", "mixed"))
+    assert explore.attrs["pusht"]["behavior"] == "explore"
+    assert explore.attrs["pusht"]["explore_episodes"] == [0, 1, 2, 3]
     assert scripted.attrs["pusht"]["explore_episodes"] == [] and "scripted pusher" in scripted.attrs["source"]
     assert mixed.attrs["pusht"]["behavior"] == "mixed" and mixed.attrs["pusht"]["explore_episodes"] == [1, 3]
     assert mixed.attrs["pusht"]["explore_fraction"] == 0.5
@@ -243,7 +268,7 @@ def test_exploration_mode(tmp_path):
     assert far_scripted < 0.01 and far_explore > 0.05, (far_scripted, far_explore)
     assert explore.action().min() >= 10.0 and explore.action().max() <= 502.0
     assert explore_episodes("mixed", 0.25, 8) == [3, 7] and explore_episodes("mixed", 0.0, 5) == []
-    with pytest.raises(ValueError, match=r"behavior must be one of \('scripted', 'explore', 'mixed'\), got 'random'"):
+    with pytest.raises(ValueError, match=r"one of \('scripted', 'explore', 'mixed'\), got 'random'"):
         generate_pusht(tmp_path / "x.zarr", behavior="random", **tiny)
     with pytest.raises(ValueError, match=r"explore_fraction must be in \[0, 1\], got 1.5"):
         generate_pusht(tmp_path / "x.zarr", behavior="mixed", explore_fraction=1.5, **tiny)

@@ -187,7 +187,8 @@ def explore_episodes(behavior: str, explore_fraction: float, episodes: int) -> l
         return []
     if behavior == "explore":
         return list(range(episodes))
-    return [e for e in range(episodes) if math.floor((e + 1) * explore_fraction) > math.floor(e * explore_fraction)]
+    return [e for e in range(episodes)
+            if math.floor((e + 1) * explore_fraction) > math.floor(e * explore_fraction)]
 
 
 def _detour(agent: np.ndarray, target: np.ndarray, obstacle: np.ndarray) -> np.ndarray:
@@ -290,9 +291,11 @@ def generate_pusht(
         state_names=STATE_NAMES,
         state_units="env units; block_angle in rad",
         source=f"gym-pusht PushT-v0, {behavior} pusher, seed={seed}",
-        extra_attrs={"pusht": {"size": size, "seed": seed, "workspace": PUSHT_WORKSPACE, "behavior": behavior,
-                               "explore_fraction": explore_fraction if behavior == "mixed" else float(bool(exploring)),
-                               "explore_episodes": exploring}},
+        extra_attrs={"pusht": {
+            "size": size, "seed": seed, "workspace": PUSHT_WORKSPACE, "behavior": behavior,
+            "explore_fraction": explore_fraction if behavior == "mixed" else float(bool(exploring)),
+            "explore_episodes": exploring,
+        }},
         overwrite=overwrite,
     )
     explore_set = set(exploring)

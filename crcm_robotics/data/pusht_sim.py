@@ -50,7 +50,8 @@ def wrap_angle(angle: np.ndarray | float) -> np.ndarray | float:
     return np.arctan2(np.sin(angle), np.cos(angle))
 
 
-def check_state(state: Any, name: str = "state", dims: tuple[int, ...] = (STATE_DIM, SNAPSHOT_DIM)) -> np.ndarray:
+def check_state(state: Any, name: str = "state",
+                dims: tuple[int, ...] = (STATE_DIM, SNAPSHOT_DIM)) -> np.ndarray:
     """A finite float64 vector of one of the lengths ``dims``, else a ValueError naming what was found."""
     arr = np.asarray(state)
     if arr.dtype.kind not in "fiu":
@@ -58,8 +59,8 @@ def check_state(state: Any, name: str = "state", dims: tuple[int, ...] = (STATE_
     arr = arr.astype(np.float64)
     if arr.ndim != 1 or arr.shape[0] not in dims:
         want = " or ".join(f"[{d}]" for d in dims)
-        raise ValueError(f"{name} must have shape {want} (agent x, y, block x, y, block angle[, velocities]), "
-                         f"got {list(arr.shape)}")
+        raise ValueError(f"{name} must have shape {want} (agent x, y, block x, y, block angle"
+                         f"[, velocities]), got {list(arr.shape)}")
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} has non-finite values: {arr.tolist()}")
     return arr
@@ -93,15 +94,14 @@ class PushTSim:
         self._env.reset(seed=0)
         self._pusht = self._env.unwrapped
         self._substeps = int(1 / (self._pusht.dt * self._pusht.control_hz))
-        from pymunk.vec2d import Vec2d
-
-        self._zero = Vec2d(0, 0)
+        self._background, self._draw_moving = _static_canvas(self._pusht)
 
     def reset_to(self, state: np.ndarray, render: bool = True) -> np.ndarray:
         """Put the sim in ``state`` ([5], or [10] with velocities); returns its frame uint8 [H, W, 3]."""
         s = check_state(state)
         env = self._pusht
         env._setup()  # a fresh space: no contact cache carried over from an earlier state
+        env.collision_handeler.post_solve = _ignore_contact  # gym-pusht counts contacts there: costly, unused
         env._last_action = None
         block, agent = env.block, env.agent
         block.angle = float(s[4])  # angle first: pymunk rotates about the CoG, moving the position
@@ -121,28 +121,46 @@ class PushTSim:
         return (self.render() if render else np.empty((0,), np.uint8)), self.state
 
     def physics_step(self, action: np.ndarray) -> None:
-        """gym-pusht's ``PushTEnv.step`` physics, operation for operation (no checks, no rendering)."""
+        """gym-pusht's ``PushTEnv.step`` physics (no checks, no rendering): its PD update
+        ``v += (k_p (a − p) + k_v (0 − v)) dt`` per 10 ms substep, the same float64 operations
+        in the same order on Python floats instead of numpy/Vec2d (a test checks bit-equality)."""
         env = self._pusht
-        env.n_contact_points = 0
-        agent, space, dt, k_p, k_v = env.agent, env.space, env.dt, env.k_p, env.k_v
+        ax, ay = float(action[0]), float(action[1])
+        agent, space_step, dt, k_p, k_v = env.agent, env.space.step, env.dt, env.k_p, env.k_v
         for _ in range(self._substeps):
-            acceleration = k_p * (action - agent.position) + k_v * (self._zero - agent.velocity)
-            agent.velocity += acceleration * dt
-            space.step(dt)
+            px, py = agent.position
+            vx, vy = agent.velocity
+            agent.velocity = (vx + (k_p * (ax - px) + k_v * (0 - vx)) * dt,
+                              vy + (k_p * (ay - py) + k_v * (0 - vy)) * dt)
+            space_step(dt)
 
     def render(self) -> np.ndarray:
         """The current state drawn as the generator draws it: uint8 [size, size, 3].
 
-        Pixel-identical to gym-pusht's ``_render`` (a test checks), but reads the 512² canvas
-        with one contiguous copy instead of numpy's strided copy of ``surfarray``: 1.2 vs 2.0 ms.
+        Pixel-identical to gym-pusht's ``_render`` (tests check) and several times faster: the
+        goal zone and walls come from a canvas drawn once (unless the pusher or block is near a
+        wall, where draw order matters), and the 512² canvas is resized straight from its pixel
+        buffer instead of numpy's strided copy of ``surfarray``.
         """
         import cv2
         import pygame
 
-        canvas = self._pusht._draw()
-        side = canvas.get_width()
-        rgb = np.frombuffer(pygame.image.tobytes(canvas, "RGB"), np.uint8).reshape(canvas.get_height(), side, 3)
-        return cv2.resize(rgb, (self._pusht.observation_width, self._pusht.observation_height))
+        env = self._pusht
+        far = PUSHT_WORKSPACE - _MARGIN
+        moving = (sh.bb for sh in env.space.shapes if sh.body.body_type != sh.body.STATIC)
+        if all(_MARGIN < bb.left and bb.right < far and _MARGIN < bb.bottom and bb.top < far
+               for bb in moving):
+            canvas = self._background.copy()
+            env.space.debug_draw(self._draw_moving(canvas))
+        else:
+            canvas = env._draw()
+        small = (env.observation_width, env.observation_height)
+        if canvas.get_bytesize() != 4 or canvas.get_pitch() != 4 * canvas.get_width():
+            rgb = np.frombuffer(pygame.image.tobytes(canvas, "RGB"), np.uint8)
+            return cv2.resize(rgb.reshape(canvas.get_height(), canvas.get_width(), 3), small)
+        # resize the canvas's own 4-byte pixels, then pick R, G, B: channels resize independently
+        raw = np.frombuffer(canvas.get_buffer(), np.uint8).reshape(canvas.get_height(), canvas.get_width(), 4)
+        return np.ascontiguousarray(cv2.resize(raw, small)[:, :, [s // 8 for s in canvas.get_shifts()[:3]]])
 
     @property
     def state(self) -> np.ndarray:
@@ -168,6 +186,37 @@ class PushTSim:
         self.close()
 
 
+def _ignore_contact(arbiter: Any, space: Any, data: Any) -> None:
+    return None
+
+
+_MARGIN = 16.0  # env units: the walls are drawn within 8 of the border; nearer than this, draw everything
+
+
+def _static_canvas(env: Any) -> tuple[Any, Any]:
+    """The goal zone and walls drawn once (bodies moved off the canvas), and a DrawOptions
+    class that then draws everything but the walls: gym-pusht's ``_draw`` in two parts."""
+    from gym_pusht.envs.pymunk_override import DrawOptions
+
+    agent, block = env.agent, env.block
+    saved = [(b, b.position) for b in (agent, block)]
+    for b in (agent, block):
+        b.position = (-10_000.0, -10_000.0)
+        env.space.reindex_shapes_for_body(b)
+    background = env._draw()
+    for b, position in saved:
+        b.position = position
+        env.space.reindex_shapes_for_body(b)
+    walls = {(tuple(sh.a), tuple(sh.b)) for sh in env.space.static_body.shapes}
+
+    class DrawMoving(DrawOptions):
+        def draw_fat_segment(self, a, b, radius, outline_color, fill_color):  # noqa: ANN001
+            if (tuple(a), tuple(b)) not in walls:
+                super().draw_fat_segment(a, b, radius, outline_color, fill_color)
+
+    return background, DrawMoving
+
+
 # --- the oracle: batched rollouts over worker processes -------------------------------------------
 
 _WORKER_SIM: PushTSim | None = None
@@ -186,7 +235,9 @@ def _rollout_chunk(task: tuple[np.ndarray, np.ndarray, str]) -> tuple[np.ndarray
 
 def rollout_candidates(sim: PushTSim, state: np.ndarray, actions: np.ndarray,
                        frames: str) -> tuple[np.ndarray, np.ndarray]:
-    """Roll each of ``actions`` [n, Hz, 2] out from ``state`` on one sim -> (frames, states float32 [n, Hz, 5])."""
+    """Roll each of ``actions`` [n, Hz, 2] out from ``state`` on one sim.
+
+    Returns (frames uint8 [n, F, H, W, 3], states float32 [n, Hz, 5])."""
     n, horizon = actions.shape[:2]
     size = sim.size
     n_frames = {"last": 1, "all": horizon, "none": 0}[frames]
@@ -221,7 +272,8 @@ class PushTRolloutPool:
         if self.workers == 1:
             self._sim = PushTSim(size)
         else:
-            self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_init_worker, initargs=(size,))
+            self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_init_worker,
+                                                      initargs=(size,))
 
     def rollout(self, state: np.ndarray, actions: np.ndarray,
                 frames: str = "last") -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +289,8 @@ class PushTRolloutPool:
             raise ValueError(f"frames must be one of {FRAME_MODES}, got {frames!r}")
         a = np.asarray(actions)
         if a.dtype.kind not in "fiu" or a.ndim != 3 or a.shape[2] != 2 or a.shape[0] < 1 or a.shape[1] < 1:
-            raise ValueError(f"actions must be numeric with shape [N ≥ 1, Hz ≥ 1, 2], got {list(a.shape)} {a.dtype}")
+            raise ValueError(f"actions must be numeric with shape [N ≥ 1, Hz ≥ 1, 2], "
+                             f"got {list(a.shape)} {a.dtype}")
         a = a.astype(np.float64)
         if not np.isfinite(a).all():
             bad = np.argwhere(~np.isfinite(a))[0]
@@ -298,7 +351,8 @@ def pusht_errors(state: np.ndarray, goal_state: np.ndarray) -> dict[str, Any]:
 def pusht_success(state: np.ndarray, goal_state: np.ndarray) -> Any:
     """DINO-WM's rule: state_distance < 20 env units and block angle error < π/9 (bool, or bool array)."""
     e = pusht_errors(state, goal_state)
-    ok = (np.asarray(e["state_distance"]) < SUCCESS_DISTANCE) & (np.asarray(e["block_angle_error"]) < SUCCESS_ANGLE)
+    ok = ((np.asarray(e["state_distance"]) < SUCCESS_DISTANCE)
+          & (np.asarray(e["block_angle_error"]) < SUCCESS_ANGLE))
     return bool(ok) if ok.ndim == 0 else ok
 
 
@@ -350,7 +404,8 @@ def goal_pairs(
     own_sim = sim is None
     sim = sim or PushTSim(size)
     if sim.size != size:
-        raise ValueError(f"sim renders {sim.size}×{sim.size} but store {store.path} holds {size}×{size} frames")
+        raise ValueError(f"sim renders {sim.size}×{sim.size} but store {store.path} holds "
+                         f"{size}×{size} frames")
     rng = np.random.default_rng(seed)
     order = [int(e) for e in rng.permutation(np.asarray(episodes, dtype=np.int64))]
     # candidate starts per episode: a full context before (each context frame has the action that made it)
@@ -375,8 +430,9 @@ def goal_pairs(
         if own_sim:
             sim.close()
     if len(pairs) < n:
-        raise ValueError(f"only {len(pairs)} of the {n} goals asked for move the block ≥ {min_move} env units "
-                         f"or ≥ {min_turn} rad in {ahead} steps in episodes {episodes} of {store.path}")
+        raise ValueError(f"only {len(pairs)} of the {n} goals asked for move the block ≥ {min_move} "
+                         f"env units or ≥ {min_turn} rad in {ahead} steps in episodes {episodes} "
+                         f"of {store.path}")
     return pairs
 
 
