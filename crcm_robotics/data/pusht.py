@@ -192,9 +192,8 @@ def generate_pusht(
     progress: bool = True,
 ) -> dict[str, float]:
     """Write ``episodes`` scripted PushT episodes to a new store at ``out``; returns timing figures."""
-    from tqdm import tqdm
-
     from crcm_robotics.data.store import TrajectoryWriter
+    from crcm_robotics.progress import progress as progress_bar
 
     if episodes < 1:
         raise ValueError(f"episodes must be ≥ 1, got {episodes}")
@@ -221,7 +220,7 @@ def generate_pusht(
     tasks = [(seed, e, size, min_steps, max_steps) for e in range(episodes)]
     t0 = time.perf_counter()
     frames = contacts = 0
-    bar = tqdm(total=episodes, desc=f"PushT → {out}", unit="ep", disable=not progress)
+    bar = progress_bar(total=episodes, desc=f"PushT → {out}", unit="ep", enabled=progress)
     if workers == 1:
         results = map(collect_episode, tasks)
         pool = None
