@@ -41,7 +41,8 @@ import torch
 
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.runtime.backends import BackendUnavailable, canonical_backend
-from crcm_robotics.runtime.world_model import WorldModel, resolve_device, resolve_dtype
+from crcm_robotics.runtime.device import resolve_device, resolve_dtype
+from crcm_robotics.runtime.world_model import WorldModel
 
 GPU_BACKENDS = ("eager", "cuda_graph", "compile")
 CPU_BACKENDS = ("eager", "onnx")
@@ -259,10 +260,17 @@ def _device_name(device: torch.device) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m crcm_robotics.runtime.bench CKPT key=value …`` (same as ``crcm bench``)."""
-    from crcm_robotics.cli import main as cli_main
+    """``python -m crcm_robotics.runtime.bench CKPT key=value …`` (same as ``crcm bench``).
 
-    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])
+    Composes the config itself rather than calling the CLI's ``main``: the CLI imports this module.
+    """
+    from crcm_robotics.conf import compose_config
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and "=" not in args[0]:
+        args[0] = f"ckpt={args[0]}"
+    print(json.dumps(run_bench(compose_config("bench", args))))
+    return 0
 
 
 if __name__ == "__main__":

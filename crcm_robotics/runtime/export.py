@@ -188,7 +188,7 @@ def run_export(cfg) -> dict[str, Any]:
     """``crcm export``: write the step files for each batch size; returns the JSON summary."""
     from crcm_robotics.model.checkpoint import build_model, load_checkpoint
     from crcm_robotics.model.sampler import sampler_from_meta
-    from crcm_robotics.runtime.world_model import resolve_device, resolve_dtype
+    from crcm_robotics.runtime.device import resolve_device, resolve_dtype
 
     if cfg.format not in FORMATS:
         raise ExportError(f"format={cfg.format!r}; expected one of {', '.join(FORMATS)}")
