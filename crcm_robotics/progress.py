@@ -49,10 +49,13 @@ class LineProgress:
         if self.disable:
             return
         now = self.clock()
-        step_done = bool(self.total) and self.percent_step > 0 and (
-            int(100 * self.n / self.total / self.percent_step) > int(100 * self.last_n / self.total / self.percent_step))
+        step_done = bool(self.total) and self.percent_step > 0 and self._steps(self.n) > self._steps(self.last_n)
         if step_done or now - self.last_time >= self.interval_s:
             self._print(now)
+
+    def _steps(self, n: int) -> int:
+        """How many whole ``percent_step`` slices of the total ``n`` has completed."""
+        return int(100 * n / self.total / self.percent_step) if self.total else 0
 
     def set_postfix(self, **values: Any) -> None:
         self.postfix = " ".join(f"{k}={v}" for k, v in values.items())

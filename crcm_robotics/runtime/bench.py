@@ -11,7 +11,8 @@ Per backend (a :class:`WorldModel` each, same checkpoint, same sampler):
   frames from a given context (context encoding included), end to end;
 - ``peak_gpu_mem_mb``: ``torch.cuda.max_memory_allocated`` over that backend's
   runs (onnxruntime's own CUDA memory is not counted);
-- ``setup_s``: load + first use (CUDA graph capture / compilation / export).
+- ``setup_s``: load + first use (CUDA graph capture / compilation / export); ``cache`` (compile): whether
+  saved artefacts were loaded (a warm start) or it compiled cold.
 
 Every figure is the median of ``repeats`` timed runs after ``warmup`` untimed ones,
 with ``torch.cuda.synchronize`` around each timed run on CUDA.
@@ -158,6 +159,8 @@ def bench_backend(name: str, cfg, ckpt: str, device: torch.device, sampler: Samp
         out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     out["setup_s"] = round(setup_s, 2)
     out["status"] = wm.info()["backend_status"]
+    if wm._backend.cache_status is not None:  # compile: cold or warm start (CKPT/compile_cache)
+        out["cache"] = wm._backend.cache_status
     print(f"bench: {name} done ({setup_s:.0f} s setup): {out}", file=sys.stderr, flush=True)
     return out
 

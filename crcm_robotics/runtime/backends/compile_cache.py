@@ -62,7 +62,8 @@ def cache_key(model: CausalDiT, spec: SamplerSpec, device: torch.device, dtype: 
 
         triton = triton_mod.__version__
     return {
-        "torch": torch.__version__, "triton": triton, "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "torch": torch.__version__, "triton": triton,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
         "device": device_label(device), "dtype": str(dtype).removeprefix("torch."), "mode": mode,
         "compiler": compiler, "sampler": spec.to_meta(),
         "model": dict(sorted(model.cfg.__dict__.items())),

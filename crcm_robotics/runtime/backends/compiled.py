@@ -98,6 +98,7 @@ class CompileBackend(GraphedEncode, Backend):
         super().__init__(model, spec, precision, max_batch)
         self.mode, self.compiler, self.checkpoint = mode, compiler, checkpoint
         self.cache: CompileCache | None = None
+        self.cache_status = "no compile cache folder (no checkpoint path): compiling cold"
         if cache_dir is not None:
             self.cache = CompileCache(cache_dir, cache_key(model, spec, self.device, precision.weights, mode,
                                                            compiler))
@@ -172,5 +173,6 @@ def export_compiled(ckpt: str, out: str | None, batches: list[int], device: str 
     meta = backend.cache.read_meta()
     return {"format": "compiled", "out": str(folder), "key": backend.cache.digest, "batch": buckets,
             "sampler": spec.to_meta(), "device": str(dev), "dtype": str(weights).removeprefix("torch."),
-            "checkpoint": str(ck.path), "loaded": backend.cache_status, "seconds": round(time.perf_counter() - t0, 2),
+            "checkpoint": str(ck.path), "loaded": backend.cache_status,
+            "seconds": round(time.perf_counter() - t0, 2),
             "cache_batches": meta["batches"] if meta else [], "cache_bytes": meta["bytes"] if meta else 0}

@@ -50,13 +50,13 @@ def sync_debug_enabled() -> bool:
 
 
 def capture(run, backend: Backend) -> torch.cuda.CUDAGraph:
-    """Warm ``run`` up on a side stream (``CRCM_SYNC_DEBUG=1``: host syncs fail on the second call), then capture."""
+    """Warm ``run`` up on a side stream (``CRCM_SYNC_DEBUG=1``: host syncs fail in call 2), then capture it."""
     dev, precision = backend.device, backend.precision
     side = torch.cuda.Stream(dev)
     side.wait_stream(torch.cuda.current_stream(dev))
     with torch.cuda.stream(side), torch.no_grad(), precision.autocast():
         for i in range(WARMUP_ITERS):
-            if i == 1 and sync_debug_enabled():  # the first call may compile/allocate; the second must not sync
+            if i == 1 and sync_debug_enabled():  # call 1 may compile/allocate; call 2 must not sync
                 previous = torch.cuda.get_sync_debug_mode()
                 torch.cuda.set_sync_debug_mode("error")
                 try:
