@@ -4,8 +4,10 @@ A tqdm bar piped to a file (CI logs, a robot's journal) writes a carriage-return
 update several times a second; split into lines, a two-minute job leaves
 hundreds of ``34%|███▍ …`` fragments. :func:`progress` returns a tqdm bar when
 the stream is a TTY and otherwise a :class:`LineProgress`, which prints one
-plain line when another ``percent_step`` of the total is done or
-``interval_s`` seconds have passed since the last line (and one at the end).
+plain line when another ``percent_step`` (10 %) of the total is done, at most
+one per ``min_interval_s`` (10 s), and a heartbeat line when ``heartbeat_s``
+(60 s) pass without one; plus one at the end. A bar so leaves at most about a
+dozen lines however fast it runs, and a slow one still shows it is alive.
 Both take the same calls: iterate, ``update``, ``set_postfix``, ``write``, ``close``.
 """
 
@@ -16,8 +18,9 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
-INTERVAL_S = 10.0  # non-TTY: at most one time-driven line per this many seconds
-PERCENT_STEP = 10.0  # non-TTY: one line per this much of the total
+PERCENT_STEP = 10.0  # non-TTY: one line per this much of the total …
+MIN_INTERVAL_S = 10.0  # … but not within this many seconds of the previous line
+HEARTBEAT_S = 60.0  # and one line after this long without any
 
 
 class LineProgress:
@@ -25,13 +28,14 @@ class LineProgress:
 
     def __init__(self, iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "",
                  unit: str = "it", initial: int = 0, disable: bool = False, stream: TextIO | None = None,
-                 interval_s: float = INTERVAL_S, percent_step: float = PERCENT_STEP,
-                 clock=time.monotonic):
+                 percent_step: float = PERCENT_STEP, min_interval_s: float = MIN_INTERVAL_S,
+                 heartbeat_s: float = HEARTBEAT_S, clock=time.monotonic):
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = initial + len(iterable)  # type: ignore[arg-type]
         self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
         self.n, self.disable, self.stream = initial, disable, stream
-        self.interval_s, self.percent_step, self.clock = interval_s, percent_step, clock
+        self.percent_step, self.min_interval_s, self.heartbeat_s = percent_step, min_interval_s, heartbeat_s
+        self.clock = clock
         self.postfix = ""
         self.start = self.last_time = clock()
         self.start_n = self.last_n = initial
@@ -50,7 +54,8 @@ class LineProgress:
             return
         now = self.clock()
         step_done = bool(self.total) and self.percent_step > 0 and self._steps(self.n) > self._steps(self.last_n)
-        if step_done or now - self.last_time >= self.interval_s:
+        quiet_for = now - self.last_time
+        if (step_done and quiet_for >= self.min_interval_s) or quiet_for >= self.heartbeat_s:
             self._print(now)
 
     def _steps(self, n: int) -> int:

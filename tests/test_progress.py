@@ -29,26 +29,35 @@ def test_line_progress_prints_once_per_ten_percent_without_carriage_returns():
     stream, clock = io.StringIO(), FakeClock()
     bar = LineProgress(range(300), total=300, desc="teacher", stream=stream, clock=clock)
     for _ in bar:
-        clock.now += 0.01  # 3 s in all: no time-driven lines
+        clock.now += 0.5  # 15 s per 10 %
     bar.close()
     lines = stream.getvalue().splitlines()
     assert len(lines) == 10, lines
-    assert lines[0].startswith("teacher: 30/300 (10%)")
+    assert lines[0] == "teacher: 30/300 (10%) 2.00 it/s 15s"
     assert lines[-1].startswith("teacher: 300/300 (100%)")
     assert "\r" not in stream.getvalue()
 
 
-def test_line_progress_prints_every_interval_on_slow_progress_and_carries_postfix():
+def test_fast_progress_is_not_flooded():
     stream, clock = io.StringIO(), FakeClock()
-    bar = LineProgress(total=1000, desc="distill", unit="step", stream=stream, clock=clock, interval_s=10.0)
-    for _ in range(50):  # 5 % of the total over 50 s: only the clock triggers lines
+    bar = LineProgress(range(300), total=300, desc="teacher", stream=stream, clock=clock)
+    for _ in bar:
+        clock.now += 0.01  # 3 s in all: every 10 % mark is within 10 s of the previous line
+    bar.close()
+    assert stream.getvalue().splitlines() == ["teacher: 300/300 (100%) 100.00 it/s 3s"]
+
+
+def test_slow_progress_gets_heartbeats_and_carries_postfix():
+    stream, clock = io.StringIO(), FakeClock()
+    bar = LineProgress(total=1000, desc="distill", unit="step", stream=stream, clock=clock)
+    for _ in range(250):  # one step a second: heartbeats at 60 s and 160 s, 10 % at 100 s, 20 % at 200 s
         clock.now += 1.0
         bar.set_postfix(loss="0.1234")
         bar.update(1)
     bar.close()
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 5, lines
-    assert lines[0] == "distill: 10/1000 (1%) 1.00 step/s 10s loss=0.1234"
+    assert [line.split()[1] for line in lines] == ["60/1000", "100/1000", "160/1000", "200/1000", "250/1000"]
+    assert lines[0] == "distill: 60/1000 (6%) 1.00 step/s 60s loss=0.1234"
 
 
 def test_line_progress_resumed_run_counts_from_initial():
