@@ -38,7 +38,7 @@ def test_quickstart_teacher_and_two_step_student_reach_copy_last(tmp_path, capsy
     for stage in ("eval_teacher", "eval_student_2step"):
         r = report[stage]
         assert r["psnr_mean"] >= r["baseline_psnr_mean"] - 1.0, (stage, r)
-    assert report["eval_teacher"]["sampler"] == {"kind": "ode", "steps": 4, "solver": "ddim"}
-    assert report["eval_student_2step"]["sampler"]["mid_times"] == [0.5]
+    assert report["eval_teacher"]["sampler"] == {"kind": "ode", "steps": 2, "solver": "ddim"}
+    assert report["eval_student_2step"]["sampler"]["mid_times"] == [1.56]
     last = capsys.readouterr().out.strip().splitlines()
     assert last[-5].startswith("quickstart summary") and last[-1].startswith("student 2step")
