@@ -449,6 +449,7 @@ class QuickstartConfig:
     distill_steps: int = 40
     method: str = "causal_rcm"
     student_eval_steps: tuple[int, ...] = (1, 2)
+    student_mid_times: list[float] | None = field(default_factory=lambda: [1.56])  # 2-step eval (None: ckpt's)
     horizon: int = 8
     device: str = "cpu"
     progress: bool = True

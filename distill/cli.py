@@ -79,7 +79,10 @@ def quickstart(cfg) -> dict[str, Any]:
                            "crcm_robotics.conf.distill")
     stage("student", _summary(run_distill(d_cfg), method=cfg.method))
     for steps in cfg.student_eval_steps:
-        r = evaluate(compose_config("eval", [f"ckpt={student}", f"steps={steps}", *eval_common,
+        # The tiny student samples well only from near-pure noise (conf/distill/preset/tiny.yaml says why)
+        mids = [f"mid_times=[{','.join(map(str, cfg.student_mid_times))}]"] if (
+            steps == 2 and cfg.student_mid_times is not None) else []
+        r = evaluate(compose_config("eval", [f"ckpt={student}", f"steps={steps}", *mids, *eval_common,
                                              f"out={out / f'eval_student_{steps}step'}"]))
         stage(f"eval_student_{steps}step", _eval_digest(r))
     seconds = round(time.perf_counter() - t0, 1)
@@ -100,6 +103,8 @@ def summary_table(report: dict[str, Any], horizon: int, seconds: float) -> str:
     for name, r in evals.items():
         s = r["sampler"]
         sampler = f"{s.get('solver') or s['kind']} {s['steps']}" if s["kind"] == "ode" else f"{s['steps']}-step"
+        if s.get("mid_times"):
+            sampler += " @" + ",".join(f"{t:g}" for t in s["mid_times"])
         rows.append((name.removeprefix("eval_").replace("_", " "), sampler, f"{r['psnr_mean']:.2f}",
                      f"{r['psnr_mean'] - r['baseline_psnr_mean']:+.2f}", _fmt(r.get("agent_err_mean")),
                      _fmt(r.get("ms_per_frame_batch1", r.get("ms_per_frame"))), str(r.get("report", "-"))))
