@@ -129,3 +129,4 @@ def test_export_compiled_then_a_fresh_process_loads_it(tiny_student, tmp_path):
     warm = run(tmp_path / "cache", tmp_path / "inductor_b")  # empty local Inductor cache: only ours can hit
     assert warm["loaded"].startswith(f"compile cache {cold['key']}.json: 1 artefact file(s) for batch sizes [1]")
     assert warm["seconds"] < cold["seconds"], (cold["seconds"], warm["seconds"])
+    assert warm["cache_bytes"] == cold["cache_bytes"]  # a warm start adds no duplicate artefact file

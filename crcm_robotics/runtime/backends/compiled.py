@@ -127,8 +127,11 @@ class CompileBackend(GraphedEncode, Backend):
         return EagerStepper(self.fn, self.new_cache(batch), self.precision)  # compiles on its first call
 
     def save_cache(self, batches: list[int]) -> Path | None:
-        """Save what this process compiled (after the steps of ``batches`` ran) into the cache folder."""
-        if self.cache is None:
+        """Save what this process compiled (after the steps of ``batches`` ran) into the cache folder.
+
+        Nothing when the folder already holds every one of ``batches`` (cache hits re-record artefacts).
+        """
+        if self.cache is None or set(batches) <= set(self.cache.loaded_batches):
             return None
         path = self.cache.save(batches, self.checkpoint)
         if path is not None:
