@@ -424,17 +424,17 @@ class ServeConfig:
 
 @dataclass
 class ExportConfig:
-    """``crcm export CKPT format=onnx|tensorrt out=DIR batch=[1,64]``: the per-frame step as files."""
+    """``crcm export CKPT format=onnx|tensorrt|compiled out=DIR batch=[1,64]``: the per-frame step as files."""
 
     ckpt: str = "???"
-    format: str = "onnx"  # onnx | tensorrt
+    format: str = "onnx"  # onnx | tensorrt | compiled (torch.compile artefacts; default out: CKPT/compile_cache)
     out: str | None = None  # folder; default outputs/export/<ckpt>_<sampler>
     batch: tuple[int, ...] = (1,)  # one file per batch size (fixed shapes)
     steps: int = 0  # 0 = the checkpoint's sampler steps
     solver: str | None = None  # teacher only: euler | heun | ddim
     opset: int = 17  # ONNX opset
     device: str = "auto"  # tensorrt: the CUDA device to build on
-    dtype: str = "float32"  # tensorrt precision: float32 | float16 | bfloat16
+    dtype: str = "float32"  # tensorrt, compiled: float32 | float16 | bfloat16 | auto (compiled: as the runtime)
     check: bool = True  # onnx: compare onnxruntime against eager PyTorch on random inputs
 
 
@@ -537,6 +537,9 @@ class QuickstartConfig:
     distill_steps: int = 40
     method: str = "causal_rcm"
     student_eval_steps: tuple[int, ...] = (1, 2)
+    student_mid_times: list[float] | None = field(default_factory=lambda: [1.56])  # 2-step eval (None: ckpt's)
     horizon: int = 8
     device: str = "cpu"
     progress: bool = True
+    teacher_overrides: list[str] = field(default_factory=list)  # extra `crcm train teacher` overrides
+    distill_overrides: list[str] = field(default_factory=list)  # extra `crcm distill` overrides

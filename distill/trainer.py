@@ -218,7 +218,7 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        from tqdm import tqdm
+        from crcm_robotics.progress import progress
 
         student = self.method.student
         log_path = self.out.with_name(self.out.name + "_log.jsonl")
@@ -226,8 +226,8 @@ class Trainer:
             log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         metrics: dict[str, float] = {}
-        bar = tqdm(range(self.start_step, self.loop.steps), initial=self.start_step, total=self.loop.steps,
-                   desc=self.method.name, disable=not (self.loop.progress and self.env.main), smoothing=0.05)
+        bar = progress(range(self.start_step, self.loop.steps), initial=self.start_step, total=self.loop.steps,
+                       desc=self.method.name, enabled=self.loop.progress and self.env.main, smoothing=0.05)
         step = self.start_step
         for step in bar:
             student.train()

@@ -60,7 +60,7 @@ def test_every_method_trains_a_few_steps_on_cpu(method, tiny_teacher, tmp_path):
         assert "dmd" in log[-1] and "scm" in log[-1] and "fake_loss" in log[-1]
     student, teacher = load_checkpoint(out), load_checkpoint(tiny_teacher)
     assert student.meta["kind"] == "student" and student.meta["method"] == method
-    assert student.meta["sampler"] == {"kind": "consistency", "steps": 2, "solver": None}
+    assert student.meta["sampler"] == {"kind": "consistency", "steps": 2, "solver": None, "mid_times": [0.5]}
     changed = [k for k in teacher.state_dict if not torch.equal(student.state_dict[k], teacher.state_dict[k])]
     assert len(changed) > len(teacher.state_dict) // 2, f"only {len(changed)} tensors moved"
 

@@ -267,9 +267,8 @@ def generate_pusht(
     ``behavior``: ``scripted`` (default), ``explore`` or ``mixed`` (``explore_fraction`` of the
     episodes explore; see the module docstring).
     """
-    from tqdm import tqdm
-
     from crcm_robotics.data.store import TrajectoryWriter
+    from crcm_robotics.progress import progress as progress_bar
 
     if episodes < 1:
         raise ValueError(f"episodes must be ≥ 1, got {episodes}")
@@ -302,7 +301,7 @@ def generate_pusht(
     tasks = [(seed, e, size, min_steps, max_steps, e in explore_set) for e in range(episodes)]
     t0 = time.perf_counter()
     frames = contacts = 0
-    bar = tqdm(total=episodes, desc=f"PushT → {out}", unit="ep", disable=not progress)
+    bar = progress_bar(total=episodes, desc=f"PushT → {out}", unit="ep", enabled=progress)
     if workers == 1:
         results = map(collect_episode, tasks)
         pool = None

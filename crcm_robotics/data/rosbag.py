@@ -112,7 +112,8 @@ def import_rosbag(
     from rosbags.rosbag2 import Reader
     from rosbags.rosbag2.errors import ReaderError
     from rosbags.typesys import Stores, get_typestore
-    from tqdm import tqdm
+
+    from crcm_robotics.progress import progress as progress_bar
 
     bag, out = Path(bag), Path(out)
     if not bag.exists():
@@ -242,7 +243,7 @@ def import_rosbag(
 
         conns = [c for c in reader.connections if c.topic == camera_topic]
         total = sum(c.msgcount for c in conns)
-        bar = tqdm(total=total or None, unit="frame", desc=f"{bag.name} -> {out.name}", disable=not progress)
+        bar = progress_bar(total=total or None, unit="frame", desc=f"{bag.name} -> {out.name}", enabled=progress)
         for i, (conn, t_ns, raw) in enumerate(reader.messages(connections=conns)):
             bar.update(1)
             t = header_stamp_from_cdr(raw) if use_header_stamps else t_ns * 1e-9

@@ -27,7 +27,7 @@ from crcm_robotics.eval import metrics as M
 from crcm_robotics.model.checkpoint import build_model, load_checkpoint
 from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout, sampler_from_meta
 from crcm_robotics.model.tokenizer import PixelCodec
-from crcm_robotics.runtime.world_model import resolve_device
+from crcm_robotics.runtime.device import resolve_device
 
 
 @dataclass

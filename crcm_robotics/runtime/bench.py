@@ -11,7 +11,8 @@ Per backend (a :class:`WorldModel` each, same checkpoint, same sampler):
   frames from a given context (context encoding included), end to end;
 - ``peak_gpu_mem_mb``: ``torch.cuda.max_memory_allocated`` over that backend's
   runs (onnxruntime's own CUDA memory is not counted);
-- ``setup_s``: load + first use (CUDA graph capture / compilation / export).
+- ``setup_s``: load + first use (CUDA graph capture / compilation / export); ``cache`` (compile): whether
+  saved artefacts were loaded (a warm start) or it compiled cold.
 
 Every figure is the median of ``repeats`` timed runs after ``warmup`` untimed ones,
 with ``torch.cuda.synchronize`` around each timed run on CUDA.
@@ -41,7 +42,8 @@ import torch
 
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.runtime.backends import BackendUnavailable, canonical_backend
-from crcm_robotics.runtime.world_model import WorldModel, resolve_device, resolve_dtype
+from crcm_robotics.runtime.device import resolve_device, resolve_dtype
+from crcm_robotics.runtime.world_model import WorldModel
 
 GPU_BACKENDS = ("eager", "cuda_graph", "compile")
 CPU_BACKENDS = ("eager", "onnx")
@@ -157,6 +159,8 @@ def bench_backend(name: str, cfg, ckpt: str, device: torch.device, sampler: Samp
         out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     out["setup_s"] = round(setup_s, 2)
     out["status"] = wm.info()["backend_status"]
+    if wm._backend.cache_status is not None:  # compile: cold or warm start (CKPT/compile_cache)
+        out["cache"] = wm._backend.cache_status
     print(f"bench: {name} done ({setup_s:.0f} s setup): {out}", file=sys.stderr, flush=True)
     return out
 
@@ -259,10 +263,17 @@ def _device_name(device: torch.device) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m crcm_robotics.runtime.bench CKPT key=value …`` (same as ``crcm bench``)."""
-    from crcm_robotics.cli import main as cli_main
+    """``python -m crcm_robotics.runtime.bench CKPT key=value …`` (same as ``crcm bench``).
 
-    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])
+    Composes the config itself rather than calling the CLI's ``main``: the CLI imports this module.
+    """
+    from crcm_robotics.conf import compose_config
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and "=" not in args[0]:
+        args[0] = f"ckpt={args[0]}"
+    print(json.dumps(run_bench(compose_config("bench", args))))
+    return 0
 
 
 if __name__ == "__main__":

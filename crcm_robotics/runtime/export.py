@@ -1,5 +1,8 @@
 """Export the per-frame step (denoise + cache write) to files: ONNX (onnxruntime) or TensorRT (torch-tensorrt).
 
+(``format=compiled`` instead fills the ``compile`` backend's artefact cache, ``CKPT/compile_cache`` by
+default: see :mod:`crcm_robotics.runtime.backends.compile_cache`.)
+
 One file per batch size (fixed shapes) in an export folder, plus ``manifest.json``::
 
     OUT/
@@ -188,13 +191,17 @@ def run_export(cfg) -> dict[str, Any]:
     """``crcm export``: write the step files for each batch size; returns the JSON summary."""
     from crcm_robotics.model.checkpoint import build_model, load_checkpoint
     from crcm_robotics.model.sampler import sampler_from_meta
-    from crcm_robotics.runtime.world_model import resolve_device, resolve_dtype
+    from crcm_robotics.runtime.device import resolve_device, resolve_dtype
 
-    if cfg.format not in FORMATS:
-        raise ExportError(f"format={cfg.format!r}; expected one of {', '.join(FORMATS)}")
+    if cfg.format not in (*FORMATS, "compiled"):
+        raise ExportError(f"format={cfg.format!r}; expected one of {', '.join(FORMATS)} or compiled")
     batches = [int(b) for b in cfg.batch]
     if not batches or min(batches) < 1:
         raise ExportError(f"batch={list(cfg.batch)}; expected a list of sizes ≥ 1, e.g. batch=[1,64]")
+    if cfg.format == "compiled":  # torch.compile artefacts for the `compile` backend's warm start
+        from crcm_robotics.runtime.backends.compiled import export_compiled
+
+        return export_compiled(cfg.ckpt, cfg.out, batches, cfg.device, cfg.dtype, cfg.steps, cfg.solver)
     ck = load_checkpoint(cfg.ckpt)
     spec = sampler_from_meta(ck.meta, cfg.steps, cfg.solver)
     spec.times()

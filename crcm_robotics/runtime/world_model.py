@@ -50,7 +50,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from crcm_robotics.config import ConfigError
 from crcm_robotics.data.store import NormStats
 from crcm_robotics.model.checkpoint import Checkpoint, build_model, load_checkpoint
 from crcm_robotics.model.dit import CausalDiT
@@ -60,10 +59,8 @@ from crcm_robotics.model.tokenizer import PixelCodec
 from crcm_robotics.plan.costs import COSTS, CostError, make_cost
 from crcm_robotics.plan.probe import StateProbe, load_probe
 from crcm_robotics.runtime.backends import Backend, Precision, make_backend
+from crcm_robotics.runtime.device import DTYPES, resolve_device, resolve_dtype  # noqa: F401  (re-exported)
 from crcm_robotics.runtime.inputs import InputError, check_actions, check_frames, check_image
-
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
 
 
 RETURN_FRAMES = ("all", "best", "none")
@@ -75,35 +72,6 @@ class ImagineResult:
     costs: np.ndarray | None  # float32 [N] vs the goal image; None without a goal
     latency_ms: float  # wall time of the imagine call
     best_index: int | None = None  # the lowest-cost rollout (with a goal)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    dev = torch.device("cuda" if str(device) == "auto" and torch.cuda.is_available() else
-                       "cpu" if str(device) == "auto" else device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device={device} requested but CUDA is not available (torch {torch.__version__})")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
-    return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """None/"auto": bfloat16 on CUDA (float16 where bf16 is unsupported), float32 on CPU."""
-    if dtype is None or dtype == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype {dtype!r} unknown; expected one of {', '.join(DTYPES)} or auto")
-        dtype = DTYPES[dtype]
-    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"dtype {dtype} unsupported; expected float32, bfloat16 or float16")
-    if device.type != "cuda" and dtype != torch.float32:
-        raise ValueError(f"dtype {dtype} needs a CUDA device; on {device} the model runs in float32 "
-                         "(leave dtype unset)")
-    return dtype
 
 
 class WorldModel:

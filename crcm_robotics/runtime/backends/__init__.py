@@ -38,7 +38,11 @@ def make_backend(
     export_dir: str | Path | None = None, checkpoint: str = "", source: CausalDiT | None = None,
     compile_mode: str = "default", compiler: str = "inductor",
 ) -> Backend:
-    """Build backend ``name``; ``source`` is a float32 copy of the network for exporters (default: ``model``)."""
+    """Build backend ``name``; ``source`` is a float32 copy of the network for exporters (default: ``model``).
+
+    ``export_dir``: onnx/tensorrt step files, or the ``compile`` backend's artefact cache (default for
+    ``compile``: ``CHECKPOINT/compile_cache``).
+    """
     name = canonical_backend(name)
     if name == "eager":
         from crcm_robotics.runtime.backends.eager import EagerBackend
@@ -49,9 +53,12 @@ def make_backend(
 
         return CudaGraphBackend(model, spec, precision, max_batch)
     if name == "compile":
+        from crcm_robotics.runtime.backends.compile_cache import CACHE_DIR_NAME
         from crcm_robotics.runtime.backends.compiled import CompileBackend
 
-        return CompileBackend(model, spec, precision, max_batch, mode=compile_mode, compiler=compiler)
+        cache_dir = export_dir or (Path(checkpoint) / CACHE_DIR_NAME if checkpoint else None)
+        return CompileBackend(model, spec, precision, max_batch, mode=compile_mode, compiler=compiler,
+                              cache_dir=cache_dir, checkpoint=checkpoint)
     if name == "onnx":
         from crcm_robotics.runtime.backends.onnx import OnnxBackend
 

@@ -116,6 +116,7 @@ class Backend:
         self.device = precision.device
         self.max_batch = max_batch
         self.status = "ok"  # a sentence when the backend runs degraded (e.g. eager fallback)
+        self.cache_status: str | None = None  # backends with a warm-start cache: what its load found
         self._steppers: dict[tuple[str, int], Stepper] = {}
 
     def bucket(self, n: int) -> int:

@@ -15,11 +15,18 @@ planner query's GPU time (``scripts/profile_planner.py``). So the step runs
 on a :class:`DeferredWriteCache` that collects the new frame's keys/values,
 returns them, and the few-row ``index_copy_`` happens outside (still inside
 the CUDA graph).
+
+With a cache folder (default ``CKPT/compile_cache``, see :mod:`.compile_cache`)
+the backend loads the artefacts saved for this torch/GPU/dtype/sampler before it
+compiles, and on CUDA saves what it compiled for a new batch size, so the next
+start is warm. ``crcm export CKPT format=compiled`` fills the folder ahead of time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,6 +41,7 @@ from crcm_robotics.runtime.backends.base import (
     Stepper,
     bucket_sizes,
 )
+from crcm_robotics.runtime.backends.compile_cache import CompileCache, cache_key
 from crcm_robotics.runtime.backends.cuda_graph import GraphedEncode, graph_or_eager, log
 
 OWN_GRAPH_MODES = ("reduce-overhead", "max-autotune")
@@ -85,9 +93,17 @@ class CompileBackend(GraphedEncode, Backend):
     fixed_shapes = True  # bounded recompilations
 
     def __init__(self, model: CausalDiT, spec: SamplerSpec, precision: Precision, max_batch: int,
-                 mode: str = "default", compiler: str = "inductor"):
+                 mode: str = "default", compiler: str = "inductor", cache_dir: str | Path | None = None,
+                 checkpoint: str = ""):
         super().__init__(model, spec, precision, max_batch)
-        self.mode, self.compiler = mode, compiler
+        self.mode, self.compiler, self.checkpoint = mode, compiler, checkpoint
+        self.cache: CompileCache | None = None
+        self.cache_status = "no compile cache folder (no checkpoint path): compiling cold"
+        if cache_dir is not None:
+            self.cache = CompileCache(cache_dir, cache_key(model, spec, self.device, precision.weights, mode,
+                                                           compiler))
+            self.cache_status = self.cache.load()
+            log.info("compile backend: %s", self.cache_status)
         import torch._dynamo
 
         dynamo = torch._dynamo.config
@@ -104,5 +120,62 @@ class CompileBackend(GraphedEncode, Backend):
 
     def _make_stepper(self, batch: int) -> Stepper:
         if self.graph:
-            return graph_or_eager(self, self.fn, batch, "compiled")
-        return EagerStepper(self.fn, self.new_cache(batch), self.precision)
+            stepper = graph_or_eager(self, self.fn, batch, "compiled")  # compiles: the capture runs the step
+            if self.cache is not None and batch not in self.cache.loaded_batches:
+                self.save_cache([batch])
+            return stepper
+        return EagerStepper(self.fn, self.new_cache(batch), self.precision)  # compiles on its first call
+
+    def save_cache(self, batches: list[int]) -> Path | None:
+        """Save what this process compiled (after the steps of ``batches`` ran) into the cache folder.
+
+        Nothing when the folder already holds every one of ``batches`` (cache hits re-record artefacts).
+        """
+        if self.cache is None or set(batches) <= set(self.cache.loaded_batches):
+            return None
+        path = self.cache.save(batches, self.checkpoint)
+        if path is not None:
+            self.cache.loaded_batches = sorted(set(self.cache.loaded_batches) | set(batches))
+            log.info("compile backend: saved compiled artefacts for batch sizes %s to %s", batches, path)
+        return path
+
+
+def export_compiled(ckpt: str, out: str | None, batches: list[int], device: str = "auto", dtype: str = "auto",
+                    steps: int = 0, solver: str | None = None, mode: str = "default") -> dict[str, Any]:
+    """``crcm export CKPT format=compiled``: compile the step at each batch size now and save the artefacts.
+
+    ``dtype`` must be the one the runtime will use (``auto``: bf16 on CUDA, float32 on CPU), as must the
+    device type and the sampler: each is part of the cache key.
+    """
+    import time
+
+    from crcm_robotics.model.checkpoint import build_model, load_checkpoint
+    from crcm_robotics.model.sampler import sampler_from_meta
+    from crcm_robotics.runtime.backends.compile_cache import CACHE_DIR_NAME
+    from crcm_robotics.runtime.device import resolve_device, resolve_dtype
+
+    ck = load_checkpoint(ckpt)
+    spec = sampler_from_meta(ck.meta, steps, solver)
+    spec.times()
+    dev = resolve_device(device)
+    weights = resolve_dtype(None if dtype == "auto" else dtype, dev)
+    model = build_model(ck, dev, weights)
+    folder = Path(out) if out else Path(ck.path) / CACHE_DIR_NAME
+    t0 = time.perf_counter()
+    backend = CompileBackend(model, spec, Precision(dev, weights), max(batches), mode=mode, cache_dir=folder,
+                             checkpoint=str(ck.path))
+    cfg = model.cfg
+    buckets = sorted({backend.bucket(b) for b in batches})
+    for b in buckets:
+        stepper = backend.stepper(b, "imagine")
+        stepper(torch.zeros(b, 1, cfg.action_dim, device=dev),
+                torch.zeros(spec.noise_draws, b, 1, cfg.channels, cfg.height, cfg.width, device=dev),
+                torch.zeros(b, 1, cfg.channels, cfg.height, cfg.width, device=dev))
+    backend.save_cache(buckets)  # CPU: the first calls above compiled; CUDA: each capture saved already
+    assert backend.cache is not None
+    meta = backend.cache.read_meta()
+    return {"format": "compiled", "out": str(folder), "key": backend.cache.digest, "batch": buckets,
+            "sampler": spec.to_meta(), "device": str(dev), "dtype": str(weights).removeprefix("torch."),
+            "checkpoint": str(ck.path), "loaded": backend.cache_status,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "cache_batches": meta["batches"] if meta else [], "cache_bytes": meta["bytes"] if meta else 0}

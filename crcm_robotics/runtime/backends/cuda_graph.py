@@ -4,8 +4,10 @@ Per batch size the stepper owns static buffers — the KV cache (k, v, frames_se
 action, noise, prev — and the graph's output. Capture follows the PyTorch CUDA
 Graphs recipe: a few warm-up iterations on a side stream (the same stream the
 capture then uses, so cuBLAS workspaces and autotuning happen before capture),
-the second of them under ``torch.cuda.set_sync_debug_mode("error")`` so any host
-synchronization in the step fails loudly here instead of breaking the capture;
+with ``CRCM_SYNC_DEBUG=1`` the second of them under ``torch.cuda.set_sync_debug_mode("error")``
+so any host synchronization in the step fails loudly there (a debugging aid: torch
+warns that the mode is a prototype, so normal runs leave it off and a sync breaks
+the capture instead, which falls back to eager with a log line);
 then ``torch.cuda.graph`` capture; finally the cache is zeroed (warm-up wrote
 into it). A call copies its inputs into the static buffers and replays: no
 allocation, no host sync, one launch.
@@ -20,6 +22,8 @@ back to eager with one log line and says so in ``status``.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -37,16 +41,22 @@ from crcm_robotics.runtime.backends.base import (
 )
 
 WARMUP_ITERS = 3
+SYNC_DEBUG_ENV = "CRCM_SYNC_DEBUG"  # "1": warm-up runs under torch's (prototype) sync debug mode
+
+
+def sync_debug_enabled() -> bool:
+    """Whether the capture warm-up should fail on host syncs (only when debugging, see module doc)."""
+    return os.environ.get(SYNC_DEBUG_ENV, "") == "1"
 
 
 def capture(run, backend: Backend) -> torch.cuda.CUDAGraph:
-    """Warm ``run`` up on a side stream (host syncs fail loudly on the second call), then capture it."""
+    """Warm ``run`` up on a side stream (``CRCM_SYNC_DEBUG=1``: host syncs fail in call 2), then capture it."""
     dev, precision = backend.device, backend.precision
     side = torch.cuda.Stream(dev)
     side.wait_stream(torch.cuda.current_stream(dev))
     with torch.cuda.stream(side), torch.no_grad(), precision.autocast():
         for i in range(WARMUP_ITERS):
-            if i == 1:  # the first call may compile/allocate; the second must not sync the host
+            if i == 1 and sync_debug_enabled():  # call 1 may compile/allocate; call 2 must not sync
                 previous = torch.cuda.get_sync_debug_mode()
                 torch.cuda.set_sync_debug_mode("error")
                 try:

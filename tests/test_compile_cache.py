@@ -1,0 +1,132 @@
+"""The compile backend's warm-start cache: what is saved beside a checkpoint, when it is used, when not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from crcm_robotics.config import ModelConfig
+from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.sampler import SamplerSpec
+from crcm_robotics.runtime.backends.compile_cache import CompileCache, cache_key, key_digest
+
+TINY = ModelConfig(height=16, width=16, patch=8, dim=16, depth=1, heads=2, cache_frames=2, spatial_rope=False)
+
+
+@pytest.fixture
+def key() -> dict:
+    return cache_key(CausalDiT(TINY), SamplerSpec("consistency", 2), torch.device("cpu"), torch.float32,
+                     "default", "inductor")
+
+
+class Artefacts:
+    """Stands in for torch.compiler's process-wide artefact store: what was saved, what was loaded."""
+
+    def __init__(self, monkeypatch, pending: list[bytes]):
+        self.pending, self.loaded = pending, []
+        monkeypatch.setattr(torch.compiler, "save_cache_artifacts", self.save)
+        monkeypatch.setattr(torch.compiler, "load_cache_artifacts", self.load)
+
+    def save(self):
+        return (self.pending.pop(0), None) if self.pending else None
+
+    def load(self, blob: bytes):
+        self.loaded.append(blob)
+        return object()
+
+
+def test_key_names_everything_that_invalidates_artefacts(key):
+    assert key["torch"] == torch.__version__ and key["device"] == "cpu" and key["dtype"] == "float32"
+    assert key["sampler"]["kind"] == "consistency" and key["sampler"]["steps"] == 2 and key["model"]["dim"] == 16
+    other_gpu = {**key, "device": "NVIDIA H200 (sm_90)"}
+    other_torch = {**key, "torch": "2.99.0"}
+    read_back = json.loads(json.dumps(key))  # the same key read back from JSON: the same digest
+    assert len({key_digest(key), key_digest(other_gpu), key_digest(other_torch)}) == 3
+    assert key_digest(read_back) == key_digest(key)
+
+
+def test_save_then_load_round_trips_files_batches_and_bytes(tmp_path, key, monkeypatch):
+    store = Artefacts(monkeypatch, [b"first-process", b"second"])
+    cache = CompileCache(tmp_path / "compile_cache", key)
+    assert cache.load().startswith(f"no compile cache for this torch/device/dtype/sampler in {cache.folder}")
+    assert cache.save([1], checkpoint="ckpt") == cache.meta_path
+    assert cache.save([64]) == cache.meta_path
+    assert cache.save([2]) is None  # nothing compiled since the last save: no empty file
+    meta = json.loads(cache.meta_path.read_text())
+    digest = key_digest(key)
+    assert meta["format"] == "crcm-compile-cache" and meta["key"] == key and meta["checkpoint"] == "ckpt"
+    assert meta["files"] == [f"{digest}_0.bin", f"{digest}_1.bin"] and meta["batches"] == [1, 64]
+    assert meta["bytes"] == len(b"first-process") + len(b"second")
+
+    fresh = CompileCache(tmp_path / "compile_cache", json.loads(json.dumps(key)))  # a new process
+    status = fresh.load()
+    assert store.loaded == [b"first-process", b"second"]
+    assert status.startswith(f"compile cache {digest}.json: 2 artefact file(s) for batch sizes [1, 64] loaded")
+    assert fresh.loaded_batches == [1, 64]
+
+
+def test_other_torch_or_gpu_entries_are_reported_not_loaded(tmp_path, key, monkeypatch):
+    store = Artefacts(monkeypatch, [b"built-elsewhere"])
+    CompileCache(tmp_path, {**key, "torch": "2.99.0", "device": "NVIDIA H200 (sm_90)"}).save([1])
+    status = CompileCache(tmp_path, key).load()
+    assert store.loaded == []
+    assert status == (f"no compile cache for this torch/device/dtype/sampler in {tmp_path} (it holds entries "
+                      "for torch 2.99.0 on NVIDIA H200 (sm_90) in float32): compiling cold")
+
+
+def test_unwritable_folder_logs_and_runs_on(tmp_path, key, monkeypatch, caplog):
+    Artefacts(monkeypatch, [b"x"])
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert CompileCache(blocker / "compile_cache", key).save([1]) is None
+    assert "could not save the compile cache to" in caplog.text
+
+
+def test_compile_backend_defaults_its_cache_beside_the_checkpoint(tiny_student, caplog):
+    import logging
+
+    from crcm_robotics.runtime import WorldModel
+
+    with caplog.at_level(logging.INFO, logger="crcm_robotics.runtime"):
+        m = WorldModel.load(tiny_student, backend="compile", compiler="aot_eager")
+    cache = m._backend.cache
+    assert cache is not None and cache.folder == Path(tiny_student) / "compile_cache"
+    assert cache.key["compiler"] == "aot_eager" and cache.key["sampler"] == m.sampler.to_meta()
+    assert "no compile cache for this torch/device/dtype/sampler" in caplog.text
+
+
+WARM_PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+from crcm_robotics.runtime.backends.compiled import export_compiled
+r = export_compiled(sys.argv[1], sys.argv[2], [1], device="cpu")
+print(json.dumps({**r, "wall": time.perf_counter() - t0}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("CRCM_SLOW_TESTS"),
+                    reason="Inductor compiles the step in ~50 s on 2 CPU cores (cold cache); "
+                           "set CRCM_SLOW_TESTS=1 to run it")
+def test_export_compiled_then_a_fresh_process_loads_it(tiny_student, tmp_path):
+    """Real Inductor on CPU: `crcm export format=compiled`, then a process with an empty local cache loads it."""
+    def run(folder: Path, inductor_dir: Path) -> dict:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(inductor_dir)}
+        proc = subprocess.run([sys.executable, "-c", WARM_PROBE, str(tiny_student), str(folder)], env=env,
+                              capture_output=True, text=True, timeout=500)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    cold = run(tmp_path / "cache", tmp_path / "inductor_a")
+    assert cold["loaded"].startswith("no compile cache") and cold["cache_batches"] == [1]
+    assert cold["cache_bytes"] > 0
+    warm = run(tmp_path / "cache", tmp_path / "inductor_b")  # empty local Inductor cache: only ours can hit
+    assert warm["loaded"].startswith(f"compile cache {cold['key']}.json: 1 artefact file(s) for batch sizes [1]")
+    assert warm["seconds"] < cold["seconds"], (cold["seconds"], warm["seconds"])
+    assert warm["cache_bytes"] == cold["cache_bytes"]  # a warm start adds no duplicate artefact file
