@@ -195,7 +195,7 @@ def run_export(cfg) -> dict[str, Any]:
     batches = [int(b) for b in cfg.batch]
     if not batches or min(batches) < 1:
         raise ExportError(f"batch={list(cfg.batch)}; expected a list of sizes ≥ 1, e.g. batch=[1,64]")
-    ck = load_checkpoint(cfg.ckpt)
+    ck = load_checkpoint(cfg.ckpt, weights=cfg.weights)
     spec = sampler_from_meta(ck.meta, cfg.steps, cfg.solver)
     spec.times()
     model = build_model(ck, "cpu", torch.float32)

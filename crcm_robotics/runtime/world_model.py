@@ -144,6 +144,7 @@ class WorldModel:
         sampler: SamplerSpec | None = None,
         export_dir: str | Path | None = None,
         compile_mode: str = "default",
+        weights: str = "selected",
         compiler: str = "inductor",
     ) -> WorldModel:
         """Load a checkpoint directory for inference.
@@ -152,12 +153,13 @@ class WorldModel:
         None/0 = the checkpoint's. ``sampler`` replaces the checkpoint's sampler entirely (e.g. a
         teacher ODE sampler on a student's network, for benchmarks). ``export_dir``: where the
         onnx/tensorrt backends find or write their exported step files (default: a temporary folder).
+        ``weights``: ``selected`` (the run's validation-selected weights, when it kept some) or ``last``.
         """
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be ≥ 1, got {max_batch}")
         dev = resolve_device(device)
+        ck = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt, weights=weights)
         weights = resolve_dtype(dtype, dev)
-        ck = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
         spec = sampler or sampler_from_meta(ck.meta, int(steps or 0))
         spec.times()  # raises on unsupported steps (e.g. a 5-step student)
         model = build_model(ck, dev, weights)
