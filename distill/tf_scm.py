@@ -29,6 +29,17 @@ from crcm_robotics.model.sampler import SamplerSpec
 from distill.layout import tf_forward
 from distill.student import StudentMethod
 
+TIME_BUCKETS = (0.2, 0.6, 1.1)  # TrigFlow time edges of the per-noise-time figures: [0, .2), [.2, .6), [.6, 1.1), [1.1, π/2]
+
+
+def per_time_bucket(values: torch.Tensor, times: torch.Tensor, name: str) -> dict[str, float]:
+    """Mean of ``values`` [B, T] in each noise-time bucket of ``times`` [B, T] (empty buckets left out), one sync."""
+    bucket = torch.bucketize(times.detach(), torch.tensor(TIME_BUCKETS, device=times.device))
+    one_hot = torch.nn.functional.one_hot(bucket.flatten(), len(TIME_BUCKETS) + 1).float()  # [B*T, K]
+    sums = torch.stack([one_hot.T @ values.detach().float().flatten(), one_hot.sum(0)])  # [2, K]
+    total, count = sums.tolist()
+    return {f"{name}_t{i}": s / n for i, (s, n) in enumerate(zip(total, count)) if n > 0}
+
 
 def student_tangent(student: CausalDiT, x_clean: torch.Tensor, x_t: torch.Tensor, times: torch.Tensor,
                     dxdt: torch.Tensor, action: torch.Tensor, x_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,10 +79,14 @@ class TFsCM(StudentMethod):
         cos = torch.cos(times)[..., None, None, None]
         sin = torch.sin(times)[..., None, None, None]
         g = -(cos**2) * (f_minus - dxdt) - r * cos * sin * (x_t.float() + df_dt)
-        g = g / (g.flatten(2).norm(dim=2)[..., None, None, None] + self.cfg.tangent_norm_c)
+        g_norm = g.flatten(2).norm(dim=2)  # [B, T]: the raw tangent's size, before normalisation
+        g = g / (g_norm[..., None, None, None] + self.cfg.tangent_norm_c)
         finite = torch.isfinite(g).flatten(2).all(dim=2)  # [B, T]
         g = torch.where(finite[..., None, None, None], g, torch.zeros_like(g))
         f_theta = tf_forward(self.student, x0, zeros, x_t, times, action, x_prev).float()
         err = ((f_theta - f_theta.detach() - g) ** 2).flatten(2).mean(dim=2)  # [B, T]
         loss = (err * finite).sum() / finite.sum().clamp_min(1)
-        return loss, {"scm": float(loss.detach()), "tangent_r": r, "tangent_nan": float((~finite).float().mean())}
+        buckets = {**per_time_bucket(err, times, "scm"),
+                   **per_time_bucket(torch.nan_to_num(g_norm), times, "tangent_norm")}
+        return loss, {"scm": float(loss.detach()), "tangent_r": r, "tangent_nan": float((~finite).float().mean()),
+                      **buckets}
