@@ -117,3 +117,48 @@ def test_world_model_loads_the_selected_weights_unless_told_last(tiny_teacher, t
     with pytest.raises(ValueError, match="weights='best'.*expected one of selected, last"):
         load_checkpoint(out, weights="best")
     assert np.array_equal(sorted(p.name for p in out.iterdir() if p.is_dir()), ["selected"])
+
+
+def test_resuming_a_validated_run_keeps_its_selection(pusht_store_32, tmp_path, one_torch_thread):
+    from distill.teacher import train_teacher
+
+    straight = train_teacher(_teacher_cfg(pusht_store_32, tmp_path / "a", "train.steps=4", "train.validation.every=2"))
+    out = tmp_path / "b"
+    train_teacher(_teacher_cfg(pusht_store_32, out, "train.steps=2", "train.validation.every=2"))
+    resumed = train_teacher(_teacher_cfg(pusht_store_32, out, "train.steps=4", "train.validation.every=2",
+                                         f"train.resume={out}"))
+    assert resumed.selected == straight.selected and resumed.selected is not None
+    assert load_checkpoint(out).meta["step"] == straight.selected["step"]
+    assert [r["step"] for r in _log(out) if "validation" in r] == [2, 4]
+
+
+def test_small_presets_validate_and_tiny_ones_do_not():
+    for group in ("teacher", "distill"):
+        small = compose_config("config", ["preset=small", "teacher=x"] if group == "distill" else ["preset=small"],
+                               f"crcm_robotics.conf.{group}")
+        tiny = compose_config("config", ["teacher=x"] if group == "distill" else [], f"crcm_robotics.conf.{group}")
+        assert small.train.validation.every > 0 and small.train.validation.horizon == 16
+        assert tiny.train.validation.every == 0
+
+
+def test_training_curves_table_and_plots(tmp_path):
+    from crcm_robotics.eval.training_curves import main
+
+    log = tmp_path / "student_rcm_log.jsonl"
+    recs = [{"step": 10, "loss": 1.0},
+            {"step": 10, "validation": {"psnr_mean": 27.0, "psnr_vs_copy_last": 0.5, "agent_err_mean": 1.5}},
+            {"step": 20, "validation": {"psnr_mean": 24.0, "psnr_vs_copy_last": -2.5, "agent_err_mean": 3.0}},
+            {"step": 20, "validation": {"psnr_mean": 28.0, "psnr_vs_copy_last": 1.5, "agent_err_mean": 1.0}},
+            {"step": 30, "validation": {"psnr_mean": 26.0, "psnr_vs_copy_last": -0.5, "agent_err_mean": 2.0}}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))  # step 20 twice: a resumed run redid it
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main([str(log), "--plot", str(tmp_path / "plots")]) == 0
+    row = buf.getvalue().splitlines()[-1]
+    assert row == "| student_rcm | 3 | 20 | 28.00 | +1.50 | 1.00 | 30 | -0.50 | -0.50 |"
+    assert (tmp_path / "plots" / "psnr_vs_updates.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "pusher_error_vs_updates.png").is_file()
+    assert main([str(tmp_path / "nope.jsonl")]) == 2
