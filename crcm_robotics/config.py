@@ -414,6 +414,7 @@ class SCMConfig:
     p_std: float = 1.6
     tangent_warmup_steps: int = 200  # r ramps 0 → 1 over these steps
     tangent_norm_c: float = 0.1  # g ← g / (‖g‖ + c)
+    adaptive_weight: bool = False  # sCM's learned time weighting: loss = e^{w(t)}·err − w(t), w an MLP of t
 
 
 @dataclass

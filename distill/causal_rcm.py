@@ -85,10 +85,14 @@ class CausalRCM(StudentMethod):
 
     def extra_state(self) -> dict[str, Any]:
         stage = {"stage2_from": self.stage2_from, "stage1_best": self.stage1_best, "stage1_stale": self.stage1_stale}
-        return {**self.dmd.extra_state(), "rcm_stage": stage}
+        return {**self.dmd.extra_state(), **self.scm.extra_state(), "rcm_stage": stage}
+
+    def extra_parameters(self) -> list[torch.nn.Parameter]:
+        return self.scm.extra_parameters()
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.dmd.load_extra_state(state)
+        self.scm.load_extra_state(state)
         if "rcm_stage" in state:
             self.stage2_from = int(state["rcm_stage"]["stage2_from"])
             self.stage1_best = float(state["rcm_stage"]["stage1_best"])

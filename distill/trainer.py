@@ -51,6 +51,8 @@ class Method(Protocol):
 
     def on_validation(self, step: int, figures: dict[str, float]) -> None: ...
 
+    def extra_parameters(self) -> list[nn.Parameter]: ...
+
 
 class MethodDefaults:
     """No-op defaults for the optional parts of :class:`Method` (no auxiliary networks, nothing extra to resume)."""
@@ -66,6 +68,11 @@ class MethodDefaults:
 
     def on_validation(self, step: int, figures: dict[str, float]) -> None:
         """Called with each held-out validation's figures (the same on every rank); e.g. to end a stage."""
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Parameters besides the student's that the student's optimizer trains (no weight decay, not saved
+        as weights: the method keeps them in ``extra_state``), e.g. a learned loss weighting."""
+        return []
 
 
 @dataclass
@@ -176,10 +183,11 @@ class Trainer:
         self.out = Path(loop.out)
         self.amp = autocast_dtype(loop.precision, device)
         student = method.student
-        self.opt = torch.optim.AdamW(
-            [p for p in student.parameters() if p.requires_grad], lr=optim.lr, betas=tuple(optim.betas),
-            weight_decay=optim.weight_decay,
-        )
+        groups: list[dict[str, Any]] = [{"params": [p for p in student.parameters() if p.requires_grad]}]
+        self.extras = nn.ParameterList(method.extra_parameters())
+        if len(self.extras):
+            groups.append({"params": list(self.extras), "weight_decay": 0.0})
+        self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
         warm = max(optim.warmup_steps, 1)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
         self.start_step = 0
@@ -307,6 +315,7 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             sync_grads(student)
+            sync_grads(self.extras)
             grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), self.optim_cfg.grad_clip)
             if not torch.isfinite(grad_norm):
                 stop_reason = f"diverged: the {self.method.name} gradient norm is {float(grad_norm)} at update {step}"

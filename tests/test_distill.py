@@ -180,3 +180,38 @@ def test_validation_ends_the_scm_stage_once_it_stops_improving(tiny_teacher, tmp
     assert all(f"tangent_norm_t{i}" in train[0] or f"scm_t{i}" not in train[0] for i in range(4))
     assert "fake_grad_norm" in train[-1] or switch == 6
     assert result.selected["step"] == 1 + scores.index(max(scores))
+
+
+def test_scm_adaptive_weighting_starts_as_the_plain_loss_and_learns(tiny_teacher, tmp_path, one_torch_thread):
+    import dataclasses
+
+    from crcm_robotics.config import SCMConfig
+    from crcm_robotics.model.checkpoint import build_model, load_train_state
+    from crcm_robotics.model.sampler import SamplerSpec
+    from distill.run import run_distill
+    from distill.tf_scm import TFsCM
+
+    teacher = build_model(load_checkpoint(tiny_teacher))
+    student = build_model(load_checkpoint(tiny_teacher)).train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 3, 32, 32, generator=g)
+    batch = {"x": x[:, 1:], "x_prev": x[:, :-1], "action": torch.randn(2, 3, 2, generator=g)}
+    losses = []
+    for adaptive in (False, True):
+        method = TFsCM(student, teacher, dataclasses.replace(SCMConfig(), adaptive_weight=adaptive),
+                       SamplerSpec("consistency", 2))
+        torch.manual_seed(1)
+        losses.append(method.loss(batch, 5)[0])
+    torch.testing.assert_close(losses[1], losses[0])  # w = 0 at the start: e^0·err − 0 = err
+    assert method.extra_parameters() and all(p.requires_grad for p in method.extra_parameters())
+
+    out = tmp_path / "adaptive"
+    cfg = compose_config("config", ["method=tf_scm", f"teacher={tiny_teacher}", f"train.out={out}", "train.steps=3",
+                                    "train.progress=false", "train.log_every=1", "scm.adaptive_weight=true",
+                                    "optim.batch_size=2", "optim.warmup_steps=1", "optim.lr=1e-2"],
+                         "crcm_robotics.conf.distill")
+    run_distill(cfg)
+    log = [json.loads(line) for line in (tmp_path / "adaptive_log.jsonl").read_text().splitlines()]
+    assert any(k.startswith("scm_w_t") for k in log[-1]) and "scm_weighted" in log[-1]
+    learned = load_train_state(out)["method"]["time_weight"]["linear.bias"]
+    assert float(learned.abs()) > 1e-4  # the weighting trained alongside the student (and resumes with it)
