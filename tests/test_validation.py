@@ -77,6 +77,11 @@ def test_teacher_validates_keeps_the_best_weights_and_reports_them(pusht_store_3
     assert ckpt.meta["step"] == 6 and ckpt.meta["selected"]["step"] == best["step"]
     again = validator(build_model(selected))
     assert again["psnr_mean"] == pytest.approx(best["validation"]["psnr_mean"], abs=1e-3)
+    from crcm_robotics.eval.evaluate import evaluate
+
+    common = [f"ckpt={out}", "horizon=2", "episodes=1", "windows_per_episode=1", "report=false", "time_batch1=false"]
+    assert evaluate(compose_config("eval", common))["update"] == best["step"]
+    assert evaluate(compose_config("eval", [*common, "weights=last"]))["update"] == 6
 
 
 def test_an_absurd_learning_rate_stops_the_run_early_with_a_reason(pusht_store_32, tmp_path, one_torch_thread):

@@ -159,6 +159,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     result: dict[str, Any] = {
         "checkpoint": str(cfg.ckpt), "kind": ckpt.meta.get("kind", "?"), "method": ckpt.meta.get("method"),
+        "weights": str(ckpt.path), "update": ckpt.meta.get("step"),  # the run's selected weights unless weights=last
         "sampler": spec.to_meta(),
         "network_passes_per_frame": spec.network_passes, "horizon": cfg.horizon, "context": cfg.context,
         "episodes": len(set(win.episodes)), "rollouts": len(win.frames), "held_out_split": same_store,
