@@ -201,6 +201,10 @@ class Trainer:
             self.selection = Selection(loop.validation.collapse_db, loop.validation.collapse_evals)
         if loop.resume:
             self._resume(loop.resume)
+        elif self.env.main and (self.out / SELECTED_DIR).exists():
+            import shutil
+
+            shutil.rmtree(self.out / SELECTED_DIR)  # a fresh run must not pass off an earlier run's selection
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _resume(self, path: str) -> None:

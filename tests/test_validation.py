@@ -137,6 +137,16 @@ def test_resuming_a_validated_run_keeps_its_selection(pusht_store_32, tmp_path, 
     assert [r["step"] for r in _log(out) if "validation" in r] == [2, 4]
 
 
+def test_a_fresh_run_drops_an_earlier_runs_selected_weights(pusht_store_32, tmp_path, one_torch_thread):
+    from distill.teacher import train_teacher
+
+    out = tmp_path / "teacher"
+    (out / "selected").mkdir(parents=True)
+    (out / "selected" / "meta.json").write_text("{}")
+    train_teacher(_teacher_cfg(pusht_store_32, out, "train.steps=1"))  # validation off, same folder
+    assert not (out / "selected").exists() and load_checkpoint(out).path == out
+
+
 def test_small_presets_validate_and_tiny_ones_do_not():
     for group in ("teacher", "distill"):
         small = compose_config("config", ["preset=small", "teacher=x"] if group == "distill" else ["preset=small"],
