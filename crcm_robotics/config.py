@@ -227,6 +227,31 @@ class OptimConfig:
 
 
 @dataclass
+class ValidationConfig:
+    """Held-out rollouts inside training (``distill/validation.py``): scored, logged, used to keep the best weights.
+
+    Each validation rolls the EMA weights out on a few held-out windows and scores PSNR against the
+    copy-last-frame baseline (and the PushT pusher error); the best one is saved as ``CKPT/selected``.
+    """
+
+    every: int = 0  # updates between validations (0 = off; the run then keeps only its last weights)
+    episodes: int = 4  # held-out episodes used (the first ones of the split)
+    windows_per_episode: int = 2
+    horizon: int = 16
+    context: int = 2
+    steps: int = 0  # sampler steps (0 = the run's own: the teacher's eval sampler, the student's steps)
+    solver: str | None = None  # teacher only: euler | heun | ddim (None = the teacher's eval solver)
+    seed: int = 0
+    collapse_db: float = 5.0  # a validation this many dB below copy-last (mean PSNR) counts as collapsed
+    collapse_evals: int = 3  # this many collapsed validations in a row stop the run
+
+    def validate(self) -> None:
+        if self.every < 0 or self.horizon < 1 or self.context < 1 or self.collapse_evals < 1:
+            raise ConfigError(f"train.validation: every ≥ 0, horizon ≥ 1, context ≥ 1 and collapse_evals ≥ 1 "
+                              f"expected, got {self}")
+
+
+@dataclass
 class TrainLoopConfig:
     """The one trainer loop shared by the teacher and every distillation method."""
 
@@ -243,6 +268,7 @@ class TrainLoopConfig:
     save_dtype: str = "float32"  # weights in the checkpoint: float32 | float16 | bfloat16
     progress: bool = True
     compile: bool = False  # torch.compile the network for training
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
 
 @dataclass
@@ -329,6 +355,7 @@ class EvalConfig:
     time_batch1: bool = True
     report: bool = True
     out: str | None = None  # report folder; default outputs/eval/<ckpt>_<sampler>_h<horizon>
+    weights: str = "selected"  # selected (validation's best, when the run kept one) | last
 
 
 @dataclass
@@ -436,6 +463,7 @@ class ExportConfig:
     device: str = "auto"  # tensorrt: the CUDA device to build on
     dtype: str = "float32"  # tensorrt, compiled: float32 | float16 | bfloat16 | auto (compiled: as the runtime)
     check: bool = True  # onnx: compare onnxruntime against eager PyTorch on random inputs
+    weights: str = "selected"  # selected (validation's best, when the run kept one) | last
 
 
 @dataclass
@@ -474,6 +502,7 @@ class SCMConfig:
     p_std: float = 1.6
     tangent_warmup_steps: int = 200  # r ramps 0 → 1 over these steps
     tangent_norm_c: float = 0.1  # g ← g / (‖g‖ + c)
+    adaptive_weight: bool = False  # sCM's learned time weighting: loss = e^{w(t)}·err − w(t), w an MLP of t
 
 
 @dataclass
@@ -500,9 +529,23 @@ class DMDConfig:
 class RCMConfig:
     """Causal-rCM = TF-sCM initialisation, then SF-DMD with the sCM loss as a regulariser."""
 
-    scm_steps: int = 300  # stage 1 length (pure TF-sCM)
+    scm_steps: int = 300  # stage 1 length (pure TF-sCM); with scm_stage_patience > 0, its upper bound
     scm_weight: float = 1.0  # λ of the sCM regulariser in stage 2
     dmd_weight: float = 1.0
+    # > 0: stage 1 also ends once this many validations in a row (train.validation) did not improve on its best
+    scm_stage_patience: int = 0
+    scm_weight_schedule: str = "constant"  # constant | linear | cosine: λ fades to 0 over scm_fade_steps
+    scm_fade_steps: int = 0  # stage-2 updates over which a linear/cosine λ reaches 0
+
+    def validate(self) -> None:
+        if self.scm_weight_schedule not in ("constant", "linear", "cosine"):
+            raise ConfigError(f"rcm.scm_weight_schedule={self.scm_weight_schedule!r}; expected constant, linear "
+                              f"or cosine")
+        if self.scm_weight_schedule != "constant" and self.scm_fade_steps < 1:
+            raise ConfigError(f"rcm.scm_weight_schedule={self.scm_weight_schedule} needs rcm.scm_fade_steps ≥ 1, "
+                              f"got {self.scm_fade_steps}")
+        if self.scm_stage_patience < 0:
+            raise ConfigError(f"rcm.scm_stage_patience must be ≥ 0, got {self.scm_stage_patience}")
 
 
 @dataclass

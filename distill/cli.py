@@ -14,8 +14,18 @@ from typing import Any
 
 
 def _summary(result: Any, **extra: Any) -> dict[str, Any]:
-    return {"checkpoint": str(result.out), **extra, "steps": result.steps, "seconds": round(result.seconds, 1),
-            **{k: round(v, 5) for k, v in result.last_metrics.items()}}
+    """The run's one JSON line: last metrics, and with validation the selected weights' update and figures."""
+    out = {"checkpoint": str(result.out), **extra, "steps": result.steps, "seconds": round(result.seconds, 1),
+           **{k: round(v, 5) for k, v in result.last_metrics.items()}}
+    if result.stop_reason:
+        out["stopped_early"] = result.stop_reason
+    if result.selected is not None:
+        out["selected"] = result.selected
+        margin = result.selected["psnr_vs_copy_last"]
+        if margin < 0:
+            out["warning"] = (f"the selected weights (update {result.selected['step']}) are {-margin:.2f} dB below "
+                              f"copying the last frame on held-out windows")
+    return out
 
 
 def _report(summary: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from distill.student import StudentMethod
 from distill.tf_dcm import TFdCM
 from distill.tf_scm import TFsCM
 from distill.trainer import Trainer, autocast_dtype
+from distill.validation import build_validator
 
 METHODS = ("causal_rcm", "tf_scm", "tf_dcm", "sf_dmd")
 
@@ -66,6 +67,9 @@ def run_distill(cfg: DistillConfig):
     method = make_method(cfg, sampler, student, teacher, fake_objective, amp)
     meta = {**ctx.base_meta(data), "teacher": str(cfg.teacher)}
     stats = ckpt.stats  # the student normalizes actions exactly as its teacher did
+    validator = build_validator(cfg.train.validation, data, ctx.split.val, stats["action"], method.meta(),
+                                ctx.model_cfg, ctx.device)
     trainer = Trainer(method, ctx.sampler(cfg.train.seed), cfg.train, cfg.optim, resolved_config(cfg, ctx.model_cfg),
-                      stats, meta, ctx.env, ctx.device, preview_batch=ctx.preview_batch() if ctx.env.main else None)
+                      stats, meta, ctx.env, ctx.device, preview_batch=ctx.preview_batch() if ctx.env.main else None,
+                      validator=validator)
     return trainer.run()

@@ -76,7 +76,7 @@ class SFDMD(StudentMethod):
         if self.cfg.fake_updates <= 0:
             return {}
         k = self.cfg.context
-        losses = []
+        losses, grad_norms = [], []
         self.student.eval()
         for i in range(self.cfg.fake_updates):
             batch = sample(-(step * self.cfg.fake_updates + i + 1))  # fresh windows, still a function of the step
@@ -90,11 +90,12 @@ class SFDMD(StudentMethod):
             self.fake_opt.zero_grad(set_to_none=True)
             loss.backward()
             sync_grads(self.fake)
-            torch.nn.utils.clip_grad_norm_(self.fake.parameters(), 1.0)
+            grad_norms.append(torch.nn.utils.clip_grad_norm_(self.fake.parameters(), 1.0))
             self.fake_opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(loss.detach())
         self.student.train()
-        return {"fake_loss": sum(losses) / len(losses)}
+        loss_mean, grad_mean = torch.stack([torch.stack(losses).mean(), torch.stack(grad_norms).mean()]).tolist()
+        return {"fake_loss": loss_mean, "fake_grad_norm": grad_mean}
 
     # -- student: DMD gradient on its own rollouts ---------------------------------------------------
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:

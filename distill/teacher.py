@@ -128,6 +128,7 @@ def preview_rollout(net: CausalDiT, codec: PixelCodec, batch: dict[str, torch.Te
 def train_teacher(cfg: TeacherTrainConfig):
     from distill.context import build_context, resolved_config
     from distill.trainer import Trainer
+    from distill.validation import build_validator
 
     ctx = build_context(cfg.data, cfg.model, cfg.train, cfg.optim.batch_size)
     torch.manual_seed(cfg.train.seed)
@@ -135,8 +136,11 @@ def train_teacher(cfg: TeacherTrainConfig):
     if cfg.train.compile:
         model.compile()
     method = TeacherDiffusion(model, cfg.objective)
+    validator = build_validator(cfg.train.validation, cfg.data, ctx.split.val, ctx.stats["action"], method.meta(),
+                                ctx.model_cfg, ctx.device)
     trainer = Trainer(
         method, ctx.sampler(cfg.train.seed), cfg.train, cfg.optim, resolved_config(cfg, ctx.model_cfg), ctx.stats,
         ctx.base_meta(cfg.data), ctx.env, ctx.device, preview_batch=ctx.preview_batch() if ctx.env.main else None,
+        validator=validator,
     )
     return trainer.run()

@@ -30,7 +30,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from crcm_robotics.config import OptimConfig, TrainLoopConfig
-from crcm_robotics.model.checkpoint import load_train_state, save_checkpoint
+from crcm_robotics.model.checkpoint import SELECTED_DIR, load_train_state, save_checkpoint
 
 
 class Method(Protocol):
@@ -49,6 +49,10 @@ class Method(Protocol):
 
     def meta(self) -> dict[str, Any]: ...
 
+    def on_validation(self, step: int, figures: dict[str, float]) -> None: ...
+
+    def extra_parameters(self) -> list[nn.Parameter]: ...
+
 
 class MethodDefaults:
     """No-op defaults for the optional parts of :class:`Method` (no auxiliary networks, nothing extra to resume)."""
@@ -61,6 +65,14 @@ class MethodDefaults:
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
+
+    def on_validation(self, step: int, figures: dict[str, float]) -> None:
+        """Called with each held-out validation's figures (the same on every rank); e.g. to end a stage."""
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Parameters besides the student's that the student's optimizer trains (no weight decay, not saved
+        as weights: the method keeps them in ``extra_state``), e.g. a learned loss weighting."""
+        return []
 
 
 @dataclass
@@ -145,6 +157,8 @@ class TrainResult:
     steps: int
     seconds: float
     last_metrics: dict[str, float] = field(default_factory=dict)
+    selected: dict[str, Any] | None = None  # update number and held-out figures of the selected weights
+    stop_reason: str | None = None  # why the run stopped before train.steps (divergence), if it did
 
 
 class Trainer:
@@ -160,6 +174,7 @@ class Trainer:
         env: DistEnv,
         device: torch.device,
         preview_batch: dict[str, torch.Tensor] | None = None,
+        validator: Any = None,  # distill.validation.Validator, or None: no validation
     ):
         self.method, self.sample, self.loop, self.optim_cfg = method, sample, loop, optim
         self.config_dict, self.stats, self.base_meta = config_dict, stats, meta
@@ -168,17 +183,28 @@ class Trainer:
         self.out = Path(loop.out)
         self.amp = autocast_dtype(loop.precision, device)
         student = method.student
-        self.opt = torch.optim.AdamW(
-            [p for p in student.parameters() if p.requires_grad], lr=optim.lr, betas=tuple(optim.betas),
-            weight_decay=optim.weight_decay,
-        )
+        groups: list[dict[str, Any]] = [{"params": [p for p in student.parameters() if p.requires_grad]}]
+        self.extras = nn.ParameterList(method.extra_parameters())
+        if len(self.extras):
+            groups.append({"params": list(self.extras), "weight_decay": 0.0})
+        self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
         warm = max(optim.warmup_steps, 1)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
         self.start_step = 0
         broadcast_params(student)
         self.ema = EMA(student, optim.ema_decay)
+        self.validator = validator
+        self.selection = None
+        if validator is not None:
+            from distill.validation import Selection
+
+            self.selection = Selection(loop.validation.collapse_db, loop.validation.collapse_evals)
         if loop.resume:
             self._resume(loop.resume)
+        elif self.env.main and (self.out / SELECTED_DIR).exists():
+            import shutil
+
+            shutil.rmtree(self.out / SELECTED_DIR)  # a fresh run must not pass off an earlier run's selection
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _resume(self, path: str) -> None:
@@ -189,12 +215,23 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         self.method.load_extra_state(state.get("method", {}))
         self.start_step = int(state["step"])
+        if self.selection is not None and "validation" in state:
+            self.selection.load_state(state["validation"])
+            kept, here = Path(path) / SELECTED_DIR, self.out / SELECTED_DIR
+            if self.env.main and kept.is_dir() and kept.resolve() != here.resolve():
+                import shutil
+
+                if here.exists():
+                    shutil.rmtree(here)
+                shutil.copytree(kept, here)  # the best weights so far travel with the resumed run
 
     def save(self, step: int, metrics: dict[str, float], seconds: float) -> Path | None:
         if not self.env.main:
             return None
         meta = {**self.base_meta, **self.method.meta(), "step": step, "train_seconds": round(seconds, 1),
                 "last_metrics": metrics}
+        if self.selection is not None and self.selection.best is not None:
+            meta["selected"] = self.selection.summary()
         train_state = {
             "student": self.method.student.state_dict(),
             "ema": self.ema.module.state_dict(),
@@ -203,9 +240,45 @@ class Trainer:
             "method": self.method.extra_state(),
             "step": step,
         }
-        dtype = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[self.loop.save_dtype]
+        if self.selection is not None:
+            train_state["validation"] = self.selection.state()
         return save_checkpoint(self.out, self.ema.module.state_dict(), self.config_dict, self.stats, meta,
-                               dtype=dtype, train_state=train_state)
+                               dtype=self._save_dtype(), train_state=train_state)
+
+    def _save_dtype(self) -> torch.dtype | None:
+        return {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[self.loop.save_dtype]
+
+    def _validate(self, step: int, seconds: float, log_path: Path, write: Callable[[str], None]) -> str | None:
+        """Score the EMA weights on held-out windows, keep them as ``CKPT/selected`` if best; a stop reason or None.
+
+        Rank 0 rolls out; every rank gets its figures, so stage switches and early stops agree.
+        """
+        from distill.validation import SCORE
+
+        names = ["psnr_mean", "psnr_last", "copy_last_psnr_mean", SCORE, "agent_err_mean", "copy_last_agent_err_mean"]
+        values = torch.full((len(names),), float("nan"), dtype=torch.float64, device=self.device)
+        if self.env.main:
+            fig = self.validator(self.ema.module)
+            values = torch.tensor([fig.get(n, float("nan")) for n in names], dtype=torch.float64, device=self.device)
+        if dist.is_available() and dist.is_initialized() and self.env.world > 1:
+            dist.broadcast(values, src=0)
+        figures = {n: float(v) for n, v in zip(names, values.tolist())
+                   if not (n.startswith(("agent", "copy_last_agent")) and v != v)}  # no pusher figures off PushT
+        improved, reason = self.selection.update(step, figures)
+        self.method.on_validation(step, figures)
+        if self.env.main:
+            if improved:
+                meta = {**self.base_meta, **self.method.meta(), "step": step, "train_seconds": round(seconds, 1),
+                        "validation": figures}
+                save_checkpoint(self.out / SELECTED_DIR, self.ema.module.state_dict(), self.config_dict, self.stats,
+                                meta, dtype=self._save_dtype())
+            with log_path.open("a") as f:
+                f.write(json.dumps({"step": step, "seconds": round(seconds, 2), "validation": figures,
+                                    "selected": improved}) + "\n")
+            pusher = f", pusher {figures['agent_err_mean']:.2f} px" if "agent_err_mean" in figures else ""
+            write(f"{self.method.name} validation @ {step}: PSNR {figures['psnr_mean']:.2f} dB "
+                  f"({figures[SCORE]:+.2f} vs copy-last){pusher}{' [selected]' if improved else ''}")
+        return reason
 
     def _preview(self, step: int) -> None:
         if not self.env.main or self.preview_batch is None:
@@ -228,7 +301,9 @@ class Trainer:
         metrics: dict[str, float] = {}
         bar = progress(range(self.start_step, self.loop.steps), initial=self.start_step, total=self.loop.steps,
                        desc=self.method.name, enabled=self.loop.progress and self.env.main, smoothing=0.05)
-        step = self.start_step
+        step = done = self.start_step
+        stop_reason: str | None = None
+        validated = -1
         for step in bar:
             student.train()
             # All randomness of a step (noise, times, rollouts) is a function of (seed, step, rank): resuming
@@ -239,11 +314,16 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
                 loss, metrics = self.method.loss(batch, step)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{self.method.name}: loss is {loss.item()} at step {step}")
+                stop_reason = f"diverged: the {self.method.name} loss is {loss.item()} at update {step}"
+                break
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             sync_grads(student)
+            sync_grads(self.extras)
             grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), self.optim_cfg.grad_clip)
+            if not torch.isfinite(grad_norm):
+                stop_reason = f"diverged: the {self.method.name} gradient norm is {float(grad_norm)} at update {step}"
+                break
             self.opt.step()
             self.sched.step()
             self.ema.update(student, step)
@@ -254,20 +334,29 @@ class Trainer:
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}")
                 with log_path.open("a") as f:
                     f.write(json.dumps({"step": done, "seconds": round(time.perf_counter() - t0, 2), **metrics}) + "\n")
+            if self.validator is not None and done % self.loop.validation.every == 0:
+                stop_reason = self._validate(done, time.perf_counter() - t0, log_path, bar.write)
+                validated = done
             if self.loop.sample_every and done % self.loop.sample_every == 0:
                 self._preview(done)
             if self.loop.ckpt_every and done % self.loop.ckpt_every == 0 and done < self.loop.steps:
                 self.save(done, metrics, time.perf_counter() - t0)
+            if stop_reason:
+                break
             if self.loop.max_minutes > 0 and time.perf_counter() - t0 > 60 * self.loop.max_minutes:
                 if self.env.main:
                     bar.write(f"{self.method.name}: time budget of {self.loop.max_minutes} min spent at step {done}")
                 break
+        if self.validator is not None and validated != done:  # the last weights are candidates too
+            self._validate(done, time.perf_counter() - t0, log_path, bar.write)
+        if stop_reason and self.env.main:
+            bar.write(f"{self.method.name}: stopped early, {stop_reason}")
         bar.close()
-        done = step + 1 if self.loop.steps > self.start_step else self.start_step
         seconds = time.perf_counter() - t0
         self.save(done, metrics, seconds)
         self._preview(done)
         if self.env.world > 1:
             check_ranks_agree(student)
-        return TrainResult(self.out, done, seconds, metrics)
+        return TrainResult(self.out, done, seconds, metrics, self.selection.summary() if self.selection else None,
+                           stop_reason)
 

@@ -124,3 +124,94 @@ def test_scm_loss_is_the_normalized_tangent_alone_under_bf16_autocast():
     assert 0 < float(loss) < 1 / (3 * 16 * 16)
     loss.backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in student.parameters())
+
+
+def test_scm_figures_per_noise_time_bucket_are_bucket_means():
+    from distill.tf_scm import per_time_bucket
+
+    times = torch.tensor([[0.1, 0.3], [0.5, 1.3]])  # buckets 0, 1, 1, 3; bucket 2 empty
+    values = torch.tensor([[1.0, 2.0], [4.0, 8.0]])
+    assert per_time_bucket(values, times, "scm") == {"scm_t0": 1.0, "scm_t1": 3.0, "scm_t3": 8.0}
+
+
+def test_rcm_scm_weight_fades_linearly_or_cosine_from_the_stage_switch(tiny_teacher):
+    from crcm_robotics.config import ConfigError, DMDConfig, RCMConfig, SCMConfig, TeacherObjectiveConfig
+    from crcm_robotics.model.checkpoint import build_model
+    from crcm_robotics.model.sampler import SamplerSpec
+    from distill.causal_rcm import CausalRCM
+
+    teacher = build_model(load_checkpoint(tiny_teacher))
+    spec = SamplerSpec("consistency", 2)
+
+    def method(**rcm) -> CausalRCM:
+        return CausalRCM(build_model(load_checkpoint(tiny_teacher)), teacher, SCMConfig(), DMDConfig(),
+                         RCMConfig(scm_steps=10, scm_weight=2.0, **rcm), TeacherObjectiveConfig(), spec)
+
+    assert [method().scm_weight(s) for s in (10, 50)] == [2.0, 2.0]  # default: today's constant λ
+    lin = method(scm_weight_schedule="linear", scm_fade_steps=20)
+    assert [lin.scm_weight(s) for s in (10, 15, 20, 30, 99)] == pytest.approx([2.0, 1.5, 1.0, 0.0, 0.0])
+    cos = method(scm_weight_schedule="cosine", scm_fade_steps=20)
+    assert [cos.scm_weight(s) for s in (10, 20, 30)] == pytest.approx([2.0, 1.0, 0.0])
+    with pytest.raises(ConfigError, match="scm_weight_schedule=linear needs rcm.scm_fade_steps ≥ 1, got 0"):
+        method(scm_weight_schedule="linear")
+
+
+def test_validation_ends_the_scm_stage_once_it_stops_improving(tiny_teacher, tmp_path, one_torch_thread):
+    from distill.run import run_distill
+
+    out = tmp_path / "rcm"
+    cfg = compose_config("config", ["method=causal_rcm", f"teacher={tiny_teacher}", f"train.out={out}",
+                                    "train.steps=6", "train.progress=false", "train.log_every=1",
+                                    "rcm.scm_steps=100", "rcm.scm_stage_patience=1", "train.validation.every=1",
+                                    "train.validation.episodes=2", "train.validation.horizon=3",
+                                    "rcm.scm_weight_schedule=linear", "rcm.scm_fade_steps=2",
+                                    "train.validation.collapse_db=100", "dmd.fake_updates=1", "optim.batch_size=2",
+                                    "optim.warmup_steps=1", "optim.lr=3e-2"], "crcm_robotics.conf.distill")
+    result = run_distill(cfg)
+    log = [json.loads(line) for line in (tmp_path / "rcm_log.jsonl").read_text().splitlines()]
+    train = [r for r in log if "loss" in r]
+    scores = [r["validation"]["psnr_vs_copy_last"] for r in log if "validation" in r]
+    # the first validation that does not beat stage 1's best ends it: the next update is stage 2
+    switch = next((i + 1 for i in range(1, len(scores)) if scores[i] <= max(scores[:i])), 6)
+    assert switch < 6, f"held-out PSNR rose at every update ({scores}): this run never tests the switch"
+    assert [r["stage"] for r in train] == [1] * switch + [2] * (6 - switch)
+    assert load_checkpoint(out, weights="last").meta["scm_stage_updates"] == (switch if switch < 6 else 100)
+    assert [r["scm_weight"] for r in train if r["stage"] == 2] == [1.0, 0.5, 0.0, 0.0][: 6 - switch]
+    assert all(f"tangent_norm_t{i}" in train[0] or f"scm_t{i}" not in train[0] for i in range(4))
+    assert "fake_grad_norm" in train[-1] or switch == 6
+    assert result.selected["step"] == 1 + scores.index(max(scores))
+
+
+def test_scm_adaptive_weighting_starts_as_the_plain_loss_and_learns(tiny_teacher, tmp_path, one_torch_thread):
+    import dataclasses
+
+    from crcm_robotics.config import SCMConfig
+    from crcm_robotics.model.checkpoint import build_model, load_train_state
+    from crcm_robotics.model.sampler import SamplerSpec
+    from distill.run import run_distill
+    from distill.tf_scm import TFsCM
+
+    teacher = build_model(load_checkpoint(tiny_teacher))
+    student = build_model(load_checkpoint(tiny_teacher)).train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 3, 32, 32, generator=g)
+    batch = {"x": x[:, 1:], "x_prev": x[:, :-1], "action": torch.randn(2, 3, 2, generator=g)}
+    losses = []
+    for adaptive in (False, True):
+        method = TFsCM(student, teacher, dataclasses.replace(SCMConfig(), adaptive_weight=adaptive),
+                       SamplerSpec("consistency", 2))
+        torch.manual_seed(1)
+        losses.append(method.loss(batch, 5)[0])
+    torch.testing.assert_close(losses[1], losses[0])  # w = 0 at the start: e^0·err − 0 = err
+    assert method.extra_parameters() and all(p.requires_grad for p in method.extra_parameters())
+
+    out = tmp_path / "adaptive"
+    cfg = compose_config("config", ["method=tf_scm", f"teacher={tiny_teacher}", f"train.out={out}", "train.steps=3",
+                                    "train.progress=false", "train.log_every=1", "scm.adaptive_weight=true",
+                                    "optim.batch_size=2", "optim.warmup_steps=1", "optim.lr=1e-2"],
+                         "crcm_robotics.conf.distill")
+    run_distill(cfg)
+    log = [json.loads(line) for line in (tmp_path / "adaptive_log.jsonl").read_text().splitlines()]
+    assert any(k.startswith("scm_w_t") for k in log[-1]) and "scm_weighted" in log[-1]
+    learned = load_train_state(out)["method"]["time_weight"]["linear.bias"]
+    assert float(learned.abs()) > 1e-4  # the weighting trained alongside the student (and resumes with it)

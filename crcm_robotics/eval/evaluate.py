@@ -101,9 +101,28 @@ def time_per_frame(model, codec, spec, windows: EvalWindows, context: int, devic
     return float(np.median(times))
 
 
+def rollout_scores(pred: np.ndarray, real: np.ndarray, agent_px: np.ndarray | None, device: torch.device,
+                   ssim: bool = True) -> dict[str, Any]:
+    """Per-horizon-step and mean PSNR (SSIM) of uint8 rollouts [N, H, h, w, 3], and the PushT pusher error
+    against ``agent_px`` [N, H, 2] when given. Shared by ``crcm eval`` and validation inside training."""
+    pt, rt = torch.from_numpy(pred).to(device), torch.from_numpy(real).to(device)
+    ps = M.psnr(pt, rt).mean(0).cpu()
+    out: dict[str, Any] = {"psnr": [round(float(v), 3) for v in ps], "psnr_mean": round(float(ps.mean()), 3)}
+    if ssim:
+        ss = M.ssim(pt, rt).mean(0).cpu()
+        out = {"psnr": out["psnr"], "ssim": [round(float(v), 4) for v in ss], "psnr_mean": out["psnr_mean"],
+               "ssim_mean": round(float(ss.mean()), 4)}
+    if agent_px is not None:
+        err, found = M.agent_position_error(pred, agent_px)
+        out["agent_err_px"] = [round(float(v), 3) for v in err.mean(0)]
+        out["agent_err_mean"] = round(float(err.mean()), 3)
+        out["agent_detected"] = round(float(found.mean()), 4)
+    return out
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
-    ckpt = load_checkpoint(cfg.ckpt)
+    ckpt = load_checkpoint(cfg.ckpt, weights=cfg.weights)
     model = build_model(ckpt, device)
     spec = sampler_from_meta(ckpt.meta, cfg.steps, cfg.solver, cfg.sampler, cfg.mid_times)
     codec = PixelCodec(model.cfg.sigma_data)
@@ -136,19 +155,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     copy_last = np.repeat(win.frames[:, cfg.context - 1 : cfg.context], cfg.horizon, axis=1)
 
     def scores(p: np.ndarray) -> dict[str, Any]:
-        pt, rt = torch.from_numpy(p).to(device), torch.from_numpy(real).to(device)
-        ps, ss = M.psnr(pt, rt).mean(0).cpu(), M.ssim(pt, rt).mean(0).cpu()
-        out: dict[str, Any] = {"psnr": [round(float(v), 3) for v in ps], "ssim": [round(float(v), 4) for v in ss],
-                               "psnr_mean": round(float(ps.mean()), 3), "ssim_mean": round(float(ss.mean()), 4)}
-        if win.agent_px is not None:
-            err, found = M.agent_position_error(p, win.agent_px[:, cfg.context :])
-            out["agent_err_px"] = [round(float(v), 3) for v in err.mean(0)]
-            out["agent_err_mean"] = round(float(err.mean()), 3)
-            out["agent_detected"] = round(float(found.mean()), 4)
-        return out
+        return rollout_scores(p, real, None if win.agent_px is None else win.agent_px[:, cfg.context :], device)
 
     result: dict[str, Any] = {
         "checkpoint": str(cfg.ckpt), "kind": ckpt.meta.get("kind", "?"), "method": ckpt.meta.get("method"),
+        "weights": str(ckpt.path), "update": ckpt.meta.get("step"),  # the run's selected weights unless weights=last
         "sampler": spec.to_meta(),
         "network_passes_per_frame": spec.network_passes, "horizon": cfg.horizon, "context": cfg.context,
         "episodes": len(set(win.episodes)), "rollouts": len(win.frames), "held_out_split": same_store,

@@ -62,9 +62,9 @@ def store_contact_sheet(store, out: str | Path, episodes: int = 6, frames_per_ro
 
 def line_plot(
     series: dict[str, Sequence[float]], path: str | Path, xlabel: str, ylabel: str, title: str = "",
-    x: Sequence[float] | None = None,
+    x: Sequence[float] | dict[str, Sequence[float]] | None = None,
 ) -> Path:
-    """A small line plot (matplotlib, Agg backend)."""
+    """A small line plot (matplotlib, Agg backend); ``x`` is shared, or per series when a dict."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,7 +74,8 @@ def line_plot(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
     for name, ys in series.items():
-        xs = list(x) if x is not None else list(range(1, len(ys) + 1))
+        xs_of = x.get(name) if isinstance(x, dict) else x
+        xs = list(xs_of) if xs_of is not None else list(range(1, len(ys) + 1))
         ax.plot(xs, list(ys), marker="o", markersize=3, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -8,6 +8,9 @@
       model.safetensors.index.json       tensor name → shard
       train_state.pt                     (optional) optimizer/raw weights for exact resume,
                                          loaded with torch.load(weights_only=True)
+      selected/                          (optional) the weights validation selected during training: a
+                                         complete checkpoint directory (no train_state.pt) whose meta.json
+                                         names its update and held-out figures; loaded by default
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from crcm_robotics.config import ModelConfig, from_dict
 
 SHARD_BYTES = 15 * 2**20
 INDEX_FILE = "model.safetensors.index.json"
+SELECTED_DIR = "selected"  # validation's best weights inside a run's checkpoint directory
+WEIGHTS = ("selected", "last")
 
 
 class CheckpointError(ValueError):
@@ -92,6 +97,8 @@ def save_checkpoint(
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
     if train_state is not None:
         torch.save(train_state, tmp / "train_state.pt")
+    if (path / SELECTED_DIR).is_dir() and not (tmp / SELECTED_DIR).exists():
+        (path / SELECTED_DIR).rename(tmp / SELECTED_DIR)  # the run's selected weights outlive its last ones
     if path.exists():
         _rmtree(path)
     tmp.rename(path)
@@ -114,12 +121,25 @@ def _rmtree(p: Path) -> None:
     shutil.rmtree(p)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+def resolve_weights(path: str | Path, weights: str = "selected") -> Path:
+    """The directory whose weights to load: ``path/selected`` when it exists and ``weights`` is selected."""
+    path = Path(path)
+    if weights not in WEIGHTS:
+        raise CheckpointError(f"weights={weights!r} for checkpoint {path}; expected one of {', '.join(WEIGHTS)}")
+    if weights == "selected" and (path / SELECTED_DIR / INDEX_FILE).is_file():
+        return path / SELECTED_DIR
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", weights: str = "selected") -> Checkpoint:
+    """A checkpoint directory; by default the weights validation selected during its run (``weights="last"``:
+    the run's final weights). ``Checkpoint.path`` is the directory actually read."""
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} is not a directory")
+    path = resolve_weights(path, weights)
     for name in ("config.yaml", "stats.json", "meta.json", INDEX_FILE):
         if not (path / name).is_file():
             raise CheckpointError(f"checkpoint {path} has no {name}")

@@ -202,7 +202,7 @@ def run_export(cfg) -> dict[str, Any]:
         from crcm_robotics.runtime.backends.compiled import export_compiled
 
         return export_compiled(cfg.ckpt, cfg.out, batches, cfg.device, cfg.dtype, cfg.steps, cfg.solver)
-    ck = load_checkpoint(cfg.ckpt)
+    ck = load_checkpoint(cfg.ckpt, weights=cfg.weights)
     spec = sampler_from_meta(ck.meta, cfg.steps, cfg.solver)
     spec.times()
     model = build_model(ck, "cpu", torch.float32)

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from crcm_robotics.data.store import NormStats
-from crcm_robotics.model.checkpoint import Checkpoint, build_model, load_checkpoint
+from crcm_robotics.model.checkpoint import SELECTED_DIR, Checkpoint, build_model, load_checkpoint
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.kv_cache import KVCache
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
@@ -130,6 +130,7 @@ class WorldModel:
         sampler: SamplerSpec | None = None,
         export_dir: str | Path | None = None,
         compile_mode: str = "default",
+        weights: str = "selected",
         compiler: str = "inductor",
         probe: str | Path | None = None,
     ) -> WorldModel:
@@ -140,12 +141,13 @@ class WorldModel:
         teacher ODE sampler on a student's network, for benchmarks). ``export_dir``: where the
         onnx/tensorrt backends find or write their exported step files (default: a temporary folder).
         ``probe``: a state-probe directory for the ``probe`` goal costs (default: ``CKPT/probe`` if present).
+        ``weights``: ``selected`` (the run's validation-selected weights, when it kept some) or ``last``.
         """
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be ≥ 1, got {max_batch}")
         dev = resolve_device(device)
+        ck = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt, weights=weights)
         weights = resolve_dtype(dtype, dev)
-        ck = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
         spec = sampler or sampler_from_meta(ck.meta, int(steps or 0))
         spec.times()  # raises on unsupported steps (e.g. a 5-step student)
         model = build_model(ck, dev, weights)
@@ -155,7 +157,8 @@ class WorldModel:
             source = build_model(ck, "cpu", torch.float32)
         be = make_backend(backend, model, spec, precision, int(max_batch), export_dir=export_dir,
                           checkpoint=str(ck.path), source=source, compile_mode=compile_mode, compiler=compiler)
-        probe_dir = Path(probe) if probe else ck.path / "probe"
+        run_dir = ck.path.parent if ck.path.name == SELECTED_DIR else ck.path  # CKPT, also for CKPT/selected
+        probe_dir = Path(probe) if probe else run_dir / "probe"
         if probe and not probe_dir.is_dir():
             raise ValueError(f"probe {probe} is not a directory (train one with `crcm train probe`)")
         state_probe = load_probe(probe_dir, dev) if probe_dir.is_dir() else None

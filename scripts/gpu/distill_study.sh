@@ -12,6 +12,7 @@
 #      EPISODES/GEN (store, as teacher_sweep.sh)
 #      RETURN (the first arm's label): students whose weights come back under $OUT
 #      DEADLINE_S (560): evaluations not started by then are skipped, so the logs still come back in one call
+#      RESUME (0; 1 = each arm continues outputs/student_LABEL from its train_state.pt when one is there)
 # DRY=1 rehearses on the CPU with tiny sizes.
 source scripts/gpu/setup.sh
 set -o pipefail
@@ -39,9 +40,12 @@ read -ra teacher_evals <<< "$TEACHER_EVALS"
 gpu=0
 for arm in $METHODS; do
   label=${arm%%=*}; m=${arm#*=}; extra_var=ARM_$label
+  resume=""
+  if [ "${RESUME:-0}" = 1 ] && [ -f outputs/student_$label/train_state.pt ]; then resume=train.resume=outputs/student_$label; fi
   ( export CUDA_VISIBLE_DEVICES=$((gpu % ngpu))
     crcm distill $m teacher=$TEACHER preset=$PRESET data.path=$STORE train.out=outputs/student_$label \
-        train.max_minutes=$MINUTES train.progress=false ${DISTILL_EXTRA:-} ${!extra_var:-} > $LOG/distill_$label.log 2>&1
+        train.max_minutes=$MINUTES train.progress=false ${DISTILL_EXTRA:-} ${!extra_var:-} $resume \
+        > $LOG/distill_$label.log 2>&1
     for s in $STUDENT_STEPS; do
       evaluate outputs/student_$label ${label}_${s}step $s "" 16
       evaluate outputs/student_$label ${label}_${s}step $s "" $LONG windows_per_episode=1 time_batch1=false report=false

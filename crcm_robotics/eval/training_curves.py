@@ -1,0 +1,88 @@
+"""Training curves: the held-out validation figures of runs against their update number.
+
+``python -m crcm_robotics.eval.training_curves RUN_log.jsonl … [--plot DIR]`` reads the validation
+records a run with ``train.validation.every`` writes to its log (``{"step", "seconds", "validation": {…},
+"selected"}``; a resumed run appends to the same file, so a later record of an update replaces an
+earlier one) and prints one markdown table: per run, how many validations, the selected update and
+its figures, the last one's, and the worst gap to copy-last. ``--plot DIR`` draws mean PSNR minus
+copy-last and the pusher error against updates, one line per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from crcm_robotics.eval.report import line_plot
+
+
+def read_curve(log: Path) -> list[dict[str, Any]]:
+    """The run's validations in update order: ``{"step", "seconds", **figures}`` each."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for n, line in enumerate(log.read_text().splitlines(), 1):
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{log} line {n} is not JSON: {e}") from e
+        if "validation" in rec:
+            by_step[int(rec["step"])] = {"step": int(rec["step"]), "seconds": rec.get("seconds"), **rec["validation"]}
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def run_name(log: Path) -> str:
+    return log.name.removesuffix(".jsonl").removesuffix("_log")
+
+
+def curve_table(curves: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown: one row per run (figures in dB; pusher error in px)."""
+    rows = ["| run | validations | selected update | PSNR | vs copy-last | pusher px | last update | last vs copy-last "
+            "| worst vs copy-last |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, curve in curves.items():
+        if not curve:
+            rows.append(f"| {name} | 0 | – | – | – | – | – | – | – |")
+            continue
+        best = max(curve, key=lambda r: r["psnr_vs_copy_last"])
+        last = curve[-1]
+        pusher = f"{best['agent_err_mean']:.2f}" if "agent_err_mean" in best else "–"
+        rows.append(f"| {name} | {len(curve)} | {best['step']} | {best['psnr_mean']:.2f} | "
+                    f"{best['psnr_vs_copy_last']:+.2f} | {pusher} | {last['step']} | {last['psnr_vs_copy_last']:+.2f} | "
+                    f"{min(r['psnr_vs_copy_last'] for r in curve):+.2f} |")
+    return "\n".join(rows)
+
+
+def plot_curves(curves: dict[str, list[dict[str, Any]]], out: Path) -> list[Path]:
+    """PSNR − copy-last and pusher error against updates, one line per run."""
+    steps = {name: [r["step"] for r in c] for name, c in curves.items() if c}
+    paths = [line_plot({n: [r["psnr_vs_copy_last"] for r in curves[n]] for n in steps}, out / "psnr_vs_updates.png",
+                       "update", "mean PSNR − copy-last (dB)", x=steps)]
+    with_pusher = {n: s for n, s in steps.items() if "agent_err_mean" in curves[n][0]}
+    if with_pusher:
+        paths.append(line_plot({n: [r["agent_err_mean"] for r in curves[n]] for n in with_pusher},
+                               out / "pusher_error_vs_updates.png", "update", "pusher error (px)", x=with_pusher))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("logs", nargs="+", type=Path, help="run logs (*_log.jsonl)")
+    ap.add_argument("--plot", type=Path, default=None, help="folder for the PNG plots")
+    args = ap.parse_args(argv)
+    missing = [str(p) for p in args.logs if not p.is_file()]
+    if missing:
+        print(f"no such log: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    curves = {run_name(p): read_curve(p) for p in args.logs}
+    print(curve_table(curves))
+    if args.plot:
+        for p in plot_curves(curves, args.plot):
+            print(f"wrote {p}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Validation inside training: held-out rollouts every N updates, the best weights kept, collapse stops the run.
+
+Every ``train.validation.every`` updates the trainer rolls the EMA weights out on a few held-out
+windows (``context`` real frames, then ``horizon`` predicted ones under the logged actions) with the
+run's own sampler — the same :func:`crcm_robotics.eval.evaluate.predict` and scores ``crcm eval``
+uses — and compares the mean PSNR with copying the last context frame. The figure that selects
+weights is ``psnr_vs_copy_last`` (dB; > 0 beats copy-last). :class:`Selection` keeps the best
+validation and counts collapsed ones (far below copy-last) so a diverging run stops early.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from crcm_robotics.config import ConfigError, DataConfig, ModelConfig, ValidationConfig, key_map_from_config
+from crcm_robotics.data.store import NormStats, TrajectoryStore
+from crcm_robotics.eval.evaluate import EvalWindows, cut_windows, predict, rollout_scores
+from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
+from crcm_robotics.model.tokenizer import PixelCodec
+
+SCORE = "psnr_vs_copy_last"  # the figure validation selects weights by (dB above copy-last)
+
+
+@dataclass
+class Validator:
+    """Held-out windows and the sampler to score a network on; copy-last is scored once, up front."""
+
+    cfg: ValidationConfig
+    windows: EvalWindows
+    spec: SamplerSpec
+    codec: PixelCodec
+    device: torch.device
+    baseline: dict[str, Any]  # copy-last scores on the same windows
+
+    @torch.no_grad()
+    def __call__(self, net: nn.Module) -> dict[str, float]:
+        """Figures of ``net`` on the held-out windows (flat floats: they go to the log and the checkpoint meta)."""
+        was_training = net.training
+        net.eval()
+        k = self.cfg.context
+        pred = predict(net, self.codec, self.spec, self.windows.frames, self.windows.actions, k, self.device,
+                       self.cfg.seed)
+        net.train(was_training)
+        s = rollout_scores(pred, self.windows.frames[:, k:], self._agent_px(), self.device, ssim=False)
+        psnr = s["psnr_mean"] if math.isfinite(s["psnr_mean"]) else float("nan")
+        out = {"psnr_mean": psnr, "psnr_last": s["psnr"][-1], "copy_last_psnr_mean": self.baseline["psnr_mean"],
+               SCORE: round(psnr - self.baseline["psnr_mean"], 3)}
+        if "agent_err_mean" in s:
+            out.update(agent_err_mean=s["agent_err_mean"], copy_last_agent_err_mean=self.baseline["agent_err_mean"])
+        return out
+
+    def _agent_px(self) -> np.ndarray | None:
+        return None if self.windows.agent_px is None else self.windows.agent_px[:, self.cfg.context :]
+
+
+def build_validator(cfg: ValidationConfig, data: DataConfig, val_episodes: list[int], action_stats: dict[str, Any],
+                    method_meta: dict[str, Any], model_cfg: ModelConfig, device: torch.device) -> Validator | None:
+    """The run's validator, or None when ``cfg.every`` is 0; config errors surface before training starts."""
+    if cfg.every <= 0:
+        return None
+    cfg.validate()
+    if not val_episodes:
+        raise ConfigError(f"train.validation.every={cfg.every} needs held-out episodes, but data.val_fraction="
+                          f"{data.val_fraction} held out none of {data.path}")
+    if cfg.context > model_cfg.cache_frames:
+        raise ConfigError(f"train.validation.context={cfg.context} exceeds the model's "
+                          f"{model_cfg.cache_frames}-frame KV cache")
+    spec = sampler_from_meta(method_meta, cfg.steps, cfg.solver)
+    store = TrajectoryStore(data.path, key_map_from_config(data.key_map, data.path))
+    try:
+        windows = cut_windows(store, val_episodes[: cfg.episodes], cfg.context + cfg.horizon, data.frame_skip,
+                              cfg.windows_per_episode, NormStats.from_dict(action_stats))
+    except ValueError as e:
+        raise ConfigError(f"train.validation (horizon={cfg.horizon}, context={cfg.context}): {e}") from e
+    k = cfg.context
+    copy_last = np.repeat(windows.frames[:, k - 1 : k], cfg.horizon, axis=1)
+    agent = None if windows.agent_px is None else windows.agent_px[:, k:]
+    baseline = rollout_scores(copy_last, windows.frames[:, k:], agent, device, ssim=False)
+    return Validator(cfg, windows, spec, PixelCodec(model_cfg.sigma_data), device, baseline)
+
+
+@dataclass
+class Selection:
+    """The best validation so far and the count of collapsed validations in a row (plain data: it resumes)."""
+
+    collapse_db: float
+    collapse_evals: int
+    best_score: float = -math.inf
+    best_step: int = -1
+    best: dict[str, float] | None = None
+    collapsed: int = 0
+
+    def update(self, step: int, figures: dict[str, float]) -> tuple[bool, str | None]:
+        """Record a validation at ``step``: (whether it is the new best, a one-line stop reason or None)."""
+        score = figures[SCORE]
+        improved = math.isfinite(score) and score > self.best_score
+        if improved:
+            self.best_score, self.best_step, self.best = score, step, dict(figures)
+        self.collapsed = self.collapsed + 1 if not score >= -self.collapse_db else 0
+        if self.collapsed >= self.collapse_evals:
+            return improved, (f"validation collapsed: mean PSNR {score:+.2f} dB against copy-last (limit "
+                              f"-{self.collapse_db} dB) for {self.collapsed} validations in a row, at update {step}")
+        return improved, None
+
+    def state(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    def summary(self) -> dict[str, Any] | None:
+        """The selected weights' update number and figures (what the run's final JSON line reports)."""
+        return None if self.best is None else {"step": self.best_step, **self.best}

@@ -1,0 +1,179 @@
+"""Validation inside training: held-out figures logged, the best weights kept and loaded, divergence stopped."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from crcm_robotics.conf import compose_config
+from crcm_robotics.model.checkpoint import build_model, load_checkpoint, save_checkpoint
+
+VAL = ["train.validation.episodes=2", "train.validation.windows_per_episode=2", "train.validation.horizon=4",
+       "train.validation.steps=2", "train.validation.solver=ddim"]
+
+
+def _teacher_cfg(store, out, *overrides: str):
+    return compose_config("config", [f"data.path={store}", f"train.out={out}", "train.progress=false",
+                                     "data.val_fraction=0.25", *VAL, *overrides], "crcm_robotics.conf.teacher")
+
+
+def _log(out) -> list[dict]:
+    return [json.loads(line) for line in out.with_name(out.name + "_log.jsonl").read_text().splitlines()]
+
+
+def test_selection_keeps_the_best_and_counts_collapses():
+    from distill.validation import SCORE, Selection
+
+    sel = Selection(collapse_db=3.0, collapse_evals=2)
+    assert sel.update(10, {SCORE: -1.0}) == (True, None)
+    assert sel.update(20, {SCORE: 0.5}) == (True, None)
+    assert sel.update(30, {SCORE: 0.2}) == (False, None)
+    assert sel.update(40, {SCORE: -4.0}) == (False, None)  # one collapse is not yet a stop
+    assert sel.update(50, {SCORE: 0.1}) == (False, None)  # and a recovery resets the count
+    assert sel.update(60, {SCORE: float("nan")}) == (False, None)
+    improved, reason = sel.update(70, {SCORE: -9.0})
+    assert not improved and reason == ("validation collapsed: mean PSNR -9.00 dB against copy-last (limit -3.0 dB) "
+                                       "for 2 validations in a row, at update 70")
+    assert sel.summary() == {"step": 20, SCORE: 0.5}
+    again = Selection(3.0, 2)
+    again.load_state(json.loads(json.dumps(sel.state())))  # plain data: it travels in train_state.pt
+    assert again == sel
+
+
+def test_teacher_validates_keeps_the_best_weights_and_reports_them(pusht_store_32, tmp_path, one_torch_thread):
+    from crcm_robotics.eval import metrics as M
+    from distill.cli import _summary
+    from distill.teacher import train_teacher
+    from distill.validation import SCORE, build_validator
+
+    out = tmp_path / "teacher"
+    cfg = _teacher_cfg(pusht_store_32, out, "train.steps=6", "train.validation.every=2", "train.log_every=3")
+    result = train_teacher(cfg)
+    vals = [r for r in _log(out) if "validation" in r]
+    assert [r["step"] for r in vals] == [2, 4, 6]
+    # copy-last is scored once on the held-out windows: recompute it from the frames themselves
+    ckpt = load_checkpoint(out, weights="last")
+    validator = build_validator(cfg.train.validation, cfg.data, ckpt.meta["split"]["val"], ckpt.stats["action"],
+                                ckpt.meta, ckpt.model_config, torch.device("cpu"))
+    frames = torch.from_numpy(validator.windows.frames)
+    copy_last = M.psnr(frames[:, 1:2].expand(-1, 4, -1, -1, -1), frames[:, 2:]).mean()
+    assert len(frames) == 4 and all(r["validation"]["copy_last_psnr_mean"] == pytest.approx(float(copy_last), abs=2e-3)
+                                    for r in vals)
+    assert all(r["validation"]["agent_err_mean"] > 0 for r in vals)  # PushT: the pusher error is scored too
+    best = max(vals, key=lambda r: r["validation"][SCORE])
+    assert [r["selected"] for r in vals] == [r["validation"][SCORE] > max([-math.inf] + [
+        v["validation"][SCORE] for v in vals if v["step"] < r["step"]]) for r in vals]
+    assert result.selected == {"step": best["step"], **best["validation"]}
+    summary = _summary(result)
+    assert summary["selected"]["step"] == best["step"] and "stopped_early" not in summary
+    assert ("warning" in summary) == (best["validation"][SCORE] < 0)
+    # the selected weights are what load_checkpoint gives by default, and they score what the log says
+    selected = load_checkpoint(out)
+    assert selected.path == out / "selected" and selected.meta["step"] == best["step"]
+    assert ckpt.meta["step"] == 6 and ckpt.meta["selected"]["step"] == best["step"]
+    again = validator(build_model(selected))
+    assert again["psnr_mean"] == pytest.approx(best["validation"]["psnr_mean"], abs=1e-3)
+    from crcm_robotics.eval.evaluate import evaluate
+
+    common = [f"ckpt={out}", "horizon=2", "episodes=1", "windows_per_episode=1", "report=false", "time_batch1=false"]
+    assert evaluate(compose_config("eval", common))["update"] == best["step"]
+    assert evaluate(compose_config("eval", [*common, "weights=last"]))["update"] == 6
+
+
+def test_an_absurd_learning_rate_stops_the_run_early_with_a_reason(pusht_store_32, tmp_path, one_torch_thread):
+    from distill.cli import _summary
+    from distill.teacher import train_teacher
+
+    out = tmp_path / "diverged"
+    cfg = _teacher_cfg(pusht_store_32, out, "train.steps=40", "train.validation.every=1", "optim.lr=1e6",
+                       "optim.warmup_steps=1", "optim.grad_clip=1e9", "train.validation.collapse_evals=2",
+                       "train.log_every=1")
+    result = train_teacher(cfg)
+    assert result.steps < 10, result
+    assert result.stop_reason is not None and result.stop_reason.startswith(("diverged", "validation collapsed"))
+    summary = _summary(result)
+    assert summary["stopped_early"] == result.stop_reason and summary["steps"] == result.steps
+    # the selected weights are the best validation's, before things fell apart
+    vals = [r for r in _log(out) if "validation" in r]
+    best = max(vals, key=lambda r: r["validation"]["psnr_vs_copy_last"])
+    assert load_checkpoint(out).meta["step"] == best["step"] == summary["selected"]["step"]
+
+
+def test_world_model_loads_the_selected_weights_unless_told_last(tiny_teacher, tmp_path):
+    from crcm_robotics.runtime.world_model import WorldModel
+
+    ck = load_checkpoint(tiny_teacher)
+    state = {k: v.clone() for k, v in ck.state_dict.items()}
+    out = tmp_path / "run"
+    save_checkpoint(out / "selected", {k: v + 1.0 if v.is_floating_point() else v for k, v in state.items()},
+                    ck.config, ck.stats, {**ck.meta, "step": 3})
+    save_checkpoint(out, state, ck.config, ck.stats, {**ck.meta, "step": 9})  # the last save keeps selected/
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    wm = WorldModel.load(out)
+    assert wm.checkpoint == str(out / "selected")
+    torch.testing.assert_close(dict(wm.model.named_parameters())[name].detach(), state[name] + 1.0)
+    last = WorldModel.load(out, weights="last")
+    assert last.checkpoint == str(out)
+    torch.testing.assert_close(dict(last.model.named_parameters())[name].detach(), state[name])
+    with pytest.raises(ValueError, match="weights='best'.*expected one of selected, last"):
+        load_checkpoint(out, weights="best")
+    assert np.array_equal(sorted(p.name for p in out.iterdir() if p.is_dir()), ["selected"])
+
+
+def test_resuming_a_validated_run_keeps_its_selection(pusht_store_32, tmp_path, one_torch_thread):
+    from distill.teacher import train_teacher
+
+    straight = train_teacher(_teacher_cfg(pusht_store_32, tmp_path / "a", "train.steps=4", "train.validation.every=2"))
+    out = tmp_path / "b"
+    train_teacher(_teacher_cfg(pusht_store_32, out, "train.steps=2", "train.validation.every=2"))
+    resumed = train_teacher(_teacher_cfg(pusht_store_32, out, "train.steps=4", "train.validation.every=2",
+                                         f"train.resume={out}"))
+    assert resumed.selected == straight.selected and resumed.selected is not None
+    assert load_checkpoint(out).meta["step"] == straight.selected["step"]
+    assert [r["step"] for r in _log(out) if "validation" in r] == [2, 4]
+
+
+def test_a_fresh_run_drops_an_earlier_runs_selected_weights(pusht_store_32, tmp_path, one_torch_thread):
+    from distill.teacher import train_teacher
+
+    out = tmp_path / "teacher"
+    (out / "selected").mkdir(parents=True)
+    (out / "selected" / "meta.json").write_text("{}")
+    train_teacher(_teacher_cfg(pusht_store_32, out, "train.steps=1"))  # validation off, same folder
+    assert not (out / "selected").exists() and load_checkpoint(out).path == out
+
+
+def test_small_presets_validate_and_tiny_ones_do_not():
+    for group in ("teacher", "distill"):
+        small = compose_config("config", ["preset=small", "teacher=x"] if group == "distill" else ["preset=small"],
+                               f"crcm_robotics.conf.{group}")
+        tiny = compose_config("config", ["teacher=x"] if group == "distill" else [], f"crcm_robotics.conf.{group}")
+        assert small.train.validation.every > 0 and small.train.validation.horizon == 16
+        assert tiny.train.validation.every == 0
+
+
+def test_training_curves_table_and_plots(tmp_path):
+    from crcm_robotics.eval.training_curves import main
+
+    log = tmp_path / "student_rcm_log.jsonl"
+    recs = [{"step": 10, "loss": 1.0},
+            {"step": 10, "validation": {"psnr_mean": 27.0, "psnr_vs_copy_last": 0.5, "agent_err_mean": 1.5}},
+            {"step": 20, "validation": {"psnr_mean": 24.0, "psnr_vs_copy_last": -2.5, "agent_err_mean": 3.0}},
+            {"step": 20, "validation": {"psnr_mean": 28.0, "psnr_vs_copy_last": 1.5, "agent_err_mean": 1.0}},
+            {"step": 30, "validation": {"psnr_mean": 26.0, "psnr_vs_copy_last": -0.5, "agent_err_mean": 2.0}}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))  # step 20 twice: a resumed run redid it
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main([str(log), "--plot", str(tmp_path / "plots")]) == 0
+    row = buf.getvalue().splitlines()[-1]
+    assert row == "| student_rcm | 3 | 20 | 28.00 | +1.50 | 1.00 | 30 | -0.50 | -0.50 |"
+    assert (tmp_path / "plots" / "psnr_vs_updates.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "pusher_error_vs_updates.png").is_file()
+    assert main([str(tmp_path / "nope.jsonl")]) == 2
