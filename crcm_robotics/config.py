@@ -78,6 +78,25 @@ class PushTGenConfig:
 
 
 @dataclass
+class MetaWorldGenConfig:
+    """``crcm data metaworld``: Meta-World Sawyer-arm episodes (``crcm_robotics.data.metaworld``)."""
+
+    out: str = "outputs/metaworld.zarr"
+    task: str = "push-v3"  # push-v3 | button-press-v3 | drawer-open-v3
+    episodes: int = 50
+    size: int = 128
+    seed: int = 0
+    workers: int = 0  # 0 = one per CPU core (at most 16)
+    min_steps: int = 100
+    max_steps: int = 150
+    noise_min: float = 0.05  # per-episode action-noise std drawn from [noise_min, noise_max]
+    noise_max: float = 0.3
+    explore_prob: float = 0.03  # chance per expert step that an exploration segment starts
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
 class KeyMapConfig:
     """Where arrays live in a store (see :class:`crcm_robotics.data.KeyMap`); ``preset`` picks a layout."""
 
