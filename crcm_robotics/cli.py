@@ -55,6 +55,9 @@ COMMANDS: list[Command] = [
             ("bag",), "rosbag2 (sqlite3/mcap) camera + command topics -> store (needs the [ros] extra)"),
     Command(("train", "teacher"), "config", "distill.cli:run_train_teacher", (),
             "train the action-conditioned causal DiT teacher (preset=tiny|small)", "crcm_robotics.conf.teacher"),
+    Command(("train", "codec"), "config", "distill.codec:run_train_codec", (),
+            "train the latent frame codec (8x conv autoencoder) on a store; JSON line with held-out PSNR "
+            "(preset=arm_tiny|arm_small)", "crcm_robotics.conf.codec"),
     Command(("distill",), "config", "distill.cli:run_distill", ("method",),
             "distill a 1-4 step student: causal_rcm | tf_scm | tf_dcm | sf_dmd (teacher=CKPT, preset=tiny|small)",
             "crcm_robotics.conf.distill"),

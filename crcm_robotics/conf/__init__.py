@@ -20,6 +20,7 @@ SCHEMAS: dict[str, type] = {
     "data_info": c.DataInfoConfig,
     "data_import_rosbag": c.RosbagImportConfig,
     "train_teacher": c.TeacherTrainConfig,
+    "train_codec": c.CodecTrainConfig,
     "eval": c.EvalConfig,
     "export": c.ExportConfig,
     "bench": c.BenchConfig,
