@@ -41,7 +41,8 @@ def edge_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-frame PSNR (dB) of uint8 frames [N, H, W, 3]; identical frames count as 100 dB."""
     mse = ((a.float() - b.float()) ** 2).flatten(1).mean(1)
-    return torch.where(mse > 0, 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10)), torch.full_like(mse, 100.0))
+    psnr = 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
+    return torch.where(mse > 0, psnr, torch.full_like(mse, 100.0))
 
 
 class CodecObjective(MethodDefaults):
@@ -68,8 +69,8 @@ class CodecObjective(MethodDefaults):
 
     def meta(self) -> dict[str, Any]:
         cfg = self.student.cfg
-        return {"kind": "codec", "stride": cfg.stride, "latent_shape": [cfg.latent_channels, cfg.height // cfg.stride,
-                                                                        cfg.width // cfg.stride],
+        latent_shape = [cfg.latent_channels, cfg.height // cfg.stride, cfg.width // cfg.stride]
+        return {"kind": "codec", "stride": cfg.stride, "latent_shape": latent_shape,
                 "metrics": self.final_metrics}
 
 
@@ -109,7 +110,8 @@ def train_codec(cfg: CodecTrainConfig) -> tuple[TrainResult, dict[str, float]]:
     codec_cfg.validate()  # an image size the stride does not divide is a one-line error here
     train_eps, val_eps = split_episodes(store.num_episodes, cfg.data.val_fraction, cfg.data.split_seed)
     if not train_eps:
-        raise StoreError(f"store {cfg.data.path} has too few episodes ({store.num_episodes}) for a training split")
+        raise StoreError(f"store {cfg.data.path} has too few episodes ({store.num_episodes}) for a "
+                         "training split")
     frames = _frames_of(store, train_eps).to(device)
     val_frames = _frames_of(store, val_eps) if val_eps else None
     torch.manual_seed(cfg.train.seed)
@@ -117,7 +119,8 @@ def train_codec(cfg: CodecTrainConfig) -> tuple[TrainResult, dict[str, float]]:
     method = CodecObjective(net, cfg.edge_weight)
     per_rank = cfg.optim.batch_size // env.world
     if env.world > 1 and cfg.optim.batch_size % env.world:
-        raise ConfigError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by the {env.world} DDP ranks")
+        raise ConfigError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by the {env.world} "
+                          "DDP ranks")
 
     def sample(step: int) -> dict[str, torch.Tensor]:  # a pure function of (seed, step, rank)
         g = torch.Generator().manual_seed(hash((cfg.train.seed, step, env.rank)) & 0x7FFF_FFFF_FFFF)
@@ -133,11 +136,12 @@ def train_codec(cfg: CodecTrainConfig) -> tuple[TrainResult, dict[str, float]]:
     if env.main:
         ema: FrameAutoencoder = trainer.ema.module
         with torch.no_grad():
-            stats_x = frames[_evenly(len(frames), cfg.stats_frames).to(device)].movedim(-1, 1).float() / 127.5 - 1.0
+            picked = frames[_evenly(len(frames), cfg.stats_frames).to(device)]
+            stats_x = picked.movedim(-1, 1).float() / 127.5 - 1.0
             ema.set_latent_stats(torch.cat([ema.encoder(b) for b in stats_x.split(64)]))
         codec = LatentCodec(ema.eval())
-        final: dict[str, float] = {"train_psnr": held_out_psnr(codec, frames[_evenly(len(frames), cfg.eval_frames)
-                                                                              .to(device)])["val_psnr"]}
+        train_sample = frames[_evenly(len(frames), cfg.eval_frames).to(device)]
+        final: dict[str, float] = {"train_psnr": held_out_psnr(codec, train_sample)["val_psnr"]}
         if val_frames is not None:
             final.update(held_out_psnr(codec, val_frames[_evenly(len(val_frames), cfg.eval_frames)]))
         method.final_metrics = final
@@ -149,6 +153,7 @@ def train_codec(cfg: CodecTrainConfig) -> tuple[TrainResult, dict[str, float]]:
 def run_train_codec(cfg: CodecTrainConfig) -> int:
     result, final = train_codec(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"checkpoint": str(result.out), "steps": result.steps, "seconds": round(result.seconds, 1),
-                          **{k: round(v, 5) for k, v in result.last_metrics.items()}, **final}))
+        last = {k: round(v, 5) for k, v in result.last_metrics.items()}
+        print(json.dumps({"checkpoint": str(result.out), "steps": result.steps,
+                          "seconds": round(result.seconds, 1), **last, **final}))
     return 0

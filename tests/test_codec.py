@@ -1,4 +1,4 @@
-"""The latent frame codec: shapes and stride checks, its loss, latent statistics, a tiny training run + reload."""
+"""The latent frame codec: shapes, stride checks, its loss, latent statistics, tiny training + reload."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from crcm_robotics.config import CodecConfig, ConfigError
 from crcm_robotics.data.synthetic import write_synthetic_store
 from crcm_robotics.model.codec import CodecCheckpointError, FrameAutoencoder, LatentCodec, load_codec
 
-TINY = CodecConfig(height=32, width=48, latent_channels=4, base_channels=8, channel_mult=(1, 2, 2), blocks_per_level=1)
+TINY = CodecConfig(height=32, width=48, latent_channels=4, base_channels=8, channel_mult=(1, 2, 2),
+                   blocks_per_level=1)
 
 
 def test_round_trip_shapes_keep_leading_dims():
@@ -74,9 +75,9 @@ def trained_codec(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("codec")
     write_synthetic_store(root / "s.zarr", lengths=(10, 10, 10, 10), image_size=32)
-    cfg = compose_config("config", ["preset=arm_tiny", f"data.path={root / 's.zarr'}", f"train.out={root / 'ckpt'}",
-                                    "train.steps=8", "train.progress=false", "data.val_fraction=0.25",
-                                    "train.device=cpu"], "crcm_robotics.conf.codec")
+    cfg = compose_config("config", ["preset=arm_tiny", f"data.path={root / 's.zarr'}",
+                                    f"train.out={root / 'ckpt'}", "train.steps=8", "train.progress=false",
+                                    "data.val_fraction=0.25", "train.device=cpu"], "crcm_robotics.conf.codec")
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -131,3 +132,26 @@ def test_load_codec_refuses_other_checkpoints(trained_codec, tmp_path):
         load_codec(other)
     with pytest.raises(CodecCheckpointError, match="has no config.yaml"):
         load_codec(tmp_path)
+
+
+def test_resume_continues_exactly(trained_codec, tmp_path):
+    """4 steps, then ``train.resume`` to 8, ends with the weights of the uninterrupted 8-step run."""
+    from crcm_robotics.conf import compose_config
+    from distill.codec import train_codec
+
+    root, _, final = trained_codec
+    common = ["preset=arm_tiny", f"data.path={root / 's.zarr'}", "train.progress=false",
+              "data.val_fraction=0.25", "train.device=cpu", f"train.out={tmp_path / 'ckpt'}"]
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_codec(compose_config("config", [*common, "train.steps=4"], "crcm_robotics.conf.codec"))
+        resume = [*common, "train.steps=8", f"train.resume={tmp_path / 'ckpt'}"]
+        _, resumed = train_codec(compose_config("config", resume, "crcm_robotics.conf.codec"))
+    finally:
+        torch.set_num_threads(n)
+    full, part = load_codec(root / "ckpt").net.state_dict(), load_codec(tmp_path / "ckpt").net.state_dict()
+    assert full.keys() == part.keys()
+    for name in full:
+        torch.testing.assert_close(part[name], full[name], rtol=0, atol=0, msg=name)
+    assert resumed == final

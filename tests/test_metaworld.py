@@ -1,4 +1,4 @@
-"""Meta-World arm stores: schema, state columns, determinism per seed, bad inputs (rendered with OSMesa on CPU)."""
+"""Meta-World arm stores: schema, state columns, determinism per seed, bad inputs (OSMesa on CPU)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def arm_store(tmp_path_factory):
 def test_store_follows_the_schema_with_arm_state(arm_store):
     path, figures = arm_store
     summary = validate_store(path)
-    assert (summary.episodes, summary.image_shape, summary.action_dim, summary.state_dim) == (3, (64, 64, 3), 4, 15)
+    shape = (summary.episodes, summary.image_shape, summary.action_dim, summary.state_dim)
+    assert shape == (3, (64, 64, 3), 4, 15)
     assert summary.frames == figures["frames"] and figures["gl"] in ("osmesa", "egl")
     store = TrajectoryStore(path)
     assert store.attrs["cameras"] == ["front"] and store.fps == pytest.approx(80.0)
@@ -36,7 +37,8 @@ def test_store_follows_the_schema_with_arm_state(arm_store):
     assert np.abs(action).max() <= 1.0
     assert set(np.unique(state[:, mw.SUCCESS_COLUMN])) <= {0.0, 1.0}
     np.testing.assert_allclose(np.linalg.norm(state[:, 7:11], axis=1), 1.0, atol=1e-4)  # unit quaternions
-    assert state[0, 10] == pytest.approx(0.0, abs=1e-3) and abs(state[0, 7]) == pytest.approx(1.0, abs=1e-3)  # w first
+    assert abs(state[0, 7]) == pytest.approx(1.0, abs=1e-3)  # an upright puck: w first, w = ±1
+    assert state[0, 10] == pytest.approx(0.0, abs=1e-3)
     lengths = store.episode_lengths()
     assert ((12 <= lengths) & (lengths <= 18)).all()
     np.testing.assert_allclose(store.episode(1)["timestamp"], np.arange(lengths[1]) / 80.0)
@@ -46,7 +48,7 @@ def test_store_follows_the_schema_with_arm_state(arm_store):
 
 
 def test_hand_moves_as_commanded(arm_store):
-    """Meta-World moves the mocap by action[:3] x 1 cm: the hand's next position follows the command's sign."""
+    """Meta-World moves the mocap by action[:3] x 1 cm: the hand's next move follows the command's sign."""
     store = TrajectoryStore(arm_store[0])
     s, e = store.episode_bounds(0)
     action, hand = store.action(s, e), store.state(s, e)[:, :3]
@@ -57,7 +59,7 @@ def test_hand_moves_as_commanded(arm_store):
 
 
 def test_same_seed_same_episode_whatever_ran_before(arm_store):
-    """What parallel workers rely on: an episode depends only on (seed, episode), not on the scene's history."""
+    """What parallel workers rely on: an episode depends only on (seed, episode), not on what ran before."""
     path, _ = arm_store
     store = TrajectoryStore(path)
     mw._WORKER_SCENE = None  # a fresh scene, as a new worker process has

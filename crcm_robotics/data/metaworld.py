@@ -304,9 +304,8 @@ def generate_metaworld(
     behaviour = behaviour or BehaviourConfig()
     backend = choose_gl_backend()  # before any worker starts: spawned workers inherit the environment
     workers = min(workers or min(os.cpu_count() or 1, 16), episodes)
-    global _WORKER_SCENE
-    _WORKER_SCENE = _worker_scene(task, size)  # missing packages fail here, not in a worker
-    writer = _create_store(out, task, size, seed, _WORKER_SCENE.dt, backend, behaviour, overwrite)
+    scene = _worker_scene(task, size)  # missing packages fail here, not in a worker; reused when workers == 1
+    writer = _create_store(out, task, size, seed, scene.dt, backend, behaviour, overwrite)
     jobs = [(task, seed, e, size, min_steps, max_steps, behaviour) for e in range(episodes)]
     t0 = time.perf_counter()
     frames = explore = successes = 0
@@ -319,7 +318,7 @@ def generate_metaworld(
         results = pool.imap(collect_episode, jobs, chunksize=1)
     try:
         for ep in results:
-            timestamp = np.arange(len(ep.action), dtype=np.float64) * _WORKER_SCENE.dt
+            timestamp = np.arange(len(ep.action), dtype=np.float64) * scene.dt
             writer.append_episode(ep.frames, ep.action, ep.state, timestamp)
             frames += len(ep.action)
             explore += ep.explore_steps
@@ -361,7 +360,8 @@ def _create_store(out: str | Path, task: str, size: int, seed: int, dt: float, b
         action_names=ACTION_NAMES,
         action_units="[-1, 1]; dx, dy, dz x 1 cm per step (end-effector delta), grip effort (+1 closes)",
         state_names=STATE_NAMES,
-        state_units="metres; gripper_open 0..1; quaternion w, x, y, z; success 0/1 (Meta-World info['success'])",
+        state_units="metres; gripper_open 0..1; quaternion w, x, y, z; "
+                    "success 0/1 (Meta-World info['success'])",
         source=f"Meta-World {task} (metaworld 3.1.1, MuJoCo), scripted policy + exploration, seed={seed}",
         extra_attrs={"metaworld": {
             "task": task, "size": size, "seed": seed, "gl": backend, "success_column": SUCCESS_COLUMN,

@@ -71,7 +71,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Raw latents [B, C, h, w] → pixels [B, 3, h·stride, w·stride] (about [-1, 1]); nearest upsampling + conv."""
+    """Raw latents [B, C, h, w] → pixels [B, 3, h·stride, w·stride], about [-1, 1] (upsample + conv)."""
 
     def __init__(self, cfg: CodecConfig):
         super().__init__()
@@ -135,7 +135,8 @@ class LatentCodec:
             raise ValueError(f"frames must be [..., H, W, 3], got shape {tuple(frames.shape)}")
         h, w = frames.shape[-3:-1]
         if (h, w) != (self.cfg.height, self.cfg.width):
-            raise ValueError(f"frames are {h}x{w}; this codec encodes {self.cfg.height}x{self.cfg.width} frames")
+            expected = f"{self.cfg.height}x{self.cfg.width}"
+            raise ValueError(f"frames are {h}x{w}; this codec encodes {expected} frames")
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         self._check_frames(frames)
@@ -150,7 +151,8 @@ class LatentCodec:
         if tuple(x.shape[-3:]) != (c, h, w):
             raise ValueError(f"latents must be [..., {c}, {h}, {w}], got shape {tuple(x.shape)}")
         lead = x.shape[:-3]
-        z = x.reshape(-1, c, h, w).float() * self.net.latent_scale[:, None, None] + self.net.latent_shift[:, None, None]
+        shift, scale = self.net.latent_shift[:, None, None], self.net.latent_scale[:, None, None]
+        z = x.reshape(-1, c, h, w).float() * scale + shift
         img = (self.net.decoder(z).clamp(-1, 1) + 1.0) * 127.5
         img = img.round().to(torch.uint8).movedim(-3, -1)
         return img.reshape(*lead, *img.shape[1:])
@@ -165,7 +167,7 @@ class CodecCheckpointError(ValueError):
 
 
 def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LatentCodec:
-    """The codec of checkpoint directory ``path`` (config.yaml ``codec`` section + safetensors), in eval mode."""
+    """The codec of checkpoint directory ``path`` (config.yaml's ``codec`` + safetensors), in eval mode."""
     import yaml
     from safetensors.torch import load_file
 
@@ -177,7 +179,8 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LatentCo
             raise CodecCheckpointError(f"codec checkpoint {path} has no {name}")
     meta = json.loads((path / "meta.json").read_text())
     if meta.get("kind") != "codec":
-        raise CodecCheckpointError(f"checkpoint {path} is a {meta.get('kind')!r} checkpoint, expected a codec")
+        kind = meta.get("kind")
+        raise CodecCheckpointError(f"checkpoint {path} is a {kind!r} checkpoint, expected a codec")
     config = yaml.safe_load((path / "config.yaml").read_text())
     if not isinstance(config, dict) or "codec" not in config:
         raise CodecCheckpointError(f"codec checkpoint {path}: config.yaml has no codec section")
