@@ -91,7 +91,7 @@ class MetaWorldGenConfig:
     max_steps: int = 150
     noise_min: float = 0.05  # per-episode action-noise std drawn from [noise_min, noise_max]
     noise_max: float = 0.3
-    explore_prob: float = 0.03  # chance per expert step that an exploration segment starts
+    explore_prob: float = 0.015  # chance per expert step that an exploration segment starts (~20% of steps)
     overwrite: bool = False
     progress: bool = True
 

@@ -79,7 +79,7 @@ class BehaviourConfig:
 
     noise_min: float = 0.05  # per-episode std of Gaussian action noise, drawn from [noise_min, noise_max]
     noise_max: float = 0.3
-    explore_prob: float = 0.03  # chance per expert step that an exploration segment starts
+    explore_prob: float = 0.015  # chance per expert step that an exploration segment starts (~20% of steps)
     explore_min_steps: int = 8
     explore_max_steps: int = 30
     grip_toggle_prob: float = 0.1  # chance per exploration step that the gripper command flips
