@@ -1,6 +1,7 @@
 """``crcm`` — the command line. Sub-commands take Hydra-style ``key=value`` overrides.
 
     crcm data pusht out=outputs/pusht.zarr episodes=50 size=64 seed=0
+    crcm data metaworld out=outputs/arm.zarr task=push-v3 episodes=50 size=128 seed=0 [preset=arm_tiny]
     crcm data validate PATH
     crcm data info PATH [out=sheet.png]
     crcm data import-rosbag BAG out=robot.zarr camera_topic=/camera/image_raw action_topic=/cmd_vel [rate=10]
@@ -43,6 +44,9 @@ COMMANDS: list[Command] = [
             "the main job on the embedded default: PushT store -> teacher -> eval -> Causal-rCM student -> eval"),
     Command(("data", "pusht"), "data_pusht", "crcm_robotics.cli:run_data_pusht", (),
             "generate the embedded PushT dataset (gym-pusht, scripted pusher)"),
+    Command(("data", "metaworld"), "config", "crcm_robotics.cli:run_data_metaworld", (),
+            "generate a Meta-World Sawyer-arm store (task=push-v3|button-press-v3|drawer-open-v3; [metaworld] extra)",
+            "crcm_robotics.conf.data_metaworld"),
     Command(("data", "validate"), "data_validate", "crcm_robotics.cli:run_data_validate", ("path",),
             "check a store against the schema; print a one-line JSON summary"),
     Command(("data", "info"), "data_info", "crcm_robotics.cli:run_data_info", ("path",),
@@ -53,6 +57,9 @@ COMMANDS: list[Command] = [
             "train the action-conditioned causal DiT teacher (preset=tiny|small)", "crcm_robotics.conf.teacher"),
     Command(("train", "probe"), "train_probe", "distill.probe:run_train_probe", (),
             "train a state probe (frames -> logged state) for the planners' probe goal cost (out=CKPT/probe)"),
+    Command(("train", "codec"), "config", "distill.codec:run_train_codec", (),
+            "train the latent frame codec (8x conv autoencoder) on a store; JSON line with held-out PSNR "
+            "(preset=arm_tiny|arm_small)", "crcm_robotics.conf.codec"),
     Command(("distill",), "config", "distill.cli:run_distill", ("method",),
             "distill a 1-4 step student: causal_rcm | tf_scm | tf_dcm | sf_dmd (teacher=CKPT, preset=tiny|small)",
             "crcm_robotics.conf.distill"),
@@ -164,6 +171,24 @@ def run_data_pusht(cfg) -> int:
         min_steps=cfg.min_steps, max_steps=cfg.max_steps, overwrite=cfg.overwrite,
         behavior=cfg.behavior, explore_fraction=cfg.explore_fraction,
     )
+    summary = validate_store(cfg.out).as_json()
+    print(json.dumps({"store": cfg.out, **summary, "generation": figures}))
+    return 0
+
+
+def run_data_metaworld(cfg) -> int:
+    from crcm_robotics.data.metaworld import BehaviourConfig, generate_metaworld
+    from crcm_robotics.data.schema import validate_store
+
+    behaviour = BehaviourConfig(noise_min=cfg.noise_min, noise_max=cfg.noise_max, explore_prob=cfg.explore_prob)
+    try:
+        figures = generate_metaworld(
+            cfg.out, cfg.episodes, task=cfg.task, size=cfg.size, seed=cfg.seed, workers=cfg.workers,
+            min_steps=cfg.min_steps, max_steps=cfg.max_steps, behaviour=behaviour, overwrite=cfg.overwrite,
+            progress=cfg.progress,
+        )
+    except ImportError as exc:
+        raise CommandError(str(exc)) from None
     summary = validate_store(cfg.out).as_json()
     print(json.dumps({"store": cfg.out, **summary, "generation": figures}))
     return 0

@@ -80,6 +80,25 @@ class PushTGenConfig:
 
 
 @dataclass
+class MetaWorldGenConfig:
+    """``crcm data metaworld``: Meta-World Sawyer-arm episodes (``crcm_robotics.data.metaworld``)."""
+
+    out: str = "outputs/metaworld.zarr"
+    task: str = "push-v3"  # push-v3 | button-press-v3 | drawer-open-v3
+    episodes: int = 50
+    size: int = 128
+    seed: int = 0
+    workers: int = 0  # 0 = one per CPU core (at most 16)
+    min_steps: int = 100
+    max_steps: int = 150
+    noise_min: float = 0.05  # per-episode action-noise std drawn from [noise_min, noise_max]
+    noise_max: float = 0.3
+    explore_prob: float = 0.015  # chance per expert step that an exploration segment starts (~20% of steps)
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
 class KeyMapConfig:
     """Where arrays live in a store (see :class:`crcm_robotics.data.KeyMap`); ``preset`` picks a layout."""
 
@@ -198,6 +217,32 @@ class ModelConfig:
             raise ConfigError(f"model: cache_frames must be ≥ 1, got {self.cache_frames}")
         if self.spatial_rope and self.dim // self.heads < 8:
             raise ConfigError(f"model: spatial_rope needs a head size ≥ 8, got {self.dim // self.heads}")
+
+
+@dataclass
+class CodecConfig:
+    """The latent frame codec (``crcm_robotics.model.codec``); ``height``/``width`` are filled from the data."""
+
+    height: int = 128
+    width: int = 128
+    latent_channels: int = 8
+    base_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 4)  # one stride-2 level each: stride = 2 ** len(channel_mult)
+    blocks_per_level: int = 1
+
+    @property
+    def stride(self) -> int:
+        return 2 ** len(self.channel_mult)
+
+    def validate(self) -> None:
+        if not self.channel_mult or min(self.channel_mult) < 1:
+            raise ConfigError(f"codec: channel_mult must be positive multipliers, got {list(self.channel_mult)}")
+        if self.latent_channels < 1 or self.base_channels < 1 or self.blocks_per_level < 0:
+            raise ConfigError(f"codec: latent_channels, base_channels must be ≥ 1 and blocks_per_level ≥ 0, got "
+                              f"{self.latent_channels}, {self.base_channels}, {self.blocks_per_level}")
+        if self.height % self.stride or self.width % self.stride:
+            raise ConfigError(f"codec: image {self.height}x{self.width} is not divisible by the codec's stride "
+                              f"{self.stride}")
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -324,6 +369,29 @@ class ProbeTrainConfig:
     seed: int = 0
     max_minutes: float = 0.0
     progress: bool = True
+
+
+@dataclass
+class CodecDataConfig:
+    """Which store the codec learns frames from, split by episode like the teacher's data."""
+
+    path: str | None = None
+    val_fraction: float = 0.1  # held-out episodes: the final PSNR is measured on their frames
+    split_seed: int = 0
+    key_map: KeyMapConfig = field(default_factory=KeyMapConfig)
+
+
+@dataclass
+class CodecTrainConfig:
+    """``crcm train codec data.path=STORE``: the latent frame codec (``distill/codec.py``)."""
+
+    data: CodecDataConfig = field(default_factory=CodecDataConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainLoopConfig = field(default_factory=lambda: TrainLoopConfig(out="outputs/codec"))
+    edge_weight: float = 1.0  # loss = MSE + edge_weight · L1 between image gradients (keeps edges sharp)
+    eval_frames: int = 512  # held-out frames the final PSNR is measured on (evenly spaced)
+    stats_frames: int = 1024  # training frames the latent statistics are measured on
 
 
 # --- evaluation -----------------------------------------------------------------------------------

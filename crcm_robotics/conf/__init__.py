@@ -15,11 +15,13 @@ from crcm_robotics import config as c
 # primary config name -> schema; a YAML of the same name in this folder may add presets on top
 SCHEMAS: dict[str, type] = {
     "data_pusht": c.PushTGenConfig,
+    "data_metaworld": c.MetaWorldGenConfig,
     "data_validate": c.DataValidateConfig,
     "data_info": c.DataInfoConfig,
     "data_import_rosbag": c.RosbagImportConfig,
     "train_teacher": c.TeacherTrainConfig,
     "train_probe": c.ProbeTrainConfig,
+    "train_codec": c.CodecTrainConfig,
     "eval": c.EvalConfig,
     "export": c.ExportConfig,
     "bench": c.BenchConfig,

@@ -1,0 +1,199 @@
+"""A learned latent frame codec: a small convolutional autoencoder with 8x spatial downsampling.
+
+At 128 px and up, pixel-space patches make too many tokens per frame; the DiT
+can diffuse this codec's latents instead (DESIGN §3). ``LatentCodec`` has the
+interface of :class:`crcm_robotics.model.tokenizer.PixelCodec` (uint8 frames
+↔ unit-space ``[..., C, h, w]``), so it is the seam for latent diffusion.
+
+Layout: ``x_B_3_H_W`` pixels in [-1, 1] → ``z_B_C_h_w`` raw latents, h = H / stride.
+The checkpoint holds per-channel latent statistics (``latent_shift``,
+``latent_scale``, measured on training frames after training), so encoded
+latents are about zero-mean, unit-variance: TrigFlow's unit space.
+
+Training lives in ``distill/codec.py`` (``crcm train codec``); this module loads a
+codec checkpoint without it (:func:`load_codec`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as Fn
+
+from crcm_robotics.config import CodecConfig, ConfigError, from_dict
+
+
+def _groups(channels: int) -> int:
+    return 8 if channels % 8 == 0 else 1
+
+
+class ResBlock(nn.Module):
+    """GroupNorm → SiLU → conv, twice, plus the input (channels unchanged)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(channels), channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = nn.GroupNorm(_groups(channels), channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x_B_C_H_W: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(Fn.silu(self.norm1(x_B_C_H_W)))
+        h = self.conv2(Fn.silu(self.norm2(h)))
+        return x_B_C_H_W + h
+
+
+class Encoder(nn.Module):
+    """Pixels [B, 3, H, W] → raw latents [B, C, H/stride, W/stride]; one stride-2 conv per level."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        widths = [cfg.base_channels * m for m in cfg.channel_mult]
+        self.conv_in = nn.Conv2d(3, widths[0], 3, padding=1)
+        levels = []
+        for i, w in enumerate(widths):
+            w_next = widths[min(i + 1, len(widths) - 1)]
+            levels.append(nn.Sequential(*[ResBlock(w) for _ in range(cfg.blocks_per_level)],
+                                        nn.Conv2d(w, w_next, 3, stride=2, padding=1)))
+        self.levels = nn.ModuleList(levels)
+        self.mid = ResBlock(widths[-1])
+        self.norm_out = nn.GroupNorm(_groups(widths[-1]), widths[-1])
+        self.conv_out = nn.Conv2d(widths[-1], cfg.latent_channels, 3, padding=1)
+
+    def forward(self, x_B_3_H_W: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x_B_3_H_W)
+        for level in self.levels:
+            h = level(h)
+        return self.conv_out(Fn.silu(self.norm_out(self.mid(h))))
+
+
+class Decoder(nn.Module):
+    """Raw latents [B, C, h, w] → pixels [B, 3, h·stride, w·stride], about [-1, 1] (upsample + conv)."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        widths = [cfg.base_channels * m for m in cfg.channel_mult]
+        self.conv_in = nn.Conv2d(cfg.latent_channels, widths[-1], 3, padding=1)
+        self.mid = ResBlock(widths[-1])
+        levels = []
+        for i in reversed(range(len(widths))):
+            w_in = widths[min(i + 1, len(widths) - 1)]
+            levels.append(nn.ModuleDict({
+                "up": nn.Conv2d(w_in, widths[i], 3, padding=1),
+                "blocks": nn.Sequential(*[ResBlock(widths[i]) for _ in range(cfg.blocks_per_level)]),
+            }))
+        self.levels = nn.ModuleList(levels)
+        self.norm_out = nn.GroupNorm(_groups(widths[0]), widths[0])
+        self.conv_out = nn.Conv2d(widths[0], 3, 3, padding=1)
+
+    def forward(self, z_B_C_h_w: torch.Tensor) -> torch.Tensor:
+        h = self.mid(self.conv_in(z_B_C_h_w))
+        for level in self.levels:
+            h = level["blocks"](level["up"](Fn.interpolate(h, scale_factor=2.0, mode="nearest")))
+        return self.conv_out(Fn.silu(self.norm_out(h)))
+
+
+class FrameAutoencoder(nn.Module):
+    """Encoder + decoder + the latent statistics that map raw latents to unit space."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.register_buffer("latent_shift", torch.zeros(cfg.latent_channels))
+        self.register_buffer("latent_scale", torch.ones(cfg.latent_channels))
+
+    def forward(self, x_B_3_H_W: torch.Tensor) -> torch.Tensor:
+        """Reconstruction of pixels in [-1, 1] (the training path: no latent statistics involved)."""
+        return self.decoder(self.encoder(x_B_3_H_W))
+
+    @torch.no_grad()
+    def set_latent_stats(self, z_B_C_h_w: torch.Tensor) -> None:
+        """Per-channel mean/std of raw latents, so encoded latents are about N(0, 1)."""
+        z = z_B_C_h_w.float().transpose(0, 1).flatten(1)  # [C, B·h·w]
+        self.latent_shift.copy_(z.mean(1))
+        self.latent_scale.copy_(z.std(1).clamp_min(1e-6))
+
+
+class LatentCodec:
+    """uint8 frames [..., H, W, 3] ↔ unit-space latents [..., C, h, w] (the FrameCodec interface)."""
+
+    def __init__(self, net: FrameAutoencoder):
+        self.net = net
+        self.cfg = net.cfg
+        self.channels = net.cfg.latent_channels
+
+    def _check_frames(self, frames: torch.Tensor) -> None:
+        if frames.dtype != torch.uint8:
+            raise ValueError(f"frames must be uint8, got {frames.dtype}")
+        if frames.ndim < 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be [..., H, W, 3], got shape {tuple(frames.shape)}")
+        h, w = frames.shape[-3:-1]
+        if (h, w) != (self.cfg.height, self.cfg.width):
+            expected = f"{self.cfg.height}x{self.cfg.width}"
+            raise ValueError(f"frames are {h}x{w}; this codec encodes {expected} frames")
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        self._check_frames(frames)
+        lead = frames.shape[:-3]
+        x = frames.reshape(-1, *frames.shape[-3:]).movedim(-1, -3).float() / 127.5 - 1.0
+        z = self.net.encoder(x.to(self.net.latent_shift.device))
+        z = (z - self.net.latent_shift[:, None, None]) / self.net.latent_scale[:, None, None]
+        return z.reshape(*lead, *z.shape[1:])
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        c, h, w = self.channels, self.cfg.height // self.cfg.stride, self.cfg.width // self.cfg.stride
+        if tuple(x.shape[-3:]) != (c, h, w):
+            raise ValueError(f"latents must be [..., {c}, {h}, {w}], got shape {tuple(x.shape)}")
+        lead = x.shape[:-3]
+        shift, scale = self.net.latent_shift[:, None, None], self.net.latent_scale[:, None, None]
+        z = x.reshape(-1, c, h, w).float() * scale + shift
+        img = (self.net.decoder(z).clamp(-1, 1) + 1.0) * 127.5
+        img = img.round().to(torch.uint8).movedim(-3, -1)
+        return img.reshape(*lead, *img.shape[1:])
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent of the uint8 image ``decode(x)`` shows: what a camera stream would feed back."""
+        return self.encode(self.decode(x))
+
+
+class CodecCheckpointError(ValueError):
+    """A codec checkpoint directory is missing files or does not match its config."""
+
+
+def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LatentCodec:
+    """The codec of checkpoint directory ``path`` (config.yaml's ``codec`` + safetensors), in eval mode."""
+    import yaml
+    from safetensors.torch import load_file
+
+    from crcm_robotics.model.checkpoint import INDEX_FILE
+
+    path = Path(path)
+    for name in ("config.yaml", "meta.json", INDEX_FILE):
+        if not (path / name).is_file():
+            raise CodecCheckpointError(f"codec checkpoint {path} has no {name}")
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("kind") != "codec":
+        kind = meta.get("kind")
+        raise CodecCheckpointError(f"checkpoint {path} is a {kind!r} checkpoint, expected a codec")
+    config = yaml.safe_load((path / "config.yaml").read_text())
+    if not isinstance(config, dict) or "codec" not in config:
+        raise CodecCheckpointError(f"codec checkpoint {path}: config.yaml has no codec section")
+    try:
+        cfg = from_dict(CodecConfig, config["codec"], "checkpoint config.codec")
+    except ConfigError as exc:
+        raise CodecCheckpointError(str(exc)) from None
+    state: dict[str, torch.Tensor] = {}
+    for fname in sorted(set(json.loads((path / INDEX_FILE).read_text())["weight_map"].values())):
+        state.update(load_file(str(path / fname)))
+    net = FrameAutoencoder(cfg)
+    result = net.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CodecCheckpointError(f"codec checkpoint {path} does not match its config: missing "
+                                   f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    return LatentCodec(net.to(device).eval().requires_grad_(False))

@@ -1,0 +1,157 @@
+"""The latent frame codec: shapes, stride checks, its loss, latent statistics, tiny training + reload."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from crcm_robotics.config import CodecConfig, ConfigError
+from crcm_robotics.data.synthetic import write_synthetic_store
+from crcm_robotics.model.codec import CodecCheckpointError, FrameAutoencoder, LatentCodec, load_codec
+
+TINY = CodecConfig(height=32, width=48, latent_channels=4, base_channels=8, channel_mult=(1, 2, 2),
+                   blocks_per_level=1)
+
+
+def test_round_trip_shapes_keep_leading_dims():
+    torch.manual_seed(0)
+    codec = LatentCodec(FrameAutoencoder(TINY).eval())
+    frames = torch.randint(0, 256, (2, 3, 32, 48, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        z = codec.encode(frames)
+        back = codec.decode(z)
+    assert TINY.stride == 8 and codec.channels == 4
+    assert z.shape == (2, 3, 4, 4, 6) and z.dtype == torch.float32
+    assert back.shape == frames.shape and back.dtype == torch.uint8
+    with torch.no_grad():  # frames are encoded independently: batching does not change a frame's latent
+        torch.testing.assert_close(codec.encode(frames[1, 2:3])[0], z[1, 2], rtol=1e-4, atol=1e-4)
+
+
+def test_bad_sizes_are_one_sentence():
+    with pytest.raises(ConfigError, match=r"^codec: image 60x48 is not divisible by the codec's stride 8$"):
+        CodecConfig(height=60, width=48).validate()
+    with pytest.raises(ConfigError, match=r"^codec: image 32x48 is not divisible by the codec's stride 64$"):
+        FrameAutoencoder(CodecConfig(height=32, width=48, channel_mult=(1,) * 6))
+    codec = LatentCodec(FrameAutoencoder(TINY))
+    with pytest.raises(ValueError, match=r"^frames are 32x32; this codec encodes 32x48 frames$"):
+        codec.encode(torch.zeros(1, 32, 32, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"^frames must be uint8, got torch.float32$"):
+        codec.encode(torch.zeros(1, 32, 48, 3))
+    with pytest.raises(ValueError, match=r"^latents must be \[\.\.\., 4, 4, 6\], got shape \(1, 4, 8, 8\)$"):
+        codec.decode(torch.zeros(1, 4, 8, 8))
+
+
+def test_edge_loss_sees_blur_that_mse_barely_does():
+    from distill.codec import edge_loss
+
+    x = torch.zeros(1, 3, 8, 8)
+    x[..., :, 4:] = 1.0  # one vertical edge of height 1 over 8 rows
+    assert float(edge_loss(x, x)) == 0.0
+    # a flat image has no gradient: the loss is half the mean |∂x/∂w| = 0.5 · (8 rows · 1) / (8 · 7)
+    assert float(edge_loss(torch.zeros_like(x), x)) == pytest.approx(0.5 * 8 / 56)
+    blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    assert float(edge_loss(blurred, x)) > 0.05
+
+
+def test_latent_statistics_make_unit_space():
+    torch.manual_seed(0)
+    net = FrameAutoencoder(TINY).eval()
+    frames = torch.randint(0, 256, (16, 32, 48, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        net.set_latent_stats(net.encoder(frames.movedim(-1, 1).float() / 127.5 - 1.0))
+        z = LatentCodec(net).encode(frames)
+    per_channel = z.transpose(0, 1).flatten(1)
+    torch.testing.assert_close(per_channel.mean(1), torch.zeros(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(per_channel.std(1), torch.ones(4), atol=1e-4, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def trained_codec(tmp_path_factory):
+    """8 steps of ``preset=arm_tiny`` on a 32x32 synthetic store (4 episodes, one held out)."""
+    from crcm_robotics.conf import compose_config
+    from distill.codec import train_codec
+
+    root = tmp_path_factory.mktemp("codec")
+    write_synthetic_store(root / "s.zarr", lengths=(10, 10, 10, 10), image_size=32)
+    cfg = compose_config("config", ["preset=arm_tiny", f"data.path={root / 's.zarr'}",
+                                    f"train.out={root / 'ckpt'}", "train.steps=8", "train.progress=false",
+                                    "data.val_fraction=0.25", "train.device=cpu"], "crcm_robotics.conf.codec")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result, final = train_codec(cfg)
+    finally:
+        torch.set_num_threads(n)
+    return root, result, final
+
+
+def test_tiny_training_run_writes_a_loadable_checkpoint(trained_codec):
+    from crcm_robotics.data.store import TrajectoryStore
+    from distill.codec import held_out_psnr
+
+    root, result, final = trained_codec
+    ckpt = root / "ckpt"
+    assert result.steps == 8 and all(torch.isfinite(torch.tensor(v)) for v in result.last_metrics.values())
+    assert {"config.yaml", "meta.json", "stats.json", "model.safetensors.index.json", "train_state.pt"} <= {
+        p.name for p in ckpt.iterdir()}
+    meta = json.loads((ckpt / "meta.json").read_text())
+    assert meta["kind"] == "codec" and meta["stride"] == 8 and meta["latent_shape"] == [4, 4, 4]
+    assert meta["split"]["val"] and meta["metrics"] == final
+    assert final["val_frames"] == 10 and 5.0 < final["val_psnr"] < 60.0
+
+    codec = load_codec(ckpt)  # the runtime side: no distill import needed
+    assert codec.net.latent_scale.ne(1.0).any()  # latent statistics travelled in the checkpoint
+    store = TrajectoryStore(root / "s.zarr")
+    val = torch.from_numpy(store.frames(*store.episode_bounds(meta["split"]["val"][0])))
+    assert held_out_psnr(codec, val)["val_psnr"] == pytest.approx(final["val_psnr"], abs=1e-3)
+
+
+def test_training_rejects_a_store_the_stride_does_not_divide(tmp_path):
+    from crcm_robotics.conf import compose_config
+    from distill.codec import train_codec
+
+    write_synthetic_store(tmp_path / "s.zarr", lengths=(4, 4), image_size=12)
+    cfg = compose_config("config", ["preset=arm_tiny", f"data.path={tmp_path / 's.zarr'}",
+                                    f"train.out={tmp_path / 'ckpt'}"], "crcm_robotics.conf.codec")
+    with pytest.raises(ConfigError, match=r"^codec: image 12x12 is not divisible by the codec's stride 8$"):
+        train_codec(cfg)
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_load_codec_refuses_other_checkpoints(trained_codec, tmp_path):
+    import shutil
+
+    root, _, _ = trained_codec
+    other = tmp_path / "teacher"
+    shutil.copytree(root / "ckpt", other)
+    meta = json.loads((other / "meta.json").read_text())
+    (other / "meta.json").write_text(json.dumps({**meta, "kind": "teacher"}))
+    with pytest.raises(CodecCheckpointError, match="is a 'teacher' checkpoint, expected a codec"):
+        load_codec(other)
+    with pytest.raises(CodecCheckpointError, match="has no config.yaml"):
+        load_codec(tmp_path)
+
+
+def test_resume_continues_exactly(trained_codec, tmp_path):
+    """4 steps, then ``train.resume`` to 8, ends with the weights of the uninterrupted 8-step run."""
+    from crcm_robotics.conf import compose_config
+    from distill.codec import train_codec
+
+    root, _, final = trained_codec
+    common = ["preset=arm_tiny", f"data.path={root / 's.zarr'}", "train.progress=false",
+              "data.val_fraction=0.25", "train.device=cpu", f"train.out={tmp_path / 'ckpt'}"]
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_codec(compose_config("config", [*common, "train.steps=4"], "crcm_robotics.conf.codec"))
+        resume = [*common, "train.steps=8", f"train.resume={tmp_path / 'ckpt'}"]
+        _, resumed = train_codec(compose_config("config", resume, "crcm_robotics.conf.codec"))
+    finally:
+        torch.set_num_threads(n)
+    full, part = load_codec(root / "ckpt").net.state_dict(), load_codec(tmp_path / "ckpt").net.state_dict()
+    assert full.keys() == part.keys()
+    for name in full:
+        torch.testing.assert_close(part[name], full[name], rtol=0, atol=0, msg=name)
+    assert resumed == final
