@@ -34,7 +34,6 @@ is present and ``osmesa`` otherwise (Debian ``libosmesa6``).
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import time
 import warnings
@@ -44,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from crcm_robotics.data.parallel import ordered_results
 from crcm_robotics.data.schema import StoreError
 
 # task -> the bundled scripted policy's class name in metaworld.policies
@@ -293,7 +293,7 @@ def generate_metaworld(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write ``episodes`` episodes of ``task`` to a new store at ``out``; returns timing figures."""
-    from tqdm import tqdm
+    from crcm_robotics.progress import progress as progress_bar
 
     check_task(task)
     check_size(size)
@@ -309,26 +309,18 @@ def generate_metaworld(
     jobs = [(task, seed, e, size, min_steps, max_steps, behaviour) for e in range(episodes)]
     t0 = time.perf_counter()
     frames = explore = successes = 0
-    bar = tqdm(total=episodes, desc=f"Meta-World {task} → {out}", unit="ep", disable=not progress)
-    if workers == 1:
-        results = map(collect_episode, jobs)
-        pool = None
-    else:
-        pool = mp.get_context("spawn").Pool(workers)
-        results = pool.imap(collect_episode, jobs, chunksize=1)
+    bar = progress_bar(total=episodes, desc=f"Meta-World {task} → {out}", unit="ep", enabled=progress)
     try:
-        for ep in results:
-            timestamp = np.arange(len(ep.action), dtype=np.float64) * scene.dt
-            writer.append_episode(ep.frames, ep.action, ep.state, timestamp)
-            frames += len(ep.action)
-            explore += ep.explore_steps
-            successes += int(ep.state[:, SUCCESS_COLUMN].max() > 0)
-            bar.update(1)
+        with ordered_results(collect_episode, jobs, workers) as results:
+            for ep in results:
+                timestamp = np.arange(len(ep.action), dtype=np.float64) * scene.dt
+                writer.append_episode(ep.frames, ep.action, ep.state, timestamp)
+                frames += len(ep.action)
+                explore += ep.explore_steps
+                successes += int(ep.state[:, SUCCESS_COLUMN].max() > 0)
+                bar.update(1)
     finally:
         bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
     writer.write_stats()
     seconds = time.perf_counter() - t0
     return {

@@ -30,7 +30,6 @@ Generation is deterministic for a seed whatever the number of workers: episode
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass
@@ -268,6 +267,7 @@ def generate_pusht(
     episodes explore; see the module docstring).
     """
     from crcm_robotics.data.store import TrajectoryWriter
+    from crcm_robotics.data.parallel import ordered_results
     from crcm_robotics.progress import progress as progress_bar
 
     if episodes < 1:
@@ -302,23 +302,15 @@ def generate_pusht(
     t0 = time.perf_counter()
     frames = contacts = 0
     bar = progress_bar(total=episodes, desc=f"PushT → {out}", unit="ep", enabled=progress)
-    if workers == 1:
-        results = map(collect_episode, tasks)
-        pool = None
-    else:
-        pool = mp.get_context("spawn").Pool(workers)
-        results = pool.imap(collect_episode, tasks, chunksize=1)
     try:
-        for ep in results:
-            writer.append_episode(ep.frames, ep.action, ep.state)
-            frames += len(ep.action)
-            contacts += ep.contacts
-            bar.update(1)
+        with ordered_results(collect_episode, tasks, workers) as results:
+            for ep in results:
+                writer.append_episode(ep.frames, ep.action, ep.state)
+                frames += len(ep.action)
+                contacts += ep.contacts
+                bar.update(1)
     finally:
         bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
     writer.write_stats()
     seconds = time.perf_counter() - t0
     return {
