@@ -270,7 +270,9 @@ def fake_modules(logger: Logger) -> dict[str, types.ModuleType]:
             "geometry_msgs.msg", Twist=msg_type("Twist"), TwistStamped=msg_type("TwistStamped")
         ),
         "sensor_msgs": module("sensor_msgs"),
-        "sensor_msgs.msg": module("sensor_msgs.msg", Image=IMAGE, JointState=msg_type("JointState")),
+        "sensor_msgs.msg": module(
+            "sensor_msgs.msg", Image=IMAGE, CompressedImage=msg_type("CompressedImage"), JointState=msg_type("JointState")
+        ),
         "std_msgs": module("std_msgs"),
         "std_msgs.msg": module(
             "std_msgs.msg", Float32MultiArray=msg_type("Float32MultiArray"), Header=HEADER
@@ -351,9 +353,17 @@ def test_wiring_follows_the_parameters(node_module):
     assert list(node.services) == ["~/imagine"]
     periods = sorted(p for p, _, _ in node.timers)
     assert periods == [0.1, 2.0]  # publish_rate_hz 10, diagnostics_period_s 2
-    model_group = node.services["~/imagine"][2]
-    assert [g for p, _, g in node.timers if p == 0.1] == [model_group]  # model calls are serialized
-    assert node.subscriptions["/cam"][3] is not model_group
+    planner_group = node.services["~/imagine"][2]
+    (stream_group,) = [g for p, _, g in node.timers if p == 0.1]
+    # the prediction stream, the planners and the inputs never wait on each other's callbacks
+    assert len({id(planner_group), id(stream_group), id(node.subscriptions["/cam"][3])}) == 3
+    assert node.planner_model is not node.model  # and each has its own model instance
+
+
+def test_compressed_topic_subscribes_compressed_images(node_module, monkeypatch):
+    monkeypatch.setitem(Node.OVERRIDES, "camera_topic", "/cam/compressed")
+    node = node_module.WorldModelNode()
+    assert node.subscriptions["/cam/compressed"][0].__name__ == "CompressedImage"
 
 
 def drive(node, start=0):
@@ -418,7 +428,7 @@ def test_imagine_service_answers_and_never_raises(node_module):
     assert resp.context_stamp.sec == 102
     resp = serve(imagine_request(action_dim=2), RESPONSE())
     assert not resp.success and resp.message == "action_dim is 2; the model takes action_dim 3"
-    node.model._impl.fail = True
+    node.planner_model._impl.fail = True
     resp = serve(imagine_request(), RESPONSE())
     assert not resp.success and resp.message == "model error: RuntimeError: CUDA out of memory"
     assert node.diag.summary(Clock.t)["imagine_failed"] == 3

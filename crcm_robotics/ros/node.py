@@ -1,7 +1,8 @@
 """``world_model_node``: the rclpy shell around the plain modules of :mod:`crcm_robotics.ros`.
 
 Subscribes
-    <camera_topic>    sensor_msgs/Image, sensor-data QoS
+    <camera_topic>    sensor_msgs/Image, sensor-data QoS (CompressedImage when the topic ends in
+                      ``/compressed``, image_transport's naming)
     <action_topic>    Twist | TwistStamped | Float32MultiArray | JointState (action_type), sensor-data QoS
 Publishes
     ~/predicted            crcm_interfaces/PredictedFrames at publish_rate_hz (current command held)
@@ -13,16 +14,17 @@ Serves
 Parameters: :class:`crcm_robotics.ros.params.NodeParams` (each declared
 read-only with its description; ``ros2 param describe /world_model <name>``).
 
-Threading: camera/command callbacks run in one callback group, the model
-(timer + service) in another, under a MultiThreadedExecutor, so image
-decoding never waits on inference; model calls are serialized. Frame and
-command times are the node clock at arrival (``use_sim_time`` works with
-``ros2 bag play --clock``).
+Threading: camera/command callbacks, the prediction timer and ``~/imagine``
+each run in their own callback group under a MultiThreadedExecutor, and the
+prediction stream and the planners each have their own model instance (a
+second ``open_model``: the runtime serializes calls per instance), so a long
+batched imagine never stalls ``~/predicted`` and image decoding never waits
+on inference. Frame and command times are the node clock at arrival
+(``use_sim_time`` works with ``ros2 bag play --clock``).
 
 This is the only module that imports rclpy or ROS message packages; it has
-no logic beyond conversion and delegation. It was written against the rclpy
-API (Humble and later) but has not been run here, where rclpy is not
-installable: see the README's ROS 2 section.
+no logic beyond conversion and delegation. It runs on a live DDS graph in
+``tests/test_ros_live.py`` (ROS 2 Jazzy wheels from PyPI, ``scripts/ros2_env.sh``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, Header
 
 from crcm_robotics.ros import diagnostics as diag_levels
@@ -74,6 +76,7 @@ ROS_PARAMETER_TYPES = {
     "string": Parameter.Type.STRING,
     "string_array": Parameter.Type.STRING_ARRAY,
 }
+COMPRESSED_SUFFIX = "/compressed"  # image_transport's name for the CompressedImage variant of a topic
 DIAGNOSTIC_LEVELS = {
     diag_levels.OK: DiagnosticStatus.OK,
     diag_levels.WARN: DiagnosticStatus.WARN,
@@ -86,7 +89,8 @@ class WorldModelNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.params = NodeParams.from_values(self._declare_parameters())
         p = self.params
-        self.model = open_model(p)
+        self.model = open_model(p)  # the prediction stream's
+        self.planner_model = open_model(p)  # ~/imagine's: a planner's batch never blocks the stream
         self.spec = resolve_spec(p, self.model.spec)
         self.adapter = make_action_adapter(
             p.action_type,
@@ -113,9 +117,11 @@ class WorldModelNode(Node):
         self.frame_period_s = 1.0 / p.context_rate_hz if p.context_rate_hz > 0 else 0.0
 
         inputs = MutuallyExclusiveCallbackGroup()
-        model = MutuallyExclusiveCallbackGroup()
+        stream = MutuallyExclusiveCallbackGroup()
+        planner = MutuallyExclusiveCallbackGroup()
+        camera_type = CompressedImage if p.camera_topic.endswith(COMPRESSED_SUFFIX) else Image
         self.create_subscription(
-            Image, p.camera_topic, self._on_image, qos_profile_sensor_data, callback_group=inputs
+            camera_type, p.camera_topic, self._on_image, qos_profile_sensor_data, callback_group=inputs
         )
         self.create_subscription(
             ACTION_MSG_CLASSES[p.action_type],
@@ -129,9 +135,9 @@ class WorldModelNode(Node):
             self.create_publisher(Image, "~/predicted/filmstrip", 1) if p.publish_filmstrip else None
         )
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(ImagineRollouts, "~/imagine", self._on_imagine, callback_group=model)
+        self.create_service(ImagineRollouts, "~/imagine", self._on_imagine, callback_group=planner)
         if p.publish_rate_hz > 0:
-            self.create_timer(1.0 / p.publish_rate_hz, self._on_predict_timer, callback_group=model)
+            self.create_timer(1.0 / p.publish_rate_hz, self._on_predict_timer, callback_group=stream)
         if p.diagnostics_period_s > 0:
             self.create_timer(p.diagnostics_period_s, self._on_diagnostics_timer, callback_group=inputs)
         h, w, _ = self.spec.image_shape
@@ -164,7 +170,7 @@ class WorldModelNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     # -- inputs ----------------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         now = self._now()
         try:
             frame = fit_frame(
@@ -244,7 +250,7 @@ class WorldModelNode(Node):
                 frames_actions, header = (context.frames, context.actions), context.meta
             else:
                 frames_actions, header = query.context, query.context_header
-            prediction = self.model.imagine(query.actions, frames_actions, query.goal)
+            prediction = self.planner_model.imagine(query.actions, frames_actions, query.goal)
             fill_imagine_response(
                 response,
                 self.kit,
@@ -288,7 +294,7 @@ def main(args: list[str] | None = None) -> int:
     node = None
     try:
         node = WorldModelNode()
-        executor = MultiThreadedExecutor(num_threads=3)
+        executor = MultiThreadedExecutor(num_threads=4)  # one per callback group
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
