@@ -108,7 +108,10 @@ def stop(graph, live) -> None:
 
 def measured_rate(live, seconds: float) -> float:
     """Rate of ``~/predicted`` over ``seconds`` once the first prediction arrived."""
-    live.predicted.wait_for(1, 60, f"first PredictedFrames of {live.name}")
+    try:
+        live.predicted.wait_for(1, 60, f"first PredictedFrames of {live.name}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; node log:\n{live.node.log()[-3000:]}") from None
     t0 = time.monotonic()
     time.sleep(seconds)
     return rate_hz([t for t, _ in live.predicted.since(t0)])

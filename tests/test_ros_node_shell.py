@@ -364,6 +364,7 @@ def test_compressed_topic_subscribes_compressed_images(node_module, monkeypatch)
     monkeypatch.setitem(Node.OVERRIDES, "camera_topic", "/cam/compressed")
     node = node_module.WorldModelNode()
     assert node.subscriptions["/cam/compressed"][0].__name__ == "CompressedImage"
+    assert node.decode_camera.__name__ == "compressed_to_rgb"
 
 
 def drive(node, start=0):

@@ -51,7 +51,7 @@ from crcm_robotics.ros import diagnostics as diag_levels
 from crcm_robotics.ros.actions import make_action_adapter
 from crcm_robotics.ros.context import ContextBuffer
 from crcm_robotics.ros.diagnostics import Diagnostics
-from crcm_robotics.ros.images import ImageError, fit_frame, image_to_rgb
+from crcm_robotics.ros.images import ImageError, compressed_to_rgb, fit_frame, image_to_rgb
 from crcm_robotics.ros.imagine import (
     RequestError,
     fail_imagine_response,
@@ -119,7 +119,9 @@ class WorldModelNode(Node):
         inputs = MutuallyExclusiveCallbackGroup()
         stream = MutuallyExclusiveCallbackGroup()
         planner = MutuallyExclusiveCallbackGroup()
-        camera_type = CompressedImage if p.camera_topic.endswith(COMPRESSED_SUFFIX) else Image
+        compressed = p.camera_topic.endswith(COMPRESSED_SUFFIX)
+        camera_type = CompressedImage if compressed else Image
+        self.decode_camera = compressed_to_rgb if compressed else image_to_rgb
         self.create_subscription(
             camera_type, p.camera_topic, self._on_image, qos_profile_sensor_data, callback_group=inputs
         )
@@ -174,7 +176,7 @@ class WorldModelNode(Node):
         now = self._now()
         try:
             frame = fit_frame(
-                image_to_rgb(msg, self.params.camera_topic),
+                self.decode_camera(msg, self.params.camera_topic),
                 self.spec.image_shape[:2],
                 self.params.center_crop,
             )
