@@ -46,6 +46,11 @@ ROS_WHEELS=(
   colcon-common-extensions==0.3.0
 )
 
+if [ -n "${ROS_DISTRO:-}" ] && [ -d "/opt/ros/${ROS_DISTRO}" ]; then
+  # a real ROS install is sourced: wheels of another build beside it would shadow its libraries
+  echo "ros2_env: /opt/ros/${ROS_DISTRO} is sourced; not installing wheels (build with colcon as the README says)"
+  exit 0
+fi
 if "$py" -c "import rclpy, crcm_interfaces.srv, crcm_interfaces.msg" >/dev/null 2>&1; then
   echo "ros2_env: rclpy $("$py" -c 'import importlib.metadata as m; print(m.version("ros-jazzy-rclpy"))') and crcm_interfaces already in $venv"
   exit 0
