@@ -74,7 +74,7 @@ fi
   # Build crcm_interfaces into the venv prefix (share/, include/, lib/, lib/python3.X/site-packages).
   export AMENT_PREFIX_PATH="$venv" CMAKE_PREFIX_PATH="$venv" PATH="$venv/bin:$PATH"
   (cd ros2_ws && "$venv/bin/colcon" build --packages-select crcm_interfaces --merge-install \
-      --install-base "$venv" --build-base build/ros2_env --event-handlers console_cohesion- \
+      --install-base "$venv" --build-base "$venv/.ros2_env_build" --event-handlers console_cohesion- \
       --cmake-args -DPython3_EXECUTABLE="$py" -DBUILD_TESTING=OFF)
 } >"$log" 2>&1 || { echo "ros2_env: failed; the last lines of $log:" >&2; tail -30 "$log" >&2; exit 1; }
 
