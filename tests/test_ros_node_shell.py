@@ -308,6 +308,10 @@ def node_module(monkeypatch):
     monkeypatch.setitem(
         sys.modules, "crcm_robotics.runtime", types.SimpleNamespace(WorldModel=FakeWorldModel)
     )
+    import crcm_robotics.ros.model as ros_model
+
+    # the planner's worker process would load the real runtime; here it is a second in-process fake
+    monkeypatch.setattr(ros_model, "open_planner_model", ros_model.open_model)
     monkeypatch.delitem(sys.modules, "crcm_robotics.ros.node", raising=False)
     Node.OVERRIDES = {
         "checkpoint": "/models/student",

@@ -16,10 +16,11 @@ read-only with its description; ``ros2 param describe /world_model <name>``).
 
 Threading: camera/command callbacks, the prediction timer and ``~/imagine``
 each run in their own callback group under a MultiThreadedExecutor, and the
-prediction stream and the planners each have their own model instance (a
-second ``open_model``: the runtime serializes calls per instance), so a long
-batched imagine never stalls ``~/predicted`` and image decoding never waits
-on inference. Frame and command times are the node clock at arrival
+prediction stream and the planners each have their own model (the planners'
+in a worker process, :func:`crcm_robotics.ros.model.open_planner_model`: the
+runtime serializes calls per instance, and a batched rollout in this process
+would hold the GIL), so a long imagine never stalls ``~/predicted`` and image
+decoding never waits on inference. Frame and command times are the node clock at arrival
 (``use_sim_time`` works with ``ros2 bag play --clock``).
 
 This is the only module that imports rclpy or ROS message packages; it has
@@ -59,7 +60,7 @@ from crcm_robotics.ros.imagine import (
     parse_imagine_request,
 )
 from crcm_robotics.ros.messages import MessageKit, fill_predicted_frames, filmstrip, hold_command, make_image
-from crcm_robotics.ros.model import open_model, resolve_spec
+from crcm_robotics.ros.model import open_model, open_planner_model, resolve_spec
 from crcm_robotics.ros.params import NodeParams, parameter_table
 
 NODE_NAME = "world_model"
@@ -90,7 +91,7 @@ class WorldModelNode(Node):
         self.params = NodeParams.from_values(self._declare_parameters())
         p = self.params
         self.model = open_model(p)  # the prediction stream's
-        self.planner_model = open_model(p)  # ~/imagine's: a planner's batch never blocks the stream
+        self.planner_model = open_planner_model(p)  # ~/imagine's, in a worker process: never blocks the stream
         self.spec = resolve_spec(p, self.model.spec)
         self.adapter = make_action_adapter(
             p.action_type,
@@ -312,6 +313,8 @@ def main(args: list[str] | None = None) -> int:
         return 1
     finally:
         if node is not None:
+            if hasattr(node.planner_model, "close"):
+                node.planner_model.close()
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
