@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         deadline = time.monotonic() + 120
         while not lat_ms and time.monotonic() < deadline:
             time.sleep(0.05)
-        lat_ms.clear(), model_ms.clear()  # drop warm-up
+        time.sleep(2.0)  # the stream's first predictions warm the model up
+        lat_ms.clear(), model_ms.clear()
         time.sleep(args.seconds)
         stream = (percentiles(list(lat_ms)), percentiles(list(model_ms)))
 
@@ -174,6 +175,18 @@ def main(argv: list[str] | None = None) -> int:
             if i:  # the first call warms up
                 rt_ms.append((time.perf_counter() - t0) * 1e3)
                 node_model_ms.append(resp.latency_ms)
+        print(json.dumps({
+            "bench": "ros_live", "device": args.device, "backend": args.backend, "threads": args.threads,
+            "checkpoint": args.ckpt,
+            "image_shape": [h, w, 3], "camera_hz": args.camera_hz, "publish_hz": args.publish_hz,
+            "predict_horizon": args.predict_horizon,
+            "camera_to_predicted_ms": stream[0], "predicted_model_ms": stream[1],
+            "imagine": f"{args.rollouts}x{args.horizon} with goal, return_frames false",
+            "imagine_roundtrip_ms": percentiles(rt_ms), "imagine_node_model_ms": percentiles(node_model_ms),
+            "worldmodel_imagine_ms": percentiles(direct_ms),
+            "service_discovery_s": round(discovery_s, 2),
+        }))
+        sys.stdout.flush()  # before tearing down DDS
     finally:
         stop.set()
         if proc.poll() is None:
@@ -186,17 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
 
-    print(json.dumps({
-        "bench": "ros_live", "device": args.device, "backend": args.backend, "threads": args.threads,
-        "checkpoint": args.ckpt,
-        "image_shape": [h, w, 3], "camera_hz": args.camera_hz, "publish_hz": args.publish_hz,
-        "predict_horizon": args.predict_horizon,
-        "camera_to_predicted_ms": stream[0], "predicted_model_ms": stream[1],
-        "imagine": f"{args.rollouts}x{args.horizon} with goal, return_frames false",
-        "imagine_roundtrip_ms": percentiles(rt_ms), "imagine_node_model_ms": percentiles(node_model_ms),
-        "worldmodel_imagine_ms": percentiles(direct_ms),
-        "service_discovery_s": round(discovery_s, 2),
-    }))
     return 0
 
 
