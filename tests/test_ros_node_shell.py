@@ -382,7 +382,10 @@ def drive(node, start=0):
 
 def test_prediction_is_published_for_the_current_command(node_module):
     node = node_module.WorldModelNode()
-    predict = next(cb for p, cb, _ in node.timers if p == 0.1)
+    wake = next(cb for p, cb, _ in node.timers if p == 0.1)
+    assert wake == node._prediction_due.set and node._predictor.is_alive()  # the timer wakes the thread
+    node.stop_predicting()
+    predict = node._on_predict_timer
     Clock.t = 1.0
     predict()
     assert node.publishers["~/predicted"].sent == []

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 
 import rclpy
 from crcm_interfaces.msg import PredictedFrames
@@ -139,8 +140,14 @@ class WorldModelNode(Node):
         )
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(ImagineRollouts, "~/imagine", self._on_imagine, callback_group=planner)
+        # the timer only wakes the prediction thread: a callback that returns at once keeps the
+        # executor from spinning on a ready timer of a busy group (which took the GIL from the model)
+        self._prediction_due = threading.Event()
+        self._stopping = threading.Event()
+        self._predictor = threading.Thread(target=self._prediction_loop, name="prediction", daemon=True)
         if p.publish_rate_hz > 0:
-            self.create_timer(1.0 / p.publish_rate_hz, self._on_predict_timer, callback_group=stream)
+            self.create_timer(1.0 / p.publish_rate_hz, self._prediction_due.set, callback_group=stream)
+            self._predictor.start()
         if p.diagnostics_period_s > 0:
             self.create_timer(p.diagnostics_period_s, self._on_diagnostics_timer, callback_group=inputs)
         h, w, _ = self.spec.image_shape
@@ -198,6 +205,17 @@ class WorldModelNode(Node):
         self.diag.command(now)
 
     # -- model -----------------------------------------------------------------------------------
+    def _prediction_loop(self) -> None:
+        while not self._stopping.is_set():
+            if self._prediction_due.wait(timeout=0.5):
+                self._prediction_due.clear()
+                self._on_predict_timer()
+
+    def stop_predicting(self) -> None:
+        self._stopping.set()
+        if self._predictor.is_alive():
+            self._predictor.join(timeout=30)
+
     def _on_predict_timer(self) -> None:
         now = self._now()
         context = self.buffer.snapshot(now)
@@ -313,6 +331,7 @@ def main(args: list[str] | None = None) -> int:
         return 1
     finally:
         if node is not None:
+            node.stop_predicting()
             if hasattr(node.planner_model, "close"):
                 node.planner_model.close()
             node.destroy_node()
