@@ -40,6 +40,11 @@ class RosDistribution(Distribution):
     def parse_config_files(self, *args, **kwargs):
         super().parse_config_files(*args, **kwargs)
         self.packages = only_this_package(self.packages)
+        # pyproject's requires-python arrives as a SpecifierSet, whose repr colcon-python-setup-py
+        # cannot literal_eval ("SyntaxError: invalid syntax" at `colcon build`): keep it a string
+        for holder in (self, self.metadata):
+            if getattr(holder, "python_requires", None) is not None:
+                holder.python_requires = str(holder.python_requires)
 
 
 setup(

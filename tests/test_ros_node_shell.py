@@ -270,7 +270,9 @@ def fake_modules(logger: Logger) -> dict[str, types.ModuleType]:
             "geometry_msgs.msg", Twist=msg_type("Twist"), TwistStamped=msg_type("TwistStamped")
         ),
         "sensor_msgs": module("sensor_msgs"),
-        "sensor_msgs.msg": module("sensor_msgs.msg", Image=IMAGE, JointState=msg_type("JointState")),
+        "sensor_msgs.msg": module(
+            "sensor_msgs.msg", Image=IMAGE, CompressedImage=msg_type("CompressedImage"), JointState=msg_type("JointState")
+        ),
         "std_msgs": module("std_msgs"),
         "std_msgs.msg": module(
             "std_msgs.msg", Float32MultiArray=msg_type("Float32MultiArray"), Header=HEADER
@@ -306,6 +308,10 @@ def node_module(monkeypatch):
     monkeypatch.setitem(
         sys.modules, "crcm_robotics.runtime", types.SimpleNamespace(WorldModel=FakeWorldModel)
     )
+    import crcm_robotics.ros.model as ros_model
+
+    # the planner's worker process would load the real runtime; here it is a second in-process fake
+    monkeypatch.setattr(ros_model, "open_planner_model", ros_model.open_model)
     monkeypatch.delitem(sys.modules, "crcm_robotics.ros.node", raising=False)
     Node.OVERRIDES = {
         "checkpoint": "/models/student",
@@ -351,9 +357,18 @@ def test_wiring_follows_the_parameters(node_module):
     assert list(node.services) == ["~/imagine"]
     periods = sorted(p for p, _, _ in node.timers)
     assert periods == [0.1, 2.0]  # publish_rate_hz 10, diagnostics_period_s 2
-    model_group = node.services["~/imagine"][2]
-    assert [g for p, _, g in node.timers if p == 0.1] == [model_group]  # model calls are serialized
-    assert node.subscriptions["/cam"][3] is not model_group
+    planner_group = node.services["~/imagine"][2]
+    (stream_group,) = [g for p, _, g in node.timers if p == 0.1]
+    # the prediction stream, the planners and the inputs never wait on each other's callbacks
+    assert len({id(planner_group), id(stream_group), id(node.subscriptions["/cam"][3])}) == 3
+    assert node.planner_model is not node.model  # and each has its own model instance
+
+
+def test_compressed_topic_subscribes_compressed_images(node_module, monkeypatch):
+    monkeypatch.setitem(Node.OVERRIDES, "camera_topic", "/cam/compressed")
+    node = node_module.WorldModelNode()
+    assert node.subscriptions["/cam/compressed"][0].__name__ == "CompressedImage"
+    assert node.decode_camera.__name__ == "compressed_to_rgb"
 
 
 def drive(node, start=0):
@@ -367,7 +382,10 @@ def drive(node, start=0):
 
 def test_prediction_is_published_for_the_current_command(node_module):
     node = node_module.WorldModelNode()
-    predict = next(cb for p, cb, _ in node.timers if p == 0.1)
+    wake = next(cb for p, cb, _ in node.timers if p == 0.1)
+    assert wake == node._prediction_due.set and node._predictor.is_alive()  # the timer wakes the thread
+    node.stop_predicting()
+    predict = node._on_predict_timer
     Clock.t = 1.0
     predict()
     assert node.publishers["~/predicted"].sent == []
@@ -418,7 +436,7 @@ def test_imagine_service_answers_and_never_raises(node_module):
     assert resp.context_stamp.sec == 102
     resp = serve(imagine_request(action_dim=2), RESPONSE())
     assert not resp.success and resp.message == "action_dim is 2; the model takes action_dim 3"
-    node.model._impl.fail = True
+    node.planner_model._impl.fail = True
     resp = serve(imagine_request(), RESPONSE())
     assert not resp.success and resp.message == "model error: RuntimeError: CUDA out of memory"
     assert node.diag.summary(Clock.t)["imagine_failed"] == 3

@@ -321,4 +321,5 @@ def test_ros_docs_give_the_build_command_and_say_what_was_not_run():
     text = (REPO / "README.md").read_text()
     assert "colcon build --base-paths src .." in text
     assert "ros2 service call /world_model/imagine crcm_interfaces/srv/ImagineRollouts" in text
-    assert "What has not been run" in text
+    assert "bash scripts/ros2_env.sh .venv" in text  # ROS 2 from PyPI wheels, without a ROS install
+    assert "**Not run:** `ros2 launch`" in text

@@ -197,3 +197,28 @@ def test_rate_meter_and_diagnostics():
     )
     assert diag.level(1.0, "", 1.0) == (OK, "predicting")
     assert diag.level(3.5, "", 1.0) == (ERROR, "camera silent for 2.5 s")
+
+
+def test_planner_worker_process_matches_the_in_process_model_and_reports_errors(tiny_student):
+    """~/imagine's model runs in a worker process; it answers as the in-process model does."""
+    from crcm_robotics.ros.model import WorkerModel
+
+    params = NodeParams.from_values({"checkpoint": str(tiny_student), "device": "cpu"})
+    worker = WorkerModel(params)
+    try:
+        local = open_model(params)
+        assert worker.spec == local.spec and worker.description.endswith("worker process")
+        k, (h, w, _), a = local.spec.context_frames, local.spec.image_shape, local.spec.action_dim
+        rng = np.random.default_rng(0)
+        context = (rng.integers(0, 256, (k, h, w, 3), dtype=np.uint8), np.zeros((k, a), np.float32))
+        actions = rng.uniform(-1, 1, (3, 2, a)).astype(np.float32)
+        goal = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        got = worker.imagine(actions, context, goal)
+        assert got.frames.shape == (3, 2, h, w, 3) and got.frames.dtype == np.uint8
+        assert got.costs.shape == (3,) and got.latency_ms > 0
+        with pytest.raises(ValueError, match="actions"):
+            worker.imagine(np.zeros((3, 2, a + 1), np.float32), context)  # the runtime's InputError
+        assert worker.imagine(actions, context).costs is None  # still serving
+    finally:
+        worker.close()
+    assert not worker._proc.is_alive()

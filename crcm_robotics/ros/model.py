@@ -4,10 +4,16 @@ Both sides expose ``imagine(actions [N, Hz, A], context=(frames, actions), goal)
 :class:`ModelHandle` gives the node one interface and one :class:`ModelSpec`
 whichever backend is configured. The runtime (torch) and the client are
 imported only when a handle is opened.
+
+:func:`open_planner_model` gives ``~/imagine`` its own model in a worker process
+(in-process backends): a planner's batched rollout holds the GIL through long
+torch ops, and in the node's process it starved the prediction stream (5 Hz fell
+to under 3 Hz on 2 CPU cores while a client called ``~/imagine`` back to back).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -112,3 +118,73 @@ def open_model(params: NodeParams) -> ModelHandle:
     )
     where = f"{params.checkpoint} ({params.backend} on {params.device})"
     return ModelHandle(model, spec_of(model, where), where)
+
+
+def _planner_worker(conn: Any, params: NodeParams) -> None:
+    """The worker process: load the model, answer ``(actions, context, goal)`` with ``(ok, result)``."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the process group: the node ends us
+    try:
+        handle = open_model(params)
+    except Exception as exc:  # reported to the node, which exits with one line
+        conn.send((False, f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send((True, (handle.spec, handle.description)))
+    while True:
+        try:
+            actions, context, goal = conn.recv()
+        except EOFError:  # the node is gone
+            return
+        try:
+            p = handle.imagine(actions, context, goal)
+            conn.send((True, (p.frames, p.costs, p.latency_ms)))
+        except Exception as exc:
+            conn.send((False, (type(exc).__name__, str(exc), isinstance(exc, ValueError))))
+
+
+class WorkerModel:
+    """``ModelHandle.imagine`` answered by a model in a worker process (one call at a time)."""
+
+    def __init__(self, params: NodeParams, start_timeout_s: float = 600.0):
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process running DDS threads
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_planner_worker, args=(child, params), daemon=True, name="planner")
+        self._proc.start()
+        child.close()
+        if not self._conn.poll(start_timeout_s):
+            self.close()
+            raise RuntimeError(f"the planner's model process did not load {params.checkpoint} in {start_timeout_s} s")
+        ok, payload = self._conn.recv()
+        if not ok:
+            self.close()
+            raise RuntimeError(f"the planner's model process failed to load the model: {payload}")
+        self.spec, description = payload
+        self.description = f"{description}, worker process"
+
+    def imagine(
+        self, actions_NHzA: np.ndarray, context: tuple[np.ndarray, np.ndarray], goal: np.ndarray | None = None
+    ) -> Prediction:
+        self._conn.send((actions_NHzA, context, goal))
+        ok, payload = self._conn.recv()
+        if not ok:
+            name, message, is_value_error = payload
+            raise (ValueError if is_value_error else RuntimeError)(
+                message if is_value_error else f"{name}: {message}"
+            )
+        frames, costs, latency_ms = payload
+        return Prediction(frames=frames, costs=costs, latency_ms=latency_ms)
+
+    def close(self) -> None:
+        self._conn.close()
+        self._proc.join(timeout=10)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=10)
+
+
+def open_planner_model(params: NodeParams) -> ModelHandle | WorkerModel:
+    """``~/imagine``'s model: a second client of the server (remote), else a model in a worker process."""
+    if params.backend == REMOTE_BACKEND:
+        return open_model(params)
+    return WorkerModel(params)

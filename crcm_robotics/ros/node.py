@@ -1,7 +1,8 @@
 """``world_model_node``: the rclpy shell around the plain modules of :mod:`crcm_robotics.ros`.
 
 Subscribes
-    <camera_topic>    sensor_msgs/Image, sensor-data QoS
+    <camera_topic>    sensor_msgs/Image, sensor-data QoS (CompressedImage when the topic ends in
+                      ``/compressed``, image_transport's naming)
     <action_topic>    Twist | TwistStamped | Float32MultiArray | JointState (action_type), sensor-data QoS
 Publishes
     ~/predicted            crcm_interfaces/PredictedFrames at publish_rate_hz (current command held)
@@ -13,22 +14,25 @@ Serves
 Parameters: :class:`crcm_robotics.ros.params.NodeParams` (each declared
 read-only with its description; ``ros2 param describe /world_model <name>``).
 
-Threading: camera/command callbacks run in one callback group, the model
-(timer + service) in another, under a MultiThreadedExecutor, so image
-decoding never waits on inference; model calls are serialized. Frame and
-command times are the node clock at arrival (``use_sim_time`` works with
-``ros2 bag play --clock``).
+Threading: camera/command callbacks, the prediction timer and ``~/imagine``
+each run in their own callback group under a MultiThreadedExecutor, and the
+prediction stream and the planners each have their own model (the planners'
+in a worker process, :func:`crcm_robotics.ros.model.open_planner_model`: the
+runtime serializes calls per instance, and a batched rollout in this process
+would hold the GIL), so a long imagine never stalls ``~/predicted`` and image
+decoding never waits on inference. Frame and command times are the node clock at arrival
+(``use_sim_time`` works with ``ros2 bag play --clock``).
 
 This is the only module that imports rclpy or ROS message packages; it has
-no logic beyond conversion and delegation. It was written against the rclpy
-API (Humble and later) but has not been run here, where rclpy is not
-installable: see the README's ROS 2 section.
+no logic beyond conversion and delegation. It runs on a live DDS graph in
+``tests/test_ros_live.py`` (ROS 2 Jazzy wheels from PyPI, ``scripts/ros2_env.sh``).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 
 import rclpy
 from crcm_interfaces.msg import PredictedFrames
@@ -42,14 +46,14 @@ from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, Header
 
 from crcm_robotics.ros import diagnostics as diag_levels
 from crcm_robotics.ros.actions import make_action_adapter
 from crcm_robotics.ros.context import ContextBuffer
 from crcm_robotics.ros.diagnostics import Diagnostics
-from crcm_robotics.ros.images import ImageError, fit_frame, image_to_rgb
+from crcm_robotics.ros.images import ImageError, compressed_to_rgb, fit_frame, image_to_rgb
 from crcm_robotics.ros.imagine import (
     RequestError,
     fail_imagine_response,
@@ -57,7 +61,7 @@ from crcm_robotics.ros.imagine import (
     parse_imagine_request,
 )
 from crcm_robotics.ros.messages import MessageKit, fill_predicted_frames, filmstrip, hold_command, make_image
-from crcm_robotics.ros.model import open_model, resolve_spec
+from crcm_robotics.ros.model import open_model, open_planner_model, resolve_spec
 from crcm_robotics.ros.params import NodeParams, parameter_table
 
 NODE_NAME = "world_model"
@@ -74,6 +78,7 @@ ROS_PARAMETER_TYPES = {
     "string": Parameter.Type.STRING,
     "string_array": Parameter.Type.STRING_ARRAY,
 }
+COMPRESSED_SUFFIX = "/compressed"  # image_transport's name for the CompressedImage variant of a topic
 DIAGNOSTIC_LEVELS = {
     diag_levels.OK: DiagnosticStatus.OK,
     diag_levels.WARN: DiagnosticStatus.WARN,
@@ -86,7 +91,8 @@ class WorldModelNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.params = NodeParams.from_values(self._declare_parameters())
         p = self.params
-        self.model = open_model(p)
+        self.model = open_model(p)  # the prediction stream's
+        self.planner_model = open_planner_model(p)  # ~/imagine's, in a worker process: never blocks the stream
         self.spec = resolve_spec(p, self.model.spec)
         self.adapter = make_action_adapter(
             p.action_type,
@@ -113,9 +119,13 @@ class WorldModelNode(Node):
         self.frame_period_s = 1.0 / p.context_rate_hz if p.context_rate_hz > 0 else 0.0
 
         inputs = MutuallyExclusiveCallbackGroup()
-        model = MutuallyExclusiveCallbackGroup()
+        stream = MutuallyExclusiveCallbackGroup()
+        planner = MutuallyExclusiveCallbackGroup()
+        compressed = p.camera_topic.endswith(COMPRESSED_SUFFIX)
+        camera_type = CompressedImage if compressed else Image
+        self.decode_camera = compressed_to_rgb if compressed else image_to_rgb
         self.create_subscription(
-            Image, p.camera_topic, self._on_image, qos_profile_sensor_data, callback_group=inputs
+            camera_type, p.camera_topic, self._on_image, qos_profile_sensor_data, callback_group=inputs
         )
         self.create_subscription(
             ACTION_MSG_CLASSES[p.action_type],
@@ -129,9 +139,15 @@ class WorldModelNode(Node):
             self.create_publisher(Image, "~/predicted/filmstrip", 1) if p.publish_filmstrip else None
         )
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(ImagineRollouts, "~/imagine", self._on_imagine, callback_group=model)
+        self.create_service(ImagineRollouts, "~/imagine", self._on_imagine, callback_group=planner)
+        # the timer only wakes the prediction thread: a callback that returns at once keeps the
+        # executor from spinning on a ready timer of a busy group (which took the GIL from the model)
+        self._prediction_due = threading.Event()
+        self._stopping = threading.Event()
+        self._predictor = threading.Thread(target=self._prediction_loop, name="prediction", daemon=True)
         if p.publish_rate_hz > 0:
-            self.create_timer(1.0 / p.publish_rate_hz, self._on_predict_timer, callback_group=model)
+            self.create_timer(1.0 / p.publish_rate_hz, self._prediction_due.set, callback_group=stream)
+            self._predictor.start()
         if p.diagnostics_period_s > 0:
             self.create_timer(p.diagnostics_period_s, self._on_diagnostics_timer, callback_group=inputs)
         h, w, _ = self.spec.image_shape
@@ -164,11 +180,11 @@ class WorldModelNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     # -- inputs ----------------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         now = self._now()
         try:
             frame = fit_frame(
-                image_to_rgb(msg, self.params.camera_topic),
+                self.decode_camera(msg, self.params.camera_topic),
                 self.spec.image_shape[:2],
                 self.params.center_crop,
             )
@@ -189,6 +205,17 @@ class WorldModelNode(Node):
         self.diag.command(now)
 
     # -- model -----------------------------------------------------------------------------------
+    def _prediction_loop(self) -> None:
+        while not self._stopping.is_set():
+            if self._prediction_due.wait(timeout=0.5):
+                self._prediction_due.clear()
+                self._on_predict_timer()
+
+    def stop_predicting(self) -> None:
+        self._stopping.set()
+        if self._predictor.is_alive():
+            self._predictor.join(timeout=30)
+
     def _on_predict_timer(self) -> None:
         now = self._now()
         context = self.buffer.snapshot(now)
@@ -244,7 +271,7 @@ class WorldModelNode(Node):
                 frames_actions, header = (context.frames, context.actions), context.meta
             else:
                 frames_actions, header = query.context, query.context_header
-            prediction = self.model.imagine(query.actions, frames_actions, query.goal)
+            prediction = self.planner_model.imagine(query.actions, frames_actions, query.goal)
             fill_imagine_response(
                 response,
                 self.kit,
@@ -288,7 +315,7 @@ def main(args: list[str] | None = None) -> int:
     node = None
     try:
         node = WorldModelNode()
-        executor = MultiThreadedExecutor(num_threads=3)
+        executor = MultiThreadedExecutor(num_threads=4)  # one per callback group
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -304,6 +331,9 @@ def main(args: list[str] | None = None) -> int:
         return 1
     finally:
         if node is not None:
+            node.stop_predicting()
+            if hasattr(node.planner_model, "close"):
+                node.planner_model.close()
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
