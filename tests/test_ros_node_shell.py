@@ -290,14 +290,15 @@ class FakeWorldModel:
         model.loaded = (ckpt, device, backend, steps)
         return model
 
-    def imagine(self, actions, context=None, goal=None):
+    def imagine(self, actions, context=None, goal=None, return_frames="all"):
         if self.fail:
             raise RuntimeError("CUDA out of memory")
         n, hz, _ = actions.shape
         frames = np.zeros((n, hz, 8, 8, 3), np.uint8)
         frames[..., 0] = np.clip(np.rint(actions[..., 0, None, None] * 100), 0, 255)  # red = 100 * action[0]
         costs = None if goal is None else np.abs(actions[..., 0] - 0.5).sum(1).astype(np.float32)
-        return types.SimpleNamespace(frames=frames, costs=costs, latency_ms=3.5)
+        return types.SimpleNamespace(frames=frames if return_frames == "all" else None, costs=costs,
+                                     latency_ms=3.5)
 
 
 @pytest.fixture

@@ -108,12 +108,14 @@ class FakeModel:
     def __init__(self):
         self.calls = []
 
-    def imagine(self, actions, context=None, goal=None):
+    def imagine(self, actions, context=None, goal=None, return_frames="all"):
         self.calls.append((actions, context, goal))
+        self.return_frames = return_frames
         n, hz, _ = actions.shape
         frames = np.zeros((n, hz, 8, 8, 3), np.uint8)
         costs = None if goal is None else actions.sum(axis=(1, 2))
-        return types.SimpleNamespace(frames=frames, costs=costs, latency_ms=1.25)
+        return types.SimpleNamespace(frames=frames if return_frames == "all" else None, costs=costs,
+                                     latency_ms=1.25)
 
 
 def test_model_handle_passes_arrays_through():
@@ -128,6 +130,8 @@ def test_model_handle_passes_arrays_through():
         pred.frames.shape == (4, 5, 8, 8, 3) and pred.costs.tolist() == [10.0] * 4 and pred.latency_ms == 1.25
     )
     assert handle.imagine(np.ones((1, 2, 2)), ctx).costs is None
+    lean = handle.imagine(np.ones((4, 5, 2)), ctx, goal=np.zeros((8, 8, 3), np.uint8), return_frames=False)
+    assert fake.return_frames == "none" and lean.frames is None and lean.costs.tolist() == [10.0] * 4
 
 
 def test_open_model_remote_uses_the_msgpack_client(monkeypatch):
@@ -140,7 +144,7 @@ def test_open_model_remote_uses_the_msgpack_client(monkeypatch):
         def info(self):
             return {"image_shape": [16, 16, 3], "action_dim": 3, "context_frames": 2, "max_batch": 64}
 
-        def imagine(self, actions, context=None, goal=None):
+        def imagine(self, actions, context=None, goal=None, return_frames="all"):
             return {
                 "frames": np.zeros((*actions.shape[:2], 16, 16, 3), np.uint8),
                 "costs": None,

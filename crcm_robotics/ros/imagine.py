@@ -169,25 +169,32 @@ def fill_imagine_response(
     resp: Any,
     kit: MessageKit,
     *,
-    frames: np.ndarray,
+    frames: np.ndarray | None,
     costs: np.ndarray | None,
     latency_ms: float,
     header: Any,
     return_frames: bool,
     encoding: str = "rgb8",
+    shape: tuple[int, int] | None = None,
 ) -> Any:
     """Fill a successful response in place from the model's result; returns it.
 
-    ``frames`` is uint8 ``[N, Hz, H, W, 3]``; ``header`` (stamp of the newest
-    context frame, camera frame_id) goes on every returned image and its stamp
-    into ``context_stamp``.
+    ``frames`` is uint8 ``[N, Hz, H, W, 3]``, or None for a costs-only answer (then ``shape`` gives
+    ``(N, Hz)``); ``header`` (stamp of the newest context frame, camera frame_id) goes on every returned
+    image and its stamp into ``context_stamp``.
     """
-    frames = np.asarray(frames)
-    if frames.ndim != 5:
-        raise ValueError(
-            f"model returned frames of shape {tuple(frames.shape)}, expected [N, horizon, H, W, 3]"
-        )
-    n, hz = int(frames.shape[0]), int(frames.shape[1])
+    if frames is None:
+        if return_frames or shape is None:
+            raise ValueError("the model returned no frames; a costs-only answer needs return_frames false and "
+                             "the rollouts' (N, horizon)")
+        n, hz = int(shape[0]), int(shape[1])
+    else:
+        frames = np.asarray(frames)
+        if frames.ndim != 5:
+            raise ValueError(
+                f"model returned frames of shape {tuple(frames.shape)}, expected [N, horizon, H, W, 3]"
+            )
+        n, hz = int(frames.shape[0]), int(frames.shape[1])
     if costs is not None:
         costs = np.asarray(costs, dtype=np.float32).reshape(-1)
         if costs.size != n:
@@ -198,7 +205,7 @@ def fill_imagine_response(
     resp.horizon = hz
     resp.frames = (
         [make_image(kit, f, header, encoding) for f in frames.reshape(-1, *frames.shape[2:])]
-        if return_frames
+        if return_frames and frames is not None
         else []
     )
     resp.costs = kit.f32(costs if costs is not None else np.zeros(0, np.float32))

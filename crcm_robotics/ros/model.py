@@ -14,6 +14,7 @@ to under 3 Hz on 2 CPU cores while a client called ``~/imagine`` back to back).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from crcm_robotics.ros.params import REMOTE_BACKEND, NodeParams
 
 @dataclass(frozen=True)
 class Prediction:
-    frames: np.ndarray  # uint8 [N, Hz, H, W, 3]
+    frames: np.ndarray | None  # uint8 [N, Hz, H, W, 3]; None when the caller asked for costs only
     costs: np.ndarray | None  # float32 [N]
     latency_ms: float
 
@@ -84,15 +85,18 @@ class ModelHandle:
         actions_NHzA: np.ndarray,
         context: tuple[np.ndarray, np.ndarray],
         goal: np.ndarray | None = None,
+        return_frames: bool = True,
     ) -> Prediction:
+        """``return_frames=False``: costs only (the model keeps its frames on its device; nothing is copied)."""
         start = time.perf_counter()
         result = self._impl.imagine(
             np.ascontiguousarray(actions_NHzA, dtype=np.float32),
             context=(np.ascontiguousarray(context[0]), np.ascontiguousarray(context[1], dtype=np.float32)),
             goal=goal,
+            return_frames="all" if return_frames else "none",
         )
         wall_ms = (time.perf_counter() - start) * 1e3
-        frames = np.asarray(_field(result, "frames", "imagine result"))
+        frames = np.asarray(_field(result, "frames", "imagine result")) if return_frames else None
         costs = _field(result, "costs", "imagine result")
         latency = _field(result, "latency_ms", "imagine result")
         return Prediction(
@@ -120,11 +124,16 @@ def open_model(params: NodeParams) -> ModelHandle:
     return ModelHandle(model, spec_of(model, where), where)
 
 
+PLANNER_NICENESS = 10  # how much lower ~/imagine's worker process runs than the node (Linux nice levels)
+
+
 def _planner_worker(conn: Any, params: NodeParams) -> None:
     """The worker process: load the model, answer ``(actions, context, goal)`` with ``(ok, result)``."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the process group: the node ends us
+    # Below the stream's priority: on a busy CPU the scheduler gives the prediction stream its cores first.
+    os.nice(PLANNER_NICENESS)
     try:
         handle = open_model(params)
     except Exception as exc:  # reported to the node, which exits with one line
@@ -133,11 +142,11 @@ def _planner_worker(conn: Any, params: NodeParams) -> None:
     conn.send((True, (handle.spec, handle.description)))
     while True:
         try:
-            actions, context, goal = conn.recv()
+            actions, context, goal, return_frames = conn.recv()
         except EOFError:  # the node is gone
             return
         try:
-            p = handle.imagine(actions, context, goal)
+            p = handle.imagine(actions, context, goal, return_frames)
             conn.send((True, (p.frames, p.costs, p.latency_ms)))
         except Exception as exc:
             conn.send((False, (type(exc).__name__, str(exc), isinstance(exc, ValueError))))
@@ -163,9 +172,10 @@ class WorkerModel:
         self.description = f"{description}, worker process"
 
     def imagine(
-        self, actions_NHzA: np.ndarray, context: tuple[np.ndarray, np.ndarray], goal: np.ndarray | None = None
+        self, actions_NHzA: np.ndarray, context: tuple[np.ndarray, np.ndarray], goal: np.ndarray | None = None,
+        return_frames: bool = True,
     ) -> Prediction:
-        self._conn.send((actions_NHzA, context, goal))
+        self._conn.send((actions_NHzA, context, goal, return_frames))
         ok, payload = self._conn.recv()
         if not ok:
             name, message, is_value_error = payload

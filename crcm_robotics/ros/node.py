@@ -143,10 +143,14 @@ class WorldModelNode(Node):
         # the timer only wakes the prediction thread: a callback that returns at once keeps the
         # executor from spinning on a ready timer of a busy group (which took the GIL from the model)
         self._prediction_due = threading.Event()
+        # Set while no prediction is due or running: ~/imagine starts its (Python-side) work only then, so a
+        # stream of planner calls cannot hold the GIL while a prediction waits for it (2-core CPUs).
+        self._stream_idle = threading.Event()
+        self._stream_idle.set()
         self._stopping = threading.Event()
         self._predictor = threading.Thread(target=self._prediction_loop, name="prediction", daemon=True)
         if p.publish_rate_hz > 0:
-            self.create_timer(1.0 / p.publish_rate_hz, self._prediction_due.set, callback_group=stream)
+            self.create_timer(1.0 / p.publish_rate_hz, self._prediction_tick, callback_group=stream)
             self._predictor.start()
         if p.diagnostics_period_s > 0:
             self.create_timer(p.diagnostics_period_s, self._on_diagnostics_timer, callback_group=inputs)
@@ -205,11 +209,22 @@ class WorldModelNode(Node):
         self.diag.command(now)
 
     # -- model -----------------------------------------------------------------------------------
+    def _prediction_tick(self) -> None:
+        self._stream_idle.clear()
+        self._prediction_due.set()
+
     def _prediction_loop(self) -> None:
         while not self._stopping.is_set():
             if self._prediction_due.wait(timeout=0.5):
                 self._prediction_due.clear()
-                self._on_predict_timer()
+                try:
+                    self._on_predict_timer()
+                except Exception:
+                    if not rclpy.ok(context=self.context):  # SIGINT shut ROS down mid-prediction: just stop
+                        return
+                    raise
+                finally:
+                    self._stream_idle.set()
 
     def stop_predicting(self) -> None:
         self._stopping.set()
@@ -252,6 +267,7 @@ class WorldModelNode(Node):
         self.diag.prediction(now, prediction.latency_ms)
 
     def _on_imagine(self, request, response):
+        self._stream_idle.wait(timeout=1.0)  # let a due prediction go first (never waits longer than 1 s)
         now = self._now()
         p = self.params
         try:
@@ -271,7 +287,8 @@ class WorldModelNode(Node):
                 frames_actions, header = (context.frames, context.actions), context.meta
             else:
                 frames_actions, header = query.context, query.context_header
-            prediction = self.planner_model.imagine(query.actions, frames_actions, query.goal)
+            prediction = self.planner_model.imagine(query.actions, frames_actions, query.goal,
+                                                    return_frames=query.return_frames)
             fill_imagine_response(
                 response,
                 self.kit,
@@ -281,6 +298,7 @@ class WorldModelNode(Node):
                 header=header,
                 return_frames=query.return_frames,
                 encoding=p.output_encoding,
+                shape=query.actions.shape[:2],
             )
             self.diag.imagine(True, prediction.latency_ms)
         except ValueError as exc:  # bad request (RequestError) or input rejected by the model
