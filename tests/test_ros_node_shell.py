@@ -384,8 +384,12 @@ def drive(node, start=0):
 def test_prediction_is_published_for_the_current_command(node_module):
     node = node_module.WorldModelNode()
     wake = next(cb for p, cb, _ in node.timers if p == 0.1)
-    assert wake == node._prediction_due.set and node._predictor.is_alive()  # the timer wakes the thread
+    assert wake == node._prediction_tick and node._predictor.is_alive()  # the timer wakes the thread
     node.stop_predicting()
+    wake()  # a due prediction holds ~/imagine back until it is done
+    assert node._prediction_due.is_set() and not node._stream_idle.is_set()
+    node._prediction_due.clear()
+    node._stream_idle.set()
     predict = node._on_predict_timer
     Clock.t = 1.0
     predict()
