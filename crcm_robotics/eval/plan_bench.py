@@ -59,7 +59,7 @@ def space_from(cfg: PlannerConfig, low: np.ndarray, high: np.ndarray, device: to
     return ActionSpace(t(low), t(high), cfg.horizon, cfg.hold, cfg.mode)
 
 
-def check_planner(cfg: PlannerConfig, frame_skips: list[int] = ()) -> None:
+def check_planner(cfg: PlannerConfig, frame_skips: tuple[int, ...] | list[int] = ()) -> None:
     """Every planner setting, before anything is loaded (one-line errors naming the setting)."""
     from crcm_robotics.plan import ACTION_MODES, COSTS, PlanError
 
