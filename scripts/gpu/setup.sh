@@ -9,6 +9,10 @@ else
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
 fi
+# The device image sets PYTHONDONTWRITEBYTECODE and its torch has no .pyc files, so every process compiled
+# ~2 400 modules from source (~5 s of each start, measured by scripts/profile_compile_start.py). A pip-installed
+# torch has them; let this machine write them too.
+unset PYTHONDONTWRITEBYTECODE
 export TQDM_MININTERVAL=20 SDL_VIDEODRIVER=dummy PYTHONUNBUFFERED=1 PYTHONWARNINGS="ignore::UserWarning:pygame.pkgdata"
 OUT=${OUT:-outputs/device_out}
 mkdir -p "$OUT" outputs
