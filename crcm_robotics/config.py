@@ -530,6 +530,9 @@ class ExportConfig:
     opset: int = 17  # ONNX opset
     device: str = "auto"  # tensorrt: the CUDA device to build on
     dtype: str = "float32"  # tensorrt, compiled: float32 | float16 | bfloat16 | auto (compiled: as the runtime)
+    # compiled: cache (torch.compile's Inductor artefacts, what a cold start saves itself) | aoti (one
+    # AOTInductor package per batch size, loaded without tracing; opt-in: torch 2.11's loader crashed on CUDA)
+    compiled: str = "cache"
     check: bool = True  # onnx: compare onnxruntime against eager PyTorch on random inputs
     weights: str = "selected"  # selected (validation's best, when the run kept one) | last
 

@@ -130,3 +130,57 @@ def test_export_compiled_then_a_fresh_process_loads_it(tiny_student, tmp_path):
     assert warm["loaded"].startswith(f"compile cache {cold['key']}.json: 1 artefact file(s) for batch sizes [1]")
     assert warm["seconds"] < cold["seconds"], (cold["seconds"], warm["seconds"])
     assert warm["cache_bytes"] == cold["cache_bytes"]  # a warm start adds no duplicate artefact file
+
+
+# ---------------------------------------------------------------- AOTInductor packages (opt-in warm start)
+
+
+def test_packages_of_other_weights_are_reported_and_skipped(tmp_path, key):
+    cache = CompileCache(tmp_path, key)
+    assert cache.packages(lambda: "w-now") == ({}, f"no AOTInductor packages in {tmp_path}")
+    for batch, weights in ((1, "w-now"), (64, "w-before")):
+        cache.package_path(batch).write_bytes(b"package")
+        cache.add_package(batch, weights, checkpoint="ckpt")
+    usable, status = CompileCache(tmp_path, json.loads(json.dumps(key))).packages(lambda: "w-now")
+    assert usable == {1: cache.package_path(1)}
+    assert status == (f"AOTInductor packages in {tmp_path} for batch sizes [1]; packages for batch sizes [64] "
+                      "hold other weights (rebuild: crcm export … format=compiled)")
+    meta = json.loads(cache.meta_path.read_text())
+    assert meta["packages"]["64"] == {"file": cache.package_path(64).name, "weights": "w-before", "bytes": 7}
+    assert meta["files"] == [] and meta["key"] == key  # the artefact list is untouched
+
+
+def test_weights_digest_changes_with_any_weight():
+    from crcm_robotics.runtime.backends.aot_package import weights_digest
+
+    model = CausalDiT(TINY)
+    before = weights_digest(model)
+    assert weights_digest(model) == before
+    with torch.no_grad():
+        model.final.linear.bias[0] += 1e-3
+    assert weights_digest(model) != before
+
+
+def test_aoti_package_round_trip_runs_the_step_without_torch_compile(tiny_student, tmp_path, one_torch_thread):
+    """Real AOTInductor on CPU: export packages, then the compile backend serves from them, matching eager."""
+    import numpy as np
+
+    from crcm_robotics.runtime import WorldModel
+    from crcm_robotics.runtime.backends.compiled import export_compiled
+
+    folder = tmp_path / "cache"
+    report = export_compiled(str(tiny_student), str(folder), [1], device="cpu", kind="aoti")
+    assert set(report["packages"]) == {"1"} and report["package_bytes"] > 0 and report["cache_batches"] == []
+    wm = WorldModel.load(tiny_student, backend="compile", export_dir=folder, max_batch=1)
+    ref = WorldModel.load(tiny_student, backend="eager", max_batch=1)
+    assert wm._backend.packages == {1: folder / f"{report['key']}_b1.pt2"}
+    rng = np.random.default_rng(0)
+    h, w = wm.image_shape[:2]
+    ctx = (rng.integers(0, 256, (wm.context_frames, h, w, 3), dtype=np.uint8),
+           rng.normal(size=(wm.context_frames, wm.env_action_dim)).astype(np.float32))
+    plan = rng.normal(size=(1, 4, wm.env_action_dim)).astype(np.float32)
+    got = wm.imagine(plan, context=ctx, seed=5).frames.astype(int)
+    want = ref.imagine(plan, context=ctx, seed=5).frames.astype(int)
+    assert np.abs(got - want).max() <= 1  # float rounding of a few uint8 levels at most
+    assert not wm._backend._artefacts_loaded  # every batch size had a package: torch.compile never ran
+    assert "AOTInductor packages" in wm._backend.cache_status

@@ -201,7 +201,8 @@ def run_export(cfg) -> dict[str, Any]:
     if cfg.format == "compiled":  # torch.compile artefacts for the `compile` backend's warm start
         from crcm_robotics.runtime.backends.compiled import export_compiled
 
-        return export_compiled(cfg.ckpt, cfg.out, batches, cfg.device, cfg.dtype, cfg.steps, cfg.solver)
+        return export_compiled(cfg.ckpt, cfg.out, batches, cfg.device, cfg.dtype, cfg.steps, cfg.solver,
+                               kind=cfg.compiled, weights=cfg.weights)
     ck = load_checkpoint(cfg.ckpt, weights=cfg.weights)
     spec = sampler_from_meta(ck.meta, cfg.steps, cfg.solver)
     spec.times()

@@ -13,6 +13,8 @@ Layout (default ``CKPT/compile_cache/``, or the folder ``export_dir`` names)::
     compile_cache/
       <key>.json     the key (below), batch sizes compiled, the artefact files, sizes, dates
       <key>_0.bin    artefacts of the first process that compiled, <key>_1.bin of the next, …
+      <key>_b64.pt2  an AOTInductor package of the step at batch 64 (``crcm export … format=compiled``,
+                     see :mod:`.aot_package`): loaded without tracing, preferred over the artefacts
 
 The key is a digest of everything that makes artefacts useless when it changes:
 the torch (and Triton) version, the device (GPU name and compute capability, or
@@ -31,6 +33,7 @@ import importlib.util
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ import torch
 
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.sampler import SamplerSpec
+from crcm_robotics.runtime.backends.aot_package import PACKAGE_SUFFIX
 
 log = logging.getLogger("crcm_robotics.runtime")
 
@@ -132,8 +136,7 @@ class CompileCache:
         if artifacts is None:
             return None
         blob = artifacts[0]
-        meta = self.read_meta() or {"format": FORMAT, "version": 1, "key": self.key, "checkpoint": checkpoint,
-                                    "files": [], "batches": [], "bytes": 0}
+        meta = self.read_meta() or self._blank_meta(checkpoint)
         name = f"{self.digest}_{len(meta['files'])}.bin"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -141,12 +144,52 @@ class CompileCache:
             meta["files"].append(name)
             meta["batches"] = sorted(set(meta["batches"]) | set(batches))
             meta["bytes"] += len(blob)
-            meta["saved"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            tmp = self.meta_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(meta, indent=1))
-            tmp.replace(self.meta_path)  # readers see the old entry or the new one, never half of it
+            self._write_meta(meta)
         except OSError as exc:  # a read-only checkpoint folder: run on, cold next time
             log.warning("could not save the compile cache to %s (%s); the next start compiles again",
                         self.folder, exc)
             return None
         return self.meta_path
+
+    # ---------------------------------------------------------------- AOTInductor packages (aot_package.py)
+
+    def package_path(self, batch: int) -> Path:
+        return self.folder / f"{self.digest}_b{batch}{PACKAGE_SUFFIX}"
+
+    def packages(self, weights: Callable[[], str]) -> tuple[dict[int, Path], str]:
+        """This key's packages built from the weights whose digest ``weights()`` gives, by batch size, and a
+        sentence about them (the digest is only computed when the folder holds packages)."""
+        meta = self.read_meta()
+        entries = (meta or {}).get("packages", {})
+        if not entries:
+            return {}, f"no AOTInductor packages in {self.folder}"
+        digest = weights()
+        usable, stale = {}, []
+        for batch, entry in sorted(entries.items(), key=lambda kv: int(kv[0])):
+            path = self.folder / entry["file"]
+            if entry.get("weights") != digest:
+                stale.append(int(batch))
+            elif path.is_file():
+                usable[int(batch)] = path
+        why = f"; packages for batch sizes {stale} hold other weights (rebuild: crcm export … format=compiled)" \
+            if stale else ""
+        return usable, f"AOTInductor packages in {self.folder} for batch sizes {sorted(usable)}{why}"
+
+    def add_package(self, batch: int, weights: str, checkpoint: str = "") -> None:
+        """Record the package :meth:`package_path` ``(batch)`` (already written) as built from ``weights``."""
+        path = self.package_path(batch)
+        meta = self.read_meta() or self._blank_meta(checkpoint)
+        meta.setdefault("packages", {})[str(batch)] = {"file": path.name, "weights": weights,
+                                                      "bytes": path.stat().st_size}
+        self._write_meta(meta)
+
+    def _blank_meta(self, checkpoint: str) -> dict[str, Any]:
+        return {"format": FORMAT, "version": 1, "key": self.key, "checkpoint": checkpoint, "files": [],
+                "batches": [], "bytes": 0}
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        meta["saved"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.meta_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(meta, indent=1))
+        tmp.replace(self.meta_path)  # readers see the old entry or the new one, never half of it

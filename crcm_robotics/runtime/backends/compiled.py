@@ -24,7 +24,6 @@ start is warm. ``crcm export CKPT format=compiled`` fills the folder ahead of ti
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,29 +40,17 @@ from crcm_robotics.runtime.backends.base import (
     Stepper,
     bucket_sizes,
 )
+from crcm_robotics.runtime.backends.aot_package import (
+    DeferredWriteCache,
+    apply_deferred,
+    build_package,
+    package_step,
+    weights_digest,
+)
 from crcm_robotics.runtime.backends.compile_cache import CompileCache, cache_key
 from crcm_robotics.runtime.backends.cuda_graph import GraphedEncode, graph_or_eager, log
 
 OWN_GRAPH_MODES = ("reduce-overhead", "max-autotune")
-
-
-@dataclass
-class DeferredWriteCache(KVCache):
-    """A read-only view of a :class:`KVCache` whose writes and advances are recorded, not applied."""
-
-    pending: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (k, v) per layer
-    index: torch.Tensor | None = None  # the cache rows they go to
-    advanced: int = 0  # frames to advance by
-
-    def write(self, layer: int, k_new: torch.Tensor, v_new: torch.Tensor, index: torch.Tensor) -> None:
-        if layer != len(self.pending):
-            raise RuntimeError(f"deferred cache writes must come layer by layer; got layer {layer} "
-                               f"after {len(self.pending)}")
-        self.pending.append((k_new, v_new))
-        self.index = index
-
-    def advance(self, n_frames: int = 1) -> None:
-        self.advanced += n_frames
 
 
 def deferred_write_step(model: CausalDiT, spec: SamplerSpec, compile_fn) -> StepFn:
@@ -80,9 +67,7 @@ def deferred_write_step(model: CausalDiT, spec: SamplerSpec, compile_fn) -> Step
 
     def step(cache: KVCache, action: torch.Tensor, noise: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         x0, k_new, v_new, index, advanced = compiled(cache, action, noise, prev)
-        cache.k.index_copy_(3, index, k_new.to(cache.k.dtype))
-        cache.v.index_copy_(3, index, v_new.to(cache.v.dtype))
-        cache.advance(advanced)
+        apply_deferred(cache, k_new, v_new, index, advanced)
         return x0
 
     return step
@@ -99,10 +84,15 @@ class CompileBackend(GraphedEncode, Backend):
         self.mode, self.compiler, self.checkpoint = mode, compiler, checkpoint
         self.cache: CompileCache | None = None
         self.cache_status = "no compile cache folder (no checkpoint path): compiling cold"
+        self.packages: dict[int, Path] = {}  # batch -> AOTInductor package (aot_package.py): no tracing
+        self._package_steps: dict[int, StepFn] = {}
+        self._artefacts_loaded = False
         if cache_dir is not None:
             self.cache = CompileCache(cache_dir, cache_key(model, spec, self.device, precision.weights, mode,
                                                            compiler))
-            self.cache_status = self.cache.load()
+            self.packages, self.cache_status = self.cache.packages(lambda: weights_digest(model))
+            if not self.packages:  # otherwise Inductor's artefacts load with the first batch size lacking one
+                self._load_artefacts()
             log.info("compile backend: %s", self.cache_status)
         import torch._dynamo
 
@@ -118,7 +108,28 @@ class CompileBackend(GraphedEncode, Backend):
         log.info("compile backend: torch.compile(backend=%s, mode=%s)%s", compiler, mode,
                  " + one CUDA graph per batch size" if self.graph else "")
 
+    def _load_artefacts(self) -> None:
+        """Put the saved Inductor artefacts into this process's caches, once (before torch.compile runs)."""
+        if self.cache is not None and not self._artefacts_loaded:
+            self._artefacts_loaded = True
+            loaded = self.cache.load()
+            self.cache_status = loaded if not self.packages else f"{self.cache_status}; {loaded}"
+
+    def step_fn(self, batch: int) -> StepFn:
+        """The step at ``batch``: its AOTInductor package when there is one, else ``torch.compile``'s."""
+        if batch not in self.packages:
+            return self.fn
+        if batch not in self._package_steps:
+            self._package_steps[batch] = package_step(self.packages[batch])
+        return self._package_steps[batch]
+
     def _make_stepper(self, batch: int) -> Stepper:
+        if batch in self.packages:
+            fn = self.step_fn(batch)
+            if self.graph:
+                return graph_or_eager(self, fn, batch, "AOTInductor package")
+            return EagerStepper(fn, self.new_cache(batch), self.precision)
+        self._load_artefacts()
         if self.graph:
             stepper = graph_or_eager(self, self.fn, batch, "compiled")  # compiles: the capture runs the step
             if self.cache is not None and batch not in self.cache.loaded_batches:
@@ -141,11 +152,14 @@ class CompileBackend(GraphedEncode, Backend):
 
 
 def export_compiled(ckpt: str, out: str | None, batches: list[int], device: str = "auto", dtype: str = "auto",
-                    steps: int = 0, solver: str | None = None, mode: str = "default") -> dict[str, Any]:
-    """``crcm export CKPT format=compiled``: compile the step at each batch size now and save the artefacts.
+                    steps: int = 0, solver: str | None = None, mode: str = "default",
+                    kind: str = "cache", weights: str = "selected") -> dict[str, Any]:
+    """``crcm export CKPT format=compiled``: build the ``compile`` backend's warm start now, per batch size.
 
-    ``dtype`` must be the one the runtime will use (``auto``: bf16 on CUDA, float32 on CPU), as must the
-    device type and the sampler: each is part of the cache key.
+    ``kind``: ``cache`` (default) compiles with ``torch.compile`` and saves its Inductor artefacts (what a
+    cold start saves by itself); ``aoti`` exports the step and compiles one AOTInductor package per batch
+    size, which a later start loads without tracing (opt-in, see :mod:`.aot_package`). ``dtype`` must be the one the runtime will use
+    (``auto``: bf16 on CUDA, float32 on CPU), as must the device type and the sampler: each is in the key.
     """
     import time
 
@@ -154,28 +168,45 @@ def export_compiled(ckpt: str, out: str | None, batches: list[int], device: str 
     from crcm_robotics.runtime.backends.compile_cache import CACHE_DIR_NAME
     from crcm_robotics.runtime.device import resolve_device, resolve_dtype
 
-    ck = load_checkpoint(ckpt)
+    if kind not in ("aoti", "cache"):
+        raise ValueError(f"compiled kind {kind!r} unknown; expected 'aoti' or 'cache'")
+    ck = load_checkpoint(ckpt, weights=weights)
     spec = sampler_from_meta(ck.meta, steps, solver)
     spec.times()
     dev = resolve_device(device)
-    weights = resolve_dtype(None if dtype == "auto" else dtype, dev)
-    model = build_model(ck, dev, weights)
+    half = resolve_dtype(None if dtype == "auto" else dtype, dev)
+    model = build_model(ck, dev, half)
     folder = Path(out) if out else Path(ck.path) / CACHE_DIR_NAME
     t0 = time.perf_counter()
-    backend = CompileBackend(model, spec, Precision(dev, weights), max(batches), mode=mode, cache_dir=folder,
+    backend = CompileBackend(model, spec, Precision(dev, half), max(batches), mode=mode, cache_dir=folder,
                              checkpoint=str(ck.path))
+    assert backend.cache is not None
     cfg = model.cfg
     buckets = sorted({backend.bucket(b) for b in batches})
-    for b in buckets:
-        stepper = backend.stepper(b, "imagine")
-        stepper(torch.zeros(b, 1, cfg.action_dim, device=dev),
-                torch.zeros(spec.noise_draws, b, 1, cfg.channels, cfg.height, cfg.width, device=dev),
-                torch.zeros(b, 1, cfg.channels, cfg.height, cfg.width, device=dev))
-    backend.save_cache(buckets)  # CPU: the first calls above compiled; CUDA: each capture saved already
-    assert backend.cache is not None
-    meta = backend.cache.read_meta()
-    return {"format": "compiled", "out": str(folder), "key": backend.cache.digest, "batch": buckets,
-            "sampler": spec.to_meta(), "device": str(dev), "dtype": str(weights).removeprefix("torch."),
+    seconds: dict[int, float] = {}
+    if kind == "aoti":
+        digest = weights_digest(model)
+        for b in buckets:
+            tb = time.perf_counter()
+            build_package(model, spec, half, backend.new_cache(b), backend.cache.package_path(b))
+            backend.cache.add_package(b, digest, str(ck.path))
+            seconds[b] = round(time.perf_counter() - tb, 2)
+            log.info("compile backend: AOTInductor package for batch %d built in %.1f s", b, seconds[b])
+    else:
+        for b in buckets:
+            tb = time.perf_counter()
+            stepper = backend.stepper(b, "imagine")
+            stepper(torch.zeros(b, 1, cfg.action_dim, device=dev),
+                    torch.zeros(spec.noise_draws, b, 1, cfg.channels, cfg.height, cfg.width, device=dev),
+                    torch.zeros(b, 1, cfg.channels, cfg.height, cfg.width, device=dev))
+            seconds[b] = round(time.perf_counter() - tb, 2)
+        backend.save_cache(buckets)  # CPU: the first calls above compiled; CUDA: each capture saved already
+    meta = backend.cache.read_meta() or {}
+    packages = meta.get("packages", {})
+    return {"format": "compiled", "kind": kind, "out": str(folder), "key": backend.cache.digest, "batch": buckets,
+            "sampler": spec.to_meta(), "device": str(dev), "dtype": str(half).removeprefix("torch."),
             "checkpoint": str(ck.path), "loaded": backend.cache_status,
-            "seconds": round(time.perf_counter() - t0, 2),
-            "cache_batches": meta["batches"] if meta else [], "cache_bytes": meta["bytes"] if meta else 0}
+            "seconds": round(time.perf_counter() - t0, 2), "seconds_per_batch": seconds,
+            "cache_batches": meta.get("batches", []), "cache_bytes": meta.get("bytes", 0),
+            "packages": {b: p["file"] for b, p in packages.items()},
+            "package_bytes": sum(p["bytes"] for p in packages.values())}
