@@ -442,6 +442,9 @@ class PlannerConfig:
     mode: str = "absolute"  # absolute | delta
     cost: str = "probe"  # final_mse | pooled_mse | path_mse | probe | probe_path
     replan_every: int = 5  # env steps executed between solves
+    # near the end of an episode's budget, score candidates on the state the budget ends at, not on the
+    # horizon's end beyond it (success is judged at the budget's end; without this, plans pushed through it)
+    cost_at_budget_end: bool = True
     seed: int = 0
 
 

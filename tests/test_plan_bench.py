@@ -95,3 +95,37 @@ def test_bad_bench_settings_are_one_line_errors(student_with_probe, override, me
     proc = subprocess.run([sys.executable, "-m", "crcm_robotics.cli", "bench", "plan", str(student_with_probe),
                            override, f"out={tmp_path}"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_near_the_budgets_end_candidates_are_scored_where_the_budget_ends():
+    """With 3 env steps of budget left, a 10-step candidate is scored on its state after 3 steps."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from crcm_robotics.config import PlannerConfig
+    from crcm_robotics.eval.plan_bench import Arm
+
+    rolled: list[int] = []
+
+    class Pool:  # the simulator's rollout pool, recording how many steps each query rolled out
+        def rollout(self, state, actions, frames):
+            rolled.append(actions.shape[1])
+            return np.zeros((len(actions), 0, 8, 8, 3), np.uint8), np.zeros((*actions.shape[:2], 5), np.float32)
+
+    def arm(**planner) -> Arm:
+        cfg = PlannerConfig(samples=8, iterations=1, elites=2, horizon=10, hold=5, replan_every=5, **planner)
+        return Arm("o", "oracle_state", cfg, torch.device("cpu"), np.zeros(2, np.float32),
+                   np.full(2, 512, np.float32), pool=Pool())
+
+    state, goal_state = np.zeros(5), np.ones(5)
+    history = (np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 2), np.float32))
+    for remaining, planner, expected in [(3, {}, 3), (20, {}, 10), (None, {}, 10),
+                                         (3, {"cost_at_budget_end": False}, 10)]:
+        rolled.clear()
+        plan, _ = arm(**planner).propose(state, history, history[0][0], np.zeros(2), goal_state, remaining)
+        assert plan.shape == (10, 2) and set(rolled) == {expected}, (remaining, planner, rolled)
+    with_model = arm()
+    with_model.wm = SimpleNamespace(frame_skip=5)  # a model frame covers 5 env steps: round up to whole frames
+    assert [with_model.scored_steps(r) for r in (1, 3, 5, 6, 10, 40)] == [5, 5, 5, 10, 10, 10]

@@ -99,9 +99,22 @@ class Arm:
     def reset(self) -> None:
         self.mpc.reset()
 
+    def scored_steps(self, remaining: int) -> int:
+        """Env steps of each candidate the cost looks at: the horizon, or (``cost_at_budget_end``) up to the
+        budget's end when that comes first, rounded up to whole model frames."""
+        horizon = self.cfg.horizon
+        if not self.cfg.cost_at_budget_end or remaining >= horizon:
+            return horizon
+        k = self.wm.frame_skip if self.wm is not None else 1
+        return min(horizon, -(-max(remaining, 1) // k) * k)
+
     def propose(self, state: np.ndarray, history: tuple[np.ndarray, np.ndarray], goal: np.ndarray,
-                anchor: np.ndarray, goal_state: np.ndarray) -> tuple[np.ndarray, float]:
-        """Env-step actions [horizon, A] for the next steps, and the planning ms."""
+                anchor: np.ndarray, goal_state: np.ndarray, remaining: int | None = None
+                ) -> tuple[np.ndarray, float]:
+        """Env-step actions [horizon, A] for the next steps, and the planning ms.
+
+        ``remaining``: env steps left in the episode's budget (see :meth:`scored_steps`); None = no end.
+        """
         if self.kind == "random":
             z = self.rng.uniform(self.low, self.high, (self.space.decisions, len(self.low))).astype(np.float32)
             return np.repeat(z, self.cfg.hold, axis=0)[: self.cfg.horizon], 0.0
@@ -119,6 +132,12 @@ class Arm:
                 return state_cost(self.pool.rollout(state, actions.cpu().numpy(), frames="none")[1], goal_state)
         else:
             score = imagined_score(self.wm, history, goal, self.cfg.cost, seed=self.cfg.seed)
+        steps = self.scored_steps(self.cfg.horizon if remaining is None else remaining)
+        if steps < self.cfg.horizon:
+            full_score = score
+
+            def score(actions: torch.Tensor) -> torch.Tensor:  # the steps after the budget's end do not count
+                return full_score(actions[:, :steps])
         result = self.mpc.plan(score, anchor_t)
         return result.actions.cpu().numpy(), result.ms
 
@@ -154,7 +173,7 @@ def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False
     step = 0
     while step < budget:
         history = (np.stack(frames[-64:]), np.stack(actions[-64:]).astype(np.float32))
-        plan, ms = arm.propose(state, history, pair.goal_frame, actions[-1], pair.goal_state)
+        plan, ms = arm.propose(state, history, pair.goal_frame, actions[-1], pair.goal_state, budget - step)
         if arm.kind != "random":
             replan_ms.append(ms)
         n = min(arm.cfg.replan_every, budget - step)
