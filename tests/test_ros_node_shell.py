@@ -222,6 +222,18 @@ class ExternalShutdownException(Exception):
     pass
 
 
+class ShutdownException(Exception):
+    pass
+
+
+class TimeoutException(Exception):
+    pass
+
+
+class ConditionReachedException(Exception):
+    pass
+
+
 class MultiThreadedExecutor:
     def __init__(self, num_threads=None, *, context=None):
         self.nodes = []
@@ -248,6 +260,9 @@ def fake_modules(logger: Logger) -> dict[str, types.ModuleType]:
         "rclpy.executors": module(
             "rclpy.executors",
             ExternalShutdownException=ExternalShutdownException,
+            ShutdownException=ShutdownException,
+            TimeoutException=TimeoutException,
+            ConditionReachedException=ConditionReachedException,
             MultiThreadedExecutor=MultiThreadedExecutor,
         ),
         "rclpy.logging": module("rclpy.logging", get_logger=lambda name: logger),
