@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import array
 import os
+import select
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -186,37 +188,49 @@ class NodeProcess:
 
 
 class Graph:
-    """rclpy in this process: one context, one node, a multi-threaded executor spinning in a thread."""
+    """rclpy in this process: one context, one node, a single-threaded executor spinning in a thread.
+
+    Its callbacks only store messages and service responses, so one thread serves them all (Jazzy's
+    MultiThreadedExecutor re-queues tasks that wait for a thread, see ``node.QueueOnceExecutor``).
+    """
 
     def __init__(self, name: str = "crcm_test_client"):
         os.environ.update(GRAPH_ENV)  # read by rclpy.init
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
 
         self.rclpy = rclpy
         self.context = rclpy.context.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
         from rclpy.executors import ExternalShutdownException
 
-        try:
-            self.executor.spin()
-        except (ExternalShutdownException, self.rclpy._rclpy_pybind11.RCLError):
-            pass
+        errors = self.rclpy._rclpy_pybind11
+        while not self._closing.is_set() and self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.2)
+            except errors.InvalidHandle:
+                # a test destroyed a publisher or subscription while the executor built its wait set (rclpy
+                # raises this out of spin(), which once ended this thread: every later recorder stayed empty)
+                continue
+            except (ExternalShutdownException, errors.RCLError):
+                return
 
     def close(self) -> None:
+        self._closing.set()
+        self._thread.join(timeout=10)
         self.executor.shutdown(timeout_sec=5)
         self.node.destroy_node()
         self.rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=10)
 
-    def collect(self, msg_type: Any, topic: str, qos: Any = 10, raw: bool = False) -> Recorder:
+    def collect(self, msg_type: Any, topic: str, qos: Any = 100, raw: bool = False) -> Recorder:
         return Recorder(self.node, msg_type, topic, qos, raw)
 
     def call(self, client: Any, request: Any, timeout: float = 60.0) -> Any:
@@ -231,16 +245,23 @@ class Graph:
 
 
 class Recorder:
-    """Every message of a topic with its arrival time (monotonic seconds)."""
+    """Every message of a topic with the wall time DDS received it (``time.time()`` seconds).
+
+    The time is the middleware's reception timestamp, taken by Fast DDS's own receive thread, not the
+    moment this process's executor ran the callback: a stall of the test process (GIL, torch, a busy
+    executor) delays the callbacks but neither shifts the times nor, with the history of 100 kept by
+    default, loses messages. So a rate counted over these times is the publisher's, and a bag written
+    from them has the gaps the graph had.
+    """
 
     def __init__(self, node: Any, msg_type: Any, topic: str, qos: Any, raw: bool):
         self.items: list[tuple[float, Any]] = []
         self._lock = threading.Lock()
         self.sub = node.create_subscription(msg_type, topic, self._on, qos, raw=raw)
 
-    def _on(self, msg: Any) -> None:
+    def _on(self, msg: Any, info: dict[str, Any]) -> None:
         with self._lock:
-            self.items.append((time.monotonic(), msg))
+            self.items.append((info["received_timestamp"] * 1e-9, msg))
 
     def since(self, t0: float) -> list[tuple[float, Any]]:
         with self._lock:
@@ -248,83 +269,104 @@ class Recorder:
 
     def wait_for(self, count: int, timeout: float, what: str, predicate: Callable[[Any], bool] = bool) -> list:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             with self._lock:
                 got = [m for _, m in self.items if predicate(m)]
             if len(got) >= count:
                 return got
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{what}: {len(got)} of {count} messages within {timeout} s")
             time.sleep(0.05)
-        raise AssertionError(f"{what}: {len(got)} of {count} messages within {timeout} s")
 
-
-def rate_hz(times: list[float], window_s: float) -> float:
-    """Messages per second over a window: arrivals counted, divided by the window's length (not by the span
-    between the first and last arrival, which a burst after a stall in the receiving process shrinks)."""
-    return len(times) / window_s
+    def rate_hz(self, t0: float, window_s: float, timeout: float = 30.0) -> float:
+        """Messages per second received in ``[t0, t0 + window_s)`` (wall time), counted once a message
+        received after the window has been taken (the callbacks of a stalled test process catch up) or
+        ``timeout`` seconds have passed (a publisher that stopped), divided by the window's length."""
+        end = t0 + window_s
+        deadline = time.monotonic() + max(0.0, end - time.time()) + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.items and self.items[-1][0] >= end:
+                    break
+            time.sleep(0.05)
+        with self._lock:
+            return sum(1 for t, _ in self.items if t0 <= t < end) / window_s
 
 
 class Feeder:
-    """Publishes camera frames and commands at ``rate_hz`` from a thread (what a robot's drivers do)."""
+    """Camera frames and commands at ``rate_hz`` from a process of its own (``tests/_ros_feeder.py``), as a
+    robot's drivers would publish them: a stall of the test process no longer reaches the node's inputs.
+
+    ``send_frames = False`` stops the camera (a gap) and ``True`` starts it again; ``stop()`` ends the
+    process (SIGINT) and fails unless it exits 0. Also a context manager.
+    """
 
     def __init__(
         self,
-        graph: Graph,
         camera_topic: str,
         action_topic: str,
         action_type: str,
         encodings: tuple[str, ...] = ("rgb8",),
         rate_hz: float = 10.0,
-        camera_qos: Any = None,
+        reliable_camera: bool = False,
         command: tuple[float, float] = (0.25, -0.5),
+        ready_timeout: float = 60.0,
     ):
-        from geometry_msgs.msg import Twist, TwistStamped
-        from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import CompressedImage, Image, JointState
-        from std_msgs.msg import Float32MultiArray
-
-        types = {
-            "twist": Twist,
-            "twist_stamped": TwistStamped,
-            "float32_multi_array": Float32MultiArray,
-            "joint_state": JointState,
-        }
-        self.compressed = camera_topic.endswith("/compressed")
-        node = graph.node
-        self.camera = node.create_publisher(
-            CompressedImage if self.compressed else Image,
-            camera_topic,
-            camera_qos if camera_qos is not None else qos_profile_sensor_data,
+        args = [
+            sys.executable, str(REPO / "tests" / "_ros_feeder.py"),
+            "--camera-topic", camera_topic, "--action-topic", action_topic, "--action-type", action_type,
+            "--encodings", ",".join(encodings), "--rate-hz", str(rate_hz),
+            "--command", ",".join(str(v) for v in command),
+        ]
+        if reliable_camera:
+            args.append("--reliable-camera")
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            env={**os.environ, **GRAPH_ENV, "PYTHONUNBUFFERED": "1"}, cwd=REPO, text=True,
         )
-        self.commands = node.create_publisher(types[action_type], action_topic, 10)
-        self.action_type, self.encodings, self.period = action_type, encodings, 1.0 / rate_hz
-        self.command = command
-        self.send_commands = True
-        self.send_frames = True
-        self.sent_frames = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._send_frames = True
+        ready, _, _ = select.select([self.proc.stdout], [], [], ready_timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if line.strip() != "ready":
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            raise AssertionError(f"feeder not ready within {ready_timeout} s (exit {self.proc.returncode}, "
+                                 f"said {line!r}); stderr:\n{self.log()[-3000:]}")
 
-    def _run(self) -> None:
-        i = 0
-        next_t = time.monotonic()
-        while not self._stop.is_set():
-            now = time.time()
-            if self.send_commands:
-                self.commands.publish(command_msg(self.action_type, self.command, now))
-            if self.send_frames:
-                frame = pattern_frame(i)
-                if self.compressed:
-                    msg = compressed_msg(frame, now)
-                else:
-                    enc = self.encodings[i % len(self.encodings)]
-                    msg = image_msg(frame, enc.removesuffix("+pad"), now, pad=5 if enc.endswith("+pad") else 0)
-                self.camera.publish(msg)
-                self.sent_frames += 1
-            i += 1
-            next_t += self.period
-            self._stop.wait(max(0.0, next_t - time.monotonic()))
+    def log(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    @property
+    def send_frames(self) -> bool:
+        return self._send_frames
+
+    @send_frames.setter
+    def send_frames(self, on: bool) -> None:
+        self.proc.stdin.write("frames on\n" if on else "frames off\n")
+        self.proc.stdin.flush()
+        self._send_frames = on
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGINT, wait, and fail unless the feeder exited 0. Safe to call twice."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                why = f"feeder ignored SIGINT for {timeout} s; stderr:\n{self.log()[-3000:]}"
+                raise AssertionError(why) from None
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if not pipe.closed:
+                pipe.close()
+        if self.proc.returncode != 0:
+            raise AssertionError(f"feeder exited {self.proc.returncode}; stderr:\n{self.log()[-3000:]}")
+
+    def __enter__(self) -> Feeder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
