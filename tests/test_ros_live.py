@@ -334,7 +334,8 @@ def test_each_command_adapter_drives_predictions_and_sigint_exits_cleanly(
         np.testing.assert_allclose(np.frombuffer(msg.actions, np.float32).reshape(4, 2), [COMMAND] * 4)
         live.feeder.stop()
         assert live.node.interrupt() == 0, live.node.log()[-3000:]
-        assert "Traceback" not in live.node.log() and "Exception" not in live.node.log(), live.node.log()
+        log = live.node.log()
+        assert "Traceback" not in log and "exception" not in log.lower(), log  # incl. "never retrieved"
     finally:
         stop(graph, live)
 
