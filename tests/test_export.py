@@ -155,3 +155,11 @@ def test_step_files_of_other_mid_times_do_not_collide():
     """The sampler times are baked into an exported step, so a cached file must not serve other times."""
     names = {step_file("onnx", SamplerSpec("consistency", 2, mid_times=m), 4) for m in (None, (0.5,), (0.8,))}
     assert names == {"step_consistency2_b4.onnx", "step_consistency2_mid0.5_b4.onnx", "step_consistency2_mid0.8_b4.onnx"}
+
+
+def test_crcm_export_unknown_compiled_kind_is_a_one_line_error(student, tmp_path, capsys):
+    from crcm_robotics.cli import main
+
+    assert main(["export", str(student), "format=compiled", "compiled=bogus", f"out={tmp_path}"]) == 2
+    assert "compiled='bogus'; expected cache" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
