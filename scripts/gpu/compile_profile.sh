@@ -9,4 +9,3 @@ for i in 1 2; do
   $PY -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['total_s'], d['phases_s'], d['cache'])" "$OUT/profile_warm_$i.json"
 done
 TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TRITON_CACHE_DIR=$(mktemp -d) timeout 120 $PY scripts/profile_compile_start.py --ckpt "$CKPT" --batches 1 64 --cprofile "$OUT/cprofile_warm.txt" > "$OUT/profile_warm_cprof.json"
-$PY -c "import torch; f = torch.compile(lambda x: x + 1); print('aot_compile on functions in torch', torch.__version__, hasattr(f, 'aot_compile'))"

@@ -60,6 +60,17 @@ class DeferredWriteCache(KVCache):
         self.advanced += n_frames
 
 
+def deferred_predict(model: CausalDiT, spec: SamplerSpec, cache: KVCache, action: torch.Tensor,
+                     noise: torch.Tensor, prev: torch.Tensor):
+    """The step on a :class:`DeferredWriteCache` view of ``cache``: (x0, k_new, v_new, index, frames advanced),
+    k_new/v_new [layers, B, heads, P, head_dim]. What ``torch.compile`` and ``torch.export`` both trace."""
+    view = DeferredWriteCache(cache.k, cache.v, cache.frames_seen, cache.window, cache.tokens_per_frame)
+    x0 = predict_next_frame(model, view, action, noise, spec, prev)
+    k_new = torch.stack([k for k, _ in view.pending])
+    v_new = torch.stack([v for _, v in view.pending])
+    return x0, k_new, v_new, view.index, view.advanced
+
+
 def apply_deferred(cache: KVCache, k_new: torch.Tensor, v_new: torch.Tensor, index: torch.Tensor,
                    advanced: int = 1) -> None:
     """Write a deferred step's keys/values into ``cache`` (a few rows, outside the compiled code)."""
@@ -82,15 +93,13 @@ class DeferredStepModule(nn.Module):
 
     def forward(self, k: torch.Tensor, v: torch.Tensor, frames_seen: torch.Tensor, action: torch.Tensor,
                 noise: torch.Tensor, prev: torch.Tensor):
-        cfg = self.model.cfg
-        view = DeferredWriteCache(k, v, frames_seen, cfg.cache_frames, self.model.tokens_per_frame)
+        cache = KVCache(k, v, frames_seen, self.model.cfg.cache_frames, self.model.tokens_per_frame)
         with torch.autocast(k.device.type, dtype=self.weights, enabled=self.weights != torch.float32,
                             cache_enabled=False):
-            x0 = predict_next_frame(self.model, view, action, noise, self.spec, prev)
-        if view.index is None or view.advanced != 1:
-            raise RuntimeError(f"the step must write one frame into the cache; it advanced {view.advanced}")
-        return (x0, torch.stack([k for k, _ in view.pending]), torch.stack([v for _, v in view.pending]),
-                view.index)
+            x0, k_new, v_new, index, advanced = deferred_predict(self.model, self.spec, cache, action, noise, prev)
+        if index is None or advanced != 1:
+            raise RuntimeError(f"the step must write one frame into the cache; it advanced {advanced}")
+        return x0, k_new, v_new, index
 
 
 def weights_digest(model: nn.Module) -> str:

@@ -31,7 +31,7 @@ import torch
 
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.kv_cache import KVCache
-from crcm_robotics.model.sampler import SamplerSpec, predict_next_frame
+from crcm_robotics.model.sampler import SamplerSpec
 from crcm_robotics.runtime.backends.base import (
     Backend,
     EagerStepper,
@@ -41,9 +41,9 @@ from crcm_robotics.runtime.backends.base import (
     bucket_sizes,
 )
 from crcm_robotics.runtime.backends.aot_package import (
-    DeferredWriteCache,
     apply_deferred,
     build_package,
+    deferred_predict,
     package_step,
     weights_digest,
 )
@@ -57,11 +57,7 @@ def deferred_write_step(model: CausalDiT, spec: SamplerSpec, compile_fn) -> Step
     """The per-frame step with ``compile_fn`` applied to everything but the cache write."""
 
     def pure_step(cache: KVCache, action: torch.Tensor, noise: torch.Tensor, prev: torch.Tensor):
-        view = DeferredWriteCache(cache.k, cache.v, cache.frames_seen, cache.window, cache.tokens_per_frame)
-        x0 = predict_next_frame(model, view, action, noise, spec, prev)
-        k_new = torch.stack([k for k, _ in view.pending])  # [layers, B, heads, P, head_dim]
-        v_new = torch.stack([v for _, v in view.pending])
-        return x0, k_new, v_new, view.index, view.advanced
+        return deferred_predict(model, spec, cache, action, noise, prev)
 
     compiled = compile_fn(pure_step)
 
