@@ -470,6 +470,9 @@ class PlanBenchConfig:
     steps: int = 0  # sampler steps per frame (0 = each checkpoint's own)
     oracle_workers: int = 0  # simulator processes for the oracle (0 = all cores)
     gifs: int = 2  # episodes per arm drawn as executed | imagined | goal GIFs
+    # model arms: at the start of this many goals, rank one round of candidates by imagination and by the
+    # simulator and compare (probe state errors, rank correlation with the true cost); 0 = skip
+    fidelity_goals: int = 10
     out: str = "outputs/bench_plan"
     seed: int = 0
     progress: bool = True

@@ -21,6 +21,11 @@ ARM_FIELDS = {"goals", "success_any", "success_end", "block_pos_error", "block_a
               "checkpoint", "arm_s"}
 
 
+FIDELITY_FIELDS = {"goals", "candidates", "elites", "imagined_agent_error", "imagined_block_error",
+                   "imagined_angle_error_deg", "probe_agent_error", "probe_block_error", "static_agent_error",
+                   "static_block_error", "rank_corr_model", "rank_corr_oracle", "top_overlap"}
+
+
 @pytest.fixture(autouse=True)
 def _one_thread(one_torch_thread):
     yield
@@ -68,6 +73,13 @@ def test_bench_plan_reports_every_arm_and_the_oracle_beats_random(student_with_p
     assert len(saved["per_goal"]["oracle"]) == 2 and saved["summary"]["arms"]["oracle_state"] == oracle
     assert "| oracle |" in (tmp_path / "bench" / "report.md").read_text()
     assert (tmp_path / "bench" / "student" / "goal00.gif").stat().st_size > 0
+    fid = report["arms"]["student"]["fidelity"]
+    assert FIDELITY_FIELDS <= set(fid), FIDELITY_FIELDS - set(fid)
+    assert fid["goals"] == 2 and fid["candidates"] == 24 and fid["elites"] == 6
+    assert all(-1.0 <= fid[k] <= 1.0 for k in ("rank_corr_model", "rank_corr_oracle"))
+    assert 0.0 <= fid["top_overlap"] <= 1.0 and fid["static_block_error"] >= 0.0
+    assert all(fid[k] >= 0.0 for k in FIDELITY_FIELDS if k.endswith("error") or k.endswith("deg"))
+    assert "fidelity" not in report["arms"]["oracle"]
 
 
 def test_probe_cost_runs_through_the_bench(student_with_probe, tmp_path):
@@ -129,3 +141,61 @@ def test_near_the_budgets_end_candidates_are_scored_where_the_budget_ends():
     with_model = arm()
     with_model.wm = SimpleNamespace(frame_skip=5)  # a model frame covers 5 env steps: round up to whole frames
     assert [with_model.scored_steps(r) for r in (1, 3, 5, 6, 10, 40)] == [5, 5, 5, 10, 10, 10]
+
+
+def test_spearman_ranks():
+    import numpy as np
+
+    from crcm_robotics.eval.plan_bench import spearman
+
+    a = np.array([3.0, 1.0, 2.0, 5.0])
+    assert spearman(a, a**3) == pytest.approx(1.0) and spearman(a, -a) == pytest.approx(-1.0)
+    assert spearman(a, np.ones(4)) == 0.0 and spearman(a, np.array([1.0, np.nan, 2.0, 3.0])) == 0.0
+
+
+def test_fidelity_of_a_model_that_is_the_simulator_matches_the_oracle(student_with_probe, pusht_store_32):
+    """A "model" that renders candidates with the simulator itself ranks them as the oracle does, and its
+    imagined-state errors are the probe's own; a model that never moves anything scores the static errors."""
+    import numpy as np
+    import torch
+
+    from crcm_robotics.config import PlannerConfig
+    from crcm_robotics.data.pusht_sim import PushTRolloutPool, PushTSim, goal_pairs
+    from crcm_robotics.data.store import TrajectoryStore
+    from crcm_robotics.eval.plan_bench import Arm, model_fidelity
+    from crcm_robotics.plan.probe import load_probe
+
+    store = TrajectoryStore(pusht_store_32)
+    sim = PushTSim(32)
+    pool = PushTRolloutPool(32, 1)
+    try:
+        pairs = goal_pairs(store, list(range(store.num_episodes)), 2, ahead=10, context=2, min_move=5,
+                           min_turn=0.05, sim=sim)
+        probe = load_probe(student_with_probe / "probe")
+        cur = {"state": pairs[0].start_state}
+
+        class SimModel:  # WorldModel's imagine_tensor, answered by the simulator from the current goal's start
+            frame_skip, context_frames, device = 1, 2, torch.device("cpu")
+
+            def imagine_tensor(self, actions, context, seed):
+                return torch.from_numpy(pool.rollout(cur["state"], actions.numpy(), frames="all")[0])
+
+        class StillModel(SimModel):  # nothing moves: every imagined frame is the start frame
+            def imagine_tensor(self, actions, context, seed):
+                return torch.from_numpy(context[0][-1]).expand(*actions.shape[:2], -1, -1, -1).clone()
+
+        cfg = PlannerConfig(samples=16, elites=4, horizon=10, hold=5, cost="probe")
+        low, high = np.full(2, 10, np.float32), np.full(2, 502, np.float32)
+        for pair in pairs:
+            cur["state"] = pair.start_state
+            sim_fid = model_fidelity(Arm("m", "model", cfg, torch.device("cpu"), low, high, wm=SimModel()),
+                                     [pair], pool, probe, 1)
+            assert sim_fid["rank_corr_model"] == pytest.approx(sim_fid["rank_corr_oracle"], abs=1e-6)
+            assert sim_fid["imagined_agent_error"] == pytest.approx(sim_fid["probe_agent_error"], abs=1e-3)
+            assert sim_fid["imagined_block_error"] == pytest.approx(sim_fid["probe_block_error"], abs=1e-3)
+            still = model_fidelity(Arm("m", "model", cfg, torch.device("cpu"), low, high, wm=StillModel()),
+                                   [pair], pool, probe, 1)
+            assert still["rank_corr_model"] == 0.0  # every candidate looks the same: no ranking at all
+    finally:
+        pool.close()
+        sim.close()

@@ -13,8 +13,9 @@ Arms, all with the same planner and cost:
 
 Reported per arm: success reached at any executed step and held at the end, final block position/angle and
 state-distance errors, the fraction of the initial block error removed, planning ms per replan (median, p90)
-and per episode. One JSON line; ``OUT/report.md``, ``OUT/results.json`` and GIFs (executed | imagined best
-rollout | goal) under ``OUT/<arm>/``.
+and per episode; for model arms, how well imagination ranks the planner's candidates against the simulator
+(:func:`model_fidelity`). One JSON line; ``OUT/report.md``, ``OUT/results.json``, ``OUT/<arm>.goals.jsonl``
+(each goal as it finishes) and GIFs (executed | imagined best rollout | goal) under ``OUT/<arm>/``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from crcm_robotics.config import ConfigError, PlanBenchConfig, PlannerConfig, PlanRunConfig, key_map_from_config
+from crcm_robotics.plan.costs import make_cost
 from crcm_robotics.plan.objective import frames_score, imagined_score
 from crcm_robotics.plan.planners import MPC, ActionSpace, SamplingPlanner
 from crcm_robotics.plan.probe import StateProbe, load_probe
@@ -261,6 +263,87 @@ def state_cost(states_NHz5: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(d**2 + ang**2)
 
 
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 0..n−1, tied values sharing their mean rank."""
+    order = np.argsort(x, kind="stable")
+    _, first, counts = np.unique(x[order], return_index=True, return_counts=True)
+    r = np.empty(len(x))
+    r[order] = np.repeat(first + (counts - 1) / 2.0, counts)
+    return r
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two cost vectors (tied ranks averaged; 0 when either is constant or not
+    finite: such costs rank nothing)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return 0.0
+    ra, rb = _ranks(a), _ranks(b)
+    if np.std(ra) == 0 or np.std(rb) == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_goals: int) -> dict[str, Any]:
+    """How well a model arm's imagination stands in for the simulator on the candidates a planner proposes.
+
+    At the start of each of the first ``n_goals`` goals, one round of the planner's first search distribution
+    (``samples`` candidates) is rolled out in the simulator and imagined by the model. Reported: the probe's
+    state read off the imagined last frames against the simulator's true last states (agent / block position
+    error, env units; block angle error, deg), the same probe on the simulator's own frames (the probe's
+    floor), what a model that never moved anything would score, and the Spearman correlation between each
+    cost and the true state cost (``state_cost``): how well the model ranks candidates, which is all a
+    sampling planner uses.
+    """
+    from crcm_robotics.plan.objective import group_frame_skip, model_context
+
+    wm, cfg = arm.wm, arm.cfg
+    gen = torch.Generator(arm.device).manual_seed(cfg.seed + 1)
+    rows: dict[str, list[float]] = {k: [] for k in (
+        "imagined_agent_error", "imagined_block_error", "imagined_angle_error_deg", "probe_agent_error",
+        "probe_block_error", "static_agent_error", "static_block_error", "rank_corr_model",
+        "rank_corr_oracle", "top_overlap")}
+    elites = max(1, min(cfg.elites, cfg.samples))
+    for pair in pairs[:n_goals]:
+        anchor = torch.as_tensor(pair.context_actions[-1], dtype=torch.float32, device=arm.device)
+        mean, std = arm.space.initial(anchor)
+        z = arm.space.clamp(mean + std * torch.randn(cfg.samples, *mean.shape, generator=gen, device=arm.device))
+        actions = arm.space.actions(z, anchor)
+        true_frames, true_states = pool.rollout(pair.start_state, actions.cpu().numpy(), frames="last")
+        true_final = true_states[:, -1].astype(np.float64)
+        ctx = model_context(pair.context_frames, pair.context_actions, wm.frame_skip, wm.context_frames)
+        with torch.no_grad():
+            dream = wm.imagine_tensor(group_frame_skip(actions, wm.frame_skip), context=ctx, seed=cfg.seed)
+        dream_last = dream[:, -1]
+        seen = probe.state_of(dream_last)
+        on_sim = probe.state_of(torch.from_numpy(true_frames[:, 0]).to(arm.device))
+        start = np.asarray(pair.start_state, np.float64)
+        angle = lambda a, b: np.abs(np.angle(np.exp(1j * (a - b))))  # noqa: E731
+        rows["imagined_agent_error"].append(np.linalg.norm(seen[:, :2] - true_final[:, :2], axis=1).mean())
+        rows["imagined_block_error"].append(np.linalg.norm(seen[:, 2:4] - true_final[:, 2:4], axis=1).mean())
+        rows["imagined_angle_error_deg"].append(np.degrees(angle(seen[:, 4], true_final[:, 4])).mean())
+        rows["probe_agent_error"].append(np.linalg.norm(on_sim[:, :2] - true_final[:, :2], axis=1).mean())
+        rows["probe_block_error"].append(np.linalg.norm(on_sim[:, 2:4] - true_final[:, 2:4], axis=1).mean())
+        rows["static_agent_error"].append(np.linalg.norm(start[:2] - true_final[:, :2], axis=1).mean())
+        rows["static_block_error"].append(np.linalg.norm(start[2:4] - true_final[:, 2:4], axis=1).mean())
+        truth = state_cost(true_states, pair.goal_state).numpy()
+        cost = make_cost(cfg.cost, torch.from_numpy(np.ascontiguousarray(pair.goal_frame)).to(arm.device), probe)
+        model_cost = cost(dream).float().cpu().numpy()
+        if cfg.cost.endswith("path"):  # the oracle's path cost needs every frame; rank its last frame instead
+            oracle_cost = make_cost("probe", torch.from_numpy(np.ascontiguousarray(pair.goal_frame)).to(
+                arm.device), probe)(torch.from_numpy(true_frames).to(arm.device)).float().cpu().numpy()
+        else:
+            oracle_cost = cost(torch.from_numpy(true_frames).to(arm.device)).float().cpu().numpy()
+        rows["rank_corr_model"].append(spearman(model_cost, truth))
+        rows["rank_corr_oracle"].append(spearman(oracle_cost, truth))
+        best_true = set(np.argsort(truth, kind="stable")[:elites].tolist())
+        best_model = set(np.argsort(model_cost, kind="stable")[:elites].tolist())
+        rows["top_overlap"].append(len(best_true & best_model) / elites)
+    out: dict[str, Any] = {"goals": min(n_goals, len(pairs)), "candidates": cfg.samples, "elites": elites}
+    out |= {k: round(float(np.mean(v)), 3) for k, v in rows.items()}
+    return out
+
+
 def history_needed(ckpts: list[str]) -> int:
     """Env frames of history the models' contexts span: (cache_frames − 1) × frame_skip + 1, at least 2."""
     import yaml
@@ -296,6 +379,12 @@ def _probe_for(cfg: Any, device: torch.device, used: bool = True) -> StateProbe 
     return None
 
 
+def wm_probe(cfg: Any, device: torch.device) -> StateProbe | None:
+    """The state probe for fidelity figures when the cost does not load one: ``cfg.probe`` or CKPT/probe."""
+    path = Path(cfg.probe) if cfg.probe else Path(cfg.ckpt or ".") / "probe"
+    return load_probe(path, device) if path.is_dir() else None
+
+
 def _save_gif(shown: dict[str, list[np.ndarray]], goal: np.ndarray, path: Path) -> None:
     from crcm_robotics.eval.report import grid, save_gif
 
@@ -311,6 +400,8 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     known = {"random", "oracle", "oracle_state", "model"}
     if not cfg.arms or set(cfg.arms) - known:
         raise ConfigError(f"arms={list(cfg.arms)}; expected a non-empty subset of {sorted(known)}")
+    if cfg.fidelity_goals < 0:
+        raise ConfigError(f"fidelity_goals={cfg.fidelity_goals} must be ≥ 0 (0 skips the fidelity figures)")
     if cfg.goals < 1 or cfg.budget < 1 or cfg.ahead < 1:
         raise ConfigError(f"goals ({cfg.goals}), budget ({cfg.budget}) and ahead ({cfg.ahead}) must be ≥ 1")
     store, episodes, held_out = _store_and_split(cfg.ckpt, cfg.data.path, cfg.data.key_map)
@@ -354,14 +445,24 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
             wm = _load_model(ck, cfg, device, cfg.probe) if ck else None
             if wm is not None:
                 check_planner(cfg.planner, [wm.frame_skip])
-            if kind.startswith("oracle") and pool is None:
+            fidelity_probe = (probe or wm_probe(cfg, device)) if wm is not None and cfg.fidelity_goals > 0 else None
+            if (kind.startswith("oracle") or fidelity_probe is not None) and pool is None:
                 pool = PushTRolloutPool(size, cfg.oracle_workers)
             arm = Arm(name, kind, cfg.planner, device, low, high, wm=wm, pool=pool, probe=probe)
+            fidelity = None
+            if fidelity_probe is not None:
+                fidelity = model_fidelity(arm, pairs, pool, fidelity_probe, cfg.fidelity_goals)
+                if cfg.progress:
+                    print(f"bench plan [{name}] fidelity: {json.dumps(fidelity)}", flush=True)
             results = []
             t_arm = time.perf_counter()
+            partial = out / f"{name}.goals.jsonl"  # one line per finished goal: nothing lost if the run is cut
+            partial.write_text("")
             for g, pair in enumerate(pairs):
                 res, shown = run_episode(arm, pair, sim, cfg.budget, record=g < cfg.gifs)
                 results.append(res)
+                with partial.open("a") as f:
+                    f.write(json.dumps(asdict(res)) + "\n")
                 if shown is not None:
                     (out / name).mkdir(exist_ok=True)
                     _save_gif(shown, pair.goal_frame, out / name / f"goal{g:02d}.gif")
@@ -373,6 +474,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
                                                          "arm_s": round(time.perf_counter() - t_arm, 1)}
             if wm is not None:
                 report["arms"][name]["model"] = {k: wm.info()[k] for k in ("kind", "steps", "backend", "frame_skip")}
+                report["arms"][name]["fidelity"] = fidelity or "skipped (fidelity_goals=0 or no state probe)"
             per_goal[name] = [asdict(r) for r in results]
             del wm
     finally:

@@ -1,70 +1,125 @@
-# GPU runs for the planning issue (12), in three stages on one warm machine (outputs persist in $WORK).
-# Usage (device tool, carry .whl; issue each stage right after the last one, the machine idles out in ~30 s):
-#   STAGE=1 bash scripts/gpu/plan.sh   PushT store (scripted + exploration) -> state probe + frame-skip teacher
-#   STAGE=2 bash scripts/gpu/plan.sh   two 2-step Causal-rCM students (seeds 0, 1) while the CPU runs the
-#                                      random and oracle arms of `crcm bench plan`
-#   STAGE=3 bash scripts/gpu/plan.sh   `crcm bench plan` model arms: both students and the teacher
+# GPU runs for the planning issue (12), in three calls on one warm machine (outputs persist in $WORK; issue each
+# stage right after the last one: the machine idles out in ~30 s). Carry .whl.
+#   STAGE=1  PushT store (scripted + exploration) -> state probe + frame-skip teacher; then how well the teacher
+#            ranks the planner's candidates (bench plan's fidelity figures) with absolute and with delta
+#            waypoints; the better mode goes to $WORK/mode for stages 2-3. Returns the teacher and probe.
+#   STAGE=2  two 2-step Causal-rCM students (seeds 0, 1), the teacher's arm beside them on the GPU, while the
+#            CPU cores run the random and oracle arms. Returns the students. TEACHER_FROM=DIR (a carried copy
+#            of stage 1's teacher) rebuilds the store first when the machine is a fresh one.
+#   STAGE=3  the students' arms, one process each, side by side on the GPU
 # Env: WORK (/root/work), EPISODES (500), FS (frame skip, 5), TEACHER_MIN (6.3), DISTILL_MIN (4), GOALS (50),
-#      BEHAVIOR (mixed), PLAN (extra planner overrides), BACKEND (cuda_graph), ORACLE_GOALS (GOALS),
-#      SWEEP (stage 1's oracle_state planner settings, '+'-joined overrides each), SWEEP_GOALS (20), SW (workers)
+#      MODEL_GOALS (GOALS), BEHAVIOR (mixed), PLAN (extra planner overrides), BACKEND (cuda_graph), MODE (skip
+#      the choice: absolute | delta), OW (oracle simulator processes, 12), LIMIT (seconds per model arm, 540).
 # DRY=1 rehearses every stage on the CPU at toy sizes.
 source scripts/gpu/setup.sh
 set -o pipefail
-WORK=${WORK:-/root/work}; FS=${FS:-5}; GOALS=${GOALS:-50}; BACKEND=${BACKEND:-cuda_graph}
-DEV=cuda
+WORK=${WORK:-/root/work}; FS=${FS:-5}; GOALS=${GOALS:-50}; BACKEND=${BACKEND:-cuda_graph}; OW=${OW:-12}
+LIMIT=${LIMIT:-540}; DEV=cuda
 if [ -n "${DRY:-}" ]; then
-  WORK=outputs/plan_dry; DEV=cpu; BACKEND=eager
+  WORK=outputs/plan_dry; DEV=cpu; BACKEND=eager; OW=1
   DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE="steps=60 batch_size=32 width=8"
   TEACH="preset=tiny train.steps=30"; DIST="preset=tiny train.steps=4"; GOALS=2
   PLAN=${PLAN:-"planner.samples=16 planner.iterations=2 planner.elites=4 budget=10 planner.replan_every=5"}
-  SWEEP=${SWEEP:-"planner.samples=16+planner.iterations=2+planner.elites=4+budget=10"}; SWEEP_GOALS=2; SW=1
+  FID="fidelity_goals=2 goals=2"
 else
   DATA="episodes=${EPISODES:-500} min_steps=180 max_steps=300"; PROBE="steps=4000"
   TEACH="preset=small train.max_minutes=${TEACHER_MIN:-6.3} train.steps=30000"
   DIST="preset=small train.max_minutes=${DISTILL_MIN:-4}"
   PLAN=${PLAN:-"planner.replan_every=10"}
-  # planner settings for the oracle_state sweep (each a '+'-joined override list), 4 simulator workers each
-  SWEEP=${SWEEP:-"planner.replan_every=10 planner.replan_every=5 planner.kind=mppi+planner.replan_every=10 planner.samples=128+planner.iterations=4+planner.replan_every=10"}
-  SWEEP_GOALS=${SWEEP_GOALS:-20}; SW=${SW:-3}
+  FID="fidelity_goals=10 goals=10"
 fi
 mkdir -p "$WORK"
 STORE=$WORK/pusht64.zarr; TEACHER=$WORK/teacher_fs$FS
+mode() { cat $WORK/mode 2>/dev/null || echo absolute; }
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
   crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true $DATA
   crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE > $WORK/probe.log 2>&1 &
-  # While the GPU trains the teacher, the CPU cores measure the planner's own ceiling (the simulator with the
-  # true state distance as cost) at a few settings, then the simulator with the probe cost.
-  ( i=0; for arm in $SWEEP; do
-      i=$((i + 1)); echo "$arm" > $WORK/sweep_$i.args
-      crcm bench plan data.path=$STORE arms=[oracle_state] goals=$SWEEP_GOALS device=cpu oracle_workers=$SW \
-          out=$WORK/sweep/s$i progress=false gifs=0 $(echo $arm | tr '+' ' ') > $WORK/sweep_$i.json 2>&1 &
-    done; wait ) &
   crcm train teacher $TEACH data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false
   wait
   tail -1 $WORK/probe.log
-  for f in $WORK/sweep_*.json; do echo "sweep $(cat ${f%.json}.args): $(tail -1 $f)"; done
   cp -r $WORK/probe $TEACHER/probe
-  crcm eval $TEACHER horizon=8 context=2 out=$WORK/eval/teacher time_batch1=false
-  crcm bench plan $TEACHER arms=[model] goals=2 device=$DEV backend=$BACKEND out=$WORK/speed_teacher gifs=0 $PLAN
+  # One closed-loop replan per goal (budget = replan_every): the call is for the fidelity figures.
+  for m in absolute delta; do
+    timeout 150 $PY -m crcm_robotics.cli bench plan $TEACHER arms=[model] $FID device=$DEV backend=$BACKEND gifs=0 \
+        progress=false oracle_workers=$OW out=$WORK/fidelity_$m planner.mode=$m budget=5 planner.replan_every=5 \
+        > $WORK/fidelity_$m.json 2> $WORK/fidelity_$m.err &
+  done
+  wait
+  for m in absolute delta; do echo "fidelity $m: $(tail -c 900 $WORK/fidelity_$m.json)"; tail -2 $WORK/fidelity_$m.err; done
+  if [ -n "${MODE:-}" ]; then echo $MODE > $WORK/mode; else
+    $PY - "$WORK" <<'PYEOF' > $WORK/mode
+import json, sys
+r = {}
+for m in ("absolute", "delta"):
+    try:
+        arm = next(iter(json.loads(open(f"{sys.argv[1]}/fidelity_{m}.json").read().strip().splitlines()[-1])["arms"].values()))
+        r[m] = arm["fidelity"]["rank_corr_model"]
+    except Exception:
+        r[m] = -2.0
+print(max(r, key=r.get))
+PYEOF
+  fi
+  echo "planner.mode for stages 2-3: $(mode)"
   } 2>&1 | tee "$OUT/plan_stage1.log"
-  tar czf "$OUT/stage1.tgz" -C $WORK sweep eval speed_teacher probe/meta.json ;;
+  tar czf $WORK/teacher.tgz -C $WORK --exclude=train_state.pt teacher_fs$FS
+  split -b 15M $WORK/teacher.tgz "$OUT/teacher.tgz.part-"
+  tar czf "$OUT/stage1.tgz" -C $WORK fidelity_absolute fidelity_delta probe/meta.json mode ;;
 2) {
+  if [ -n "${TEACHER_FROM:-}" ] && [ ! -d $TEACHER ]; then  # a fresh machine: the teacher stage 1 returned
+    crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true $DATA
+    cp -r $TEACHER_FROM $TEACHER; cp -r $TEACHER/probe $WORK/probe
+  fi
+  [ -n "${MODE:-}" ] && echo $MODE > $WORK/mode
+  echo "planner.mode: $(mode)"
+  timeout $LIMIT $PY -m crcm_robotics.cli bench plan $TEACHER arms=[model] goals=${MODEL_GOALS:-$GOALS} \
+      device=$DEV backend=$BACKEND oracle_workers=2 out=$WORK/bench_plan_teacher_fs$FS progress=true \
+      planner.mode=$(mode) $PLAN > $WORK/bench_teacher_fs$FS.log 2>&1 &
   for s in 0 1; do
     crcm distill causal_rcm teacher=$TEACHER $DIST train.seed=$s train.out=$WORK/student_s$s \
         train.progress=false > $WORK/distill_s$s.log 2>&1 &
   done
-  crcm bench plan $TEACHER arms=[random,oracle] goals=${ORACLE_GOALS:-$GOALS} device=$DEV \
+  crcm eval $TEACHER horizon=5 context=2 episodes=20 out=$WORK/eval/teacher time_batch1=false > $WORK/eval_teacher.log 2>&1 &
+  crcm bench plan $TEACHER arms=[random,oracle] goals=$GOALS device=$DEV oracle_workers=$OW planner.mode=$(mode) \
       out=$WORK/bench_plan_sim progress=true $PLAN
   wait
+  tail -1 $WORK/eval_teacher.log
   for s in 0 1; do tail -1 $WORK/distill_s$s.log; cp -r $WORK/probe $WORK/student_s$s/probe; done
+  echo "teacher arm: $(tail -1 $WORK/bench_teacher_fs$FS.log)"
   } 2>&1 | tee "$OUT/plan_stage2.log"
-  tar czf "$OUT/bench_plan_sim.tgz" -C $WORK bench_plan_sim ;;
+  # the students come back too (validation's selected weights when kept), so a lost machine loses no training
+  for s in 0 1; do
+    d=$WORK/student_s$s; [ -d $d/selected ] && d=$d/selected
+    mkdir -p $WORK/ret/student_s$s; cp $d/*.json $d/*.yaml $d/*.safetensors $WORK/ret/student_s$s/
+    cp -r $WORK/probe $WORK/ret/student_s$s/probe
+  done
+  tar czf $WORK/students.tgz -C $WORK/ret student_s0 student_s1
+  split -b 15M $WORK/students.tgz "$OUT/students.tgz.part-"
+  tar czf "$OUT/bench_plan_sim.tgz" -C $WORK bench_plan_sim eval bench_plan_teacher_fs$FS ;;
 3) {
-  for s in 0 1; do crcm eval $WORK/student_s$s horizon=8 context=2 out=$WORK/eval/student_s$s time_batch1=false; done
-  crcm bench plan $WORK/student_s0 models=[$WORK/student_s1,$TEACHER] arms=[model] goals=$GOALS device=$DEV \
-      backend=$BACKEND out=$WORK/bench_plan_models progress=true $PLAN
+  STUDENTS=${STUDENTS:-student_s0 student_s1}
+  for ck in $STUDENTS; do  # a fresh machine: the students stage 2 returned (FROM=DIR holding them)
+    if [ -n "${FROM:-}" ] && [ ! -d $WORK/$ck ]; then
+      [ -d $STORE ] || crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true $DATA
+      cp -r $FROM/$ck $WORK/$ck
+    fi
+  done
+  [ -n "${MODE:-}" ] && echo $MODE > $WORK/mode
+  for ck in $STUDENTS; do
+    timeout $LIMIT $PY -m crcm_robotics.cli bench plan $WORK/$ck arms=[model] goals=${MODEL_GOALS:-$GOALS} \
+        device=$DEV backend=$BACKEND oracle_workers=4 out=$WORK/bench_plan_$ck progress=true planner.mode=$(mode) \
+        $PLAN > $WORK/bench_$ck.log 2>&1 &
+  done
+  for s in ${EVAL_SEEDS-0 1}; do
+    crcm eval $WORK/student_s$s horizon=5 context=2 episodes=20 out=$WORK/eval/student_s$s time_batch1=false \
+        > $WORK/eval_s$s.log 2>&1
+    tail -1 $WORK/eval_s$s.log
+  done
+  wait
+  for ck in $STUDENTS; do
+    echo "$ck: $(grep -c '^bench plan .* goal ' $WORK/bench_$ck.log) goals done"; tail -1 $WORK/bench_$ck.log
+  done
   } 2>&1 | tee "$OUT/plan_stage3.log"
-  tar czf "$OUT/bench_plan_models.tgz" -C $WORK bench_plan_models eval ;;
+  tar czf "$OUT/bench_plan_models.tgz" -C $WORK $(cd $WORK && ls -d bench_plan_student_s* eval 2>/dev/null) ;;
 esac
 ls -la "$OUT"
