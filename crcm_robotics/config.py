@@ -271,6 +271,9 @@ class OptimConfig:
     ema_decay: float = 0.999
 
 
+VALIDATION_SELECT = ("psnr", "psnr_pusher")
+
+
 @dataclass
 class ValidationConfig:
     """Held-out rollouts inside training (``distill/validation.py``): scored, logged, used to keep the best weights.
@@ -289,11 +292,17 @@ class ValidationConfig:
     seed: int = 0
     collapse_db: float = 5.0  # a validation this many dB below copy-last (mean PSNR) counts as collapsed
     collapse_evals: int = 3  # this many collapsed validations in a row stop the run
+    # what keeps weights: psnr (dB above copy-last) | psnr_pusher (that plus the pusher's gain over copy-last,
+    # 10·log10(copy-last error / error) dB, PushT only): PSNR alone can prefer a blurry pusher
+    select: str = "psnr"
 
     def validate(self) -> None:
         if self.every < 0 or self.horizon < 1 or self.context < 1 or self.collapse_evals < 1:
             raise ConfigError(f"train.validation: every ≥ 0, horizon ≥ 1, context ≥ 1 and collapse_evals ≥ 1 "
                               f"expected, got {self}")
+        if self.select not in VALIDATION_SELECT:
+            raise ConfigError(f"train.validation.select={self.select!r} unknown; expected one of "
+                              f"{', '.join(VALIDATION_SELECT)}")
 
 
 @dataclass

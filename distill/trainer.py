@@ -198,7 +198,8 @@ class Trainer:
         if validator is not None:
             from distill.validation import Selection
 
-            self.selection = Selection(loop.validation.collapse_db, loop.validation.collapse_evals)
+            self.selection = Selection(loop.validation.collapse_db, loop.validation.collapse_evals,
+                                       loop.validation.select)
         if loop.resume:
             self._resume(loop.resume)
         elif self.env.main and (self.out / SELECTED_DIR).exists():

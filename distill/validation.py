@@ -4,7 +4,8 @@ Every ``train.validation.every`` updates the trainer rolls the EMA weights out o
 windows (``context`` real frames, then ``horizon`` predicted ones under the logged actions) with the
 run's own sampler — the same :func:`crcm_robotics.eval.evaluate.predict` and scores ``crcm eval``
 uses — and compares the mean PSNR with copying the last context frame. The figure that selects
-weights is ``psnr_vs_copy_last`` (dB; > 0 beats copy-last). :class:`Selection` keeps the best
+weights is ``psnr_vs_copy_last`` (dB; > 0 beats copy-last), plus the pusher's gain over copy-last with
+``select=psnr_pusher``. :class:`Selection` keeps the best
 validation and counts collapsed ones (far below copy-last) so a diverging run stops early.
 """
 
@@ -81,8 +82,20 @@ def build_validator(cfg: ValidationConfig, data: DataConfig, val_episodes: list[
     k = cfg.context
     copy_last = np.repeat(windows.frames[:, k - 1 : k], cfg.horizon, axis=1)
     agent = None if windows.agent_px is None else windows.agent_px[:, k:]
+    if cfg.select == "psnr_pusher" and agent is None:
+        raise ConfigError(f"train.validation.select=psnr_pusher needs pusher positions (a PushT store); "
+                          f"{data.path} has none: use select=psnr")
     baseline = rollout_scores(copy_last, windows.frames[:, k:], agent, device, ssim=False)
     return Validator(cfg, windows, spec, PixelCodec(model_cfg.sigma_data), device, baseline)
+
+
+def pusher_gain_db(figures: dict[str, float]) -> float:
+    """The pusher's error against copy-last's as a PSNR-like gain: 10·log10(copy-last error / error) dB
+    (> 0 follows the pusher better than copying; NaN without pusher figures)."""
+    err, copy = figures.get("agent_err_mean", math.nan), figures.get("copy_last_agent_err_mean", math.nan)
+    if not (math.isfinite(err) and math.isfinite(copy) and err > 0 and copy > 0):
+        return math.nan
+    return 10.0 * math.log10(copy / err)
 
 
 @dataclass
@@ -91,6 +104,7 @@ class Selection:
 
     collapse_db: float
     collapse_evals: int
+    select: str = "psnr"  # ValidationConfig.select
     best_score: float = -math.inf
     best_step: int = -1
     best: dict[str, float] | None = None
@@ -98,13 +112,17 @@ class Selection:
 
     def update(self, step: int, figures: dict[str, float]) -> tuple[bool, str | None]:
         """Record a validation at ``step``: (whether it is the new best, a one-line stop reason or None)."""
-        score = figures[SCORE]
+        psnr = figures[SCORE]
+        score, kept = psnr, dict(figures)
+        if self.select == "psnr_pusher":
+            gain = pusher_gain_db(figures)
+            score, kept["pusher_gain_db"] = psnr + gain, round(gain, 3)
         improved = math.isfinite(score) and score > self.best_score
         if improved:
-            self.best_score, self.best_step, self.best = score, step, dict(figures)
-        self.collapsed = self.collapsed + 1 if not score >= -self.collapse_db else 0
+            self.best_score, self.best_step, self.best = score, step, kept
+        self.collapsed = self.collapsed + 1 if not psnr >= -self.collapse_db else 0
         if self.collapsed >= self.collapse_evals:
-            return improved, (f"validation collapsed: mean PSNR {score:+.2f} dB against copy-last (limit "
+            return improved, (f"validation collapsed: mean PSNR {psnr:+.2f} dB against copy-last (limit "
                               f"-{self.collapse_db} dB) for {self.collapsed} validations in a row, at update {step}")
         return improved, None
 
@@ -112,6 +130,9 @@ class Selection:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        if state.get("select", "psnr") != self.select:  # best scores of two figures do not compare
+            raise ConfigError(f"train.validation.select={self.select} but the run being resumed selected by "
+                              f"{state.get('select', 'psnr')}: resume with the same select")
         for k, v in state.items():
             setattr(self, k, v)
 

@@ -44,6 +44,38 @@ def test_selection_keeps_the_best_and_counts_collapses():
     assert again == sel
 
 
+def test_selection_by_psnr_and_pusher_prefers_a_sharp_pusher_and_resumes_only_as_it_was():
+    import math
+
+    import pytest
+
+    from crcm_robotics.config import ConfigError
+    from distill.validation import SCORE, Selection, pusher_gain_db
+
+    blurry = {SCORE: 2.0, "agent_err_mean": 17.0, "copy_last_agent_err_mean": 20.0}
+    sharp = {SCORE: 1.5, "agent_err_mean": 9.0, "copy_last_agent_err_mean": 20.0}
+    assert pusher_gain_db(sharp) == pytest.approx(10 * math.log10(20 / 9))
+    assert math.isnan(pusher_gain_db({SCORE: 1.0}))
+    by_psnr, by_both = Selection(5.0, 3), Selection(5.0, 3, select="psnr_pusher")
+    for step, fig in ((25, blurry), (50, sharp)):
+        by_psnr.update(step, fig)
+        by_both.update(step, fig)
+    assert by_psnr.best_step == 25 and by_both.best_step == 50
+    assert by_both.summary()["pusher_gain_db"] == pytest.approx(3.468, abs=1e-3)
+    assert by_both.update(75, {SCORE: 9.0}) == (False, None)  # no pusher figures: never selected
+    with pytest.raises(ConfigError, match="select=psnr but the run being resumed selected by psnr_pusher"):
+        Selection(5.0, 3).load_state(by_both.state())
+
+
+def test_an_unknown_select_is_a_config_error():
+    import pytest
+
+    from crcm_robotics.config import ConfigError, ValidationConfig
+
+    with pytest.raises(ConfigError, match="select='ssim' unknown; expected one of psnr, psnr_pusher"):
+        ValidationConfig(every=5, select="ssim").validate()
+
+
 def test_teacher_validates_keeps_the_best_weights_and_reports_them(pusht_store_32, tmp_path, one_torch_thread):
     from crcm_robotics.eval import metrics as M
     from distill.cli import _summary
@@ -177,3 +209,17 @@ def test_training_curves_table_and_plots(tmp_path):
     assert (tmp_path / "plots" / "psnr_vs_updates.png").stat().st_size > 1000
     assert (tmp_path / "plots" / "pusher_error_vs_updates.png").is_file()
     assert main([str(tmp_path / "nope.jsonl")]) == 2
+
+
+def test_teacher_selects_by_psnr_and_pusher_when_asked(pusht_store_32, tmp_path, one_torch_thread):
+    from distill.teacher import train_teacher
+    from distill.validation import SCORE, pusher_gain_db
+
+    out = tmp_path / "teacher"
+    cfg = _teacher_cfg(pusht_store_32, out, "train.steps=6", "train.validation.every=2",
+                       "train.validation.select=psnr_pusher")
+    result = train_teacher(cfg)
+    vals = [r["validation"] for r in _log(out) if "validation" in r]
+    best = max(vals, key=lambda v: v[SCORE] + pusher_gain_db(v))
+    assert result.selected["psnr_mean"] == best["psnr_mean"]
+    assert result.selected["pusher_gain_db"] == pytest.approx(pusher_gain_db(best), abs=1e-3)

@@ -24,7 +24,8 @@ if [ -n "${DRY:-}" ]; then
 else
   DATA="episodes=${EPISODES:-500} min_steps=180 max_steps=300"; PROBE="steps=4000"
   TEACH="preset=small train.max_minutes=${TEACHER_MIN:-6.3} train.steps=30000"
-  DIST="preset=small train.max_minutes=${DISTILL_MIN:-4}"
+  # keep the student whose pusher follows too (PSNR alone kept update 25 of ~165, pusher worse than copy-last)
+  DIST="preset=small train.max_minutes=${DISTILL_MIN:-4} train.validation.select=${SELECT:-psnr_pusher}"
   PLAN=${PLAN:-"planner.replan_every=10"}
   FID="fidelity_goals=10 goals=10"
 fi
