@@ -36,7 +36,7 @@ class ActionSpace:
     high: torch.Tensor
     horizon: int  # env steps per candidate
     hold: int = 1  # env steps each decision is held (waypoints); 1 = per-step actions
-    mode: str = "absolute"  # or "delta": decisions are steps from the anchor (the last command), summed
+    mode: str = "delta"  # decisions are steps from the anchor (the last command), summed; or "absolute"
     delta_fraction: float = 0.25  # delta mode: the largest step per decision, as a fraction of (high − low)
 
     def __post_init__(self) -> None:
