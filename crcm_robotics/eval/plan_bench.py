@@ -499,6 +499,19 @@ def _write_report(report: dict[str, Any], path: Path) -> None:
         lines.append(f"| {name} | {a['success_any']:.2f} | {a['success_end']:.2f} | {a['block_pos_error']} | "
                      f"{a['block_angle_error']} | {a['error_removed']:.2f} | {a['replan_ms_median']} | "
                      f"{a['replan_ms_p90']} | {a['plan_s_per_episode']} |")
+    fid = {n: a["fidelity"] for n, a in report["arms"].items() if isinstance(a.get("fidelity"), dict)}
+    if fid:
+        first = next(iter(fid.values()))
+        lines += ["", f"Fidelity: one round of the planner's first candidates ({first['candidates']}) at the start of "
+                  f"{first['goals']} goals, imagined and simulated. States are the probe's reading of the last "
+                  "frame; rank correlation (Spearman) is with the true state cost; 'still' is a model that moves "
+                  "nothing.", "",
+                  "| arm | rank corr. model | rank corr. simulator frames | top-elite overlap | pusher err | "
+                  "block err | angle err (deg) | block err, still |", "|---|---|---|---|---|---|---|---|"]
+        for name, f in fid.items():
+            lines.append(f"| {name} | {f['rank_corr_model']} | {f['rank_corr_oracle']} | {f['top_overlap']} | "
+                         f"{f['imagined_agent_error']} | {f['imagined_block_error']} | "
+                         f"{f['imagined_angle_error_deg']} | {f['static_block_error']} |")
     lines += ["", "GIFs per arm: executed | imagined best rollout at each replan | goal."]
     path.write_text("\n".join(lines) + "\n")
 
