@@ -433,6 +433,9 @@ class EvalConfig:
     report: bool = True
     out: str | None = None  # report folder; default outputs/eval/<ckpt>_<sampler>_h<horizon>
     weights: str = "selected"  # selected (validation's best, when the run kept one) | last
+    # a state probe (`crcm train probe`): each logged state read off predicted frames vs the truth, per step;
+    # default CKPT/probe when it exists; none = skip
+    probe: str | None = None
 
 
 @dataclass

@@ -6,8 +6,9 @@ the ``context`` real frames (with the actions that produced them) and the
 dataset actions for the next ``horizon`` frames, and predicts them one by one
 with its KV cache. Reported per horizon step: PSNR, SSIM, and for PushT the
 pusher-position error (pusher segmented in each predicted frame vs the
-simulator's true position); the same for the copy-last-frame baseline; and
-ms/frame at the eval batch and at batch 1.
+simulator's true position); with a state probe (``probe=``, default CKPT/probe),
+each logged state read off the predicted frames against the true one; the same
+for the copy-last-frame baseline; and ms/frame at the eval batch and at batch 1.
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ class EvalWindows:
     actions: np.ndarray  # float32 [N, K+H, A'] producing actions, normalized
     agent_px: np.ndarray | None  # [N, K+H, 2] true pusher pixel position (PushT only)
     episodes: list[int]
+    states: np.ndarray | None = None  # [N, K+H, S] logged states at the window's frames (stores that log them)
 
 
 def cut_windows(store: TrajectoryStore, episodes: list[int], length: int, frame_skip: int, per_episode: int,
                 norm: NormStats) -> EvalWindows:
     """Windows of ``length`` frames (spaced through each episode), their producing actions and pusher positions."""
     k = frame_skip
-    frames, actions, agents, used = [], [], [], []
+    frames, actions, agents, used, states = [], [], [], [], []
     pusht = "pusht" in store.attrs
+    logged = store.state_dim > 0
     h, w = store.image_shape[:2]
     for e in episodes:
         a, b = store.episode_bounds(e)
@@ -52,13 +55,15 @@ def cut_windows(store: TrajectoryStore, episodes: list[int], length: int, frame_
             continue
         starts = np.unique(np.linspace(first, last, per_episode).round().astype(int)) if per_episode > 1 else [first]
         ep_actions = store.action(a, b)
-        ep_state = store.state(a, b) if pusht else None
+        ep_state = store.state(a, b) if logged else None
         for s in starts:
             idx = s + k * np.arange(length)
             frames.append(store.frames(int(idx[0]), int(idx[-1]) + 1, k))
             prod = np.stack([ep_actions[i - a - k : i - a].reshape(-1) for i in idx])
             actions.append(norm.normalize(prod))
             if ep_state is not None:
+                states.append(ep_state[idx - a].astype(np.float64))
+            if pusht and ep_state is not None:
                 agents.append(M.pusht_state_to_pixels(ep_state[idx - a, :2], (h, w),
                                                       float(store.attrs["pusht"].get("workspace", 512.0))))
             used.append(e)
@@ -66,7 +71,8 @@ def cut_windows(store: TrajectoryStore, episodes: list[int], length: int, frame_
         raise ValueError(
             f"no held-out episode of {store.path} has {length * k + k} frames for context+horizon={length}"
         )
-    return EvalWindows(np.stack(frames), np.stack(actions), np.stack(agents) if agents else None, used)
+    return EvalWindows(np.stack(frames), np.stack(actions), np.stack(agents) if agents else None, used,
+                       np.stack(states) if states else None)
 
 
 @torch.no_grad()
@@ -118,6 +124,42 @@ def rollout_scores(pred: np.ndarray, real: np.ndarray, agent_px: np.ndarray | No
         out["agent_err_mean"] = round(float(err.mean()), 3)
         out["agent_detected"] = round(float(found.mean()), 4)
     return out
+
+
+def probe_scores(probe: Any, pred: np.ndarray, states: np.ndarray, device: torch.device) -> dict[str, Any]:
+    """Per-horizon-step mean absolute error of each logged state read off uint8 frames [N, H, h, w, 3] by a
+    state probe, against ``states`` [N, H, S] (store units; angles wrapped, in degrees): whether the predicted
+    frames put the arm, pusher or object where the logged actions took them, which copying cannot fake."""
+    n, h = pred.shape[:2]
+    read = probe.state_of(torch.from_numpy(pred.reshape(n * h, *pred.shape[2:])).to(device)).reshape(n, h, -1)
+    per_step: dict[str, list[float]] = {}
+    for i, name in enumerate(probe.spec.state_names):
+        d = read[..., i] - states[..., i]
+        if probe.spec.angles[i]:
+            d, name = np.degrees(np.abs(np.angle(np.exp(1j * d)))), name + "_deg"
+        per_step[name] = [round(float(v), 3) for v in np.abs(d).mean(0)]
+    return {"probe_err": per_step, "probe_err_mean": {k: round(float(np.mean(v)), 3) for k, v in per_step.items()}}
+
+
+def _eval_probe(cfg: EvalConfig, ckpt_dir: Path, device: torch.device, store: TrajectoryStore,
+                win: EvalWindows) -> Any:
+    """The state probe for ``probe_err`` figures: ``cfg.probe``, else CKPT/probe when it exists; None to skip
+    (no probe, ``probe=none``, or a store without logged states). A probe that does not fit is an error."""
+    from crcm_robotics.plan.probe import load_probe
+
+    if cfg.probe == "none" or win.states is None:
+        return None
+    path = Path(cfg.probe) if cfg.probe else Path(cfg.ckpt) / "probe"
+    if not path.is_dir():
+        if cfg.probe:
+            raise ValueError(f"probe={cfg.probe}: no such state-probe directory")
+        return None
+    probe = load_probe(path, device)
+    if len(probe.spec.state_names) != win.states.shape[-1] or tuple(probe.spec.image_hw) != win.frames.shape[2:4]:
+        raise ValueError(f"probe {path} reads {len(probe.spec.state_names)} states from "
+                         f"{probe.spec.image_hw[0]}x{probe.spec.image_hw[1]} frames; store {store.path} logs "
+                         f"{win.states.shape[-1]} states at {win.frames.shape[2]}x{win.frames.shape[3]}")
+    return probe
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
@@ -172,6 +214,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                                                              min(cfg.horizon, 8)), 3)
     result["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     result["baseline_copy_last"] = scores(copy_last)
+    probe = _eval_probe(cfg, ckpt.path, device, store, win)
+    if probe is not None:
+        true = win.states[:, cfg.context :]
+        result |= probe_scores(probe, pred, true, device)
+        result["baseline_copy_last"] |= probe_scores(probe, copy_last, true, device)
+        result["probe_floor"] = probe_scores(probe, real, true, device)["probe_err_mean"]
     if cfg.report:
         out = Path(cfg.out or Path("outputs") / "eval" / f"{Path(cfg.ckpt).name}_{spec.kind}{spec.steps}_h{cfg.horizon}")
         result["report"] = str(write_report(out, result, win.frames, pred, copy_last, cfg.context))
@@ -201,5 +249,10 @@ def write_report(out: Path, result: dict[str, Any], frames: np.ndarray, pred: np
     if "agent_err_px" in result:
         line_plot({"model": result["agent_err_px"], "copy last frame": base["agent_err_px"]},
                   out / "agent_error_vs_horizon.png", "horizon step", "pusher position error (px)")
+    if "probe_err" in result:  # the first four states the probe reads, model against copy-last
+        names = list(result["probe_err"])[:4]
+        line_plot({**{f"model: {k}": result["probe_err"][k] for k in names},
+                   **{f"copy last: {k}": base["probe_err"][k] for k in names}},
+                  out / "probe_error_vs_horizon.png", "horizon step", "state error read by the probe")
     (out / "result.json").write_text(json.dumps(result, indent=1))
     return out

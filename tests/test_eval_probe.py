@@ -1,0 +1,84 @@
+"""``crcm eval`` with a state probe: each logged state read off predicted frames against the truth, per step.
+
+Guards the per-step arithmetic (angles wrapped) on a probe whose readings are known, and the figures, plot and
+errors of a real tiny probe through ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("gym_pusht", reason="needs the [sim] extra (gym-pusht)")
+
+
+def test_probe_scores_per_step_with_wrapped_angles():
+    from crcm_robotics.eval.evaluate import probe_scores
+
+    class ReadsPixel:  # reads state 0 from pixel [0, 0, 0] and an angle of pixel [0, 0, 1] / 10 rad
+        spec = SimpleNamespace(state_names=("x", "turn"), angles=(False, True))
+
+        def state_of(self, frames):
+            f = frames.double().numpy()
+            return np.stack([f[:, 0, 0, 0], f[:, 0, 0, 1] / 10.0], axis=-1)
+
+    pred = np.zeros((2, 3, 4, 4, 3), np.uint8)
+    pred[:, :, 0, 0, 0] = [[10, 20, 30], [12, 22, 32]]
+    pred[:, :, 0, 0, 1] = 62  # 6.2 rad: 0.083 rad short of a full turn
+    states = np.zeros((2, 3, 2))
+    states[..., 0] = [[10, 21, 27], [10, 20, 30]]
+    scores = probe_scores(ReadsPixel(), pred, states, torch.device("cpu"))
+    assert scores["probe_err"]["x"] == [1.0, 1.5, 2.5]
+    wrapped = np.degrees(2 * np.pi - 6.2)
+    assert scores["probe_err"]["turn_deg"] == pytest.approx([wrapped] * 3, abs=1e-3)
+    assert scores["probe_err_mean"]["x"] == pytest.approx(5 / 3, abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def teacher_with_probe(tiny_teacher, pusht_store_32, tmp_path_factory) -> Path:
+    from crcm_robotics.conf import compose_config
+    from distill.probe import train_probe
+
+    out = tmp_path_factory.mktemp("evalprobe") / "teacher"
+    shutil.copytree(tiny_teacher, out)
+    train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={out / 'probe'}", "steps=20",
+                                               "batch_size=16", "width=8", "progress=false"]))
+    return out
+
+
+def _eval(ckpt: Path, out: Path, *extra: str) -> dict:
+    from crcm_robotics.conf import compose_config
+    from crcm_robotics.eval.evaluate import evaluate
+
+    return evaluate(compose_config("eval", [f"ckpt={ckpt}", "horizon=3", "episodes=2", "windows_per_episode=1",
+                                            "time_batch1=false", "device=cpu", f"out={out}", *extra]))
+
+
+def test_eval_reports_probe_errors_for_model_copy_last_and_the_real_frames(teacher_with_probe, tmp_path,
+                                                                          one_torch_thread):
+    result = _eval(teacher_with_probe, tmp_path / "r")
+    names = {"agent_x", "agent_y", "block_x", "block_y", "block_angle_deg"}
+    assert set(result["probe_err"]) == names and all(len(v) == 3 for v in result["probe_err"].values())
+    assert set(result["baseline_copy_last"]["probe_err_mean"]) == names and set(result["probe_floor"]) == names
+    assert all(v >= 0 for v in result["probe_err_mean"].values())
+    assert (tmp_path / "r" / "probe_error_vs_horizon.png").stat().st_size > 0
+    assert "probe_err" not in _eval(teacher_with_probe, tmp_path / "n", "probe=none", "report=false")
+
+
+def test_a_probe_that_does_not_fit_the_store_is_a_clear_error(teacher_with_probe, tmp_path, one_torch_thread):
+    import json
+
+    bad = tmp_path / "probe"
+    shutil.copytree(teacher_with_probe / "probe", bad)
+    meta = json.loads((bad / "meta.json").read_text())
+    meta["image_hw"] = [64, 64]
+    (bad / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"reads 5 states from 64x64 frames; store .* logs 5 states at 32x32"):
+        _eval(teacher_with_probe, tmp_path / "b", f"probe={bad}", "report=false")
+    with pytest.raises(ValueError, match="no such state-probe directory"):
+        _eval(teacher_with_probe, tmp_path / "b", f"probe={tmp_path / 'missing'}", "report=false")
