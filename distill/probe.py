@@ -96,7 +96,7 @@ def train_probe(cfg: ProbeTrainConfig) -> dict[str, Any]:
         if cfg.max_minutes and time.perf_counter() - start > cfg.max_minutes * 60:
             break
     probe.eval()
-    val = held_out_errors(probe, val_frames, val_states, spec)
+    val = held_out_errors(probe, val_frames, val_states)
     figures = {"probe": cfg.out, "store": cfg.data.path, "steps": step, "train_frames": len(frames),
                "val_frames": len(val_frames), "val_episodes": len(val_eps), "final_loss": round(float(loss.detach()), 5),
                "val_mean_abs_error": val, "seconds": round(time.perf_counter() - start, 1)}
@@ -104,18 +104,12 @@ def train_probe(cfg: ProbeTrainConfig) -> dict[str, Any]:
     return figures
 
 
-def held_out_errors(probe: StateProbe, frames: np.ndarray, states: np.ndarray, spec: ProbeSpec) -> dict[str, float]:
+def held_out_errors(probe: StateProbe, frames: np.ndarray, states: np.ndarray) -> dict[str, float]:
     """Mean absolute error per state in store units (angles: wrapped, in degrees)."""
+    from crcm_robotics.eval.evaluate import probe_scores
+
     device = next(probe.parameters()).device
-    read = probe.state_of(torch.from_numpy(frames).to(device))
-    out = {}
-    for i, name in enumerate(spec.state_names):
-        d = read[:, i] - states[:, i]
-        if spec.angles[i]:
-            d = np.degrees(np.angle(np.exp(1j * d)))
-            name += "_deg"
-        out[name] = round(float(np.abs(d).mean()), 3)
-    return out
+    return probe_scores(probe, frames[:, None], states[:, None], device)["probe_err_mean"]
 
 
 def run_train_probe(cfg: ProbeTrainConfig) -> int:
