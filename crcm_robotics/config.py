@@ -475,8 +475,10 @@ class PlanBenchConfig:
     goals: int = 50
     ahead: int = 25  # env steps from start to goal along the logged actions
     budget: int = 50  # env steps the planner may take per goal
-    min_move: float = 15.0  # a goal counts only if the block moves this far (env units) …
-    min_turn: float = 0.15  # … or turns this much (rad)
+    # a goal counts only if the block/object moves this far (PushT: env units, default 15; Meta-World: metres,
+    # default 0.05, the success distance) or turns this much (rad; PushT default 0.15, Meta-World: off)
+    min_move: float | None = None
+    min_turn: float | None = None
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     probe: str | None = None  # state-probe directory for probe costs (default: CKPT/probe)
     device: str = "auto"

@@ -74,7 +74,11 @@ def train_probe(cfg: ProbeTrainConfig) -> dict[str, Any]:
     spec = ProbeSpec(names, angles, tuple(float(m) for m in mean), scale, store.image_shape[:2], cfg.width)
     probe = StateProbe(spec).to(device)
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    # one-cycle needs ≥ 2 warm-up steps (fewer divide by zero inside torch): short runs keep a constant rate
+    sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    if cfg.steps >= 4:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps,
+                                                    pct_start=max(0.1, 2 / cfg.steps))
     frames_t = torch.from_numpy(frames).to(device)
     target_t = spec.embed_states(torch.from_numpy(states).to(device))
     gen = torch.Generator(device).manual_seed(cfg.seed)

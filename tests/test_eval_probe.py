@@ -82,3 +82,14 @@ def test_a_probe_that_does_not_fit_the_store_is_a_clear_error(teacher_with_probe
         _eval(teacher_with_probe, tmp_path / "b", f"probe={bad}", "report=false")
     with pytest.raises(ValueError, match="no such state-probe directory"):
         _eval(teacher_with_probe, tmp_path / "b", f"probe={tmp_path / 'missing'}", "report=false")
+
+
+@pytest.mark.parametrize("steps", [1, 5])
+def test_a_probe_trains_for_very_few_steps(pusht_store_32, tmp_path, steps):
+    from crcm_robotics.conf import compose_config
+    from distill.probe import train_probe
+
+    figures = train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={tmp_path / 'p'}",
+                                                         f"steps={steps}", "batch_size=8", "width=8",
+                                                         "progress=false"]))
+    assert figures["steps"] == steps and (tmp_path / "p" / "probe.safetensors").is_file()

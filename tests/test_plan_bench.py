@@ -80,7 +80,8 @@ def test_bench_plan_reports_every_arm_and_the_oracle_beats_random(student_with_p
     assert 0.0 <= fid["top_overlap"] <= 1.0 and fid["static_block_error"] >= 0.0
     assert all(fid[k] >= 0.0 for k in FIDELITY_FIELDS if k.endswith("error") or k.endswith("deg"))
     assert "fidelity" not in report["arms"]["oracle"]
-    assert f"| student | {fid['rank_corr_model']} |" in (tmp_path / "bench" / "report.md").read_text()
+    report_md = (tmp_path / "bench" / "report.md").read_text()
+    assert f"| student | {fid['rank_corr_model']} | {fid['rank_corr_oracle']} |" in report_md
 
 
 def test_probe_cost_runs_through_the_bench(student_with_probe, tmp_path):

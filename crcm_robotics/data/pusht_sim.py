@@ -406,26 +406,12 @@ def goal_pairs(
     if sim.size != size:
         raise ValueError(f"sim renders {sim.size}×{sim.size} but store {store.path} holds "
                          f"{size}×{size} frames")
-    rng = np.random.default_rng(seed)
-    order = [int(e) for e in rng.permutation(np.asarray(episodes, dtype=np.int64))]
-    # candidate starts per episode: a full context before (each context frame has the action that made it)
-    # and `ahead` logged actions after
-    pending: dict[int, list[int]] = {}
-    for e in order:
-        s, t = store.episode_bounds(e)
-        starts = np.arange(context, (t - s) - ahead)
-        pending[e] = [int(i) for i in rng.permutation(starts)]
-    pairs: list[GoalPair] = []
+    from crcm_robotics.data.goals import draw_goal_pairs
+
     try:
-        while len(pairs) < n and any(pending.values()):
-            for e in order:
-                if len(pairs) >= n:
-                    break
-                while pending[e]:
-                    pair = _goal_pair(store, sim, e, pending[e].pop(), ahead, context)
-                    if pair.block_move >= min_move or pair.block_turn >= min_turn:
-                        pairs.append(pair)
-                        break
+        pairs = draw_goal_pairs(store, episodes, n, ahead, context, seed,
+                                lambda e, i: _goal_pair(store, sim, e, i, ahead, context),
+                                lambda p: p.block_move >= min_move or p.block_turn >= min_turn)
     finally:
         if own_sim:
             sim.close()

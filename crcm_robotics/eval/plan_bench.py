@@ -1,4 +1,8 @@
-"""``crcm bench plan`` and ``crcm plan``: closed-loop goal reaching in real gym-pusht with imagined rollouts.
+"""``crcm bench plan`` and ``crcm plan``: closed-loop goal reaching in a real simulator with imagined rollouts.
+
+The simulator follows the store: gym-pusht for PushT stores, Meta-World for arm stores (``domain_of``; the
+arm's goals are replayed from the store, its oracle restores MuJoCo snapshots, success is the object within
+5 cm of the goal's object position: ``crcm_robotics.data.metaworld_sim``). Below, PushT's terms.
 
 Goals follow DINO-WM (arXiv 2411.04983): a start state from a held-out episode of the store and the state its
 logged actions reach ``ahead`` env steps later (replayed in the simulator); only goals where the block moves
@@ -21,9 +25,11 @@ and per episode; for model arms, how well imagination ranks the planner's candid
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -43,10 +49,10 @@ class EpisodeResult:
     success_any: bool
     success_end: bool
     first_success_step: int | None
-    block_pos_error: float  # final, env units
+    block_pos_error: float  # final, env units (PushT's T) or metres (the arm's object)
     block_angle_error: float  # final, rad
-    state_distance: float  # final ‖(agent, block) − goal‖
-    error_removed: float  # 1 − final block error / initial block error (position + 100·angle)
+    state_distance: float  # final ‖(agent or hand, block or object) − goal‖
+    error_removed: float  # 1 − final block error / initial (PushT: position + 100·angle; arm: position)
     replan_ms: list[float] = field(default_factory=list)
     episode_s: float = 0.0
 
@@ -86,13 +92,157 @@ def block_error(errors: dict[str, float]) -> float:
     return errors["block_pos_error"] + 100.0 * errors["block_angle_error"]
 
 
+class PushTDomain:
+    """gym-pusht: goals, simulator, rollout pool, errors and success (DINO-WM's rule) for the benchmark."""
+
+    name, units, sim_name = "pusht", "units", "gym-pusht"
+
+    def __init__(self, store: Any):
+        self.size = store.image_shape[0]
+
+    def make_sim(self) -> Any:
+        from crcm_robotics.data.pusht_sim import PushTSim
+
+        return PushTSim(self.size)
+
+    def make_pool(self, workers: int) -> Any:
+        from crcm_robotics.data.pusht_sim import PushTRolloutPool
+
+        return PushTRolloutPool(self.size, workers)
+
+    def goal_pairs(self, store: Any, episodes: list[int], cfg: PlanBenchConfig, context: int, sim: Any) -> list:
+        from crcm_robotics.data.pusht_sim import goal_pairs
+
+        return goal_pairs(store, episodes, cfg.goals, ahead=cfg.ahead, context=context,
+                          min_move=15.0 if cfg.min_move is None else cfg.min_move,
+                          min_turn=0.15 if cfg.min_turn is None else cfg.min_turn, seed=cfg.seed, sim=sim)
+
+    def pair_at(self, store: Any, episode: int, start: int, ahead: int, context: int, sim: Any) -> Any:
+        from crcm_robotics.data.pusht_sim import goal_pair_at
+
+        return goal_pair_at(store, episode, start, ahead=ahead, context=context, sim=sim)
+
+    def start_of(self, pair: Any) -> Any:
+        """What the rollout pool starts a pair's candidates from (PushT: the state vector)."""
+        return np.asarray(pair.start_state, dtype=np.float64)
+
+    def reset(self, sim: Any, pair: Any) -> tuple[np.ndarray, Any]:
+        """Put ``sim`` at the pair's start: (its frame, :meth:`start_of`)."""
+        return sim.reset_to(pair.start_state), self.start_of(pair)
+
+    def sim_state(self, sim: Any, state: np.ndarray) -> Any:
+        return state
+
+    def errors(self, state: np.ndarray, goal_state: np.ndarray) -> dict[str, float]:
+        from crcm_robotics.data.pusht_sim import pusht_errors
+
+        return pusht_errors(state, goal_state)
+
+    def success(self, state: np.ndarray, goal_state: np.ndarray) -> bool:
+        from crcm_robotics.data.pusht_sim import pusht_success
+
+        return bool(pusht_success(state, goal_state))
+
+    def progress(self, errors: dict[str, float]) -> float:
+        return block_error(errors)
+
+    def state_cost(self, states_NHzS: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
+        return state_cost(states_NHzS, goal_state)
+
+    def fidelity_errors(self, seen: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-candidate errors of states read off frames against the true ones (names kept short)."""
+        return {"agent_error": np.linalg.norm(seen[..., :2] - true[..., :2], axis=-1),
+                "block_error": np.linalg.norm(seen[..., 2:4] - true[..., 2:4], axis=-1),
+                "angle_error_deg": np.degrees(np.abs(np.angle(np.exp(1j * (seen[..., 4] - true[..., 4])))))}
+
+
+class ArmDomain(PushTDomain):
+    """Meta-World: goals replayed from the store, MuJoCo snapshots for the oracle, success = object within
+    5 cm of the goal's object position (``crcm_robotics.data.metaworld_sim``)."""
+
+    name, units, sim_name = "metaworld", "m", "Meta-World"
+
+    def __init__(self, store: Any):
+        super().__init__(store)
+        self.task = str(store.attrs["metaworld"]["task"])
+
+    def make_sim(self) -> Any:
+        from crcm_robotics.data.metaworld_sim import ArmSim
+
+        return ArmSim(self.task, self.size)
+
+    def make_pool(self, workers: int) -> Any:
+        from crcm_robotics.data.metaworld_sim import ArmRolloutPool
+
+        return ArmRolloutPool(self.task, self.size, workers)
+
+    def goal_pairs(self, store: Any, episodes: list[int], cfg: PlanBenchConfig, context: int, sim: Any) -> list:
+        from crcm_robotics.data.metaworld_sim import SUCCESS_DISTANCE, arm_goal_pairs
+
+        return arm_goal_pairs(store, episodes, cfg.goals, ahead=cfg.ahead, context=context,
+                              min_move=SUCCESS_DISTANCE if cfg.min_move is None else cfg.min_move,
+                              min_turn=math.inf if cfg.min_turn is None else cfg.min_turn, seed=cfg.seed, sim=sim)
+
+    def pair_at(self, store: Any, episode: int, start: int, ahead: int, context: int, sim: Any) -> Any:
+        from crcm_robotics.data.metaworld_sim import arm_goal_pair_at
+
+        return arm_goal_pair_at(store, sim, episode, start, ahead, context)
+
+    def start_of(self, pair: Any) -> Any:
+        return pair.start_snapshot
+
+    def reset(self, sim: Any, pair: Any) -> tuple[np.ndarray, Any]:
+        return sim.reset_to(pair.start_snapshot), pair.start_snapshot
+
+    def sim_state(self, sim: Any, state: np.ndarray) -> Any:
+        return sim.snapshot()
+
+    def errors(self, state: np.ndarray, goal_state: np.ndarray) -> dict[str, float]:
+        from crcm_robotics.data.metaworld_sim import arm_errors
+
+        e = arm_errors(state, goal_state)
+        return {"block_pos_error": e["obj_pos_error"], "block_angle_error": e["obj_angle_error"],
+                "agent_pos_error": e["hand_pos_error"], "state_distance": e["state_distance"]}
+
+    def success(self, state: np.ndarray, goal_state: np.ndarray) -> bool:
+        from crcm_robotics.data.metaworld_sim import arm_success
+
+        return bool(arm_success(state, goal_state))
+
+    def progress(self, errors: dict[str, float]) -> float:
+        return errors["block_pos_error"]
+
+    def state_cost(self, states_NHzS: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
+        from crcm_robotics.data.metaworld_sim import arm_state_cost
+
+        return torch.from_numpy(arm_state_cost(states_NHzS, goal_state))
+
+    def fidelity_errors(self, seen: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
+        from crcm_robotics.data.metaworld_sim import HAND, OBJ
+
+        return {"hand_error": np.linalg.norm(seen[..., HAND] - true[..., HAND], axis=-1),
+                "obj_error": np.linalg.norm(seen[..., OBJ] - true[..., OBJ], axis=-1)}
+
+
+def domain_of(store: Any) -> PushTDomain:
+    """The benchmark's simulator side for a store: gym-pusht or Meta-World, from the store's attrs."""
+    if "pusht" in store.attrs:
+        return PushTDomain(store)
+    if "metaworld" in store.attrs:
+        return ArmDomain(store)
+    raise ConfigError(f"store {store.path} is neither a PushT nor a Meta-World store (attrs lack 'pusht' and "
+                      "'metaworld'): the planning benchmark needs its simulator")
+
+
 class Arm:
     """How one arm proposes actions for a replan: random, the simulator oracle, or a world model."""
 
     def __init__(self, name: str, kind: str, cfg: PlannerConfig, device: torch.device, low: np.ndarray,
-                 high: np.ndarray, wm: Any = None, pool: Any = None, probe: StateProbe | None = None):
+                 high: np.ndarray, wm: Any = None, pool: Any = None, probe: StateProbe | None = None,
+                 domain: PushTDomain | None = None):
         self.name, self.kind, self.cfg, self.device, self.wm, self.pool, self.probe = (
             name, kind, cfg, device, wm, pool, probe)
+        self.domain = domain
         self.low, self.high = low, high
         self.space = space_from(cfg, low, high, device)
         self.mpc = MPC(planner_from(cfg), self.space)
@@ -130,8 +280,10 @@ class Arm:
 
             score = frames_score(render, goal, self.cfg.cost, self.device, self.probe)
         elif self.kind == "oracle_state":
+            cost = self.domain.state_cost if self.domain is not None else state_cost
+
             def score(actions: torch.Tensor) -> torch.Tensor:
-                return state_cost(self.pool.rollout(state, actions.cpu().numpy(), frames="none")[1], goal_state)
+                return cost(self.pool.rollout(state, actions.cpu().numpy(), frames="none")[1], goal_state)
         else:
             score = imagined_score(self.wm, history, goal, self.cfg.cost, seed=self.cfg.seed)
         steps = self.scored_steps(self.cfg.horizon if remaining is None else remaining)
@@ -157,17 +309,17 @@ class Arm:
         return self.wm.imagine_tensor(acts, context=ctx, seed=self.cfg.seed)[0].cpu().numpy()
 
 
-def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False
+def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False, domain: PushTDomain | None = None
                 ) -> tuple[EpisodeResult, dict[str, list[np.ndarray]] | None]:
-    """MPC towards ``pair``'s goal for ``budget`` env steps in ``sim``; optional frames for a GIF."""
-    from crcm_robotics.data.pusht_sim import pusht_errors, pusht_success
-
+    """MPC towards ``pair``'s goal for ``budget`` env steps in ``sim`` (gym-pusht unless ``domain`` says);
+    optional frames for a GIF."""
+    domain = domain or arm.domain or PushTDomain(SimpleNamespace(image_shape=(sim.size,)))
     t0 = time.perf_counter()
     arm.reset()
-    frame = sim.reset_to(pair.start_state)
+    frame, sim_state = domain.reset(sim, pair)
     frames = [*pair.context_frames[:-1], frame]
     actions = [*pair.context_actions]
-    initial = block_error(pusht_errors(pair.start_state, pair.goal_state))
+    initial = domain.progress(domain.errors(pair.start_state, pair.goal_state))
     replan_ms: list[float] = []
     first_success: int | None = None
     state = np.asarray(pair.start_state, dtype=np.float64)
@@ -175,7 +327,7 @@ def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False
     step = 0
     while step < budget:
         history = (np.stack(frames[-64:]), np.stack(actions[-64:]).astype(np.float32))
-        plan, ms = arm.propose(state, history, pair.goal_frame, actions[-1], pair.goal_state, budget - step)
+        plan, ms = arm.propose(sim_state, history, pair.goal_frame, actions[-1], pair.goal_state, budget - step)
         if arm.kind != "random":
             replan_ms.append(ms)
         n = min(arm.cfg.replan_every, budget - step)
@@ -185,19 +337,20 @@ def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False
             frames.append(frame)
             actions.append(np.asarray(plan[i], dtype=np.float32))
             step += 1
-            if first_success is None and pusht_success(state, pair.goal_state):
+            if first_success is None and domain.success(state, pair.goal_state):
                 first_success = step
             if shown is not None:
                 shown["executed"].append(frame)
                 k = arm.wm.frame_skip if arm.wm is not None else 1
                 shown["imagined"].append(dream[min(i // k, len(dream) - 1)] if dream is not None else frame)
         arm.advance(n)
-    final = pusht_errors(state, pair.goal_state)
-    removed = 1.0 - block_error(final) / max(initial, 1e-6)
+        sim_state = domain.sim_state(sim, state)
+    final = domain.errors(state, pair.goal_state)
+    removed = 1.0 - domain.progress(final) / max(initial, 1e-6)
     result = EpisodeResult(int(pair.episode), int(pair.start), first_success is not None,
-                           bool(pusht_success(state, pair.goal_state)), first_success,
-                           round(float(final["block_pos_error"]), 2), round(float(final["block_angle_error"]), 4),
-                           round(float(final["state_distance"]), 2), round(float(removed), 4),
+                           domain.success(state, pair.goal_state), first_success,
+                           round(float(final["block_pos_error"]), 4), round(float(final["block_angle_error"]), 4),
+                           round(float(final["state_distance"]), 4), round(float(removed), 4),
                            [round(m, 1) for m in replan_ms], round(time.perf_counter() - t0, 2))
     return result, shown
 
@@ -209,9 +362,9 @@ def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
         "goals": len(results),
         "success_any": round(float(np.mean([r.success_any for r in results])), 4),
         "success_end": round(float(np.mean([r.success_end for r in results])), 4),
-        "block_pos_error": round(float(np.mean([r.block_pos_error for r in results])), 2),
+        "block_pos_error": round(float(np.mean([r.block_pos_error for r in results])), 4),
         "block_angle_error": round(float(np.mean([r.block_angle_error for r in results])), 4),
-        "state_distance": round(float(np.mean([r.state_distance for r in results])), 2),
+        "state_distance": round(float(np.mean([r.state_distance for r in results])), 4),
         "error_removed": round(float(np.mean([r.error_removed for r in results])), 4),
         "replan_ms_median": round(float(np.median(ms)), 1) if ms else None,
         "replan_ms_p90": round(float(np.percentile(ms, 90)), 1) if ms else None,
@@ -232,7 +385,7 @@ def _store_and_split(ckpt_path: str | None, data_path: str | None, key_map) -> t
         if not data_path:
             raise ConfigError("give a checkpoint (crcm bench plan CKPT) or data.path=STORE for simulator-only arms")
         store = TrajectoryStore(data_path, key_map_from_config(key_map, data_path))
-        _check_pusht(store)
+        domain_of(store)
         default = DataConfig()
         return store, split_episodes(store.num_episodes, default.val_fraction, default.split_seed)[1], True
     meta = load_checkpoint(ckpt_path).meta
@@ -244,14 +397,8 @@ def _store_and_split(ckpt_path: str | None, data_path: str | None, key_map) -> t
     episodes = list(meta["split"]["val"]) if same else list(range(store.num_episodes))
     if not episodes:
         raise ConfigError(f"checkpoint {ckpt_path} held out no episodes of {path}; give another data.path")
-    _check_pusht(store)
+    domain_of(store)
     return store, episodes, same
-
-
-def _check_pusht(store: Any) -> None:
-    if "pusht" not in store.attrs:
-        raise ConfigError(f"store {store.path} is not a PushT store (attrs lack 'pusht'): the planning benchmark "
-                          "runs in gym-pusht")
 
 
 def state_cost(states_NHz5: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
@@ -289,44 +436,36 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
 
     At the start of each of the first ``n_goals`` goals, one round of the planner's first search distribution
     (``samples`` candidates) is rolled out in the simulator and imagined by the model. Reported: the probe's
-    state read off the imagined last frames against the simulator's true last states (agent / block position
-    error, env units; block angle error, deg), the same probe on the simulator's own frames (the probe's
-    floor), what a model that never moved anything would score, and the Spearman correlation between each
-    cost and the true state cost (``state_cost``): how well the model ranks candidates, which is all a
-    sampling planner uses.
+    state read off the imagined last frames against the simulator's true last states (``imagined_*``: the
+    domain's ``fidelity_errors``, e.g. PushT's agent / block position error and block angle), the same probe
+    on the simulator's own frames (``probe_*``, the probe's floor), what a model that never moved anything
+    would score (``static_*``), and the Spearman correlation between each cost and the true state cost: how
+    well the model ranks candidates, which is all a sampling planner uses.
     """
     from crcm_robotics.plan.objective import group_frame_skip, model_context
 
     wm, cfg = arm.wm, arm.cfg
+    domain = arm.domain or PushTDomain(SimpleNamespace(image_shape=(pair_size(pairs),)))
     gen = torch.Generator(arm.device).manual_seed(cfg.seed + 1)
-    rows: dict[str, list[float]] = {k: [] for k in (
-        "imagined_agent_error", "imagined_block_error", "imagined_angle_error_deg", "probe_agent_error",
-        "probe_block_error", "static_agent_error", "static_block_error", "rank_corr_model",
-        "rank_corr_oracle", "top_overlap")}
+    rows: dict[str, list[float]] = {"rank_corr_model": [], "rank_corr_oracle": [], "top_overlap": []}
     elites = max(1, min(cfg.elites, cfg.samples))
     for pair in pairs[:n_goals]:
         anchor = torch.as_tensor(pair.context_actions[-1], dtype=torch.float32, device=arm.device)
         mean, std = arm.space.initial(anchor)
         z = arm.space.clamp(mean + std * torch.randn(cfg.samples, *mean.shape, generator=gen, device=arm.device))
         actions = arm.space.actions(z, anchor)
-        true_frames, true_states = pool.rollout(pair.start_state, actions.cpu().numpy(), frames="last")
+        true_frames, true_states = pool.rollout(domain.start_of(pair), actions.cpu().numpy(), frames="last")
         true_final = true_states[:, -1].astype(np.float64)
         ctx = model_context(pair.context_frames, pair.context_actions, wm.frame_skip, wm.context_frames)
         with torch.no_grad():
             dream = wm.imagine_tensor(group_frame_skip(actions, wm.frame_skip), context=ctx, seed=cfg.seed)
-        dream_last = dream[:, -1]
-        seen = probe.state_of(dream_last)
+        seen = probe.state_of(dream[:, -1])
         on_sim = probe.state_of(torch.from_numpy(true_frames[:, 0]).to(arm.device))
-        start = np.asarray(pair.start_state, np.float64)
-        angle = lambda a, b: np.abs(np.angle(np.exp(1j * (a - b))))  # noqa: E731
-        rows["imagined_agent_error"].append(np.linalg.norm(seen[:, :2] - true_final[:, :2], axis=1).mean())
-        rows["imagined_block_error"].append(np.linalg.norm(seen[:, 2:4] - true_final[:, 2:4], axis=1).mean())
-        rows["imagined_angle_error_deg"].append(np.degrees(angle(seen[:, 4], true_final[:, 4])).mean())
-        rows["probe_agent_error"].append(np.linalg.norm(on_sim[:, :2] - true_final[:, :2], axis=1).mean())
-        rows["probe_block_error"].append(np.linalg.norm(on_sim[:, 2:4] - true_final[:, 2:4], axis=1).mean())
-        rows["static_agent_error"].append(np.linalg.norm(start[:2] - true_final[:, :2], axis=1).mean())
-        rows["static_block_error"].append(np.linalg.norm(start[2:4] - true_final[:, 2:4], axis=1).mean())
-        truth = state_cost(true_states, pair.goal_state).numpy()
+        start = np.broadcast_to(np.asarray(pair.start_state, np.float64), true_final.shape)
+        for prefix, read in (("imagined", seen), ("probe", on_sim), ("static", start)):
+            for k, v in domain.fidelity_errors(read, true_final).items():
+                rows.setdefault(f"{prefix}_{k}", []).append(float(np.mean(v)))
+        truth = domain.state_cost(true_states, pair.goal_state).numpy()
         cost = make_cost(cfg.cost, torch.from_numpy(np.ascontiguousarray(pair.goal_frame)).to(arm.device), probe)
         model_cost = cost(dream).float().cpu().numpy()
         if cfg.cost.endswith("path"):  # the oracle's path cost needs every frame; rank its last frame instead
@@ -340,8 +479,12 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
         best_model = set(np.argsort(model_cost, kind="stable")[:elites].tolist())
         rows["top_overlap"].append(len(best_true & best_model) / elites)
     out: dict[str, Any] = {"goals": min(n_goals, len(pairs)), "candidates": cfg.samples, "elites": elites}
-    out |= {k: round(float(np.mean(v)), 3) for k, v in rows.items()}
+    out |= {k: round(float(np.mean(v)), 4) for k, v in rows.items()}
     return out
+
+
+def pair_size(pairs: list[Any]) -> int:
+    return int(pairs[0].goal_frame.shape[0]) if pairs else 64
 
 
 def history_needed(ckpts: list[str]) -> int:
@@ -405,20 +548,18 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     if cfg.goals < 1 or cfg.budget < 1 or cfg.ahead < 1:
         raise ConfigError(f"goals ({cfg.goals}), budget ({cfg.budget}) and ahead ({cfg.ahead}) must be ≥ 1")
     store, episodes, held_out = _store_and_split(cfg.ckpt, cfg.data.path, cfg.data.key_map)
-    from crcm_robotics.data.pusht_sim import PushTRolloutPool, PushTSim, goal_pairs
-
+    domain = domain_of(store)
     low, high = _bounds(store)
     probe = _probe_for(cfg, device, used=bool({"oracle", "model"} & set(cfg.arms)))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    size = store.image_shape[0]
-    sim = PushTSim(size)
+    sim = domain.make_sim()
     try:
         # Every arm gets the same goals: starts leave room for the longest model history, model arm or not.
         context = history_needed([cfg.ckpt, *cfg.models] if cfg.ckpt else [])
-        pairs = goal_pairs(store, episodes, cfg.goals, ahead=cfg.ahead, context=context, min_move=cfg.min_move,
-                           min_turn=cfg.min_turn, seed=cfg.seed, sim=sim)
+        pairs = domain.goal_pairs(store, episodes, cfg, context, sim)
     except ValueError as exc:
+        sim.close()
         raise ConfigError(str(exc)) from None
     arms: list[tuple[str, str, str | None]] = []
     if "random" in cfg.arms:
@@ -432,8 +573,9 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
         for ck in (cfg.ckpt, *cfg.models):
             arms.append((Path(ck).name, "model", ck))
     report: dict[str, Any] = {
-        "bench": "plan", "ckpt": cfg.ckpt, "store": str(store.path), "held_out_split": held_out,
-        "goals": len(pairs), "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 1),
+        "bench": "plan", "domain": domain.name, "ckpt": cfg.ckpt, "store": str(store.path),
+        "held_out_split": held_out, "goals": len(pairs),
+        "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 4),
         "goal_block_turn_mean": round(float(np.mean([p.block_turn for p in pairs])), 3),
         "ahead": cfg.ahead, "budget": cfg.budget, "planner": asdict(cfg.planner), "device": str(device),
         "backend": cfg.backend, "arms": {},
@@ -447,8 +589,8 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
                 check_planner(cfg.planner, [wm.frame_skip])
             fidelity_probe = (probe or wm_probe(cfg, device)) if wm is not None and cfg.fidelity_goals > 0 else None
             if (kind.startswith("oracle") or fidelity_probe is not None) and pool is None:
-                pool = PushTRolloutPool(size, cfg.oracle_workers)
-            arm = Arm(name, kind, cfg.planner, device, low, high, wm=wm, pool=pool, probe=probe)
+                pool = domain.make_pool(cfg.oracle_workers)
+            arm = Arm(name, kind, cfg.planner, device, low, high, wm=wm, pool=pool, probe=probe, domain=domain)
             fidelity = None
             if fidelity_probe is not None:
                 fidelity = model_fidelity(arm, pairs, pool, fidelity_probe, cfg.fidelity_goals)
@@ -459,7 +601,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
             partial = out / f"{name}.goals.jsonl"  # one line per finished goal: nothing lost if the run is cut
             partial.write_text("")
             for g, pair in enumerate(pairs):
-                res, shown = run_episode(arm, pair, sim, cfg.budget, record=g < cfg.gifs)
+                res, shown = run_episode(arm, pair, sim, cfg.budget, record=g < cfg.gifs, domain=domain)
                 results.append(res)
                 with partial.open("a") as f:
                     f.write(json.dumps(asdict(res)) + "\n")
@@ -468,7 +610,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
                     _save_gif(shown, pair.goal_frame, out / name / f"goal{g:02d}.gif")
                 if cfg.progress:
                     print(f"bench plan [{name}] goal {g + 1}/{len(pairs)}: success {res.success_any} "
-                          f"(end {res.success_end}), block error {res.block_pos_error:.1f} units / "
+                          f"(end {res.success_end}), block error {res.block_pos_error:.3g} {domain.units} / "
                           f"{np.degrees(res.block_angle_error):.1f} deg, {res.episode_s:.1f} s", flush=True)
             report["arms"][name] = summarize(results) | {"kind": kind, "checkpoint": ck,
                                                          "arm_s": round(time.perf_counter() - t_arm, 1)}
@@ -488,12 +630,14 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
 
 
 def _write_report(report: dict[str, Any], path: Path) -> None:
-    lines = [f"# Closed-loop planning in gym-pusht ({report['goals']} goals, {report['ahead']} steps ahead, "
+    arm_domain = report.get("domain") == "metaworld"
+    sim, units, thing = ("Meta-World", "m", "object") if arm_domain else ("gym-pusht", "units", "block")
+    lines = [f"# Closed-loop planning in {sim} ({report['goals']} goals, {report['ahead']} steps ahead, "
              f"budget {report['budget']})", "",
-             f"Store `{report['store']}` (held-out split: {report['held_out_split']}); mean goal block move "
-             f"{report['goal_block_move_mean']} units, turn {report['goal_block_turn_mean']} rad. Planner: "
+             f"Store `{report['store']}` (held-out split: {report['held_out_split']}); mean goal {thing} move "
+             f"{report['goal_block_move_mean']} {units}, turn {report['goal_block_turn_mean']} rad. Planner: "
              f"`{json.dumps(report['planner'])}`.", "",
-             "| arm | success (any) | success (end) | block err | angle err (rad) | error removed | "
+             f"| arm | success (any) | success (end) | {thing} err ({units}) | angle err (rad) | error removed | "
              "ms/replan median | p90 | plan s/episode |", "|---|---|---|---|---|---|---|---|---|"]
     for name, a in report["arms"].items():
         lines.append(f"| {name} | {a['success_any']:.2f} | {a['success_end']:.2f} | {a['block_pos_error']} | "
@@ -502,16 +646,19 @@ def _write_report(report: dict[str, Any], path: Path) -> None:
     fid = {n: a["fidelity"] for n, a in report["arms"].items() if isinstance(a.get("fidelity"), dict)}
     if fid:
         first = next(iter(fid.values()))
+        errors = [k for k in first if k.startswith("imagined_")]
+        still = [k for k in first if k.startswith("static_")]
         lines += ["", f"Fidelity: one round of the planner's first candidates ({first['candidates']}) at the start of "
                   f"{first['goals']} goals, imagined and simulated. States are the probe's reading of the last "
                   "frame; rank correlation (Spearman) is with the true state cost; 'still' is a model that moves "
                   "nothing.", "",
-                  "| arm | rank corr. model | rank corr. simulator frames | top-elite overlap | pusher err | "
-                  "block err | angle err (deg) | block err, still |", "|---|---|---|---|---|---|---|---|"]
+                  "| arm | rank corr. model | rank corr. simulator frames | top-elite overlap | "
+                  + " | ".join(k.removeprefix("imagined_").replace("_", " ") for k in errors) + " | "
+                  + " | ".join(k.removeprefix("static_").replace("_", " ") + ", still" for k in still) + " |",
+                  "|---" * (4 + len(errors) + len(still)) + "|"]
         for name, f in fid.items():
             lines.append(f"| {name} | {f['rank_corr_model']} | {f['rank_corr_oracle']} | {f['top_overlap']} | "
-                         f"{f['imagined_agent_error']} | {f['imagined_block_error']} | "
-                         f"{f['imagined_angle_error_deg']} | {f['static_block_error']} |")
+                         + " | ".join(str(f[k]) for k in errors + still) + " |")
     lines += ["", "GIFs per arm: executed | imagined best rollout at each replan | goal."]
     path.write_text("\n".join(lines) + "\n")
 
@@ -531,21 +678,19 @@ def run_plan(cfg: PlanRunConfig) -> int:
     episode = episodes[0] if cfg.episode < 0 else cfg.episode
     if not 0 <= episode < store.num_episodes:
         raise ConfigError(f"episode={cfg.episode}: the store has episodes 0..{store.num_episodes - 1}")
-    from crcm_robotics.data.pusht_sim import PushTSim, goal_pair_at
-
-    sim = PushTSim(store.image_shape[0])
+    domain = domain_of(store)
+    sim = domain.make_sim()
     try:
         try:
-            pairs = [goal_pair_at(store, episode, cfg.start, ahead=cfg.ahead, context=history_needed([cfg.ckpt]),
-                                  sim=sim)]
+            pairs = [domain.pair_at(store, episode, cfg.start, cfg.ahead, history_needed([cfg.ckpt]), sim)]
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         wm = _load_model(cfg.ckpt, cfg, device, cfg.probe)
         check_planner(cfg.planner, [wm.frame_skip])
         low, high = _bounds(store)
         arm = Arm(Path(cfg.ckpt).name, "model", cfg.planner, device, low, high, wm=wm,
-                  probe=_probe_for(cfg, device))
-        result, shown = run_episode(arm, pairs[0], sim, cfg.budget, record=True)
+                  probe=_probe_for(cfg, device), domain=domain)
+        result, shown = run_episode(arm, pairs[0], sim, cfg.budget, record=True, domain=domain)
     finally:
         sim.close()
     out = Path(cfg.out)
@@ -553,5 +698,5 @@ def run_plan(cfg: PlanRunConfig) -> int:
     gif = out / f"plan_ep{episode}_t{cfg.start}.gif"
     assert shown is not None
     _save_gif(shown, pairs[0].goal_frame, gif)
-    print(json.dumps(asdict(result) | {"gif": str(gif), "block_move": round(float(pairs[0].block_move), 1)}))
+    print(json.dumps(asdict(result) | {"gif": str(gif), "block_move": round(float(pairs[0].block_move), 4)}))
     return 0
