@@ -8,6 +8,9 @@
       model.safetensors.index.json       tensor name → shard
       train_state.pt                     (optional) optimizer/raw weights for exact resume,
                                          loaded with torch.load(weights_only=True)
+      codec/                             (latent diffusion only) the frame codec, a codec checkpoint
+                                         directory (crcm_robotics.model.codec); every checkpoint of a
+                                         latent run, selected/ included, carries its own copy
       selected/                          (optional) the weights validation selected during training: a
                                          complete checkpoint directory (no train_state.pt) whose meta.json
                                          names its update and held-out figures; loaded by default
@@ -25,6 +28,8 @@ import torch
 import yaml
 
 from crcm_robotics.config import ModelConfig, from_dict
+from crcm_robotics.model.codec import LatentCodec
+from crcm_robotics.model.tokenizer import CODEC_DIR, FrameCodec
 
 SHARD_BYTES = 15 * 2**20
 INDEX_FILE = "model.safetensors.index.json"
@@ -64,8 +69,12 @@ def save_checkpoint(
     meta: dict[str, Any],
     dtype: torch.dtype | None = None,
     train_state: dict[str, Any] | None = None,
+    codec: FrameCodec | None = None,
 ) -> Path:
-    """Write a checkpoint directory atomically enough: files go to ``path.tmp`` then are renamed."""
+    """Write a checkpoint directory atomically enough: files go to ``path.tmp`` then are renamed.
+
+    A learned ``codec`` (one with parameters: LatentCodec) is written into ``path/codec``; pixels need nothing.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -97,6 +106,8 @@ def save_checkpoint(
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
     if train_state is not None:
         torch.save(train_state, tmp / "train_state.pt")
+    if isinstance(codec, LatentCodec):
+        codec.save(tmp / CODEC_DIR)
     if (path / SELECTED_DIR).is_dir() and not (tmp / SELECTED_DIR).exists():
         (path / SELECTED_DIR).rename(tmp / SELECTED_DIR)  # the run's selected weights outlive its last ones
     if path.exists():
