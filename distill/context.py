@@ -23,7 +23,7 @@ class RunContext:
     split: Split
     windows: MemoryWindows
     val_windows: MemoryWindows | None
-    model_cfg: ModelConfig  # with the diffusion grid (image or codec latents) / action_dim taken from the data
+    model_cfg: ModelConfig  # its diffusion grid (image or codec latents) and action_dim fitted to the data
     codec: FrameCodec  # frames ↔ diffusion space (pixels, or the latent codec the checkpoints will carry)
     stats: dict[str, Any]
     data_hash: str
@@ -54,7 +54,8 @@ def build_context(data: DataConfig, model: ModelConfig, loop: TrainLoopConfig, b
     np.random.seed(loop.seed)
     store, split, action_stats = load_split(data)
     codec = make_codec(model, ckpt_dir, device)
-    model_cfg = fit_model_config(model, codec, store.image_shape[:2], data.path, store.action_dim * data.frame_skip)
+    action_dim = store.action_dim * data.frame_skip
+    model_cfg = fit_model_config(model, codec, store.image_shape[:2], data.path, action_dim)
     if model_cfg.cache_frames > data.window - 1:
         raise ConfigError(
             f"model.cache_frames={model_cfg.cache_frames} exceeds the {data.window - 1} frames of history a "

@@ -176,7 +176,7 @@ class Trainer:
         device: torch.device,
         preview_batch: dict[str, torch.Tensor] | None = None,
         validator: Any = None,  # distill.validation.Validator, or None: no validation
-        codec: FrameCodec | None = None,  # frames ↔ diffusion space: previews decode with it, checkpoints carry it
+        codec: FrameCodec | None = None,  # frames ↔ diffusion space: previews decode, checkpoints carry it
     ):
         self.method, self.sample, self.loop, self.optim_cfg = method, sample, loop, optim
         self.config_dict, self.stats, self.base_meta = config_dict, stats, meta

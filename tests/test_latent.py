@@ -1,4 +1,4 @@
-"""Latent diffusion through the learned frame codec: config, checkpoints that carry the codec, runtime, errors.
+"""Latent diffusion through the learned frame codec: config, checkpoints carrying the codec, runtime, errors.
 
 One tiny codec (arm_tiny, 32x32 frames → 4x4x4 latents) and one tiny teacher (patch 2: 4 tokens per frame)
 trained on a synthetic store this module writes; a 2-step distilled student from that teacher.
@@ -22,17 +22,17 @@ from crcm_robotics.model.codec import LatentCodec, load_codec
 from crcm_robotics.model.tokenizer import CODEC_DIR, PixelCodec, make_codec
 
 LENGTHS = (16, 16, 16, 16)
-TEACHER = ["model.patch=2", "train.steps=6", "train.progress=false", "data.val_fraction=0.25", "train.device=cpu",
-           "train.validation.every=3", "train.validation.horizon=3", "train.validation.episodes=1",
-           "train.validation.windows_per_episode=1"]
+TEACHER = ["model.patch=2", "train.steps=6", "train.progress=false", "data.val_fraction=0.25",
+           "train.device=cpu", "train.validation.every=3", "train.validation.horizon=3",
+           "train.validation.episodes=1", "train.validation.windows_per_episode=1"]
 
 
 def _train_codec(store: Path, out: Path, steps: int = 4) -> Path:
     from distill.codec import train_codec
 
-    train_codec(compose_config("config", ["preset=arm_tiny", f"data.path={store}", f"train.out={out}",
-                                          f"train.steps={steps}", "train.progress=false", "data.val_fraction=0.25",
-                                          "train.device=cpu"], "crcm_robotics.conf.codec"))
+    overrides = ["preset=arm_tiny", f"data.path={store}", f"train.out={out}", f"train.steps={steps}",
+                 "train.progress=false", "data.val_fraction=0.25", "train.device=cpu"]
+    train_codec(compose_config("config", overrides, "crcm_robotics.conf.codec"))
     return out
 
 
@@ -42,12 +42,13 @@ def _teacher_cfg(store: Path, out: Path, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def latent_run(tmp_path_factory) -> dict[str, Path]:
+def latent_run(tmp_path_factory):
     """Store, codec (then deleted: checkpoints must not need it), latent teacher and a tiny student."""
     from distill.run import run_distill
     from distill.teacher import train_teacher
 
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tiny networks run fastest on one thread, also on a busy 2-core box
     root = tmp_path_factory.mktemp("latent")
     store = root / "s.zarr"
     write_synthetic_store(store, lengths=LENGTHS, image_size=32)
@@ -69,14 +70,15 @@ def latent_run(tmp_path_factory) -> dict[str, Path]:
     finally:
         CausalDiT.forward = hook
     student = root / "student"
-    run_distill(compose_config("config", ["method=tf_scm", f"teacher={teacher}", f"train.out={student}",
-                                          "train.steps=2", "train.progress=false", "train.device=cpu",
-                                          "optim.batch_size=2", "train.validation.every=2",
-                                          "train.validation.horizon=3", "train.validation.episodes=1",
-                                          "train.validation.windows_per_episode=1"], "crcm_robotics.conf.distill"))
+    overrides = ["method=tf_scm", f"teacher={teacher}", f"train.out={student}", "train.steps=2",
+                 "train.progress=false", "train.device=cpu", "optim.batch_size=2", "train.validation.every=2",
+                 "train.validation.horizon=3", "train.validation.episodes=1",
+                 "train.validation.windows_per_episode=1"]
+    run_distill(compose_config("config", overrides, "crcm_robotics.conf.distill"))
     shutil.rmtree(codec_dir)  # from here on, only the checkpoints' own copies exist
-    return {"store": store, "teacher": teacher, "student": student, "seen": seen, "codec_weights": codec_weights,
-            "codec_src": codec_dir, "root": root}
+    yield {"store": store, "teacher": teacher, "student": student, "seen": seen,
+           "codec_weights": codec_weights, "codec_src": codec_dir, "root": root}
+    torch.set_num_threads(threads)
 
 
 def test_teacher_diffuses_the_codecs_latents(latent_run):
@@ -127,9 +129,9 @@ def test_world_model_of_a_latent_checkpoint_returns_uint8_frames(latent_run, kin
 def test_eval_scores_a_latent_checkpoint_in_pixel_space(latent_run, tmp_path):
     from crcm_robotics.eval.evaluate import evaluate
 
-    result = evaluate(compose_config("eval", [f"ckpt={latent_run['teacher']}", "horizon=3", "context=2", "steps=2",
-                                              "solver=ddim", f"out={tmp_path / 'report'}", "time_batch1=false",
-                                              "windows_per_episode=1"]))
+    result = evaluate(compose_config("eval", [f"ckpt={latent_run['teacher']}", "horizon=3", "context=2",
+                                              "steps=2", "solver=ddim", f"out={tmp_path / 'report'}",
+                                              "time_batch1=false", "windows_per_episode=1"]))
     assert result["held_out_split"] is True and len(result["psnr"]) == 3
     assert all(0 < p < 100 for p in result["psnr"])
     log = [json.loads(line) for line in (latent_run["root"] / "teacher_log.jsonl").read_text().splitlines()]
@@ -158,10 +160,31 @@ def test_a_codec_of_another_image_size_is_a_one_line_error(latent_run, tmp_path)
                                           rf"{latent_run['store']} has 32x32 frames$"):
         train_teacher(_teacher_cfg(latent_run["store"], tmp_path / "t", f"model.codec={codec64}"))
     teacher_codec = latent_run["teacher"] / CODEC_DIR
-    with pytest.raises(ConfigError, match=r"^model: the codec's latent grid 4x4 \(32x32 frames / stride 8\) is not "
-                                          r"divisible by patch 8$"):
+    with pytest.raises(ConfigError, match=r"^model: the codec's latent grid 4x4 \(32x32 frames / stride 8\) "
+                                          r"is not divisible by patch 8$"):
         train_teacher(_teacher_cfg(latent_run["store"], tmp_path / "t", f"model.codec={teacher_codec}",
                                    "model.patch=8"))
     with pytest.raises(ConfigError, match=r"^model.codec=/nonexistent is not a directory"):
         train_teacher(_teacher_cfg(latent_run["store"], tmp_path / "t", "model.codec=/nonexistent"))
     assert not (tmp_path / "t").exists()  # nothing was trained or written
+
+
+def test_onnx_export_of_a_latent_student_pairs_with_its_codec(latent_run, tmp_path):
+    pytest.importorskip("onnxruntime", reason="needs the [export] extra")
+    from crcm_robotics.data.store import TrajectoryStore
+    from crcm_robotics.runtime import WorldModel
+    from crcm_robotics.runtime.export import run_export
+
+    out = tmp_path / "onnx"
+    result = run_export(compose_config("export", [f"ckpt={latent_run['student']}", "format=onnx",
+                                                  f"out={out}", "batch=[1]"]))
+    assert result["codec"] == str(latent_run["student"] / "selected" / CODEC_DIR)
+    assert max(result["max_abs_diff_vs_eager"]["1"].values()) < 1e-4
+    store = TrajectoryStore(latent_run["store"])
+    frames, actions = store.frames(0, 2), store.action()[:2]
+    onnx = WorldModel.load(latent_run["student"], backend="onnx", export_dir=out, max_batch=1)
+    eager = WorldModel.load(latent_run["student"], max_batch=1)
+    got = [wm.imagine(actions[None, :1].repeat(3, axis=1), context=(frames, actions), seed=0).frames
+           for wm in (onnx, eager)]
+    assert got[0].shape == (1, 3, 32, 32, 3)
+    assert np.abs(got[0].astype(int) - got[1].astype(int)).max() <= 2  # float32 ONNX vs eager, decoded alike

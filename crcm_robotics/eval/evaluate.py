@@ -70,8 +70,8 @@ def cut_windows(store: TrajectoryStore, episodes: list[int], length: int, frame_
 
 
 @torch.no_grad()
-def predict(model, codec: FrameCodec, spec: SamplerSpec, frames: np.ndarray, actions: np.ndarray, context: int,
-            device: torch.device, seed: int) -> np.ndarray:
+def predict(model, codec: FrameCodec, spec: SamplerSpec, frames: np.ndarray, actions: np.ndarray,
+            context: int, device: torch.device, seed: int) -> np.ndarray:
     """uint8 predictions [N, H, ...] for windows [N, K+H, ...] given their first ``context`` frames."""
     x = codec.encode(torch.from_numpy(frames[:, :context]).to(device))
     a = torch.from_numpy(actions).to(device)

@@ -73,7 +73,7 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint directory atomically enough: files go to ``path.tmp`` then are renamed.
 
-    A learned ``codec`` (one with parameters: LatentCodec) is written into ``path/codec``; pixels need nothing.
+    A learned ``codec`` (a LatentCodec: it has weights) is written into ``path/codec``; pixels need nothing.
     """
     from safetensors.torch import save_file
 

@@ -16,7 +16,7 @@ import torch
 
 from crcm_robotics.config import ConfigError, ModelConfig
 
-CODEC_DIR = "codec"  # a latent checkpoint's codec, inside the checkpoint directory (and model.codec's value there)
+CODEC_DIR = "codec"  # where a latent checkpoint keeps its codec (and model.codec's value in its config)
 
 
 class FrameCodec(Protocol):
@@ -31,7 +31,7 @@ class FrameCodec(Protocol):
         """float [..., C, h, w] → uint8 [..., H, W, 3]."""
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
-        """The diffusion-space frame of the uint8 image ``decode(x)`` (what a camera stream would feed back)."""
+        """The diffusion-space frame of the uint8 image ``decode(x)`` (what a camera would feed back)."""
 
 
 class PixelCodec:
@@ -79,8 +79,8 @@ def make_codec(model: ModelConfig, ckpt_dir: str | Path | None = None,
 
     path = Path(ckpt_dir) / CODEC_DIR if ckpt_dir is not None else Path(model.codec)
     if ckpt_dir is not None and not path.is_dir():
-        raise CodecCheckpointError(f"checkpoint {ckpt_dir} diffuses latents (model.codec={model.codec}) but has "
-                                   f"no {CODEC_DIR}/ directory")
+        raise CodecCheckpointError(f"checkpoint {ckpt_dir} diffuses latents (model.codec={model.codec}) but "
+                                   f"has no {CODEC_DIR}/ directory")
     if not path.is_dir():
         raise ConfigError(f"model.codec={model.codec} is not a directory (train one with `crcm train codec`)")
     return load_codec(path, device)
@@ -105,8 +105,8 @@ def fit_model_config(model: ModelConfig, codec: FrameCodec, image_hw: tuple[int,
                           f"frames")
     gh, gw = h // codec.stride, w // codec.stride
     if codec.stride > 1 and (gh % model.patch or gw % model.patch):
-        raise ConfigError(f"model: the codec's latent grid {gh}x{gw} ({h}x{w} frames / stride {codec.stride}) "
-                          f"is not divisible by patch {model.patch}")
+        raise ConfigError(f"model: the codec's latent grid {gh}x{gw} ({h}x{w} frames / stride "
+                          f"{codec.stride}) is not divisible by patch {model.patch}")
     fitted = dataclasses.replace(model, height=gh, width=gw, channels=codec.channels, action_dim=action_dim,
                                  codec=CODEC_DIR if model.codec else None)
     fitted.validate()

@@ -17,6 +17,9 @@ cache's in-graph scatter. Exports are float32; onnxruntime's CUDA provider runs
 them as such. ``crcm export CKPT format=onnx out=DIR batch=[1,64]`` writes a
 folder that ``WorldModel.load(CKPT, backend="onnx", export_dir=DIR)`` reuses;
 the fingerprint guards against pairing it with other weights.
+
+A latent checkpoint (``model.codec``) exports the same step on its latent grid: the codec is not in the
+files; ``WorldModel.load`` pairs them with ``CKPT/codec`` (docs/latent.md).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import torch
 
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.sampler import SamplerSpec
+from crcm_robotics.model.tokenizer import CODEC_DIR
 from crcm_robotics.runtime.backends.base import BackendUnavailable
 from crcm_robotics.runtime.step_module import INPUT_NAMES, OUTPUT_NAMES, StepModule, example_inputs, export_copy
 
@@ -226,6 +230,8 @@ def run_export(cfg) -> dict[str, Any]:
         "network_passes_per_frame": spec.network_passes, "checkpoint": str(ck.path), "kind": ck.meta.get("kind"),
         "fingerprint": read_manifest(out)["fingerprint"], "seconds": round(time.perf_counter() - t0, 2),
         "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES),
+        # latent checkpoints: the step's frames are the codec's latents; the decoder stays in CKPT/codec
+        "codec": str(ck.path / CODEC_DIR) if model.cfg.codec else None,
     }
     if checks:
         result["max_abs_diff_vs_eager"] = checks

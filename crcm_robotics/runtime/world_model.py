@@ -110,7 +110,7 @@ class WorldModel:
             raise ValueError(f"checkpoint {ckpt.path}: action stats have {self.norm.mean.shape[0]} dims but the "
                              f"model takes action_dim {cfg.action_dim}")
         self._backend = backend
-        self._frame = (cfg.channels, cfg.height, cfg.width)  # one frame in diffusion space (pixels or latents)
+        self._frame = (cfg.channels, cfg.height, cfg.width)  # a frame in diffusion space (pixels or latents)
         self._lock = threading.RLock()
         self._stream_gen = torch.Generator(self.device).manual_seed(seed)
         self._imagine_gen = torch.Generator(self.device).manual_seed(seed + 1)
@@ -247,10 +247,10 @@ class WorldModel:
                     cost_fn = make_cost(cost, torch.from_numpy(goal_np).to(self.device), self.probe)
                 except CostError as exc:
                     raise InputError(str(exc)) from exc
-            # a costs-only query of a final-frame cost needs only the last frames decoded (latents: decoding costs)
+            # costs only, of a final-frame cost: only the last frames are decoded (latents: decoding costs)
             last = return_frames == "none" and cost in FINAL_FRAME_COSTS
-            out = self.imagine_tensor(torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32)), context, seed,
-                                      decode="last" if last else "all")
+            acts_t = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
+            out = self.imagine_tensor(acts_t, context, seed, decode="last" if last else "all")
             costs = best = None
             if cost_fn is not None:
                 costs_t = cost_fn(out)
