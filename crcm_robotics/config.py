@@ -213,6 +213,14 @@ class ModelConfig:
     def tokens_per_frame(self) -> int:
         return (self.height // self.patch) * (self.width // self.patch)
 
+    def key(self) -> dict[str, Any]:
+        """The fields as plain data for weight fingerprints and compile-cache keys; ``codec`` only when
+        set, so pixel checkpoints keep the fingerprints they had before the field (their exports stay valid)."""
+        fields = dict(sorted(self.__dict__.items()))
+        if self.codec is None:
+            del fields["codec"]
+        return fields
+
     def validate(self) -> None:
         if self.height % self.patch or self.width % self.patch:
             raise ConfigError(f"model: image {self.height}x{self.width} is not divisible by patch {self.patch}")

@@ -188,3 +188,15 @@ def test_onnx_export_of_a_latent_student_pairs_with_its_codec(latent_run, tmp_pa
            for wm in (onnx, eager)]
     assert got[0].shape == (1, 3, 32, 32, 3)
     assert np.abs(got[0].astype(int) - got[1].astype(int)).max() <= 2  # float32 ONNX vs eager, decoded alike
+
+
+def test_pixel_configs_keep_their_fingerprint_fields():
+    """Export folders and compile caches are keyed by ModelConfig.key(): adding ``codec`` must not change
+    the key of a pixel model (its existing exports would be refused as other weights)."""
+    import dataclasses
+
+    from crcm_robotics.config import ModelConfig
+
+    pixel = ModelConfig(height=32, width=32)
+    assert pixel.key() == {k: v for k, v in sorted(dataclasses.asdict(pixel).items()) if k != "codec"}
+    assert ModelConfig(codec=CODEC_DIR).key()["codec"] == CODEC_DIR

@@ -50,7 +50,7 @@ class ExportError(ValueError):
 
 def weights_fingerprint(model: CausalDiT) -> str:
     """sha256 (16 hex digits) of the network's float32 weights and config."""
-    h = hashlib.sha256(json.dumps(model.cfg.__dict__, sort_keys=True, default=str).encode())
+    h = hashlib.sha256(json.dumps(model.cfg.key(), sort_keys=True, default=str).encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
@@ -147,7 +147,7 @@ def ensure_exported(fmt: str, model: CausalDiT, spec: SamplerSpec, batch: int, f
     fingerprint = fingerprint or weights_fingerprint(model)
     manifest = read_manifest(folder) or {
         "format": "crcm-step-export", "version": 1, "fingerprint": fingerprint, "checkpoint": checkpoint,
-        "model": dict(model.cfg.__dict__), "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES), "files": [],
+        "model": model.cfg.key(), "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES), "files": [],
     }
     if manifest.get("fingerprint") != fingerprint:
         raise ExportError(
