@@ -215,7 +215,7 @@ class ModelConfig:
 
     def key(self) -> dict[str, Any]:
         """The fields as plain data for weight fingerprints and compile-cache keys; ``codec`` only when
-        set, so pixel checkpoints keep the fingerprints they had before the field (their exports stay valid)."""
+        set, so pixel checkpoints keep the fingerprints they had before it (their exports stay valid)."""
         fields = dict(sorted(self.__dict__.items()))
         if self.codec is None:
             del fields["codec"]
