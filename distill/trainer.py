@@ -31,6 +31,7 @@ import torch.nn as nn
 
 from crcm_robotics.config import OptimConfig, TrainLoopConfig
 from crcm_robotics.model.checkpoint import SELECTED_DIR, load_train_state, save_checkpoint
+from crcm_robotics.model.codec import LatentCodec
 from crcm_robotics.model.tokenizer import FrameCodec
 
 
@@ -185,6 +186,7 @@ class Trainer:
             raise ValueError("a preview batch needs the run's codec to decode its frames")
         self.preview_batch = preview_batch
         self.codec = codec
+        self.carried_codec = codec if isinstance(codec, LatentCodec) else None  # pixels: nothing to carry
         self.out = Path(loop.out)
         self.amp = autocast_dtype(loop.precision, device)
         student = method.student
@@ -248,7 +250,7 @@ class Trainer:
         if self.selection is not None:
             train_state["validation"] = self.selection.state()
         return save_checkpoint(self.out, self.ema.module.state_dict(), self.config_dict, self.stats, meta,
-                               dtype=self._save_dtype(), train_state=train_state, codec=self.codec)
+                               dtype=self._save_dtype(), train_state=train_state, codec=self.carried_codec)
 
     def _save_dtype(self) -> torch.dtype | None:
         return {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[self.loop.save_dtype]
@@ -276,7 +278,7 @@ class Trainer:
                 meta = {**self.base_meta, **self.method.meta(), "step": step, "train_seconds": round(seconds, 1),
                         "validation": figures}
                 save_checkpoint(self.out / SELECTED_DIR, self.ema.module.state_dict(), self.config_dict, self.stats,
-                                meta, dtype=self._save_dtype(), codec=self.codec)
+                                meta, dtype=self._save_dtype(), codec=self.carried_codec)
             with log_path.open("a") as f:
                 f.write(json.dumps({"step": step, "seconds": round(seconds, 2), "validation": figures,
                                     "selected": improved}) + "\n")

@@ -17,9 +17,9 @@ import torch
 from crcm_robotics.conf import compose_config
 from crcm_robotics.config import ConfigError
 from crcm_robotics.data.synthetic import write_synthetic_store
-from crcm_robotics.model.checkpoint import load_checkpoint
+from crcm_robotics.model.checkpoint import CODEC_DIR, load_checkpoint
 from crcm_robotics.model.codec import LatentCodec, load_codec
-from crcm_robotics.model.tokenizer import CODEC_DIR, PixelCodec, make_codec
+from crcm_robotics.model.tokenizer import PixelCodec, make_codec
 
 LENGTHS = (16, 16, 16, 16)
 TEACHER = ["model.patch=2", "train.steps=6", "train.progress=false", "data.val_fraction=0.25",

@@ -21,24 +21,29 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import yaml
 
 from crcm_robotics.config import ModelConfig, from_dict
-from crcm_robotics.model.codec import LatentCodec
-from crcm_robotics.model.tokenizer import CODEC_DIR, FrameCodec
 
 SHARD_BYTES = 15 * 2**20
 INDEX_FILE = "model.safetensors.index.json"
 SELECTED_DIR = "selected"  # validation's best weights inside a run's checkpoint directory
+CODEC_DIR = "codec"  # where a latent checkpoint keeps its codec (and model.codec's value in its config)
 WEIGHTS = ("selected", "last")
 
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing files or holds inconsistent data."""
+
+
+class CarriedCodec(Protocol):
+    """A learned frame codec a checkpoint carries (crcm_robotics.model.codec.LatentCodec)."""
+
+    def save(self, path: str | Path) -> Path: ...
 
 
 @dataclass
@@ -69,11 +74,11 @@ def save_checkpoint(
     meta: dict[str, Any],
     dtype: torch.dtype | None = None,
     train_state: dict[str, Any] | None = None,
-    codec: FrameCodec | None = None,
+    codec: CarriedCodec | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically enough: files go to ``path.tmp`` then are renamed.
 
-    A learned ``codec`` (a LatentCodec: it has weights) is written into ``path/codec``; pixels need nothing.
+    A learned ``codec`` (latent diffusion) is written into ``path/codec``; pixel space passes none.
     """
     from safetensors.torch import save_file
 
@@ -106,7 +111,7 @@ def save_checkpoint(
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
     if train_state is not None:
         torch.save(train_state, tmp / "train_state.pt")
-    if isinstance(codec, LatentCodec):
+    if codec is not None:
         codec.save(tmp / CODEC_DIR)
     if (path / SELECTED_DIR).is_dir() and not (tmp / SELECTED_DIR).exists():
         (path / SELECTED_DIR).rename(tmp / SELECTED_DIR)  # the run's selected weights outlive its last ones

@@ -15,8 +15,7 @@ from typing import Protocol
 import torch
 
 from crcm_robotics.config import ConfigError, ModelConfig
-
-CODEC_DIR = "codec"  # where a latent checkpoint keeps its codec (and model.codec's value in its config)
+from crcm_robotics.model.checkpoint import CODEC_DIR
 
 
 class FrameCodec(Protocol):

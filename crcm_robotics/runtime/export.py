@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 
+from crcm_robotics.model.checkpoint import CODEC_DIR
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.sampler import SamplerSpec
-from crcm_robotics.model.tokenizer import CODEC_DIR
 from crcm_robotics.runtime.backends.base import BackendUnavailable
 from crcm_robotics.runtime.step_module import INPUT_NAMES, OUTPUT_NAMES, StepModule, example_inputs, export_copy
 
