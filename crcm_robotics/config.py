@@ -185,11 +185,16 @@ def key_map_from_config(cfg: KeyMapConfig, path: str):
 
 @dataclass
 class ModelConfig:
-    """The causal DiT (``crcm_robotics.model.dit``); ``action_dim`` is filled from the data."""
+    """The causal DiT (``crcm_robotics.model.dit``); its grid and ``action_dim`` are filled from the data.
+
+    ``height``/``width``/``channels`` are the diffusion grid the DiT patchifies: the image in pixel space,
+    the codec's latent grid (image / stride, latent channels) with ``codec`` set (``model.tokenizer``).
+    """
 
     height: int = 64
     width: int = 64
     channels: int = 3
+    codec: str | None = None  # a `crcm train codec` checkpoint dir (None: pixels); in checkpoints: "codec"
     patch: int = 8
     dim: int = 384
     depth: int = 8
@@ -207,6 +212,14 @@ class ModelConfig:
     @property
     def tokens_per_frame(self) -> int:
         return (self.height // self.patch) * (self.width // self.patch)
+
+    def key(self) -> dict[str, Any]:
+        """The fields as plain data for weight fingerprints and compile-cache keys; ``codec`` only when
+        set, so pixel checkpoints keep the fingerprints they had before it (their exports stay valid)."""
+        fields = dict(sorted(self.__dict__.items()))
+        if self.codec is None:
+            del fields["codec"]
+        return fields
 
     def validate(self) -> None:
         if self.height % self.patch or self.width % self.patch:

@@ -1,6 +1,6 @@
 """Training batches: windows of a trajectory store held on the training device.
 
-A batch is ``x`` [B, T, C, H, W] (unit space) with ``action`` [B, T, A]: the
+A batch is ``x`` [B, T, C, H, W] (the codec's unit space: pixels or latents) with ``action`` [B, T, A]: the
 normalized action that *produced* each frame (for frame j of a window starting
 at s, the ``frame_skip`` commands applied between frames j-1 and j), and
 ``x_prev``: the frame before each one. So every window reads T+1 frames.
@@ -21,7 +21,7 @@ from crcm_robotics.config import DataConfig, key_map_from_config
 from crcm_robotics.data.dataset import split_episodes, window_starts
 from crcm_robotics.data.schema import StoreError
 from crcm_robotics.data.store import NormStats, TrajectoryStore
-from crcm_robotics.model.tokenizer import PixelCodec
+from crcm_robotics.model.tokenizer import FrameCodec
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Split:
 class MemoryWindows:
     """All frames of the chosen episodes as one uint8 tensor on ``device``; windows gathered by index."""
 
-    def __init__(self, cfg: DataConfig, episodes: list[int], stats: NormStats, codec: PixelCodec,
+    def __init__(self, cfg: DataConfig, episodes: list[int], stats: NormStats, codec: FrameCodec,
                  device: torch.device, store: TrajectoryStore | None = None):
         store = store or TrajectoryStore(cfg.path, key_map_from_config(cfg.key_map, cfg.path))
         self.cfg = cfg

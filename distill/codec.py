@@ -28,6 +28,7 @@ from crcm_robotics.data.dataset import split_episodes
 from crcm_robotics.data.schema import StoreError
 from crcm_robotics.data.store import TrajectoryStore
 from crcm_robotics.model.codec import FrameAutoencoder, LatentCodec
+from crcm_robotics.model.tokenizer import FrameCodec
 from distill.trainer import MethodDefaults, Trainer, TrainResult, setup_distributed
 
 
@@ -64,7 +65,7 @@ class CodecObjective(MethodDefaults):
         return mse + self.edge_weight * edge, {"mse": float(mse.detach()), "edge": float(edge.detach()),
                                                "psnr": psnr}
 
-    def preview(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray:
+    def preview(self, net: nn.Module, batch: dict[str, torch.Tensor], codec: FrameCodec) -> np.ndarray:
         raise NotImplementedError("the codec trainer passes no preview batch")
 
     def meta(self) -> dict[str, Any]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from crcm_robotics.config import ConfigError, DataConfig, ModelConfig, TrainLoopConfig, to_dict
-from crcm_robotics.model.tokenizer import PixelCodec
+from crcm_robotics.model.tokenizer import FrameCodec, fit_model_config, make_codec
 from distill.batches import MemoryWindows, Split, frame_skip_stats, load_split
 from distill.trainer import DistEnv, setup_distributed
 
@@ -22,7 +23,8 @@ class RunContext:
     split: Split
     windows: MemoryWindows
     val_windows: MemoryWindows | None
-    model_cfg: ModelConfig  # with image size / action_dim taken from the data
+    model_cfg: ModelConfig  # its diffusion grid (image or codec latents) and action_dim fitted to the data
+    codec: FrameCodec  # frames ↔ diffusion space (pixels, or the latent codec the checkpoints will carry)
     stats: dict[str, Any]
     data_hash: str
     batch_size: int  # per rank
@@ -41,28 +43,30 @@ class RunContext:
                 "window": data_cfg.window, "frame_skip": data_cfg.frame_skip}
 
 
-def build_context(data: DataConfig, model: ModelConfig, loop: TrainLoopConfig, batch_size: int) -> RunContext:
+def build_context(data: DataConfig, model: ModelConfig, loop: TrainLoopConfig, batch_size: int,
+                  ckpt_dir: str | Path | None = None) -> RunContext:
+    """Device, split, batches and the fitted model config; ``ckpt_dir``: the checkpoint whose codec to use
+    (distillation uses its teacher's), else ``model.codec`` names it (or pixels)."""
     if not data.path:
         raise ConfigError("data.path=STORE is required (a trajectory store, e.g. from `crcm data pusht`)")
     env, device = setup_distributed(loop.device)
     torch.manual_seed(loop.seed)
     np.random.seed(loop.seed)
     store, split, action_stats = load_split(data)
-    h, w, _ = store.image_shape
-    model_cfg = dataclasses.replace(model, height=h, width=w, action_dim=store.action_dim * data.frame_skip)
-    model_cfg.validate()
+    codec = make_codec(model, ckpt_dir, device)
+    action_dim = store.action_dim * data.frame_skip
+    model_cfg = fit_model_config(model, codec, store.image_shape[:2], data.path, action_dim)
     if model_cfg.cache_frames > data.window - 1:
         raise ConfigError(
             f"model.cache_frames={model_cfg.cache_frames} exceeds the {data.window - 1} frames of history a "
             f"training window of data.window={data.window} shows; inference would meet unseen time offsets"
         )
-    codec = PixelCodec(model_cfg.sigma_data)
     windows = MemoryWindows(data, split.train, action_stats, codec, device, store)
     val = windows.subset(split.val, store) if split.val else None
     stats = {"action": frame_skip_stats(action_stats, data.frame_skip), "store_action": action_stats.to_dict()}
     if env.world > 1 and batch_size % env.world:
         raise ValueError(f"optim.batch_size {batch_size} is not divisible by the {env.world} DDP ranks")
-    return RunContext(env, device, split, windows, val, model_cfg, stats, store.content_hash(),
+    return RunContext(env, device, split, windows, val, model_cfg, codec, stats, store.content_hash(),
                       batch_size // env.world)
 
 

@@ -55,7 +55,7 @@ def run_distill(cfg: DistillConfig):
     # The student predicts what its teacher predicts: every frame_skip-th frame from the commands between.
     teacher_skip = int(ckpt.meta.get("frame_skip", 1))
     data = dataclasses.replace(cfg.data, path=cfg.data.path or ckpt.meta.get("data_path"), frame_skip=teacher_skip)
-    ctx = build_context(data, ckpt.model_config, cfg.train, cfg.optim.batch_size)
+    ctx = build_context(data, ckpt.model_config, cfg.train, cfg.optim.batch_size, ckpt.path)  # its codec too
     if dataclasses.asdict(ctx.model_cfg) != dataclasses.asdict(ckpt.model_config):
         raise ConfigError(f"store {data.path} does not fit teacher {cfg.teacher}: the model would need "
                           f"{ctx.model_cfg} but the teacher is {ckpt.model_config}")
@@ -68,8 +68,8 @@ def run_distill(cfg: DistillConfig):
     meta = {**ctx.base_meta(data), "teacher": str(cfg.teacher)}
     stats = ckpt.stats  # the student normalizes actions exactly as its teacher did
     validator = build_validator(cfg.train.validation, data, ctx.split.val, stats["action"], method.meta(),
-                                ctx.model_cfg, ctx.device)
+                                ctx.model_cfg, ctx.codec, ctx.device)
     trainer = Trainer(method, ctx.sampler(cfg.train.seed), cfg.train, cfg.optim, resolved_config(cfg, ctx.model_cfg),
                       stats, meta, ctx.env, ctx.device, preview_batch=ctx.preview_batch() if ctx.env.main else None,
-                      validator=validator)
+                      validator=validator, codec=ctx.codec)
     return trainer.run()

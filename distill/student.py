@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.sampler import SamplerSpec
-from crcm_robotics.model.tokenizer import PixelCodec
+from crcm_robotics.model.tokenizer import FrameCodec
 from distill.teacher import preview_rollout
 from distill.trainer import MethodDefaults
 
@@ -26,7 +26,6 @@ class StudentMethod(MethodDefaults):
         if sampler.kind != "consistency":
             raise ValueError(f"a student samples with the consistency sampler, got {sampler}")
         self.spec = sampler
-        self.codec = PixelCodec(student.cfg.sigma_data)
 
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
@@ -35,5 +34,5 @@ class StudentMethod(MethodDefaults):
         return {"kind": "student", "method": self.name,
                 "sampler": self.spec.to_meta()}
 
-    def preview(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray:
-        return preview_rollout(net, self.codec, batch, self.spec)
+    def preview(self, net: nn.Module, batch: dict[str, torch.Tensor], codec: FrameCodec) -> np.ndarray:
+        return preview_rollout(net, codec, batch, self.spec)

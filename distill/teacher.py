@@ -19,7 +19,7 @@ from crcm_robotics.config import TeacherObjectiveConfig, TeacherTrainConfig
 from crcm_robotics.model import trigflow as tf
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout
-from crcm_robotics.model.tokenizer import PixelCodec
+from crcm_robotics.model.tokenizer import FrameCodec
 from distill.layout import tf_forward
 from distill.trainer import MethodDefaults
 
@@ -93,7 +93,6 @@ class TeacherDiffusion(MethodDefaults):
         cfg.validate()
         self.student = model  # the network being trained (the trainer's name for it)
         self.cfg = cfg
-        self.codec = PixelCodec(model.cfg.sigma_data)
 
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         return denoising_loss(self.student, batch["x"], batch["x_prev"], batch["action"], self.cfg)
@@ -105,11 +104,11 @@ class TeacherDiffusion(MethodDefaults):
         spec = self.sampler_spec()
         return {"kind": "teacher", "sampler": {"kind": spec.kind, "steps": spec.steps, "solver": spec.solver}}
 
-    def preview(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray:
-        return preview_rollout(net, self.codec, batch, self.sampler_spec())
+    def preview(self, net: nn.Module, batch: dict[str, torch.Tensor], codec: FrameCodec) -> np.ndarray:
+        return preview_rollout(net, codec, batch, self.sampler_spec())
 
 
-def preview_rollout(net: CausalDiT, codec: PixelCodec, batch: dict[str, torch.Tensor], spec: SamplerSpec,
+def preview_rollout(net: CausalDiT, codec: FrameCodec, batch: dict[str, torch.Tensor], spec: SamplerSpec,
                     context: int = 2) -> np.ndarray:
     """GIF frames: real (top) over predicted (bottom), for each window in the batch side by side."""
     x, action = batch["x"], batch["action"]
@@ -137,10 +136,10 @@ def train_teacher(cfg: TeacherTrainConfig):
         model.compile()
     method = TeacherDiffusion(model, cfg.objective)
     validator = build_validator(cfg.train.validation, cfg.data, ctx.split.val, ctx.stats["action"], method.meta(),
-                                ctx.model_cfg, ctx.device)
+                                ctx.model_cfg, ctx.codec, ctx.device)
     trainer = Trainer(
         method, ctx.sampler(cfg.train.seed), cfg.train, cfg.optim, resolved_config(cfg, ctx.model_cfg), ctx.stats,
         ctx.base_meta(cfg.data), ctx.env, ctx.device, preview_batch=ctx.preview_batch() if ctx.env.main else None,
-        validator=validator,
+        validator=validator, codec=ctx.codec,
     )
     return trainer.run()

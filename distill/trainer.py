@@ -31,6 +31,8 @@ import torch.nn as nn
 
 from crcm_robotics.config import OptimConfig, TrainLoopConfig
 from crcm_robotics.model.checkpoint import SELECTED_DIR, load_train_state, save_checkpoint
+from crcm_robotics.model.codec import LatentCodec
+from crcm_robotics.model.tokenizer import FrameCodec
 
 
 class Method(Protocol):
@@ -45,7 +47,7 @@ class Method(Protocol):
 
     def load_extra_state(self, state: dict[str, Any]) -> None: ...
 
-    def preview(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray: ...
+    def preview(self, net: nn.Module, batch: dict[str, torch.Tensor], codec: FrameCodec) -> np.ndarray: ...
 
     def meta(self) -> dict[str, Any]: ...
 
@@ -175,11 +177,16 @@ class Trainer:
         device: torch.device,
         preview_batch: dict[str, torch.Tensor] | None = None,
         validator: Any = None,  # distill.validation.Validator, or None: no validation
+        codec: FrameCodec | None = None,  # frames ↔ diffusion space: previews decode, checkpoints carry it
     ):
         self.method, self.sample, self.loop, self.optim_cfg = method, sample, loop, optim
         self.config_dict, self.stats, self.base_meta = config_dict, stats, meta
         self.env, self.device = env, device
+        if preview_batch is not None and codec is None:
+            raise ValueError("a preview batch needs the run's codec to decode its frames")
         self.preview_batch = preview_batch
+        self.codec = codec
+        self.carried_codec = codec if isinstance(codec, LatentCodec) else None  # pixels: nothing to carry
         self.out = Path(loop.out)
         self.amp = autocast_dtype(loop.precision, device)
         student = method.student
@@ -244,7 +251,7 @@ class Trainer:
         if self.selection is not None:
             train_state["validation"] = self.selection.state()
         return save_checkpoint(self.out, self.ema.module.state_dict(), self.config_dict, self.stats, meta,
-                               dtype=self._save_dtype(), train_state=train_state)
+                               dtype=self._save_dtype(), train_state=train_state, codec=self.carried_codec)
 
     def _save_dtype(self) -> torch.dtype | None:
         return {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[self.loop.save_dtype]
@@ -272,7 +279,7 @@ class Trainer:
                 meta = {**self.base_meta, **self.method.meta(), "step": step, "train_seconds": round(seconds, 1),
                         "validation": figures}
                 save_checkpoint(self.out / SELECTED_DIR, self.ema.module.state_dict(), self.config_dict, self.stats,
-                                meta, dtype=self._save_dtype())
+                                meta, dtype=self._save_dtype(), codec=self.carried_codec)
             with log_path.open("a") as f:
                 f.write(json.dumps({"step": step, "seconds": round(seconds, 2), "validation": figures,
                                     "selected": improved}) + "\n")
@@ -287,7 +294,7 @@ class Trainer:
         from crcm_robotics.eval.report import save_gif
 
         with torch.no_grad():
-            frames = self.method.preview(self.ema.module, self.preview_batch)
+            frames = self.method.preview(self.ema.module, self.preview_batch, self.codec)
         save_gif(frames, self.out.with_name(self.out.name + "_samples") / f"step_{step:06d}.gif", scale=2)
 
     # -- loop --------------------------------------------------------------------------------------

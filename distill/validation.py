@@ -23,7 +23,7 @@ from crcm_robotics.config import ConfigError, DataConfig, ModelConfig, Validatio
 from crcm_robotics.data.store import NormStats, TrajectoryStore
 from crcm_robotics.eval.evaluate import EvalWindows, cut_windows, predict, rollout_scores
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
-from crcm_robotics.model.tokenizer import PixelCodec
+from crcm_robotics.model.tokenizer import FrameCodec
 
 SCORE = "psnr_vs_copy_last"  # the figure validation selects weights by (dB above copy-last)
 
@@ -35,7 +35,7 @@ class Validator:
     cfg: ValidationConfig
     windows: EvalWindows
     spec: SamplerSpec
-    codec: PixelCodec
+    codec: FrameCodec  # the run's: PSNR is scored on decoded uint8 frames, in pixel space
     device: torch.device
     baseline: dict[str, Any]  # copy-last scores on the same windows
 
@@ -61,7 +61,8 @@ class Validator:
 
 
 def build_validator(cfg: ValidationConfig, data: DataConfig, val_episodes: list[int], action_stats: dict[str, Any],
-                    method_meta: dict[str, Any], model_cfg: ModelConfig, device: torch.device) -> Validator | None:
+                    method_meta: dict[str, Any], model_cfg: ModelConfig, codec: FrameCodec,
+                    device: torch.device) -> Validator | None:
     """The run's validator, or None when ``cfg.every`` is 0; config errors surface before training starts."""
     if cfg.every <= 0:
         return None
@@ -86,7 +87,7 @@ def build_validator(cfg: ValidationConfig, data: DataConfig, val_episodes: list[
         raise ConfigError(f"train.validation.select=psnr_pusher needs pusher positions (a PushT store); "
                           f"{data.path} has none: use select=psnr")
     baseline = rollout_scores(copy_last, windows.frames[:, k:], agent, device, ssim=False)
-    return Validator(cfg, windows, spec, PixelCodec(model_cfg.sigma_data), device, baseline)
+    return Validator(cfg, windows, spec, codec, device, baseline)
 
 
 def pusher_gain_db(figures: dict[str, float]) -> float:

@@ -25,7 +25,7 @@ import torch
 from crcm_robotics.config import DataConfig
 from crcm_robotics.model import trigflow as tf
 from crcm_robotics.model.checkpoint import build_model, load_checkpoint
-from crcm_robotics.model.tokenizer import PixelCodec
+from crcm_robotics.model.tokenizer import make_codec
 from distill.batches import MemoryWindows, load_split
 from distill.layout import tf_forward
 
@@ -40,10 +40,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
 
-    teacher = build_model(load_checkpoint(args.teacher), "cpu", torch.float32).eval()
+    teacher_ck = load_checkpoint(args.teacher)
+    teacher = build_model(teacher_ck, "cpu", torch.float32).eval()
     data = DataConfig(path=args.store, window=5)
     store, split, stats = load_split(data)
-    val = MemoryWindows(data, split.val, stats, PixelCodec(teacher.cfg.sigma_data), torch.device("cpu"), store)
+    codec = make_codec(teacher.cfg, teacher_ck.path)
+    val = MemoryWindows(data, split.val, stats, codec, torch.device("cpu"), store)
     g = torch.Generator().manual_seed(args.seed)
     batch = val.window(val.starts[torch.randint(len(val.starts), (args.windows,), generator=g)])
     x0, x_prev, action = batch["x"].float(), batch["x_prev"].float(), batch["action"].float()

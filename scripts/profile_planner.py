@@ -67,7 +67,7 @@ def profile_backend(ckpt: str, backend: str, args: argparse.Namespace, out: Path
     wm = WorldModel.load(ckpt, device=args.device, backend=backend, steps=args.steps, max_batch=args.rollouts)
     cfg = wm.model.cfg
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (2, cfg.height, cfg.width, 3), dtype=np.uint8)
+    frames = rng.integers(0, 256, (2, *wm.image_shape), dtype=np.uint8)
     ctx_actions = rng.uniform(0, 512, (2, cfg.action_dim)).astype(np.float32)
     actions = rng.uniform(0, 512, (args.rollouts, args.horizon, cfg.action_dim)).astype(np.float32)
     wm.warmup([args.rollouts])

@@ -20,7 +20,7 @@ from crcm_robotics.config import DataConfig
 from crcm_robotics.data.store import NormStats
 from crcm_robotics.model import trigflow as tf
 from crcm_robotics.model.checkpoint import build_model, load_checkpoint
-from crcm_robotics.model.tokenizer import PixelCodec
+from crcm_robotics.model.tokenizer import make_codec
 from distill.batches import MemoryWindows, load_split
 from distill.layout import tf_forward
 
@@ -39,7 +39,7 @@ def main() -> None:
     data = DataConfig(path=args.store, window=int(ck.meta.get("window", 5)))
     store, split, _ = load_split(data)
     windows = MemoryWindows(data, split.train, NormStats.from_dict(ck.stats["action"]),
-                            PixelCodec(model.cfg.sigma_data), torch.device("cpu"), store)
+                            make_codec(model.cfg, ck.path), torch.device("cpu"), store)
     b = windows.sample(args.windows, 0, 0)
     x0, x_prev, action = b["x"], b["x_prev"], b["action"]
     for t_val in args.times:

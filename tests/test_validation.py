@@ -80,6 +80,7 @@ def test_teacher_validates_keeps_the_best_weights_and_reports_them(pusht_store_3
     from crcm_robotics.eval import metrics as M
     from distill.cli import _summary
     from distill.teacher import train_teacher
+    from crcm_robotics.model.tokenizer import make_codec
     from distill.validation import SCORE, build_validator
 
     out = tmp_path / "teacher"
@@ -90,7 +91,8 @@ def test_teacher_validates_keeps_the_best_weights_and_reports_them(pusht_store_3
     # copy-last is scored once on the held-out windows: recompute it from the frames themselves
     ckpt = load_checkpoint(out, weights="last")
     validator = build_validator(cfg.train.validation, cfg.data, ckpt.meta["split"]["val"], ckpt.stats["action"],
-                                ckpt.meta, ckpt.model_config, torch.device("cpu"))
+                                ckpt.meta, ckpt.model_config, make_codec(ckpt.model_config, ckpt.path),
+                                torch.device("cpu"))
     frames = torch.from_numpy(validator.windows.frames)
     copy_last = M.psnr(frames[:, 1:2].expand(-1, 4, -1, -1, -1), frames[:, 2:]).mean()
     assert len(frames) == 4 and all(r["validation"]["copy_last_psnr_mean"] == pytest.approx(float(copy_last), abs=2e-3)

@@ -27,7 +27,7 @@ from crcm_robotics.data.store import NormStats, TrajectoryStore
 from crcm_robotics.eval import metrics as M
 from crcm_robotics.model.checkpoint import build_model, load_checkpoint
 from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout, sampler_from_meta
-from crcm_robotics.model.tokenizer import PixelCodec
+from crcm_robotics.model.tokenizer import FrameCodec, make_codec
 from crcm_robotics.runtime.device import resolve_device
 
 
@@ -76,8 +76,8 @@ def cut_windows(store: TrajectoryStore, episodes: list[int], length: int, frame_
 
 
 @torch.no_grad()
-def predict(model, codec: PixelCodec, spec: SamplerSpec, frames: np.ndarray, actions: np.ndarray, context: int,
-            device: torch.device, seed: int) -> np.ndarray:
+def predict(model, codec: FrameCodec, spec: SamplerSpec, frames: np.ndarray, actions: np.ndarray,
+            context: int, device: torch.device, seed: int) -> np.ndarray:
     """uint8 predictions [N, H, ...] for windows [N, K+H, ...] given their first ``context`` frames."""
     x = codec.encode(torch.from_numpy(frames[:, :context]).to(device))
     a = torch.from_numpy(actions).to(device)
@@ -167,7 +167,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     ckpt = load_checkpoint(cfg.ckpt, weights=cfg.weights)
     model = build_model(ckpt, device)
     spec = sampler_from_meta(ckpt.meta, cfg.steps, cfg.solver, cfg.sampler, cfg.mid_times)
-    codec = PixelCodec(model.cfg.sigma_data)
+    codec = make_codec(model.cfg, ckpt.path, device)  # pixels, or the latent codec the checkpoint carries
     data_path = cfg.data.path or ckpt.meta.get("data_path")
     if not data_path:
         raise ValueError("give data.path=STORE: the checkpoint does not name its training store")

@@ -8,6 +8,9 @@
       model.safetensors.index.json       tensor name → shard
       train_state.pt                     (optional) optimizer/raw weights for exact resume,
                                          loaded with torch.load(weights_only=True)
+      codec/                             (latent diffusion only) the frame codec, a codec checkpoint
+                                         directory (crcm_robotics.model.codec); every checkpoint of a
+                                         latent run, selected/ included, carries its own copy
       selected/                          (optional) the weights validation selected during training: a
                                          complete checkpoint directory (no train_state.pt) whose meta.json
                                          names its update and held-out figures; loaded by default
@@ -18,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -29,11 +32,18 @@ from crcm_robotics.config import ModelConfig, from_dict
 SHARD_BYTES = 15 * 2**20
 INDEX_FILE = "model.safetensors.index.json"
 SELECTED_DIR = "selected"  # validation's best weights inside a run's checkpoint directory
+CODEC_DIR = "codec"  # where a latent checkpoint keeps its codec (and model.codec's value in its config)
 WEIGHTS = ("selected", "last")
 
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing files or holds inconsistent data."""
+
+
+class CarriedCodec(Protocol):
+    """A learned frame codec a checkpoint carries (crcm_robotics.model.codec.LatentCodec)."""
+
+    def save(self, path: str | Path) -> Path: ...
 
 
 @dataclass
@@ -64,8 +74,12 @@ def save_checkpoint(
     meta: dict[str, Any],
     dtype: torch.dtype | None = None,
     train_state: dict[str, Any] | None = None,
+    codec: CarriedCodec | None = None,
 ) -> Path:
-    """Write a checkpoint directory atomically enough: files go to ``path.tmp`` then are renamed."""
+    """Write a checkpoint directory atomically enough: files go to ``path.tmp`` then are renamed.
+
+    A learned ``codec`` (latent diffusion) is written into ``path/codec``; pixel space passes none.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -97,6 +111,8 @@ def save_checkpoint(
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
     if train_state is not None:
         torch.save(train_state, tmp / "train_state.pt")
+    if codec is not None:
+        codec.save(tmp / CODEC_DIR)
     if (path / SELECTED_DIR).is_dir() and not (tmp / SELECTED_DIR).exists():
         (path / SELECTED_DIR).rename(tmp / SELECTED_DIR)  # the run's selected weights outlive its last ones
     if path.exists():

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as Fn
 
-from crcm_robotics.config import CodecConfig, ConfigError, from_dict
+from crcm_robotics.config import CodecConfig, ConfigError, from_dict, to_dict
 
 
 def _groups(channels: int) -> int:
@@ -121,12 +122,19 @@ class FrameAutoencoder(nn.Module):
 
 
 class LatentCodec:
-    """uint8 frames [..., H, W, 3] ↔ unit-space latents [..., C, h, w] (the FrameCodec interface)."""
+    """uint8 frames [..., H, W, 3] ↔ unit-space latents [..., C, h, w] (the FrameCodec interface).
 
-    def __init__(self, net: FrameAutoencoder):
+    ``meta`` is the codec checkpoint's meta.json (kind, metrics, training data), kept so that a copy
+    saved into a teacher or student checkpoint (:meth:`save`) says where the codec came from.
+    """
+
+    def __init__(self, net: FrameAutoencoder, meta: dict[str, Any] | None = None):
         self.net = net
         self.cfg = net.cfg
         self.channels = net.cfg.latent_channels
+        self.stride = net.cfg.stride
+        self.image_hw = (net.cfg.height, net.cfg.width)
+        self.meta = dict(meta or {"kind": "codec"})
 
     def _check_frames(self, frames: torch.Tensor) -> None:
         if frames.dtype != torch.uint8:
@@ -158,8 +166,20 @@ class LatentCodec:
         return img.reshape(*lead, *img.shape[1:])
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
-        """The latent of the uint8 image ``decode(x)`` shows: what a camera stream would feed back."""
+        """The latent of the uint8 image ``decode(x)`` shows: what a camera stream would feed back.
+
+        A round trip, not the identity: the DiT was trained on latents of real images (encoder outputs),
+        and a generated latent need not be one. Rollouts that feed back ``encode(decode(x))`` condition on
+        exactly what the robot would have seen had it shown that image, as PixelCodec's rounding does;
+        the price is one decoder and one encoder pass per fed-back frame.
+        """
         return self.encode(self.decode(x))
+
+    def save(self, path: str | Path) -> Path:
+        """Write this codec as a codec checkpoint directory (float32 weights, latent statistics included)."""
+        from crcm_robotics.model.checkpoint import save_checkpoint
+
+        return save_checkpoint(path, self.net.state_dict(), {"codec": to_dict(self.cfg)}, {}, self.meta)
 
 
 class CodecCheckpointError(ValueError):
@@ -196,4 +216,5 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> LatentCo
     if result.missing_keys or result.unexpected_keys:
         raise CodecCheckpointError(f"codec checkpoint {path} does not match its config: missing "
                                    f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
-    return LatentCodec(net.to(device).eval().requires_grad_(False))
+    meta.setdefault("source", str(path))  # a copy inside a teacher/student names the codec it was copied from
+    return LatentCodec(net.to(device).eval().requires_grad_(False), meta)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 CostFn = Callable[[torch.Tensor], torch.Tensor]
 COSTS = ("final_mse", "pooled_mse", "path_mse", "probe", "probe_path")
+FINAL_FRAME_COSTS = ("final_mse", "pooled_mse", "probe")  # read the last frame only (the only one decoded)
 POOLS = (1, 2, 4, 8)
 
 

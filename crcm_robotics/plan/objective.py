@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from crcm_robotics.plan.costs import make_cost
+from crcm_robotics.plan.costs import FINAL_FRAME_COSTS, make_cost
 from crcm_robotics.plan.planners import PlanError, Score
 
 if TYPE_CHECKING:
@@ -60,8 +60,10 @@ def imagined_score(wm: WorldModel, context: tuple[np.ndarray, np.ndarray], goal_
                    seed: int = 0) -> Score:
     """Candidates scored on frames imagined by ``wm`` from an env-step ``context`` (frames, actions)."""
     ctx = model_context(context[0], context[1], wm.frame_skip, wm.context_frames)
+    decode = "last" if cost in FINAL_FRAME_COSTS else "all"  # a latent model decodes only the frames scored
 
     def render(actions_NHzA: torch.Tensor) -> torch.Tensor:
-        return wm.imagine_tensor(group_frame_skip(actions_NHzA, wm.frame_skip), context=ctx, seed=seed)
+        return wm.imagine_tensor(group_frame_skip(actions_NHzA, wm.frame_skip), context=ctx, seed=seed,
+                                 decode=decode)
 
     return frames_score(render, goal_HW3, cost, wm.device, wm.probe)

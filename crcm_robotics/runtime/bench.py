@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
+from crcm_robotics.model.tokenizer import frame_hw, make_codec
 from crcm_robotics.runtime.backends import BackendUnavailable, canonical_backend
 from crcm_robotics.runtime.device import resolve_device, resolve_dtype
 from crcm_robotics.runtime.world_model import WorldModel
@@ -186,14 +187,15 @@ def run_bench(cfg) -> dict[str, Any]:
     def raw_actions(*shape: int) -> np.ndarray:
         return (mean + std * rng.standard_normal((*shape, mcfg.action_dim))).astype(np.float32)
 
-    ctx = (rng.integers(0, 256, (k, mcfg.height, mcfg.width, 3), dtype=np.uint8), raw_actions(k))
+    image_hw = frame_hw(mcfg, make_codec(mcfg, ck.path))  # pixels, also for a latent checkpoint
+    ctx = (rng.integers(0, 256, (k, *image_hw, 3), dtype=np.uint8), raw_actions(k))
     actions = raw_actions(64)
     plan = raw_actions(cfg.planner_rollouts, cfg.planner_horizon)
 
     result: dict[str, Any] = {
         "bench": "runtime", "checkpoint": str(cfg.ckpt), "kind": ck.meta.get("kind", "unknown"),
         "sampler": _sampler(spec), "network_passes_per_frame": spec.network_passes,
-        "image": [mcfg.height, mcfg.width], "model": {"dim": mcfg.dim, "depth": mcfg.depth, "heads": mcfg.heads,
+        "image": list(image_hw), "model": {"dim": mcfg.dim, "depth": mcfg.depth, "heads": mcfg.heads,
                                                      "patch": mcfg.patch, "cache_frames": mcfg.cache_frames},
         "device": _device_name(device), "torch": torch.__version__,
         "dtype": str(resolve_dtype(None if cfg.dtype == "auto" else cfg.dtype, device)).removeprefix("torch."),

@@ -17,6 +17,9 @@ cache's in-graph scatter. Exports are float32; onnxruntime's CUDA provider runs
 them as such. ``crcm export CKPT format=onnx out=DIR batch=[1,64]`` writes a
 folder that ``WorldModel.load(CKPT, backend="onnx", export_dir=DIR)`` reuses;
 the fingerprint guards against pairing it with other weights.
+
+A latent checkpoint (``model.codec``) exports the same step on its latent grid: the codec is not in the
+files; ``WorldModel.load`` pairs them with ``CKPT/codec`` (docs/latent.md).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 
 import torch
 
+from crcm_robotics.model.checkpoint import CODEC_DIR
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.sampler import SamplerSpec
 from crcm_robotics.runtime.backends.base import BackendUnavailable
@@ -46,7 +50,7 @@ class ExportError(ValueError):
 
 def weights_fingerprint(model: CausalDiT) -> str:
     """sha256 (16 hex digits) of the network's float32 weights and config."""
-    h = hashlib.sha256(json.dumps(model.cfg.__dict__, sort_keys=True, default=str).encode())
+    h = hashlib.sha256(json.dumps(model.cfg.key(), sort_keys=True, default=str).encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
@@ -143,7 +147,7 @@ def ensure_exported(fmt: str, model: CausalDiT, spec: SamplerSpec, batch: int, f
     fingerprint = fingerprint or weights_fingerprint(model)
     manifest = read_manifest(folder) or {
         "format": "crcm-step-export", "version": 1, "fingerprint": fingerprint, "checkpoint": checkpoint,
-        "model": dict(model.cfg.__dict__), "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES), "files": [],
+        "model": model.cfg.key(), "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES), "files": [],
     }
     if manifest.get("fingerprint") != fingerprint:
         raise ExportError(
@@ -226,6 +230,8 @@ def run_export(cfg) -> dict[str, Any]:
         "network_passes_per_frame": spec.network_passes, "checkpoint": str(ck.path), "kind": ck.meta.get("kind"),
         "fingerprint": read_manifest(out)["fingerprint"], "seconds": round(time.perf_counter() - t0, 2),
         "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES),
+        # latent checkpoints: the step's frames are the codec's latents; the decoder stays in CKPT/codec
+        "codec": str(ck.path / CODEC_DIR) if model.cfg.codec else None,
     }
     if checks:
         result["max_abs_diff_vs_eager"] = checks

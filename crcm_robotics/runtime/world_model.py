@@ -26,6 +26,10 @@ lower is better. ``return_frames`` says what comes back: ``"all"`` frames, the `
 only (needs a goal; ``best_index`` names it) or ``"none"`` (costs only: a 256 × 25 query answers in
 kilobytes). Planners call :meth:`imagine_tensor`, which keeps the frames on the device.
 
+Latent checkpoints (``model.codec``): the network rolls out in the codec's latent space and frames are
+decoded to uint8 only for what is returned: every frame for ``"all"``/``"best"`` and the path costs,
+the last frame only for a costs-only query of a final-frame cost. ``image_shape`` is the camera's.
+
 Frame skip: a checkpoint trained with ``data.frame_skip=k`` predicts every k-th camera frame from the k
 commands between (``action_dim = k × env_action_dim``, the k commands concatenated oldest first).
 
@@ -55,8 +59,8 @@ from crcm_robotics.model.checkpoint import SELECTED_DIR, Checkpoint, build_model
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.kv_cache import KVCache
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
-from crcm_robotics.model.tokenizer import PixelCodec
-from crcm_robotics.plan.costs import COSTS, CostError, make_cost
+from crcm_robotics.model.tokenizer import frame_hw, make_codec
+from crcm_robotics.plan.costs import COSTS, FINAL_FRAME_COSTS, CostError, make_cost
 from crcm_robotics.plan.probe import StateProbe, load_probe
 from crcm_robotics.runtime.backends import Backend, Precision, make_backend
 from crcm_robotics.runtime.device import DTYPES, resolve_device, resolve_dtype  # noqa: F401  (re-exported)
@@ -90,7 +94,9 @@ class WorldModel:
         self.steps = spec.steps
         self.backend = backend.name
         self.max_batch = max_batch
-        self.image_shape = (cfg.height, cfg.width, 3)
+        # frames ↔ diffusion space: pixels, or the latent codec the checkpoint itself carries (CKPT/codec)
+        self.codec = make_codec(cfg, ckpt.path, self.device)
+        self.image_shape = (*frame_hw(cfg, self.codec), 3)
         self.action_dim = cfg.action_dim
         self.context_frames = cfg.cache_frames
         self.frame_skip = int(ckpt.meta.get("frame_skip", 1))
@@ -99,13 +105,12 @@ class WorldModel:
                              f"{cfg.action_dim}")
         self.env_action_dim = cfg.action_dim // self.frame_skip
         self.probe = probe  # the state probe for the probe goal costs (None: pixel costs only)
-        self.codec = PixelCodec(cfg.sigma_data)
         self.norm = NormStats.from_dict(ckpt.stats["action"])
         if self.norm.mean.shape != (cfg.action_dim,):
             raise ValueError(f"checkpoint {ckpt.path}: action stats have {self.norm.mean.shape[0]} dims but the "
                              f"model takes action_dim {cfg.action_dim}")
         self._backend = backend
-        self._frame = (cfg.channels, cfg.height, cfg.width)
+        self._frame = (cfg.channels, cfg.height, cfg.width)  # a frame in diffusion space (pixels or latents)
         self._lock = threading.RLock()
         self._stream_gen = torch.Generator(self.device).manual_seed(seed)
         self._imagine_gen = torch.Generator(self.device).manual_seed(seed + 1)
@@ -242,7 +247,10 @@ class WorldModel:
                     cost_fn = make_cost(cost, torch.from_numpy(goal_np).to(self.device), self.probe)
                 except CostError as exc:
                     raise InputError(str(exc)) from exc
-            out = self.imagine_tensor(torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32)), context, seed)
+            # costs only, of a final-frame cost: only the last frames are decoded (latents: decoding costs)
+            last = return_frames == "none" and cost in FINAL_FRAME_COSTS
+            acts_t = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
+            out = self.imagine_tensor(acts_t, context, seed, decode="last" if last else "all")
             costs = best = None
             if cost_fn is not None:
                 costs_t = cost_fn(out)
@@ -257,9 +265,13 @@ class WorldModel:
         actions: torch.Tensor,
         context: tuple[np.ndarray, np.ndarray] | None = None,
         seed: int | None = None,
+        decode: str = "all",
     ) -> torch.Tensor:
         """Like :meth:`imagine` for planners: raw actions float [N, Hz, A] (any device) → uint8 frames
-        [N, Hz, H, W, 3] left on the model's device."""
+        [N, Hz, H, W, 3] left on the model's device; ``decode="last"``: only each rollout's final frame,
+        [N, 1, H, W, 3] (the other frames are never decoded)."""
+        if decode not in ("all", "last"):
+            raise InputError(f"decode {decode!r} unknown; expected all or last")
         if actions.ndim != 3 or actions.shape[-1] != self.action_dim or 0 in actions.shape:
             raise InputError(f"actions must be [N, Hz, {self.action_dim}] with N, Hz ≥ 1; got {tuple(actions.shape)}")
         with self._lock:
@@ -283,7 +295,8 @@ class WorldModel:
             gen = self._imagine_gen if seed is None else torch.Generator(self.device).manual_seed(seed)
             n_total, horizon = actions.shape[:2]
             a_all = self._normalize_tensor(actions.to(self.device, torch.float32))  # [N, Hz, A]
-            out = torch.empty(n_total, horizon, *self.image_shape, dtype=torch.uint8, device=self.device)
+            kept = horizon if decode == "all" else 1
+            out = torch.empty(n_total, kept, *self.image_shape, dtype=torch.uint8, device=self.device)
             for lo in range(0, n_total, self.max_batch):
                 n = min(self.max_batch, n_total - lo)
                 self._rollout_chunk(a_all[lo: lo + n], ctx_cache, ctx_prev, gen, out[lo: lo + n])
@@ -291,7 +304,8 @@ class WorldModel:
 
     def _rollout_chunk(self, a: torch.Tensor, ctx_cache: KVCache, ctx_prev: torch.Tensor,
                        gen: torch.Generator, out: torch.Tensor) -> None:
-        """Roll ``n`` rows ([n, Hz, A]) from the batch-1 context into ``out`` [n, Hz, H, W, 3]."""
+        """Roll ``n`` rows ([n, Hz, A]) from the batch-1 context into ``out`` [n, Hz or 1, H, W, 3] (the last
+        ``out.shape[1]`` frames are decoded)."""
         n, horizon = a.shape[:2]
         b = self._backend.bucket(n)
         st = self._backend.stepper(b, "imagine")
@@ -304,7 +318,8 @@ class WorldModel:
             if b > n:
                 noise = torch.cat([noise, noise.new_zeros(noise.shape[0], b - n, *noise.shape[2:])], dim=1)
             x0 = st(a[:, h: h + 1], noise, prev)
-            out[:, h] = self.codec.decode(x0[:n, 0])
+            if h >= horizon - out.shape[1]:
+                out[:, h - horizon + out.shape[1]] = self.codec.decode(x0[:n, 0])
             prev = x0
 
     # ------------------------------------------------------------------ helpers

@@ -70,7 +70,7 @@ def cache_key(model: CausalDiT, spec: SamplerSpec, device: torch.device, dtype: 
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "device": device_label(device), "dtype": str(dtype).removeprefix("torch."), "mode": mode,
         "compiler": compiler, "sampler": spec.to_meta(),
-        "model": dict(sorted(model.cfg.__dict__.items())),
+        "model": model.cfg.key(),
     }
 
 
