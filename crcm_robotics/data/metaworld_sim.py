@@ -117,10 +117,11 @@ class ArmSim:
         self._obs = self.scene.reset(env_seed)
         self._success = self.scene.success(self._obs, np.zeros(4, dtype=np.float32))
         for a in actions:
-            self._physics_step(a)
+            self.physics_step(a)
         return self.state
 
-    def _physics_step(self, action: np.ndarray) -> None:
+    def physics_step(self, action: np.ndarray) -> None:
+        """Apply one action without rendering (replays and candidate rollouts)."""
         self._obs, info = self.scene.step(np.asarray(action, dtype=np.float32))
         self._success = float(info["success"])
 
@@ -149,7 +150,7 @@ class ArmSim:
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Apply one action; (the camera frame, the state as the store logs it)."""
-        self._physics_step(action)
+        self.physics_step(action)
         return self.scene.render(), self.state
 
     def rollout(self, snap: ArmSnapshot, actions: np.ndarray,
@@ -166,7 +167,7 @@ class ArmSim:
         for i in range(n):
             self.restore(snap)
             for t in range(hz):
-                self._physics_step(a[i, t])
+                self.physics_step(a[i, t])
                 out_states[i, t] = self.state
                 if frames == "all":
                     out_frames[i, t] = self.scene.render()
@@ -224,7 +225,7 @@ def arm_goal_pair_at(store: TrajectoryStore, sim: ArmSim, episode: int, start: i
                          "version?)")
     snap = sim.snapshot()
     for a in actions[start:]:
-        sim._physics_step(a)
+        sim.physics_step(a)
     goal_state = sim.state
     goal_frame = sim.scene.render()
     sim.restore(snap)
@@ -241,7 +242,7 @@ def arm_goal_pair_at(store: TrajectoryStore, sim: ArmSim, episode: int, start: i
 
 def arm_goal_pairs(store: TrajectoryStore, episodes: list[int], n: int, ahead: int = 25, context: int = 4,
                    min_move: float = SUCCESS_DISTANCE, min_turn: float = math.inf, seed: int = 0,
-                   sim: ArmSim | None = None) -> list[ArmGoalPair]:
+                   *, sim: ArmSim) -> list[ArmGoalPair]:
     """``n`` start/goal pairs from ``episodes``, round-robin over them, kept when the object moves ≥
     ``min_move`` m (or turns ≥ ``min_turn`` rad) in ``ahead`` logged steps. Raises when fewer qualify."""
     if n < 1 or ahead < 1 or context < 1 or not episodes:
@@ -249,15 +250,9 @@ def arm_goal_pairs(store: TrajectoryStore, episodes: list[int], n: int, ahead: i
                          f"context={context}, {len(episodes)} episodes")
     from crcm_robotics.data.goals import draw_goal_pairs
 
-    own_sim = sim is None
-    sim = sim or ArmSim(str(store.attrs["metaworld"]["task"]), store.image_shape[0])
-    try:
-        pairs = draw_goal_pairs(store, episodes, n, ahead, context, seed,
-                                lambda e, i: arm_goal_pair_at(store, sim, e, i, ahead, context),
-                                lambda p: p.block_move >= min_move or p.block_turn >= min_turn)
-    finally:
-        if own_sim:
-            sim.close()
+    pairs = draw_goal_pairs(store, episodes, n, ahead, context, seed,
+                            lambda e, i: arm_goal_pair_at(store, sim, e, i, ahead, context),
+                            lambda p: p.block_move >= min_move or p.block_turn >= min_turn)
     if len(pairs) < n:
         raise ValueError(f"only {len(pairs)} of the {n} goals asked for move the object ≥ {min_move} m in "
                          f"{ahead} steps in episodes {episodes} of {store.path}")

@@ -29,7 +29,6 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -95,10 +94,10 @@ def block_error(errors: dict[str, float]) -> float:
 class PushTDomain:
     """gym-pusht: goals, simulator, rollout pool, errors and success (DINO-WM's rule) for the benchmark."""
 
-    name, units, sim_name = "pusht", "units", "gym-pusht"
+    name, units = "pusht", "units"
 
-    def __init__(self, store: Any):
-        self.size = store.image_shape[0]
+    def __init__(self, store: Any = None):
+        self.size = store.image_shape[0] if store is not None else 64  # frames its simulator renders
 
     def make_sim(self) -> Any:
         from crcm_robotics.data.pusht_sim import PushTSim
@@ -128,7 +127,8 @@ class PushTDomain:
 
     def reset(self, sim: Any, pair: Any) -> tuple[np.ndarray, Any]:
         """Put ``sim`` at the pair's start: (its frame, :meth:`start_of`)."""
-        return sim.reset_to(pair.start_state), self.start_of(pair)
+        start = self.start_of(pair)
+        return sim.reset_to(start), start
 
     def sim_state(self, sim: Any, state: np.ndarray) -> Any:
         return state
@@ -160,7 +160,7 @@ class ArmDomain(PushTDomain):
     """Meta-World: goals replayed from the store, MuJoCo snapshots for the oracle, success = object within
     5 cm of the goal's object position (``crcm_robotics.data.metaworld_sim``)."""
 
-    name, units, sim_name = "metaworld", "m", "Meta-World"
+    name, units = "metaworld", "m"
 
     def __init__(self, store: Any):
         super().__init__(store)
@@ -190,9 +190,6 @@ class ArmDomain(PushTDomain):
 
     def start_of(self, pair: Any) -> Any:
         return pair.start_snapshot
-
-    def reset(self, sim: Any, pair: Any) -> tuple[np.ndarray, Any]:
-        return sim.reset_to(pair.start_snapshot), pair.start_snapshot
 
     def sim_state(self, sim: Any, state: np.ndarray) -> Any:
         return sim.snapshot()
@@ -242,7 +239,7 @@ class Arm:
                  domain: PushTDomain | None = None):
         self.name, self.kind, self.cfg, self.device, self.wm, self.pool, self.probe = (
             name, kind, cfg, device, wm, pool, probe)
-        self.domain = domain
+        self.domain = domain or PushTDomain()
         self.low, self.high = low, high
         self.space = space_from(cfg, low, high, device)
         self.mpc = MPC(planner_from(cfg), self.space)
@@ -280,10 +277,8 @@ class Arm:
 
             score = frames_score(render, goal, self.cfg.cost, self.device, self.probe)
         elif self.kind == "oracle_state":
-            cost = self.domain.state_cost if self.domain is not None else state_cost
-
             def score(actions: torch.Tensor) -> torch.Tensor:
-                return cost(self.pool.rollout(state, actions.cpu().numpy(), frames="none")[1], goal_state)
+                return self.domain.state_cost(self.pool.rollout(state, actions.cpu().numpy(), frames="none")[1], goal_state)
         else:
             score = imagined_score(self.wm, history, goal, self.cfg.cost, seed=self.cfg.seed)
         steps = self.scored_steps(self.cfg.horizon if remaining is None else remaining)
@@ -309,11 +304,11 @@ class Arm:
         return self.wm.imagine_tensor(acts, context=ctx, seed=self.cfg.seed)[0].cpu().numpy()
 
 
-def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False, domain: PushTDomain | None = None
+def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False
                 ) -> tuple[EpisodeResult, dict[str, list[np.ndarray]] | None]:
-    """MPC towards ``pair``'s goal for ``budget`` env steps in ``sim`` (gym-pusht unless ``domain`` says);
+    """MPC towards ``pair``'s goal for ``budget`` env steps in ``sim`` (the arm's domain's simulator);
     optional frames for a GIF."""
-    domain = domain or arm.domain or PushTDomain(SimpleNamespace(image_shape=(sim.size,)))
+    domain = arm.domain
     t0 = time.perf_counter()
     arm.reset()
     frame, sim_state = domain.reset(sim, pair)
@@ -445,7 +440,7 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
     from crcm_robotics.plan.objective import group_frame_skip, model_context
 
     wm, cfg = arm.wm, arm.cfg
-    domain = arm.domain or PushTDomain(SimpleNamespace(image_shape=(pair_size(pairs),)))
+    domain = arm.domain
     gen = torch.Generator(arm.device).manual_seed(cfg.seed + 1)
     rows: dict[str, list[float]] = {"rank_corr_model": [], "rank_corr_oracle": [], "top_overlap": []}
     elites = max(1, min(cfg.elites, cfg.samples))
@@ -466,13 +461,12 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
             for k, v in domain.fidelity_errors(read, true_final).items():
                 rows.setdefault(f"{prefix}_{k}", []).append(float(np.mean(v)))
         truth = domain.state_cost(true_states, pair.goal_state).numpy()
-        cost = make_cost(cfg.cost, torch.from_numpy(np.ascontiguousarray(pair.goal_frame)).to(arm.device), probe)
-        model_cost = cost(dream).float().cpu().numpy()
-        if cfg.cost.endswith("path"):  # the oracle's path cost needs every frame; rank its last frame instead
-            oracle_cost = make_cost("probe", torch.from_numpy(np.ascontiguousarray(pair.goal_frame)).to(
-                arm.device), probe)(torch.from_numpy(true_frames).to(arm.device)).float().cpu().numpy()
-        else:
-            oracle_cost = cost(torch.from_numpy(true_frames).to(arm.device)).float().cpu().numpy()
+        goal = torch.from_numpy(np.ascontiguousarray(pair.goal_frame)).to(arm.device)
+        model_cost = make_cost(cfg.cost, goal, probe)(dream).float().cpu().numpy()
+        # the simulator gave last frames only: a path cost ranks the oracle's by the last-frame probe cost
+        oracle_name = "probe" if cfg.cost.endswith("path") else cfg.cost
+        oracle_cost = make_cost(oracle_name, goal, probe)(torch.from_numpy(true_frames).to(arm.device))
+        oracle_cost = oracle_cost.float().cpu().numpy()
         rows["rank_corr_model"].append(spearman(model_cost, truth))
         rows["rank_corr_oracle"].append(spearman(oracle_cost, truth))
         best_true = set(np.argsort(truth, kind="stable")[:elites].tolist())
@@ -481,10 +475,6 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
     out: dict[str, Any] = {"goals": min(n_goals, len(pairs)), "candidates": cfg.samples, "elites": elites}
     out |= {k: round(float(np.mean(v)), 4) for k, v in rows.items()}
     return out
-
-
-def pair_size(pairs: list[Any]) -> int:
-    return int(pairs[0].goal_frame.shape[0]) if pairs else 64
 
 
 def history_needed(ckpts: list[str]) -> int:
@@ -601,7 +591,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
             partial = out / f"{name}.goals.jsonl"  # one line per finished goal: nothing lost if the run is cut
             partial.write_text("")
             for g, pair in enumerate(pairs):
-                res, shown = run_episode(arm, pair, sim, cfg.budget, record=g < cfg.gifs, domain=domain)
+                res, shown = run_episode(arm, pair, sim, cfg.budget, record=g < cfg.gifs)
                 results.append(res)
                 with partial.open("a") as f:
                     f.write(json.dumps(asdict(res)) + "\n")
@@ -690,7 +680,7 @@ def run_plan(cfg: PlanRunConfig) -> int:
         low, high = _bounds(store)
         arm = Arm(Path(cfg.ckpt).name, "model", cfg.planner, device, low, high, wm=wm,
                   probe=_probe_for(cfg, device), domain=domain)
-        result, shown = run_episode(arm, pairs[0], sim, cfg.budget, record=True, domain=domain)
+        result, shown = run_episode(arm, pairs[0], sim, cfg.budget, record=True)
     finally:
         sim.close()
     out = Path(cfg.out)
