@@ -104,6 +104,7 @@ def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
     ("planner.cost=l2", "planner.cost='l2' unknown"),
     ("planner.replan_every=30", "replan_every=30 must be in"),
     ("arms=[robot]", "expected a non-empty subset"),
+    ("fidelity_goals=-1", "fidelity_goals=-1 must be ≥ 0"),
 ])
 def test_bad_bench_settings_are_one_line_errors(student_with_probe, override, message, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "crcm_robotics.cli", "bench", "plan", str(student_with_probe),
@@ -201,3 +202,14 @@ def test_fidelity_of_a_model_that_is_the_simulator_matches_the_oracle(student_wi
     finally:
         pool.close()
         sim.close()
+
+
+def test_a_store_without_a_simulator_is_a_one_line_error(tmp_path):
+    from crcm_robotics.data.synthetic import write_synthetic_store
+
+    store = tmp_path / "synthetic.zarr"
+    write_synthetic_store(store)
+    proc = subprocess.run([sys.executable, "-m", "crcm_robotics.cli", "bench", "plan", f"data.path={store}",
+                           "arms=[random]", f"out={tmp_path / 'o'}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "is neither a PushT nor a Meta-World store" in proc.stderr
