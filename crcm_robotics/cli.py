@@ -67,8 +67,9 @@ COMMANDS: list[Command] = [
             "roll out a teacher/student on held-out episodes; JSON line + report (PNG strips, GIF, plots)"),
     Command(("export",), "export", "crcm_robotics.cli:run_export", ("ckpt",),
             "export the per-frame step (KV cache as inputs/outputs): format=onnx|tensorrt out=DIR batch=[1,64]"),
-    Command(("bench",), "bench", "crcm_robotics.cli:run_bench", ("ckpt",),
-            "runtime latency per backend (batch-1 streaming, 64x16 planner query, teacher vs student); JSON line"),
+    Command(("bench",), "config", "crcm_robotics.cli:run_bench", ("ckpt",),
+            "runtime latency per backend (batch-1 streaming, 64x16 planner query, teacher vs student); JSON line",
+            "crcm_robotics.conf.bench"),  # own package: the root one's teacher/ group would take `teacher=`
     Command(("bench", "plan"), "bench_plan", "crcm_robotics.eval.plan_bench:run_bench_plan", ("ckpt",),
             "closed-loop planning in gym-pusht: arms random | oracle | model(s); success, errors, ms per replan"),
     Command(("plan",), "plan", "crcm_robotics.eval.plan_bench:run_plan", ("ckpt",),

@@ -21,7 +21,15 @@ from crcm_robotics.config import DataConfig, key_map_from_config
 from crcm_robotics.data.dataset import split_episodes, window_starts
 from crcm_robotics.data.schema import StoreError
 from crcm_robotics.data.store import NormStats, TrajectoryStore
+from crcm_robotics.model.codec import LatentCodec
 from crcm_robotics.model.tokenizer import FrameCodec
+
+
+def encode_all(codec: LatentCodec, frames: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """Every frame's latent, once: a conv encoder pass over each window's frames at every update would cost
+    more than the DiT's own (768 frames of 128x128 per batch of the arm preset); the codec is frozen."""
+    with torch.no_grad():
+        return torch.cat([codec.encode(frames[i:i + chunk]) for i in range(0, len(frames), chunk)])
 
 
 @dataclass
@@ -53,6 +61,7 @@ class MemoryWindows:
         self.state = torch.from_numpy(state).to(device) if state is not None else None
         self.starts = torch.from_numpy(starts).to(device)
         self.action_dim = store.action_dim * cfg.frame_skip
+        self.latents = encode_all(codec, self.frames) if isinstance(codec, LatentCodec) else None
 
     def subset(self, episodes: list[int], store: TrajectoryStore) -> "MemoryWindows":
         """Windows of other episodes of the same store, sharing this one's frame/action tensors (no second copy)."""
@@ -70,7 +79,7 @@ class MemoryWindows:
         frame_idx = starts[:, None] + k * torch.arange(t + 1, device=self.device)[None]  # [B, T+1]
         act_idx = starts[:, None] + torch.arange(t * k, device=self.device)[None]  # [B, T*k]
         frames = self.frames[frame_idx]  # [B, T+1, H, W, 3]
-        x = self.codec.encode(frames)
+        x = self.latents[frame_idx] if self.latents is not None else self.codec.encode(frames)
         frame_idx = frame_idx[:, 1:]
         batch = {
             "frames": frames[:, 1:],

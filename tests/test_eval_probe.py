@@ -62,7 +62,7 @@ def _eval(ckpt: Path, out: Path, *extra: str) -> dict:
 def test_eval_reports_probe_errors_for_model_copy_last_and_the_real_frames(teacher_with_probe, tmp_path,
                                                                           one_torch_thread):
     result = _eval(teacher_with_probe, tmp_path / "r")
-    names = {"agent_x", "agent_y", "block_x", "block_y", "block_angle_deg"}
+    names = {"agent_pos", "block_pos", "agent_x", "agent_y", "block_x", "block_y", "block_angle_deg"}
     assert set(result["probe_err"]) == names and all(len(v) == 3 for v in result["probe_err"].values())
     assert set(result["baseline_copy_last"]["probe_err_mean"]) == names and set(result["probe_floor"]) == names
     assert all(v >= 0 for v in result["probe_err_mean"].values())
@@ -93,3 +93,29 @@ def test_a_probe_trains_for_very_few_steps(pusht_store_32, tmp_path, steps):
                                                          f"steps={steps}", "batch_size=8", "width=8",
                                                          "progress=false"]))
     assert figures["steps"] == steps and (tmp_path / "p" / "probe.safetensors").is_file()
+
+
+def test_position_groups_join_the_axes_of_each_point():
+    from crcm_robotics.eval.evaluate import position_groups
+
+    arm = ["hand_x", "hand_y", "hand_z", "gripper_open", "obj_x", "obj_y", "obj_z", "goal_x", "goal_y", "success"]
+    assert position_groups(arm) == {"hand_pos": ["hand_x", "hand_y", "hand_z"], "obj_pos": ["obj_x", "obj_y", "obj_z"],
+                                    "goal_pos": ["goal_x", "goal_y"]}
+    assert position_groups(["agent_x", "block_angle"]) == {}
+
+
+def test_probe_scores_give_the_euclidean_error_of_each_point():
+    import types
+
+    import numpy as np
+    import torch
+
+    from crcm_robotics.eval.evaluate import probe_scores
+
+    states = np.zeros((2, 1, 3), dtype=np.float32)  # hand_x, hand_y, hand_z
+    read = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)  # 5 units off, then 1
+    spec = types.SimpleNamespace(state_names=("hand_x", "hand_y", "hand_z"), angles=(False, False, False))
+    probe = types.SimpleNamespace(spec=spec, state_of=lambda frames: read)
+    scores = probe_scores(probe, np.zeros((2, 1, 4, 4, 3), np.uint8), states, torch.device("cpu"))
+    assert scores["probe_err"]["hand_pos"] == [3.0]  # mean of 5 and 1; the axes' own errors stay beside it
+    assert scores["probe_err"]["hand_x"] == [1.5] and scores["probe_err_mean"]["hand_pos"] == 3.0

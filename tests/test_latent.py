@@ -200,3 +200,25 @@ def test_pixel_configs_keep_their_fingerprint_fields():
     pixel = ModelConfig(height=32, width=32)
     assert pixel.key() == {k: v for k, v in sorted(dataclasses.asdict(pixel).items()) if k != "codec"}
     assert ModelConfig(codec=CODEC_DIR).key()["codec"] == CODEC_DIR
+
+
+def test_training_windows_hold_every_latent_once_and_match_the_encoder(tmp_path):
+    """A latent run encodes the store's frames once (a frozen codec): the windows' latents are the encoder's."""
+    from crcm_robotics.config import DataConfig
+    from crcm_robotics.data.store import TrajectoryStore
+    from distill.batches import MemoryWindows
+
+    store = tmp_path / "s.zarr"
+    write_synthetic_store(store, lengths=LENGTHS, image_size=32)
+    codec = load_codec(_train_codec(store, tmp_path / "codec", steps=1))
+    st = TrajectoryStore(store)
+    windows = MemoryWindows(DataConfig(path=str(store), window=3), list(range(st.num_episodes)),
+                            st.stats()["action"], codec, torch.device("cpu"), st)
+    assert windows.latents is not None and windows.latents.shape[0] == st.num_frames
+    batch = windows.sample(4, seed=0, step=0)
+    with torch.no_grad():
+        expected = codec.encode(batch["frames"])
+    torch.testing.assert_close(batch["x"], expected, rtol=1e-4, atol=1e-4)
+    pixels = MemoryWindows(DataConfig(path=str(store), window=3), [0], st.stats()["action"], PixelCodec(),
+                           torch.device("cpu"), st)
+    assert pixels.latents is None  # pixels: nothing to precompute

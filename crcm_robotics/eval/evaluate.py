@@ -126,14 +126,30 @@ def rollout_scores(pred: np.ndarray, real: np.ndarray, agent_px: np.ndarray | No
     return out
 
 
+def position_groups(state_names: list[str]) -> dict[str, list[str]]:
+    """``{P}_pos`` -> [``P_x``, ``P_y``(, ``P_z``)] for every point P the state logs by coordinates
+    (PushT's agent and block, the arm's hand and object): one Euclidean error per point, in store units."""
+    groups: dict[str, list[str]] = {}
+    for name in state_names:
+        if name.endswith("_x") and f"{name[:-2]}_y" in state_names:
+            point = name[:-2]
+            groups[f"{point}_pos"] = [f"{point}_{a}" for a in "xyz" if f"{point}_{a}" in state_names]
+    return groups
+
+
 def probe_scores(probe: Any, pred: np.ndarray, states: np.ndarray, device: torch.device) -> dict[str, Any]:
     """Per-horizon-step mean absolute error of each logged state read off uint8 frames [N, H, h, w, 3] by a
     state probe, against ``states`` [N, H, S] (store units; angles wrapped, in degrees): whether the predicted
     frames put the arm, pusher or object where the logged actions took them, which copying cannot fake."""
     n, h = pred.shape[:2]
     read = probe.state_of(torch.from_numpy(pred.reshape(n * h, *pred.shape[2:])).to(device)).reshape(n, h, -1)
+    names = list(probe.spec.state_names)
     per_step: dict[str, list[float]] = {}
-    for i, name in enumerate(probe.spec.state_names):
+    for point, axes in position_groups(names).items():  # e.g. hand_pos: Euclidean over hand_x, hand_y, hand_z
+        cols = [names.index(a) for a in axes]
+        dist = np.linalg.norm(read[..., cols] - states[..., cols], axis=-1)
+        per_step[point] = [round(float(v), 4) for v in dist.mean(0)]
+    for i, name in enumerate(names):
         d = read[..., i] - states[..., i]
         if probe.spec.angles[i]:
             d, name = np.degrees(np.abs(np.angle(np.exp(1j * d)))), name + "_deg"
@@ -249,8 +265,8 @@ def write_report(out: Path, result: dict[str, Any], frames: np.ndarray, pred: np
     if "agent_err_px" in result:
         line_plot({"model": result["agent_err_px"], "copy last frame": base["agent_err_px"]},
                   out / "agent_error_vs_horizon.png", "horizon step", "pusher position error (px)")
-    if "probe_err" in result:  # the first four states the probe reads, model against copy-last
-        names = list(result["probe_err"])[:4]
+    if "probe_err" in result:  # the points' position errors (else the first four states), model and copy-last
+        names = [k for k in result["probe_err"] if k.endswith("_pos")][:4] or list(result["probe_err"])[:4]
         line_plot({**{f"model: {k}": result["probe_err"][k] for k in names},
                    **{f"copy last: {k}": base["probe_err"][k] for k in names}},
                   out / "probe_error_vs_horizon.png", "horizon step", "state error read by the probe")

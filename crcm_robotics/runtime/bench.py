@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and "=" not in args[0]:
         args[0] = f"ckpt={args[0]}"
-    print(json.dumps(run_bench(compose_config("bench", args))))
+    print(json.dumps(run_bench(compose_config("config", args, "crcm_robotics.conf.bench"))))
     return 0
 
 

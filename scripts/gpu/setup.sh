@@ -6,8 +6,14 @@ if [ -n "${DRY:-}" ]; then
   PY=.venv/bin/python
 else
   PY=python3
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  # Every carried wheel folder goes into /tmp/site (which outlives the call on a warm machine).
+  for dir in .whl carry/whl_arm; do
+    if ls $dir/*.whl >/dev/null 2>&1; then
+      $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $dir/*.whl
+    fi
+  done
   export PYTHONPATH=/tmp/site:$PWD
+  $PY -c "import zarr, hydra" 2>/dev/null || { echo "setup: zarr/hydra missing: carry .whl (or carry/whl_arm)" >&2; exit 1; }
 fi
 # The device image sets PYTHONDONTWRITEBYTECODE and its torch has no .pyc files, so every process compiled
 # ~2 400 modules from source (~5 s of each start, measured by scripts/profile_compile_start.py). A pip-installed

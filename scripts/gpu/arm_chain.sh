@@ -1,0 +1,93 @@
+# The arm chain of issue 16 on one GPU: 128x128 Meta-World push-v3 store -> latent codec + state probe ->
+# latent teacher -> 2-step Causal-rCM student -> eval (PSNR, end-effector error read by the probe) -> runtime
+# bench -> closed-loop planning (random, oracle, teacher, student). Outputs persist in $WORK on a warm machine:
+# issue each call right after the last (the machine idles out in ~30 s).
+# Wheels: bash /work/shared/tools/gpu_wheels.sh && bash scripts/gpu/arm_wheels.sh; every call carries
+# ["carry/whl_arm"] (Meta-World, MuJoCo, zarr, hydra and the glvnd GL loaders MuJoCo's EGL context needs).
+#   STAGE=teacher  the store (EGL, WORKERS processes), then the codec and the probe side by side, then the
+#                  teacher for what is left of the call's CALL_S seconds
+#   STAGE=student  the student distils while the CPU runs the random and oracle planning arms and the GPU also
+#                  evaluates the teacher and runs its planning arm; then the student's eval, bench and planning
+#                  arm. Prints a summary (scripts/arm_summary.py) and returns $OUT/arm_results.tgz.
+# Env: WORK (/root/work), EPISODES (300), WORKERS (16), CODEC_MIN (3), CALL_S (seconds the call may take, 560),
+#      DISTILL_MIN (3.3), GOALS (20), OW (oracle processes, 12), EVAL_EPISODES (0 = every held-out one).
+# DRY=1 rehearses every stage on the CPU at toy sizes (64x64, OSMesa).
+source scripts/gpu/setup.sh
+set -o pipefail
+T0=$(date +%s)
+WORK=${WORK:-/root/work}; GOALS=${GOALS:-20}; OW=${OW:-12}; CALL_S=${CALL_S:-560}; DEV=cuda; BACKEND=cuda_graph
+if [ -n "${DRY:-}" ]; then
+  WORK=outputs/arm_dry; DEV=cpu; BACKEND=eager; OW=1; GOALS=2; export MUJOCO_GL=osmesa
+  DATA="preset=arm_tiny episodes=8 min_steps=40 max_steps=50 workers=1"; PROBE="steps=40 batch_size=16 width=8"
+  CODEC="preset=arm_tiny train.steps=30"; TEACH="preset=arm_tiny train.steps=20"; DIST="preset=arm_tiny train.steps=4"
+  EVAL="horizon=4 context=2 episodes=2"; PLAN="planner.samples=16 planner.elites=4 planner.iterations=2 min_move=0"
+  FID="fidelity_goals=1"; BENCH="backends=[eager] device=cpu"
+else
+  export MUJOCO_GL=${MUJOCO_GL:-egl}
+  if [ -d carry/whl_arm/glvnd ]; then
+    mkdir -p /tmp/glvnd && cp carry/whl_arm/glvnd/* /tmp/glvnd/
+    export LD_LIBRARY_PATH=/tmp/glvnd${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  fi
+  DATA="preset=arm_small episodes=${EPISODES:-300} min_steps=120 max_steps=180 workers=${WORKERS:-16}"
+  PROBE="steps=3000"; CODEC="preset=arm_small train.max_minutes=${CODEC_MIN:-3}"; TEACH="preset=arm_small train.steps=100000"
+  DIST="preset=arm_small train.max_minutes=${DISTILL_MIN:-3.3}"  # selection by PSNR: the arm has no pusher
+  EVAL="horizon=16 context=2 episodes=${EVAL_EPISODES:-0}"; PLAN="planner.replan_every=10"; FID="fidelity_goals=10"
+  BENCH="backends=[cuda_graph] device=cuda teacher_backend=cuda_graph"
+fi
+mkdir -p "$WORK"
+STORE=$WORK/arm.zarr; CODEC_DIR=$WORK/codec; TEACHER=$WORK/teacher; STUDENT=$WORK/student
+left() { echo $(( CALL_S - $(date +%s) + T0 )); }
+plan_arm() {  # NAME ARMS [CKPT] : one planning process, its JSON line in $WORK/plan_NAME.json
+  local name=$1 arms=$2 ckpt=${3:-}
+  timeout $(( $(left) - 20 )) $PY -m crcm_robotics.cli bench plan $ckpt data.path=$STORE probe=$WORK/probe \
+    arms=[$arms] goals=$GOALS device=$DEV backend=$BACKEND oracle_workers=$OW gifs=2 progress=false $PLAN \
+    $( [ -n "$ckpt" ] && echo $FID || echo fidelity_goals=0 ) out=$WORK/plan_$name \
+    > $WORK/plan_$name.json 2> $WORK/plan_$name.err
+}
+case "${STAGE:?set STAGE=teacher or student}" in
+teacher) {
+  $PY -c "import numpy as np; from crcm_robotics.data.metaworld_sim import ArmSim; s = ArmSim('push-v3', 64)
+s.replay(0, np.zeros((1, 4))); f, _ = s.step(np.zeros(4)); print('render ok', f.shape, f.mean()); s.close()" \
+    || { echo "arm_chain: Meta-World does not render here (MUJOCO_GL=$MUJOCO_GL)" >&2; exit 1; }
+  crcm data metaworld $DATA out=$STORE size=$( [ -n "${DRY:-}" ] && echo 64 || echo 128 ) overwrite=true \
+      progress=false | tail -1
+  echo "store done at $(( $(date +%s) - T0 )) s"
+  crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE > $WORK/probe.log 2>&1 &
+  crcm train codec $CODEC data.path=$STORE train.out=$CODEC_DIR train.progress=false | tail -1
+  echo "codec done at $(( $(date +%s) - T0 )) s"
+  minutes=$($PY -c "print(round(max(0.5, ($(left) - 60) / 60), 2))")  # the teacher's final eval + returns
+  crcm train teacher $TEACH data.path=$STORE model.codec=$CODEC_DIR train.out=$TEACHER train.progress=false \
+      train.max_minutes=$minutes | tail -1
+  wait; tail -1 $WORK/probe.log
+  cp -r $WORK/probe $TEACHER/probe
+  crcm data info $STORE out=$WORK/arm_sheet.png episodes=6 frames_per_row=10 scale=1 | tail -1
+  echo "teacher stage done at $(( $(date +%s) - T0 )) s"
+  } 2>&1 | tee $WORK/teacher_stage.log
+  tar czf "$OUT/arm_teacher_stage.tgz" -C $WORK teacher_stage.log arm_sheet.png probe.log \
+      $(cd $WORK && ls -d codec_log.jsonl teacher_log.jsonl codec/meta.json teacher/meta.json 2>/dev/null) ;;
+student) {
+  # The GPU is far from full with one 64-token model: the teacher's eval and planning arm share it.
+  crcm distill causal_rcm teacher=$TEACHER $DIST train.out=$STUDENT train.progress=false > $WORK/distill.log 2>&1 &
+  distill=$!
+  plan_arm sim random,oracle &
+  crcm eval $TEACHER $EVAL out=$WORK/eval_teacher > $WORK/eval_teacher.json 2> $WORK/eval_teacher.err \
+      || tail -2 $WORK/eval_teacher.err
+  plan_arm teacher model $TEACHER || tail -2 $WORK/plan_teacher.err
+  wait $distill || { tail -3 $WORK/distill.log; echo "arm_chain: distillation failed" >&2; exit 1; }
+  tail -1 $WORK/distill.log
+  echo "distilled at $(( $(date +%s) - T0 )) s"
+  cp -r $WORK/probe $STUDENT/probe
+  plan_arm student model $STUDENT &
+  crcm eval $STUDENT $EVAL out=$WORK/eval_student > $WORK/eval_student.json 2> $WORK/eval_student.err \
+      || tail -2 $WORK/eval_student.err
+  timeout $(( $(left) - 40 )) $PY -m crcm_robotics.cli bench $STUDENT steps=2 $BENCH teacher=$TEACHER \
+      out=$WORK/bench.json > $WORK/bench.log 2>&1 || echo "bench: exit $?"
+  wait || true
+  echo "student stage done at $(( $(date +%s) - T0 )) s"
+  $PY scripts/arm_summary.py $WORK
+  } 2>&1 | tee $WORK/student_stage.log
+  tar czf "$OUT/arm_results.tgz" -C $WORK --exclude '*.zarr' --exclude 'teacher' --exclude 'student' \
+      --exclude 'codec' --exclude 'probe' . 2>/dev/null
+  ls -la "$OUT" ;;
+*) echo "arm_chain: unknown STAGE=$STAGE (teacher, student)" >&2; exit 2 ;;
+esac
