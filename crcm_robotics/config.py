@@ -565,9 +565,10 @@ class ExportConfig:
     opset: int = 17  # ONNX opset
     device: str = "auto"  # tensorrt: the CUDA device to build on
     dtype: str = "float32"  # tensorrt, compiled: float32 | float16 | bfloat16 | auto (compiled: as the runtime)
-    # compiled: cache (torch.compile's Inductor artefacts, what a cold start saves itself) | aoti (one
-    # AOTInductor package per batch size, loaded without tracing; opt-in: torch 2.11's loader crashed on CUDA)
-    compiled: str = "cache"
+    # compiled: precompiled (one torch.compile(...).aot_compile step per batch size, loaded with no tracing;
+    # Inductor's artefacts where this torch cannot) | cache (torch.compile's Inductor artefacts only) | aoti
+    # (one AOTInductor package per batch size; opt-in: torch 2.11's loader crashed on CUDA)
+    compiled: str = "precompiled"
     check: bool = True  # onnx: compare onnxruntime against eager PyTorch on random inputs
     weights: str = "selected"  # selected (validation's best, when the run kept one) | last
 
@@ -594,6 +595,8 @@ class BenchConfig:
     teacher_backend: str = "best"  # backend the teacher is timed on; best = the fastest student backend
     seed: int = 0
     threads: int = 0  # CPU intra-op threads for torch and onnxruntime; 0 = torch's default
+    # compile backend: use/make precompiled steps in CKPT/compile_cache (false: trace, Inductor artefacts only)
+    compile_precompiled: bool = True
     out: str | None = None  # JSON copy; default outputs/bench/<ckpt>_<sampler>_<device>.json
 
 

@@ -105,7 +105,7 @@ WARM_PROBE = """
 import json, sys, time
 t0 = time.perf_counter()
 from crcm_robotics.runtime.backends.compiled import export_compiled
-r = export_compiled(sys.argv[1], sys.argv[2], [1], device="cpu")
+r = export_compiled(sys.argv[1], sys.argv[2], [1], device="cpu", kind="cache")
 print(json.dumps({**r, "wall": time.perf_counter() - t0}))
 """
 
@@ -161,6 +161,17 @@ def test_weights_digest_changes_with_any_weight():
     assert weights_digest(model) != before
 
 
+def imagine_inputs(wm) -> tuple:
+    """Random context (frames uint8, actions) and a 1×4 action plan fitting ``wm``, from seed 0."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    h, w = wm.image_shape[:2]
+    return (rng.integers(0, 256, (wm.context_frames, h, w, 3), dtype=np.uint8),
+            rng.normal(size=(wm.context_frames, wm.env_action_dim)).astype(np.float32),
+            rng.normal(size=(1, 4, wm.env_action_dim)).astype(np.float32))
+
+
 def test_aoti_package_round_trip_runs_the_step_without_torch_compile(tiny_student, tmp_path, one_torch_thread):
     """Real AOTInductor on CPU: export packages, then the compile backend serves from them, matching eager."""
     import numpy as np
@@ -174,13 +185,165 @@ def test_aoti_package_round_trip_runs_the_step_without_torch_compile(tiny_studen
     wm = WorldModel.load(tiny_student, backend="compile", export_dir=folder, max_batch=1)
     ref = WorldModel.load(tiny_student, backend="eager", max_batch=1)
     assert wm._backend.packages == {1: folder / f"{report['key']}_b1.pt2"}
-    rng = np.random.default_rng(0)
-    h, w = wm.image_shape[:2]
-    ctx = (rng.integers(0, 256, (wm.context_frames, h, w, 3), dtype=np.uint8),
-           rng.normal(size=(wm.context_frames, wm.env_action_dim)).astype(np.float32))
-    plan = rng.normal(size=(1, 4, wm.env_action_dim)).astype(np.float32)
-    got = wm.imagine(plan, context=ctx, seed=5).frames.astype(int)
-    want = ref.imagine(plan, context=ctx, seed=5).frames.astype(int)
+    frames, actions, plan = imagine_inputs(wm)
+    got = wm.imagine(plan, context=(frames, actions), seed=5).frames.astype(int)
+    want = ref.imagine(plan, context=(frames, actions), seed=5).frames.astype(int)
     assert np.abs(got - want).max() <= 1  # float rounding of a few uint8 levels at most
     assert not wm._backend._artefacts_loaded  # every batch size had a package: torch.compile never ran
     assert "AOTInductor packages" in wm._backend.cache_status
+
+
+# ---------------------------------------------------------------- precompiled steps (torch.compile aot_compile)
+
+needs_aot_compile = pytest.mark.skipif(
+    not hasattr(torch.compiler, "load_compiled_function"),
+    reason=f"torch {torch.__version__} has no torch.compiler.load_compiled_function (aot_compile)")
+
+
+def test_precompiled_file_is_checked_before_anything_unpickles_it(tmp_path, key, monkeypatch):
+    from crcm_robotics.runtime.backends.compile_cache import CacheRejected
+
+    unpickled = []
+    monkeypatch.setattr(torch.compiler, "load_compiled_function", unpickled.append, raising=False)
+    cache = CompileCache(tmp_path, key)
+    path = cache.precompiled_path(1)
+    assert path.name == f"{key_digest(key)}_b1.aotc"
+    path.write_bytes(b"pickled step")
+    cache.add_precompiled(1, checkpoint="ckpt")
+    fresh = CompileCache(tmp_path, json.loads(json.dumps(key)))
+    assert fresh.precompiled_batches() == [1] and fresh.read_precompiled(1) == b"pickled step"
+
+    path.write_bytes(b"pickled stuff")  # same size, other bytes: another file than the entry describes
+    with pytest.raises(CacheRejected, match=r"_b1\.aotc is not the file .*json describes \(13 bytes, expected 12"):
+        fresh.read_precompiled(1)
+    meta = json.loads(cache.meta_path.read_text())
+    meta["precompiled"]["1"]["file"] = "../elsewhere.aotc"  # an entry may name only <key>_b<batch>.aotc
+    cache.meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CacheRejected, match=r"names '\.\./elsewhere\.aotc' for batch 1; expected '.*_b1\.aotc'"):
+        fresh.read_precompiled(1)
+    with pytest.raises(CacheRejected, match="lists no precompiled step for batch 64"):
+        fresh.read_precompiled(64)
+    other = CompileCache(tmp_path, {**key, "torch": "2.99.0"})  # another torch's entry: not listed, not read
+    assert other.precompiled_batches() == []
+    assert unpickled == []
+
+
+def test_rejected_precompiled_step_falls_back_to_tracing_with_a_logged_reason(tmp_path, key, monkeypatch, caplog):
+    import logging
+
+    from crcm_robotics.runtime.backends.compiled import CompileBackend
+    from crcm_robotics.runtime.backends.base import Precision
+
+    unpickled = []
+    monkeypatch.setattr(torch.compiler, "load_compiled_function", unpickled.append, raising=False)
+    model = CausalDiT(TINY).eval()
+    spec = SamplerSpec("consistency", 2)
+    folder = tmp_path / "cache"
+    cache = CompileCache(folder, cache_key(model, spec, torch.device("cpu"), torch.float32, "default", "aot_eager"))
+    cache.precompiled_path(1).parent.mkdir(parents=True)
+    cache.precompiled_path(1).write_bytes(b"step")
+    cache.add_precompiled(1)
+    cache.precompiled_path(1).write_bytes(b"swapped")
+    with caplog.at_level(logging.INFO, logger="crcm_robotics.runtime"):
+        backend = CompileBackend(model, spec, Precision(torch.device("cpu")), 1, compiler="aot_eager",
+                                 cache_dir=folder)
+        stepper = backend.stepper(1)
+    assert stepper.fn is backend.fn  # torch.compile's step: traced as before
+    assert backend.precompiled_used == [] and unpickled == []
+    assert "batch 1: precompiled step not used (CacheRejected: " in backend.cache_status
+    assert "is not the file" in caplog.text
+
+
+def test_precompiled_is_off_where_asked_or_where_torch_lacks_it(tmp_path, monkeypatch):
+    from crcm_robotics.runtime.backends import precompiled
+    from crcm_robotics.runtime.backends.base import Precision
+    from crcm_robotics.runtime.backends.compiled import CompileBackend
+
+    model, spec, cpu = CausalDiT(TINY).eval(), SamplerSpec("consistency", 2), Precision(torch.device("cpu"))
+    off = CompileBackend(model, spec, cpu, 1, compiler="aot_eager", cache_dir=tmp_path, precompiled=False)
+    assert not off.precompiled and off.cache_status.startswith("no compile cache for this torch")  # asked for
+    monkeypatch.delattr(torch.compiler, "load_compiled_function", raising=False)
+    old = CompileBackend(model, spec, cpu, 1, compiler="aot_eager", cache_dir=tmp_path)
+    assert not old.precompiled
+    assert f"no precompiled steps: torch {torch.__version__} has no torch.compiler.load_compiled_function" \
+        in old.cache_status
+    assert precompiled.unavailable_reason() is not None
+
+
+PRECOMPILE = """
+import json, sys
+from crcm_robotics.runtime.backends.compiled import export_compiled
+print(json.dumps(export_compiled(sys.argv[1], sys.argv[2], [1], device="cpu", compiler=sys.argv[3])))
+"""
+
+WARM_START = """
+import json, sys
+import numpy as np
+from torch._dynamo.utils import counters
+from crcm_robotics.runtime import WorldModel
+ckpt, folder, compiler, original, inputs = sys.argv[1:]
+wm = WorldModel.load(ckpt, backend="compile", compiler=compiler, export_dir=folder, max_batch=1)
+saved = np.load(inputs)
+ctx, plan = (saved["frames"], saved["actions"]), saved["plan"]
+got = wm.imagine(plan, context=ctx, seed=5).frames.astype(int)
+frames_traced = counters["frames"]["total"]
+want = WorldModel.load(ckpt, backend="eager").imagine(plan, context=ctx, seed=5).frames.astype(int)
+before = WorldModel.load(original, backend="eager").imagine(plan, context=ctx, seed=5).frames.astype(int)
+print(json.dumps({"vs_eager": int(np.abs(got - want).max()), "vs_old_weights": int(np.abs(got - before).max()),
+                  "frames_traced": frames_traced, "used": wm._backend.precompiled_used,
+                  "status": wm._backend.cache_status}))
+"""
+
+
+def retrained_copy(ckpt: Path, out: Path) -> Path:
+    """``ckpt`` with every weight moved (a retrained checkpoint of the same architecture)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(ckpt, out)
+    gen = torch.Generator().manual_seed(0)
+    for shard in out.rglob("*.safetensors"):
+        tensors = load_file(shard)
+        save_file({k: t + 0.05 * torch.randn(t.shape, generator=gen).to(t.dtype) if t.is_floating_point() else t
+                   for k, t in tensors.items()}, shard)
+    return out
+
+
+@needs_aot_compile
+@pytest.mark.parametrize("compiler", [
+    "aot_eager",  # the whole save/load path in seconds: Dynamo's output pickled, no Inductor code generation
+    pytest.param("inductor", marks=pytest.mark.skipif(
+        not os.environ.get("CRCM_SLOW_TESTS"),
+        reason="Inductor compiles the step in ~40 s and rebuilds its C++ kernels in ~20 s on 2 CPU cores; "
+               "set CRCM_SLOW_TESTS=1 to run it")),
+])
+def test_precompiled_step_loads_in_a_fresh_process_with_no_trace_and_the_new_weights(tiny_student, tmp_path,
+                                                                                      compiler):
+    """Save in one process, load in another (empty Inductor cache) on retrained weights: no Dynamo frame is
+    traced, frames match eager on the new weights, not the weights the file was made with."""
+    def run(script: str, *args: str) -> dict:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / f"inductor_{len(list(tmp_path.iterdir()))}"),
+               "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    folder = tmp_path / "cache"
+    made = run(PRECOMPILE, str(tiny_student), str(folder), compiler)
+    assert set(made["precompiled"]) == {"1"} and made["precompiled_bytes"] > 0
+    assert made["cache_batches"] == []  # no Inductor artefact file beside it: the step file holds them
+    assert "batch 1: precompiled in" in made["loaded"]
+    retrained = retrained_copy(tiny_student, tmp_path / "retrained")
+    import numpy as np
+
+    from crcm_robotics.runtime import WorldModel
+
+    frames, actions, plan = imagine_inputs(WorldModel.load(tiny_student, backend="eager", max_batch=1))
+    np.savez(tmp_path / "inputs.npz", frames=frames, actions=actions, plan=plan)
+    warm = run(WARM_START, str(retrained), str(folder), compiler, str(tiny_student), str(tmp_path / "inputs.npz"))
+    assert warm["used"] == [1] and "batch 1: precompiled step loaded in" in warm["status"], warm["status"]
+    assert warm["frames_traced"] == 0
+    assert warm["vs_eager"] <= 1  # float rounding of one uint8 level at most
+    assert warm["vs_old_weights"] > 8  # the saved file did not carry the weights it was made with

@@ -161,5 +161,5 @@ def test_crcm_export_unknown_compiled_kind_is_a_one_line_error(student, tmp_path
     from crcm_robotics.cli import main
 
     assert main(["export", str(student), "format=compiled", "compiled=bogus", f"out={tmp_path}"]) == 2
-    assert "compiled='bogus'; expected cache" in capsys.readouterr().err
+    assert "compiled='bogus'; expected precompiled" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written

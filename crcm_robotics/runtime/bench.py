@@ -131,7 +131,8 @@ def bench_backend(name: str, cfg, ckpt: str, device: torch.device, sampler: Samp
     t0 = time.perf_counter()
     try:
         wm = WorldModel.load(ckpt, device=device, backend=name, steps=cfg.steps or None, max_batch=cfg.max_batch,
-                             dtype=None if cfg.dtype == "auto" else cfg.dtype, seed=cfg.seed, sampler=sampler)
+                             dtype=None if cfg.dtype == "auto" else cfg.dtype, seed=cfg.seed, sampler=sampler,
+                             compile_precompiled=cfg.compile_precompiled)
         wm.reset(*ctx)
         wm.warmup([plan.shape[0]] if planner else [])
         wm.step(actions[0])

@@ -202,11 +202,12 @@ def run_export(cfg) -> dict[str, Any]:
     batches = [int(b) for b in cfg.batch]
     if not batches or min(batches) < 1:
         raise ExportError(f"batch={list(cfg.batch)}; expected a list of sizes ≥ 1, e.g. batch=[1,64]")
-    if cfg.format == "compiled" and cfg.compiled not in ("cache", "aoti"):
-        raise ExportError(f"compiled={cfg.compiled!r}; expected cache (torch.compile's artefacts) or aoti "
-                          "(AOTInductor packages)")
     if cfg.format == "compiled":  # torch.compile artefacts for the `compile` backend's warm start
-        from crcm_robotics.runtime.backends.compiled import export_compiled
+        from crcm_robotics.runtime.backends.compiled import EXPORT_KINDS, export_compiled
+
+        if cfg.compiled not in EXPORT_KINDS:
+            raise ExportError(f"compiled={cfg.compiled!r}; expected precompiled (aot_compile-d steps), cache "
+                              "(torch.compile's artefacts) or aoti (AOTInductor packages)")
 
         return export_compiled(cfg.ckpt, cfg.out, batches, cfg.device, cfg.dtype, cfg.steps, cfg.solver,
                                kind=cfg.compiled, weights=cfg.weights)

@@ -138,6 +138,7 @@ class WorldModel:
         weights: str = "selected",
         compiler: str = "inductor",
         probe: str | Path | None = None,
+        compile_precompiled: bool = True,
     ) -> WorldModel:
         """Load a checkpoint directory for inference.
 
@@ -147,6 +148,8 @@ class WorldModel:
         onnx/tensorrt backends find or write their exported step files (default: a temporary folder).
         ``probe``: a state-probe directory for the ``probe`` goal costs (default: ``CKPT/probe`` if present).
         ``weights``: ``selected`` (the run's validation-selected weights, when it kept some) or ``last``.
+        ``compile_precompiled``: the ``compile`` backend uses (and on CUDA saves) ``aot_compile``-d steps in its
+        cache folder; False traces every batch size (Inductor's artefacts still load).
         """
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be ≥ 1, got {max_batch}")
@@ -161,7 +164,8 @@ class WorldModel:
         if weights != torch.float32:  # exporters work from float32 weights
             source = build_model(ck, "cpu", torch.float32)
         be = make_backend(backend, model, spec, precision, int(max_batch), export_dir=export_dir,
-                          checkpoint=str(ck.path), source=source, compile_mode=compile_mode, compiler=compiler)
+                          checkpoint=str(ck.path), source=source, compile_mode=compile_mode, compiler=compiler,
+                          compile_precompiled=compile_precompiled)
         run_dir = ck.path.parent if ck.path.name == SELECTED_DIR else ck.path  # CKPT, also for CKPT/selected
         probe_dir = Path(probe) if probe else run_dir / "probe"
         if probe and not probe_dir.is_dir():

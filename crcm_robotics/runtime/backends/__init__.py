@@ -36,12 +36,12 @@ def canonical_backend(name: str) -> str:
 def make_backend(
     name: str, model: CausalDiT, spec: SamplerSpec, precision: Precision, max_batch: int, *,
     export_dir: str | Path | None = None, checkpoint: str = "", source: CausalDiT | None = None,
-    compile_mode: str = "default", compiler: str = "inductor",
+    compile_mode: str = "default", compiler: str = "inductor", compile_precompiled: bool = True,
 ) -> Backend:
     """Build backend ``name``; ``source`` is a float32 copy of the network for exporters (default: ``model``).
 
     ``export_dir``: onnx/tensorrt step files, or the ``compile`` backend's artefact cache (default for
-    ``compile``: ``CHECKPOINT/compile_cache``).
+    ``compile``: ``CHECKPOINT/compile_cache``; the only folders its pickled precompiled steps load from).
     """
     name = canonical_backend(name)
     if name == "eager":
@@ -58,7 +58,7 @@ def make_backend(
 
         cache_dir = export_dir or (Path(checkpoint) / CACHE_DIR_NAME if checkpoint else None)
         return CompileBackend(model, spec, precision, max_batch, mode=compile_mode, compiler=compiler,
-                              cache_dir=cache_dir, checkpoint=checkpoint)
+                              cache_dir=cache_dir, checkpoint=checkpoint, precompiled=compile_precompiled)
     if name == "onnx":
         from crcm_robotics.runtime.backends.onnx import OnnxBackend
 

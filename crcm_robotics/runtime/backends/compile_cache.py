@@ -13,8 +13,10 @@ Layout (default ``CKPT/compile_cache/``, or the folder ``export_dir`` names)::
     compile_cache/
       <key>.json     the key (below), batch sizes compiled, the artefact files, sizes, dates
       <key>_0.bin    artefacts of the first process that compiled, <key>_1.bin of the next, …
-      <key>_b64.pt2  an AOTInductor package of the step at batch 64 (``crcm export … format=compiled``,
-                     see :mod:`.aot_package`): loaded without tracing, preferred over the artefacts
+      <key>_b64.aotc the step at batch 64 through ``torch.compile(...).aot_compile`` (:mod:`.precompiled`):
+                     Dynamo's output and Inductor's, loaded with no tracing; preferred over the artefacts
+      <key>_b64.pt2  an AOTInductor package of the step at batch 64 (``crcm export … compiled=aoti``,
+                     see :mod:`.aot_package`): loaded without tracing, preferred over both
 
 The key is a digest of everything that makes artefacts useless when it changes:
 the torch (and Triton) version, the device (GPU name and compute capability, or
@@ -32,6 +34,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +45,7 @@ import torch
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.sampler import SamplerSpec
 from crcm_robotics.runtime.backends.aot_package import PACKAGE_SUFFIX
+from crcm_robotics.runtime.backends.precompiled import PRECOMPILED_SUFFIX
 
 log = logging.getLogger("crcm_robotics.runtime")
 
@@ -72,6 +76,10 @@ def cache_key(model: CausalDiT, spec: SamplerSpec, device: torch.device, dtype: 
         "compiler": compiler, "sampler": spec.to_meta(),
         "model": model.cfg.key(),
     }
+
+
+class CacheRejected(RuntimeError):
+    """A cache file that does not match what its folder's entry says (the message says what and why)."""
 
 
 def key_digest(key: dict[str, Any]) -> str:
@@ -181,6 +189,48 @@ class CompileCache:
         meta = self.read_meta() or self._blank_meta(checkpoint)
         meta.setdefault("packages", {})[str(batch)] = {"file": path.name, "weights": weights,
                                                       "bytes": path.stat().st_size}
+        self._write_meta(meta)
+
+    # ------------------------------------------------------- precompiled steps (precompiled.py)
+
+    def precompiled_path(self, batch: int) -> Path:
+        return self.folder / f"{self.digest}_b{batch}{PRECOMPILED_SUFFIX}"
+
+    def precompiled_batches(self) -> list[int]:
+        """Batch sizes this key's entry lists precompiled steps for (checked on read, not here)."""
+        entries = (self.read_meta() or {}).get("precompiled", {})
+        return sorted(int(b) for b in entries if isinstance(b, str) and b.isdigit())
+
+    def read_precompiled(self, batch: int) -> bytes:
+        """The precompiled step of ``batch``, checked before anyone unpickles it: this key's entry must name
+        exactly ``<key>_b<batch>.aotc`` in this folder (a plain file, no link out of it) with the SHA-256 and
+        size of the bytes read. CacheRejected says which check failed."""
+        meta = self.read_meta()
+        entry = (meta or {}).get("precompiled", {}).get(str(batch))
+        path = self.precompiled_path(batch)
+        if not isinstance(entry, dict):
+            raise CacheRejected(f"{self.meta_path} lists no precompiled step for batch {batch}")
+        if entry.get("file") != path.name:
+            raise CacheRejected(f"{self.meta_path} names {entry.get('file')!r} for batch {batch}; "
+                                f"expected {path.name!r}")
+        sha, size = entry.get("sha256"), entry.get("bytes")
+        if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha) or not isinstance(size, int):
+            raise CacheRejected(f"{self.meta_path}: the batch-{batch} entry has no valid sha256/bytes")
+        if path.is_symlink() or not path.is_file():
+            raise CacheRejected(f"{path} is missing or not a plain file")
+        blob = path.read_bytes()
+        if len(blob) != size or hashlib.sha256(blob).hexdigest() != sha:
+            raise CacheRejected(f"{path} is not the file {self.meta_path.name} describes "
+                                f"({len(blob)} bytes, expected {size}; SHA-256 differs)")
+        return blob
+
+    def add_precompiled(self, batch: int, checkpoint: str = "") -> None:
+        """Record :meth:`precompiled_path` ``(batch)`` (already written) with its size and SHA-256."""
+        path = self.precompiled_path(batch)
+        blob = path.read_bytes()
+        meta = self.read_meta() or self._blank_meta(checkpoint)
+        meta.setdefault("precompiled", {})[str(batch)] = {
+            "file": path.name, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
         self._write_meta(meta)
 
     def _blank_meta(self, checkpoint: str) -> dict[str, Any]:

@@ -148,21 +148,28 @@ class GraphedEncode:
         encoders[k](cache, x, action)
 
 
-def graph_or_eager(backend: Backend, fn: StepFn, batch: int, what: str) -> Stepper:
-    """A captured stepper, or — with one log line and ``backend.status`` set — an eager one."""
-    if backend.device.type != "cuda":
-        return EagerStepper(fn, backend.new_cache(batch), backend.precision)
+def capture_or_reason(backend: Backend, fn: StepFn, batch: int, what: str) -> CudaGraphStepper | str:
+    """A captured stepper, or a sentence saying why the capture failed."""
     try:
         return CudaGraphStepper(fn, backend, batch)
-    except Exception as exc:  # capture is best effort: any failure means run eagerly
+    except Exception as exc:  # capture is best effort: the caller picks the fallback
         try:
             torch.cuda.synchronize(backend.device)
         except Exception:  # a broken capture can leave an error pending; the eager path reports real faults
             pass
-        reason = f"CUDA graph capture of the {what} step at batch {batch} failed ({type(exc).__name__}: {exc})"
-        log.warning("%s backend: %s; running it eagerly", backend.name, reason)
-        backend.status = f"eager fallback: {reason}"
+        return f"CUDA graph capture of the {what} step at batch {batch} failed ({type(exc).__name__}: {exc})"
+
+
+def graph_or_eager(backend: Backend, fn: StepFn, batch: int, what: str) -> Stepper:
+    """A captured stepper, or — with one log line and ``backend.status`` set — an eager one."""
+    if backend.device.type != "cuda":
         return EagerStepper(fn, backend.new_cache(batch), backend.precision)
+    stepper = capture_or_reason(backend, fn, batch, what)
+    if isinstance(stepper, str):
+        log.warning("%s backend: %s; running it eagerly", backend.name, stepper)
+        backend.status = f"eager fallback: {stepper}"
+        return EagerStepper(fn, backend.new_cache(batch), backend.precision)
+    return stepper
 
 
 class CudaGraphBackend(GraphedEncode, Backend):
