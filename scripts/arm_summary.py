@@ -62,7 +62,7 @@ def summary(work: Path) -> dict[str, Any]:
     if bench:
         cg = bench.get("backends", {}).get("cuda_graph", {})
         out["runtime"] = {"stream_ms_per_frame": cg.get("stream_ms_per_frame"), "stream_fps": cg.get("stream_fps"),
-                          "planner_ms_64x16": cg.get("planner_ms"),
+                          "planner_ms_64x16": cg.get("planner_ms"), "planner_costs_ms_64x16": cg.get("planner_costs_ms"),
                           "teacher_stream_ms_per_frame": bench.get("teacher_vs_student", {}).get("teacher", {})
                           .get("stream_ms_per_frame")}
     plans: dict[str, Any] = {}

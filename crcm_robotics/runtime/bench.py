@@ -8,7 +8,9 @@ Per backend (a :class:`WorldModel` each, same checkpoint, same sampler):
 - ``step_ms_per_frame``: the batch-1 per-frame step alone (the backend's
   stepper; on CUDA timed with events), i.e. what the GPU work costs;
 - ``planner_ms``: one ``imagine`` query of ``planner_rollouts`` × ``planner_horizon``
-  frames from a given context (context encoding included), end to end;
+  frames from a given context (context encoding included), end to end, every frame returned;
+- ``planner_costs_ms``: the same query as a planner makes it, a goal image and costs only
+  (``return_frames="none"``, ``final_mse``): with a latent codec only the last frames are decoded;
 - ``peak_gpu_mem_mb``: ``torch.cuda.max_memory_allocated`` over that backend's
   runs (onnxruntime's own CUDA memory is not counted);
 - ``setup_s``: load + first use (CUDA graph capture / compilation / export); ``cache`` (compile): whether
@@ -157,6 +159,10 @@ def bench_backend(name: str, cfg, ckpt: str, device: torch.device, sampler: Samp
         pms = median_ms(lambda: wm.imagine(plan, context=ctx), device, cfg.warmup, cfg.repeats)
         out["planner_ms"] = round(pms, 3)
         out["planner_frames_per_s"] = round(plan.shape[0] * plan.shape[1] / pms * 1e3, 1)
+        goal = ctx[0][-1]  # the query a planner makes: one cost per rollout, no frames returned
+        cms = median_ms(lambda: wm.imagine(plan, context=ctx, goal=goal, return_frames="none"), device,
+                        cfg.warmup, cfg.repeats)
+        out["planner_costs_ms"] = round(cms, 3)
     if device.type == "cuda":
         out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     out["setup_s"] = round(setup_s, 2)
