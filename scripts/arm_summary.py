@@ -27,7 +27,7 @@ def last_json(path: Path) -> dict[str, Any] | None:
 
 
 def model_figures(result: dict[str, Any]) -> dict[str, Any]:
-    """PSNR per step against copy-last, and the hand's position error at the last step, model and copy-last."""
+    """PSNR per step against copy-last; the hand's position error at the last step, model and copy-last."""
     base = result["baseline_copy_last"]
     psnr, copy = result["psnr"], base["psnr"]
     out = {
@@ -61,10 +61,11 @@ def summary(work: Path) -> dict[str, Any]:
     bench = last_json(work / "bench.json") or last_json(work / "bench.log")
     if bench:
         cg = bench.get("backends", {}).get("cuda_graph", {})
+        teacher = bench.get("teacher_vs_student", {}).get("teacher", {})
         out["runtime"] = {"stream_ms_per_frame": cg.get("stream_ms_per_frame"), "stream_fps": cg.get("stream_fps"),
-                          "planner_ms_64x16": cg.get("planner_ms"), "planner_costs_ms_64x16": cg.get("planner_costs_ms"),
-                          "teacher_stream_ms_per_frame": bench.get("teacher_vs_student", {}).get("teacher", {})
-                          .get("stream_ms_per_frame")}
+                          "planner_ms_64x16": cg.get("planner_ms"),
+                          "planner_costs_ms_64x16": cg.get("planner_costs_ms"),
+                          "teacher_stream_ms_per_frame": teacher.get("stream_ms_per_frame")}
     plans: dict[str, Any] = {}
     for path in sorted(work.glob("plan_*.json")):
         result = last_json(path)
