@@ -62,7 +62,8 @@ def summary(work: Path) -> dict[str, Any]:
     if bench:
         cg = bench.get("backends", {}).get("cuda_graph", {})
         teacher = bench.get("teacher_vs_student", {}).get("teacher", {})
-        out["runtime"] = {"stream_ms_per_frame": cg.get("stream_ms_per_frame"), "stream_fps": cg.get("stream_fps"),
+        out["runtime"] = {"stream_ms_per_frame": cg.get("stream_ms_per_frame"),
+                          "stream_fps": cg.get("stream_fps"),
                           "planner_ms_64x16": cg.get("planner_ms"),
                           "planner_costs_ms_64x16": cg.get("planner_costs_ms"),
                           "teacher_stream_ms_per_frame": teacher.get("stream_ms_per_frame")}
