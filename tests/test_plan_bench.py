@@ -41,7 +41,8 @@ def student_with_probe(tiny_student, pusht_store_32, tmp_path_factory) -> Path:
     cfg = compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={out / 'probe'}", "steps=30",
                                          "batch_size=16", "width=8", "progress=false", "data.val_fraction=0.25"])
     figures = train_probe(cfg)
-    assert set(figures["val_mean_abs_error"]) == {"agent_x", "agent_y", "block_x", "block_y", "block_angle_deg"}
+    assert set(figures["val_mean_abs_error"]) == {"agent_pos", "block_pos", "agent_x", "agent_y", "block_x",
+                                                  "block_y", "block_angle_deg"}
     return out
 
 

@@ -332,7 +332,12 @@ class WorldModelNode(Node):
             values=[KeyValue(key=k, value=v) for k, v in Diagnostics.key_values(summary)],
         )
         array = DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status])
-        self.diagnostics_pub.publish(array)
+        try:
+            self.diagnostics_pub.publish(array)
+        except Exception:
+            if not rclpy.ok(context=self.context):  # SIGINT shut ROS down as the timer fired: nothing to tell
+                return
+            raise
         self.get_logger().info(f"{message}: {json.dumps(summary)}", throttle_duration_sec=30.0)
 
 
