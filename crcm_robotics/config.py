@@ -468,6 +468,10 @@ class PlannerConfig:
     # better (docs/results.md, planning: rank correlation 0.73 against 0.58 for the teacher)
     mode: str = "delta"
     cost: str = "probe"  # final_mse | pooled_mse | path_mse | probe | probe_path
+    # probe costs' units: positions in store units, angles in rad (0 = each state's spread in the store); e.g.
+    # PushT's success rule, 20 units and 0.35 rad (StateProbe.with_cost_units)
+    probe_position_unit: float = 0.0
+    probe_angle_unit: float = 0.0
     replan_every: int = 5  # env steps executed between solves
     # near the end of an episode's budget, score candidates on the state the budget ends at, not on the
     # horizon's end beyond it (success is judged at the budget's end; without this, plans pushed through it)

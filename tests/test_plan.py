@@ -185,6 +185,24 @@ def test_probe_embedding_round_trip_and_cost(tmp_path):
         load_probe(tmp_path / "nowhere")
 
 
+def test_probe_cost_units_reweigh_positions_and_angles_only_in_the_cost():
+    torch.manual_seed(0)
+    probe = StateProbe(pusht_spec()).eval()
+    frames = square_frames([4, 12, 24])
+    goal = frames[0, -1]
+    units = probe.with_cost_units(20.0, 0.5)  # positions in 20-unit steps (scale 100), angles in 0.5 rad (scale 1)
+    torch.testing.assert_close(units.cost_weight, torch.tensor([5.0, 5.0, 2.0, 2.0]))
+    emb, goal_emb = probe.embed(frames[:, -1]), probe.embed(goal[None])
+    expected = ((emb - goal_emb) * units.cost_weight).square().sum(-1)
+    torch.testing.assert_close(make_cost("probe", goal, units)(frames), expected)
+    torch.testing.assert_close(make_cost("probe", goal, probe)(frames), (emb - goal_emb).square().sum(-1))
+    np.testing.assert_array_equal(units.state_of(frames[:, -1]), probe.state_of(frames[:, -1]))  # reads alike
+    assert units.features is probe.features  # the same network, not a copy
+    torch.testing.assert_close(probe.with_cost_units(0.0, 0.0).cost_weight, torch.ones(4))
+    with pytest.raises(ProbeError, match="cost units must be ≥ 0"):
+        probe.with_cost_units(-1.0, 0.0)
+
+
 # ------------------------------------------------------------------ objective helpers
 
 

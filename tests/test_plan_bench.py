@@ -106,6 +106,8 @@ def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
     ("planner.replan_every=30", "replan_every=30 must be in"),
     ("arms=[robot]", "expected a non-empty subset"),
     ("fidelity_goals=-1", "fidelity_goals=-1 must be ≥ 0"),
+    ("planner.probe_position_unit=nan", "planner.probe_position_unit=nan and planner.probe_angle_unit=0.0 must"),
+    ("planner.probe_angle_unit=-1", "planner.probe_position_unit=0.0 and planner.probe_angle_unit=-1.0 must"),
 ])
 def test_bad_bench_settings_are_one_line_errors(student_with_probe, override, message, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "crcm_robotics.cli", "bench", "plan", str(student_with_probe),

@@ -78,6 +78,9 @@ def check_planner(cfg: PlannerConfig, frame_skips: tuple[int, ...] | list[int] =
     if not 1 <= cfg.horizon <= 1000 or not 1 <= cfg.hold <= cfg.horizon:
         raise PlanError(f"need 1 ≤ planner.hold ≤ planner.horizon ≤ 1000; got hold {cfg.hold}, "
                         f"horizon {cfg.horizon}")
+    if not (cfg.probe_position_unit >= 0 and cfg.probe_angle_unit >= 0):  # NaN fails too
+        raise ConfigError(f"planner.probe_position_unit={cfg.probe_position_unit} and planner.probe_angle_unit="
+                          f"{cfg.probe_angle_unit} must be ≥ 0 (0 = the probe's own scale)")
     if cfg.replan_every < 1 or cfg.replan_every > cfg.horizon:
         raise ConfigError(f"planner.replan_every={cfg.replan_every} must be in [1, horizon={cfg.horizon}]")
     for k in frame_skips:
@@ -497,8 +500,18 @@ def _bounds(store) -> tuple[np.ndarray, np.ndarray]:
 def _load_model(ckpt: str, cfg: Any, device: torch.device, probe: str | None):
     from crcm_robotics.runtime import WorldModel
 
-    return WorldModel.load(ckpt, device=device, backend=cfg.backend, steps=cfg.steps or None,
-                           max_batch=max(cfg.planner.samples, 1), seed=cfg.seed, probe=probe)
+    wm = WorldModel.load(ckpt, device=device, backend=cfg.backend, steps=cfg.steps or None,
+                         max_batch=max(cfg.planner.samples, 1), seed=cfg.seed, probe=probe)
+    if wm.probe is not None:
+        wm.probe = in_cost_units(wm.probe, cfg.planner)
+    return wm
+
+
+def in_cost_units(probe: StateProbe, planner: PlannerConfig) -> StateProbe:
+    """``probe`` with the planner's probe-cost units (unchanged when both are 0)."""
+    if planner.probe_position_unit == 0 and planner.probe_angle_unit == 0:
+        return probe
+    return probe.with_cost_units(planner.probe_position_unit, planner.probe_angle_unit)
 
 
 def _probe_for(cfg: Any, device: torch.device, used: bool = True) -> StateProbe | None:
@@ -508,7 +521,7 @@ def _probe_for(cfg: Any, device: torch.device, used: bool = True) -> StateProbe 
         if not path.is_dir():
             raise ConfigError(f"cost {cfg.planner.cost} needs a state probe at {path}: run `crcm train probe "
                               f"data.path=STORE out={path}` (or choose planner.cost=pooled_mse)")
-        return load_probe(path, device)
+        return in_cost_units(load_probe(path, device), cfg.planner)
     return None
 
 

@@ -99,15 +99,16 @@ def make_cost(name: str, goal_HW3: torch.Tensor, probe: StateProbe | None = None
     if probe is None:
         raise CostError(f"cost {name!r} needs a state probe (train one with `crcm train probe data.path=STORE "
                         "out=CKPT/probe`, or pass probe=PATH)")
-    goal_emb = probe.embed(goal_HW3[None])  # [1, E]
+    weight = probe.cost_weight.to(goal_HW3.device)  # the cost's units (StateProbe.with_cost_units)
+    goal_emb = probe.embed(goal_HW3[None]) * weight  # [1, E]
     if name == "probe":
         def probe_final(frames: torch.Tensor) -> torch.Tensor:
             check(frames)
-            return (probe.embed(frames[:, -1]) - goal_emb).square().sum(-1)
+            return (probe.embed(frames[:, -1]) * weight - goal_emb).square().sum(-1)
         return probe_final
 
     def probe_path(frames: torch.Tensor) -> torch.Tensor:
         n, t = check(frames)
-        d = (probe.embed(frames.flatten(0, 1)) - goal_emb).square().sum(-1).view(n, t)
+        d = (probe.embed(frames.flatten(0, 1)) * weight - goal_emb).square().sum(-1).view(n, t)
         return d @ path_weights(t, frames.device)
     return probe_path
