@@ -599,7 +599,7 @@ class BenchConfig:
     teacher_backend: str = "best"  # backend the teacher is timed on; best = the fastest student backend
     seed: int = 0
     threads: int = 0  # CPU intra-op threads for torch and onnxruntime; 0 = torch's default
-    # compile backend: use/make precompiled steps in CKPT/compile_cache (false: trace, Inductor artefacts only)
+    # compile backend: use/make precompiled steps in CKPT/compile_cache (false: trace; Inductor artefacts only)
     compile_precompiled: bool = True
     out: str | None = None  # JSON copy; default outputs/bench/<ckpt>_<sampler>_<device>.json
 

@@ -281,7 +281,8 @@ class Arm:
             score = frames_score(render, goal, self.cfg.cost, self.device, self.probe)
         elif self.kind == "oracle_state":
             def score(actions: torch.Tensor) -> torch.Tensor:
-                return self.domain.state_cost(self.pool.rollout(state, actions.cpu().numpy(), frames="none")[1], goal_state)
+                states = self.pool.rollout(state, actions.cpu().numpy(), frames="none")[1]
+                return self.domain.state_cost(states, goal_state)
         else:
             score = imagined_score(self.wm, history, goal, self.cfg.cost, seed=self.cfg.seed)
         steps = self.scored_steps(self.cfg.horizon if remaining is None else remaining)

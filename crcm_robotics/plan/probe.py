@@ -16,7 +16,6 @@ spread in the store unless given, so a unit of squared distance means "one sprea
 from __future__ import annotations
 
 import copy
-
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,18 +97,19 @@ class StateProbe(nn.Module):
         self.features = nn.Sequential(_block(3, w), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 4 * w),
                                       nn.AdaptiveAvgPool2d(4))
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, 256), nn.SiLU(), nn.Linear(256, spec.embed_dim))
+        self._cost_weight: torch.Tensor | None = None  # probe costs' units (with_cost_units); None: own scale
 
     @property
     def cost_weight(self) -> torch.Tensor:
-        """Per-embedding-dimension weights of the probe costs (ones unless :meth:`with_cost_units` set them)."""
-        weight = getattr(self, "_cost_weight", None)
-        return weight if weight is not None else torch.ones(self.spec.embed_dim)
+        """Per-embedding-dimension weights of the probe costs (ones unless :meth:`with_cost_units` set)."""
+        return self._cost_weight if self._cost_weight is not None else torch.ones(self.spec.embed_dim)
 
     def with_cost_units(self, position_unit: float, angle_unit: float) -> "StateProbe":
-        """This probe (the same network), with probe costs measured in ``position_unit`` store units for every
-        non-angle state and ``angle_unit`` rad for every angle, instead of the embedding's own scale (a state's
-        spread in the store: ~100 units for PushT positions, which leaves the cost almost flat over the last 20
-        units a goal's success rule asks for). 0 keeps the embedding's scale. ``state_of`` is unchanged."""
+        """This probe (the same network), with probe costs measured in ``position_unit`` store units for
+        every non-angle state and ``angle_unit`` rad for every angle, instead of the embedding's own scale (a
+        state's spread in the store: ~100 units for PushT positions, which leaves the cost almost flat over
+        the last 20 units a goal's success rule asks for). 0 keeps the embedding's scale. ``state_of`` is
+        unchanged."""
         if position_unit < 0 or angle_unit < 0:
             raise ProbeError(f"cost units must be ≥ 0 (0 = the probe's own); got position {position_unit}, "
                              f"angle {angle_unit}")

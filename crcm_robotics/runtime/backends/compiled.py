@@ -118,7 +118,7 @@ class CompileBackend(GraphedEncode, Backend):
             found = self.cache.precompiled_batches() if self.precompiled else []
             if found:
                 self._add_status(f"precompiled steps for batch sizes {found} in {self.cache.folder}")
-            if not self.packages and not found:  # otherwise the artefacts load with the first batch size lacking one
+            if not self.packages and not found:  # else the artefacts load with the first batch size lacking one
                 self._load_artefacts()
             log.info("compile backend: %s", self.cache_status)
         import torch._dynamo
@@ -214,7 +214,8 @@ class CompileBackend(GraphedEncode, Backend):
         assert self.cache is not None
         t0 = time.perf_counter()
         try:
-            fn = precompile(self.model, self.spec, self.precision, self.new_cache(batch), self.compiler, self.mode)
+            fn = precompile(self.model, self.spec, self.precision, self.new_cache(batch), self.compiler,
+                            self.mode)
         except Exception as exc:
             self._note(f"batch {batch}: aot_compile failed ({type(exc).__name__}: {first_line(exc)}); "
                        "tracing it with torch.compile", warn=True)
@@ -224,7 +225,7 @@ class CompileBackend(GraphedEncode, Backend):
         try:
             size = save_precompiled(fn, path)
             self.cache.add_precompiled(batch, self.checkpoint)
-        except Exception as exc:  # a read-only folder, an unpicklable piece: run it now, compile again next time
+        except Exception as exc:  # a read-only folder, an unpicklable piece: run it now, compile next time
             self._note(f"batch {batch}: precompiled in {seconds:.1f} s but not saved to {self.cache.folder} "
                        f"({type(exc).__name__}: {first_line(exc)})", warn=True)
             return fn
