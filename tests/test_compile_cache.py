@@ -321,10 +321,12 @@ def retrained_copy(ckpt: Path, out: Path) -> Path:
 def test_precompiled_step_loads_in_a_fresh_process_with_no_trace_and_the_new_weights(tiny_student, tmp_path,
                                                                                       compiler):
     """Save in one process, load in another (empty Inductor cache) on retrained weights: no Dynamo frame is
-    traced, frames match eager on the new weights, not the weights the file was made with."""
-    def run(script: str, *args: str) -> dict:
+    traced, frames match eager on the new weights, not the weights the file was made with. The two processes
+    run different intra-op thread counts, which Dynamo's global-state guard checks (an H200 warm start was
+    refused on such a guard): the loader skips guards on settings the step reads per call, and says so."""
+    def run(script: str, *args: str, threads: int = 1) -> dict:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / f"inductor_{len(list(tmp_path.iterdir()))}"),
-               "OMP_NUM_THREADS": "1"}
+               "OMP_NUM_THREADS": str(threads)}
         proc = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True,
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -342,8 +344,32 @@ def test_precompiled_step_loads_in_a_fresh_process_with_no_trace_and_the_new_wei
 
     frames, actions, plan = imagine_inputs(WorldModel.load(tiny_student, backend="eager", max_batch=1))
     np.savez(tmp_path / "inputs.npz", frames=frames, actions=actions, plan=plan)
-    warm = run(WARM_START, str(retrained), str(folder), compiler, str(tiny_student), str(tmp_path / "inputs.npz"))
+    warm = run(WARM_START, str(retrained), str(folder), compiler, str(tiny_student),
+               str(tmp_path / "inputs.npz"), threads=2)
     assert warm["used"] == [1] and "batch 1: precompiled step loaded in" in warm["status"], warm["status"]
+    assert ("batch 1: guards skipped after a check against the uncompiled step"
+            in warm["status"]), warm["status"]
+    assert "GLOBAL_STATE changed: num_threads" in warm["status"], warm["status"]
     assert warm["frames_traced"] == 0
     assert warm["vs_eager"] <= 1  # float rounding of one uint8 level at most
     assert warm["vs_old_weights"] > 8  # the saved file did not carry the weights it was made with
+
+
+def test_guard_failures_are_read_and_only_settings_and_step_inputs_are_relaxed():
+    from crcm_robotics.runtime.backends.precompiled import failed_guards, relaxable
+
+    def error(parts: str) -> RuntimeError:
+        return RuntimeError(f"GuardManager check failed, reason: GuardDebugInfo(\nresult=0,\n"
+                            f"verbose_code_parts=[{parts}],\nnum_guards_executed=2,\nuser_stack=None)\n")
+
+    threads = failed_guards(error("'GLOBAL_STATE changed: num_threads allow_tf32 '"))
+    assert threads == ["GLOBAL_STATE changed: num_threads allow_tf32"] and relaxable(threads)
+    # changes the computation
+    assert not relaxable(failed_guards(error("'GLOBAL_STATE changed: grad_mode '")))
+    k_guard = failed_guards(error("\"tensor 'L['k']' stride mismatch at index 0.\\n expected 4, actual 3\", "
+                                  "'GLOBAL_STATE changed: num_threads '"))
+    assert k_guard == ["tensor 'L['k']' stride mismatch at index 0. expected 4, actual 3",  # one line
+                       "GLOBAL_STATE changed: num_threads"]
+    assert relaxable(k_guard)
+    assert not relaxable(failed_guards(error("\"tensor 'L['model']._parameters['w']' size mismatch\"")))
+    assert failed_guards(RuntimeError("something else")) == [] and not relaxable([])

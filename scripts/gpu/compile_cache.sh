@@ -5,6 +5,9 @@
 #   aotc       the folder emptied, then aotc_cold: a start that aot_compiles the step per batch size and saves
 #              it (CKPT/compile_cache/<key>_b<B>.aotc), and aotc_warm: a start that loads those files (nothing
 #              traced), followed by scripts/profile_compile_start.py on the same files (where the seconds go)
+#   aotc_cold / aotc_warm  the two halves of aotc alone (aotc_warm keeps the folder: run it after aotc_cold,
+#              e.g. once other work on the machine has finished, so that the warm start is timed on a quiet
+#              machine)
 #   aoti_warm  a start after `crcm export CKPT format=compiled compiled=aoti` built AOTInductor packages (nothing
 #              traced; on torch 2.11 cu130 the package loader crashed with a segfault, see aot_package.py)
 # Prints one JSON line with every setup time. Usage (device tool, carry .whl):  bash scripts/gpu/compile_cache.sh
@@ -22,10 +25,12 @@ DEVICE=${DEVICE:-cuda}
 BATCHES=${BATCHES:-1 64}  # the bench's stream and planner batch sizes (export and profile use them)
 if [ -z "${CKPT:-}" ]; then
   CKPT=outputs/compile_cache_small_random
-  rm -rf "$CKPT"
-  $PY -c "import sys; from crcm_robotics.runtime.bench import random_student_checkpoint as r; print('saved', r(sys.argv[1]))" "$CKPT"
+  if [ ! -f "$CKPT/meta.json" ]; then
+    $PY -c "import sys; from crcm_robotics.runtime.bench import random_student_checkpoint as r
+print('saved', r(sys.argv[1]))" "$CKPT"
+  fi
 fi
-rm -rf "$CKPT/compile_cache"
+[ "$RUNS" = aotc_warm ] || rm -rf "$CKPT/compile_cache"
 fresh() { TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TRITON_CACHE_DIR=$(mktemp -d) timeout ${COMPILE_LIMIT:-420} "$@"; }
 bench() {  # bench RUN_NAME PRECOMPILED
   fresh $PY -m crcm_robotics.cli bench "$CKPT" steps=2 backends=[compile] device=$DEVICE teacher_backend=cuda_graph \
@@ -35,13 +40,14 @@ bench() {  # bench RUN_NAME PRECOMPILED
 for run in $RUNS; do
   case $run in
     cold|warm) bench "$run" false ;;
-    aotc)
+    aotc|aotc_cold)
       rm -rf "$CKPT/compile_cache"  # the precompiled steps alone: no Inductor artefacts to fall back on
       bench aotc_cold true
       if [ "$DEVICE" = cpu ]; then
         fresh $PY -m crcm_robotics.cli export "$CKPT" format=compiled device=cpu dtype=auto \
           "batch=[${BATCHES// /,}]" 2>&1 | tail -n 1
-      fi
+      fi ;;&
+    aotc|aotc_warm)
       bench aotc_warm true
       fresh $PY scripts/profile_compile_start.py --ckpt "$CKPT" --device $DEVICE --batches $BATCHES \
         > "$OUT/profile_aotc.json" || true ;;

@@ -201,11 +201,13 @@ class CompileBackend(GraphedEncode, Backend):
         t0 = time.perf_counter()
         try:
             fn = load_precompiled(self.cache.read_precompiled(batch))
-            probe(fn, self.model, self.spec, self.precision, batch)
+            relaxed = probe(fn, self.model, self.spec, self.precision, batch)
         except Exception as exc:  # a rejected or unloadable file: trace as before, never fail the node
             self._note(f"batch {batch}: precompiled step not used ({type(exc).__name__}: {first_line(exc)}); "
                        "tracing it", warn=True)
             return None
+        if relaxed:
+            self._note(f"batch {batch}: {relaxed[:400]}", warn=True)
         self._note(f"batch {batch}: precompiled step loaded in {time.perf_counter() - t0:.2f} s")
         return fn
 

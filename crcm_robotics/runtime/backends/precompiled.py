@@ -27,8 +27,10 @@ torch 2.10. :func:`unavailable_reason` says when this torch lacks it; the backen
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -140,9 +142,77 @@ def precompiled_step(fn: PrecompiledFn, model: CausalDiT, spec: SamplerSpec) -> 
     return step
 
 
-def probe(fn: PrecompiledFn, model: CausalDiT, spec: SamplerSpec, precision: Precision, batch: int) -> None:
-    """Run ``fn`` once on zeros (the cache is not written): a loaded step whose guards fail raises here, at
-    setup, where the backend can still fall back, not on the first frame."""
+# Process-wide settings in Dynamo's global-state guard that the compiled step reads when it runs, not when it
+# is compiled: the intra-op thread count (a GPU step's kernels do not use it; CPU kernels read it per call)
+# and the cuBLAS reduced-precision switches (extern matmuls read them per call).
+RUNTIME_SETTINGS = frozenset({"num_threads", "allow_tf32", "allow_fp16_reduce", "allow_bf16_reduce"})
+# The step's own tensor inputs (the KV cache, action, noise, previous frame): their guards check sizes,
+# strides, dtype, device and dispatch keys; sizes, dtype and device are fixed by the cache key and the batch
+# size.
+_INPUT_GUARD = re.compile(r"^tensor 'L\['(k|v|frames_seen|action|noise|prev)'\]'")
+_GUARD_PARTS = re.compile(r"verbose_code_parts=\[(.*)\],\s*num_guards_executed", re.S)
+
+
+def failed_guards(exc: BaseException) -> list[str]:
+    """The failing guards an ``AOTCompiledFunction`` names in its ``GuardManager check failed`` error."""
+    found = _GUARD_PARTS.search(str(exc))
+    if found is None:
+        return []
+    try:  # a list of string literals (ast.literal_eval evaluates literals only)
+        parts = ast.literal_eval(f"[{found.group(1)}]")
+    except (ValueError, SyntaxError):
+        return [found.group(1).strip()]
+    return [" ".join(str(part).split()) for part in parts]
+
+
+def relaxable(guards: list[str]) -> bool:
+    """Whether every failing guard is on :data:`RUNTIME_SETTINGS` or on one of the step's own tensor inputs:
+    guards a numerical check against the uncompiled step can stand in for (:func:`probe`)."""
+    for guard in guards:
+        if guard.startswith("GLOBAL_STATE changed:"):
+            if not set(guard.removeprefix("GLOBAL_STATE changed:").split()) <= RUNTIME_SETTINGS:
+                return False
+        elif not _INPUT_GUARD.match(guard):
+            return False
+    return bool(guards)
+
+
+def _rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    want = want.float()
+    return float((got.float() - want).norm() / want.norm().clamp_min(1e-6))
+
+
+def probe(fn: PrecompiledFn, model: CausalDiT, spec: SamplerSpec, precision: Precision, batch: int,
+          tolerance: float = 0.05) -> str | None:
+    """Run ``fn`` once (the cache is not written): a loaded step whose guards fail raises here, at setup,
+    where the backend can still fall back, not on the first frame.
+
+    Where the failing guards are all :func:`relaxable`, the guards are switched off and the step is checked
+    instead against the uncompiled step on random inputs (relative error ≤ ``tolerance`` in the frame and the
+    new keys/values): the returned sentence says which guards were skipped. Any other failure raises, the
+    failing guards named in the message.
+    """
     cache = model.new_cache(batch, precision.device, precision.cache)
+    gen = torch.Generator(precision.device).manual_seed(0)
+    action, noise, prev = (torch.randn(t.shape, generator=gen, device=t.device)
+                           for t in zero_inputs(model, spec, batch, precision.device))
+    args = step_args(model, spec, cache, action, noise, prev)
     with torch.no_grad(), precision.autocast():
-        fn(*step_args(model, spec, cache, *zero_inputs(model, spec, batch, precision.device)))
+        try:
+            fn(*args)
+            return None
+        except RuntimeError as exc:
+            if not str(exc).startswith("GuardManager check failed"):
+                raise
+            guards = failed_guards(exc)
+            if not relaxable(guards) or not hasattr(fn, "disable_guard_check"):
+                raise RuntimeError(f"guards failed: {'; '.join(guards) or str(exc)[:300]}") from None
+        fn.disable_guard_check()
+        got = fn(*args)
+        want = flat_step(*args)
+    errors = [_rel_error(g, w) for g, w in zip(got[:3], want[:3])]
+    if max(errors) > tolerance or not torch.equal(got[3], want[3]):
+        raise RuntimeError(f"guards failed ({'; '.join(guards)}) and the step without them differs from the "
+                           f"uncompiled one (relative errors {', '.join(f'{e:.3g}' for e in errors)})")
+    return (f"guards skipped after a check against the uncompiled step (relative error {max(errors):.2g}): "
+            f"{'; '.join(guards)}")
