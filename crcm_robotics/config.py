@@ -601,6 +601,8 @@ class BenchConfig:
     threads: int = 0  # CPU intra-op threads for torch and onnxruntime; 0 = torch's default
     # compile backend: use/make precompiled steps in CKPT/compile_cache (false: trace; Inductor artefacts only)
     compile_precompiled: bool = True
+    # a latent codec's encode/decode: auto (float16 on CUDA) | float32 | bfloat16 | float16
+    codec_dtype: str = "auto"
     out: str | None = None  # JSON copy; default outputs/bench/<ckpt>_<sampler>_<device>.json
 
 

@@ -155,3 +155,64 @@ def test_resume_continues_exactly(trained_codec, tmp_path):
     for name in full:
         torch.testing.assert_close(part[name], full[name], rtol=0, atol=0, msg=name)
     assert resumed == final
+
+
+def test_half_precision_codec_decodes_close_to_float32_and_keeps_net_float32():
+    """``run_in(bfloat16)`` runs copies of the networks in bf16 (the float32 ones stay for saving); pixels
+    decoded from the same latents stay within a few grey levels, and latents come back as float32."""
+    torch.manual_seed(0)
+    net = FrameAutoencoder(TINY).eval().requires_grad_(False)
+    codec = LatentCodec(net)
+    frames = torch.randint(0, 256, (3, 32, 48, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        z = codec.encode(frames)
+        full = codec.decode(z)
+        codec.run_in(torch.bfloat16)
+        half = codec.decode(z)
+        z_half = codec.encode(frames)
+    assert codec.compute_dtype == torch.bfloat16 and z_half.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert (half.int() - full.int()).abs().float().mean() < 4.0
+    assert (z_half - z).abs().max() < 0.2 * z.abs().max()
+    with torch.no_grad():  # back to float32: the net's own modules, bit for bit
+        assert torch.equal(codec.run_in(torch.float32).decode(z), full)
+    with pytest.raises(ValueError, match=r"^codec compute dtype must be float32, float16 or bfloat16, got "
+                                         r"torch.int8$"):
+        codec.run_in(torch.int8)
+
+
+def test_random_latent_student_carries_its_codec_and_answers_costs_only(tmp_path):
+    """The latency checkpoint of a latent model (``random_student_checkpoint(codec=…)``) loads in WorldModel,
+    decodes frames of the codec's size and reports the codec's compute dtype (float32 on the CPU)."""
+    import numpy as np
+
+    from crcm_robotics.runtime.bench import random_student_checkpoint
+    from crcm_robotics.runtime.world_model import WorldModel
+
+    torch.manual_seed(0)
+    codec_cfg = CodecConfig(height=32, width=32, latent_channels=4, base_channels=8, channel_mult=(1, 2, 2),
+                            blocks_per_level=1)
+    LatentCodec(FrameAutoencoder(codec_cfg).eval()).save(tmp_path / "codec")
+    ckpt = random_student_checkpoint(tmp_path / "student", preset="arm_tiny", codec=tmp_path / "codec",
+                                     env_action_dim=4, frame_skip=5)
+    wm = WorldModel.load(ckpt, device="cpu", max_batch=4)
+    assert wm.image_shape == (32, 32, 3) and wm.action_dim == 20 and wm.frame_skip == 5
+    assert wm.info()["codec_dtype"] == "float32"
+    ctx = (np.zeros((1, 32, 32, 3), np.uint8), np.zeros((1, 20), np.float32))
+    res = wm.imagine(np.zeros((3, 2, 20), np.float32), context=ctx, goal=ctx[0][0], return_frames="none")
+    assert res.frames is None and res.costs.shape == (3,)
+    assert wm.imagine(np.zeros((3, 2, 20), np.float32), context=ctx).frames.shape == (3, 2, 32, 32, 3)
+
+
+def test_compiled_decoder_decodes_what_the_eager_one_does_and_leaves_the_net_alone():
+    """``compile_decoder`` (the ``compile`` backend's, here through Dynamo with the ``aot_eager`` backend so the
+    test needs no C++ toolchain time) decodes the same frames; the float32 network used for saving stays eager."""
+    torch.manual_seed(0)
+    net = FrameAutoencoder(TINY).eval().requires_grad_(False)
+    codec = LatentCodec(net)
+    z = torch.randn(2, 4, 4, 6)
+    with torch.no_grad():
+        eager = codec.decode(z)
+        compiled = codec.compile_decoder(backend="aot_eager").decode(z)
+    assert torch.equal(compiled, eager)
+    assert codec._decoder is not net.decoder and not hasattr(net.decoder, "_orig_mod")

@@ -16,6 +16,7 @@ codec checkpoint without it (:func:`load_codec`).
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,40 @@ class LatentCodec:
         self.stride = net.cfg.stride
         self.image_hw = (net.cfg.height, net.cfg.width)
         self.meta = dict(meta or {"kind": "codec"})
+        self.compute_dtype = torch.float32
+        self._layout = torch.contiguous_format
+        self._encoder: nn.Module = net.encoder  # the networks encode/decode run (float32: net's own)
+        self._decoder: nn.Module = net.decoder
+
+    def run_in(self, dtype: torch.dtype, channels_last: bool = False) -> LatentCodec:
+        """Encode and decode with weights and activations in ``dtype`` (float16/bfloat16 on a GPU: tensor-core
+        convolutions at twice TF32's rate), optionally in channels-last layout; latents and frames keep their
+        types, and ``net`` stays float32 for :meth:`save` and training. float32 in the default layout goes
+        back to ``net``'s own modules."""
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"codec compute dtype must be float32, float16 or bfloat16, got {dtype}")
+        self.compute_dtype, self._layout = dtype, (torch.channels_last if channels_last
+                                                   else torch.contiguous_format)
+        if dtype == torch.float32 and not channels_last:
+            self._encoder, self._decoder = self.net.encoder, self.net.decoder
+        else:
+            self._encoder, self._decoder = (copy.deepcopy(m).to(dtype=dtype, memory_format=self._layout)
+                                            for m in (self.net.encoder, self.net.decoder))
+        return self
+
+    def compile_decoder(self, backend: str = "inductor") -> LatentCodec:
+        """Run the decoder through ``torch.compile`` (fixed shapes: one compilation per batch size decoded).
+        On an H200 it fuses the GroupNorm/SiLU passes between the convolutions: 1,024 frames of 128×128
+        decode in 83 ms against 162 ms in float16 eager (``scripts/codec_precision.py --variants``)."""
+        if self._decoder is self.net.decoder:  # keep the float32 network itself uncompiled (training, save)
+            self._decoder = copy.deepcopy(self.net.decoder)
+        self._decoder = torch.compile(self._decoder, backend=backend, dynamic=False)
+        return self
+
+    def _run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.compute_dtype == torch.float32 and self._layout == torch.contiguous_format:
+            return module(x)
+        return module(x.to(dtype=self.compute_dtype, memory_format=self._layout)).float()
 
     def _check_frames(self, frames: torch.Tensor) -> None:
         if frames.dtype != torch.uint8:
@@ -150,7 +185,7 @@ class LatentCodec:
         self._check_frames(frames)
         lead = frames.shape[:-3]
         x = frames.reshape(-1, *frames.shape[-3:]).movedim(-1, -3).float() / 127.5 - 1.0
-        z = self.net.encoder(x.to(self.net.latent_shift.device))
+        z = self._run(self._encoder, x.to(self.net.latent_shift.device))
         z = (z - self.net.latent_shift[:, None, None]) / self.net.latent_scale[:, None, None]
         return z.reshape(*lead, *z.shape[1:])
 
@@ -161,7 +196,7 @@ class LatentCodec:
         lead = x.shape[:-3]
         shift, scale = self.net.latent_shift[:, None, None], self.net.latent_scale[:, None, None]
         z = x.reshape(-1, c, h, w).float() * scale + shift
-        img = (self.net.decoder(z).clamp(-1, 1) + 1.0) * 127.5
+        img = (self._run(self._decoder, z).clamp(-1, 1) + 1.0) * 127.5
         img = img.round().to(torch.uint8).movedim(-3, -1)
         return img.reshape(*lead, *img.shape[1:])
 

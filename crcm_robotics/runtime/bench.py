@@ -30,6 +30,7 @@ Also runnable as ``python -m crcm_robotics.runtime.bench CKPT key=value …``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import statistics
@@ -52,21 +53,38 @@ GPU_BACKENDS = ("eager", "cuda_graph", "compile")
 CPU_BACKENDS = ("eager", "onnx")
 
 
-def random_student_checkpoint(out: str | Path, preset: str = "small", steps: int = 2) -> Path:
-    """Save a ``steps``-step student with random weights and the teacher ``preset``'s network (64×64 PushT).
+def random_student_checkpoint(out: str | Path, preset: str = "small", steps: int = 2,
+                              codec: str | Path | None = None, env_action_dim: int = 2,
+                              frame_skip: int = 1) -> Path:
+    """Save a ``steps``-step student with random weights and the teacher ``preset``'s network: 64×64 PushT,
+    or with ``codec`` (a ``crcm train codec`` directory) a latent student on that codec's frames, carrying it.
 
     Latency does not depend on the weights' values, so GPU benches and profiles need no trained checkpoint.
+    ``env_action_dim`` × ``frame_skip`` is the network's action width (the arm: 4 × 5).
     """
     from crcm_robotics.conf import compose_config
     from crcm_robotics.config import to_dict
     from crcm_robotics.model.checkpoint import save_checkpoint
     from crcm_robotics.model.dit import CausalDiT
+    from crcm_robotics.model.tokenizer import fit_model_config
 
     model_cfg = compose_config("config", [f"preset={preset}"], "crcm_robotics.conf.teacher").model
-    stats = {"action": {"mean": [256.0, 256.0], "std": [100.0, 100.0], "min": [0.0, 0.0], "max": [512.0, 512.0]}}
-    meta = {"kind": "student", "sampler": {"kind": "consistency", "steps": steps},
+    carried = None
+    if codec is not None:
+        carried = make_codec(dataclasses.replace(model_cfg, codec=str(codec)))
+        model_cfg = fit_model_config(model_cfg, carried, carried.image_hw, str(codec),
+                                     env_action_dim * frame_skip)
+    elif (env_action_dim, frame_skip) != (2, 1):
+        model_cfg = dataclasses.replace(model_cfg, action_dim=env_action_dim * frame_skip)
+    dims = env_action_dim * frame_skip
+    stats = {"action": {"mean": [0.0] * dims, "std": [1.0] * dims, "min": [-1.0] * dims, "max": [1.0] * dims}}
+    if codec is None and env_action_dim == 2:  # PushT's pixel targets
+        stats = {"action": {"mean": [256.0] * dims, "std": [100.0] * dims, "min": [0.0] * dims,
+                            "max": [512.0] * dims}}
+    meta = {"kind": "student", "sampler": {"kind": "consistency", "steps": steps}, "frame_skip": frame_skip,
             "note": f"random weights, `{preset}` network: for latency only"}
-    save_checkpoint(out, CausalDiT(model_cfg).state_dict(), {"model": to_dict(model_cfg)}, stats, meta)
+    save_checkpoint(out, CausalDiT(model_cfg).state_dict(), {"model": to_dict(model_cfg)}, stats, meta,
+                    codec=carried)
     return Path(out)
 
 
@@ -134,7 +152,7 @@ def bench_backend(name: str, cfg, ckpt: str, device: torch.device, sampler: Samp
     try:
         wm = WorldModel.load(ckpt, device=device, backend=name, steps=cfg.steps or None, max_batch=cfg.max_batch,
                              dtype=None if cfg.dtype == "auto" else cfg.dtype, seed=cfg.seed, sampler=sampler,
-                             compile_precompiled=cfg.compile_precompiled)
+                             compile_precompiled=cfg.compile_precompiled, codec_dtype=cfg.codec_dtype)
         wm.reset(*ctx)
         wm.warmup([plan.shape[0]] if planner else [])
         wm.step(actions[0])
@@ -167,6 +185,8 @@ def bench_backend(name: str, cfg, ckpt: str, device: torch.device, sampler: Samp
         out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     out["setup_s"] = round(setup_s, 2)
     out["status"] = wm.info()["backend_status"]
+    if "codec_dtype" in wm.info():  # a latent checkpoint's codec
+        out["codec_dtype"] = wm.info()["codec_dtype"]
     if wm._backend.cache_status is not None:  # compile: cold or warm start (CKPT/compile_cache)
         out["cache"] = wm._backend.cache_status
     print(f"bench: {name} done ({setup_s:.0f} s setup): {out}", file=sys.stderr, flush=True)

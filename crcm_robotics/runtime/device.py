@@ -42,3 +42,12 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise ValueError(f"dtype {dtype} needs a CUDA device; on {device} the model runs in float32 "
                          "(leave dtype unset)")
     return dtype
+
+
+def resolve_codec_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The latent codec's compute dtype. None/"auto": float16 on CUDA (tensor-core convolutions, with three
+    more mantissa bits than bfloat16 for the decoded pixels), float32 on CPU; otherwise as
+    :func:`resolve_dtype`."""
+    if dtype is None or dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return resolve_dtype(dtype, device)

@@ -57,13 +57,15 @@ import torch
 from crcm_robotics.data.store import NormStats
 from crcm_robotics.model.checkpoint import SELECTED_DIR, Checkpoint, build_model, load_checkpoint
 from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.codec import LatentCodec
 from crcm_robotics.model.kv_cache import KVCache
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.model.tokenizer import frame_hw, make_codec
 from crcm_robotics.plan.costs import COSTS, FINAL_FRAME_COSTS, CostError, make_cost
 from crcm_robotics.plan.probe import StateProbe, load_probe
 from crcm_robotics.runtime.backends import Backend, Precision, make_backend
-from crcm_robotics.runtime.device import DTYPES, resolve_device, resolve_dtype  # noqa: F401  (re-exported)
+from crcm_robotics.runtime.device import (  # noqa: F401  (re-exported)
+    DTYPES, resolve_codec_dtype, resolve_device, resolve_dtype)
 from crcm_robotics.runtime.inputs import InputError, check_actions, check_frames, check_image
 
 
@@ -82,7 +84,8 @@ class WorldModel:
     """A loaded checkpoint + sampler + backend, with one streaming state (see the module docstring)."""
 
     def __init__(self, ckpt: Checkpoint, model: CausalDiT, spec: SamplerSpec, backend: Backend,
-                 precision: Precision, max_batch: int, seed: int = 0, probe: StateProbe | None = None):
+                 precision: Precision, max_batch: int, seed: int = 0, probe: StateProbe | None = None,
+                 codec_dtype: torch.dtype = torch.float32):
         cfg = model.cfg
         self.model = model
         self.sampler = spec
@@ -96,6 +99,12 @@ class WorldModel:
         self.max_batch = max_batch
         # frames ↔ diffusion space: pixels, or the latent codec the checkpoint itself carries (CKPT/codec)
         self.codec = make_codec(cfg, ckpt.path, self.device)
+        if isinstance(self.codec, LatentCodec):
+            # the compile backend compiles the decoder too (fixed shapes: frames are decoded at bucket sizes)
+            compiled = backend.name == "compile" and self.device.type == "cuda"
+            self.codec.run_in(codec_dtype, channels_last=compiled and codec_dtype != torch.float32)
+            if compiled:
+                self.codec.compile_decoder()
         self.image_shape = (*frame_hw(cfg, self.codec), 3)
         self.action_dim = cfg.action_dim
         self.context_frames = cfg.cache_frames
@@ -139,6 +148,7 @@ class WorldModel:
         compiler: str = "inductor",
         probe: str | Path | None = None,
         compile_precompiled: bool = True,
+        codec_dtype: str | torch.dtype | None = "auto",
     ) -> WorldModel:
         """Load a checkpoint directory for inference.
 
@@ -150,6 +160,8 @@ class WorldModel:
         ``weights``: ``selected`` (the run's validation-selected weights, when it kept some) or ``last``.
         ``compile_precompiled``: the ``compile`` backend uses (and on CUDA saves) ``aot_compile``-d steps in its
         cache folder; False traces every batch size (Inductor's artefacts still load).
+        ``codec_dtype``: what a latent checkpoint's codec encodes and decodes in (auto: float16 on CUDA,
+        float32 on CPU; :func:`resolve_codec_dtype`).
         """
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be ≥ 1, got {max_batch}")
@@ -171,7 +183,8 @@ class WorldModel:
         if probe and not probe_dir.is_dir():
             raise ValueError(f"probe {probe} is not a directory (train one with `crcm train probe`)")
         state_probe = load_probe(probe_dir, dev) if probe_dir.is_dir() else None
-        return cls(ck, model, spec, be, precision, int(max_batch), seed, state_probe)
+        return cls(ck, model, spec, be, precision, int(max_batch), seed, state_probe,
+                   resolve_codec_dtype(codec_dtype, dev))
 
     def info(self) -> dict[str, Any]:
         """Plain data (msgpack/JSON-safe) describing the model and how it runs."""
@@ -186,6 +199,8 @@ class WorldModel:
             "max_batch": self.max_batch, "checkpoint": self.checkpoint,
             "frame_skip": self.frame_skip, "env_action_dim": self.env_action_dim,
             "costs": [c for c in COSTS if self.probe is not None or not c.startswith("probe")],
+            **({"codec_dtype": str(self.codec.compute_dtype).removeprefix("torch.")}
+               if isinstance(self.codec, LatentCodec) else {}),
         }
 
     def warmup(self, batch_sizes: list[int] | None = None) -> None:
@@ -195,8 +210,13 @@ class WorldModel:
         """
         with self._lock:
             self._backend.stepper(1, "stream")
+            decoded = {1}
             for n in [self.max_batch] if batch_sizes is None else batch_sizes:
-                self._backend.stepper(self._backend.bucket(min(n, self.max_batch)), "imagine")
+                b = self._backend.bucket(min(n, self.max_batch))
+                self._backend.stepper(b, "imagine")
+                decoded.add(b)
+            for b in sorted(decoded):  # a compiled decoder compiles per batch size
+                self.codec.decode(torch.zeros(b, *self._frame, device=self.device))
 
     # ------------------------------------------------------------------ streaming
 
@@ -322,8 +342,8 @@ class WorldModel:
             if b > n:
                 noise = torch.cat([noise, noise.new_zeros(noise.shape[0], b - n, *noise.shape[2:])], dim=1)
             x0 = st(a[:, h: h + 1], noise, prev)
-            if h >= horizon - out.shape[1]:
-                out[:, h - horizon + out.shape[1]] = self.codec.decode(x0[:n, 0])
+            if h >= horizon - out.shape[1]:  # the whole bucket: the decoder sees the shapes warmup() built
+                out[:, h - horizon + out.shape[1]] = self.codec.decode(x0[:, 0])[:n]
             prev = x0
 
     # ------------------------------------------------------------------ helpers
