@@ -7,6 +7,10 @@
 #            CPU cores run the random and oracle arms. Returns the students. TEACHER_FROM=DIR (a carried copy
 #            of stage 1's teacher) rebuilds the store first when the machine is a fresh one.
 #   STAGE=3  the students' arms, one process each, side by side on the GPU
+#   STAGE=units  one call: store, probe, then the teacher trains on the GPU while the CPU runs the random and
+#            oracle arms with the probe cost in the success rule's units (UNITS); then the teacher's fidelity
+#            and its closed-loop arm on MODEL_GOALS goals with the same units, for what is left of CALL_S
+#            seconds.
 # Env: WORK (/root/work), EPISODES (500), FS (frame skip, 5), TEACHER_MIN (6.3), DISTILL_MIN (4), GOALS (50),
 #      MODEL_GOALS (GOALS), BEHAVIOR (mixed), PLAN (extra planner overrides), BACKEND (cuda_graph), MODE (skip
 #      the choice: absolute | delta), OW (oracle simulator processes, 12), LIMIT (seconds per model arm, 540).
@@ -32,7 +36,35 @@ fi
 mkdir -p "$WORK"
 STORE=$WORK/pusht64.zarr; TEACHER=$WORK/teacher_fs$FS
 mode() { cat $WORK/mode 2>/dev/null || echo absolute; }
-case "${STAGE:?set STAGE=1, 2 or 3}" in
+UNITS=${UNITS:-"planner.probe_position_unit=20 planner.probe_angle_unit=0.349"}
+case "${STAGE:?set STAGE=1, 2, 3 or units}" in
+units) {
+  T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+  crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true $DATA | tail -1
+  crcm train teacher $TEACH data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
+      > $WORK/teacher.log 2>&1 &
+  TP=$!
+  crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE | tail -1
+  timeout $(( $(left) - 30 )) $PY -m crcm_robotics.cli bench plan data.path=$STORE probe=$WORK/probe \
+      arms=[random,oracle] goals=$GOALS device=$DEV oracle_workers=$OW planner.mode=${MODE:-delta} gifs=1 \
+      progress=false out=$WORK/bench_plan_sim_units $PLAN $UNITS > $WORK/plan_sim_units.json \
+      2> $WORK/plan_sim_units.err &
+  wait $TP
+  tail -1 $WORK/teacher.log; cp -r $WORK/probe $TEACHER/probe
+  echo "teacher done at $(( $(date +%s) - T0 )) s"
+  timeout $(( $(left) - 25 )) $PY -m crcm_robotics.cli bench plan $TEACHER arms=[model] \
+      goals=${MODEL_GOALS:-20} fidelity_goals=10 device=$DEV backend=$BACKEND gifs=1 progress=false \
+      planner.mode=${MODE:-delta} out=$WORK/bench_plan_teacher_units $PLAN $UNITS \
+      > $WORK/plan_teacher_units.json 2> $WORK/plan_teacher_units.err
+  wait
+  for f in plan_sim_units plan_teacher_units; do
+    echo "$f: $(tail -c 1500 $WORK/$f.json)"; grep -c " goal " $WORK/$f.err || true; tail -2 $WORK/$f.err
+  done
+  } 2>&1 | tee "$OUT/plan_units.log"
+  tar czf "$OUT/plan_units.tgz" -C $WORK $(cd $WORK && ls -d bench_plan_*units plan_*units.json \
+    plan_*units.err teacher.log probe/meta.json 2>/dev/null)
+  tar czf $WORK/teacher.tgz -C $WORK --exclude=train_state.pt teacher_fs$FS
+  split -b 15M $WORK/teacher.tgz "$OUT/teacher.tgz.part-" ;;
 1) {
   crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true $DATA
   crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE > $WORK/probe.log 2>&1 &

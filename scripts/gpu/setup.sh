@@ -7,9 +7,16 @@ if [ -n "${DRY:-}" ]; then
 else
   PY=python3
   # Every carried wheel folder goes into /tmp/site (which outlives the call on a warm machine).
+  # A folder installed once stays installed (a marker names its wheels), so scripts of one call may source
+  # this side by side without two pip processes writing /tmp/site at once.
   for dir in .whl carry/whl_arm; do
     if ls $dir/*.whl >/dev/null 2>&1; then
-      $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $dir/*.whl
+      marker=/tmp/site/.carried_$(echo "$dir" | tr / _)
+      if [ "$(cat $marker 2>/dev/null)" != "$(ls $dir/*.whl)" ]; then
+        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+          --target /tmp/site $dir/*.whl
+        ls $dir/*.whl > $marker
+      fi
     fi
   done
   export PYTHONPATH=/tmp/site:$PWD
