@@ -216,3 +216,33 @@ def test_compiled_decoder_decodes_what_the_eager_one_does_and_leaves_the_net_alo
         compiled = codec.compile_decoder(backend="aot_eager").decode(z)
     assert torch.equal(compiled, eager)
     assert codec._decoder is not net.decoder and not hasattr(net.decoder, "_orig_mod")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("backend", ["cuda_graph", "compile"])
+def test_gpu_latent_student_decodes_in_float16_close_to_float32(tmp_path, backend):
+    """On CUDA a latent checkpoint's codec runs in float16 (compiled on the ``compile`` backend, at the padded
+    batch sizes the step runs at): imagined frames stay within a grey level or two of an all-float32 run."""
+    import numpy as np
+
+    from crcm_robotics.runtime.bench import random_student_checkpoint
+    from crcm_robotics.runtime.world_model import WorldModel
+
+    torch.manual_seed(0)
+    codec_cfg = CodecConfig(height=32, width=32, latent_channels=4, base_channels=8, channel_mult=(1, 2, 2),
+                            blocks_per_level=1)
+    LatentCodec(FrameAutoencoder(codec_cfg).eval()).save(tmp_path / "codec")
+    ckpt = random_student_checkpoint(tmp_path / "student", preset="arm_tiny", codec=tmp_path / "codec",
+                                     env_action_dim=4, frame_skip=5)
+    ref = WorldModel.load(ckpt, device="cuda", dtype="float32", codec_dtype="float32", max_batch=4)
+    m = WorldModel.load(ckpt, device="cuda", dtype="float32", backend=backend, max_batch=4)
+    assert m.info()["codec_dtype"] == "float16" and m.info()["backend_status"] == "ok"
+    rng = np.random.default_rng(0)
+    ctx = (rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8), rng.standard_normal((2, 20)).astype(np.float32))
+    actions = rng.standard_normal((3, 2, 20)).astype(np.float32)  # 3 rows: a padded bucket of 4
+    got = m.imagine(actions, context=ctx, seed=1).frames.astype(int)
+    want = ref.imagine(actions, context=ctx, seed=1).frames.astype(int)
+    assert got.shape == (3, 2, 32, 32, 3) and np.abs(got - want).mean() < 2.0
+    costs = m.imagine(actions, context=ctx, goal=ctx[0][-1], return_frames="none", seed=1).costs
+    assert costs.shape == (3,) and np.isfinite(costs).all()
