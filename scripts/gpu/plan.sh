@@ -1,5 +1,7 @@
 # GPU runs for the planning issue (12), in three calls on one warm machine (outputs persist in $WORK; issue each
-# stage right after the last one: the machine idles out in ~30 s). Carry .whl.
+# stage right after the last one: the machine idles out in ~30 s). Carry .whl, built with the PushT simulator:
+#   bash /work/shared/tools/gpu_wheels.sh gym-pusht pymunk pygame shapely gymnasium farama-notifications \
+#     cloudpickle cffi pycparser
 #   STAGE=1  PushT store (scripted + exploration) -> state probe + frame-skip teacher; then how well the teacher
 #            ranks the planner's candidates (bench plan's fidelity figures) with absolute and with delta
 #            waypoints; the better mode goes to $WORK/mode for stages 2-3. Returns the teacher and probe.
@@ -17,6 +19,7 @@
 # DRY=1 rehearses every stage on the CPU at toy sizes.
 source scripts/gpu/setup.sh
 set -o pipefail
+$PY -c "import gym_pusht" 2>/dev/null || { echo "plan.sh: gym_pusht does not import: build .whl as above" >&2; exit 1; }
 WORK=${WORK:-/root/work}; FS=${FS:-5}; GOALS=${GOALS:-50}; BACKEND=${BACKEND:-cuda_graph}; OW=${OW:-12}
 LIMIT=${LIMIT:-540}; DEV=cuda
 if [ -n "${DRY:-}" ]; then
