@@ -181,20 +181,26 @@ def test_half_precision_codec_decodes_close_to_float32_and_keeps_net_float32():
         codec.run_in(torch.int8)
 
 
-def test_random_latent_student_carries_its_codec_and_answers_costs_only(tmp_path):
-    """The latency checkpoint of a latent model (``random_student_checkpoint(codec=…)``) loads in WorldModel,
-    decodes frames of the codec's size and reports the codec's compute dtype (float32 on the CPU)."""
-    import numpy as np
-
+def random_latent_student(tmp_path):
+    """A random-weight 2-step ``arm_tiny`` student carrying a random 32×32 codec (4 × 5 actions per frame)."""
     from crcm_robotics.runtime.bench import random_student_checkpoint
-    from crcm_robotics.runtime.world_model import WorldModel
 
     torch.manual_seed(0)
     codec_cfg = CodecConfig(height=32, width=32, latent_channels=4, base_channels=8, channel_mult=(1, 2, 2),
                             blocks_per_level=1)
     LatentCodec(FrameAutoencoder(codec_cfg).eval()).save(tmp_path / "codec")
-    ckpt = random_student_checkpoint(tmp_path / "student", preset="arm_tiny", codec=tmp_path / "codec",
+    return random_student_checkpoint(tmp_path / "student", preset="arm_tiny", codec=tmp_path / "codec",
                                      env_action_dim=4, frame_skip=5)
+
+
+def test_random_latent_student_carries_its_codec_and_answers_costs_only(tmp_path):
+    """The latency checkpoint of a latent model (``random_student_checkpoint(codec=…)``) loads in WorldModel,
+    decodes frames of the codec's size and reports the codec's compute dtype (float32 on the CPU)."""
+    import numpy as np
+
+    from crcm_robotics.runtime.world_model import WorldModel
+
+    ckpt = random_latent_student(tmp_path)
     wm = WorldModel.load(ckpt, device="cpu", max_batch=4)
     assert wm.image_shape == (32, 32, 3) and wm.action_dim == 20 and wm.frame_skip == 5
     assert wm.info()["codec_dtype"] == "float32"
@@ -226,15 +232,9 @@ def test_gpu_latent_student_decodes_in_float16_close_to_float32(tmp_path, backen
     batch sizes the step runs at): imagined frames stay within a grey level or two of an all-float32 run."""
     import numpy as np
 
-    from crcm_robotics.runtime.bench import random_student_checkpoint
     from crcm_robotics.runtime.world_model import WorldModel
 
-    torch.manual_seed(0)
-    codec_cfg = CodecConfig(height=32, width=32, latent_channels=4, base_channels=8, channel_mult=(1, 2, 2),
-                            blocks_per_level=1)
-    LatentCodec(FrameAutoencoder(codec_cfg).eval()).save(tmp_path / "codec")
-    ckpt = random_student_checkpoint(tmp_path / "student", preset="arm_tiny", codec=tmp_path / "codec",
-                                     env_action_dim=4, frame_skip=5)
+    ckpt = random_latent_student(tmp_path)
     ref = WorldModel.load(ckpt, device="cuda", dtype="float32", codec_dtype="float32", max_batch=4)
     m = WorldModel.load(ckpt, device="cuda", dtype="float32", backend=backend, max_batch=4)
     assert m.info()["codec_dtype"] == "float16" and m.info()["backend_status"] == "ok"
@@ -246,3 +246,4 @@ def test_gpu_latent_student_decodes_in_float16_close_to_float32(tmp_path, backen
     assert got.shape == (3, 2, 32, 32, 3) and np.abs(got - want).mean() < 2.0
     costs = m.imagine(actions, context=ctx, goal=ctx[0][-1], return_frames="none", seed=1).costs
     assert costs.shape == (3,) and np.isfinite(costs).all()
+

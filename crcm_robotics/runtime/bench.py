@@ -69,18 +69,16 @@ def random_student_checkpoint(out: str | Path, preset: str = "small", steps: int
     from crcm_robotics.model.tokenizer import fit_model_config
 
     model_cfg = compose_config("config", [f"preset={preset}"], "crcm_robotics.conf.teacher").model
+    dims = env_action_dim * frame_skip
     carried = None
     if codec is not None:
         carried = make_codec(dataclasses.replace(model_cfg, codec=str(codec)))
-        model_cfg = fit_model_config(model_cfg, carried, carried.image_hw, str(codec),
-                                     env_action_dim * frame_skip)
-    elif (env_action_dim, frame_skip) != (2, 1):
-        model_cfg = dataclasses.replace(model_cfg, action_dim=env_action_dim * frame_skip)
-    dims = env_action_dim * frame_skip
-    stats = {"action": {"mean": [0.0] * dims, "std": [1.0] * dims, "min": [-1.0] * dims, "max": [1.0] * dims}}
-    if codec is None and env_action_dim == 2:  # PushT's pixel targets
-        stats = {"action": {"mean": [256.0] * dims, "std": [100.0] * dims, "min": [0.0] * dims,
-                            "max": [512.0] * dims}}
+        model_cfg = fit_model_config(model_cfg, carried, carried.image_hw, str(codec), dims)
+    else:
+        model_cfg = dataclasses.replace(model_cfg, action_dim=dims)
+    pusht = codec is None and env_action_dim == 2  # PushT's pixel targets, else unit-scale actions
+    mean, std, lo, hi = (256.0, 100.0, 0.0, 512.0) if pusht else (0.0, 1.0, -1.0, 1.0)
+    stats = {"action": {"mean": [mean] * dims, "std": [std] * dims, "min": [lo] * dims, "max": [hi] * dims}}
     meta = {"kind": "student", "sampler": {"kind": "consistency", "steps": steps}, "frame_skip": frame_skip,
             "note": f"random weights, `{preset}` network: for latency only"}
     save_checkpoint(out, CausalDiT(model_cfg).state_dict(), {"model": to_dict(model_cfg)}, stats, meta,
@@ -184,9 +182,10 @@ def bench_backend(name: str, cfg, ckpt: str, device: torch.device, sampler: Samp
     if device.type == "cuda":
         out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     out["setup_s"] = round(setup_s, 2)
-    out["status"] = wm.info()["backend_status"]
-    if "codec_dtype" in wm.info():  # a latent checkpoint's codec
-        out["codec_dtype"] = wm.info()["codec_dtype"]
+    info = wm.info()
+    out["status"] = info["backend_status"]
+    if "codec_dtype" in info:  # a latent checkpoint's codec
+        out["codec_dtype"] = info["codec_dtype"]
     if wm._backend.cache_status is not None:  # compile: cold or warm start (CKPT/compile_cache)
         out["cache"] = wm._backend.cache_status
     print(f"bench: {name} done ({setup_s:.0f} s setup): {out}", file=sys.stderr, flush=True)
