@@ -247,3 +247,13 @@ def test_gpu_latent_student_decodes_in_float16_close_to_float32(tmp_path, backen
     costs = m.imagine(actions, context=ctx, goal=ctx[0][-1], return_frames="none", seed=1).costs
     assert costs.shape == (3,) and np.isfinite(costs).all()
 
+
+
+def test_a_bad_codec_dtype_is_one_line_naming_the_setting(tmp_path):
+    from crcm_robotics.runtime.world_model import WorldModel
+
+    ckpt = random_latent_student(tmp_path)
+    with pytest.raises(ValueError, match=r"^codec_dtype: dtype 'int8' unknown; expected one of "):
+        WorldModel.load(ckpt, device="cpu", codec_dtype="int8")
+    with pytest.raises(ValueError, match=r"^codec_dtype: dtype torch.float16 needs a CUDA device"):
+        WorldModel.load(ckpt, device="cpu", codec_dtype="float16")

@@ -50,4 +50,7 @@ def resolve_codec_dtype(dtype: str | torch.dtype | None, device: torch.device) -
     :func:`resolve_dtype`."""
     if dtype is None or dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
-    return resolve_dtype(dtype, device)
+    try:
+        return resolve_dtype(dtype, device)
+    except ValueError as exc:
+        raise ValueError(f"codec_dtype: {exc}") from None
