@@ -282,6 +282,33 @@ class OptimConfig:
     batch_size: int = 32
     grad_clip: float = 1.0
     ema_decay: float = 0.999
+    # learning rate after warmup: constant, or wsd (warmup-stable-decay: constant, then a linear decay to
+    # lr_final x lr over the last decay_fraction of train.steps; a run stopped by max_minutes before then
+    # never decays, so set train.steps to what the time allows)
+    lr_schedule: str = "constant"
+    decay_fraction: float = 0.2
+    lr_final: float = 0.0
+
+    def validate(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"optim.lr_schedule={self.lr_schedule!r} unknown; expected one of "
+                              f"{', '.join(LR_SCHEDULES)}")
+        if not 0.0 < self.decay_fraction <= 1.0 or not 0.0 <= self.lr_final <= 1.0:
+            raise ConfigError(f"optim: decay_fraction in (0, 1] and lr_final in [0, 1] expected, got "
+                              f"{self.decay_fraction} and {self.lr_final}")
+
+    def lr_factor(self, step: int, total_steps: int) -> float:
+        """The multiplier on ``lr`` for update ``step`` (0-based) of a run of ``total_steps`` updates."""
+        factor = min(1.0, (step + 1) / max(self.warmup_steps, 1))
+        if self.lr_schedule == "wsd":
+            decay_steps = max(1, round(self.decay_fraction * total_steps))
+            into_decay = step + 1 - (total_steps - decay_steps)
+            if into_decay > 0:
+                factor *= 1.0 - (1.0 - self.lr_final) * min(1.0, into_decay / decay_steps)
+        return factor
+
+
+LR_SCHEDULES = ("constant", "wsd")
 
 
 VALIDATION_SELECT = ("psnr", "psnr_pusher")

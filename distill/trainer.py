@@ -195,8 +195,8 @@ class Trainer:
         if len(self.extras):
             groups.append({"params": list(self.extras), "weight_decay": 0.0})
         self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
-        warm = max(optim.warmup_steps, 1)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
+        optim.validate()
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: optim.lr_factor(s, loop.steps))
         self.start_step = 0
         broadcast_params(student)
         self.ema = EMA(student, optim.ema_decay)

@@ -65,6 +65,34 @@ def test_every_method_trains_a_few_steps_on_cpu(method, tiny_teacher, tmp_path):
     assert len(changed) > len(teacher.state_dict) // 2, f"only {len(changed)} tensors moved"
 
 
+def test_wsd_learning_rate_holds_then_decays_over_the_last_fraction():
+    from crcm_robotics.config import ConfigError, OptimConfig
+
+    wsd = OptimConfig(warmup_steps=2, lr_schedule="wsd", decay_fraction=0.5, lr_final=0.1)
+    assert [wsd.lr_factor(s, 8) for s in range(8)] == pytest.approx([0.5, 1, 1, 1, 0.775, 0.55, 0.325, 0.1])
+    constant = OptimConfig(warmup_steps=2)
+    assert [constant.lr_factor(s, 8) for s in range(8)] == [0.5] + [1.0] * 7
+    with pytest.raises(ConfigError, match="optim.lr_schedule='cosine' unknown"):
+        OptimConfig(lr_schedule="cosine").validate()
+    with pytest.raises(ConfigError, match="decay_fraction"):
+        OptimConfig(lr_schedule="wsd", decay_fraction=0.0).validate()
+
+
+def test_a_run_with_the_wsd_schedule_ends_at_the_final_learning_rate(tiny_teacher, tmp_path):
+    from distill.run import run_distill
+
+    cfg = compose_config("config", ["method=tf_scm", f"teacher={tiny_teacher}", f"train.out={tmp_path / 's'}",
+                                    "train.steps=4", "train.progress=false", "train.log_every=1",
+                                    "optim.batch_size=2", "optim.warmup_steps=1", "optim.lr=1e-3",
+                                    "optim.lr_schedule=wsd", "optim.decay_fraction=0.5",
+                                    "optim.lr_final=0.1"],
+                         "crcm_robotics.conf.distill")
+    run_distill(cfg)
+    log = [json.loads(line) for line in (tmp_path / "s_log.jsonl").read_text().splitlines()]
+    # the logged rate is the one the next update takes: full, then half-way down the decay, then the floor
+    assert [r["lr"] for r in log] == pytest.approx([1e-3, 5.5e-4, 1e-4, 1e-4])
+
+
 def test_distill_rejects_a_student_as_teacher_and_unknown_methods(tiny_teacher, tmp_path):
     from crcm_robotics.config import ConfigError
     from distill.run import run_distill

@@ -13,6 +13,13 @@
 #            oracle arms with the probe cost in the success rule's units (UNITS); then the teacher's fidelity
 #            and its closed-loop arm on MODEL_GOALS goals with the same units, for what is left of CALL_S
 #            seconds.
+#   STAGE=long1, long2, long3  a longer teacher, in three calls (issue each right after the last): long1 builds
+#            the store and probe and trains the teacher for TEACHER_MIN minutes of a STEPS-update run with the
+#            wsd learning rate (constant, then decayed over the last quarter); long2 keeps those weights as
+#            teacher_mid and resumes to STEPS (or TEACHER_MIN more minutes); long3 scores both on held-out
+#            windows and with the planner's candidates (fidelity), runs the final teacher's closed loop on
+#            MODEL_GOALS goals while a 2-step student distils (DISTILL_MIN), then the student's closed loop.
+#            The probe cost is in the success rule's units (UNITS) throughout.
 # Env: WORK (/root/work), EPISODES (500), FS (frame skip, 5), TEACHER_MIN (6.3), DISTILL_MIN (4), GOALS (50),
 #      MODEL_GOALS (GOALS), BEHAVIOR (mixed), PLAN (extra planner overrides), BACKEND (cuda_graph), MODE (skip
 #      the choice: absolute | delta), OW (oracle simulator processes, 12), LIMIT (seconds per model arm, 540).
@@ -40,7 +47,57 @@ mkdir -p "$WORK"
 STORE=$WORK/pusht64.zarr; TEACHER=$WORK/teacher_fs$FS
 mode() { cat $WORK/mode 2>/dev/null || echo absolute; }
 UNITS=${UNITS:-"planner.probe_position_unit=20 planner.probe_angle_unit=0.349"}
-case "${STAGE:?set STAGE=1, 2, 3 or units}" in
+# the longer teacher's recipe: the `small` preset's, for STEPS updates, the rate decayed over the last quarter
+LONG="train.steps=${STEPS:-8500} optim.lr_schedule=wsd optim.decay_fraction=0.25 train.validation.every=500"
+[ -n "${DRY:-}" ] && LONG="train.steps=40 optim.lr_schedule=wsd optim.decay_fraction=0.25 train.validation.every=20"
+plan_arm() {  # CKPT OUT_NAME GOALS EXTRA...: one model arm with the probe cost in success units, logs under $WORK
+  local ck=$1 name=$2 goals=$3; shift 3
+  $PY -m crcm_robotics.cli bench plan $ck arms=[model] goals=$goals device=$DEV backend=$BACKEND gifs=1 \
+      progress=false planner.mode=${MODE:-delta} out=$WORK/bench_$name $PLAN $UNITS "$@" \
+      > $WORK/$name.json 2> $WORK/$name.err
+}
+case "${STAGE:?set STAGE=1, 2, 3, units or long1..3}" in
+long1) {
+  crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true $DATA | tail -1
+  crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE > $WORK/probe.log 2>&1 &
+  crcm train teacher $TEACH $LONG data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
+      > $WORK/teacher.log 2>&1
+  wait; tail -1 $WORK/probe.log; tail -2 $WORK/teacher.log
+  } 2>&1 | tee "$OUT/plan_long1.log"
+  cp $WORK/*_log.jsonl "$OUT/" ;;
+long2) {
+  [ -f $TEACHER/train_state.pt ] || { echo "plan.sh long2: no $TEACHER/train_state.pt (machine lost?)"; exit 1; }
+  rm -rf $WORK/teacher_mid; cp -r $TEACHER $WORK/teacher_mid; rm -f $WORK/teacher_mid/train_state.pt
+  crcm train teacher $TEACH $LONG data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
+      train.resume=$TEACHER >> $WORK/teacher.log 2>&1
+  tail -2 $WORK/teacher.log
+  } 2>&1 | tee "$OUT/plan_long2.log"
+  cp $WORK/*_log.jsonl "$OUT/" 2>/dev/null || true
+  # the teacher comes back too, so a machine lost before long3 loses no training
+  tar czf $WORK/teacher.tgz -C $WORK --exclude=train_state.pt teacher_fs$FS
+  split -b 15M $WORK/teacher.tgz "$OUT/teacher.tgz.part-" ;;
+long3) {
+  T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+  for ck in teacher_mid teacher_fs$FS; do cp -r $WORK/probe $WORK/$ck/probe; done
+  crcm distill causal_rcm teacher=$TEACHER $DIST train.out=$WORK/student train.progress=false \
+      > $WORK/distill.log 2>&1 &
+  DP=$!
+  for ck in teacher_mid teacher_fs$FS; do
+    crcm eval $WORK/$ck horizon=5 context=2 episodes=20 out=$WORK/eval/$ck time_batch1=false 2>&1 | tail -1
+    plan_arm $WORK/$ck fid_$ck 10 fidelity_goals=10 budget=5 planner.replan_every=5 gifs=0
+    echo "$ck fidelity: $(tail -c 700 $WORK/fid_$ck.json)"
+  done
+  timeout $(( $(left) - 200 )) bash -c "$(declare -f plan_arm); $(declare -p PY DEV BACKEND PLAN UNITS WORK); \
+      MODE=${MODE:-delta} plan_arm $TEACHER plan_teacher ${MODEL_GOALS:-20} fidelity_goals=0" || true
+  wait $DP; tail -2 $WORK/distill.log; cp -r $WORK/probe $WORK/student/probe
+  timeout $(( $(left) - 25 )) bash -c "$(declare -f plan_arm); $(declare -p PY DEV BACKEND PLAN UNITS WORK); \
+      MODE=${MODE:-delta} plan_arm $WORK/student plan_student ${MODEL_GOALS:-20} fidelity_goals=10" || true
+  for f in plan_teacher plan_student; do
+    echo "$f: $(tail -c 1500 $WORK/$f.json)"; grep -c " goal " $WORK/$f.err || true; tail -2 $WORK/$f.err
+  done
+  } 2>&1 | tee "$OUT/plan_long3.log"
+  tar czf "$OUT/plan_long.tgz" -C $WORK $(cd $WORK && ls -d bench_* fid_* plan_*.json plan_*.err eval teacher.log \
+      distill.log *_log.jsonl student/*_log.jsonl 2>/dev/null) ;;
 units) {
   T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
   crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true $DATA | tail -1
