@@ -1,0 +1,90 @@
+"""PushT: the block's pose in predicted frames, split by whether the true block moved.
+
+A world model can render a block that stays put and still fail every push. This script rolls a
+checkpoint out on held-out windows (as ``crcm eval`` does), reads the block's position and angle off the
+predicted frames with a state probe, and reports the error separately for frames where the true block is still
+(within 2 env units and 2 degrees of the last context frame) and where it moved; the probe on the real frames
+and copy-last give the floor and the do-nothing reference. One JSON line.
+
+    python scripts/block_motion_error.py CKPT STORE PROBE [--steps 1 4] [--episodes 20] [--horizon 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from crcm_robotics.data.store import NormStats, TrajectoryStore
+from crcm_robotics.eval.evaluate import cut_windows, predict
+from crcm_robotics.model.checkpoint import build_model, load_checkpoint
+from crcm_robotics.model.sampler import sampler_from_meta
+from crcm_robotics.model.tokenizer import make_codec
+from crcm_robotics.plan.probe import load_probe
+
+CONTEXT = 2
+
+
+def pose_errors(read: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Block position error (env units) and angle error (degrees, wrapped) per [N, H] frame."""
+    pos = np.linalg.norm(read[..., 2:4] - true[..., 2:4], axis=-1)
+    ang = np.degrees(np.abs((read[..., 4] - true[..., 4] + np.pi) % (2 * np.pi) - np.pi))
+    return pos, ang
+
+
+def split_summary(pos: np.ndarray, ang: np.ndarray, moved: np.ndarray) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, mask in (("still", ~moved), ("moved", moved)):
+        out[name] = {"frames": int(mask.sum()), "position": round(float(pos[mask].mean()), 2),
+                     "angle_deg": round(float(ang[mask].mean()), 2)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("ckpt")
+    ap.add_argument("store")
+    ap.add_argument("probe")
+    ap.add_argument("--steps", type=int, nargs="+", default=[4], help="sampler steps to compare")
+    ap.add_argument("--episodes", type=int, default=20, help="held-out episodes (4 windows each)")
+    ap.add_argument("--horizon", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    ckpt = load_checkpoint(args.ckpt)
+    store = TrajectoryStore(args.store)
+    if "pusht" not in store.attrs or store.state_dim < 5:
+        raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
+                         "expected")
+    model = build_model(ckpt, device)
+    codec = make_codec(model.cfg, ckpt.path, device)
+    held_out = list(ckpt.meta["split"]["val"])[: args.episodes]
+    win = cut_windows(store, held_out, CONTEXT + args.horizon, int(ckpt.meta.get("frame_skip", 1)), 4,
+                      NormStats.from_dict(ckpt.stats["action"]))
+    probe = load_probe(args.probe, device)
+
+    def read(frames: np.ndarray) -> np.ndarray:
+        n, h = frames.shape[:2]
+        with torch.no_grad():
+            state = probe.state_of(torch.from_numpy(frames.reshape(n * h, *frames.shape[2:])).to(device))
+        return np.asarray(state).reshape(n, h, -1)
+
+    true, last = win.states[:, CONTEXT:], win.states[:, CONTEXT - 1 : CONTEXT]
+    moved_pos, moved_ang = pose_errors(last.repeat(args.horizon, axis=1), true)
+    moved = (moved_pos > 2.0) | (moved_ang > 2.0)
+    result: dict = {"ckpt": args.ckpt, "windows": len(win.frames), "horizon": args.horizon}
+    result["real_frames"] = split_summary(*pose_errors(read(win.frames[:, CONTEXT:]), true), moved)
+    copy_last = np.repeat(win.frames[:, CONTEXT - 1 : CONTEXT], args.horizon, axis=1)
+    result["copy_last"] = split_summary(*pose_errors(read(copy_last), true), moved)
+    for steps in args.steps:
+        spec = sampler_from_meta(ckpt.meta, steps, None, None, None)
+        pred = np.concatenate([predict(model, codec, spec, win.frames[i : i + 40], win.actions[i : i + 40],
+                                       CONTEXT, device, i) for i in range(0, len(win.frames), 40)])
+        result[f"steps_{steps}"] = split_summary(*pose_errors(read(pred), true), moved)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
