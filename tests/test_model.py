@@ -248,3 +248,25 @@ def test_action_field_starts_closed_and_acts_per_token_once_trained():
     out = field(a)  # [B, F, P, D]
     assert out.shape == (2, 3, model.tokens_per_frame, model.cfg.dim)
     assert not torch.allclose(out[:, :, 0], out[:, :, 1])  # tokens at different places get different vectors
+
+
+def test_qk_norm_takes_the_fused_kernel_under_bf16_autocast():
+    """The weight follows q/k's dtype: no unfused fallback (and its warning), and the fp32 result to bf16's
+    precision."""
+    import warnings
+
+    from crcm_robotics.model.dit import QKNorm
+
+    torch.manual_seed(0)
+    norm = QKNorm(16, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x = torch.randn(2, 4, 10, 16)
+    with warnings.catch_warnings(record=True) as caught, torch.autocast("cpu", dtype=torch.bfloat16):
+        warnings.simplefilter("always")
+        y = norm(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    assert not [w for w in caught if "Mismatch dtype" in str(w.message)]
+    reference = torch.nn.functional.rms_norm(x, (16,), norm.weight, 1e-6)
+    torch.testing.assert_close(y.float(), reference, rtol=2e-2, atol=2e-2)
+    assert isinstance(norm, torch.nn.RMSNorm)  # export_copy still swaps it for the explicit form

@@ -156,14 +156,26 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 # ---------------------------------------------------------------- attention + block
 
 
+class QKNorm(nn.RMSNorm):
+    """RMSNorm whose weight follows the input's dtype.
+
+    Under bf16 autocast q and k are bf16 while the weight stays float32; ``rms_norm`` then falls back from its
+    fused kernel to several elementwise ones (with a warning), in every layer of every training step.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.to(x.dtype)
+        return Fn.rms_norm(x, self.normalized_shape, weight, self.eps)
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
         self.head_dim = dim // heads
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
-        self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+        self.q_norm = QKNorm(self.head_dim, eps=1e-6)
+        self.k_norm = QKNorm(self.head_dim, eps=1e-6)
         self.proj = nn.Linear(dim, dim)
         self.impl = "sdpa"  # "math" for forward-mode AD (JVP) and exact reference checks
 
