@@ -503,6 +503,10 @@ class PlannerConfig:
     # near the end of an episode's budget, score candidates on the state the budget ends at, not on the
     # horizon's end beyond it (success is judged at the budget's end; without this, plans pushed through it)
     cost_at_budget_end: bool = True
+    # control-effort penalty added to every candidate's cost (SamplingPlanner.effort_weight; 0 = off): a
+    # waypoint move across the whole action range costs this much, so among candidates imagination scores
+    # alike the planner keeps the one that moves least
+    effort_weight: float = 0.0
     seed: int = 0
 
 

@@ -58,7 +58,8 @@ class EpisodeResult:
 
 def planner_from(cfg: PlannerConfig) -> SamplingPlanner:
     return SamplingPlanner(cfg.kind, cfg.samples, cfg.iterations, cfg.elites, cfg.momentum, cfg.temperature,
-                           time_budget_s=cfg.time_budget_s or None, seed=cfg.seed)
+                           time_budget_s=cfg.time_budget_s or None, seed=cfg.seed,
+                           effort_weight=cfg.effort_weight)
 
 
 def space_from(cfg: PlannerConfig, low: np.ndarray, high: np.ndarray, device: torch.device) -> ActionSpace:

@@ -87,6 +87,13 @@ class ActionSpace:
     def clamp(self, z: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(z, self.z_high), self.z_low)
 
+    def effort(self, actions_NHA: torch.Tensor, anchor_A: torch.Tensor) -> torch.Tensor:
+        """Control effort per candidate [N]: the mean squared move between successive waypoints (from the
+        anchor), each dim in units of its range, so a move across the whole range in one dim costs 1."""
+        waypoints = actions_NHA[:, :: self.hold]
+        path = torch.cat([anchor_A.expand(len(waypoints), 1, -1), waypoints], dim=1)
+        return (path.diff(dim=1) / (self.high - self.low)).square().sum(dim=2).mean(dim=1)
+
 
 @dataclass
 class PlanResult:
@@ -119,6 +126,10 @@ class SamplingPlanner:
     min_std_fraction: float = 0.02  # std floor, a fraction of the initial std
     time_budget_s: float | None = None
     seed: int = 0
+    # added to every candidate's cost: effort_weight × ActionSpace.effort. Where imagination cannot tell
+    # candidates apart (an object already at its goal that the model does not see pushed on), the planner
+    # then prefers the one that moves least instead of a random one.
+    effort_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in PLANNERS:
@@ -130,6 +141,8 @@ class SamplingPlanner:
             raise PlanError(f"elites must be in [1, samples={self.samples}], got {self.elites}")
         if not 0 <= self.momentum < 1 or self.temperature <= 0:
             raise PlanError(f"need 0 ≤ momentum < 1 and temperature > 0; got {self.momentum}, {self.temperature}")
+        if not (math.isfinite(self.effort_weight) and self.effort_weight >= 0):
+            raise PlanError(f"effort_weight must be a finite number ≥ 0, got {self.effort_weight}")
         self._gen: torch.Generator | None = None
 
     def solve(self, score: Score, space: ActionSpace, anchor_A: torch.Tensor,
@@ -151,7 +164,10 @@ class SamplingPlanner:
             z = space.clamp(mean + std * noise)
             z[0] = mean
             z[1] = best_z
-            costs = score(space.actions(z, anchor_A)).float()
+            actions = space.actions(z, anchor_A)
+            costs = score(actions).float()
+            if self.effort_weight:
+                costs = costs + self.effort_weight * space.effort(actions, anchor_A)
             costs = torch.where(torch.isfinite(costs), costs, torch.full_like(costs, float("inf")))
             evaluations += len(z)
             done += 1
