@@ -335,6 +335,10 @@ class ValidationConfig:
     # what keeps weights: psnr (dB above copy-last) | psnr_pusher (that plus the pusher's gain over copy-last,
     # 10·log10(copy-last error / error) dB, PushT only): PSNR alone can prefer a blurry pusher
     select: str = "psnr"
+    # a state probe (`crcm train probe`): each validation also reads every logged state off the predicted
+    # frames (probe_block_pos, probe_block_angle_deg, ...; copy-last's beside them): the curve shows whether
+    # the pushed object, not just the pixels, gets better with training; logged, not used to select
+    probe: str | None = None
 
     def validate(self) -> None:
         if self.every < 0 or self.horizon < 1 or self.context < 1 or self.collapse_evals < 1:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ import torch.nn as nn
 
 from crcm_robotics.config import ConfigError, DataConfig, ModelConfig, ValidationConfig, key_map_from_config
 from crcm_robotics.data.store import NormStats, TrajectoryStore
-from crcm_robotics.eval.evaluate import EvalWindows, cut_windows, predict, rollout_scores
+from crcm_robotics.eval.evaluate import (EvalWindows, cut_windows, fitting_probe, predict, probe_scores,
+                                         rollout_scores)
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.model.tokenizer import FrameCodec
 
@@ -38,6 +40,8 @@ class Validator:
     codec: FrameCodec  # the run's: PSNR is scored on decoded uint8 frames, in pixel space
     device: torch.device
     baseline: dict[str, Any]  # copy-last scores on the same windows
+    probe: Any = None  # a StateProbe (ValidationConfig.probe): logged states read off the predicted frames
+    baseline_probe: dict[str, float] | None = None  # copy-last's probe errors on the same windows
 
     @torch.no_grad()
     def __call__(self, net: nn.Module) -> dict[str, float]:
@@ -54,7 +58,16 @@ class Validator:
                SCORE: round(psnr - self.baseline["psnr_mean"], 3)}
         if "agent_err_mean" in s:
             out.update(agent_err_mean=s["agent_err_mean"], copy_last_agent_err_mean=self.baseline["agent_err_mean"])
+        if self.probe is not None and self.baseline_probe is not None:
+            read = probe_scores(self.probe, pred, self.windows.states[:, k:], self.device)["probe_err_mean"]
+            out.update({f"probe_{name}": v for name, v in read.items()})
+            out.update({f"copy_last_probe_{name}": v for name, v in self.baseline_probe.items()})
         return out
+
+    def probe_names(self) -> list[str]:
+        """The probe figures every validation adds (the same on every rank: they travel in one broadcast)."""
+        names = list(self.baseline_probe or {})
+        return [f"probe_{n}" for n in names] + [f"copy_last_probe_{n}" for n in names]
 
     def _agent_px(self) -> np.ndarray | None:
         return None if self.windows.agent_px is None else self.windows.agent_px[:, self.cfg.context :]
@@ -87,7 +100,14 @@ def build_validator(cfg: ValidationConfig, data: DataConfig, val_episodes: list[
         raise ConfigError(f"train.validation.select=psnr_pusher needs pusher positions (a PushT store); "
                           f"{data.path} has none: use select=psnr")
     baseline = rollout_scores(copy_last, windows.frames[:, k:], agent, device, ssim=False)
-    return Validator(cfg, windows, spec, codec, device, baseline)
+    probe = baseline_probe = None
+    if cfg.probe:
+        try:
+            probe = fitting_probe(Path(cfg.probe), device, store, windows)
+        except ValueError as e:  # ProbeError is one too
+            raise ConfigError(f"train.validation.probe={cfg.probe}: {e}") from e
+        baseline_probe = probe_scores(probe, copy_last, windows.states[:, k:], device)["probe_err_mean"]
+    return Validator(cfg, windows, spec, codec, device, baseline, probe, baseline_probe)
 
 
 def pusher_gain_db(figures: dict[str, float]) -> float:

@@ -190,6 +190,33 @@ def test_small_presets_validate_and_tiny_ones_do_not():
         assert tiny.train.validation.every == 0
 
 
+def test_validation_reads_the_states_off_predicted_frames_with_a_probe(pusht_store_32, tmp_path,
+                                                                       one_torch_thread):
+    from crcm_robotics.conf import compose_config as compose
+    from crcm_robotics.config import ConfigError
+    from crcm_robotics.eval.training_curves import plot_curves, read_curve
+    from distill.probe import train_probe
+    from distill.teacher import train_teacher
+
+    probe = tmp_path / "probe"
+    train_probe(compose("train_probe", [f"data.path={pusht_store_32}", f"out={probe}", "steps=10",
+                                        "batch_size=16", "width=8", "progress=false"]))
+    out = tmp_path / "teacher"
+    train_teacher(_teacher_cfg(pusht_store_32, out, "train.steps=4", "train.validation.every=2",
+                               f"train.validation.probe={probe}"))
+    vals = [r["validation"] for r in _log(out) if "validation" in r]
+    assert len(vals) == 2
+    for v in vals:
+        for name in ("agent_pos", "block_pos", "block_angle_deg"):
+            assert v[f"probe_{name}"] >= 0 and v[f"copy_last_probe_{name}"] >= 0
+    assert vals[0]["copy_last_probe_block_pos"] == vals[1]["copy_last_probe_block_pos"]  # scored once
+    paths = plot_curves({"teacher": read_curve(out.with_name("teacher_log.jsonl"))}, tmp_path / "plots")
+    assert tmp_path / "plots" / "probe_block_pos_vs_updates.png" in paths
+    with pytest.raises(ConfigError, match=r"train.validation.probe=.*nope.*needs meta.json"):
+        train_teacher(_teacher_cfg(pusht_store_32, tmp_path / "t2", "train.steps=2",
+                                   "train.validation.every=2", f"train.validation.probe={tmp_path / 'nope'}"))
+
+
 def test_training_curves_table_and_plots(tmp_path):
     from crcm_robotics.eval.training_curves import main
 

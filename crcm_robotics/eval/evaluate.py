@@ -161,8 +161,6 @@ def _eval_probe(cfg: EvalConfig, ckpt_dir: Path, device: torch.device, store: Tr
                 win: EvalWindows) -> Any:
     """The state probe for ``probe_err`` figures: ``cfg.probe``, else CKPT/probe when it exists; None to skip
     (no probe, ``probe=none``, or a store without logged states). A probe that does not fit is an error."""
-    from crcm_robotics.plan.probe import load_probe
-
     if cfg.probe == "none" or win.states is None:
         return None
     path = Path(cfg.probe) if cfg.probe else Path(cfg.ckpt) / "probe"
@@ -170,7 +168,16 @@ def _eval_probe(cfg: EvalConfig, ckpt_dir: Path, device: torch.device, store: Tr
         if cfg.probe:
             raise ValueError(f"probe={cfg.probe}: no such state-probe directory")
         return None
+    return fitting_probe(path, device, store, win)
+
+
+def fitting_probe(path: Path, device: torch.device, store: TrajectoryStore, win: EvalWindows) -> Any:
+    """The state probe at ``path``, checked to read the states ``win`` logs from frames of its size."""
+    from crcm_robotics.plan.probe import load_probe
+
     probe = load_probe(path, device)
+    if win.states is None:
+        raise ValueError(f"probe {path}: store {store.path} logs no states to score it against")
     if len(probe.spec.state_names) != win.states.shape[-1] or tuple(probe.spec.image_hw) != win.frames.shape[2:4]:
         raise ValueError(f"probe {path} reads {len(probe.spec.state_names)} states from "
                          f"{probe.spec.image_hw[0]}x{probe.spec.image_hw[1]} frames; store {store.path} logs "

@@ -64,6 +64,22 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], out: Path) -> list[Path
     if with_pusher:
         paths.append(line_plot({n: [r["agent_err_mean"] for r in curves[n]] for n in with_pusher},
                                out / "pusher_error_vs_updates.png", "update", "pusher error (px)", x=with_pusher))
+    # train.validation.probe: each point's and angle's error read off the predicted frames, where logged
+    probed = sorted({k for c in curves.values() for r in c for k in r
+                     if k.startswith("probe_") and k.endswith(("_pos", "_deg"))})
+    for key in probed:
+        runs = {n: [r for r in c if key in r] for n, c in curves.items()}
+        runs = {n: rs for n, rs in runs.items() if rs}
+        series = {n: [r[key] for r in rs] for n, rs in runs.items()}
+        xs = {n: [r["step"] for r in rs] for n, rs in runs.items()}
+        for n, rs in runs.items():  # copy-last on the same windows, for scale
+            copy = rs[-1].get(f"copy_last_{key}")
+            if copy is not None:
+                series[f"{n}: copy-last"] = [copy, copy]
+                xs[f"{n}: copy-last"] = [xs[n][0], xs[n][-1]]
+        label = key.removeprefix("probe_").replace("_deg", " (deg)").replace("_", " ")
+        paths.append(line_plot(series, out / f"{key}_vs_updates.png", "update",
+                               f"{label} error, probe on predicted frames", x=xs))
     return paths
 
 

@@ -50,6 +50,7 @@ UNITS=${UNITS:-"planner.probe_position_unit=20 planner.probe_angle_unit=0.349"}
 # the longer teacher's recipe: the `small` preset's, for STEPS updates, the rate decayed over the last quarter
 LONG="train.steps=${STEPS:-8500} optim.lr_schedule=wsd optim.decay_fraction=0.25 train.validation.every=500"
 [ -n "${DRY:-}" ] && LONG="train.steps=40 optim.lr_schedule=wsd optim.decay_fraction=0.25 train.validation.every=20"
+LONG="$LONG train.validation.probe=$WORK/probe"
 plan_arm() {  # CKPT OUT_NAME GOALS EXTRA...: one model arm with the probe cost in success units, logs under $WORK
   local ck=$1 name=$2 goals=$3; shift 3
   $PY -m crcm_robotics.cli bench plan $ck arms=[model] goals=$goals device=$DEV backend=$BACKEND gifs=1 \
@@ -59,10 +60,11 @@ plan_arm() {  # CKPT OUT_NAME GOALS EXTRA...: one model arm with the probe cost 
 case "${STAGE:?set STAGE=1, 2, 3, units or long1..3}" in
 long1) {
   crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true $DATA | tail -1
-  crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE > $WORK/probe.log 2>&1 &
+  # the probe first: validation reads the block's pose off the teacher's predictions with it (the curve)
+  crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE | tail -1
   crcm train teacher $TEACH $LONG data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
       > $WORK/teacher.log 2>&1
-  wait; tail -1 $WORK/probe.log; tail -2 $WORK/teacher.log
+  tail -2 $WORK/teacher.log
   } 2>&1 | tee "$OUT/plan_long1.log"
   cp $WORK/*_log.jsonl "$OUT/" ;;
 long2) {
