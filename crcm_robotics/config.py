@@ -511,6 +511,9 @@ class PlannerConfig:
     # waypoint move across the whole action range costs this much, so among candidates imagination scores
     # alike the planner keeps the one that moves least
     effort_weight: float = 0.0
+    # what it penalises: moves (between waypoints: PushT, whose actions are pusher positions) | magnitude (the
+    # command itself: Meta-World, whose actions are end-effector velocities)
+    effort_on: str = "moves"
     seed: int = 0
 
 

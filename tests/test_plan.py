@@ -87,6 +87,12 @@ def test_effort_is_the_mean_squared_waypoint_move_in_range_units():
     still = torch.full((1, 4, 2), 5.0)
     moved = torch.tensor([[[10.0, 5.0]] * 2 + [[10.0, 0.0]] * 2])  # +half the range in x, then −half in y
     torch.testing.assert_close(space.effort(torch.cat([still, moved]), anchor), torch.tensor([0.0, 0.25]))
+    # magnitude: the command itself (velocity-commanded robots keep still at zero), in range units:
+    # still 0.5² + 0.5² at each waypoint; moved (1² + 0.5²) then (1² + 0²), averaged
+    torch.testing.assert_close(space.effort(torch.cat([still, moved]), anchor, on="magnitude"),
+                               torch.tensor([0.5, 1.125]))
+    with pytest.raises(PlanError, match="effort on 'jerk' unknown"):
+        space.effort(still, anchor, on="jerk")
 
 
 def test_effort_weight_keeps_the_planner_still_where_the_cost_is_flat():
@@ -129,6 +135,7 @@ def test_time_budget_stops_early():
     ({"temperature": 0.0}, "temperature > 0"),
     ({"effort_weight": -1.0}, "effort_weight must be a finite number ≥ 0, got -1.0"),
     ({"effort_weight": float("nan")}, "effort_weight must be a finite number ≥ 0, got nan"),
+    ({"effort_on": "jerk"}, "effort_on='jerk' unknown; expected one of moves, magnitude"),
 ])
 def test_bad_planner_settings_are_named(kwargs, message):
     with pytest.raises(PlanError, match=message.replace("[", r"\[").replace("]", r"\]")):

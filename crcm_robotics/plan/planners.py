@@ -22,6 +22,7 @@ PLANNERS = ("cem", "mppi", "random")
 MAX_SAMPLES = 16384  # candidates per round
 MAX_ITERATIONS = 1000
 ACTION_MODES = ("absolute", "delta")
+EFFORTS = ("moves", "magnitude")  # what ActionSpace.effort penalises
 
 
 class PlanError(ValueError):
@@ -87,12 +88,20 @@ class ActionSpace:
     def clamp(self, z: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(z, self.z_high), self.z_low)
 
-    def effort(self, actions_NHA: torch.Tensor, anchor_A: torch.Tensor) -> torch.Tensor:
-        """Control effort per candidate [N]: the mean squared move between successive waypoints (from the
-        anchor), each dim in units of its range, so a move across the whole range in one dim costs 1."""
+    def effort(self, actions_NHA: torch.Tensor, anchor_A: torch.Tensor, on: str = "moves") -> torch.Tensor:
+        """Control effort per candidate [N], each action dim in units of its range, averaged over waypoints.
+
+        ``on="moves"``: the squared move between successive waypoints (from the anchor), for robots commanded
+        by position (PushT's pusher target): keeping still is repeating the last command. ``on="magnitude"``:
+        the squared command itself, for robots commanded by velocity (the arm's end-effector deltas): keeping
+        still is commanding zero.
+        """
+        if on not in EFFORTS:
+            raise PlanError(f"effort on {on!r} unknown; expected one of {', '.join(EFFORTS)}")
         waypoints = actions_NHA[:, :: self.hold]
-        path = torch.cat([anchor_A.expand(len(waypoints), 1, -1), waypoints], dim=1)
-        return (path.diff(dim=1) / (self.high - self.low)).square().sum(dim=2).mean(dim=1)
+        if on == "moves":
+            waypoints = torch.cat([anchor_A.expand(len(waypoints), 1, -1), waypoints], dim=1).diff(dim=1)
+        return (waypoints / (self.high - self.low)).square().sum(dim=2).mean(dim=1)
 
 
 @dataclass
@@ -130,6 +139,7 @@ class SamplingPlanner:
     # candidates apart (an object already at its goal that the model does not see pushed on), the planner
     # then prefers the one that moves least instead of a random one.
     effort_weight: float = 0.0
+    effort_on: str = "moves"  # ActionSpace.effort: moves (position commands) | magnitude (velocity commands)
 
     def __post_init__(self) -> None:
         if self.kind not in PLANNERS:
@@ -143,6 +153,8 @@ class SamplingPlanner:
             raise PlanError(f"need 0 ≤ momentum < 1 and temperature > 0; got {self.momentum}, {self.temperature}")
         if not (math.isfinite(self.effort_weight) and self.effort_weight >= 0):
             raise PlanError(f"effort_weight must be a finite number ≥ 0, got {self.effort_weight}")
+        if self.effort_on not in EFFORTS:
+            raise PlanError(f"effort_on={self.effort_on!r} unknown; expected one of {', '.join(EFFORTS)}")
         self._gen: torch.Generator | None = None
 
     def solve(self, score: Score, space: ActionSpace, anchor_A: torch.Tensor,
@@ -167,7 +179,7 @@ class SamplingPlanner:
             actions = space.actions(z, anchor_A)
             costs = score(actions).float()
             if self.effort_weight:
-                costs = costs + self.effort_weight * space.effort(actions, anchor_A)
+                costs = costs + self.effort_weight * space.effort(actions, anchor_A, self.effort_on)
             costs = torch.where(torch.isfinite(costs), costs, torch.full_like(costs, float("inf")))
             evaluations += len(z)
             done += 1
