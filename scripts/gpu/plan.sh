@@ -81,8 +81,8 @@ long2) {
 long3) {
   T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
   for ck in teacher_mid teacher_fs$FS; do cp -r $WORK/probe $WORK/$ck/probe; done
-  crcm distill causal_rcm teacher=$TEACHER $DIST train.out=$WORK/student train.progress=false \
-      > $WORK/distill.log 2>&1 &
+  crcm distill causal_rcm teacher=$TEACHER $DIST train.validation.probe=$WORK/probe train.out=$WORK/student \
+      train.progress=false > $WORK/distill.log 2>&1 &
   DP=$!
   for ck in teacher_mid teacher_fs$FS; do
     crcm eval $WORK/$ck horizon=5 context=2 episodes=20 out=$WORK/eval/$ck time_batch1=false 2>&1 | tail -1
