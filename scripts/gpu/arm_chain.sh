@@ -9,13 +9,15 @@
 #   STAGE=student  the student distils while the CPU runs the random and oracle planning arms and the GPU also
 #                  evaluates the teacher and runs its planning arm; then the student's eval, bench and planning
 #                  arm. Prints a summary (scripts/arm_summary.py) and returns $OUT/arm_results.tgz.
-# Env: WORK (/root/work), EPISODES (300), WORKERS (16), CODEC_MIN (3), CALL_S (seconds the call may take, 560),
+# Env: TASK (push-v3; e.g. button-press-v3: the chain runs, but the planning arms judge success by the object
+#      ending within 5 cm of the goal's, push-v3's rule, which a button's short travel does not test), PLAN (planner overrides, "planner.replan_every=10"; e.g. add
+#      "planner.effort_weight=1 planner.effort_on=magnitude"), WORK (/root/work), EPISODES (300), WORKERS (16), CODEC_MIN (3), CALL_S (seconds the call may take, 560),
 #      DISTILL_MIN (3.3), GOALS (20), OW (oracle processes, 12), EVAL_EPISODES (0 = every held-out one).
 # DRY=1 rehearses every stage on the CPU at toy sizes (64x64, OSMesa).
 source scripts/gpu/setup.sh
 set -o pipefail
 T0=$(date +%s)
-WORK=${WORK:-/root/work}; GOALS=${GOALS:-20}; OW=${OW:-12}; CALL_S=${CALL_S:-560}; DEV=cuda; BACKEND=cuda_graph
+TASK=${TASK:-push-v3}; WORK=${WORK:-/root/work}; GOALS=${GOALS:-20}; OW=${OW:-12}; CALL_S=${CALL_S:-560}; DEV=cuda; BACKEND=cuda_graph
 if [ -n "${DRY:-}" ]; then
   WORK=outputs/arm_dry; DEV=cpu; BACKEND=eager; OW=1; GOALS=2; export MUJOCO_GL=osmesa
   DATA="preset=arm_tiny episodes=8 min_steps=40 max_steps=50 workers=1"; PROBE="steps=40 batch_size=16 width=8"
@@ -31,7 +33,8 @@ else
   DATA="preset=arm_small episodes=${EPISODES:-300} min_steps=120 max_steps=180 workers=${WORKERS:-16}"
   PROBE="steps=3000"; CODEC="preset=arm_small train.max_minutes=${CODEC_MIN:-3}"; TEACH="preset=arm_small train.steps=100000"
   DIST="preset=arm_small train.max_minutes=${DISTILL_MIN:-3.3}"  # selection by PSNR: the arm has no pusher
-  EVAL="horizon=16 context=2 episodes=${EVAL_EPISODES:-0}"; PLAN="planner.replan_every=10"; FID="fidelity_goals=10"
+  EVAL="horizon=16 context=2 episodes=${EVAL_EPISODES:-0}"; PLAN=${PLAN:-"planner.replan_every=10"}
+  FID="fidelity_goals=10"
   BENCH="backends=[cuda_graph] device=cuda teacher_backend=cuda_graph"
 fi
 mkdir -p "$WORK"
@@ -46,10 +49,10 @@ plan_arm() {  # NAME ARMS [CKPT] : one planning process, its JSON line in $WORK/
 }
 case "${STAGE:?set STAGE=teacher or student}" in
 teacher) {
-  $PY -c "import numpy as np; from crcm_robotics.data.metaworld_sim import ArmSim; s = ArmSim('push-v3', 64)
+  $PY -c "import numpy as np; from crcm_robotics.data.metaworld_sim import ArmSim; s = ArmSim('$TASK', 64)
 s.replay(0, np.zeros((1, 4))); f, _ = s.step(np.zeros(4)); print('render ok', f.shape, f.mean()); s.close()" \
     || { echo "arm_chain: Meta-World does not render here (MUJOCO_GL=$MUJOCO_GL)" >&2; exit 1; }
-  crcm data metaworld $DATA out=$STORE size=$( [ -n "${DRY:-}" ] && echo 64 || echo 128 ) overwrite=true \
+  crcm data metaworld $DATA task=$TASK out=$STORE size=$( [ -n "${DRY:-}" ] && echo 64 || echo 128 ) overwrite=true \
       progress=false | tail -1
   echo "store done at $(( $(date +%s) - T0 )) s"
   crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE > $WORK/probe.log 2>&1 &
