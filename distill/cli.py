@@ -19,6 +19,8 @@ def _summary(result: Any, **extra: Any) -> dict[str, Any]:
            **{k: round(v, 5) for k, v in result.last_metrics.items()}}
     if result.stop_reason:
         out["stopped_early"] = result.stop_reason
+    if result.schedule_warning:
+        out["schedule_warning"] = result.schedule_warning
     if result.selected is not None:
         out["selected"] = result.selected
         margin = result.selected["psnr_vs_copy_last"]

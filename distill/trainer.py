@@ -161,6 +161,7 @@ class TrainResult:
     last_metrics: dict[str, float] = field(default_factory=dict)
     selected: dict[str, Any] | None = None  # update number and held-out figures of the selected weights
     stop_reason: str | None = None  # why the run stopped before train.steps (divergence), if it did
+    schedule_warning: str | None = None  # a wsd run that stopped before its decay began
 
 
 class Trainer:
@@ -367,5 +368,16 @@ class Trainer:
         if self.env.world > 1:
             check_ranks_agree(student)
         return TrainResult(self.out, done, seconds, metrics, self.selection.summary() if self.selection else None,
-                           stop_reason)
+                           stop_reason, self._schedule_warning(done))
+
+    def _schedule_warning(self, done: int) -> str | None:
+        """One line when ``optim.lr_schedule=wsd`` never reached its decay: the run stopped (time budget,
+        divergence) before it, so it trained at the peak rate to the end."""
+        optim = self.optim_cfg
+        start = self.loop.steps - max(1, round(optim.decay_fraction * self.loop.steps))
+        if optim.lr_schedule != "wsd" or done > start:
+            return None
+        return (f"optim.lr_schedule=wsd: stopped at update {done}, before the decay that starts at update "
+                f"{start} of train.steps={self.loop.steps}; the rate never decayed (set train.steps to what the "
+                "time allows)")
 

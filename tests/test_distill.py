@@ -87,10 +87,25 @@ def test_a_run_with_the_wsd_schedule_ends_at_the_final_learning_rate(tiny_teache
                                     "optim.lr_schedule=wsd", "optim.decay_fraction=0.5",
                                     "optim.lr_final=0.1"],
                          "crcm_robotics.conf.distill")
-    run_distill(cfg)
+    assert run_distill(cfg).schedule_warning is None
     log = [json.loads(line) for line in (tmp_path / "s_log.jsonl").read_text().splitlines()]
     # the logged rate is the one the next update takes: full, then half-way down the decay, then the floor
     assert [r["lr"] for r in log] == pytest.approx([1e-3, 5.5e-4, 1e-4, 1e-4])
+
+
+def test_a_wsd_run_stopped_by_its_time_budget_before_the_decay_says_so(tiny_teacher, tmp_path):
+    from distill.cli import _summary
+    from distill.run import run_distill
+
+    cfg = compose_config("config", ["method=tf_scm", f"teacher={tiny_teacher}", f"train.out={tmp_path / 's'}",
+                                    "train.steps=1000", "train.max_minutes=1e-6", "train.progress=false",
+                                    "optim.batch_size=2", "optim.lr_schedule=wsd"],
+                         "crcm_robotics.conf.distill")
+    result = run_distill(cfg)
+    assert result.steps == 1
+    assert _summary(result)["schedule_warning"] == (
+        "optim.lr_schedule=wsd: stopped at update 1, before the decay that starts at update 800 of "
+        "train.steps=1000; the rate never decayed (set train.steps to what the time allows)")
 
 
 def test_distill_rejects_a_student_as_teacher_and_unknown_methods(tiny_teacher, tmp_path):
