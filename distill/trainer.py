@@ -377,7 +377,8 @@ class Trainer:
         start = self.loop.steps - max(1, round(optim.decay_fraction * self.loop.steps))
         if optim.lr_schedule != "wsd" or done > start:
             return None
+        steps = self.loop.steps
         return (f"optim.lr_schedule=wsd: stopped at update {done}, before the decay that starts at update "
-                f"{start} of train.steps={self.loop.steps}; the rate never decayed (set train.steps to what the "
-                "time allows)")
+                f"{start} of train.steps={steps}; the rate never decayed (set train.steps to what the time "
+                "allows)")
 
