@@ -42,7 +42,7 @@ def split_summary(pos: np.ndarray, ang: np.ndarray, moved: np.ndarray) -> dict[s
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("ckpt")
     ap.add_argument("store")
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=20, help="held-out episodes (4 windows each)")
     ap.add_argument("--horizon", type=int, default=5)
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     device = torch.device(args.device)
     ckpt = load_checkpoint(args.ckpt)
     store = TrajectoryStore(args.store)

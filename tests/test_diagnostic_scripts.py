@@ -50,3 +50,26 @@ def test_consistency_error_of_the_teacher_itself(tiny_teacher, capsys):
     assert lines[0]["mse"]["1.400"]["ode_to_data"] > lines[0]["mse"]["0.700"]["ode_to_data"]
     with pytest.raises(SystemExit):
         ce.main([str(tiny_teacher)])  # --store is required
+
+
+def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teacher, pusht_store_32, tmp_path,
+                                                                    capsys, one_torch_thread):
+    from crcm_robotics.conf import compose_config
+    from distill.probe import train_probe
+
+    probe = tmp_path / "probe"
+    train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={probe}", "steps=5",
+                                               "batch_size=16", "width=8", "progress=false"]))
+    script = load_script("block_motion_error")
+    script.main([str(tiny_teacher), str(pusht_store_32), str(probe), "--steps", "1", "--episodes", "2",
+                 "--horizon", "3"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["windows"] == 8 and result["horizon"] == 3  # 2 episodes × 4 windows
+    for row in ("real_frames", "copy_last", "steps_1"):
+        split = result[row]
+        assert split["still"]["frames"] + split["moved"]["frames"] == 8 * 3
+        assert all(v >= 0 for part in split.values() for v in part.values() if v == v)
+    from crcm_robotics.data.schema import StoreError
+
+    with pytest.raises(StoreError, match="no-store does not exist"):
+        script.main([str(tiny_teacher), str(tmp_path / "no-store"), str(probe)])
