@@ -297,14 +297,18 @@ class OptimConfig:
             raise ConfigError(f"optim: decay_fraction in (0, 1] and lr_final in [0, 1] expected, got "
                               f"{self.decay_fraction} and {self.lr_final}")
 
+    def decay_start(self, total_steps: int) -> int | None:
+        """The update (0-based) whose rate is the first decayed one, for ``wsd``; None for ``constant``."""
+        if self.lr_schedule != "wsd":
+            return None
+        return total_steps - max(1, round(self.decay_fraction * total_steps))
+
     def lr_factor(self, step: int, total_steps: int) -> float:
         """The multiplier on ``lr`` for update ``step`` (0-based) of a run of ``total_steps`` updates."""
         factor = min(1.0, (step + 1) / max(self.warmup_steps, 1))
-        if self.lr_schedule == "wsd":
-            decay_steps = max(1, round(self.decay_fraction * total_steps))
-            into_decay = step + 1 - (total_steps - decay_steps)
-            if into_decay > 0:
-                factor *= 1.0 - (1.0 - self.lr_final) * min(1.0, into_decay / decay_steps)
+        start = self.decay_start(total_steps)
+        if start is not None and step + 1 > start:
+            factor *= 1.0 - (1.0 - self.lr_final) * min(1.0, (step + 1 - start) / (total_steps - start))
         return factor
 
 

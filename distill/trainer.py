@@ -373,11 +373,10 @@ class Trainer:
     def _schedule_warning(self, done: int) -> str | None:
         """One line when ``optim.lr_schedule=wsd`` never reached its decay: the run stopped (time budget,
         divergence) before it, so it trained at the peak rate to the end."""
-        optim = self.optim_cfg
-        start = self.loop.steps - max(1, round(optim.decay_fraction * self.loop.steps))
-        if optim.lr_schedule != "wsd" or done > start:
-            return None
         steps = self.loop.steps
+        start = self.optim_cfg.decay_start(steps)
+        if start is None or done > start:
+            return None
         return (f"optim.lr_schedule=wsd: stopped at update {done}, before the decay that starts at update "
                 f"{start} of train.steps={steps}; the rate never decayed (set train.steps to what the time "
                 "allows)")

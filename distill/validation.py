@@ -41,7 +41,7 @@ class Validator:
     device: torch.device
     baseline: dict[str, Any]  # copy-last scores on the same windows
     probe: Any = None  # a StateProbe (ValidationConfig.probe): logged states read off the predicted frames
-    baseline_probe: dict[str, float] | None = None  # copy-last's probe errors on the same windows
+    baseline_probe: dict[str, float] | None = None  # copy-last's probe errors on the same windows (with probe)
 
     @torch.no_grad()
     def __call__(self, net: nn.Module) -> dict[str, float]:
@@ -58,7 +58,7 @@ class Validator:
                SCORE: round(psnr - self.baseline["psnr_mean"], 3)}
         if "agent_err_mean" in s:
             out.update(agent_err_mean=s["agent_err_mean"], copy_last_agent_err_mean=self.baseline["agent_err_mean"])
-        if self.probe is not None and self.baseline_probe is not None:
+        if self.probe is not None:
             read = probe_scores(self.probe, pred, self.windows.states[:, k:], self.device)["probe_err_mean"]
             out.update({f"probe_{name}": v for name, v in read.items()})
             out.update({f"copy_last_probe_{name}": v for name, v in self.baseline_probe.items()})
@@ -66,7 +66,7 @@ class Validator:
 
     def probe_names(self) -> list[str]:
         """The probe figures every validation adds (the same on every rank: they travel in one broadcast)."""
-        names = list(self.baseline_probe or {})
+        names = list(self.baseline_probe) if self.probe is not None else []
         return [f"probe_{n}" for n in names] + [f"copy_last_probe_{n}" for n in names]
 
     def _agent_px(self) -> np.ndarray | None:

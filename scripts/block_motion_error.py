@@ -17,6 +17,7 @@ import json
 import numpy as np
 import torch
 
+from crcm_robotics.data.pusht_sim import pusht_errors
 from crcm_robotics.data.store import NormStats, TrajectoryStore
 from crcm_robotics.eval.evaluate import cut_windows, predict
 from crcm_robotics.model.checkpoint import build_model, load_checkpoint
@@ -29,9 +30,8 @@ CONTEXT = 2
 
 def pose_errors(read: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Block position error (env units) and angle error (degrees, wrapped) per [N, H] frame."""
-    pos = np.linalg.norm(read[..., 2:4] - true[..., 2:4], axis=-1)
-    ang = np.degrees(np.abs((read[..., 4] - true[..., 4] + np.pi) % (2 * np.pi) - np.pi))
-    return pos, ang
+    e = pusht_errors(read, true)
+    return e["block_pos_error"], np.degrees(e["block_angle_error"])
 
 
 def split_summary(pos: np.ndarray, ang: np.ndarray, moved: np.ndarray) -> dict[str, dict[str, float]]:

@@ -51,11 +51,11 @@ UNITS=${UNITS:-"planner.probe_position_unit=20 planner.probe_angle_unit=0.349"}
 LONG="train.steps=${STEPS:-8500} optim.lr_schedule=wsd optim.decay_fraction=0.25 train.validation.every=500"
 [ -n "${DRY:-}" ] && LONG="train.steps=40 optim.lr_schedule=wsd optim.decay_fraction=0.25 train.validation.every=20"
 LONG="$LONG train.validation.probe=$WORK/probe"
-plan_arm() {  # CKPT OUT_NAME GOALS EXTRA...: one model arm with the probe cost in success units, logs under $WORK
-  local ck=$1 name=$2 goals=$3; shift 3
-  $PY -m crcm_robotics.cli bench plan $ck arms=[model] goals=$goals device=$DEV backend=$BACKEND gifs=1 \
-      progress=false planner.mode=${MODE:-delta} out=$WORK/bench_$name $PLAN $UNITS "$@" \
-      > $WORK/$name.json 2> $WORK/$name.err
+plan_arm() {  # SECONDS CKPT OUT_NAME GOALS EXTRA...: one model arm, probe cost in success units, logs in $WORK
+  local limit=$1 ck=$2 name=$3 goals=$4; shift 4
+  timeout $limit $PY -m crcm_robotics.cli bench plan $ck arms=[model] goals=$goals device=$DEV backend=$BACKEND \
+      gifs=1 progress=false planner.mode=${MODE:-delta} out=$WORK/bench_$name $PLAN $UNITS "$@" \
+      > $WORK/$name.json 2> $WORK/$name.err || true  # a timed-out arm keeps its per-goal lines
 }
 case "${STAGE:?set STAGE=1, 2, 3, units or long1..3}" in
 long1) {
@@ -86,14 +86,12 @@ long3) {
   DP=$!
   for ck in teacher_mid teacher_fs$FS; do
     crcm eval $WORK/$ck horizon=5 context=2 episodes=20 out=$WORK/eval/$ck time_batch1=false 2>&1 | tail -1
-    plan_arm $WORK/$ck fid_$ck 10 fidelity_goals=10 budget=5 planner.replan_every=5 gifs=0
+    plan_arm 300 $WORK/$ck fid_$ck 10 fidelity_goals=10 budget=5 planner.replan_every=5 gifs=0
     echo "$ck fidelity: $(tail -c 700 $WORK/fid_$ck.json)"
   done
-  timeout $(( $(left) - 200 )) bash -c "$(declare -f plan_arm); $(declare -p PY DEV BACKEND PLAN UNITS WORK); \
-      MODE=${MODE:-delta} plan_arm $TEACHER plan_teacher ${MODEL_GOALS:-20} fidelity_goals=0" || true
+  plan_arm $(( $(left) - 200 )) $TEACHER plan_teacher ${MODEL_GOALS:-20} fidelity_goals=0
   wait $DP; tail -2 $WORK/distill.log; cp -r $WORK/probe $WORK/student/probe
-  timeout $(( $(left) - 25 )) bash -c "$(declare -f plan_arm); $(declare -p PY DEV BACKEND PLAN UNITS WORK); \
-      MODE=${MODE:-delta} plan_arm $WORK/student plan_student ${MODEL_GOALS:-20} fidelity_goals=10" || true
+  plan_arm $(( $(left) - 25 )) $WORK/student plan_student ${MODEL_GOALS:-20} fidelity_goals=10
   for f in plan_teacher plan_student; do
     echo "$f: $(tail -c 1500 $WORK/$f.json)"; grep -c " goal " $WORK/$f.err || true; tail -2 $WORK/$f.err
   done
