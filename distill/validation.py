@@ -41,7 +41,7 @@ class Validator:
     device: torch.device
     baseline: dict[str, Any]  # copy-last scores on the same windows
     probe: Any = None  # a StateProbe (ValidationConfig.probe): logged states read off the predicted frames
-    baseline_probe: dict[str, float] | None = None  # copy-last's probe errors on the same windows (with probe)
+    baseline_probe: dict[str, float] | None = None  # copy-last's probe errors, same windows (with probe)
 
     @torch.no_grad()
     def __call__(self, net: nn.Module) -> dict[str, float]:
