@@ -105,7 +105,7 @@ def build_validator(cfg: ValidationConfig, data: DataConfig, val_episodes: list[
         try:
             probe = fitting_probe(Path(cfg.probe), device, store, windows)
         except ValueError as e:  # ProbeError is one too
-            raise ConfigError(f"train.validation.probe={cfg.probe}: {e}") from e
+            raise ConfigError(f"train.validation.probe={cfg.probe}: {e}") from None
         baseline_probe = probe_scores(probe, copy_last, windows.states[:, k:], device)["probe_err_mean"]
     return Validator(cfg, windows, spec, codec, device, baseline, probe, baseline_probe)
 
