@@ -19,7 +19,9 @@
 #            teacher_mid and resumes to STEPS (or TEACHER_MIN more minutes); long3 scores both on held-out
 #            windows and with the planner's candidates (fidelity), runs the final teacher's closed loop on
 #            MODEL_GOALS goals while a 2-step student distils (DISTILL_MIN), then the student's closed loop.
-#            The probe cost is in the success rule's units (UNITS) throughout.
+#            The probe cost is in the success rule's units (UNITS) throughout. REUSE=1: long1 keeps a store and
+#            probe already in $WORK. RECIPE: extra teacher overrides for long1 and long2 (default: $WORK/recipe).
+#            TRAIN_MIN: with $WORK/recipe.rate and no STEPS, the run's length in minutes (long1 + long2).
 # Env: WORK (/root/work), EPISODES (500), FS (frame skip, 5), TEACHER_MIN (6.3), DISTILL_MIN (4), GOALS (50),
 #      MODEL_GOALS (GOALS), BEHAVIOR (mixed), PLAN (extra planner overrides), BACKEND (cuda_graph), MODE (skip
 #      the choice: absolute | delta), OW (oracle simulator processes, 12), LIMIT (seconds per model arm, 540).
@@ -46,8 +48,15 @@ fi
 mkdir -p "$WORK"
 STORE=$WORK/pusht64.zarr; TEACHER=$WORK/teacher_fs$FS
 mode() { cat $WORK/mode 2>/dev/null || echo absolute; }
+# extra teacher overrides for long1/long2 (a wider network, a larger batch); by default the recipe that
+# train_speed.sh CHOOSE=$WORK/recipe picked on this machine, if any
+RECIPE=${RECIPE:-$(cat $WORK/recipe 2>/dev/null || true)}
 UNITS=${UNITS:-"planner.probe_position_unit=20 planner.probe_angle_unit=0.349"}
-# the longer teacher's recipe: the `small` preset's, for STEPS updates, the rate decayed over the last quarter
+# the longer teacher's recipe: the `small` preset's, for STEPS updates, the rate decayed over the last quarter.
+# Without STEPS, a chosen recipe's measured rate sizes the run to TRAIN_MIN minutes (long1 + long2; 7% for
+# validations), so that the decay fits inside the time limits.
+[ -z "${STEPS:-}" ] && [ -f $WORK/recipe.rate ] && [ -n "${TRAIN_MIN:-}" ] && \
+  STEPS=$($PY -c "print(int($(cat $WORK/recipe.rate) * $TRAIN_MIN * 60 * 0.93))")
 LONG="train.steps=${STEPS:-8500} optim.lr_schedule=wsd optim.decay_fraction=0.25 train.validation.every=500"
 [ -n "${DRY:-}" ] && LONG="train.steps=40 optim.lr_schedule=wsd optim.decay_fraction=0.25 train.validation.every=20"
 LONG="$LONG train.validation.probe=$WORK/probe"
@@ -59,10 +68,13 @@ plan_arm() {  # SECONDS CKPT OUT_NAME GOALS EXTRA...: one model arm, probe cost 
 }
 case "${STAGE:?set STAGE=1, 2, 3, units or long1..3}" in
 long1) {
-  crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true $DATA | tail -1
+  if [ -n "${REUSE:-}" ] && [ -d $STORE ]; then echo "long1: reusing $STORE"; else
+    crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true $DATA | tail -1; fi
   # the probe first: validation reads the block's pose off the teacher's predictions with it (the curve)
-  crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE | tail -1
-  crcm train teacher $TEACH $LONG data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
+  if [ -n "${REUSE:-}" ] && [ -f $WORK/probe/meta.json ]; then echo "long1: reusing $WORK/probe"; else
+    crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE | tail -1; fi
+  echo "long1: teacher recipe: $TEACH $RECIPE"
+  crcm train teacher $TEACH $RECIPE $LONG data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
       > $WORK/teacher.log 2>&1
   tail -2 $WORK/teacher.log
   } 2>&1 | tee "$OUT/plan_long1.log"
@@ -70,8 +82,8 @@ long1) {
 long2) {
   [ -f $TEACHER/train_state.pt ] || { echo "plan.sh long2: no $TEACHER/train_state.pt (machine lost?)"; exit 1; }
   rm -rf $WORK/teacher_mid; cp -r $TEACHER $WORK/teacher_mid; rm -f $WORK/teacher_mid/train_state.pt
-  crcm train teacher $TEACH $LONG data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
-      train.resume=$TEACHER >> $WORK/teacher.log 2>&1
+  crcm train teacher $TEACH $RECIPE $LONG data.path=$STORE data.frame_skip=$FS train.out=$TEACHER \
+      train.progress=false train.resume=$TEACHER >> $WORK/teacher.log 2>&1
   tail -2 $WORK/teacher.log
   } 2>&1 | tee "$OUT/plan_long2.log"
   cp $WORK/*_log.jsonl "$OUT/" 2>/dev/null || true
