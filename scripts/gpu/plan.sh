@@ -19,8 +19,9 @@
 #            teacher_mid and resumes to STEPS (or TEACHER_MIN more minutes); long3 scores both on held-out
 #            windows and with the planner's candidates (fidelity), runs the final teacher's closed loop on
 #            MODEL_GOALS goals while a 2-step student distils (DISTILL_MIN), then the student's closed loop.
-#            The probe cost is in the success rule's units (UNITS) throughout. REUSE=1: long1 keeps a store and
-#            probe already in $WORK. RECIPE: extra teacher overrides for long1 and long2 (default: $WORK/recipe).
+#            The probe cost is in the success rule's units (UNITS) throughout. REUSE=1: long1 keeps a
+#            store and probe already in $WORK. RECIPE: extra teacher overrides for long1 and long2 (default:
+#            $WORK/recipe).
 #            TRAIN_MIN: with $WORK/recipe.rate and no STEPS, the run's length in minutes (long1 + long2).
 # Env: WORK (/root/work), EPISODES (500), FS (frame skip, 5), TEACHER_MIN (6.3), DISTILL_MIN (4), GOALS (50),
 #      MODEL_GOALS (GOALS), BEHAVIOR (mixed), PLAN (extra planner overrides), BACKEND (cuda_graph), MODE (skip
@@ -52,7 +53,8 @@ mode() { cat $WORK/mode 2>/dev/null || echo absolute; }
 # train_speed.sh CHOOSE=$WORK/recipe picked on this machine, if any
 RECIPE=${RECIPE:-$(cat $WORK/recipe 2>/dev/null || true)}
 UNITS=${UNITS:-"planner.probe_position_unit=20 planner.probe_angle_unit=0.349"}
-# the longer teacher's recipe: the `small` preset's, for STEPS updates, the rate decayed over the last quarter.
+# the longer teacher's recipe: the `small` preset's, for STEPS updates, the rate decayed over the last
+# quarter.
 # Without STEPS, a chosen recipe's measured rate sizes the run to TRAIN_MIN minutes (long1 + long2; 7% for
 # validations), so that the decay fits inside the time limits.
 [ -z "${STEPS:-}" ] && [ -f $WORK/recipe.rate ] && [ -n "${TRAIN_MIN:-}" ] && \
@@ -74,7 +76,8 @@ long1) {
   if [ -n "${REUSE:-}" ] && [ -f $WORK/probe/meta.json ]; then echo "long1: reusing $WORK/probe"; else
     crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE | tail -1; fi
   echo "long1: teacher recipe: $TEACH $RECIPE"
-  crcm train teacher $TEACH $RECIPE $LONG data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
+  crcm train teacher $TEACH $RECIPE $LONG data.path=$STORE data.frame_skip=$FS train.out=$TEACHER \
+      train.progress=false \
       > $WORK/teacher.log 2>&1
   tail -2 $WORK/teacher.log
   } 2>&1 | tee "$OUT/plan_long1.log"

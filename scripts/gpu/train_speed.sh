@@ -1,12 +1,13 @@
 # Teacher training throughput: updates/s and samples/s for several recipes, so a time-limited run picks the one
-# that trains most per device-minute. Measured on an H200 (fifth session, frame skip 5): `small` 12.2 updates/s
-# at batch 128; batch 256 6.9 (1.13x the samples/s); dim 512, depth 12, batch 256: 3.05. So it is not
-# launch-bound: a larger batch or a wider network costs wall time in proportion. `train.compile` not measured.
+# that trains most per device-minute. Measured on an H200 (fifth session, frame skip 5): `small` 12.2
+# updates/s at batch 128; batch 256 6.9 (1.13x the samples/s); dim 512, depth 12, batch 256: 3.05. So it is
+# not launch-bound: a larger batch or a wider network costs wall time in proportion. `train.compile`: not
+# measured.
 # Usage (device tool, carry .whl): bash scripts/gpu/train_speed.sh   -> one JSON line on stdout (and $OUT)
 # Env: STORE (outputs/pusht64.zarr, built when missing), STEPS (400 per recipe; the rate is read after step
 #      WARM=150, past compilation), FS (frame skip, 5), RECIPES (;-separated override lists, below).
-#      CHOOSE=FILE writes to FILE the last recipe (list them smallest first) that keeps at least RATIO (0.7) of
-#      the first recipe's updates/s: the most model and batch that a launch-bound GPU trains at nearly no cost.
+#      CHOOSE=FILE writes to FILE the last recipe (list them smallest first) that keeps at least RATIO (0.7)
+#      of the first recipe's updates/s: more model or batch only where the GPU trains it at little cost.
 #      Its rate goes to FILE.rate (plan.sh long1 sizes its run from it).
 # DRY=1 rehearses on the CPU: DRY=1 STEPS=12 WARM=4 RECIPES="preset=tiny;preset=tiny optim.batch_size=4" \
 #      STORE=outputs/plan_dry/pusht64.zarr bash scripts/gpu/train_speed.sh
@@ -55,5 +56,5 @@ base = rows[0]['updates_per_s']
 best = [r for r in rows if r['updates_per_s'] >= ${RATIO:-0.7} * base][-1]
 open('$CHOOSE.rate', 'w').write(str(best['updates_per_s']))
 print(best['recipe'])" > "$CHOOSE"
-  echo "train_speed: chose \"$(cat "$CHOOSE")\" at $(cat "$CHOOSE.rate") updates/s (in $CHOOSE, $CHOOSE.rate)" >&2
+  echo "train_speed: chose \"$(cat "$CHOOSE")\" at $(cat "$CHOOSE.rate") updates/s ($CHOOSE, .rate)" >&2
 fi
