@@ -77,8 +77,7 @@ long1) {
     crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE | tail -1; fi
   echo "long1: teacher recipe: $TEACH $RECIPE"
   crcm train teacher $TEACH $RECIPE $LONG data.path=$STORE data.frame_skip=$FS train.out=$TEACHER \
-      train.progress=false \
-      > $WORK/teacher.log 2>&1
+      train.progress=false > $WORK/teacher.log 2>&1
   tail -2 $WORK/teacher.log
   } 2>&1 | tee "$OUT/plan_long1.log"
   cp $WORK/*_log.jsonl "$OUT/" ;;
