@@ -73,3 +73,34 @@ def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teache
 
     with pytest.raises(StoreError, match="no-store does not exist"):
         script.main([str(tiny_teacher), str(tmp_path / "no-store"), str(probe)])
+
+
+def test_block_predictability_targets_round_trip_and_scores_every_frame(pusht_store_32, capsys,
+                                                                        one_torch_thread):
+    import numpy as np
+
+    from crcm_robotics.data.dataset import split_episodes
+    from crcm_robotics.data.store import TrajectoryStore
+
+    script = load_script("block_predictability")
+    store = TrajectoryStore(pusht_store_32)
+    ctx, act, fut = script.windows(store, split_episodes(store.num_episodes, 0.1, 0)[0], frames=2)
+    assert ctx.shape[1:] == (2, 5) and act.shape[1:] == (10, 2) and fut.shape[1:] == (2, 5)
+    finer = script.windows(store, [0], frames=2, back=(1, 5))[0]  # the same windows, one more state each
+    ep0 = store.episode(0)["state"]
+    assert finer.shape == (len(ep0) - 5 - 10, 3, 5)
+    np.testing.assert_array_equal(finer[0], ep0[[0, 4, 5]])
+    back = script.decode(ctx, script.targets(ctx, fut), frames=2)  # the target encodes the pose exactly
+    np.testing.assert_allclose(back[..., :2], fut[..., 2:4], atol=1e-6)
+    np.testing.assert_allclose(np.cos(back[..., 2] - fut[..., 4]), 1.0, atol=1e-9)
+
+    script.main([str(pusht_store_32), "--frames", "2", "--steps", "5", "--obs-noise", "0", "4"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["runs"]) == {"noise_0", "noise_4"}
+    for run in result["runs"].values():
+        copy = run["copy_last"]
+        assert copy["still"]["frames"] + copy["moved"]["frames"] == result["held_out_windows"] * 2
+        assert copy["still"]["position"] <= 2.0  # "still" means within 2 units and 2° of the last context
+        assert len(run["mlp"]["moved_by_frame"]["position"]) == 2
+    with pytest.raises(SystemExit, match="--frames, --steps and --context must be ≥ 1"):
+        script.main([str(pusht_store_32), "--frames", "0"])

@@ -1,0 +1,167 @@
+"""PushT: how well the block's pushed pose can be predicted from states and actions alone.
+
+The pixel world model loses the pushed block (``scripts/block_motion_error.py``). This asks whether the
+information is there: a small MLP gets what the model gets (two context states, 5 env steps apart, and the
+commanded actions of the next ``frames`` × 5 env steps) and predicts the block's pose at each of those
+frames. ``--obs-noise U`` adds uniform noise of ±U env units (and the matching angle) to the context states,
+for the precision a 64×64 frame gives (1 px = 8 units). ``--context 1 5`` adds the state one env step back
+(the pusher's and the block's speed, which two states 5 steps apart blur). Scored on the store's held-out
+episodes (the training split), split by whether the true block moved (as in ``block_motion_error.py``; the
+moved block also by horizon step), beside copy-last. One JSON line.
+
+    python scripts/block_predictability.py STORE [--frames 5] [--obs-noise 0 4] [--steps 4000] [--context 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from crcm_robotics.data.dataset import split_episodes
+from crcm_robotics.data.pusht_sim import pusht_errors
+from crcm_robotics.data.store import TrajectoryStore
+
+SKIP = 5  # env steps per model frame (the planning teacher's frame skip)
+UNIT = 512.0  # PushT's workspace, env units
+MOVE_UNIT = 50.0  # the target's scale for the block's move: a typical 5-step push, so moves weigh like turns
+BLOCK_HALF_LENGTH = 60.0  # env units from the T's centre to its far end: turns the angle noise into units
+
+
+def windows(store: TrajectoryStore, episodes: list[int], frames: int, back: tuple[int, ...] = (SKIP,)
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Context states [N, len(back) + 1, 5] (``back`` env steps before the current one, then the current),
+    actions [N, frames·SKIP, 2] and future states [N, frames, 5]."""
+    ctx, act, fut = [], [], []
+    rows = [-b for b in sorted(back, reverse=True)] + [0]
+    for e in episodes:
+        ep = store.episode(e)
+        state, action = ep["state"].astype(np.float64), ep["action"].astype(np.float64)
+        for t in range(max(*back, SKIP), len(state) - frames * SKIP):  # same windows for any back ≤ SKIP
+            ctx.append(state[[t + r for r in rows]])
+            act.append(action[t:t + frames * SKIP])
+            fut.append(state[t + SKIP:t + (frames + 1) * SKIP:SKIP])
+    if not ctx:
+        raise SystemExit(f"no window of {frames} frames fits in episodes {episodes[:5]}…")
+    return np.stack(ctx), np.stack(act), np.stack(fut)
+
+
+def features(ctx: np.ndarray, act: np.ndarray) -> np.ndarray:
+    """Positions over the workspace, the angle as sin/cos, actions relative to the current agent position."""
+    pos = ctx[..., :4] / UNIT
+    ang = ctx[..., 4:5]
+    rel = (act - ctx[:, -1:, 0:2]) / UNIT
+    return np.concatenate([pos.reshape(len(ctx), -1), np.sin(ang).reshape(len(ctx), -1),
+                           np.cos(ang).reshape(len(ctx), -1), rel.reshape(len(ctx), -1)], axis=1)
+
+
+def targets(ctx: np.ndarray, fut: np.ndarray) -> np.ndarray:
+    """The block's move from the current frame (in MOVE_UNITs) and its turn as sin/cos, per future frame."""
+    move = (fut[..., 2:4] - ctx[:, -1:, 2:4]) / MOVE_UNIT
+    turn = fut[..., 4] - ctx[:, -1:, 4]
+    out = np.concatenate([move, np.sin(turn)[..., None], np.cos(turn)[..., None]], axis=-1)
+    return out.reshape(len(ctx), -1)
+
+
+def decode(ctx: np.ndarray, out: np.ndarray, frames: int) -> np.ndarray:
+    """Predicted block x, y, angle [N, frames, 3] from the network's output."""
+    o = out.reshape(len(ctx), frames, 4)
+    xy = ctx[:, -1:, 2:4] + o[..., :2] * MOVE_UNIT
+    ang = ctx[:, -1:, 4] + np.arctan2(o[..., 2], o[..., 3])
+    return np.concatenate([xy, ang[..., None]], axis=-1)
+
+
+def noisy(ctx: np.ndarray, units: float, rng: np.random.Generator) -> np.ndarray:
+    """Context states read to ±units (positions) and ±units / BLOCK_HALF_LENGTH rad (the angle)."""
+    if units <= 0:
+        return ctx
+    out = ctx.copy()
+    out[..., :4] += rng.uniform(-units, units, out[..., :4].shape)
+    out[..., 4] += rng.uniform(-1, 1, out[..., 4].shape) * units / BLOCK_HALF_LENGTH
+    return out
+
+
+def fit(x: np.ndarray, y: np.ndarray, steps: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(x.shape[1], 512), nn.SiLU(), nn.Linear(512, 512), nn.SiLU(),
+                        nn.Linear(512, 512), nn.SiLU(), nn.Linear(512, y.shape[1]))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        i = torch.randint(0, len(xt), (1024,), generator=gen)
+        loss = nn.functional.mse_loss(net(xt[i]), yt[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net.eval()
+
+
+def scores(pred_block: np.ndarray, ctx: np.ndarray, fut: np.ndarray) -> dict[str, dict[str, float]]:
+    """Block position (units) and angle (deg) errors, split by whether the true block moved; copy-last's."""
+    true = fut
+    full = true.copy()
+    full[..., 2:5] = pred_block
+    copy = np.broadcast_to(ctx[:, -1:], true.shape)
+    moved = pusht_errors(copy, true)
+    moved = (moved["block_pos_error"] > 2.0) | (np.degrees(moved["block_angle_error"]) > 2.0)
+    out = {}
+    for name, states in (("mlp", full), ("copy_last", copy)):
+        e = pusht_errors(states, true)
+        pos, ang = e["block_pos_error"], np.degrees(e["block_angle_error"])
+        out[name] = {split: {"frames": int(m.sum()), "position": round(float(pos[m].mean()), 2),
+                             "angle_deg": round(float(ang[m].mean()), 2)}
+                     for split, m in (("still", ~moved), ("moved", moved))}
+        # the moved block by horizon step (k × 5 env steps ahead)
+        out[name]["moved_by_frame"] = {
+            "position": [round(float(pos[:, k][moved[:, k]].mean()), 2) for k in range(true.shape[1])],
+            "angle_deg": [round(float(ang[:, k][moved[:, k]].mean()), 2) for k in range(true.shape[1])]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("store")
+    ap.add_argument("--frames", type=int, default=5, help="future model frames (×5 env steps)")
+    ap.add_argument("--obs-noise", type=float, nargs="+", default=[0.0, 4.0],
+                    help="± env units on the context")
+    ap.add_argument("--steps", type=int, default=4000, help="MLP updates (batch 1024)")
+    ap.add_argument("--context", type=int, nargs="+", default=[SKIP],
+                    help="env steps back of the earlier context states (the model's: 5)")
+    ap.add_argument("--val-fraction", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.frames < 1 or args.steps < 1 or min(args.context) < 1:
+        raise SystemExit(f"--frames, --steps and --context must be ≥ 1 (got {args.frames}, {args.steps}, "
+                         f"{args.context})")
+    store = TrajectoryStore(args.store)
+    if "pusht" not in store.attrs or store.state_dim < 5:
+        raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
+                         "expected")
+    train_eps, val_eps = split_episodes(store.num_episodes, args.val_fraction, args.seed)
+    back = tuple(sorted(set(args.context)))
+    tr, va = windows(store, train_eps, args.frames, back), windows(store, val_eps, args.frames, back)
+    rng = np.random.default_rng(args.seed)
+    result: dict = {"store": args.store, "frames": args.frames, "env_steps_per_frame": SKIP,
+                    "context_back": list(back), "steps": args.steps,
+                    "train_windows": len(tr[0]), "held_out_windows": len(va[0]), "runs": {}}
+    for units in args.obs_noise:
+        t0 = time.time()
+        tr_ctx, va_ctx = noisy(tr[0], units, rng), noisy(va[0], units, rng)
+        net = fit(features(tr_ctx, tr[1]), targets(tr_ctx, tr[2]), args.steps, args.seed)
+        with torch.no_grad():
+            out = net(torch.as_tensor(features(va_ctx, va[1]), dtype=torch.float32)).numpy()
+        # moves from the block as read (noisy), as a model reading frames must; copy-last copies the true one
+        result["runs"][f"noise_{units:g}"] = {**scores(decode(va_ctx, out, args.frames), va[0], va[2]),
+                                              "seconds": round(time.time() - t0, 1)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
