@@ -2,14 +2,15 @@
 
 The pixel world model loses the pushed block (``scripts/block_motion_error.py``). This asks whether the
 information is there: a small MLP gets what the model gets (two context states, 5 env steps apart, and the
-commanded actions of the next ``frames`` × 5 env steps) and predicts the block's pose at each of those
-frames. ``--obs-noise U`` adds uniform noise of ±U env units (and the matching angle) to the context states,
-for the precision a 64×64 frame gives (1 px = 8 units). ``--context 1 5`` adds the state one env step back
-(the pusher's and the block's speed, which two states 5 steps apart blur). Scored on the store's held-out
-episodes (the training split), split by whether the true block moved (as in ``block_motion_error.py``; the
-moved block also by horizon step), beside copy-last. One JSON line.
+commanded actions from the first of them to ``frames`` × 5 env steps ahead) and predicts the block's pose at
+each of those frames. ``--obs-noise U`` adds uniform noise of ±U env units (and the matching angle) to the
+context states, for the precision a 64×64 frame gives (1 px = 8 units). ``--context 1 5`` adds the state
+one env step back (the pusher's and the block's speed, which two states 5 steps apart blur). Scored on the
+store's held-out episodes (the training split), split by whether the true block moved (as in
+``block_motion_error.py``; the moved block also by horizon step), beside copy-last. One JSON line.
 
     python scripts/block_predictability.py STORE [--frames 5] [--obs-noise 0 4] [--steps 4000] [--context 5]
+        [--train-fraction 1]
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ BLOCK_HALF_LENGTH = 60.0  # env units from the T's centre to its far end: turns 
 def windows(store: TrajectoryStore, episodes: list[int], frames: int, back: tuple[int, ...] = (SKIP,)
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Context states [N, len(back) + 1, 5] (``back`` env steps before the current one, then the current),
-    actions [N, frames·SKIP, 2] and future states [N, frames, 5]."""
+    actions [N, (frames + 1)·SKIP, 2] from SKIP steps back (the actions between the model's context frames
+    come with them) and future states [N, frames, 5]."""
     ctx, act, fut = [], [], []
     rows = [-b for b in sorted(back, reverse=True)] + [0]
     for e in episodes:
@@ -43,7 +45,7 @@ def windows(store: TrajectoryStore, episodes: list[int], frames: int, back: tupl
         state, action = ep["state"].astype(np.float64), ep["action"].astype(np.float64)
         for t in range(max(*back, SKIP), len(state) - frames * SKIP):  # same windows for any back ≤ SKIP
             ctx.append(state[[t + r for r in rows]])
-            act.append(action[t:t + frames * SKIP])
+            act.append(action[t - SKIP:t + frames * SKIP])  # the model also has the context's actions
             fut.append(state[t + SKIP:t + (frames + 1) * SKIP:SKIP])
     if not ctx:
         raise SystemExit(f"no window of {frames} frames fits in episodes {episodes[:5]}…")
@@ -134,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=4000, help="MLP updates (batch 1024)")
     ap.add_argument("--context", type=int, nargs="+", default=[SKIP],
                     help="env steps back of the earlier context states (the model's: 5)")
+    ap.add_argument("--train-fraction", type=float, default=1.0,
+                    help="train on this share of the training episodes (a data-size curve)")
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -145,11 +149,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
                          "expected")
     train_eps, val_eps = split_episodes(store.num_episodes, args.val_fraction, args.seed)
+    if not 0 < args.train_fraction <= 1:
+        raise SystemExit(f"--train-fraction must be in (0, 1] (got {args.train_fraction})")
+    train_eps = train_eps[:max(1, round(len(train_eps) * args.train_fraction))]
     back = tuple(sorted(set(args.context)))
     tr, va = windows(store, train_eps, args.frames, back), windows(store, val_eps, args.frames, back)
     rng = np.random.default_rng(args.seed)
     result: dict = {"store": args.store, "frames": args.frames, "env_steps_per_frame": SKIP,
-                    "context_back": list(back), "steps": args.steps,
+                    "context_back": list(back), "steps": args.steps, "train_episodes": len(train_eps),
                     "train_windows": len(tr[0]), "held_out_windows": len(va[0]), "runs": {}}
     for units in args.obs_noise:
         t0 = time.time()

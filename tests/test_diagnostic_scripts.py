@@ -85,7 +85,7 @@ def test_block_predictability_targets_round_trip_and_scores_every_frame(pusht_st
     script = load_script("block_predictability")
     store = TrajectoryStore(pusht_store_32)
     ctx, act, fut = script.windows(store, split_episodes(store.num_episodes, 0.1, 0)[0], frames=2)
-    assert ctx.shape[1:] == (2, 5) and act.shape[1:] == (10, 2) and fut.shape[1:] == (2, 5)
+    assert ctx.shape[1:] == (2, 5) and act.shape[1:] == (15, 2) and fut.shape[1:] == (2, 5)
     finer = script.windows(store, [0], frames=2, back=(1, 5))[0]  # the same windows, one more state each
     ep0 = store.episode(0)["state"]
     assert finer.shape == (len(ep0) - 5 - 10, 3, 5)
