@@ -50,11 +50,11 @@ if [ -n "${CHOOSE:-}" ]; then
   echo "$line" | $PY -c "
 import json, sys
 rows = json.load(sys.stdin)['recipes']
-if not rows:
-    sys.exit('train_speed: no recipe ran; nothing to choose')
+if not rows or rows[0]['recipe'] != '''${list[0]}''':
+    sys.exit('train_speed: the first recipe (the base rate) did not run; nothing chosen')
 base = rows[0]['updates_per_s']
 best = [r for r in rows if r['updates_per_s'] >= ${RATIO:-0.7} * base][-1]
 open('$CHOOSE.rate', 'w').write(str(best['updates_per_s']))
-print(best['recipe'])" > "$CHOOSE"
+print(best['recipe'])" > "$CHOOSE" || { rm -f "$CHOOSE"; exit 1; }
   echo "train_speed: chose \"$(cat "$CHOOSE")\" at $(cat "$CHOOSE.rate") updates/s ($CHOOSE, .rate)" >&2
 fi
