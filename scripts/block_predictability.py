@@ -87,10 +87,10 @@ def noisy(ctx: np.ndarray, units: float, rng: np.random.Generator) -> np.ndarray
     return out
 
 
-def fit(x: np.ndarray, y: np.ndarray, steps: int, seed: int) -> nn.Module:
+def fit(x: np.ndarray, y: np.ndarray, steps: int, seed: int, width: int = 512) -> nn.Module:
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(x.shape[1], 512), nn.SiLU(), nn.Linear(512, 512), nn.SiLU(),
-                        nn.Linear(512, 512), nn.SiLU(), nn.Linear(512, y.shape[1]))
+    net = nn.Sequential(nn.Linear(x.shape[1], width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
+                        nn.Linear(width, width), nn.SiLU(), nn.Linear(width, y.shape[1]))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--obs-noise", type=float, nargs="+", default=[0.0, 4.0],
                     help="± env units on the context")
     ap.add_argument("--steps", type=int, default=4000, help="MLP updates (batch 1024)")
+    ap.add_argument("--width", type=int, default=512, help="the MLP's hidden width (3 hidden layers)")
     ap.add_argument("--context", type=int, nargs="+", default=[SKIP],
                     help="env steps back of the earlier context states (the model's: 5)")
     ap.add_argument("--train-fraction", type=float, default=1.0,
@@ -141,9 +142,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.frames < 1 or args.steps < 1 or min(args.context) < 1:
-        raise SystemExit(f"--frames, --steps and --context must be ≥ 1 (got {args.frames}, {args.steps}, "
-                         f"{args.context})")
+    if args.frames < 1 or args.steps < 1 or args.width < 1 or min(args.context) < 1:
+        raise SystemExit(f"--frames, --steps, --width and --context must be ≥ 1 (got {args.frames}, "
+                         f"{args.steps}, {args.width}, {args.context})")
     store = TrajectoryStore(args.store)
     if "pusht" not in store.attrs or store.state_dim < 5:
         raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
@@ -156,12 +157,13 @@ def main(argv: list[str] | None = None) -> None:
     tr, va = windows(store, train_eps, args.frames, back), windows(store, val_eps, args.frames, back)
     rng = np.random.default_rng(args.seed)
     result: dict = {"store": args.store, "frames": args.frames, "env_steps_per_frame": SKIP,
-                    "context_back": list(back), "steps": args.steps, "train_episodes": len(train_eps),
+                    "context_back": list(back), "steps": args.steps, "width": args.width,
+                    "train_episodes": len(train_eps),
                     "train_windows": len(tr[0]), "held_out_windows": len(va[0]), "runs": {}}
     for units in args.obs_noise:
         t0 = time.time()
         tr_ctx, va_ctx = noisy(tr[0], units, rng), noisy(va[0], units, rng)
-        net = fit(features(tr_ctx, tr[1]), targets(tr_ctx, tr[2]), args.steps, args.seed)
+        net = fit(features(tr_ctx, tr[1]), targets(tr_ctx, tr[2]), args.steps, args.seed, args.width)
         with torch.no_grad():
             out = net(torch.as_tensor(features(va_ctx, va[1]), dtype=torch.float32)).numpy()
         # moves from the block as read (noisy), as a model reading frames must; copy-last copies the true one

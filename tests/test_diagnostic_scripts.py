@@ -102,5 +102,5 @@ def test_block_predictability_targets_round_trip_and_scores_every_frame(pusht_st
         assert copy["still"]["frames"] + copy["moved"]["frames"] == result["held_out_windows"] * 2
         assert copy["still"]["position"] <= 2.0  # "still" means within 2 units and 2° of the last context
         assert len(run["mlp"]["moved_by_frame"]["position"]) == 2
-    with pytest.raises(SystemExit, match="--frames, --steps and --context must be ≥ 1"):
+    with pytest.raises(SystemExit, match="--frames, --steps, --width and --context must be ≥ 1"):
         script.main([str(pusht_store_32), "--frames", "0"])
