@@ -17,7 +17,7 @@ import json
 import numpy as np
 import torch
 
-from crcm_robotics.data.pusht_sim import pusht_errors
+from crcm_robotics.data.pusht_sim import block_errors, block_moved, still_moved_summary
 from crcm_robotics.data.store import NormStats, TrajectoryStore
 from crcm_robotics.eval.evaluate import cut_windows, predict
 from crcm_robotics.model.checkpoint import build_model, load_checkpoint
@@ -26,20 +26,6 @@ from crcm_robotics.model.tokenizer import make_codec
 from crcm_robotics.plan.probe import load_probe
 
 CONTEXT = 2
-
-
-def pose_errors(read: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Block position error (env units) and angle error (degrees, wrapped) per [N, H] frame."""
-    e = pusht_errors(read, true)
-    return e["block_pos_error"], np.degrees(e["block_angle_error"])
-
-
-def split_summary(pos: np.ndarray, ang: np.ndarray, moved: np.ndarray) -> dict[str, dict[str, float]]:
-    out = {}
-    for name, mask in (("still", ~moved), ("moved", moved)):
-        out[name] = {"frames": int(mask.sum()), "position": round(float(pos[mask].mean()), 2),
-                     "angle_deg": round(float(ang[mask].mean()), 2)}
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,17 +58,16 @@ def main(argv: list[str] | None = None) -> None:
         return np.asarray(state).reshape(n, h, -1)
 
     true, last = win.states[:, CONTEXT:], win.states[:, CONTEXT - 1 : CONTEXT]
-    moved_pos, moved_ang = pose_errors(last.repeat(args.horizon, axis=1), true)
-    moved = (moved_pos > 2.0) | (moved_ang > 2.0)
+    moved = block_moved(last, true)
     result: dict = {"ckpt": args.ckpt, "windows": len(win.frames), "horizon": args.horizon}
-    result["real_frames"] = split_summary(*pose_errors(read(win.frames[:, CONTEXT:]), true), moved)
+    result["real_frames"] = still_moved_summary(*block_errors(read(win.frames[:, CONTEXT:]), true), moved)
     copy_last = np.repeat(win.frames[:, CONTEXT - 1 : CONTEXT], args.horizon, axis=1)
-    result["copy_last"] = split_summary(*pose_errors(read(copy_last), true), moved)
+    result["copy_last"] = still_moved_summary(*block_errors(read(copy_last), true), moved)
     for steps in args.steps:
         spec = sampler_from_meta(ckpt.meta, steps, None, None, None)
         pred = np.concatenate([predict(model, codec, spec, win.frames[i : i + 40], win.actions[i : i + 40],
                                        CONTEXT, device, i) for i in range(0, len(win.frames), 40)])
-        result[f"steps_{steps}"] = split_summary(*pose_errors(read(pred), true), moved)
+        result[f"steps_{steps}"] = still_moved_summary(*block_errors(read(pred), true), moved)
     print(json.dumps(result))
 
 

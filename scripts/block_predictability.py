@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from crcm_robotics.data.dataset import split_episodes
-from crcm_robotics.data.pusht_sim import pusht_errors
+from crcm_robotics.data.pusht_sim import block_errors, block_moved, still_moved_summary
 from crcm_robotics.data.store import TrajectoryStore
 
 SKIP = 5  # env steps per model frame (the planning teacher's frame skip)
@@ -105,21 +106,16 @@ def fit(x: np.ndarray, y: np.ndarray, steps: int, seed: int, width: int = 512) -
     return net.eval()
 
 
-def scores(pred_block: np.ndarray, ctx: np.ndarray, fut: np.ndarray) -> dict[str, dict[str, float]]:
+def scores(pred_block: np.ndarray, ctx: np.ndarray, true: np.ndarray) -> dict[str, dict[str, Any]]:
     """Block position (units) and angle (deg) errors, split by whether the true block moved; copy-last's."""
-    true = fut
-    full = true.copy()
-    full[..., 2:5] = pred_block
+    predicted = true.copy()
+    predicted[..., 2:5] = pred_block
     copy = np.broadcast_to(ctx[:, -1:], true.shape)
-    moved = pusht_errors(copy, true)
-    moved = (moved["block_pos_error"] > 2.0) | (np.degrees(moved["block_angle_error"]) > 2.0)
-    out = {}
-    for name, states in (("mlp", full), ("copy_last", copy)):
-        e = pusht_errors(states, true)
-        pos, ang = e["block_pos_error"], np.degrees(e["block_angle_error"])
-        out[name] = {split: {"frames": int(m.sum()), "position": round(float(pos[m].mean()), 2),
-                             "angle_deg": round(float(ang[m].mean()), 2)}
-                     for split, m in (("still", ~moved), ("moved", moved))}
+    moved = block_moved(copy, true)
+    out: dict[str, dict[str, Any]] = {}
+    for name, states in (("mlp", predicted), ("copy_last", copy)):
+        pos, ang = block_errors(states, true)
+        out[name] = still_moved_summary(pos, ang, moved)
         # the moved block by horizon step (k × 5 env steps ahead)
         out[name]["moved_by_frame"] = {
             "position": [round(float(pos[:, k][moved[:, k]].mean()), 2) for k in range(true.shape[1])],

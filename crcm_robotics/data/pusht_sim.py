@@ -348,6 +348,28 @@ def pusht_errors(state: np.ndarray, goal_state: np.ndarray) -> dict[str, Any]:
     return out
 
 
+BLOCK_STILL = (2.0, 2.0)  # env units, degrees: a block within both of its earlier pose has not moved
+
+
+def block_errors(state: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The block's position error (env units) and angle error (degrees, wrapped) of ``state`` vs ``true``."""
+    e = pusht_errors(state, true)
+    return e["block_pos_error"], np.degrees(e["block_angle_error"])
+
+
+def block_moved(last: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Whether the true block moved from ``last`` (broadcast) by more than :data:`BLOCK_STILL`."""
+    pos, deg = block_errors(np.broadcast_to(last, true.shape), true)
+    return (pos > BLOCK_STILL[0]) | (deg > BLOCK_STILL[1])
+
+
+def still_moved_summary(pos: np.ndarray, deg: np.ndarray, moved: np.ndarray) -> dict[str, dict[str, float]]:
+    """Mean block errors over the frames where the true block stayed put and where it moved."""
+    return {name: {"frames": int(mask.sum()), "position": round(float(pos[mask].mean()), 2),
+                   "angle_deg": round(float(deg[mask].mean()), 2)}
+            for name, mask in (("still", ~moved), ("moved", moved))}
+
+
 def pusht_success(state: np.ndarray, goal_state: np.ndarray) -> Any:
     """DINO-WM's rule: state_distance < 20 env units and block angle error < π/9 (bool, or bool array)."""
     e = pusht_errors(state, goal_state)
@@ -502,6 +524,7 @@ def replay_mismatch(store: "TrajectoryStore", episodes: list[int], ahead: int = 
 
 __all__ = [
     "GoalPair", "PUSHT_WORKSPACE", "PushTRolloutPool", "PushTSim", "goal_pair_at", "goal_pairs", "pusht_errors", "pusht_success",
+    "BLOCK_STILL", "block_errors", "block_moved", "still_moved_summary",
     "replay_mismatch", "wrap_angle",
 ]
 
