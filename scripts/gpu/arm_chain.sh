@@ -10,9 +10,11 @@
 #                  evaluates the teacher and runs its planning arm; then the student's eval, bench and planning
 #                  arm. Prints a summary (scripts/arm_summary.py) and returns $OUT/arm_results.tgz.
 # Env: TASK (push-v3; e.g. button-press-v3: the chain runs, but the planning arms judge success by the object
-#      ending within 5 cm of the goal's, push-v3's rule, which a button's short travel does not test), PLAN (planner overrides, "planner.replan_every=10"; e.g. add
-#      "planner.effort_weight=1 planner.effort_on=magnitude"), WORK (/root/work), EPISODES (300), WORKERS (16), CODEC_MIN (3), CALL_S (seconds the call may take, 560),
-#      DISTILL_MIN (3.3), GOALS (20), OW (oracle processes, 12), EVAL_EPISODES (0 = every held-out one).
+#      ending within 5 cm of the goal's, push-v3's rule, which a button's short travel does not test),
+#      PLAN (planner overrides, "planner.replan_every=10"; e.g. add "planner.effort_weight=1
+#      planner.effort_on=magnitude"), WORK (/root/work), EPISODES (300), WORKERS (16), CODEC_MIN (3),
+#      CALL_S (seconds the call may take, 560), DISTILL_MIN (3.3), GOALS (20), OW (oracle processes, 12),
+#      EVAL_EPISODES (0 = every held-out one).
 # DRY=1 rehearses every stage on the CPU at toy sizes (64x64, OSMesa).
 source scripts/gpu/setup.sh
 set -o pipefail
