@@ -518,6 +518,8 @@ class PlannerConfig:
     # what it penalises: moves (between waypoints: PushT, whose actions are pusher positions) | magnitude (the
     # command itself: Meta-World, whose actions are end-effector velocities)
     effort_on: str = "moves"
+    # the action dims it counts (empty: all); e.g. [0,1,2] for the arm, whose 4th dim is a gripper effort of ±1
+    effort_dims: tuple[int, ...] = ()
     seed: int = 0
 
 

@@ -54,7 +54,7 @@ def summary(work: Path) -> dict[str, Any]:
         out["codec"] = {k: meta.get("metrics", {}).get(k) for k in ("val_psnr", "train_psnr", "val_frames")}
     elif codec:
         out["codec_last_log"] = codec
-    for name in ("teacher", "student"):
+    for name in ("teacher", "student", "student_s1"):
         result = last_json(work / f"eval_{name}.json")
         if result:
             out[name] = model_figures(result)
@@ -67,14 +67,24 @@ def summary(work: Path) -> dict[str, Any]:
                           "planner_ms_64x16": cg.get("planner_ms"),
                           "planner_costs_ms_64x16": cg.get("planner_costs_ms"),
                           "teacher_stream_ms_per_frame": teacher.get("stream_ms_per_frame")}
+    compiled = last_json(work / "bench_compile.json")
+    if compiled:
+        c = compiled.get("backends", {}).get("compile", {})
+        out["runtime_compile"] = {k: c.get(k) for k in ("stream_ms_per_frame", "stream_fps", "planner_ms",
+                                                        "planner_costs_ms", "setup_s")}
+    loads = work / "loadtest.jsonl"
+    if loads.exists():
+        out["server"] = [json.loads(line) for line in loads.read_text().splitlines() if line.startswith("{")]
     plans: dict[str, Any] = {}
     for path in sorted(work.glob("plan_*.json")):
         result = last_json(path)
-        for arm, fig in (result or {}).get("arms", {}).items():
-            plans[arm] = {k: fig.get(k) for k in ("goals", "success_any", "success_end", "block_pos_error",
+        arms = (result or {}).get("arms", {})
+        for arm, fig in arms.items():  # plan_teacher_base.json -> "teacher_base"; plan_sim.json -> its arms
+            key = arm if len(arms) > 1 else path.stem.removeprefix("plan_")
+            plans[key] = {k: fig.get(k) for k in ("goals", "success_any", "success_end", "block_pos_error",
                                                   "error_removed", "replan_ms_median")}
             if "fidelity" in fig:
-                plans[arm]["rank_corr_model"] = fig["fidelity"].get("rank_corr_model")
+                plans[key]["rank_corr_model"] = fig["fidelity"].get("rank_corr_model")
     if plans:
         out["planning"] = plans
     return out

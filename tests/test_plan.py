@@ -91,8 +91,13 @@ def test_effort_is_the_mean_squared_waypoint_move_in_range_units():
     # still 0.5² + 0.5² at each waypoint; moved (1² + 0.5²) then (1² + 0²), averaged
     torch.testing.assert_close(space.effort(torch.cat([still, moved]), anchor, on="magnitude"),
                                torch.tensor([0.5, 1.125]))
+    # only dim 0 counted (the arm leaves its ±1 gripper command out): still 0.5²; moved 1², 1²
+    torch.testing.assert_close(space.effort(torch.cat([still, moved]), anchor, on="magnitude", dims=(0,)),
+                               torch.tensor([0.25, 1.0]))
     with pytest.raises(PlanError, match="effort on 'jerk' unknown"):
         space.effort(still, anchor, on="jerk")
+    with pytest.raises(PlanError, match=r"effort dims \[2\] must be action dims in \[0, 2\)"):
+        space.effort(still, anchor, dims=(2,))
 
 
 def test_effort_weight_keeps_the_planner_still_where_the_cost_is_flat():
@@ -136,6 +141,7 @@ def test_time_budget_stops_early():
     ({"effort_weight": -1.0}, "effort_weight must be a finite number ≥ 0, got -1.0"),
     ({"effort_weight": float("nan")}, "effort_weight must be a finite number ≥ 0, got nan"),
     ({"effort_on": "jerk"}, "effort_on='jerk' unknown; expected one of moves, magnitude"),
+    ({"effort_dims": (0, -1)}, "effort_dims must be action dims, integers ≥ 0; got [0, -1]"),
 ])
 def test_bad_planner_settings_are_named(kwargs, message):
     with pytest.raises(PlanError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -59,7 +59,8 @@ class EpisodeResult:
 def planner_from(cfg: PlannerConfig) -> SamplingPlanner:
     return SamplingPlanner(cfg.kind, cfg.samples, cfg.iterations, cfg.elites, cfg.momentum, cfg.temperature,
                            time_budget_s=cfg.time_budget_s or None, seed=cfg.seed,
-                           effort_weight=cfg.effort_weight, effort_on=cfg.effort_on)
+                           effort_weight=cfg.effort_weight, effort_on=cfg.effort_on,
+                           effort_dims=tuple(int(d) for d in cfg.effort_dims))
 
 
 def space_from(cfg: PlannerConfig, low: np.ndarray, high: np.ndarray, device: torch.device) -> ActionSpace:

@@ -88,20 +88,25 @@ class ActionSpace:
     def clamp(self, z: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(z, self.z_high), self.z_low)
 
-    def effort(self, actions_NHA: torch.Tensor, anchor_A: torch.Tensor, on: str = "moves") -> torch.Tensor:
+    def effort(self, actions_NHA: torch.Tensor, anchor_A: torch.Tensor, on: str = "moves",
+               dims: tuple[int, ...] = ()) -> torch.Tensor:
         """Control effort per candidate [N], each action dim in units of its range, averaged over waypoints.
 
         ``on="moves"``: the squared move between successive waypoints (from the anchor), for robots commanded
         by position (PushT's pusher target): keeping still is repeating the last command. ``on="magnitude"``:
         the squared command itself, for robots commanded by velocity (the arm's end-effector deltas): keeping
-        still is commanding zero.
+        still is commanding zero. ``dims``: the action dims that count (empty: all); the arm's gripper command
+        is an effort of ±1, not a velocity, so its magnitude says nothing about moving.
         """
         if on not in EFFORTS:
             raise PlanError(f"effort on {on!r} unknown; expected one of {', '.join(EFFORTS)}")
+        if any(not 0 <= d < self.dim for d in dims):
+            raise PlanError(f"effort dims {list(dims)} must be action dims in [0, {self.dim})")
         waypoints = actions_NHA[:, :: self.hold]
         if on == "moves":
             waypoints = torch.cat([anchor_A.expand(len(waypoints), 1, -1), waypoints], dim=1).diff(dim=1)
-        return (waypoints / (self.high - self.low)).square().sum(dim=2).mean(dim=1)
+        per_dim = (waypoints / (self.high - self.low)).square()
+        return (per_dim[..., list(dims)] if dims else per_dim).sum(dim=2).mean(dim=1)
 
 
 @dataclass
@@ -140,6 +145,7 @@ class SamplingPlanner:
     # then prefers the one that moves least instead of a random one.
     effort_weight: float = 0.0
     effort_on: str = "moves"  # ActionSpace.effort: moves (position commands) | magnitude (velocity commands)
+    effort_dims: tuple[int, ...] = ()  # the action dims the effort counts (empty: all)
 
     def __post_init__(self) -> None:
         if self.kind not in PLANNERS:
@@ -155,6 +161,8 @@ class SamplingPlanner:
             raise PlanError(f"effort_weight must be a finite number ≥ 0, got {self.effort_weight}")
         if self.effort_on not in EFFORTS:
             raise PlanError(f"effort_on={self.effort_on!r} unknown; expected one of {', '.join(EFFORTS)}")
+        if any(not isinstance(d, int) or d < 0 for d in self.effort_dims):
+            raise PlanError(f"effort_dims must be action dims, integers ≥ 0; got {list(self.effort_dims)}")
         self._gen: torch.Generator | None = None
 
     def solve(self, score: Score, space: ActionSpace, anchor_A: torch.Tensor,
@@ -179,7 +187,8 @@ class SamplingPlanner:
             actions = space.actions(z, anchor_A)
             costs = score(actions).float()
             if self.effort_weight:
-                costs = costs + self.effort_weight * space.effort(actions, anchor_A, self.effort_on)
+                costs = costs + self.effort_weight * space.effort(actions, anchor_A, self.effort_on,
+                                                                  tuple(self.effort_dims))
             costs = torch.where(torch.isfinite(costs), costs, torch.full_like(costs, float("inf")))
             evaluations += len(z)
             done += 1

@@ -7,12 +7,17 @@
 #   STAGE=teacher  the store (EGL, WORKERS processes), then the codec and the probe side by side, then the
 #                  teacher for what is left of the call's CALL_S seconds
 #   STAGE=student  the student distils while the CPU runs the random and oracle planning arms and the GPU also
-#                  evaluates the teacher and runs its planning arm; then the student's eval, bench and planning
-#                  arm. Prints a summary (scripts/arm_summary.py) and returns $OUT/arm_results.tgz.
+#                  evaluates the teacher and runs its planning arms; then the student's eval, bench and planning
+#                  arms. Prints a summary (scripts/arm_summary.py) and returns $OUT/arm_results.tgz.
+#   STAGE=extra    after STAGE=student: the server's load test and `crcm bench` on `compile` with the trained
+#                  student, then a second distillation seed (train.seed=1) with its eval and planning arm
+#                  (the first of VARIANTS). Returns $OUT/arm_extra.tgz.
 # Env: TASK (push-v3; e.g. button-press-v3: the chain runs, but the planning arms judge success by the object
 #      ending within 5 cm of the goal's, push-v3's rule, which a button's short travel does not test),
-#      PLAN (planner overrides, "planner.replan_every=10"; e.g. add "planner.effort_weight=1
-#      planner.effort_on=magnitude"), WORK (/root/work), EPISODES (300), WORKERS (16), CODEC_MIN (3),
+#      PLAN (planner overrides of every arm, "planner.replan_every=10"), VARIANTS (planner variants the model
+#      arms run side by side, "NAME=OVERRIDES;NAME=OVERRIDES", each added to PLAN; the oracle takes the first;
+#      default "base=", e.g. "base=;effort1=planner.effort_weight=1 planner.effort_on=magnitude"),
+#      WORK (/root/work), EPISODES (300), WORKERS (16), CODEC_MIN (3),
 #      CALL_S (seconds the call may take, 560), DISTILL_MIN (3.3), GOALS (20), OW (oracle processes, 12),
 #      EVAL_EPISODES (0 = every held-out one).
 # DRY=1 rehearses every stage on the CPU at toy sizes (64x64, OSMesa).
@@ -25,7 +30,7 @@ if [ -n "${DRY:-}" ]; then
   DATA="preset=arm_tiny episodes=8 min_steps=40 max_steps=50 workers=1"; PROBE="steps=40 batch_size=16 width=8"
   CODEC="preset=arm_tiny train.steps=30"; TEACH="preset=arm_tiny train.steps=20"; DIST="preset=arm_tiny train.steps=4"
   EVAL="horizon=4 context=2 episodes=2"; PLAN="planner.samples=16 planner.elites=4 planner.iterations=2 min_move=0"
-  FID="fidelity_goals=1"; BENCH="backends=[eager] device=cpu"
+  FID="fidelity_goals=1"; BENCH="backends=[eager] device=cpu"; LOAD_IMAGINE="--rollouts 2 --horizon 2"
 else
   export MUJOCO_GL=${MUJOCO_GL:-egl}
   if [ -d carry/whl_arm/glvnd ]; then
@@ -37,17 +42,28 @@ else
   DIST="preset=arm_small train.max_minutes=${DISTILL_MIN:-3.3}"  # selection by PSNR: the arm has no pusher
   EVAL="horizon=16 context=2 episodes=${EVAL_EPISODES:-0}"; PLAN=${PLAN:-"planner.replan_every=10"}
   FID="fidelity_goals=10"
-  BENCH="backends=[cuda_graph] device=cuda teacher_backend=cuda_graph"
+  BENCH="backends=[cuda_graph] device=cuda teacher_backend=cuda_graph"; LOAD_IMAGINE="--rollouts 64 --horizon 16"
 fi
 mkdir -p "$WORK"
 STORE=$WORK/arm.zarr; CODEC_DIR=$WORK/codec; TEACHER=$WORK/teacher; STUDENT=$WORK/student
 left() { echo $(( CALL_S - $(date +%s) + T0 )); }
-plan_arm() {  # NAME ARMS [CKPT] : one planning process, its JSON line in $WORK/plan_NAME.json
-  local name=$1 arms=$2 ckpt=${3:-}
+plan_arm() {  # NAME ARMS [CKPT [EXTRA]] : one planning process, its JSON line in $WORK/plan_NAME.json
+  local name=$1 arms=$2 ckpt=${3:-} extra=${4:-}
   timeout $(( $(left) - 20 )) $PY -m crcm_robotics.cli bench plan $ckpt data.path=$STORE probe=$WORK/probe \
-    arms=[$arms] goals=$GOALS device=$DEV backend=$BACKEND oracle_workers=$OW gifs=2 progress=false $PLAN \
+    arms=[$arms] goals=$GOALS device=$DEV backend=$BACKEND oracle_workers=$OW gifs=2 progress=false $PLAN $extra \
     $( [ -n "$ckpt" ] && echo $FID || echo fidelity_goals=0 ) out=$WORK/plan_$name \
     > $WORK/plan_$name.json 2> $WORK/plan_$name.err
+}
+IFS=';' read -r -a VARIANT_LIST <<< "${VARIANTS:-base=}"
+variant_name() { echo "${1%%=*}"; }
+variant_extra() { echo "${1#*=}"; }
+plan_variants() {  # PREFIX CKPT : the model arm under every variant, side by side; waits for them all
+  local prefix=$1 ckpt=$2 v pids=()
+  for v in "${VARIANT_LIST[@]}"; do
+    plan_arm "${prefix}_$(variant_name "$v")" model "$ckpt" "$(variant_extra "$v")" &
+    pids+=($!)
+  done
+  for v in "${pids[@]}"; do wait "$v" || echo "arm_chain: a $prefix planning arm failed (plan_${prefix}_*.err)"; done
 }
 case "${STAGE:?set STAGE=teacher or student}" in
 teacher) {
@@ -74,15 +90,15 @@ student) {
   # The GPU is far from full with one 64-token model: the teacher's eval and planning arm share it.
   crcm distill causal_rcm teacher=$TEACHER $DIST train.out=$STUDENT train.progress=false > $WORK/distill.log 2>&1 &
   distill=$!
-  plan_arm sim random,oracle &
+  plan_arm sim random,oracle "" "$(variant_extra "${VARIANT_LIST[0]}")" &
   crcm eval $TEACHER $EVAL out=$WORK/eval_teacher > $WORK/eval_teacher.json 2> $WORK/eval_teacher.err \
       || tail -2 $WORK/eval_teacher.err
-  plan_arm teacher model $TEACHER || tail -2 $WORK/plan_teacher.err
+  plan_variants teacher $TEACHER
   wait $distill || { tail -3 $WORK/distill.log; echo "arm_chain: distillation failed" >&2; exit 1; }
   tail -1 $WORK/distill.log
   echo "distilled at $(( $(date +%s) - T0 )) s"
   cp -r $WORK/probe $STUDENT/probe
-  plan_arm student model $STUDENT &
+  plan_variants student $STUDENT &
   crcm eval $STUDENT $EVAL out=$WORK/eval_student > $WORK/eval_student.json 2> $WORK/eval_student.err \
       || tail -2 $WORK/eval_student.err
   timeout $(( $(left) - 40 )) $PY -m crcm_robotics.cli bench $STUDENT steps=2 $BENCH teacher=$TEACHER \
@@ -94,5 +110,31 @@ student) {
   tar czf "$OUT/arm_results.tgz" -C $WORK --exclude '*.zarr' --exclude 'teacher' --exclude 'student' \
       --exclude 'codec' --exclude 'probe' . 2>/dev/null
   ls -la "$OUT" ;;
-*) echo "arm_chain: unknown STAGE=$STAGE (teacher, student)" >&2; exit 2 ;;
+extra) {
+  # the msgpack server with the trained student: a stream over the wire, then planner-sized imagine queries
+  # that return every frame (the heaviest reply)
+  for load in "--kind step --clients 1 --requests 200" "--kind imagine --clients 2 --requests 8 $LOAD_IMAGINE"; do
+    timeout 150 $PY -m crcm_robotics.serve.loadtest --ckpt $STUDENT --device $DEV --backend $BACKEND --steps 2 \
+        $load | tail -1 | tee -a $WORK/loadtest.jsonl
+  done
+  [ -z "${DRY:-}" ] && { timeout 300 $PY -m crcm_robotics.cli bench $STUDENT steps=2 backends=[compile] \
+      device=cuda out=$WORK/bench_compile.json > $WORK/bench_compile.log 2>&1 || echo "compile bench: exit $?"
+    tail -1 $WORK/bench_compile.log; }
+  echo "served and benched at $(( $(date +%s) - T0 )) s"
+  crcm distill causal_rcm teacher=$TEACHER $DIST train.seed=1 train.out=$WORK/student_s1 train.progress=false \
+      > $WORK/distill_s1.log 2>&1 || { tail -3 $WORK/distill_s1.log; exit 1; }
+  tail -1 $WORK/distill_s1.log
+  cp -r $WORK/probe $WORK/student_s1/probe
+  plan_arm "student_s1_$(variant_name "${VARIANT_LIST[0]}")" model $WORK/student_s1 \
+      "$(variant_extra "${VARIANT_LIST[0]}")" &
+  crcm eval $WORK/student_s1 $EVAL out=$WORK/eval_student_s1 > $WORK/eval_student_s1.json \
+      2> $WORK/eval_student_s1.err || tail -2 $WORK/eval_student_s1.err
+  wait || true
+  echo "extra stage done at $(( $(date +%s) - T0 )) s"
+  $PY scripts/arm_summary.py $WORK
+  } 2>&1 | tee $WORK/extra_stage.log
+  tar czf "$OUT/arm_extra.tgz" -C $WORK --exclude '*.zarr' --exclude 'teacher' --exclude 'student*' \
+      --exclude 'codec' --exclude 'probe' . 2>/dev/null
+  ls -la "$OUT" ;;
+*) echo "arm_chain: unknown STAGE=$STAGE (teacher, student, extra)" >&2; exit 2 ;;
 esac
