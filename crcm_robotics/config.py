@@ -513,13 +513,16 @@ class PlannerConfig:
     cost_at_budget_end: bool = True
     # control-effort penalty added to every candidate's cost (SamplingPlanner.effort_weight; 0 = off): a
     # waypoint move across the whole action range costs this much, so among candidates imagination scores
-    # alike the planner keeps the one that moves least
-    effort_weight: float = 0.0
+    # alike the planner keeps the one that moves least. The three effort settings left unset (null) take the
+    # store's domain defaults: PushT off (0, moves, all dims); the Meta-World arm 1 on the end-effector
+    # velocity's magnitude, dims [0,1,2] (it lifted the arm's success held at the end from 0.40 to 0.95:
+    # docs/results.md, issue 16)
+    effort_weight: float | None = None
     # what it penalises: moves (between waypoints: PushT, whose actions are pusher positions) | magnitude (the
     # command itself: Meta-World, whose actions are end-effector velocities)
-    effort_on: str = "moves"
+    effort_on: str | None = None
     # the action dims it counts (empty: all); e.g. [0,1,2] for the arm, whose 4th dim is a gripper effort of ±1
-    effort_dims: tuple[int, ...] = ()
+    effort_dims: tuple[int, ...] | None = None
     seed: int = 0
 
 

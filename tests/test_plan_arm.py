@@ -70,6 +70,9 @@ def _bench(store, out, *extra):
 def test_bench_plan_runs_the_simulator_arms_on_the_arm(arm_store, tmp_path):
     report = _bench(arm_store, tmp_path / "sim", f"data.path={arm_store}", "arms=[random,oracle_state]")
     assert report["domain"] == "metaworld" and report["goals"] == 2
+    # the arm's effort defaults (the end-effector velocity, the gripper's ±1 effort left out)
+    assert {k: report["planner"][k] for k in ("effort_weight", "effort_on", "effort_dims")} == {
+        "effort_weight": 1.0, "effort_on": "magnitude", "effort_dims": (0, 1, 2)}
     for arm in report["arms"].values():
         assert 0.0 <= arm["success_end"] <= arm["success_any"] <= 1.0
         assert 0.0 <= arm["block_pos_error"] < 1.0  # metres

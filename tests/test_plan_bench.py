@@ -86,8 +86,11 @@ def test_bench_plan_reports_every_arm_and_the_oracle_beats_random(student_with_p
 
 
 def test_probe_cost_runs_through_the_bench(student_with_probe, tmp_path):
-    report = bench(student_with_probe, tmp_path / "probe", "arms=[model]", "goals=1", "planner.cost=probe_path")
+    report = bench(student_with_probe, tmp_path / "probe", "arms=[model]", "goals=1",
+                   "planner.cost=probe_path", "planner.effort_weight=0.5")
     assert report["arms"]["student"]["goals"] == 1
+    # a set effort weight wins; the unset effort settings take PushT's defaults
+    assert (report["planner"]["effort_weight"], report["planner"]["effort_on"]) == (0.5, "moves")
 
 
 def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
