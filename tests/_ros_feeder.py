@@ -36,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encodings", default="rgb8", help="comma-separated, cycled frame by frame")
     ap.add_argument("--rate-hz", type=float, default=10.0)
     ap.add_argument("--reliable-camera", action="store_true")
-    ap.add_argument("--command", default="0.25,-0.5", help="the two values every command carries")
+    ap.add_argument("--command", default="0.25,-0.5",
+                    help="the values every command carries (two; any number for float32_multi_array)")
     args = ap.parse_args(argv)
     encodings = args.encodings.split(",")
-    a, b = (float(v) for v in args.command.split(","))
+    values = tuple(float(v) for v in args.command.split(","))
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     i, next_t = 0, time.monotonic()
     while not stop.is_set():
         now = time.time()
-        commands.publish(command_msg(args.action_type, (a, b), now))
+        commands.publish(command_msg(args.action_type, values, now))
         if send_frames.is_set():
             frame = pattern_frame(i)
             if compressed:

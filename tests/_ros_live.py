@@ -110,15 +110,18 @@ def image_array(msg: Any) -> np.ndarray:
     return rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
 
 
-def command_msg(action_type: str, values: tuple[float, float], t: float = 0.0) -> Any:
-    """A command of ``action_type`` carrying two values (the PushT student's action_dim)."""
+def command_msg(action_type: str, values: tuple[float, ...], t: float = 0.0) -> Any:
+    """A command of ``action_type`` carrying two values (the PushT student's action_dim); a
+    ``float32_multi_array`` carries any number (the arm's four)."""
     from geometry_msgs.msg import Twist, TwistStamped, Vector3
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float32MultiArray, Header
 
-    a, b = values
     if action_type == "float32_multi_array":
-        return Float32MultiArray(data=[a, b])
+        return Float32MultiArray(data=[float(v) for v in values])
+    if len(values) != 2:
+        raise ValueError(f"a {action_type} command here carries two values, got {len(values)}")
+    a, b = values
     twist = Twist(linear=Vector3(x=a, y=b, z=0.0))
     if action_type == "twist":
         return twist
@@ -309,7 +312,7 @@ class Feeder:
         encodings: tuple[str, ...] = ("rgb8",),
         rate_hz: float = 10.0,
         reliable_camera: bool = False,
-        command: tuple[float, float] = (0.25, -0.5),
+        command: tuple[float, ...] = (0.25, -0.5),
         ready_timeout: float = 60.0,
     ):
         args = [

@@ -90,3 +90,48 @@ def test_the_student_serves_camera_frames(arm_chain):
         out = client.imagine(plan, context=(frames, actions), goal=frames[-1], return_frames="best")
         assert out.frames.dtype == np.uint8 and out.frames.shape == (1, 2, 64, 64, 3)
         assert out.costs.shape == (3,) and np.isfinite(out.costs).all()
+
+
+@pytest.mark.timeout(300)
+def test_the_ros_node_predicts_the_arm_from_its_own_commands(arm_chain, tmp_path):
+    """The node on a live ROS 2 graph with the arm student (latent codec, frame skip 5): the robot's 4-value
+    end-effector command drives it, held for the 5 camera frames of each predicted frame; ``~/imagine`` takes
+    commands of 4 values too."""
+    import time
+
+    from _ros_live import Feeder, Graph, NodeProcess, require_rclpy
+
+    require_rclpy()
+    from crcm_interfaces.msg import PredictedFrames
+    from crcm_interfaces.srv import ImagineRollouts
+
+    command = (0.5, -0.25, 0.0, 1.0)
+    graph = Graph()
+    predicted = graph.collect(PredictedFrames, "/wm_arm/predicted")
+    client = graph.node.create_client(ImagineRollouts, "/wm_arm/imagine")
+    node = NodeProcess({"checkpoint": str(arm_chain["student"]), "device": "cpu", "backend": "eager",
+                        "camera_topic": "/arm/cam", "action_topic": "/arm/cmd",
+                        "action_type": "float32_multi_array", "context_rate_hz": 2.0, "publish_rate_hz": 2.0,
+                        "horizon": 2, "max_rollouts": 4, "max_horizon": 4}, tmp_path / "node.log",
+                       node_name="wm_arm")
+    try:
+        deadline = time.monotonic() + 120
+        while not client.wait_for_service(timeout_sec=0.5):
+            assert node.alive() and time.monotonic() < deadline, f"node not up; log:\n{node.log()[-3000:]}"
+        assert "frame skip 5: each command held 5 camera frames" in node.log()
+        with Feeder("/arm/cam", "/arm/cmd", "float32_multi_array", command=command):
+            msg = predicted.wait_for(1, 90, f"PredictedFrames; node log:\n{node.log()[-2000:]}")[-1]
+            assert (msg.horizon, msg.action_dim, len(msg.frames)) == (2, 20, 2)
+            held = np.frombuffer(msg.actions, np.float32).reshape(2, 20)
+            np.testing.assert_allclose(held, [command * 5] * 2)
+            assert {(f.height, f.width) for f in msg.frames} == {(64, 64)}
+            req = ImagineRollouts.Request()
+            req.num_rollouts, req.horizon, req.action_dim = 3, 2, 4
+            req.actions = np.linspace(-1, 1, 3 * 2 * 4, dtype=np.float32).tolist()
+            req.return_frames = True
+            resp = graph.call(client, req)
+            assert resp.success, resp.message
+            assert (resp.num_rollouts, resp.horizon, len(resp.frames)) == (3, 2, 6)
+    finally:
+        node.kill()
+        graph.close()

@@ -79,6 +79,27 @@ def test_given_context_and_goal_are_converted_and_fitted():
     assert q.context_header.stamp.sec == 12
 
 
+def test_a_frame_skip_model_takes_commands_held_for_its_frames_or_its_own_actions():
+    """Frame skip 3, commands of 2 values: the model's actions are 6 values, 3 commands side by side."""
+    spec = ModelSpec(image_shape=(8, 8, 3), action_dim=6, context_frames=3, frame_skip=3)
+    assert spec.command_dim == 2
+    commands = RNG.normal(size=(4, 5, 2)).astype(np.float32)
+    frames = [image_msg(np.zeros((8, 8, 3), np.uint8), t=10.0 + i) for i in range(3)]
+    req = request(actions=commands.reshape(-1), context_source=CONTEXT_GIVEN, context_frames=frames,
+                  context_actions=np.arange(6, dtype=np.float32))
+    q = parse_imagine_request(roundtrip(req, REQUEST), spec, max_rollouts=64, max_horizon=16)
+    np.testing.assert_array_equal(q.actions, np.concatenate([commands] * 3, axis=-1))
+    assert q.context[1].tolist() == [[0, 1] * 3, [2, 3] * 3, [4, 5] * 3]
+    own = RNG.normal(size=4 * 5 * 6).astype(np.float32)  # the model's own actions pass as they are
+    q = parse_imagine_request(request(action_dim=6, actions=own), spec, max_rollouts=64, max_horizon=16)
+    np.testing.assert_array_equal(q.actions.reshape(-1), own)
+    message = r"action_dim is 3; the model takes action_dim 6 \(or 2: one command, held for the 3 camera"
+    with pytest.raises(RequestError, match=message):
+        parse_imagine_request(request(action_dim=3), spec, max_rollouts=64, max_horizon=16)
+    with pytest.raises(ValueError, match="frame_skip 4 must be ≥ 1 and divide action_dim 6"):
+        ModelSpec(image_shape=(8, 8, 3), action_dim=6, context_frames=3, frame_skip=4)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

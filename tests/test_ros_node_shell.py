@@ -500,6 +500,22 @@ def test_main_exits_cleanly_and_reports_bad_parameters(node_module):
     )
 
 
+def test_a_frame_skip_model_holds_each_command_for_its_frames(node_module, monkeypatch):
+    """Frame skip 2: the model's action is two Twist commands side by side; the node holds each one."""
+    monkeypatch.setattr(FakeWorldModel, "action_dim", 6, raising=False)
+    monkeypatch.setattr(FakeWorldModel, "frame_skip", 2, raising=False)
+    node = node_module.WorldModelNode()
+    assert (node.spec.frame_skip, node.spec.command_dim) == (2, 3)
+    assert any("set it to the camera's rate / 2" in m for _, m in node.logger.lines)  # context_rate_hz is 0
+    node.stop_predicting()
+    drive(node)
+    node._on_predict_timer()
+    (msg,) = node.publishers["~/predicted"].sent
+    assert (msg.horizon, msg.action_dim) == (3, 6)
+    np.testing.assert_allclose(np.frombuffer(msg.actions, np.float32).reshape(3, 6),
+                               [[0.25, 0.0, 0.1] * 2] * 3)
+
+
 def test_action_dim_mismatch_stops_the_node(node_module):
     Node.OVERRIDES = {"checkpoint": "/m", "action_fields": ["linear.x", "angular.z"]}
     with pytest.raises(

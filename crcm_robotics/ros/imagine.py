@@ -9,7 +9,8 @@ The service (ros2_ws/src/crcm_interfaces/srv/ImagineRollouts.srv; README there):
     float32[] context_actions           K x action_dim, row-major (CONTEXT_GIVEN only)
     uint32 num_rollouts                 N
     uint32 horizon                      Hz
-    uint32 action_dim                   A, must equal the model's
+    uint32 action_dim                   A, the model's; or, for a model with frame skip k, the robot's
+                                        command size (A / k), each command held for k camera frames
     float32[] actions                   N x Hz x A, row-major
     sensor_msgs/Image goal              optional: leave empty (0x0) for no goal / no costs
     bool return_frames                  false: only costs + best_rollout come back
@@ -49,18 +50,38 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the node needs to know about the model it serves."""
+    """What the node needs to know about the model it serves.
+
+    A model trained with frame skip k predicts every k-th camera frame from the k commands between
+    (``action_dim = k × command_dim``). The node then takes commands of ``command_dim`` values and holds each
+    for the k camera frames of a model step (:meth:`held`).
+    """
 
     image_shape: tuple[int, int, int]  # (H, W, 3)
     action_dim: int
     context_frames: int  # K
+    frame_skip: int = 1
+
+    def __post_init__(self) -> None:
+        if self.frame_skip < 1 or self.action_dim % self.frame_skip:
+            raise ValueError(f"frame_skip {self.frame_skip} must be ≥ 1 and divide action_dim "
+                             f"{self.action_dim}")
+
+    @property
+    def command_dim(self) -> int:
+        """Values of one robot command: the model's action_dim without frame skip."""
+        return self.action_dim // self.frame_skip
+
+    def held(self, commands: np.ndarray) -> np.ndarray:
+        """Commands [..., command_dim] → model actions [..., action_dim]: each held for k camera frames."""
+        return np.tile(commands, self.frame_skip) if self.frame_skip > 1 else commands
 
 
 @dataclass(frozen=True)
 class ImagineQuery:
     """A validated request, as arrays the model takes."""
 
-    actions: np.ndarray  # float32 [N, Hz, A]
+    actions: np.ndarray  # float32 [N, Hz, A] (the model's A: commands already held for frame skip)
     context: (
         tuple[np.ndarray, np.ndarray] | None
     )  # (uint8 [K, H, W, 3], float32 [K, A]); None = use the latest
@@ -106,8 +127,10 @@ def parse_imagine_request(
         raise RequestError(f"num_rollouts is {n}; expected 1 to {max_rollouts} (parameter max_rollouts)")
     if not 1 <= hz <= max_horizon:
         raise RequestError(f"horizon is {hz}; expected 1 to {max_horizon} (parameter max_horizon)")
-    if a != spec.action_dim:
-        raise RequestError(f"action_dim is {a}; the model takes action_dim {spec.action_dim}")
+    if a != spec.action_dim and a != spec.command_dim:
+        also = (f" (or {spec.command_dim}: one command, held for the {spec.frame_skip} camera frames of each "
+                "predicted frame)") if spec.frame_skip > 1 else ""
+        raise RequestError(f"action_dim is {a}; the model takes action_dim {spec.action_dim}{also}")
     actions = _floats(req.actions, "actions")
     if actions.size != n * hz * a:
         raise RequestError(
@@ -137,7 +160,8 @@ def parse_imagine_request(
         frames = np.stack(
             [_image(m, f"context_frames[{i}]", spec, center_crop) for i, m in enumerate(req.context_frames)]
         )
-        context = (frames, ctx_actions.reshape(k, a))
+        ctx = ctx_actions.reshape(k, a)
+        context = (frames, ctx if a == spec.action_dim else spec.held(ctx))
         context_header = req.context_frames[-1].header
     else:
         raise RequestError(
@@ -146,8 +170,9 @@ def parse_imagine_request(
         )
 
     goal = None if is_empty_image(req.goal) else _image(req.goal, "goal", spec, center_crop)
+    actions = actions.reshape(n, hz, a)
     return ImagineQuery(
-        actions=actions.reshape(n, hz, a),
+        actions=actions if a == spec.action_dim else spec.held(actions),
         context=context,
         context_header=context_header,
         goal=goal,

@@ -48,10 +48,17 @@ def spec_of(source: Any, where: str) -> ModelSpec:
     shape = tuple(int(s) for s in _field(source, "image_shape", where))
     if len(shape) != 3 or shape[2] != 3:
         raise RuntimeError(f"{where} reports image_shape {shape}, expected (H, W, 3)")
+    # frame_skip: absent on servers from before it existed (and on models without it): 1
+    skip = source.get("frame_skip", 1) if isinstance(source, dict) else getattr(source, "frame_skip", 1)
+    action_dim = int(_field(source, "action_dim", where))
+    if int(skip) < 1 or action_dim % int(skip):
+        raise RuntimeError(f"{where} reports frame_skip {skip}, which does not divide action_dim "
+                           f"{action_dim}")
     return ModelSpec(
         image_shape=shape,  # type: ignore[arg-type]
-        action_dim=int(_field(source, "action_dim", where)),
+        action_dim=action_dim,
         context_frames=int(_field(source, "context_frames", where)),
+        frame_skip=int(skip),
     )
 
 
@@ -69,7 +76,7 @@ def resolve_spec(params: NodeParams, model: ModelSpec) -> ModelSpec:
         raise ValueError(
             f"parameter context_frames is {k} but the model was built for {model.context_frames}"
         )
-    return ModelSpec(model.image_shape, model.action_dim, k)
+    return ModelSpec(model.image_shape, model.action_dim, k, model.frame_skip)
 
 
 class ModelHandle:

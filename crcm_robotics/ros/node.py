@@ -107,12 +107,14 @@ class WorldModelNode(Node):
             fields=p.action_fields,
             joint_names=p.joint_names,
             joint_field=p.joint_field,
-            dim=self.spec.action_dim,
+            dim=self.spec.command_dim,  # a frame-skip model's commands are held for its k camera frames
         )
-        if self.adapter.dim and self.adapter.dim != self.spec.action_dim:
+        if self.adapter.dim and self.adapter.dim != self.spec.command_dim:
+            skip = (f" ({self.spec.frame_skip} commands of {self.spec.command_dim})"
+                    if self.spec.frame_skip > 1 else "")
             raise ValueError(
                 f"action_type {p.action_type} gives {self.adapter.dim} values {list(self.adapter.names)} "
-                f"but the model takes action_dim {self.spec.action_dim}"
+                f"but the model takes action_dim {self.spec.action_dim}{skip}"
             )
         self.buffer = ContextBuffer(
             self.spec.context_frames,
@@ -163,8 +165,14 @@ class WorldModelNode(Node):
         if p.diagnostics_period_s > 0:
             self.create_timer(p.diagnostics_period_s, self._on_diagnostics_timer, callback_group=inputs)
         h, w, _ = self.spec.image_shape
+        skip = self.spec.frame_skip
+        held = f" (frame skip {skip}: each command held {skip} camera frames)" if skip > 1 else ""
+        if skip > 1 and p.context_rate_hz <= 0:
+            self.get_logger().warning(
+                f"the model predicts every {skip}th camera frame but context_rate_hz is 0 (every frame): set "
+                f"it to the camera's rate / {skip} so that context frames are one model step apart")
         self.get_logger().info(
-            f"model {self.model.description}: {h}x{w} images, action_dim {self.spec.action_dim} "
+            f"model {self.model.description}: {h}x{w} images, action_dim {self.spec.action_dim}{held} "
             f"{list(self.adapter.names)}, context {self.spec.context_frames} frames "
             f"at {p.context_rate_hz} Hz; "
             f"camera {p.camera_topic}, commands {p.action_topic} ({p.action_type})"
@@ -209,7 +217,7 @@ class WorldModelNode(Node):
     def _on_command(self, msg) -> None:
         now = self._now()
         try:
-            self.buffer.add_command(now, self.adapter(msg))
+            self.buffer.add_command(now, self.spec.held(self.adapter(msg)))
         except ValueError as exc:
             self.diag.error("commands_rejected", str(exc))
             self.get_logger().warning(f"{self.params.action_topic}: {exc}", throttle_duration_sec=5.0)

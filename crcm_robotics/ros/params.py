@@ -63,8 +63,8 @@ class NodeParams:
     context_frames: int = _p(0, "context frames K fed to the model; 0 = the model's")
     context_rate_hz: float = _p(
         10.0,
-        "frame rate of the context; must match the training store's fps "
-        "(`crcm data info` prints it); 0 = every camera frame",
+        "frame rate of the context; must match the training store's fps divided by the model's frame skip "
+        "(`crcm data info` prints the fps); 0 = every camera frame",
     )
     max_staleness_s: float = _p(0.5, "a command older than this is not in force (see stale_command)")
     stale_command: str = _p(
