@@ -83,7 +83,7 @@ def summary(work: Path) -> dict[str, Any]:
             key = arm if len(arms) > 1 else path.stem.removeprefix("plan_")
             plans[key] = {k: fig.get(k) for k in ("goals", "success_any", "success_end", "block_pos_error",
                                                   "error_removed", "replan_ms_median")}
-            if "fidelity" in fig:
+            if isinstance(fig.get("fidelity"), dict):  # a string when skipped
                 plans[key]["rank_corr_model"] = fig["fidelity"].get("rank_corr_model")
     if plans:
         out["planning"] = plans

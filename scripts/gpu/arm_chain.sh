@@ -6,17 +6,20 @@
 # ["carry/whl_arm"] (Meta-World, MuJoCo, zarr, hydra and the glvnd GL loaders MuJoCo's EGL context needs).
 #   STAGE=teacher  the store (EGL, WORKERS processes), then the codec and the probe side by side, then the
 #                  teacher for what is left of the call's CALL_S seconds
-#   STAGE=student  the student distils while the CPU runs the random and oracle planning arms and the GPU also
-#                  evaluates the teacher and runs its planning arms; then the student's eval, bench and planning
-#                  arms. Prints a summary (scripts/arm_summary.py) and returns $OUT/arm_results.tgz.
-#   STAGE=extra    after STAGE=student: the server's load test and `crcm bench` on `compile` with the trained
-#                  student, then a second distillation seed (train.seed=1) with its eval and planning arm
-#                  (the first of VARIANTS). Returns $OUT/arm_extra.tgz.
+#   STAGE=student  the student distils while the CPU runs the random and oracle planning arms and the GPU
+#                  also evaluates the teacher and runs its planning arms; then the student's eval and bench.
+#                  Prints a summary (scripts/arm_summary.py) and returns $OUT/arm_results.tgz. The oracle
+#                  (~6 s a replan on 12 processes) and the teacher's arms may be cut by CALL_S: finished goals
+#                  are kept in plan_*/ARM.goals.jsonl.
+#   STAGE=plan     the student's planning arms (alone on the GPU: sharing it with the distillation left them
+#                  no time), the server's load test and `crcm bench` on `compile`. Returns $OUT/arm_plan.tgz.
+#   STAGE=extra    a second distillation seed (train.seed=1), its eval and planning arm (the first of
+#                  VARIANTS). Returns $OUT/arm_extra.tgz.
 # Env: TASK (push-v3; e.g. button-press-v3: the chain runs, but the planning arms judge success by the object
 #      ending within 5 cm of the goal's, push-v3's rule, which a button's short travel does not test),
 #      PLAN (planner overrides of every arm, "planner.replan_every=10"), VARIANTS (planner variants the model
 #      arms run side by side, "NAME=OVERRIDES;NAME=OVERRIDES", each added to PLAN; the oracle takes the first;
-#      default "base=", e.g. "base=;effort1=planner.effort_weight=1 planner.effort_on=magnitude"),
+#      default "default=", e.g. "effort=;no_effort=planner.effort_weight=0"),
 #      WORK (/root/work), EPISODES (300), WORKERS (16), CODEC_MIN (3),
 #      CALL_S (seconds the call may take, 560), DISTILL_MIN (3.3), GOALS (20), OW (oracle processes, 12),
 #      EVAL_EPISODES (0 = every held-out one).
@@ -54,7 +57,7 @@ plan_arm() {  # NAME ARMS [CKPT [EXTRA]] : one planning process, its JSON line i
     $( [ -n "$ckpt" ] && echo $FID || echo fidelity_goals=0 ) out=$WORK/plan_$name \
     > $WORK/plan_$name.json 2> $WORK/plan_$name.err
 }
-IFS=';' read -r -a VARIANT_LIST <<< "${VARIANTS:-base=}"
+IFS=';' read -r -a VARIANT_LIST <<< "${VARIANTS:-default=}"
 variant_name() { echo "${1%%=*}"; }
 variant_extra() { echo "${1#*=}"; }
 plan_variants() {  # PREFIX CKPT : the model arm under every variant, side by side; waits for them all
@@ -65,7 +68,19 @@ plan_variants() {  # PREFIX CKPT : the model arm under every variant, side by si
   done
   for v in "${pids[@]}"; do wait "$v" || echo "arm_chain: a $prefix planning arm failed (plan_${prefix}_*.err)"; done
 }
-case "${STAGE:?set STAGE=teacher or student}" in
+results() {  # TARBALL : $WORK's figures, logs and the first GIF of each arm; without GIFs past 15 MiB (a
+  # call returns files of at most 16 MiB; at 128x128 a goal's GIF is ~3 MB)
+  local skip=(--exclude '*.zarr' --exclude ./teacher --exclude ./student --exclude ./student_s1
+              --exclude ./codec --exclude ./probe --exclude '*_samples'
+              --exclude 'goal0[1-9].gif' --exclude 'goal[1-9]?.gif')
+  tar czf "$OUT/$1" -C $WORK "${skip[@]}" . 2>/dev/null
+  if [ "$(stat -c %s "$OUT/$1")" -gt $(( 15 * 1024 * 1024 )) ]; then
+    echo "arm_chain: $1 over 15 MiB with GIFs; returned without them (they stay in $WORK)"
+    tar czf "$OUT/$1" -C $WORK "${skip[@]}" --exclude '*.gif' . 2>/dev/null
+  fi
+  ls -la "$OUT"
+}
+case "${STAGE:?set STAGE=teacher, student, plan or extra}" in
 teacher) {
   $PY -c "import numpy as np; from crcm_robotics.data.metaworld_sim import ArmSim; s = ArmSim('$TASK', 64)
 s.replay(0, np.zeros((1, 4))); f, _ = s.step(np.zeros(4)); print('render ok', f.shape, f.mean()); s.close()" \
@@ -98,7 +113,6 @@ student) {
   tail -1 $WORK/distill.log
   echo "distilled at $(( $(date +%s) - T0 )) s"
   cp -r $WORK/probe $STUDENT/probe
-  plan_variants student $STUDENT &
   crcm eval $STUDENT $EVAL out=$WORK/eval_student > $WORK/eval_student.json 2> $WORK/eval_student.err \
       || tail -2 $WORK/eval_student.err
   timeout $(( $(left) - 40 )) $PY -m crcm_robotics.cli bench $STUDENT steps=2 $BENCH teacher=$TEACHER \
@@ -107,20 +121,25 @@ student) {
   echo "student stage done at $(( $(date +%s) - T0 )) s"
   $PY scripts/arm_summary.py $WORK
   } 2>&1 | tee $WORK/student_stage.log
-  tar czf "$OUT/arm_results.tgz" -C $WORK --exclude '*.zarr' --exclude 'teacher' --exclude 'student' \
-      --exclude 'codec' --exclude 'probe' . 2>/dev/null
-  ls -la "$OUT" ;;
-extra) {
+  results arm_results.tgz ;;
+plan) {
+  plan_variants student $STUDENT
+  echo "planned at $(( $(date +%s) - T0 )) s"
   # the msgpack server with the trained student: a stream over the wire, then planner-sized imagine queries
   # that return every frame (the heaviest reply)
   for load in "--kind step --clients 1 --requests 200" "--kind imagine --clients 2 --requests 8 $LOAD_IMAGINE"; do
-    timeout 150 $PY -m crcm_robotics.serve.loadtest --ckpt $STUDENT --device $DEV --backend $BACKEND --steps 2 \
-        $load | tail -1 | tee -a $WORK/loadtest.jsonl
+    timeout 100 $PY -m crcm_robotics.serve.loadtest --ckpt $STUDENT --device $DEV --backend $BACKEND \
+        --steps 2 $load | tail -1 | tee -a $WORK/loadtest.jsonl
   done
-  [ -z "${DRY:-}" ] && { timeout 300 $PY -m crcm_robotics.cli bench $STUDENT steps=2 backends=[compile] \
-      device=cuda out=$WORK/bench_compile.json > $WORK/bench_compile.log 2>&1 || echo "compile bench: exit $?"
-    tail -1 $WORK/bench_compile.log; }
-  echo "served and benched at $(( $(date +%s) - T0 )) s"
+  # the trained student on `compile` (the teacher is timed on cuda_graph: compiling it too takes minutes)
+  [ -z "${DRY:-}" ] && { timeout $(( $(left) - 30 )) $PY -m crcm_robotics.cli bench $STUDENT steps=2 \
+      backends=[compile] device=cuda teacher_backend=cuda_graph out=$WORK/bench_compile.json \
+      > $WORK/bench_compile.log 2>&1 || echo "compile bench: exit $?"; tail -1 $WORK/bench_compile.log; }
+  echo "plan stage done at $(( $(date +%s) - T0 )) s"
+  $PY scripts/arm_summary.py $WORK
+  } 2>&1 | tee $WORK/plan_stage.log
+  results arm_plan.tgz ;;
+extra) {
   crcm distill causal_rcm teacher=$TEACHER $DIST train.seed=1 train.out=$WORK/student_s1 train.progress=false \
       > $WORK/distill_s1.log 2>&1 || { tail -3 $WORK/distill_s1.log; exit 1; }
   tail -1 $WORK/distill_s1.log
@@ -133,8 +152,6 @@ extra) {
   echo "extra stage done at $(( $(date +%s) - T0 )) s"
   $PY scripts/arm_summary.py $WORK
   } 2>&1 | tee $WORK/extra_stage.log
-  tar czf "$OUT/arm_extra.tgz" -C $WORK --exclude '*.zarr' --exclude 'teacher' --exclude 'student*' \
-      --exclude 'codec' --exclude 'probe' . 2>/dev/null
-  ls -la "$OUT" ;;
-*) echo "arm_chain: unknown STAGE=$STAGE (teacher, student, extra)" >&2; exit 2 ;;
+  results arm_extra.tgz ;;
+*) echo "arm_chain: unknown STAGE=$STAGE (teacher, student, plan, extra)" >&2; exit 2 ;;
 esac
