@@ -90,6 +90,10 @@ def test_the_student_serves_camera_frames(arm_chain):
         out = client.imagine(plan, context=(frames, actions), goal=frames[-1], return_frames="best")
         assert out.frames.dtype == np.uint8 and out.frames.shape == (1, 2, 64, 64, 3)
         assert out.costs.shape == (3,) and np.isfinite(out.costs).all()
+        # the latent cost: the final latents against the encoded goal, no frame decoded or sent
+        lat = client.imagine(plan, context=(frames, actions), goal=frames[-1], seed=1, cost="latent_mse",
+                             return_frames="none")
+        assert lat.frames is None and lat.costs.shape == (3,) and np.isfinite(lat.costs).all()
 
 
 @pytest.mark.timeout(300)

@@ -124,6 +124,19 @@ def test_world_model_of_a_latent_checkpoint_returns_uint8_frames(latent_run, kin
     np.testing.assert_allclose(costs_only.costs, res.costs, rtol=1e-6, atol=1e-7)  # last frames decoded alone
     last = wm.imagine_tensor(torch.from_numpy(plans), context=(frames, actions), seed=3, decode="last")
     np.testing.assert_array_equal(last.numpy(), res.frames[:, -1:])
+    # latent_mse: the final latents against the encoded goal, nothing decoded for costs only; the same
+    # rollouts (one noise draw) when frames come back too
+    lat = wm.imagine_tensor(torch.from_numpy(plans), context=(frames, actions), seed=3, decode="latent")
+    assert lat.shape == (3, 4, 4, 4) and lat.dtype == torch.float32
+    assert torch.allclose(wm.codec.decode(lat), torch.from_numpy(res.frames[:, -1]), atol=1)  # uint8 rounding
+    goal_latent = wm.codec.encode(torch.from_numpy(frames[0])[None])
+    expected = (lat - goal_latent).square().mean(dim=(1, 2, 3)).numpy()
+    for mode in ("none", "all"):
+        got = wm.imagine(plans, context=(frames, actions), seed=3, goal=frames[0], cost="latent_mse",
+                         return_frames=mode)
+        np.testing.assert_allclose(got.costs, expected, rtol=1e-5, atol=1e-7)
+        assert (got.frames is None) == (mode == "none") and got.best_index == int(np.argmin(expected))
+    assert "latent_mse" in wm.info()["costs"]
 
 
 def test_eval_scores_a_latent_checkpoint_in_pixel_space(latent_run, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from crcm_robotics.plan import MPC, ActionSpace, CostError, PlanError, SamplingPlanner, make_cost
+from crcm_robotics.plan import MPC, ActionSpace, CostError, PlanError, SamplingPlanner, latent_mse, make_cost
 from crcm_robotics.plan.objective import group_frame_skip, model_context
 from crcm_robotics.plan.probe import ProbeError, ProbeSpec, StateProbe, load_probe, save_probe
 
@@ -203,6 +203,20 @@ def test_cost_errors_are_named():
         make_cost("final_mse", goal.float())
     with pytest.raises(CostError, match=r"frames must be uint8 \[N, T, 32, 32, 3\]"):
         make_cost("final_mse", goal)(square_frames([4])[:, 0])
+    with pytest.raises(CostError, match="cost 'latent_mse' compares latents of a world model's codec"):
+        make_cost("latent_mse", goal)
+    with pytest.raises(CostError, match=r"latents must be \[N, 3, 8, 8\]; got \(2, 3, 4, 4\)"):
+        latent_mse(torch.zeros(2, 3, 4, 4), torch.zeros(1, 3, 8, 8))
+
+
+def test_latent_cost_compares_encoded_last_frames():
+    """On frames, latent_mse encodes the last frame and the goal with the model's encoder (here 4×4 average
+    pooling, a stand-in codec): zero at the goal, larger the further the square."""
+    encode = lambda f: torch.nn.functional.avg_pool2d(f.movedim(-1, -3).float() / 127.5 - 1, 4)  # noqa: E731
+    frames = square_frames([4, 6, 12, 24])
+    cost = make_cost("latent_mse", frames[0, -1], encode=encode)(frames)
+    assert cost.shape == (4,) and float(cost[0]) == 0.0 and bool((cost[1:] > 0).all())
+    torch.testing.assert_close(cost, latent_mse(encode(frames[:, -1]), encode(frames[:1, -1])))
 
 
 def pusht_spec() -> ProbeSpec:

@@ -93,6 +93,15 @@ def test_probe_cost_runs_through_the_bench(student_with_probe, tmp_path):
     assert (report["planner"]["effort_weight"], report["planner"]["effort_on"]) == (0.5, "moves")
 
 
+def test_latent_cost_plans_a_model_arm_and_ranks_in_its_fidelity(student_with_probe, tmp_path):
+    report = bench(student_with_probe, tmp_path / "latent", "arms=[random,model]", "goals=1",
+                   "planner.cost=latent_mse", "fidelity_goals=1")
+    arm = report["arms"]["student"]
+    assert arm["goals"] == 1 and arm["replan_ms_median"] > 0
+    fid = arm["fidelity"]
+    assert -1.0 <= fid["rank_corr_model"] <= 1.0 and -1.0 <= fid["rank_corr_oracle"] <= 1.0
+
+
 def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
     cmd = [sys.executable, "-m", "crcm_robotics.cli", "plan", str(student_with_probe), "ahead=10", "budget=10",
            "start=12", "planner.samples=16", "planner.iterations=2", "planner.elites=4", "planner.horizon=10",
@@ -106,6 +115,7 @@ def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("planner.cost=l2", "planner.cost='l2' unknown"),
+    ("planner.cost=latent_mse", "planner.cost=latent_mse compares a world model's latents; the oracle arm"),
     ("planner.replan_every=30", "replan_every=30 must be in"),
     ("arms=[robot]", "expected a non-empty subset"),
     ("fidelity_goals=-1", "fidelity_goals=-1 must be ≥ 0"),

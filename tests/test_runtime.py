@@ -57,7 +57,7 @@ def test_load_exposes_model_facts(wm, tiny_student):
         "sampler": {"kind": "consistency", "steps": 2, "solver": None}, "network_passes_per_frame": 3,
         "backend": "eager", "backend_status": "ok", "device": "cpu", "dtype": "float32", "max_batch": 64,
         "checkpoint": str(tiny_student), "frame_skip": 1, "env_action_dim": A,
-        "costs": ["final_mse", "pooled_mse", "path_mse"],
+        "costs": ["final_mse", "pooled_mse", "path_mse", "latent_mse"],
     }
     json.dumps(info)  # plain data
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from crcm_robotics.config import ConfigError, PlanBenchConfig, PlannerConfig, PlanRunConfig, key_map_from_config
-from crcm_robotics.plan.costs import make_cost
+from crcm_robotics.plan.costs import LATENT_COSTS, make_cost
 from crcm_robotics.plan.objective import frames_score, imagined_score
 from crcm_robotics.plan.planners import MPC, ActionSpace, SamplingPlanner
 from crcm_robotics.plan.probe import StateProbe, load_probe
@@ -486,10 +486,14 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
                 rows.setdefault(f"{prefix}_{k}", []).append(float(np.mean(v)))
         truth = domain.state_cost(true_states, pair.goal_state).numpy()
         goal = torch.from_numpy(np.ascontiguousarray(pair.goal_frame)).to(arm.device)
-        model_cost = make_cost(cfg.cost, goal, probe)(dream).float().cpu().numpy()
+        # the decoded frames under the cost (a latent cost re-encodes them: the same ranking up to the
+        # codec's round trip); the simulator's frames under the same cost (latent: in the model's codec)
+        encode = wm.codec.encode if cfg.cost in LATENT_COSTS else None
+        model_cost = make_cost(cfg.cost, goal, probe, encode)(dream).float().cpu().numpy()
         # the simulator gave last frames only: a path cost ranks the oracle's by the last-frame probe cost
         oracle_name = "probe" if cfg.cost.endswith("path") else cfg.cost
-        oracle_cost = make_cost(oracle_name, goal, probe)(torch.from_numpy(true_frames).to(arm.device))
+        sim_frames = torch.from_numpy(true_frames).to(arm.device)
+        oracle_cost = make_cost(oracle_name, goal, probe, encode)(sim_frames)
         oracle_cost = oracle_cost.float().cpu().numpy()
         rows["rank_corr_model"].append(spearman(model_cost, truth))
         rows["rank_corr_oracle"].append(spearman(oracle_cost, truth))
@@ -567,6 +571,9 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     known = {"random", "oracle", "oracle_state", "model"}
     if not cfg.arms or set(cfg.arms) - known:
         raise ConfigError(f"arms={list(cfg.arms)}; expected a non-empty subset of {sorted(known)}")
+    if cfg.planner.cost in LATENT_COSTS and "oracle" in cfg.arms:
+        raise ConfigError(f"planner.cost={cfg.planner.cost} compares a world model's latents; the oracle arm "
+                          "renders frames only: give it another cost (e.g. probe) or leave it out of arms")
     if cfg.fidelity_goals < 0:
         raise ConfigError(f"fidelity_goals={cfg.fidelity_goals} must be ≥ 0 (0 skips the fidelity figures)")
     if cfg.goals < 1 or cfg.budget < 1 or cfg.ahead < 1:

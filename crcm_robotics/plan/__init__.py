@@ -4,8 +4,8 @@ Runtime side: imports torch and numpy, never a simulator or the training code. T
 :class:`~crcm_robotics.runtime.WorldModel` (or any frame renderer) into the planners' score function.
 """
 
-from crcm_robotics.plan.costs import COSTS, CostError, make_cost
+from crcm_robotics.plan.costs import COSTS, CostError, latent_mse, make_cost
 from crcm_robotics.plan.planners import ACTION_MODES, MPC, PLANNERS, ActionSpace, PlanError, PlanResult, SamplingPlanner
 
 __all__ = ["ACTION_MODES", "COSTS", "MPC", "PLANNERS", "ActionSpace", "CostError", "PlanError", "PlanResult",
-           "SamplingPlanner", "make_cost"]
+           "SamplingPlanner", "latent_mse", "make_cost"]

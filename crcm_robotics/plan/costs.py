@@ -13,10 +13,14 @@ Every cost compares a batch of rollouts ``frames`` uint8 [N, T, H, W, 3] with on
                   (:class:`~crcm_robotics.plan.probe.StateProbe`: a small CNN trained on the store to read the
                   logged state, angles as cos/sin, in units of each state's spread), which is smooth in object
                   position by construction;
-- ``probe_path``  the probe distance of every frame, weighted as ``path_mse``.
+- ``probe_path``  the probe distance of every frame, weighted as ``path_mse``;
+- ``latent_mse``  mean squared distance between the last frame's latent and the goal's, in a world model's
+                  codec (unit-space latents: each channel about N(0, 1) on the training frames). A planner
+                  scores the model's own final latents (:func:`latent_mse`: nothing is decoded); on frames it
+                  encodes them first, so it needs the model's ``encode``.
 
-``make_cost(name, goal, probe=…)`` binds a cost to its goal once (the goal's pooled pyramid or embedding is
-computed once per solve) and returns ``frames -> costs``.
+``make_cost(name, goal, probe=…, encode=…)`` binds a cost to its goal once (the goal's pooled pyramid,
+embedding or latent is computed once per solve) and returns ``frames -> costs``.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ if TYPE_CHECKING:
     from crcm_robotics.plan.probe import StateProbe
 
 CostFn = Callable[[torch.Tensor], torch.Tensor]
-COSTS = ("final_mse", "pooled_mse", "path_mse", "probe", "probe_path")
+COSTS = ("final_mse", "pooled_mse", "path_mse", "probe", "probe_path", "latent_mse")
 FINAL_FRAME_COSTS = ("final_mse", "pooled_mse", "probe")  # read the last frame only (the only one decoded)
+LATENT_COSTS = ("latent_mse",)  # read the model's final latent: no frame is decoded
 POOLS = (1, 2, 4, 8)
 
 
@@ -56,14 +61,24 @@ def pooled_mse(frames_B3HW: torch.Tensor, goal_pyramid: list[torch.Tensor]) -> t
     return torch.stack(per_scale).mean(0)
 
 
+def latent_mse(latents_NChw: torch.Tensor, goal_latent_1Chw: torch.Tensor) -> torch.Tensor:
+    """Mean squared latent distance per rollout, float [N]: final latents [N, C, h, w] against the goal's."""
+    if latents_NChw.ndim != 4 or latents_NChw.shape[1:] != goal_latent_1Chw.shape[1:]:
+        raise CostError(f"latents must be [N, {', '.join(map(str, goal_latent_1Chw.shape[1:]))}]; got "
+                        f"{tuple(latents_NChw.shape)}")
+    return (latents_NChw.float() - goal_latent_1Chw.float()).square().mean(dim=(1, 2, 3))
+
+
 def path_weights(t: int, device: torch.device) -> torch.Tensor:
     """Linearly rising weights over T frames, summing to 1 (the last frame counts most)."""
     w = torch.arange(1, t + 1, device=device, dtype=torch.float32)
     return w / w.sum()
 
 
-def make_cost(name: str, goal_HW3: torch.Tensor, probe: StateProbe | None = None) -> CostFn:
-    """``frames`` uint8 [N, T, H, W, 3] → float32 [N] against ``goal_HW3`` (uint8, on the frames' device)."""
+def make_cost(name: str, goal_HW3: torch.Tensor, probe: StateProbe | None = None,
+              encode: CostFn | None = None) -> CostFn:
+    """``frames`` uint8 [N, T, H, W, 3] → float32 [N] against ``goal_HW3`` (uint8, on the frames' device).
+    ``encode`` (uint8 frames [B, H, W, 3] → latents [B, C, h, w]): a world model's codec (``latent_mse``)."""
     if name not in COSTS:
         raise CostError(f"cost {name!r} unknown; expected one of {', '.join(COSTS)}")
     if goal_HW3.dtype != torch.uint8 or goal_HW3.ndim != 3 or goal_HW3.shape[-1] != 3:
@@ -95,6 +110,17 @@ def make_cost(name: str, goal_HW3: torch.Tensor, probe: StateProbe | None = None
             per_frame = pooled_mse(_unit(frames.flatten(0, 1)), goal_pyr).view(n, t)
             return per_frame @ path_weights(t, frames.device)
         return path
+
+    if name == "latent_mse":
+        if encode is None:
+            raise CostError("cost 'latent_mse' compares latents of a world model's codec and needs that "
+                            "model (the simulator oracle renders frames only: give it probe or pooled_mse)")
+        goal_latent = encode(goal_HW3[None])
+
+        def latent_final(frames: torch.Tensor) -> torch.Tensor:
+            check(frames)
+            return latent_mse(encode(frames[:, -1]), goal_latent)
+        return latent_final
 
     if probe is None:
         raise CostError(f"cost {name!r} needs a state probe (train one with `crcm train probe data.path=STORE "

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from crcm_robotics.plan.costs import FINAL_FRAME_COSTS, make_cost
+from crcm_robotics.plan.costs import FINAL_FRAME_COSTS, LATENT_COSTS, latent_mse, make_cost
 from crcm_robotics.plan.planners import PlanError, Score
 
 if TYPE_CHECKING:
@@ -58,8 +58,16 @@ def frames_score(render: Callable[[torch.Tensor], torch.Tensor], goal_HW3: np.nd
 
 def imagined_score(wm: WorldModel, context: tuple[np.ndarray, np.ndarray], goal_HW3: np.ndarray, cost: str,
                    seed: int = 0) -> Score:
-    """Candidates scored on frames imagined by ``wm`` from an env-step ``context`` (frames, actions)."""
+    """Candidates scored on frames imagined by ``wm`` from an env-step ``context`` (frames, actions); a latent
+    cost scores the model's final latents and decodes nothing."""
     ctx = model_context(context[0], context[1], wm.frame_skip, wm.context_frames)
+    if cost in LATENT_COSTS:
+        goal_latent = wm.codec.encode(torch.from_numpy(np.ascontiguousarray(goal_HW3)).to(wm.device)[None])
+        def latent_score(actions: torch.Tensor) -> torch.Tensor:
+            final = wm.imagine_tensor(group_frame_skip(actions, wm.frame_skip), context=ctx, seed=seed,
+                                      decode="latent")
+            return latent_mse(final, goal_latent)
+        return latent_score
     decode = "last" if cost in FINAL_FRAME_COSTS else "all"  # a latent model decodes only the frames scored
 
     def render(actions_NHzA: torch.Tensor) -> torch.Tensor:

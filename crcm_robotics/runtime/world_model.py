@@ -28,7 +28,8 @@ kilobytes). Planners call :meth:`imagine_tensor`, which keeps the frames on the 
 
 Latent checkpoints (``model.codec``): the network rolls out in the codec's latent space and frames are
 decoded to uint8 only for what is returned: every frame for ``"all"``/``"best"`` and the path costs,
-the last frame only for a costs-only query of a final-frame cost. ``image_shape`` is the camera's.
+the last frame only for a costs-only query of a final-frame cost, and none for a costs-only query of
+``latent_mse`` (the final latents against the encoded goal). ``image_shape`` is the camera's.
 
 Frame skip: a checkpoint trained with ``data.frame_skip=k`` predicts every k-th camera frame from the k
 commands between (``action_dim = k × env_action_dim``, the k commands concatenated oldest first).
@@ -61,7 +62,7 @@ from crcm_robotics.model.codec import LatentCodec
 from crcm_robotics.model.kv_cache import KVCache
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.model.tokenizer import frame_hw, make_codec
-from crcm_robotics.plan.costs import COSTS, FINAL_FRAME_COSTS, CostError, make_cost
+from crcm_robotics.plan.costs import COSTS, FINAL_FRAME_COSTS, LATENT_COSTS, CostError, latent_mse, make_cost
 from crcm_robotics.plan.probe import StateProbe, load_probe
 from crcm_robotics.runtime.backends import Backend, Precision, make_backend
 from crcm_robotics.runtime.device import (  # noqa: F401  (re-exported)
@@ -268,16 +269,21 @@ class WorldModel:
             cost_fn = None
             if goal_np is not None:
                 try:
-                    cost_fn = make_cost(cost, torch.from_numpy(goal_np).to(self.device), self.probe)
+                    cost_fn = make_cost(cost, torch.from_numpy(goal_np).to(self.device), self.probe,
+                                        encode=self.codec.encode)
                 except CostError as exc:
                     raise InputError(str(exc)) from exc
-            # costs only, of a final-frame cost: only the last frames are decoded (latents: decoding costs)
-            last = return_frames == "none" and cost in FINAL_FRAME_COSTS
+            # costs only, of a final-frame cost: only the last frames are decoded (latents: decoding costs);
+            # a latent cost decodes none
+            latent = cost_fn is not None and cost in LATENT_COSTS
+            decode = ("all" if return_frames != "none" else "none" if latent
+                      else "last" if cost in FINAL_FRAME_COSTS else "all")
             acts_t = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
-            out = self.imagine_tensor(acts_t, context, seed, decode="last" if last else "all")
+            out, final = self._imagine(acts_t, context, seed, decode, latent)
             costs = best = None
             if cost_fn is not None:
-                costs_t = cost_fn(out)
+                goal_t = torch.from_numpy(goal_np).to(self.device)[None]
+                costs_t = latent_mse(final, self.codec.encode(goal_t)) if latent else cost_fn(out)
                 best = int(torch.argmin(costs_t))
                 costs = costs_t.cpu().numpy().astype(np.float32)
             frames = (out.cpu().numpy() if return_frames == "all" else
@@ -293,9 +299,18 @@ class WorldModel:
     ) -> torch.Tensor:
         """Like :meth:`imagine` for planners: raw actions float [N, Hz, A] (any device) → uint8 frames
         [N, Hz, H, W, 3] left on the model's device; ``decode="last"``: only each rollout's final frame,
-        [N, 1, H, W, 3] (the other frames are never decoded)."""
-        if decode not in ("all", "last"):
-            raise InputError(f"decode {decode!r} unknown; expected all or last")
+        [N, 1, H, W, 3] (the other frames are never decoded); ``decode="latent"``: no frame is decoded, each
+        rollout's final latent comes back instead, float [N, C, h, w] (the ``latent_mse`` cost's input)."""
+        if decode not in ("all", "last", "latent"):
+            raise InputError(f"decode {decode!r} unknown; expected all, last or latent")
+        frames, latents = self._imagine(actions, context, seed, "none" if decode == "latent" else decode,
+                                        decode == "latent")
+        return latents if decode == "latent" else frames
+
+    def _imagine(self, actions: torch.Tensor, context: tuple[np.ndarray, np.ndarray] | None,
+                 seed: int | None, frames: str, latents: bool) -> tuple[Any, Any]:
+        """One batched rollout: decoded frames ("all", "last" or "none") and, with ``latents``, each rollout's
+        final latent (both from the same noise)."""
         if actions.ndim != 3 or actions.shape[-1] != self.action_dim or 0 in actions.shape:
             raise InputError(f"actions must be [N, Hz, {self.action_dim}] with N, Hz ≥ 1; got {tuple(actions.shape)}")
         with self._lock:
@@ -319,17 +334,19 @@ class WorldModel:
             gen = self._imagine_gen if seed is None else torch.Generator(self.device).manual_seed(seed)
             n_total, horizon = actions.shape[:2]
             a_all = self._normalize_tensor(actions.to(self.device, torch.float32))  # [N, Hz, A]
-            kept = horizon if decode == "all" else 1
+            kept = {"all": horizon, "last": 1, "none": 0}[frames]
             out = torch.empty(n_total, kept, *self.image_shape, dtype=torch.uint8, device=self.device)
+            last = torch.empty(n_total, *self._frame, device=self.device) if latents else None
             for lo in range(0, n_total, self.max_batch):
                 n = min(self.max_batch, n_total - lo)
-                self._rollout_chunk(a_all[lo: lo + n], ctx_cache, ctx_prev, gen, out[lo: lo + n])
-            return out
+                self._rollout_chunk(a_all[lo: lo + n], ctx_cache, ctx_prev, gen, out[lo: lo + n],
+                                    None if last is None else last[lo: lo + n])
+            return (out if kept else None), last
 
     def _rollout_chunk(self, a: torch.Tensor, ctx_cache: KVCache, ctx_prev: torch.Tensor,
-                       gen: torch.Generator, out: torch.Tensor) -> None:
-        """Roll ``n`` rows ([n, Hz, A]) from the batch-1 context into ``out`` [n, Hz or 1, H, W, 3] (the last
-        ``out.shape[1]`` frames are decoded)."""
+                       gen: torch.Generator, out: torch.Tensor, last: torch.Tensor | None = None) -> None:
+        """Roll ``n`` rows ([n, Hz, A]) from the batch-1 context into ``out`` [n, Hz or 1 or 0, H, W, 3] (the
+        last ``out.shape[1]`` frames are decoded) and, given ``last`` [n, C, h, w], the final latents."""
         n, horizon = a.shape[:2]
         b = self._backend.bucket(n)
         st = self._backend.stepper(b, "imagine")
@@ -342,9 +359,11 @@ class WorldModel:
             if b > n:
                 noise = torch.cat([noise, noise.new_zeros(noise.shape[0], b - n, *noise.shape[2:])], dim=1)
             x0 = st(a[:, h: h + 1], noise, prev)
-            if h >= horizon - out.shape[1]:  # the whole bucket: the decoder sees the shapes warmup() built
+            if out.shape[1] and h >= horizon - out.shape[1]:  # the whole bucket: warmup()'s decoder shapes
                 out[:, h - horizon + out.shape[1]] = self.codec.decode(x0[:, 0])[:n]
             prev = x0
+        if last is not None:
+            last.copy_(x0[:n, 0].float())
 
     # ------------------------------------------------------------------ helpers
 
