@@ -300,7 +300,7 @@ def test_bench_prints_figures_per_backend(tiny_student, tmp_path, capsys):
     for name in ("eager", "onnx"):
         r = result["backends"][name]
         assert r["status"] == "ok" and r["stream_ms_per_frame"] > 0 and r["planner_ms"] > 0
-        assert r["planner_costs_ms"] > 0
+        assert r["planner_costs_ms"] > 0 and r["planner_latent_costs_ms"] > 0
         assert r["stream_fps"] == pytest.approx(1e3 / r["stream_ms_per_frame"], rel=1e-2)
     tvs = result["teacher_vs_student"]
     assert tvs["source"].startswith("same network") and tvs["teacher"]["sampler"]["kind"] == "ode"

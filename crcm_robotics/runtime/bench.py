@@ -11,6 +11,7 @@ Per backend (a :class:`WorldModel` each, same checkpoint, same sampler):
   frames from a given context (context encoding included), end to end, every frame returned;
 - ``planner_costs_ms``: the same query as a planner makes it, a goal image and costs only
   (``return_frames="none"``, ``final_mse``): with a latent codec only the last frames are decoded;
+- ``planner_latent_costs_ms``: that query with the ``latent_mse`` cost, which decodes no frame;
 - ``peak_gpu_mem_mb``: ``torch.cuda.max_memory_allocated`` over that backend's
   runs (onnxruntime's own CUDA memory is not counted);
 - ``setup_s``: load + first use (CUDA graph capture / compilation / export); ``cache`` (compile): whether
@@ -179,6 +180,10 @@ def bench_backend(name: str, cfg, ckpt: str, device: torch.device, sampler: Samp
         cms = median_ms(lambda: wm.imagine(plan, context=ctx, goal=goal, return_frames="none"), device,
                         cfg.warmup, cfg.repeats)
         out["planner_costs_ms"] = round(cms, 3)
+        # the same with the latent cost: no frame decoded (for a latent checkpoint, less the decoder's share)
+        lms = median_ms(lambda: wm.imagine(plan, context=ctx, goal=goal, return_frames="none",
+                                           cost="latent_mse"), device, cfg.warmup, cfg.repeats)
+        out["planner_latent_costs_ms"] = round(lms, 3)
     if device.type == "cuda":
         out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     out["setup_s"] = round(setup_s, 2)
