@@ -45,6 +45,21 @@ def model_figures(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def partial_arms(plan_dir: Path) -> dict[str, Any]:
+    """Per arm, the summary of the goals a cut planning run finished (``ARM.goals.jsonl``), marked partial."""
+    from crcm_robotics.eval.plan_bench import EpisodeResult, summarize
+
+    out: dict[str, Any] = {}
+    for path in sorted(plan_dir.glob("*.goals.jsonl")) if plan_dir.is_dir() else []:
+        results = [EpisodeResult(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+        if results:
+            fig = summarize(results)
+            out[path.name.removesuffix(".goals.jsonl")] = {
+                k: fig.get(k) for k in ("goals", "success_any", "success_end", "block_pos_error", "error_removed",
+                                        "replan_ms_median")} | {"partial": True}
+    return out
+
+
 def summary(work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"work": str(work)}
     codec = last_json(work / "codec_log.jsonl")
@@ -85,6 +100,9 @@ def summary(work: Path) -> dict[str, Any]:
                                                   "error_removed", "replan_ms_median")}
             if isinstance(fig.get("fidelity"), dict):  # a string when skipped
                 plans[key]["rank_corr_model"] = fig["fidelity"].get("rank_corr_model")
+        if not arms:  # cut by the call's time: the goals it finished, from plan_NAME/ARM.goals.jsonl
+            for arm, fig in partial_arms(work / path.stem).items():
+                plans[arm if arm in ("random", "oracle", "oracle_state") else path.stem.removeprefix("plan_")] = fig
     if plans:
         out["planning"] = plans
     return out
