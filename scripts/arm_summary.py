@@ -51,12 +51,12 @@ def partial_arms(plan_dir: Path) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for path in sorted(plan_dir.glob("*.goals.jsonl")) if plan_dir.is_dir() else []:
-        results = [EpisodeResult(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        results = [EpisodeResult(**json.loads(line)) for line in lines]
         if results:
             fig = summarize(results)
-            out[path.name.removesuffix(".goals.jsonl")] = {
-                k: fig.get(k) for k in ("goals", "success_any", "success_end", "block_pos_error", "error_removed",
-                                        "replan_ms_median")} | {"partial": True}
+            keep = ("goals", "success_any", "success_end", "block_pos_error", "error_removed", "replan_ms_median")
+            out[path.name.removesuffix(".goals.jsonl")] = {k: fig.get(k) for k in keep} | {"partial": True}
     return out
 
 
@@ -102,7 +102,8 @@ def summary(work: Path) -> dict[str, Any]:
                 plans[key]["rank_corr_model"] = fig["fidelity"].get("rank_corr_model")
         if not arms:  # cut by the call's time: the goals it finished, from plan_NAME/ARM.goals.jsonl
             for arm, fig in partial_arms(work / path.stem).items():
-                plans[arm if arm in ("random", "oracle", "oracle_state") else path.stem.removeprefix("plan_")] = fig
+                simulator_arm = arm in ("random", "oracle", "oracle_state")
+                plans[arm if simulator_arm else path.stem.removeprefix("plan_")] = fig
     if plans:
         out["planning"] = plans
     return out
