@@ -55,7 +55,8 @@ def partial_arms(plan_dir: Path) -> dict[str, Any]:
         results = [EpisodeResult(**json.loads(line)) for line in lines]
         if results:
             fig = summarize(results)
-            keep = ("goals", "success_any", "success_end", "block_pos_error", "error_removed", "replan_ms_median")
+            keep = ("goals", "success_any", "success_end", "block_pos_error", "error_removed",
+                    "replan_ms_median")
             out[path.name.removesuffix(".goals.jsonl")] = {k: fig.get(k) for k in keep} | {"partial": True}
     return out
 
