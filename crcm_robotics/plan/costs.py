@@ -69,6 +69,12 @@ def latent_mse(latents_NChw: torch.Tensor, goal_latent_1Chw: torch.Tensor) -> to
     return (latents_NChw.float() - goal_latent_1Chw.float()).square().mean(dim=(1, 2, 3))
 
 
+def latent_cost(goal_HW3: torch.Tensor, encode: CostFn) -> CostFn:
+    """``latent_mse`` bound to a goal image (encoded once): final latents [N, C, h, w] → float [N]."""
+    goal_latent = encode(goal_HW3[None])
+    return lambda latents: latent_mse(latents, goal_latent)
+
+
 def path_weights(t: int, device: torch.device) -> torch.Tensor:
     """Linearly rising weights over T frames, summing to 1 (the last frame counts most)."""
     w = torch.arange(1, t + 1, device=device, dtype=torch.float32)
@@ -115,11 +121,11 @@ def make_cost(name: str, goal_HW3: torch.Tensor, probe: StateProbe | None = None
         if encode is None:
             raise CostError("cost 'latent_mse' compares latents of a world model's codec and needs that "
                             "model (the simulator oracle renders frames only: give it probe or pooled_mse)")
-        goal_latent = encode(goal_HW3[None])
+        to_goal = latent_cost(goal_HW3, encode)
 
         def latent_final(frames: torch.Tensor) -> torch.Tensor:
             check(frames)
-            return latent_mse(encode(frames[:, -1]), goal_latent)
+            return to_goal(encode(frames[:, -1]))
         return latent_final
 
     if probe is None:

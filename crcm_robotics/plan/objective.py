@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from crcm_robotics.plan.costs import FINAL_FRAME_COSTS, LATENT_COSTS, latent_mse, make_cost
+from crcm_robotics.plan.costs import FINAL_FRAME_COSTS, LATENT_COSTS, latent_cost, make_cost
 from crcm_robotics.plan.planners import PlanError, Score
 
 if TYPE_CHECKING:
@@ -62,11 +62,11 @@ def imagined_score(wm: WorldModel, context: tuple[np.ndarray, np.ndarray], goal_
     cost scores the model's final latents and decodes nothing."""
     ctx = model_context(context[0], context[1], wm.frame_skip, wm.context_frames)
     if cost in LATENT_COSTS:
-        goal_latent = wm.codec.encode(torch.from_numpy(np.ascontiguousarray(goal_HW3)).to(wm.device)[None])
+        to_goal = latent_cost(torch.from_numpy(np.ascontiguousarray(goal_HW3)).to(wm.device), wm.codec.encode)
+
         def latent_score(actions: torch.Tensor) -> torch.Tensor:
-            final = wm.imagine_tensor(group_frame_skip(actions, wm.frame_skip), context=ctx, seed=seed,
-                                      decode="latent")
-            return latent_mse(final, goal_latent)
+            return to_goal(wm.imagine_tensor(group_frame_skip(actions, wm.frame_skip), context=ctx, seed=seed,
+                                             decode="latent"))
         return latent_score
     decode = "last" if cost in FINAL_FRAME_COSTS else "all"  # a latent model decodes only the frames scored
 

@@ -32,13 +32,21 @@ class Prediction:
     latency_ms: float
 
 
-def _field(obj: Any, name: str, where: str) -> Any:
-    """``obj.name`` or ``obj[name]`` (the runtime returns objects, the msgpack client may return dicts)."""
+_REQUIRED = object()
+
+
+def _field(obj: Any, name: str, where: str, default: Any = _REQUIRED) -> Any:
+    """``obj.name`` or ``obj[name]`` (the runtime returns objects, the msgpack client may return dicts);
+    ``default`` when it is absent, if given."""
     if isinstance(obj, dict):
         if name not in obj:
+            if default is not _REQUIRED:
+                return default
             raise RuntimeError(f"{where} has no {name!r} (keys: {sorted(obj)})")
         return obj[name]
     if not hasattr(obj, name):
+        if default is not _REQUIRED:
+            return default
         raise RuntimeError(f"{where} has no attribute {name!r}")
     return getattr(obj, name)
 
@@ -48,18 +56,16 @@ def spec_of(source: Any, where: str) -> ModelSpec:
     shape = tuple(int(s) for s in _field(source, "image_shape", where))
     if len(shape) != 3 or shape[2] != 3:
         raise RuntimeError(f"{where} reports image_shape {shape}, expected (H, W, 3)")
-    # frame_skip: absent on servers from before it existed (and on models without it): 1
-    skip = source.get("frame_skip", 1) if isinstance(source, dict) else getattr(source, "frame_skip", 1)
-    action_dim = int(_field(source, "action_dim", where))
-    if int(skip) < 1 or action_dim % int(skip):
-        raise RuntimeError(f"{where} reports frame_skip {skip}, which does not divide action_dim "
-                           f"{action_dim}")
-    return ModelSpec(
-        image_shape=shape,  # type: ignore[arg-type]
-        action_dim=action_dim,
-        context_frames=int(_field(source, "context_frames", where)),
-        frame_skip=int(skip),
-    )
+    try:
+        return ModelSpec(
+            image_shape=shape,  # type: ignore[arg-type]
+            action_dim=int(_field(source, "action_dim", where)),
+            context_frames=int(_field(source, "context_frames", where)),
+            # absent on servers from before it existed (and on models without it)
+            frame_skip=int(_field(source, "frame_skip", where, default=1)),
+        )
+    except ValueError as exc:  # ModelSpec's own check: frame_skip must divide action_dim
+        raise RuntimeError(f"{where}: {exc}") from None
 
 
 def resolve_spec(params: NodeParams, model: ModelSpec) -> ModelSpec:

@@ -62,7 +62,7 @@ from crcm_robotics.model.codec import LatentCodec
 from crcm_robotics.model.kv_cache import KVCache
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.model.tokenizer import frame_hw, make_codec
-from crcm_robotics.plan.costs import COSTS, FINAL_FRAME_COSTS, LATENT_COSTS, CostError, latent_mse, make_cost
+from crcm_robotics.plan.costs import COSTS, FINAL_FRAME_COSTS, LATENT_COSTS, CostError, latent_cost, make_cost
 from crcm_robotics.plan.probe import StateProbe, load_probe
 from crcm_robotics.runtime.backends import Backend, Precision, make_backend
 from crcm_robotics.runtime.device import (  # noqa: F401  (re-exported)
@@ -267,23 +267,23 @@ class WorldModel:
             acts = check_actions(actions, "actions", self.action_dim, "[N, Hz, A]", 3)
             goal_np = None if goal is None else check_image(goal, "goal", self.image_shape[:2])
             cost_fn = None
+            latent = goal_np is not None and cost in LATENT_COSTS  # scores final latents, not frames
             if goal_np is not None:
+                goal_t = torch.from_numpy(goal_np).to(self.device)
                 try:
-                    cost_fn = make_cost(cost, torch.from_numpy(goal_np).to(self.device), self.probe,
-                                        encode=self.codec.encode)
+                    cost_fn = (latent_cost(goal_t, self.codec.encode) if latent
+                               else make_cost(cost, goal_t, self.probe))
                 except CostError as exc:
                     raise InputError(str(exc)) from exc
-            # costs only, of a final-frame cost: only the last frames are decoded (latents: decoding costs);
-            # a latent cost decodes none
-            latent = cost_fn is not None and cost in LATENT_COSTS
+            # costs only: a final-frame cost decodes only the last frames (latents: decoding costs), a latent
+            # cost none
             decode = ("all" if return_frames != "none" else "none" if latent
                       else "last" if cost in FINAL_FRAME_COSTS else "all")
             acts_t = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
             out, final = self._imagine(acts_t, context, seed, decode, latent)
             costs = best = None
             if cost_fn is not None:
-                goal_t = torch.from_numpy(goal_np).to(self.device)[None]
-                costs_t = latent_mse(final, self.codec.encode(goal_t)) if latent else cost_fn(out)
+                costs_t = cost_fn(final if latent else out)
                 best = int(torch.argmin(costs_t))
                 costs = costs_t.cpu().numpy().astype(np.float32)
             frames = (out.cpu().numpy() if return_frames == "all" else
