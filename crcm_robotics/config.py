@@ -408,6 +408,33 @@ class TeacherTrainConfig:
 
 
 @dataclass
+class ProbeImaginedConfig:
+    """``crcm train probe imagined.ckpt=CKPT``: also train the probe on CKPT's own predicted frames, each
+    labelled with the state the logged actions truly reached. A probe trained on real frames reads a block the
+    model renders soft under contact as some other pose; this one learns what the model's imagined frame says
+    about the true state, which is what a planner's goal cost needs."""
+
+    ckpt: str | None = None  # a teacher or student checkpoint with the store's frame size and actions
+    sampler_steps: int = 0  # 0: the checkpoint's own sampler; else DDIM steps (as `crcm eval steps=`)
+    context: int = 2  # real frames each rollout starts from
+    horizon: int = 5  # frames imagined per window (at the checkpoint's frame skip)
+    windows_per_episode: int = 8  # windows spaced through each training episode
+    share: float = 0.5  # fraction of each training batch drawn from imagined frames
+    batch: int = 64  # windows per rollout call
+
+    def validate(self) -> None:
+        if self.context < 1 or self.horizon < 1 or self.windows_per_episode < 1 or self.batch < 1:
+            raise ConfigError(f"imagined.context, horizon, windows_per_episode and batch must be ≥ 1; got "
+                              f"{self.context}, {self.horizon}, {self.windows_per_episode}, {self.batch}")
+        if not 0.0 < self.share < 1.0:
+            raise ConfigError(f"imagined.share must be in (0, 1) (real frames are still needed to read goal "
+                              f"images); got {self.share}")
+        if self.sampler_steps < 0:
+            raise ConfigError(f"imagined.sampler_steps must be ≥ 0 (0: the checkpoint's sampler); "
+                              f"got {self.sampler_steps}")
+
+
+@dataclass
 class ProbeTrainConfig:
     """``crcm train probe``: a state probe (frames → logged state) for the planners' ``probe`` goal cost."""
 
@@ -426,6 +453,7 @@ class ProbeTrainConfig:
     seed: int = 0
     max_minutes: float = 0.0
     progress: bool = True
+    imagined: ProbeImaginedConfig = field(default_factory=ProbeImaginedConfig)
 
 
 @dataclass

@@ -4,9 +4,12 @@ A world model can render a block that stays put and still fail every push. This 
 checkpoint out on held-out windows (as ``crcm eval`` does), reads the block's position and angle off the
 predicted frames with a state probe, and reports the error separately for frames where the true block is still
 (within 2 env units and 2 degrees of the last context frame) and where it moved; the probe on the real frames
-and copy-last give the floor and the do-nothing reference. One JSON line.
+and copy-last give the floor and the do-nothing reference. With several probes (for example one trained on
+real frames and one also on the model's own imagined frames, ``crcm train probe imagined.ckpt=``) the same
+predictions are read by each, under ``probes`` keyed by directory. One JSON line.
 
-    python scripts/block_motion_error.py CKPT STORE PROBE [--steps 1 4] [--episodes 20] [--horizon 5]
+    python scripts/block_motion_error.py CKPT STORE PROBE [PROBE ...] [--steps 1 4] [--episodes 20] \
+        [--horizon 5]
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("ckpt")
     ap.add_argument("store")
-    ap.add_argument("probe")
+    ap.add_argument("probes", nargs="+", metavar="probe")
     ap.add_argument("--steps", type=int, nargs="+", default=[4], help="sampler steps to compare")
     ap.add_argument("--episodes", type=int, default=20, help="held-out episodes (4 windows each)")
     ap.add_argument("--horizon", type=int, default=5)
@@ -49,9 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     held_out = list(ckpt.meta["split"]["val"])[: args.episodes]
     win = cut_windows(store, held_out, CONTEXT + args.horizon, int(ckpt.meta.get("frame_skip", 1)), 4,
                       NormStats.from_dict(ckpt.stats["action"]))
-    probe = load_probe(args.probe, device)
+    probes = {p: load_probe(p, device) for p in args.probes}
 
-    def read(frames: np.ndarray) -> np.ndarray:
+    def read(probe, frames: np.ndarray) -> np.ndarray:
         n, h = frames.shape[:2]
         with torch.no_grad():
             state = probe.state_of(torch.from_numpy(frames.reshape(n * h, *frames.shape[2:])).to(device))
@@ -59,15 +62,20 @@ def main(argv: list[str] | None = None) -> None:
 
     true, last = win.states[:, CONTEXT:], win.states[:, CONTEXT - 1 : CONTEXT]
     moved = block_moved(last, true)
-    result: dict = {"ckpt": args.ckpt, "windows": len(win.frames), "horizon": args.horizon}
-    result["real_frames"] = still_moved_summary(*block_errors(read(win.frames[:, CONTEXT:]), true), moved)
-    copy_last = np.repeat(win.frames[:, CONTEXT - 1 : CONTEXT], args.horizon, axis=1)
-    result["copy_last"] = still_moved_summary(*block_errors(read(copy_last), true), moved)
+    rows = {"real_frames": win.frames[:, CONTEXT:],
+            "copy_last": np.repeat(win.frames[:, CONTEXT - 1 : CONTEXT], args.horizon, axis=1)}
     for steps in args.steps:
         spec = sampler_from_meta(ckpt.meta, steps, None, None, None)
-        pred = np.concatenate([predict(model, codec, spec, win.frames[i : i + 40], win.actions[i : i + 40],
-                                       CONTEXT, device, i) for i in range(0, len(win.frames), 40)])
-        result[f"steps_{steps}"] = still_moved_summary(*block_errors(read(pred), true), moved)
+        rows[f"steps_{steps}"] = np.concatenate([
+            predict(model, codec, spec, win.frames[i : i + 40], win.actions[i : i + 40], CONTEXT, device, i)
+            for i in range(0, len(win.frames), 40)])
+    per_probe = {p: {name: still_moved_summary(*block_errors(read(probe, frames), true), moved)
+                     for name, frames in rows.items()} for p, probe in probes.items()}
+    result: dict = {"ckpt": args.ckpt, "windows": len(win.frames), "horizon": args.horizon}
+    if len(per_probe) == 1:
+        result.update(next(iter(per_probe.values())))
+    else:
+        result["probes"] = per_probe
     print(json.dumps(result))
 
 

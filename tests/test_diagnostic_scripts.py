@@ -69,6 +69,16 @@ def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teache
         split = result[row]
         assert split["still"]["frames"] + split["moved"]["frames"] == 8 * 3
         assert all(v >= 0 for part in split.values() for v in part.values() if v == v)
+    # two probes read the same predictions: the first one's figures are those of the one-probe run
+    other = tmp_path / "other"
+    train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={other}", "steps=5",
+                                               "batch_size=16", "width=8", "progress=false", "seed=1"]))
+    script.main([str(tiny_teacher), str(pusht_store_32), str(probe), str(other), "--steps", "1",
+                 "--episodes", "2", "--horizon", "3"])
+    both = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["probes"]
+    assert list(both) == [str(probe), str(other)]
+    assert both[str(probe)] == {row: result[row] for row in ("real_frames", "copy_last", "steps_1")}
+    assert both[str(other)]["real_frames"] != both[str(probe)]["real_frames"]
     from crcm_robotics.data.schema import StoreError
 
     with pytest.raises(StoreError, match="no-store does not exist"):

@@ -119,3 +119,64 @@ def test_probe_scores_give_the_euclidean_error_of_each_point():
     scores = probe_scores(probe, np.zeros((2, 1, 4, 4, 3), np.uint8), states, torch.device("cpu"))
     assert scores["probe_err"]["hand_pos"] == [3.0]  # mean of 5 and 1; the axes' own errors stay beside it
     assert scores["probe_err"]["hand_x"] == [1.5] and scores["probe_err_mean"]["hand_pos"] == 3.0
+
+
+def test_a_probe_learns_from_a_models_imagined_frames_labelled_with_true_states(tiny_teacher, pusht_store_32,
+                                                                                tmp_path, one_torch_thread):
+    from crcm_robotics.conf import compose_config
+    from crcm_robotics.data.store import TrajectoryStore
+    from crcm_robotics.model.checkpoint import load_checkpoint
+    from crcm_robotics.plan.probe import load_probe
+    from distill.probe import imagined_frames_and_states, train_probe
+
+    figures = train_probe(compose_config("train_probe", [
+        f"data.path={pusht_store_32}", f"out={tmp_path / 'p'}", "steps=4", "batch_size=8", "width=8",
+        "progress=false", "data.val_fraction=0.25", f"imagined.ckpt={tiny_teacher}",
+        "imagined.sampler_steps=1", "imagined.horizon=2", "imagined.windows_per_episode=2",
+        "imagined.batch=4"]))
+    imagined = figures["imagined"]
+    train_eps = load_checkpoint(str(tiny_teacher)).meta["split"]["train"]
+    assert imagined["train_frames"] == len(train_eps) * 2 * 2 and imagined["val_frames"] > 0
+    assert set(imagined["val"]["block"]) == {"still", "moved"}
+    assert imagined["val"]["block"]["still"]["frames"] + imagined["val"]["block"]["moved"]["frames"] == \
+        imagined["val_frames"]
+    assert load_probe(tmp_path / "p").spec.state_names[:2] == ("agent_x", "agent_y")
+
+    # the labels are the states the window's logged actions reached, frame_skip apart, after the context
+    store = TrajectoryStore(pusht_store_32)
+    cfg = compose_config("train_probe", [f"imagined.ckpt={tiny_teacher}", "imagined.sampler_steps=1",
+                                         "imagined.horizon=2", "imagined.context=2"]).imagined
+    frames, true, last = imagined_frames_and_states(cfg, store, [train_eps[0]], 1, torch.device("cpu"))
+    skip = int(load_checkpoint(str(tiny_teacher)).meta.get("frame_skip", 1))
+    lo, _ = store.episode_bounds(train_eps[0])
+    states = store.state(lo, lo + 4 * skip + 1)
+    first = skip  # one window per episode starts where its producing actions exist
+    np.testing.assert_allclose(true, states[[first + 2 * skip, first + 3 * skip]], rtol=1e-6)
+    np.testing.assert_allclose(last, states[[first + skip, first + skip]], rtol=1e-6)
+    assert frames.shape == (2, 32, 32, 3) and frames.dtype == np.uint8
+
+
+@pytest.mark.parametrize("override, message", [
+    ("imagined.share=1.0", "imagined.share must be in"),
+    ("imagined.horizon=0", "must be ≥ 1"),
+    ("seen_everything", "share 9 training and 0 held-out episodes"),
+])
+def test_bad_imagined_settings_are_one_line_errors(tiny_teacher, pusht_store_32, tmp_path, override, message):
+    import json
+
+    from crcm_robotics.conf import compose_config
+    from crcm_robotics.config import ConfigError
+    from distill.probe import train_probe
+
+    ckpt = tiny_teacher
+    if override == "seen_everything":  # a model trained on every episode has no held-out windows to score
+        ckpt = tmp_path / "seen_all"
+        shutil.copytree(tiny_teacher, ckpt)
+        meta = json.loads((ckpt / "meta.json").read_text())
+        meta["split"]["train"] = list(range(12))
+        (ckpt / "meta.json").write_text(json.dumps(meta))
+        override = "imagined.share=0.5"
+    args = [f"data.path={pusht_store_32}", f"out={tmp_path / 'p'}", "steps=1", "batch_size=4", "width=8",
+            "progress=false", "data.val_fraction=0.25", f"imagined.ckpt={ckpt}", override]
+    with pytest.raises(ConfigError, match=message):
+        train_probe(compose_config("train_probe", args))

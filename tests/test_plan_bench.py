@@ -89,6 +89,7 @@ def test_probe_cost_runs_through_the_bench(student_with_probe, tmp_path):
     report = bench(student_with_probe, tmp_path / "probe", "arms=[model]", "goals=1",
                    "planner.cost=probe_path", "planner.effort_weight=0.5")
     assert report["arms"]["student"]["goals"] == 1
+    assert report["arms"]["student"]["probe"] == str(student_with_probe / "probe")  # which probe read frames
     # a set effort weight wins; the unset effort settings take PushT's defaults
     assert (report["planner"]["effort_weight"], report["planner"]["effort_on"]) == (0.5, "moves")
 

@@ -646,6 +646,9 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
                           f"{np.degrees(res.block_angle_error):.1f} deg, {res.episode_s:.1f} s", flush=True)
             report["arms"][name] = summarize(results) | {"kind": kind, "checkpoint": ck,
                                                          "arm_s": round(time.perf_counter() - t_arm, 1)}
+            if cfg.planner.cost.startswith("probe") and kind in ("oracle", "model"):  # which probe read it
+                probe_dir = Path(cfg.probe) if cfg.probe else Path(ck or cfg.ckpt) / "probe"
+                report["arms"][name]["probe"] = str(probe_dir)
             if wm is not None:
                 report["arms"][name]["model"] = {k: wm.info()[k] for k in ("kind", "steps", "backend", "frame_skip")}
                 report["arms"][name]["fidelity"] = fidelity or "skipped (fidelity_goals=0 or no state probe)"

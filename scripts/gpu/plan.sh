@@ -23,6 +23,12 @@
 #            store and probe already in $WORK. RECIPE: extra teacher overrides for long1 and long2 (default:
 #            $WORK/recipe).
 #            TRAIN_MIN: with $WORK/recipe.rate and no STEPS, the run's length in minutes (long1 + long2).
+#   STAGE=readout1, readout2  the probe cost read off the model's own imagination, in two calls: readout1
+#            builds the store, takes the teacher TEACHER_FROM (a carried long teacher; DRY trains a tiny one),
+#            distils a 2-step student (seed SEED, 0) beside a probe trained on real frames, then a probe
+#            also trained on the student's imagined frames (`crcm train probe imagined.ckpt=`), and reads the
+#            student's held-out predictions with both (scripts/block_motion_error.py); readout2 runs the
+#            student's closed loop with each probe side by side on MODEL_GOALS goals (fidelity on 10).
 # Env: WORK (/root/work), EPISODES (500), FS (frame skip, 5), TEACHER_MIN (6.3), DISTILL_MIN (4), GOALS (50),
 #      MODEL_GOALS (GOALS), BEHAVIOR (mixed), PLAN (extra planner overrides), BACKEND (cuda_graph), MODE (skip
 #      the choice: absolute | delta), OW (oracle simulator processes, 12), LIMIT (seconds per model arm, 540).
@@ -68,7 +74,47 @@ plan_arm() {  # SECONDS CKPT OUT_NAME GOALS EXTRA...: one model arm, probe cost 
       gifs=1 progress=false planner.mode=${MODE:-delta} out=$WORK/bench_$name $PLAN $UNITS "$@" \
       > $WORK/$name.json 2> $WORK/$name.err || true  # a timed-out arm keeps its per-goal lines
 }
-case "${STAGE:?set STAGE=1, 2, 3, units or long1..3}" in
+case "${STAGE:?set STAGE=1, 2, 3, units, long1..3 or readout1..2}" in
+readout1) {
+  T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+  [ -d $STORE ] || crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true \
+      $DATA | tail -1
+  if [ ! -d $TEACHER ]; then
+    if [ -n "${DRY:-}" ] && [ -z "${TEACHER_FROM:-}" ]; then
+      crcm train teacher $TEACH data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
+          | tail -1
+    else cp -r "${TEACHER_FROM:?readout1 needs TEACHER_FROM=DIR, a carried teacher}" $TEACHER; fi
+  fi
+  crcm distill causal_rcm teacher=$TEACHER $DIST train.seed=${SEED:-0} train.out=$WORK/student \
+      train.progress=false > $WORK/distill.log 2>&1 &
+  DP=$!
+  crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE | tail -1
+  wait $DP; tail -1 $WORK/distill.log
+  echo "readout1: student done at $(( $(date +%s) - T0 )) s"
+  crcm train probe data.path=$STORE out=$WORK/probe_imagined device=$DEV progress=false $PROBE \
+      imagined.ckpt=$WORK/student imagined.batch=256 | tail -1
+  $PY scripts/block_motion_error.py $WORK/student $STORE $WORK/probe $WORK/probe_imagined --steps 2 \
+      --device $DEV > $WORK/block_motion.json
+  cat $WORK/block_motion.json
+  echo "readout1: probes done at $(( $(date +%s) - T0 )) s"
+  } 2>&1 | tee "$OUT/plan_readout1.log"
+  tar czf "$OUT/readout1.tgz" -C $WORK distill.log block_motion.json probe/meta.json \
+      probe_imagined/meta.json \
+      $(cd $WORK && ls student_log.jsonl 2>/dev/null) ;;
+readout2) {
+  T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+  [ -f $WORK/probe_imagined/meta.json ] || { echo "plan.sh readout2: run readout1 first (machine lost?)"
+                                               exit 1; }
+  for p in probe probe_imagined; do
+    plan_arm $(( $(left) - 25 )) $WORK/student plan_$p ${MODEL_GOALS:-20} probe=$WORK/$p fidelity_goals=10 &
+  done
+  wait
+  for p in probe probe_imagined; do
+    echo "plan_$p: $(tail -c 1500 $WORK/plan_$p.json)"; grep -c " goal " $WORK/plan_$p.err || true
+  done
+  } 2>&1 | tee "$OUT/plan_readout2.log"
+  tar czf "$OUT/readout2.tgz" -C $WORK \
+      $(cd $WORK && ls -d bench_plan_probe* plan_probe*.json plan_probe*.err) ;;
 long1) {
   if [ -n "${REUSE:-}" ] && [ -d $STORE ]; then echo "long1: reusing $STORE"; else
     crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true $DATA | tail -1; fi
