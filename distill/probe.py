@@ -7,7 +7,7 @@ frames, and it reports its held-out error per state in store units (angles in de
 ``CKPT/probe`` and every ``WorldModel.load(CKPT)`` finds it.
 
 With ``imagined.ckpt=CKPT`` part of every batch is CKPT's own predictions on windows of the training episodes,
-labelled with the states the logged actions truly reached (:func:`imagined_frames_and_states`). Such a probe
+labelled with the states the logged actions truly reached (:class:`Imaginer`). Such a probe
 reads an imagined frame as the state the model means by it; it reports its held-out error on CKPT's
 predictions too, for PushT split by whether the true block moved.
 """
@@ -53,69 +53,79 @@ def augment(x_B3HW: torch.Tensor, cfg: ProbeTrainConfig, gen: torch.Generator) -
     return x + cfg.noise_std * torch.randn(x.shape, generator=gen, device=x.device)
 
 
-def imagined_frames_and_states(cfg: ProbeImaginedConfig, store: TrajectoryStore, episodes: list[int],
-                               per_episode: int, device: torch.device,
-                               progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CKPT's predicted frames uint8 [M, H, W, 3] on windows of ``episodes``, the true states they stand for
-    float32 [M, S], and each frame's last real state [M, S] (for the still/moved split)."""
-    from crcm_robotics.data.store import NormStats
-    from crcm_robotics.eval.evaluate import cut_windows, predict
-    from crcm_robotics.model.checkpoint import build_model, load_checkpoint
-    from crcm_robotics.model.sampler import sampler_from_meta
-    from crcm_robotics.model.tokenizer import frame_hw, make_codec
+class Imaginer:
+    """``imagined.ckpt`` loaded once and checked against the store: its predictions on windows of given
+    episodes, each frame labelled with the true state it stands for."""
 
-    ckpt = load_checkpoint(str(cfg.ckpt))
-    model = build_model(ckpt, device)
-    codec = make_codec(model.cfg, ckpt.path, device)
-    if frame_hw(model.cfg, codec) != tuple(store.image_shape[:2]):
-        raise ConfigError(f"imagined.ckpt={cfg.ckpt} predicts {frame_hw(model.cfg, codec)} frames; the store "
-                          f"{store.path} holds {tuple(store.image_shape[:2])}")
-    skip = int(ckpt.meta.get("frame_skip", 1))
-    if model.cfg.action_dim != store.action_dim * skip:
-        raise ConfigError(f"imagined.ckpt={cfg.ckpt} takes {model.cfg.action_dim} action values per frame; "
-                          f"the store {store.path} logs {store.action_dim} per step (× frame skip {skip})")
-    spec = sampler_from_meta(ckpt.meta, cfg.sampler_steps, None, None, None)
-    win = cut_windows(store, episodes, cfg.context + cfg.horizon, skip,
-                      per_episode, NormStats.from_dict(ckpt.stats["action"]))
-    if win.states is None:
-        raise ConfigError(f"store {store.path} logs no states: imagined frames need true states as labels")
-    preds, last_log = [], time.perf_counter()
-    for i in range(0, len(win.frames), cfg.batch):
-        preds.append(predict(model, codec, spec, win.frames[i: i + cfg.batch], win.actions[i: i + cfg.batch],
-                             cfg.context, device, i))
-        if progress and (time.perf_counter() - last_log > 10 or i + cfg.batch >= len(win.frames)):
-            print(f"probe: imagined {min(i + cfg.batch, len(win.frames))}/{len(win.frames)} windows "
-                  f"({cfg.horizon} frames each)", flush=True)
-            last_log = time.perf_counter()
-    pred = np.concatenate(preds)
-    n, h = pred.shape[:2]
-    true = win.states[:, cfg.context:]
-    last = np.repeat(win.states[:, cfg.context - 1: cfg.context], h, axis=1)
-    return (pred.reshape(n * h, *pred.shape[2:]), true.reshape(n * h, -1).astype(np.float32),
-            last.reshape(n * h, -1).astype(np.float32))
+    def __init__(self, cfg: ProbeImaginedConfig, store: TrajectoryStore, device: torch.device):
+        from crcm_robotics.data.store import NormStats
+        from crcm_robotics.model.checkpoint import build_model, load_checkpoint
+        from crcm_robotics.model.sampler import sampler_from_meta
+        from crcm_robotics.model.tokenizer import frame_hw, make_codec
+
+        ckpt = load_checkpoint(str(cfg.ckpt))
+        self.cfg, self.store, self.device = cfg, store, device
+        self.model = build_model(ckpt, device)
+        self.codec = make_codec(self.model.cfg, ckpt.path, device)
+        if frame_hw(self.model.cfg, self.codec) != tuple(store.image_shape[:2]):
+            raise ConfigError(f"imagined.ckpt={cfg.ckpt} predicts {frame_hw(self.model.cfg, self.codec)} "
+                              f"frames; the store {store.path} holds {tuple(store.image_shape[:2])}")
+        self.skip = int(ckpt.meta.get("frame_skip", 1))
+        if self.model.cfg.action_dim != store.action_dim * self.skip:
+            raise ConfigError(f"imagined.ckpt={cfg.ckpt} takes {self.model.cfg.action_dim} action values per "
+                              f"frame; the store {store.path} logs {store.action_dim} per step (× frame skip "
+                              f"{self.skip})")
+        self.spec = sampler_from_meta(ckpt.meta, cfg.sampler_steps, None, None, None)
+        self.norm = NormStats.from_dict(ckpt.stats["action"])
+        self.trained_on = ckpt.meta.get("split", {}).get("train")  # None: the checkpoint records no split
+
+    def split(self, train_eps: list[int], val_eps: list[int]) -> tuple[list[int], list[int]]:
+        """The episodes to imagine on: the probe's training episodes the checkpoint also trained on, and
+        held-out episodes neither saw (a model's predictions on its own training windows are not what a
+        planner sees)."""
+        seen = set(int(e) for e in (train_eps if self.trained_on is None else self.trained_on))
+        train = [e for e in train_eps if e in seen]
+        val = [e for e in val_eps if e not in seen]
+        if not train or not val:
+            raise ConfigError(f"imagined.ckpt={self.cfg.ckpt} and the probe share {len(train)} training and "
+                              f"{len(val)} held-out episodes; both must be ≥ 1 (train them on the same store "
+                              "and split)")
+        return train, val
+
+    def frames_and_states(self, episodes: list[int], per_episode: int,
+                          progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predicted frames uint8 [M, H, W, 3] on windows of ``episodes``, the true states they stand for
+        float32 [M, S], and each frame's last real state [M, S] (for the still/moved split)."""
+        from crcm_robotics.eval.evaluate import cut_windows, predict_windows
+
+        cfg = self.cfg
+        win = cut_windows(self.store, episodes, cfg.context + cfg.horizon, self.skip, per_episode, self.norm)
+        if win.states is None:
+            raise ConfigError(f"store {self.store.path} logs no states: imagined frames need true states as "
+                              "labels")
+        last_log = time.perf_counter()
+
+        def report(done: int) -> None:
+            nonlocal last_log
+            if progress and (time.perf_counter() - last_log > 10 or done == len(win.frames)):
+                print(f"probe: imagined {done}/{len(win.frames)} windows ({cfg.horizon} frames each)",
+                      flush=True)
+                last_log = time.perf_counter()
+
+        pred = predict_windows(self.model, self.codec, self.spec, win.frames, win.actions, cfg.context,
+                               self.device, cfg.batch, on_batch=report)
+        n, h = pred.shape[:2]
+        true = win.states[:, cfg.context:]
+        last = np.repeat(win.states[:, cfg.context - 1: cfg.context], h, axis=1)
+        return (pred.reshape(n * h, *pred.shape[2:]), true.reshape(n * h, -1).astype(np.float32),
+                last.reshape(n * h, -1).astype(np.float32))
 
 
-def imagined_split(ckpt: str, train_eps: list[int], val_eps: list[int]) -> tuple[list[int], list[int]]:
-    """The episodes to imagine on: the probe's training episodes the checkpoint also trained on, and held-out
-    episodes neither saw (a model's predictions on its own training windows are not what a planner sees)."""
-    from crcm_robotics.model.checkpoint import load_checkpoint
-
-    split = load_checkpoint(ckpt).meta.get("split") or {}
-    seen = set(int(e) for e in split.get("train", train_eps))
-    train = [e for e in train_eps if e in seen]
-    val = [e for e in val_eps if e not in seen]
-    if not train or not val:
-        raise ConfigError(f"imagined.ckpt={ckpt} and the probe share {len(train)} training and {len(val)} "
-                          "held-out episodes; both must be ≥ 1 (train them on the same store and split)")
-    return train, val
-
-
-def imagined_errors(probe: StateProbe, frames: np.ndarray, states: np.ndarray,
-                    last: np.ndarray) -> dict[str, Any]:
+def imagined_errors(probe: StateProbe, frames: np.ndarray, states: np.ndarray, last: np.ndarray,
+                    pusht: bool) -> dict[str, Any]:
     """Held-out error on imagined frames: per state, and for PushT the block split by whether it moved."""
     out: dict[str, Any] = {"mean_abs_error": held_out_errors(probe, frames, states)}
-    names = list(probe.spec.state_names)
-    if names[:5] == ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]:
+    if pusht:
         from crcm_robotics.data.pusht_sim import block_errors, block_moved, still_moved_summary
 
         device = next(probe.parameters()).device
@@ -161,12 +171,14 @@ def train_probe(cfg: ProbeTrainConfig) -> dict[str, Any]:
     imagined = None
     if cfg.imagined.ckpt:
         cfg.imagined.validate()
-        imag_train, imag_val = imagined_split(cfg.imagined.ckpt, train_eps, val_eps)
-        im_frames, im_states, _ = imagined_frames_and_states(
-            cfg.imagined, store, imag_train, cfg.imagined.windows_per_episode, device, cfg.progress)
+        imaginer = Imaginer(cfg.imagined, store, device)
+        imag_train, imag_val = imaginer.split(train_eps, val_eps)
+        im_frames, im_states, _ = imaginer.frames_and_states(imag_train, cfg.imagined.windows_per_episode,
+                                                             cfg.progress)
         imagined = (torch.from_numpy(im_frames).to(device),
                     spec.embed_states(torch.from_numpy(im_states).to(device)))
-        imagined_val = imagined_frames_and_states(cfg.imagined, store, imag_val, 4, device, cfg.progress)
+        imagined_val = imaginer.frames_and_states(imag_val, 4, cfg.progress)
+        del imaginer  # the world model is not needed while the probe trains
     n_imagined = round(cfg.batch_size * cfg.imagined.share) if imagined is not None else 0
     gen = torch.Generator(device).manual_seed(cfg.seed)
     last_log = time.perf_counter()
@@ -198,7 +210,7 @@ def train_probe(cfg: ProbeTrainConfig) -> dict[str, Any]:
     if imagined is not None:
         figures["imagined"] = {"ckpt": cfg.imagined.ckpt, "train_frames": len(imagined[0]),
                                "val_frames": len(imagined_val[0]), "share": cfg.imagined.share,
-                               "val": imagined_errors(probe, *imagined_val)}
+                               "val": imagined_errors(probe, *imagined_val, pusht="pusht" in store.attrs)}
         figures["seconds"] = round(time.perf_counter() - start, 1)
     save_probe(cfg.out, probe.cpu(), figures)
     return figures

@@ -22,7 +22,7 @@ import torch
 
 from crcm_robotics.data.pusht_sim import block_errors, block_moved, still_moved_summary
 from crcm_robotics.data.store import NormStats, TrajectoryStore
-from crcm_robotics.eval.evaluate import cut_windows, predict
+from crcm_robotics.eval.evaluate import cut_windows, predict_windows
 from crcm_robotics.model.checkpoint import build_model, load_checkpoint
 from crcm_robotics.model.sampler import sampler_from_meta
 from crcm_robotics.model.tokenizer import make_codec
@@ -66,9 +66,8 @@ def main(argv: list[str] | None = None) -> None:
             "copy_last": np.repeat(win.frames[:, CONTEXT - 1 : CONTEXT], args.horizon, axis=1)}
     for steps in args.steps:
         spec = sampler_from_meta(ckpt.meta, steps, None, None, None)
-        rows[f"steps_{steps}"] = np.concatenate([
-            predict(model, codec, spec, win.frames[i : i + 40], win.actions[i : i + 40], CONTEXT, device, i)
-            for i in range(0, len(win.frames), 40)])
+        rows[f"steps_{steps}"] = predict_windows(model, codec, spec, win.frames, win.actions, CONTEXT, device,
+                                                 batch=40)
     per_probe = {p: {name: still_moved_summary(*block_errors(read(probe, frames), true), moved)
                      for name, frames in rows.items()} for p, probe in probes.items()}
     result: dict = {"ckpt": args.ckpt, "windows": len(win.frames), "horizon": args.horizon}

@@ -127,7 +127,7 @@ def test_a_probe_learns_from_a_models_imagined_frames_labelled_with_true_states(
     from crcm_robotics.data.store import TrajectoryStore
     from crcm_robotics.model.checkpoint import load_checkpoint
     from crcm_robotics.plan.probe import load_probe
-    from distill.probe import imagined_frames_and_states, train_probe
+    from distill.probe import Imaginer, train_probe
 
     figures = train_probe(compose_config("train_probe", [
         f"data.path={pusht_store_32}", f"out={tmp_path / 'p'}", "steps=4", "batch_size=8", "width=8",
@@ -146,7 +146,7 @@ def test_a_probe_learns_from_a_models_imagined_frames_labelled_with_true_states(
     store = TrajectoryStore(pusht_store_32)
     cfg = compose_config("train_probe", [f"imagined.ckpt={tiny_teacher}", "imagined.sampler_steps=1",
                                          "imagined.horizon=2", "imagined.context=2"]).imagined
-    frames, true, last = imagined_frames_and_states(cfg, store, [train_eps[0]], 1, torch.device("cpu"))
+    frames, true, last = Imaginer(cfg, store, torch.device("cpu")).frames_and_states([train_eps[0]], 1)
     skip = int(load_checkpoint(str(tiny_teacher)).meta.get("frame_skip", 1))
     lo, _ = store.episode_bounds(train_eps[0])
     states = store.state(lo, lo + 4 * skip + 1)

@@ -17,7 +17,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -87,6 +87,20 @@ def predict(model, codec: FrameCodec, spec: SamplerSpec, frames: np.ndarray, act
     pred = rollout(model, cache, a[:, context:], spec, x[:, context - 1 : context], generator=gen,
                    project=codec.quantize)
     return codec.decode(pred).cpu().numpy()
+
+
+def predict_windows(model, codec: FrameCodec, spec: SamplerSpec, frames: np.ndarray, actions: np.ndarray,
+                    context: int, device: torch.device, batch: int, seed: int = 0,
+                    on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """:func:`predict` over windows [N, K+H, ...] in chunks of ``batch`` (chunk i seeded ``seed + i``), uint8
+    [N, H, ...]; ``on_batch(done)`` after each chunk (progress)."""
+    preds = []
+    for i in range(0, len(frames), batch):
+        preds.append(predict(model, codec, spec, frames[i: i + batch], actions[i: i + batch], context, device,
+                             seed + i))
+        if on_batch is not None:
+            on_batch(min(i + batch, len(frames)))
+    return np.concatenate(preds)
 
 
 def time_per_frame(model, codec, spec, windows: EvalWindows, context: int, device, batch: int, frames: int) -> float:
@@ -207,15 +221,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         raise ValueError(f"context={cfg.context} exceeds the model's {model.cfg.cache_frames}-frame KV cache")
     win = cut_windows(store, held_out, cfg.context + cfg.horizon, frame_skip, cfg.windows_per_episode, norm)
 
-    preds = []
     t0 = time.perf_counter()
-    for i in range(0, len(win.frames), cfg.batch_size):
-        preds.append(predict(model, codec, spec, win.frames[i : i + cfg.batch_size],
-                             win.actions[i : i + cfg.batch_size], cfg.context, device, cfg.seed + i))
+    pred = predict_windows(model, codec, spec, win.frames, win.actions, cfg.context, device, cfg.batch_size,
+                           cfg.seed)  # [N, H, h, w, 3]
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
-    pred = np.concatenate(preds)  # [N, H, h, w, 3]
     real = win.frames[:, cfg.context :]
     copy_last = np.repeat(win.frames[:, cfg.context - 1 : cfg.context], cfg.horizon, axis=1)
 

@@ -539,9 +539,14 @@ def in_cost_units(probe: StateProbe, planner: PlannerConfig) -> StateProbe:
     return probe.with_cost_units(planner.probe_position_unit, planner.probe_angle_unit)
 
 
+def probe_dir(cfg: Any, ckpt: str | None = None) -> Path:
+    """Where an arm's state probe is: ``cfg.probe``, else ``ckpt``/probe (default: the bench's CKPT)."""
+    return Path(cfg.probe) if cfg.probe else Path(ckpt or cfg.ckpt or ".") / "probe"
+
+
 def _probe_for(cfg: Any, device: torch.device, used: bool = True) -> StateProbe | None:
     """The state probe a probe cost needs (``cfg.probe``, else CKPT/probe), when an arm ``used`` the cost."""
-    path = Path(cfg.probe) if cfg.probe else Path(cfg.ckpt or ".") / "probe"
+    path = probe_dir(cfg)
     if cfg.planner.cost.startswith("probe") and used:
         if not path.is_dir():
             raise ConfigError(f"cost {cfg.planner.cost} needs a state probe at {path}: run `crcm train probe "
@@ -552,7 +557,7 @@ def _probe_for(cfg: Any, device: torch.device, used: bool = True) -> StateProbe 
 
 def wm_probe(cfg: Any, device: torch.device) -> StateProbe | None:
     """The state probe for fidelity figures when the cost does not load one: ``cfg.probe`` or CKPT/probe."""
-    path = Path(cfg.probe) if cfg.probe else Path(cfg.ckpt or ".") / "probe"
+    path = probe_dir(cfg)
     return load_probe(path, device) if path.is_dir() else None
 
 
@@ -647,8 +652,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
             report["arms"][name] = summarize(results) | {"kind": kind, "checkpoint": ck,
                                                          "arm_s": round(time.perf_counter() - t_arm, 1)}
             if cfg.planner.cost.startswith("probe") and kind in ("oracle", "model"):  # which probe read it
-                probe_dir = Path(cfg.probe) if cfg.probe else Path(ck or cfg.ckpt) / "probe"
-                report["arms"][name]["probe"] = str(probe_dir)
+                report["arms"][name]["probe"] = str(probe_dir(cfg, ck))
             if wm is not None:
                 report["arms"][name]["model"] = {k: wm.info()[k] for k in ("kind", "steps", "backend", "frame_skip")}
                 report["arms"][name]["fidelity"] = fidelity or "skipped (fidelity_goals=0 or no state probe)"
