@@ -564,6 +564,9 @@ class PlanBenchConfig:
     # state distance as cost: the planner's own ceiling) | model (CKPT and every one of `models`)
     arms: tuple[str, ...] = ("random", "oracle", "model")
     data: EvalDataConfig = field(default_factory=EvalDataConfig)  # default: CKPT's store, held-out episodes
+    # goals from this checkpoint's held-out episodes of its own store instead of CKPT's: models trained on
+    # different stores (e.g. with and without exploration data) planned on the same goals
+    goals_from: str | None = None
     goals: int = 50
     ahead: int = 25  # env steps from start to goal along the logged actions
     budget: int = 50  # env steps the planner may take per goal

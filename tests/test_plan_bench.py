@@ -94,6 +94,29 @@ def test_probe_cost_runs_through_the_bench(student_with_probe, tmp_path):
     assert (report["planner"]["effort_weight"], report["planner"]["effort_on"]) == (0.5, "moves")
 
 
+def test_goals_from_plans_a_model_of_another_store_on_the_same_goals(student_with_probe, tmp_path):
+    """A checkpoint trained on another store (here: its meta names a store that does not exist) is planned on
+    the goals of goals_from's held-out episodes; naming the goals' store twice is a one-line error."""
+    from crcm_robotics.config import ConfigError
+
+    other = tmp_path / "other"
+    shutil.copytree(student_with_probe, other)
+    meta = json.loads((other / "meta.json").read_text())
+    meta["data_path"], meta["split"]["val"] = str(tmp_path / "elsewhere.zarr"), []
+    (other / "meta.json").write_text(json.dumps(meta))
+    mine = bench(student_with_probe, tmp_path / "mine", "arms=[random,model]", "fidelity_goals=0")
+    theirs = bench(other, tmp_path / "theirs", "arms=[random,model]", "fidelity_goals=0",
+                   f"goals_from={student_with_probe}")
+    assert theirs["goals_from"] == str(student_with_probe) and mine["goals_from"] == str(student_with_probe)
+    assert theirs["goals"] == mine["goals"] == 2 and theirs["held_out_split"] is True
+    assert (theirs["goal_block_move_mean"], theirs["goal_block_turn_mean"]) == (
+        mine["goal_block_move_mean"], mine["goal_block_turn_mean"])
+    assert theirs["arms"]["random"] == mine["arms"]["random"] | {"arm_s": theirs["arms"]["random"]["arm_s"]}
+    assert theirs["arms"]["other"]["goals"] == 2 and theirs["arms"]["other"]["checkpoint"] == str(other)
+    with pytest.raises(ConfigError, match="both name the goals' store"):
+        bench(other, tmp_path / "both", f"goals_from={student_with_probe}", f"data.path={tmp_path}")
+
+
 def test_latent_cost_plans_a_model_arm_and_ranks_in_its_fidelity(student_with_probe, tmp_path):
     report = bench(student_with_probe, tmp_path / "latent", "arms=[random,model]", "goals=1",
                    "planner.cost=latent_mse", "fidelity_goals=1")

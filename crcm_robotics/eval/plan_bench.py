@@ -583,7 +583,10 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
         raise ConfigError(f"fidelity_goals={cfg.fidelity_goals} must be ≥ 0 (0 skips the fidelity figures)")
     if cfg.goals < 1 or cfg.budget < 1 or cfg.ahead < 1:
         raise ConfigError(f"goals ({cfg.goals}), budget ({cfg.budget}) and ahead ({cfg.ahead}) must be ≥ 1")
-    store, episodes, held_out = _store_and_split(cfg.ckpt, cfg.data.path, cfg.data.key_map)
+    if cfg.goals_from and cfg.data.path:
+        raise ConfigError(f"goals_from={cfg.goals_from} and data.path={cfg.data.path} both name the goals' "
+                          "store; give one")
+    store, episodes, held_out = _store_and_split(cfg.goals_from or cfg.ckpt, cfg.data.path, cfg.data.key_map)
     domain = domain_of(store)
     cfg = replace(cfg, planner=with_domain_defaults(cfg.planner, domain))
     low, high = _bounds(store)
@@ -611,7 +614,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
             arms.append((Path(ck).name, "model", ck))
     report: dict[str, Any] = {
         "bench": "plan", "domain": domain.name, "ckpt": cfg.ckpt, "store": str(store.path),
-        "held_out_split": held_out, "goals": len(pairs),
+        "goals_from": cfg.goals_from or cfg.ckpt, "held_out_split": held_out, "goals": len(pairs),
         "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 4),
         "goal_block_turn_mean": round(float(np.mean([p.block_turn for p in pairs])), 3),
         "ahead": cfg.ahead, "budget": cfg.budget, "planner": asdict(cfg.planner), "device": str(device),

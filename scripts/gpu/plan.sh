@@ -29,6 +29,15 @@
 #            also trained on the student's imagined frames (`crcm train probe imagined.ckpt=`), and reads the
 #            student's held-out predictions with both (scripts/block_motion_error.py); readout2 runs the
 #            student's closed loop with each probe side by side on MODEL_GOALS goals (fidelity on 10).
+#   STAGE=explore1, explore2, explore3  exploration data with and without, in three calls:
+#            explore1 builds the mixed store (goals, probe) and a scripted-only store of as many episodes
+#            (same seed and split: the exploring episodes become scripted ones), trains the probe on the
+#            mixed store, then starts a teacher on the scripted store with the long recipe (STEPS, wsd) for
+#            TEACHER_MIN minutes; explore2 resumes it to STEPS and returns it, then distils a 1-step student
+#            from TEACHER_FROM (the carried long teacher, trained on the mixed store with the same recipe; DRY
+#            trains a tiny one) for what is left of CALL_S; explore3 plans both teachers on the same goals
+#            (goals_from: the mixed teacher's held-out episodes) with the 1-step student beside them, for
+#            CALL_S seconds (a cut arm keeps its finished goals).
 # Env: WORK (/root/work), EPISODES (500), FS (frame skip, 5), TEACHER_MIN (6.3), DISTILL_MIN (4), GOALS (50),
 #      MODEL_GOALS (GOALS), BEHAVIOR (mixed), PLAN (extra planner overrides), BACKEND (cuda_graph), MODE (skip
 #      the choice: absolute | delta), OW (oracle simulator processes, 12), LIMIT (seconds per model arm, 540).
@@ -74,7 +83,65 @@ plan_arm() {  # SECONDS CKPT OUT_NAME GOALS EXTRA...: one model arm, probe cost 
       gifs=1 progress=false planner.mode=${MODE:-delta} out=$WORK/bench_$name $PLAN $UNITS "$@" \
       > $WORK/$name.json 2> $WORK/$name.err || true  # a timed-out arm keeps its per-goal lines
 }
-case "${STAGE:?set STAGE=1, 2, 3, units, long1..3 or readout1..2}" in
+SSTORE=$WORK/pusht64_scripted.zarr; SCRIPTED=$WORK/teacher_scripted
+case "${STAGE:?set STAGE=1, 2, 3, units, long1..3, readout1..2 or explore1..3}" in
+explore1) {
+  for b in mixed scripted; do
+    s=$STORE; [ $b = scripted ] && s=$SSTORE
+    [ -d $s ] || crcm data pusht out=$s size=64 seed=0 behavior=$b overwrite=true $DATA | tail -1 &
+  done
+  wait
+  if [ ! -d $TEACHER ]; then
+    if [ -n "${DRY:-}" ] && [ -z "${TEACHER_FROM:-}" ]; then
+      crcm train teacher $TEACH data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
+          | tail -1
+    else cp -r "${TEACHER_FROM:?explore1 needs TEACHER_FROM=DIR, the carried long teacher}" $TEACHER; fi
+  fi
+  crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE | tail -1
+  crcm train teacher $TEACH $RECIPE $LONG data.path=$SSTORE data.frame_skip=$FS train.out=$SCRIPTED \
+      train.progress=false > $WORK/teacher_scripted.log 2>&1
+  tail -2 $WORK/teacher_scripted.log
+  } 2>&1 | tee "$OUT/plan_explore1.log"
+  cp $WORK/teacher_scripted_log.jsonl "$OUT/" 2>/dev/null || true ;;
+explore2) {
+  T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+  [ -f $SCRIPTED/train_state.pt ] || { echo "plan.sh explore2: no $SCRIPTED/train_state.pt (machine lost?)"
+                                       exit 1; }
+  crcm train teacher $TEACH $RECIPE $LONG data.path=$SSTORE data.frame_skip=$FS train.out=$SCRIPTED \
+      train.progress=false train.resume=$SCRIPTED >> $WORK/teacher_scripted.log 2>&1
+  tail -2 $WORK/teacher_scripted.log
+  echo "explore2: scripted teacher done at $(( $(date +%s) - T0 )) s"
+  MIN=$($PY -c "print(round(max(0.0, ($(left) - 60) / 60), 2))")
+  [ -n "${DRY:-}" ] && MIN=0.2
+  if [ "$MIN" != "0.0" ]; then
+    crcm distill causal_rcm teacher=$TEACHER ${DIST%% *} train.max_minutes=$MIN student_steps=1 \
+        student_mid_times=[] \
+        train.validation.select=psnr_pusher train.validation.probe=$WORK/probe train.out=$WORK/student1 \
+        train.progress=false > $WORK/distill1.log 2>&1 || true
+    tail -1 $WORK/distill1.log
+  fi
+  } 2>&1 | tee "$OUT/plan_explore2.log"
+  cp $WORK/teacher_scripted_log.jsonl "$OUT/" 2>/dev/null || true
+  tar czf $WORK/teacher_scripted.tgz -C $WORK --exclude=train_state.pt teacher_scripted
+  split -b 15M $WORK/teacher_scripted.tgz "$OUT/teacher_scripted.tgz.part-" ;;
+explore3) {
+  T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+  L=$(( $(left) - 25 ))
+  plan_arm $L $TEACHER plan_teacher_mixed $GOALS probe=$WORK/probe fidelity_goals=10 oracle_workers=4 &
+  plan_arm $L $SCRIPTED plan_teacher_scripted $GOALS probe=$WORK/probe goals_from=$TEACHER \
+      fidelity_goals=10 oracle_workers=4 &
+  if [ -f $WORK/student1/meta.json ]; then
+    plan_arm $L $WORK/student1 plan_student1 $GOALS probe=$WORK/probe fidelity_goals=10 oracle_workers=4 &
+  fi
+  wait
+  for f in plan_teacher_mixed plan_teacher_scripted plan_student1; do
+    [ -f $WORK/$f.json ] || continue
+    echo "$f: $(tail -c 1500 $WORK/$f.json)"; grep -c " goal " $WORK/$f.err || true; tail -2 $WORK/$f.err
+  done
+  } 2>&1 | tee "$OUT/plan_explore3.log"
+  tar czf "$OUT/plan_explore.tgz" -C $WORK $(cd $WORK && ls -d bench_plan_teacher_* bench_plan_student1 \
+      plan_*.json plan_*.err teacher_scripted.log distill1.log probe/meta.json student1/*_log.jsonl \
+      student1/meta.json 2>/dev/null) ;;
 readout1) {
   T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
   [ -d $STORE ] || crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true \
