@@ -77,6 +77,7 @@ def test_bench_plan_reports_every_arm_and_the_oracle_beats_random(student_with_p
     fid = report["arms"]["student"]["fidelity"]
     assert FIDELITY_FIELDS <= set(fid), FIDELITY_FIELDS - set(fid)
     assert fid["goals"] == 2 and fid["candidates"] == 24 and fid["elites"] == 6
+    assert json.loads((tmp_path / "bench" / "student.fidelity.json").read_text()) == fid  # before the goals
     assert all(-1.0 <= fid[k] <= 1.0 for k in ("rank_corr_model", "rank_corr_oracle"))
     assert 0.0 <= fid["top_overlap"] <= 1.0 and fid["static_block_error"] >= 0.0
     assert all(fid[k] >= 0.0 for k in FIDELITY_FIELDS if k.endswith("error") or k.endswith("deg"))

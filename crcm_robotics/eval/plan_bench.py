@@ -634,6 +634,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
             fidelity = None
             if fidelity_probe is not None:
                 fidelity = model_fidelity(arm, pairs, pool, fidelity_probe, cfg.fidelity_goals)
+                (out / f"{name}.fidelity.json").write_text(json.dumps(fidelity))  # kept if the arm is cut
                 if cfg.progress:
                     print(f"bench plan [{name}] fidelity: {json.dumps(fidelity)}", flush=True)
             results = []

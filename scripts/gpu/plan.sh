@@ -136,7 +136,8 @@ explore3) {
   wait
   for f in plan_teacher_mixed plan_teacher_scripted plan_student1; do
     [ -f $WORK/$f.json ] || continue
-    echo "$f: $(tail -c 1500 $WORK/$f.json)"; grep -c " goal " $WORK/$f.err || true; tail -2 $WORK/$f.err
+    echo "$f: $(tail -c 1500 $WORK/$f.json)"; tail -2 $WORK/$f.err
+    echo "$f: $(cat $WORK/bench_$f/*.goals.jsonl | wc -l) goals done"
   done
   } 2>&1 | tee "$OUT/plan_explore3.log"
   tar czf "$OUT/plan_explore.tgz" -C $WORK $(cd $WORK && ls -d bench_plan_teacher_* bench_plan_student1 \
