@@ -584,6 +584,8 @@ class PlanBenchConfig:
     # model arms: at the start of this many goals, rank one round of candidates by imagination and by the
     # simulator and compare (probe state errors, rank correlation with the true cost); 0 = skip
     fidelity_goals: int = 10
+    # false: model arms report their fidelity only, no closed-loop goals (a model's diagnosis in minutes)
+    closed_loop: bool = True
     out: str = "outputs/bench_plan"
     seed: int = 0
     progress: bool = True

@@ -127,6 +127,15 @@ def test_latent_cost_plans_a_model_arm_and_ranks_in_its_fidelity(student_with_pr
     assert -1.0 <= fid["rank_corr_model"] <= 1.0 and -1.0 <= fid["rank_corr_oracle"] <= 1.0
 
 
+def test_fidelity_alone_skips_the_closed_loop(student_with_probe, tmp_path):
+    out = tmp_path / "fid"
+    report = bench(student_with_probe, out, "arms=[model]", "closed_loop=false", "fidelity_goals=1")
+    arm = report["arms"]["student"]
+    assert arm["goals"] == 0 and "success_any" not in arm and arm["fidelity"]["goals"] == 1
+    assert (out / "student.goals.jsonl").read_text() == ""
+    assert f"| student | {arm['fidelity']['rank_corr_model']} |" in (out / "report.md").read_text()
+
+
 def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
     cmd = [sys.executable, "-m", "crcm_robotics.cli", "plan", str(student_with_probe), "ahead=10", "budget=10",
            "start=12", "planner.samples=16", "planner.iterations=2", "planner.elites=4", "planner.horizon=10",
@@ -144,6 +153,7 @@ def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
     ("planner.replan_every=30", "replan_every=30 must be in"),
     ("arms=[robot]", "expected a non-empty subset"),
     ("fidelity_goals=-1", "fidelity_goals=-1 must be ≥ 0"),
+    ("closed_loop=false", "closed_loop=false reports model arms' fidelity only: give arms=[model]"),
     ("planner.probe_position_unit=nan", "planner.probe_position_unit=nan and planner.probe_angle_unit=0.0 must"),
     ("planner.probe_angle_unit=-1", "planner.probe_position_unit=0.0 and planner.probe_angle_unit=-1.0 must"),
 ])

@@ -581,6 +581,10 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
                           "renders frames only: give it another cost (e.g. probe) or leave it out of arms")
     if cfg.fidelity_goals < 0:
         raise ConfigError(f"fidelity_goals={cfg.fidelity_goals} must be ≥ 0 (0 skips the fidelity figures)")
+    if not cfg.closed_loop and (set(cfg.arms) != {"model"} or cfg.fidelity_goals < 1):
+        raise ConfigError(f"closed_loop=false reports model arms' fidelity only: give arms=[model] and "
+                          f"fidelity_goals ≥ 1 (got arms={list(cfg.arms)}, "
+                          f"fidelity_goals={cfg.fidelity_goals})")
     if cfg.goals < 1 or cfg.budget < 1 or cfg.ahead < 1:
         raise ConfigError(f"goals ({cfg.goals}), budget ({cfg.budget}) and ahead ({cfg.ahead}) must be ≥ 1")
     if cfg.goals_from and cfg.data.path:
@@ -641,7 +645,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
             t_arm = time.perf_counter()
             partial = out / f"{name}.goals.jsonl"  # one line per finished goal: nothing lost if the run is cut
             partial.write_text("")
-            for g, pair in enumerate(pairs):
+            for g, pair in enumerate(pairs if cfg.closed_loop else []):
                 res, shown = run_episode(arm, pair, sim, cfg.budget, record=g < cfg.gifs)
                 results.append(res)
                 with partial.open("a") as f:
@@ -653,8 +657,9 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
                     print(f"bench plan [{name}] goal {g + 1}/{len(pairs)}: success {res.success_any} "
                           f"(end {res.success_end}), block error {res.block_pos_error:.3g} {domain.units} / "
                           f"{np.degrees(res.block_angle_error):.1f} deg, {res.episode_s:.1f} s", flush=True)
-            report["arms"][name] = summarize(results) | {"kind": kind, "checkpoint": ck,
-                                                         "arm_s": round(time.perf_counter() - t_arm, 1)}
+            figures = summarize(results) if cfg.closed_loop else {"goals": 0}
+            report["arms"][name] = figures | {"kind": kind, "checkpoint": ck,
+                                              "arm_s": round(time.perf_counter() - t_arm, 1)}
             if cfg.planner.cost.startswith("probe") and kind in ("oracle", "model"):  # which probe read it
                 report["arms"][name]["probe"] = str(probe_dir(cfg, ck))
             if wm is not None:
@@ -683,6 +688,8 @@ def _write_report(report: dict[str, Any], path: Path) -> None:
              f"| arm | success (any) | success (end) | {thing} err ({units}) | angle err (rad) | error removed | "
              "ms/replan median | p90 | plan s/episode |", "|---|---|---|---|---|---|---|---|---|"]
     for name, a in report["arms"].items():
+        if "success_any" not in a:  # closed_loop=false: fidelity only
+            continue
         lines.append(f"| {name} | {a['success_any']:.2f} | {a['success_end']:.2f} | {a['block_pos_error']} | "
                      f"{a['block_angle_error']} | {a['error_removed']:.2f} | {a['replan_ms_median']} | "
                      f"{a['replan_ms_p90']} | {a['plan_s_per_episode']} |")
