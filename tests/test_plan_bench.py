@@ -128,12 +128,18 @@ def test_latent_cost_plans_a_model_arm_and_ranks_in_its_fidelity(student_with_pr
 
 
 def test_fidelity_alone_skips_the_closed_loop(student_with_probe, tmp_path):
+    from crcm_robotics.config import ConfigError
+
     out = tmp_path / "fid"
     report = bench(student_with_probe, out, "arms=[model]", "closed_loop=false", "fidelity_goals=1")
     arm = report["arms"]["student"]
     assert arm["goals"] == 0 and "success_any" not in arm and arm["fidelity"]["goals"] == 1
     assert (out / "student.goals.jsonl").read_text() == ""
     assert f"| student | {arm['fidelity']['rank_corr_model']} |" in (out / "report.md").read_text()
+    bare = tmp_path / "bare"  # the same student without its probe: nothing to read states with
+    shutil.copytree(student_with_probe, bare, ignore=shutil.ignore_patterns("probe"))
+    with pytest.raises(ConfigError, match="closed_loop=false: the fidelity figures of .* with a probe"):
+        bench(bare, tmp_path / "bare_out", "arms=[model]", "closed_loop=false", "fidelity_goals=1")
 
 
 def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
@@ -154,6 +160,7 @@ def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
     ("arms=[robot]", "expected a non-empty subset"),
     ("fidelity_goals=-1", "fidelity_goals=-1 must be ≥ 0"),
     ("closed_loop=false", "closed_loop=false reports model arms' fidelity only: give arms=[model]"),
+    ("goals_from=/nonexistent", "goals_from=/nonexistent: expected a checkpoint directory"),
     ("planner.probe_position_unit=nan", "planner.probe_position_unit=nan and planner.probe_angle_unit=0.0 must"),
     ("planner.probe_angle_unit=-1", "planner.probe_position_unit=0.0 and planner.probe_angle_unit=-1.0 must"),
 ])

@@ -590,6 +590,9 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     if cfg.goals_from and cfg.data.path:
         raise ConfigError(f"goals_from={cfg.goals_from} and data.path={cfg.data.path} both name the goals' "
                           "store; give one")
+    if cfg.goals_from and not Path(cfg.goals_from, "meta.json").is_file():
+        raise ConfigError(f"goals_from={cfg.goals_from}: expected a checkpoint directory (with meta.json) "
+                          "whose held-out episodes give the goals")
     store, episodes, held_out = _store_and_split(cfg.goals_from or cfg.ckpt, cfg.data.path, cfg.data.key_map)
     domain = domain_of(store)
     cfg = replace(cfg, planner=with_domain_defaults(cfg.planner, domain))
@@ -632,6 +635,9 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
             if wm is not None:
                 check_planner(cfg.planner, [wm.frame_skip])
             fidelity_probe = (probe or wm_probe(cfg, device)) if wm is not None and cfg.fidelity_goals > 0 else None
+            if not cfg.closed_loop and fidelity_probe is None:
+                raise ConfigError(f"closed_loop=false: the fidelity figures of {ck} read states with a "
+                                  f"probe; none at {probe_dir(cfg, ck)} (give probe=DIR)")
             if (kind.startswith("oracle") or fidelity_probe is not None) and pool is None:
                 pool = domain.make_pool(cfg.oracle_workers)
             arm = Arm(name, kind, cfg.planner, device, low, high, wm=wm, pool=pool, probe=probe, domain=domain)
