@@ -75,7 +75,7 @@ class Imaginer:
             raise ConfigError(f"imagined.ckpt={cfg.ckpt} takes {self.model.cfg.action_dim} action values per "
                               f"frame; the store {store.path} logs {store.action_dim} per step (× frame skip "
                               f"{self.skip})")
-        self.spec = sampler_from_meta(ckpt.meta, cfg.sampler_steps, None, None, None)
+        self.spec = sampler_from_meta(ckpt.meta, cfg.sampler_steps)
         self.norm = NormStats.from_dict(ckpt.stats["action"])
         self.trained_on = ckpt.meta.get("split", {}).get("train")  # None: the checkpoint records no split
 

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = {"real_frames": win.frames[:, CONTEXT:],
             "copy_last": np.repeat(win.frames[:, CONTEXT - 1 : CONTEXT], args.horizon, axis=1)}
     for steps in args.steps:
-        spec = sampler_from_meta(ckpt.meta, steps, None, None, None)
+        spec = sampler_from_meta(ckpt.meta, steps)
         rows[f"steps_{steps}"] = predict_windows(model, codec, spec, win.frames, win.actions, CONTEXT, device,
                                                  batch=40)
     per_probe = {p: {name: still_moved_summary(*block_errors(read(probe, frames), true), moved)

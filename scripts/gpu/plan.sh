@@ -84,6 +84,17 @@ plan_arm() {  # SECONDS CKPT OUT_NAME GOALS EXTRA...: one model arm, probe cost 
       > $WORK/$name.json 2> $WORK/$name.err || true  # a timed-out arm keeps its per-goal lines
 }
 SSTORE=$WORK/pusht64_scripted.zarr; SCRIPTED=$WORK/teacher_scripted
+carried_teacher() {  # $TEACHER from TEACHER_FROM (a carried long teacher); DRY without it trains a tiny one
+  [ -d $TEACHER ] && return
+  if [ -n "${DRY:-}" ] && [ -z "${TEACHER_FROM:-}" ]; then
+    crcm train teacher $TEACH data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
+        | tail -1
+  else cp -r "${TEACHER_FROM:?STAGE=$STAGE needs TEACHER_FROM=DIR, a carried teacher}" $TEACHER; fi
+}
+scripted_teacher() {  # the long recipe on the scripted-only store; extra overrides (a resume) after
+  crcm train teacher $TEACH $RECIPE $LONG data.path=$SSTORE data.frame_skip=$FS train.out=$SCRIPTED \
+      train.progress=false "$@"
+}
 case "${STAGE:?set STAGE=1, 2, 3, units, long1..3, readout1..2 or explore1..3}" in
 explore1) {
   for b in mixed scripted; do
@@ -91,15 +102,9 @@ explore1) {
     [ -d $s ] || crcm data pusht out=$s size=64 seed=0 behavior=$b overwrite=true $DATA | tail -1 &
   done
   wait
-  if [ ! -d $TEACHER ]; then
-    if [ -n "${DRY:-}" ] && [ -z "${TEACHER_FROM:-}" ]; then
-      crcm train teacher $TEACH data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
-          | tail -1
-    else cp -r "${TEACHER_FROM:?explore1 needs TEACHER_FROM=DIR, the carried long teacher}" $TEACHER; fi
-  fi
+  carried_teacher
   crcm train probe data.path=$STORE out=$WORK/probe device=$DEV progress=false $PROBE | tail -1
-  crcm train teacher $TEACH $RECIPE $LONG data.path=$SSTORE data.frame_skip=$FS train.out=$SCRIPTED \
-      train.progress=false > $WORK/teacher_scripted.log 2>&1
+  scripted_teacher > $WORK/teacher_scripted.log 2>&1
   tail -2 $WORK/teacher_scripted.log
   } 2>&1 | tee "$OUT/plan_explore1.log"
   cp $WORK/teacher_scripted_log.jsonl "$OUT/" 2>/dev/null || true ;;
@@ -107,8 +112,7 @@ explore2) {
   T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
   [ -f $SCRIPTED/train_state.pt ] || { echo "plan.sh explore2: no $SCRIPTED/train_state.pt (machine lost?)"
                                        exit 1; }
-  crcm train teacher $TEACH $RECIPE $LONG data.path=$SSTORE data.frame_skip=$FS train.out=$SCRIPTED \
-      train.progress=false train.resume=$SCRIPTED >> $WORK/teacher_scripted.log 2>&1
+  scripted_teacher train.resume=$SCRIPTED >> $WORK/teacher_scripted.log 2>&1
   tail -2 $WORK/teacher_scripted.log
   echo "explore2: scripted teacher done at $(( $(date +%s) - T0 )) s"
   MIN=$($PY -c "print(round(max(0.0, ($(left) - 60) / 60), 2))")
@@ -147,12 +151,7 @@ readout1) {
   T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
   [ -d $STORE ] || crcm data pusht out=$STORE size=64 seed=0 behavior=${BEHAVIOR:-mixed} overwrite=true \
       $DATA | tail -1
-  if [ ! -d $TEACHER ]; then
-    if [ -n "${DRY:-}" ] && [ -z "${TEACHER_FROM:-}" ]; then
-      crcm train teacher $TEACH data.path=$STORE data.frame_skip=$FS train.out=$TEACHER train.progress=false \
-          | tail -1
-    else cp -r "${TEACHER_FROM:?readout1 needs TEACHER_FROM=DIR, a carried teacher}" $TEACHER; fi
-  fi
+  carried_teacher
   crcm distill causal_rcm teacher=$TEACHER $DIST train.seed=${SEED:-0} train.out=$WORK/student \
       train.progress=false > $WORK/distill.log 2>&1 &
   DP=$!
