@@ -114,3 +114,35 @@ def test_block_predictability_targets_round_trip_and_scores_every_frame(pusht_st
         assert len(run["mlp"]["moved_by_frame"]["position"]) == 2
     with pytest.raises(SystemExit, match="--frames, --steps, --width and --context must be ≥ 1"):
         script.main([str(pusht_store_32), "--frames", "0"])
+
+
+def _eval_line(psnr: list[float], base: list[float], pusher: float = 1.0) -> str:
+    return json.dumps({"psnr": psnr, "psnr_mean": sum(psnr) / len(psnr), "agent_err_px": [pusher] * len(psnr),
+                       "baseline_copy_last": {"psnr": base, "psnr_mean": sum(base) / len(base)}}) + "\n"
+
+
+def test_hold_summary_holds_each_student_to_its_teacher(tmp_path, capsys):
+    hold = load_script("hold_summary")
+    base = [20.0, 19.0]
+    (tmp_path / "eval_teacher_short_4ddim_h2.json").write_text(_eval_line([22.0, 19.5], base))
+    (tmp_path / "eval_teacher_short_4ddim_h4.json").write_text(_eval_line([22.0, 21.0, 20.0, 18.0], base * 2))
+    runs = [((21.5, 19.0), 18.5), ((20.0, 19.0), 17.5)]  # gaps to the teacher: −0.5, −1.25
+    for seed, (short, long_last) in enumerate(runs):
+        (tmp_path / f"eval_short_causal_rcm_s{seed}_2step_h2.json").write_text(_eval_line(list(short), base))
+        (tmp_path / f"eval_short_causal_rcm_s{seed}_2step_h4.json").write_text(
+            _eval_line([20.0, 20.0, 20.0, long_last], base * 2, pusher=2.0))
+    (tmp_path / "eval_short_sf_dmd_s0_2step_h4.json").write_text(_eval_line([20.0] * 3 + [17.0], base * 2))
+    (tmp_path / "eval_short_sf_dmd_s0_2step_h2.json").write_text(_eval_line([21.0, 19.0], base))
+    assert hold.main([str(tmp_path)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    t = r["teachers"]["short"]
+    assert t["worst_step_vs_copy_last"] == 0.5 and t["long_horizon"] == 4
+    assert t["students"] == {"short_causal_rcm_s0_2step": -0.5, "short_causal_rcm_s1_2step": -1.25,
+                             "short_sf_dmd_s0_2step": -0.75}
+    assert t["arms"]["causal_rcm"] == {"seeds": 2, "psnr_mean": 19.875, "psnr_long_last": 18.0,
+                                       "pusher_err_long_mean": 2.0}
+    assert r["causal_rcm_within_1.0_db_of_teacher"] is False and r["causal_rcm_worst_gap_db"] == -1.25
+    assert r["causal_rcm_at_or_above_sf_dmd_long"] is True
+    assert hold.main([str(tmp_path), "--within", "1.5"]) == 0
+    assert json.loads(capsys.readouterr().out)["causal_rcm_within_1.5_db_of_teacher"] is True
+    assert hold.main([str(tmp_path / "empty")]) == 1 and "no teacher_" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from crcm_robotics.eval.study_table import main, table
 def _eval_line(psnr_last: float, horizon: int, passes: int, ms: float | None = None) -> str:
     psnr = [30.0] * (horizon - 1) + [psnr_last]
     r = {"network_passes_per_frame": passes, "psnr": psnr, "psnr_mean": sum(psnr) / horizon, "ssim_mean": 0.9,
-         "agent_err_px": [1.0] * horizon,
+         "agent_err_px": [1.0] * (horizon - 1) + [1.0 + horizon],  # mean over the rollout: 2.0
          "baseline_copy_last": {"psnr": [29.0] * horizon, "psnr_mean": 29.0, "ssim_mean": 0.95,
                                 "agent_err_px": [2.0] * horizon}}
     if ms is not None:
@@ -27,10 +27,12 @@ def test_table_has_one_row_per_run_with_short_and_long_horizon(tmp_path, capsys)
     (tmp_path / "distill_causal_rcm.log").write_text('log\n{"steps": 256, "seconds": 151.2}\n')
     (tmp_path / "eval_sf_dmd_2step_h16.json").write_text("")  # a run that died prints nothing: skipped
     rows = table(tmp_path).splitlines()
-    assert rows[2].startswith("| teacher_4ddim | 5 |") and "| 25.00 | 21.00 |" in rows[2]
-    assert rows[3].startswith("| causal_rcm_2step | 3 |") and "| 24.00 | — |" in rows[3]
+    assert rows[2].startswith("| teacher_4ddim | 5 |")
+    assert "| 25.00 | 21.00 | 17.00 | 2.00 | 50.0 |" in rows[2]
+    assert rows[3].startswith("| causal_rcm_2step | 3 |") and "| 24.00 | — | 17.00 | — |" in rows[3]
     assert rows[3].endswith("| 40.0 | 151 (256 steps) |")
-    assert rows[4].startswith("| copy last frame | 0 | 29.00 |") and len(rows) == 5
+    assert rows[4].startswith("| copy last frame | 0 | 29.00 |") and "| 2.00 | 2.00 | — | — |" in rows[4]
+    assert len(rows) == 5
     assert main([str(tmp_path)]) == 0 and "causal_rcm_2step" in capsys.readouterr().out
     assert main([]) == 2
 
@@ -42,7 +44,8 @@ def test_plots_the_named_runs_against_the_horizon(tmp_path, capsys):
     out = tmp_path / "plots"
     assert main([str(tmp_path), "--plot", str(out), "--runs", "teacher_4ddim,causal_rcm_2step"]) == 0
     names = sorted(p.name for p in out.glob("*.png"))
-    assert names == ["psnr_vs_horizon.png", "psnr_vs_horizon_160.png", "pusher_err_vs_horizon.png"]
+    assert names == ["psnr_vs_horizon.png", "psnr_vs_horizon_160.png", "pusher_err_vs_horizon.png",
+                     "pusher_err_vs_horizon_160.png"]
     assert all(p.stat().st_size > 1000 for p in out.glob("*.png"))
     assert main([str(tmp_path), "--plot", str(out)]) == 2  # --plot without --runs
     with pytest.raises(ValueError, match="no eval results for \\['sf_dmd_2step'\\]"):

@@ -5,7 +5,8 @@
 and ``distill_<method>.log`` (the ``crcm distill`` summary line), and prints a
 markdown table: per method and step count, mean PSNR/SSIM over the short
 horizon, PSNR at its last step and at the long horizon's last step, pusher
-error, batch-1 ms/frame and distillation wall time. ``--plot DIR --runs a,b,…``
+error at the short horizon's last step and averaged over the long rollouts (PSNR
+rewards blur; the pusher does not), batch-1 ms/frame and distillation wall time. ``--plot DIR --runs a,b,…``
 also draws those runs (and copy-last) against the horizon step: PSNR and pusher
 error over the short horizon, PSNR over the long one.
 """
@@ -38,13 +39,19 @@ def collect(logdir: Path) -> dict[str, dict[int, dict[str, Any]]]:
     return runs
 
 
+def _mean_pusher(result: dict[str, Any] | None) -> str:
+    """The pusher error (px) averaged over every step of a rollout, or — where there is none."""
+    err = (result or {}).get("agent_err_px")
+    return f"{sum(err) / len(err):.2f}" if err else "—"
+
+
 def table(logdir: Path) -> str:
     runs = collect(logdir)
     if not runs:
         return f"no eval results in {logdir}"
     header = ("| run | passes/frame | mean PSNR 1..H | mean SSIM 1..H | PSNR @H | PSNR @long | pusher err @H (px) "
-              "| ms/frame b1 (eager) | distill wall s |")
-    rows = [header, "|---" * 9 + "|"]
+              "| pusher err mean 1..long (px) | ms/frame b1 (eager) | distill wall s |")
+    rows = [header, "|---" * 10 + "|"]
     base = None
     for name, by_h in sorted(runs.items(), key=lambda kv: (not kv[0].startswith("teacher"), kv[0])):
         short = by_h[min(by_h)]
@@ -57,6 +64,7 @@ def table(logdir: Path) -> str:
             name, str(short["network_passes_per_frame"]), f"{short['psnr_mean']:.2f}", f"{short['ssim_mean']:.3f}",
             f"{short['psnr'][-1]:.2f}", f"{long['psnr'][-1]:.2f}" if long else "—",
             f"{short['agent_err_px'][-1]:.2f}" if "agent_err_px" in short else "—",
+            _mean_pusher(long),
             f"{short['ms_per_frame_batch1']:.1f}" if "ms_per_frame_batch1" in short else "—",
             f"{summary['seconds']:.0f} ({summary['steps']} steps)" if summary else "—",
         ]) + " |")
@@ -66,7 +74,8 @@ def table(logdir: Path) -> str:
         rows.append("| copy last frame | 0 | " + " | ".join([
             f"{base['psnr_mean']:.2f}", f"{base['ssim_mean']:.3f}", f"{base['psnr'][-1]:.2f}",
             f"{long_base['psnr'][-1]:.2f}" if long_base else "—",
-            f"{base['agent_err_px'][-1]:.2f}" if "agent_err_px" in base else "—", "—", "—"]) + " |")
+            f"{base['agent_err_px'][-1]:.2f}" if "agent_err_px" in base else "—", _mean_pusher(long_base),
+            "—", "—"]) + " |")
     return "\n".join(rows)
 
 
@@ -81,7 +90,8 @@ def plot(logdir: Path, names: list[str], out: Path) -> list[Path]:
     specs = [(short_h, "psnr", "PSNR (dB)", "psnr_vs_horizon.png"),
              (short_h, "agent_err_px", "pusher error (px)", "pusher_err_vs_horizon.png")]
     if long_h != short_h:
-        specs.append((long_h, "psnr", "PSNR (dB)", f"psnr_vs_horizon_{long_h}.png"))
+        specs += [(long_h, "psnr", "PSNR (dB)", f"psnr_vs_horizon_{long_h}.png"),
+                  (long_h, "agent_err_px", "pusher error (px)", f"pusher_err_vs_horizon_{long_h}.png")]
     written = []
     for h, key, ylabel, fname in specs:
         series = {n: runs[n][h][key] for n in names if h in runs[n] and key in runs[n][h]}

@@ -5,6 +5,7 @@
 # Usage (device tool, carry .whl; after teacher_curves.sh on the same machine):
 #   TEACHER=outputs/teacher_short bash scripts/gpu/distill_curves.sh
 # Env: TEACHER (required; its selected weights are distilled), METHODS ("causal_rcm sf_dmd tf_scm"), SEEDS ("0 1"),
+#      SEEDS_<METHOD> (that method's seeds instead of SEEDS),
 #      UPDATES (2000), VAL_EVERY (50), MINUTES (7.0 per call), TAG (the teacher dir's name: arms are TAG_METHOD_sSEED),
 #      ARM_<METHOD> (overrides for every seed of that method), DISTILL_EXTRA, STUDENT_STEPS ("2"), and the rest of
 #      distill_study.sh's settings (PRESET, STORE, TEACHER_EVALS ("4/ddim"), DEADLINE_S, RETURN ("none")).
@@ -15,7 +16,8 @@ TAG=${TAG:-$(basename "$TEACHER")}; SEEDS=${SEEDS:-"0 1"}; UPDATES=${UPDATES:-20
 arms=""
 for arm in ${METHODS:-"causal_rcm sf_dmd tf_scm"}; do
   base=${arm%%=*}; m=${arm#*=}; base_extra=ARM_$base
-  for seed in $SEEDS; do
+  seeds_var=SEEDS_$base
+  for seed in ${!seeds_var:-$SEEDS}; do
     label=${TAG}_${base}_s$seed
     arms+=" $label=$m"
     export "ARM_$label=train.seed=$seed ${!base_extra:-}"
