@@ -17,9 +17,9 @@
 #   TEACHER_FROM=carry/teacher_long STAGE=1 bash scripts/gpu/distill_hold.sh
 # Env: WORK (/root/work), TEACHER_FROM, SHORT_STEPS (3300), TEACHER_MIN (minutes of short-teacher training
 #      per call, 7.5), UPDATES (150 per student), MINUTES (per student per call, 5.0), LONG (32 frames = 160
-#      env steps at frame skip 5), SEEDS ("0 1"), METHODS, DEADLINE_S (evaluations not started by then are
-#      skipped, 420).
-# DRY=1 rehearses every stage on the CPU at toy sizes.
+#      env steps at frame skip 5; past 32, a store of LONG_EPISODES (50) episodes long enough is built for
+#      it), SEEDS ("0 1"), METHODS, DEADLINE_S (evaluations not started by then are skipped, 420).
+# DRY=1 rehearses every stage on the CPU at toy sizes (DRY_LONG=24: with a store of longer episodes).
 source scripts/gpu/setup.sh
 set -o pipefail
 WORK=${WORK:-/root/work}; export STORE=$WORK/pusht64.zarr
@@ -36,9 +36,16 @@ SHORT_STEPS=${SHORT_STEPS:-3300}; TEACHER_MIN=${TEACHER_MIN:-7.5}
 TEACH="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"
 if [ -n "${DRY:-}" ]; then
   WORK=outputs/hold_dry; STORE=$WORK/pusht64.zarr; GEN="size=64 min_steps=100 max_steps=110 behavior=mixed"
-  EPISODES=12; LONG=6; UPDATES=4; VAL_EVERY=2; MINUTES=1.0; PRESET=tiny; SHORT_STEPS=20; TEACHER_MIN=1.0
-  FIX_SEEDS=${FIX_SEEDS:-0}; export SEEDS_fade=$FIX_SEEDS SEEDS_adapt=$FIX_SEEDS SEEDS_patience=$FIX_SEEDS
-export ARM_fade="rcm.scm_weight_schedule=cosine rcm.scm_fade_steps=2" ARM_patience="rcm.scm_stage_patience=1"
+  EPISODES=12; LONG=${DRY_LONG:-6}; LONG_MAX=18; UPDATES=4; VAL_EVERY=2; MINUTES=1.0; PRESET=tiny
+  SHORT_STEPS=20; TEACHER_MIN=1.0
+  export ARM_fade="rcm.scm_weight_schedule=cosine rcm.scm_fade_steps=2" ARM_patience="rcm.scm_stage_patience=1"
+fi
+# the store's episodes (180-300 env steps) hold LONG_MAX frames at frame skip 5; longer rollouts get their own
+# store (another seed: held out whole)
+if ((LONG > ${LONG_MAX:-32})); then
+  export LONG_STORE=$WORK/pusht64_long$LONG.zarr LONG_EPISODES=${LONG_EPISODES:-50}
+  [ -n "${DRY:-}" ] && LONG_EPISODES=4
+  export LONG_GEN="size=64 min_steps=$(( (LONG + 4) * 5 )) max_steps=$(( (LONG + 4) * 5 + 20 )) behavior=mixed"
 fi
 mkdir -p $WORK
 short_teacher() {  # train or resume the short teacher (outputs/teacher_short) for up to TEACHER_MIN minutes

@@ -10,6 +10,9 @@
 #      STUDENT_STEPS ("1 2 4") MID_EVALS (""; S@T,… also evaluates every student at S steps with mid_times=[T,…];
 #      MIDS_LABEL replaces it for one arm) GPU_TESTS (0; 1 = the GPU parity tests on GPU 0 after its evaluations)
 #      EPISODES/GEN (store, as teacher_sweep.sh)
+#      LONG (160 frames) LONG_STORE (STORE): the store of the long-horizon evaluations, built if missing from
+#      LONG_GEN (episodes long enough for LONG frames at the teacher's frame skip) with LONG_EPISODES (50)
+#      and seed LONG_SEED (9); a store other than the teacher's is held out whole
 #      RETURN (the first arm's label): students whose weights come back under $OUT
 #      DEADLINE_S (560): evaluations not started by then are skipped, so the logs still come back in one call
 #      RESUME (0; 1 = each arm continues outputs/student_LABEL from its train_state.pt when one is there)
@@ -26,12 +29,16 @@ LOG=outputs/study_logs; EVAL=outputs/study_eval
 rm -rf $LOG $EVAL; mkdir -p $LOG  # a warm machine keeps outputs/ from the previous call
 NM=$(wc -w <<< "$METHODS")
 [ -d $STORE ] || crcm data pusht out=$STORE episodes=$EPISODES seed=0 $GEN overwrite=true 2>&1 | tail -1
+LONG_STORE=${LONG_STORE:-$STORE}
+[ -d $LONG_STORE ] || crcm data pusht out=$LONG_STORE episodes=${LONG_EPISODES:-50} seed=${LONG_SEED:-9} \
+    ${LONG_GEN:?LONG_STORE=$LONG_STORE is missing: give LONG_GEN to build it} overwrite=true 2>&1 | tail -1
 ngpu=$( (nvidia-smi -L 2>/dev/null || true) | wc -l); ngpu=$((ngpu > 0 ? ngpu : 1))
 
-evaluate() {  # ckpt name steps solver horizon extra…
+evaluate() {  # ckpt name steps solver horizon extra… (the long horizon on LONG_STORE)
   local ck=$1 name=$2 steps=$3 solver=$4 h=$5; shift 5
+  local store=$STORE; [ "$h" = "$LONG" ] && store=$LONG_STORE
   if ((SECONDS > DEADLINE_S)); then echo "skipped $name h$h: past DEADLINE_S=$DEADLINE_S" >> $LOG/eval_errors.log; return; fi
-  crcm eval "$ck" data.path=$STORE horizon=$h context=2 steps=$steps ${solver:+solver=$solver} \
+  crcm eval "$ck" data.path=$store horizon=$h context=2 steps=$steps ${solver:+solver=$solver} \
       out=$EVAL/${name}_h$h "$@" 2>>$LOG/eval_errors.log | grep '^{' > $LOG/eval_${name}_h$h.json || true
 }
 
