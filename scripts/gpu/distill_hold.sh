@@ -38,14 +38,16 @@ if [ -n "${DRY:-}" ]; then
   WORK=outputs/hold_dry; STORE=$WORK/pusht64.zarr; GEN="size=64 min_steps=100 max_steps=110 behavior=mixed"
   EPISODES=12; LONG=${DRY_LONG:-6}; LONG_MAX=18; UPDATES=4; VAL_EVERY=2; MINUTES=1.0; PRESET=tiny
   SHORT_STEPS=20; TEACHER_MIN=1.0
-  export ARM_fade="rcm.scm_weight_schedule=cosine rcm.scm_fade_steps=2" ARM_patience="rcm.scm_stage_patience=1"
+  export ARM_fade="rcm.scm_weight_schedule=cosine rcm.scm_fade_steps=2"
+  export ARM_patience="rcm.scm_stage_patience=1"
 fi
 # the store's episodes (180-300 env steps) hold LONG_MAX frames at frame skip 5; longer rollouts get their own
 # store (another seed: held out whole)
 if ((LONG > ${LONG_MAX:-32})); then
   export LONG_STORE=$WORK/pusht64_long$LONG.zarr LONG_EPISODES=${LONG_EPISODES:-50}
   [ -n "${DRY:-}" ] && LONG_EPISODES=4
-  export LONG_GEN="size=64 min_steps=$(( (LONG + 4) * 5 )) max_steps=$(( (LONG + 4) * 5 + 20 )) behavior=mixed"
+  steps=$(( (LONG + 4) * 5 ))
+  export LONG_GEN="size=64 min_steps=$steps max_steps=$(( steps + 20 )) behavior=mixed"
 fi
 mkdir -p $WORK
 short_teacher() {  # train or resume the short teacher (outputs/teacher_short) for up to TEACHER_MIN minutes
