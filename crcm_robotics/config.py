@@ -714,6 +714,10 @@ class DMDConfig:
     """Self-forcing distribution matching — ``distill/sf_dmd.py``."""
 
     context: int = 2  # real frames the student rollout starts from (the rest of the window is generated)
+    # frames each self-forcing rollout generates after its context; 0 = the rest of the training window.
+    # Longer (Self-Forcing++): the KV window rolls past the training window, and the critics score the last
+    # data.window frames of the rollout, its earlier generated frames as their clean history
+    rollout_frames: int = 0
     fake_updates: int = 5  # fake-score updates per student update (two time scales)
     fake_lr: float = 2e-4
     t_min: float = 0.02  # DMD noise times ~ U(t_min, t_max)

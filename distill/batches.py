@@ -97,6 +97,11 @@ class MemoryWindows:
         return self.window(self.starts[pick])
 
 
+def first_frames(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """The first ``n`` frames of every window of a batch (every entry is [B, T, ...])."""
+    return {k: v[:, :n] for k, v in batch.items()}
+
+
 def load_split(cfg: DataConfig) -> tuple[TrajectoryStore, Split, NormStats]:
     """The store, its episode split and the action normalization stats."""
     store = TrajectoryStore(cfg.path, key_map_from_config(cfg.key_map, cfg.path))

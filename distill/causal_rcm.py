@@ -22,6 +22,7 @@ import torch
 from crcm_robotics.config import DMDConfig, RCMConfig, SCMConfig, TeacherObjectiveConfig
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.sampler import SamplerSpec
+from distill.batches import first_frames
 from distill.sf_dmd import SFDMD
 from distill.student import StudentMethod
 from distill.tf_scm import TFsCM
@@ -31,15 +32,17 @@ class CausalRCM(StudentMethod):
     name = "causal_rcm"
 
     def __init__(self, student: CausalDiT, teacher: CausalDiT, scm: SCMConfig, dmd: DMDConfig, rcm: RCMConfig,
-                 fake_objective: TeacherObjectiveConfig, sampler: SamplerSpec, amp_dtype: torch.dtype | None = None):
+                 fake_objective: TeacherObjectiveConfig, sampler: SamplerSpec,
+                 amp_dtype: torch.dtype | None = None, train_window: int | None = None):
         super().__init__(student, teacher, sampler)
         rcm.validate()
         self.cfg = rcm
+        self.train_window = train_window  # TF-sCM's window; batches may be longer (dmd.rollout_frames)
         self.stage2_from = rcm.scm_steps  # the first stage-2 update; validation may bring it forward
         self.stage1_best = -math.inf  # best held-out figure of stage 1, and validations since it improved
         self.stage1_stale = 0
         self.scm = TFsCM(student, teacher, scm, sampler)
-        self.dmd = SFDMD(student, teacher, dmd, fake_objective, sampler, amp_dtype)
+        self.dmd = SFDMD(student, teacher, dmd, fake_objective, sampler, amp_dtype, train_window)
 
     def _stage2(self, step: int) -> bool:
         return step >= self.stage2_from
@@ -73,7 +76,8 @@ class CausalRCM(StudentMethod):
         if weight == 0.0:  # a faded regulariser costs no JVP
             scm_loss, metrics = torch.zeros((), device=batch["x"].device), {}
         else:  # the sCM term first, as before the schedule existed: the same random draws per step
-            scm_loss, metrics = self.scm.loss(batch, step)
+            tf_batch = batch if self.train_window is None else first_frames(batch, self.train_window)
+            scm_loss, metrics = self.scm.loss(tf_batch, step)
         if not self._stage2(step):
             return scm_loss, {**metrics, "stage": 1}
         dmd_loss, dmd_metrics = self.dmd.loss(batch, step)

@@ -38,24 +38,45 @@ def make_method(cfg: DistillConfig, sampler: SamplerSpec, student: CausalDiT, te
         return TFsCM(student, teacher, cfg.scm, sampler)
     if cfg.method == "tf_dcm":
         return TFdCM(student, teacher, cfg.dcm, sampler)
+    window = cfg.data.window  # the training window: the critics' and TF-sCM's (batches may be longer)
     if cfg.method == "sf_dmd":
-        return SFDMD(student, teacher, cfg.dmd, fake_objective, sampler, amp)
+        return SFDMD(student, teacher, cfg.dmd, fake_objective, sampler, amp, window)
     if cfg.method == "causal_rcm":
-        return CausalRCM(student, teacher, cfg.scm, cfg.dmd, cfg.rcm, fake_objective, sampler, amp)
+        return CausalRCM(student, teacher, cfg.scm, cfg.dmd, cfg.rcm, fake_objective, sampler, amp, window)
     raise ConfigError(f"method={cfg.method!r} unknown; expected one of {', '.join(METHODS)}")
+
+
+def sampled_window(cfg: DistillConfig) -> int:
+    """Frames per training batch window: data.window, or dmd.context + dmd.rollout_frames when self-forcing
+    rolls out past it."""
+    extra, w, k = cfg.dmd.rollout_frames, cfg.data.window, cfg.dmd.context
+    if extra < 0:
+        raise ConfigError(f"dmd.rollout_frames={extra} must be ≥ 0 (0: the training window's)")
+    if extra == 0:
+        return w
+    if cfg.method not in ("sf_dmd", "causal_rcm"):
+        raise ConfigError(f"dmd.rollout_frames={extra} applies to sf_dmd and causal_rcm, "
+                          f"not method={cfg.method}")
+    if extra <= w - k:
+        raise ConfigError(f"dmd.rollout_frames={extra} must exceed the {w - k} frames a training window "
+                          f"generates (data.window={w} − dmd.context={k}), or be 0 for those")
+    return k + extra
 
 
 def run_distill(cfg: DistillConfig):
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method!r} unknown; expected one of {', '.join(METHODS)}")
     sampler = student_sampler(cfg)  # fails on a bad sampler before anything is loaded
+    window = sampled_window(cfg)  # and on a bad rollout length
     ckpt = load_checkpoint(cfg.teacher)
     if ckpt.meta.get("kind") != "teacher":
         raise ConfigError(f"teacher={cfg.teacher} is a {ckpt.meta.get('kind')!r} checkpoint, expected a teacher")
     # The student predicts what its teacher predicts: every frame_skip-th frame from the commands between.
     teacher_skip = int(ckpt.meta.get("frame_skip", 1))
     data = dataclasses.replace(cfg.data, path=cfg.data.path or ckpt.meta.get("data_path"), frame_skip=teacher_skip)
-    ctx = build_context(data, ckpt.model_config, cfg.train, cfg.optim.batch_size, ckpt.path)  # its codec too
+    # batches of longer windows when self-forcing rolls out past the training window (the meta keeps data's)
+    sampled = dataclasses.replace(data, window=window)
+    ctx = build_context(sampled, ckpt.model_config, cfg.train, cfg.optim.batch_size, ckpt.path)  # + its codec
     if dataclasses.asdict(ctx.model_cfg) != dataclasses.asdict(ckpt.model_config):
         raise ConfigError(f"store {data.path} does not fit teacher {cfg.teacher}: the model would need "
                           f"{ctx.model_cfg} but the teacher is {ckpt.model_config}")

@@ -12,6 +12,12 @@ where both critics see the clip in the teacher-forcing layout (noisy frame i
 given the clean context + generated frames before it). The fake score starts
 as a copy of the teacher and is trained online to denoise student rollouts,
 ``fake_updates`` times per student update (two time scales).
+
+With ``dmd.rollout_frames`` past the training window (Self-Forcing++), the
+rollout runs on with its KV window rolling, and both critics see only its last
+``train_window`` frames: the generated frames before them are their clean
+history, and only the last ``train_window − context`` frames are scored (and
+carry gradients).
 """
 
 from __future__ import annotations
@@ -35,9 +41,10 @@ class SFDMD(StudentMethod):
     name = "sf_dmd"
 
     def __init__(self, student: CausalDiT, teacher: CausalDiT, cfg: DMDConfig, fake_objective: TeacherObjectiveConfig,
-                 sampler: SamplerSpec, amp_dtype: torch.dtype | None = None):
+                 sampler: SamplerSpec, amp_dtype: torch.dtype | None = None, train_window: int | None = None):
         super().__init__(student, teacher, sampler)
         self.cfg = cfg
+        self.train_window = train_window  # frames the critics see (None: the whole batch window)
         self.fake_objective = fake_objective
         self.amp_dtype = amp_dtype
         self.fake = copy.deepcopy(teacher).train().requires_grad_(True)
@@ -46,8 +53,13 @@ class SFDMD(StudentMethod):
         self.generator = torch.Generator(device=next(student.parameters()).device)
 
     # -- the student's own rollouts ------------------------------------------------------------------
+    def scored_frames(self, window: int) -> int:
+        """Generated frames the critics score in a batch window of ``window`` frames."""
+        return min(window, self.train_window or window) - self.cfg.context
+
     def generate(self, batch: dict[str, torch.Tensor], step: int, train: bool) -> torch.Tensor:
-        """Student frames after the real context: [B, T−K, C, H, W] (grad through each frame's exit step)."""
+        """Student frames after the real context: [B, T−K, C, H, W]. With ``train``, gradients flow through
+        the exit step of each scored frame (the last ones; the frames before them are generated without)."""
         x, action = batch["x"], batch["action"]
         k = self.cfg.context
         if not 1 <= k < x.shape[1]:
@@ -56,20 +68,34 @@ class SFDMD(StudentMethod):
         cache = self.student.new_cache(x.shape[0], x.device)
         with torch.no_grad():
             encode_context(self.student, cache, x[:, :k], action[:, :k])
-        horizon = x.shape[1] - k
+        scored = self.scored_frames(x.shape[1])
+        lead = x.shape[1] - k - scored  # frames generated before the scored ones (past the training window)
+        prev, history = x[:, k - 1 : k], []
+        if lead > 0:
+            with torch.no_grad():
+                history = [rollout(self.student, cache, action[:, k : k + lead], self.spec, prev,
+                                   generator=self.generator)]
+            prev = history[0][:, -1:]
+        scored_actions = action[:, k + lead :]
         if train:
-            exits = torch.randint(self.spec.steps, (horizon,), generator=torch.Generator().manual_seed(step)).tolist()
-            return rollout(self.student, cache, action[:, k:], self.spec, x[:, k - 1 : k], generator=self.generator,
-                           exit_steps=exits, grad_exit_only=True)
-        with torch.no_grad():
-            return rollout(self.student, cache, action[:, k:], self.spec, x[:, k - 1 : k], generator=self.generator)
+            exits = torch.randint(self.spec.steps, (scored,), generator=torch.Generator().manual_seed(step))
+            last = rollout(self.student, cache, scored_actions, self.spec, prev, generator=self.generator,
+                           exit_steps=exits.tolist(), grad_exit_only=True)
+        else:
+            with torch.no_grad():
+                last = rollout(self.student, cache, scored_actions, self.spec, prev, generator=self.generator)
+        return torch.cat([*history, last], dim=1)
 
-    def _clip(self, batch: dict[str, torch.Tensor], gen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole window with generated frames after the context, and each frame's previous frame."""
+    def _clip(self, batch: dict[str, torch.Tensor], gen: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the critics see: the window with generated frames after the context (its last
+        ``train_window`` frames), each frame's previous frame, and the actions producing them."""
         k = self.cfg.context
-        clip = torch.cat([batch["x"][:, :k], gen], dim=1)
-        prev = torch.cat([batch["x_prev"][:, :1], clip[:, :-1]], dim=1)
-        return clip, prev
+        full = torch.cat([batch["x"][:, :k], gen], dim=1)
+        w = k + self.scored_frames(full.shape[1])
+        if w == full.shape[1]:
+            return full, torch.cat([batch["x_prev"][:, :1], full[:, :-1]], dim=1), batch["action"]
+        return full[:, -w:], full[:, -w - 1 : -1], batch["action"][:, -w:]
 
     # -- fake score: two-time-scale updates -----------------------------------------------------------
     def before_step(self, sample, step: int) -> dict[str, float]:
@@ -81,12 +107,12 @@ class SFDMD(StudentMethod):
         for i in range(self.cfg.fake_updates):
             batch = sample(-(step * self.cfg.fake_updates + i + 1))  # fresh windows, still a function of the step
             gen = self.generate(batch, step * self.cfg.fake_updates + i, train=False)
-            clip, prev = self._clip(batch, gen)
+            clip, prev, action = self._clip(batch, gen)
             t = clip.shape[1]
             weight = torch.cat([torch.zeros(k), torch.ones(t - k)]).to(clip.device)
             with torch.autocast(clip.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
-                loss, _ = denoising_loss(self.fake, clip, prev, batch["action"], self.fake_objective, weight)
+                loss, _ = denoising_loss(self.fake, clip, prev, action, self.fake_objective, weight)
             self.fake_opt.zero_grad(set_to_none=True)
             loss.backward()
             sync_grads(self.fake)
@@ -101,15 +127,16 @@ class SFDMD(StudentMethod):
     def loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         gen = self.generate(batch, step, train=True).float()
         k = self.cfg.context
-        clip, prev = self._clip(batch, gen.detach())
+        clip, prev, action = self._clip(batch, gen.detach())
+        gen = gen[:, gen.shape[1] - (clip.shape[1] - k) :]  # the scored frames
         b, t = clip.shape[:2]
         times = self.cfg.t_min + (self.cfg.t_max - self.cfg.t_min) * torch.rand(b, t, device=clip.device)
         noisy = tf.add_noise(clip, torch.randn_like(clip), times)
         zeros = torch.zeros_like(times)
         with torch.no_grad():
-            x0_real = tf.x0_from_f(noisy, tf_forward(self.teacher, clip, zeros, noisy, times, batch["action"], prev)
+            x0_real = tf.x0_from_f(noisy, tf_forward(self.teacher, clip, zeros, noisy, times, action, prev)
                                    .float(), times)[:, k:]
-            x0_fake = tf.x0_from_f(noisy, tf_forward(self.fake, clip, zeros, noisy, times, batch["action"], prev)
+            x0_fake = tf.x0_from_f(noisy, tf_forward(self.fake, clip, zeros, noisy, times, action, prev)
                                    .float(), times)[:, k:]
             scale = (gen.detach() - x0_real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6)
             grad = torch.nan_to_num((x0_fake - x0_real) / scale)

@@ -258,3 +258,71 @@ def test_scm_adaptive_weighting_starts_as_the_plain_loss_and_learns(tiny_teacher
     assert any(k.startswith("scm_w_t") for k in log[-1]) and "scm_weighted" in log[-1]
     learned = load_train_state(out)["method"]["time_weight"]["linear.bias"]
     assert float(learned.abs()) > 1e-4  # the weighting trained alongside the student (and resumes with it)
+
+
+def _tiny_dmd(train_window: int | None, seed: int = 0):
+    from crcm_robotics.config import DMDConfig, TeacherObjectiveConfig
+    from crcm_robotics.model.sampler import SamplerSpec
+    from distill.sf_dmd import SFDMD
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(height=16, width=16, patch=4, dim=32, depth=2, heads=2, cache_frames=3)
+    teacher = CausalDiT(cfg)
+    student = CausalDiT(cfg)
+    student.load_state_dict(teacher.state_dict())
+    return SFDMD(student, teacher, DMDConfig(context=2, fake_updates=1), TeacherObjectiveConfig(),
+                 SamplerSpec("consistency", 2), train_window=train_window)
+
+
+def _batch(window: int, b: int = 2) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    frames = torch.randn(b, window + 1, 3, 16, 16, generator=g)
+    return {"x": frames[:, 1:], "x_prev": frames[:, :-1], "action": torch.randn(b, window, 2, generator=g)}
+
+
+def test_self_forcing_past_the_training_window_scores_the_last_window_only():
+    """dmd.rollout_frames: the rollout runs on (its KV window rolling past 3 frames); the critics see its last
+    train_window frames, and gradients reach the student through the scored frames only."""
+    long, window = 7, 4
+    dmd = _tiny_dmd(train_window=window)
+    batch = _batch(long)
+    gen = dmd.generate(batch, step=0, train=False)
+    assert gen.shape == (2, long - 2, 3, 16, 16) and torch.isfinite(gen).all()
+    clip, prev, action = dmd._clip(batch, gen)
+    assert clip.shape[1] == window and torch.equal(clip, gen[:, -window:])  # only generated frames: history
+    assert torch.equal(prev[:, 1:], clip[:, :-1]) and torch.equal(prev[:, 0], gen[:, -window - 1])
+    assert torch.equal(action, batch["action"][:, -window:])
+    fake = dmd.before_step(lambda step: batch, step=0)  # the fake score learns on the same long rollouts
+    assert fake["fake_loss"] > 0 and fake["fake_grad_norm"] > 0
+    loss, figures = dmd.loss(batch, step=0)
+    loss.backward()
+    grads = [p.grad for p in dmd.student.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads) and figures["dmd"] > 0
+    assert all(p.grad is None for p in dmd.teacher.parameters())
+    # the same window at the training length is the plain SF-DMD rollout, draw for draw
+    plain, limited = _tiny_dmd(train_window=None), _tiny_dmd(train_window=window)
+    short = _batch(window)
+    torch.testing.assert_close(plain.loss(short, step=3)[0], limited.loss(short, step=3)[0])
+
+
+def test_distill_rolls_out_past_the_training_window_and_keeps_its_window(tiny_teacher, tmp_path):
+    from crcm_robotics.config import ConfigError
+    from distill.run import run_distill
+
+    out = tmp_path / "long"
+    common = [f"teacher={tiny_teacher}", "train.progress=false", "dmd.fake_updates=1", "optim.batch_size=2",
+              "train.log_every=1", "data.window=4", "rcm.scm_steps=1"]
+    cfg = compose_config("config", ["method=causal_rcm", f"train.out={out}", "train.steps=2",
+                                    "dmd.rollout_frames=5", *common], "crcm_robotics.conf.distill")
+    assert run_distill(cfg).steps == 2
+    log = [json.loads(line) for line in (tmp_path / "long_log.jsonl").read_text().splitlines()]
+    assert log[-1]["stage"] == 2 and "dmd" in log[-1] and "scm" in log[-1]
+    assert load_checkpoint(out).meta["window"] == 4  # the student's window is the training window
+    for method, frames, match in [("tf_scm", 5, "applies to sf_dmd and causal_rcm"),
+                                  ("sf_dmd", 2, "must exceed the 2 frames a training window generates"),
+                                  ("sf_dmd", -1, "must be ≥ 0")]:
+        bad = compose_config("config", [f"method={method}", f"train.out={tmp_path / 'bad'}",
+                                        f"dmd.rollout_frames={frames}", *common],
+                             "crcm_robotics.conf.distill")
+        with pytest.raises(ConfigError, match=match):
+            run_distill(bad)

@@ -12,7 +12,9 @@
 #            UPDATES, and evaluates them: more seeds (e.g. FIX_SEEDS=1), or what a cut call left.
 # Arms (METHODS, as distill_curves.sh): causal_rcm (the preset), sf_dmd, and three fixes of Causal-rCM: the
 # sCM regulariser faded out (fade), sCM's adaptive time weighting (adapt), and the sCM stage's length chosen
-# by validation (patience); the first two at SEEDS, the fixes at FIX_SEEDS ("0").
+# by validation (patience); the first two at SEEDS, the fixes at FIX_SEEDS ("0"). Also defined, for METHODS to
+# name: roll=causal_rcm, self-forcing rollouts of ROLL_FRAMES (12) frames, past the 5-frame training window
+# (dmd.rollout_frames; issue 14's drift item), e.g. METHODS="causal_rcm roll=causal_rcm" LONG=160.
 # Usage (device tool, carry .whl and the long teacher):
 #   TEACHER_FROM=carry/teacher_long STAGE=1 bash scripts/gpu/distill_hold.sh
 # Env: WORK (/root/work), TEACHER_FROM, SHORT_STEPS (3300), TEACHER_MIN (minutes of short-teacher training
@@ -31,6 +33,7 @@ FIX_SEEDS=${FIX_SEEDS:-0}; export SEEDS_fade=$FIX_SEEDS SEEDS_adapt=$FIX_SEEDS S
 export ARM_fade="rcm.scm_weight_schedule=cosine rcm.scm_fade_steps=100"
 export ARM_adapt="scm.adaptive_weight=true"
 export ARM_patience="rcm.scm_steps=300 rcm.scm_stage_patience=2"
+export ARM_roll="dmd.rollout_frames=${ROLL_FRAMES:-12}"
 SHORT_STEPS=${SHORT_STEPS:-3300}; TEACHER_MIN=${TEACHER_MIN:-7.5}
 # the carried long teacher's recipe (its config.yaml): `small` at frame skip 5, wsd over the last quarter
 TEACH="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"
@@ -39,7 +42,7 @@ if [ -n "${DRY:-}" ]; then
   EPISODES=12; LONG=${DRY_LONG:-6}; LONG_MAX=18; UPDATES=4; VAL_EVERY=2; MINUTES=1.0; PRESET=tiny
   SHORT_STEPS=20; TEACHER_MIN=1.0
   export ARM_fade="rcm.scm_weight_schedule=cosine rcm.scm_fade_steps=2"
-  export ARM_patience="rcm.scm_stage_patience=1"
+  export ARM_patience="rcm.scm_stage_patience=1" ARM_roll="dmd.rollout_frames=4"
 fi
 # the store's episodes (180-300 env steps) hold LONG_MAX frames at frame skip 5; longer rollouts get their own
 # store (another seed: held out whole)
