@@ -466,3 +466,32 @@ def test_bag_recorded_off_the_graph_imports_validates_and_trains(graph, tmp_path
                  "train.progress=false", "optim.batch_size=2", "data.val_fraction=0.5", "train.device=cpu"]) == 0
     meta = json.loads((ckpt / "meta.json").read_text())
     assert meta["step"] == 2
+
+
+def test_a_shutdown_while_the_wait_set_is_built_ends_the_spin_quietly():
+    """SIGINT can shut the context down between the executor's check and rcl's wait set, which then raises
+    RCLError ("the given context is not valid"); the node must exit 0 then, as on any SIGINT. The same
+    error with the context still up is a real failure and is raised."""
+    require_rclpy()
+    import rclpy
+
+    from crcm_robotics.ros.node import QueueOnceExecutor
+
+    os.environ.update(GRAPH_ENV)
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    executor = QueueOnceExecutor(num_threads=1, context=context)
+
+    def wait_set_error(*args, **kwargs):
+        raise RuntimeError("failed to initialize wait set: the given context is not valid")
+
+    executor.wait_for_ready_callbacks = wait_set_error
+    try:
+        with pytest.raises(RuntimeError, match="failed to initialize wait set"):
+            executor.spin_once(timeout_sec=0.01)  # context up: a real error
+        rclpy.shutdown(context=context)
+        executor.spin_once(timeout_sec=0.01)  # context down: a shutdown, nothing raised
+        executor.spin()  # returns at once
+    finally:
+        executor.shutdown(timeout_sec=5)
+        rclpy.try_shutdown(context=context)

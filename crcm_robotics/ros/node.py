@@ -363,6 +363,11 @@ class QueueOnceExecutor(MultiThreadedExecutor):
     before a pool thread took it, the spin thread sleeps 1 ms (releasing the GIL) instead.
     A task that ran and is suspended (a coroutine callback awaiting a future) is not in the
     queue, so it is handed to the pool again as before.
+
+    SIGINT shuts the context down from the signal handler, so it may land while the wait set is being
+    built: rcl then raises ``RCLError`` (a ``RuntimeError``: "the given context is not valid"), not
+    ``ExternalShutdownException``. With the context down that is a shutdown too (a CI run of
+    2026-12-01 saw the node exit 1 on SIGINT this way); with the context up it is raised.
     """
 
     def __init__(self, num_threads: int, *, context=None):
@@ -380,6 +385,10 @@ class QueueOnceExecutor(MultiThreadedExecutor):
             task, _, _ = self.wait_for_ready_callbacks(timeout_sec, None, wait_condition)
         except (ExternalShutdownException, ShutdownException, TimeoutException, ConditionReachedException):
             return
+        except RuntimeError:
+            if self.context.ok():
+                raise
+            return  # the context was shut down while the wait set was built: spin() ends
         with self._queued_lock:
             queued_already = task in self._queued
             self._queued.add(task)
