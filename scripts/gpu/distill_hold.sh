@@ -17,10 +17,11 @@
 # (dmd.rollout_frames; issue 14's drift item), e.g. METHODS="causal_rcm roll=causal_rcm" LONG=160.
 # Usage (device tool, carry .whl and the long teacher):
 #   TEACHER_FROM=carry/teacher_long STAGE=1 bash scripts/gpu/distill_hold.sh
-# Env: WORK (/root/work), TEACHER_FROM, SHORT_STEPS (3300), TEACHER_MIN (minutes of short-teacher training
-#      per call, 7.5), UPDATES (150 per student), MINUTES (per student per call, 5.0), LONG (32 frames = 160
-#      env steps at frame skip 5; past 32, a store of LONG_EPISODES (50) episodes long enough is built for
-#      it), SEEDS ("0 1"), METHODS, DEADLINE_S (evaluations not started by then are skipped, 420).
+# Env: WORK (/root/work), TEACHER_FROM, SHORT_STEPS (3300; 0: no short teacher), TEACHER_MIN (minutes of
+#      short-teacher training per call, 7.5), UPDATES (150 per student), MINUTES (per student per call, 5.0),
+#      LONG (32 frames = 160 env steps at frame skip 5; past 32, a store of LONG_EPISODES (50) episodes long
+#      enough is built for it), SEEDS ("0 1"), METHODS, DEADLINE_S (evaluations not started by then are
+#      skipped, 420).
 # DRY=1 rehearses every stage on the CPU at toy sizes (DRY_LONG=24: with a store of longer episodes).
 source scripts/gpu/setup.sh
 set -o pipefail
@@ -40,7 +41,7 @@ TEACH="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"
 if [ -n "${DRY:-}" ]; then
   WORK=outputs/hold_dry; STORE=$WORK/pusht64.zarr; GEN="size=64 min_steps=100 max_steps=110 behavior=mixed"
   EPISODES=12; LONG=${DRY_LONG:-6}; LONG_MAX=18; UPDATES=4; VAL_EVERY=2; MINUTES=1.0; PRESET=tiny
-  SHORT_STEPS=20; TEACHER_MIN=1.0
+  [ "$SHORT_STEPS" = 0 ] || SHORT_STEPS=20; TEACHER_MIN=1.0
   export ARM_fade="rcm.scm_weight_schedule=cosine rcm.scm_fade_steps=2"
   export ARM_patience="rcm.scm_stage_patience=1" ARM_roll="dmd.rollout_frames=4"
 fi
@@ -72,7 +73,7 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
     rm -rf $WORK/teacher_long
     cp -r "${TEACHER_FROM:?STAGE=1 needs TEACHER_FROM=DIR, the carried long teacher}" $WORK/teacher_long
   fi
-  short_teacher &
+  ((SHORT_STEPS > 0)) && short_teacher &  # SHORT_STEPS=0: the carried teacher's students alone
   students long $WORK/teacher_long
   wait
   } 2>&1 | tee "$OUT/hold1.log" ;;
