@@ -84,7 +84,7 @@ class SFDMD(StudentMethod):
         else:
             with torch.no_grad():
                 last = rollout(self.student, cache, scored_actions, self.spec, prev, generator=self.generator)
-        return torch.cat([*history, last], dim=1)
+        return torch.cat([*history, last], dim=1) if history else last  # no copy at the training length
 
     def _clip(self, batch: dict[str, torch.Tensor], gen: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -6,9 +6,9 @@ and ``distill_<method>.log`` (the ``crcm distill`` summary line), and prints a
 markdown table: per method and step count, mean PSNR/SSIM over the short
 horizon, PSNR at its last step and at the long horizon's last step, pusher
 error at the short horizon's last step and averaged over the long rollouts (PSNR
-rewards blur; the pusher does not), batch-1 ms/frame and distillation wall time. ``--plot DIR --runs a,b,…``
-also draws those runs (and copy-last) against the horizon step: PSNR and pusher
-error over the short horizon, PSNR over the long one.
+rewards blur; the pusher does not), batch-1 ms/frame and distillation wall time.
+``--plot DIR --runs a,b,…`` also draws those runs (and copy-last) against the
+horizon step: PSNR and pusher error over the short horizon and over the long one.
 """
 
 from __future__ import annotations
