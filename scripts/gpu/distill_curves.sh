@@ -6,7 +6,8 @@
 #   TEACHER=outputs/teacher_short bash scripts/gpu/distill_curves.sh
 # Env: TEACHER (required; its selected weights are distilled), METHODS ("causal_rcm sf_dmd tf_scm"), SEEDS ("0 1"),
 #      SEEDS_<METHOD> (that method's seeds instead of SEEDS),
-#      UPDATES (2000), VAL_EVERY (50), MINUTES (7.0 per call), TAG (the teacher dir's name: arms are TAG_METHOD_sSEED),
+#      UPDATES (2000), VAL_EVERY (50), MINUTES (7.0 per call), TAG (the teacher dir's name: arms are TAG_METHOD_sSEED,
+#      the teacher's evaluations teacher_TAG_<sampler>),
 #      ARM_<METHOD> (overrides for every seed of that method), DISTILL_EXTRA, STUDENT_STEPS ("2"), and the rest of
 #      distill_study.sh's settings (PRESET, STORE, TEACHER_EVALS ("4/ddim"), DEADLINE_S, RETURN ("none")).
 # Fix arms are methods with a label, e.g. METHODS="causal_rcm fade=causal_rcm" ARM_fade="rcm.scm_weight_schedule=cosine
@@ -24,7 +25,7 @@ for arm in ${METHODS:-"causal_rcm sf_dmd tf_scm"}; do
   done
 done
 export METHODS="${arms# }" RESUME=1 MINUTES=${MINUTES:-7.0} STUDENT_STEPS=${STUDENT_STEPS:-2}
-export TEACHER_EVALS=${TEACHER_EVALS:-"4/ddim"} RETURN=${RETURN:-none}
+export TEACHER_EVALS=${TEACHER_EVALS:-"4/ddim"} RETURN=${RETURN:-none} TEACHER_TAG=$TAG
 export DISTILL_EXTRA="train.steps=$UPDATES train.validation.every=$VAL_EVERY ${DISTILL_EXTRA:-}"
 bash scripts/gpu/distill_study.sh
 source scripts/gpu/setup.sh > /dev/null

@@ -16,6 +16,8 @@
 #      RETURN (the first arm's label): students whose weights come back under $OUT
 #      DEADLINE_S (560): evaluations not started by then are skipped, so the logs still come back in one call
 #      RESUME (0; 1 = each arm continues outputs/student_LABEL from its train_state.pt when one is there)
+#      TEACHER_TAG (""): names the teacher's evaluations teacher_TAG_<sampler>, so calls on two teachers merge
+#      into one folder for study_table and scripts/hold_summary.py
 # DRY=1 rehearses on the CPU with tiny sizes.
 source scripts/gpu/setup.sh
 set -o pipefail
@@ -70,7 +72,7 @@ for arm in $METHODS; do
       elif [ "$how" = consistency ]; then
         name=undistilled_${s}step; args=(sampler=consistency); how=""
       else
-        name=teacher_$s$how; args=()
+        name=teacher_${TEACHER_TAG:+${TEACHER_TAG}_}$s$how; args=()
       fi
       evaluate $TEACHER $name $s "$how" 16 "${args[@]}"
       evaluate $TEACHER $name $s "$how" $LONG windows_per_episode=1 time_batch1=false report=false "${args[@]}"
