@@ -719,6 +719,10 @@ class DMDConfig:
     # data.window frames of the rollout, its earlier generated frames as their clean history
     rollout_frames: int = 0
     fake_updates: int = 5  # fake-score updates per student update (two time scales)
+    # one student rollout for the windows of all fake_updates critic updates (the student does not change
+    # between them): fake_updates times fewer sequential network passes, fake_updates times the rollout's
+    # batch in memory. false: one rollout per critic update
+    fake_rollouts_batched: bool = True
     fake_lr: float = 2e-4
     t_min: float = 0.02  # DMD noise times ~ U(t_min, t_max)
     t_max: float = 1.55

@@ -11,7 +11,8 @@ detached frame. The generated clip is noised, and the DMD gradient is
 where both critics see the clip in the teacher-forcing layout (noisy frame i
 given the clean context + generated frames before it). The fake score starts
 as a copy of the teacher and is trained online to denoise student rollouts,
-``fake_updates`` times per student update (two time scales).
+``fake_updates`` times per student update (two time scales); the rollouts of
+those updates run as one batch (``dmd.fake_rollouts_batched``).
 
 With ``dmd.rollout_frames`` past the training window (Self-Forcing++), the
 rollout runs on with its KV window rolling, and both critics see only its last
@@ -98,15 +99,26 @@ class SFDMD(StudentMethod):
         return full[:, -w:], full[:, -w - 1 : -1], batch["action"][:, -w:]
 
     # -- fake score: two-time-scale updates -----------------------------------------------------------
+    def fake_rollouts(self, batches: list[dict[str, torch.Tensor]], step: int) -> list[torch.Tensor]:
+        """The student's frames for each critic batch. Batched: one rollout of all their windows, split back.
+        Each row's frames depend only on its own window and noise, so the batched rollout has the distribution
+        of separate ones, in one network pass per denoising step instead of one per batch."""
+        n = self.cfg.fake_updates
+        if not self.cfg.fake_rollouts_batched or len(batches) == 1:
+            return [self.generate(batch, step * n + i, train=False) for i, batch in enumerate(batches)]
+        joined = {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
+        return list(self.generate(joined, step * n, train=False).split([len(b["x"]) for b in batches]))
+
     def before_step(self, sample, step: int) -> dict[str, float]:
         if self.cfg.fake_updates <= 0:
             return {}
         k = self.cfg.context
         losses, grad_norms = [], []
         self.student.eval()
-        for i in range(self.cfg.fake_updates):
-            batch = sample(-(step * self.cfg.fake_updates + i + 1))  # fresh windows, still a function of the step
-            gen = self.generate(batch, step * self.cfg.fake_updates + i, train=False)
+        n = self.cfg.fake_updates
+        # fresh windows for every critic update, still a function of the step
+        batches = [sample(-(step * n + i + 1)) for i in range(n)]
+        for batch, gen in zip(batches, self.fake_rollouts(batches, step)):
             clip, prev, action = self._clip(batch, gen)
             t = clip.shape[1]
             weight = torch.cat([torch.zeros(k), torch.ones(t - k)]).to(clip.device)

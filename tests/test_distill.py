@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -303,6 +304,38 @@ def test_self_forcing_past_the_training_window_scores_the_last_window_only():
     plain, limited = _tiny_dmd(train_window=None), _tiny_dmd(train_window=window)
     short = _batch(window)
     torch.testing.assert_close(plain.loss(short, step=3)[0], limited.loss(short, step=3)[0])
+
+
+def test_fake_score_rollouts_run_as_one_batch_with_rows_independent():
+    """dmd.fake_rollouts_batched: the fake_updates critic batches share one student rollout, split back per
+    batch; a row's frames do not depend on the rows beside it (so the batched draw is the separate draws')."""
+    from crcm_robotics.model.sampler import encode_context, rollout
+
+    dmd = _tiny_dmd(train_window=None)
+    a, b = _batch(4, b=2), _batch(4, b=3)
+    b = {key: value.flip(0) + 0.5 for key, value in b.items()}  # other windows than a's
+    noise = torch.randn(2, dmd.spec.noise_draws, 5, 1, 3, 16, 16)  # [frames, draws, rows, 1, C, H, W]
+
+    def roll(batch: dict[str, torch.Tensor], rows: slice) -> torch.Tensor:
+        cache = dmd.student.new_cache(len(batch["x"]), "cpu")
+        with torch.no_grad():
+            encode_context(dmd.student, cache, batch["x"][:, :2], batch["action"][:, :2])
+            return rollout(dmd.student, cache, batch["action"][:, 2:], dmd.spec, batch["x"][:, 1:2],
+                           noise=noise[:, :, rows])
+
+    joined = {key: torch.cat([a[key], b[key]]) for key in a}
+    apart = torch.cat([roll(a, slice(0, 2)), roll(b, slice(2, 5))])
+    torch.testing.assert_close(roll(joined, slice(0, 5)), apart)
+
+    for batched, calls in [(True, [5]), (False, [2, 3])]:
+        dmd = _tiny_dmd(train_window=None)
+        dmd.cfg = dataclasses.replace(dmd.cfg, fake_updates=2, fake_rollouts_batched=batched)
+        rows, generate = [], dmd.generate
+        dmd.generate = lambda batch, step, train: rows.append(len(batch["x"])) or generate(batch, step, train)
+        before = [p.detach().clone() for p in dmd.fake.parameters()]
+        figures = dmd.before_step(lambda i: a if i == -1 else b, step=0)
+        assert rows == calls and figures["fake_loss"] > 0 and figures["fake_grad_norm"] > 0
+        assert any(not torch.equal(p, q) for p, q in zip(before, dmd.fake.parameters()))
 
 
 def test_distill_rolls_out_past_the_training_window_and_keeps_its_window(tiny_teacher, tmp_path):
