@@ -3,7 +3,8 @@
 Runs are named ``<teacher tag>_<arm>_s<seed>_<k>step`` and each teacher ``teacher_<tag>_<…>`` (as
 ``crcm_robotics.eval.study_table`` reads them). Per teacher it prints the teacher's mean PSNR over the short
 horizon and its worst step against copy-last, each student's mean PSNR minus its teacher's, and per arm the
-long-horizon PSNR and pusher error averaged over seeds; then, over every teacher and seed, whether every
+long-horizon PSNR (last frame, and mean over every frame) and pusher error averaged over seeds, and the first
+frame each seed falls below copy-last; then, over every teacher and seed, whether every
 ``--arm`` student is within ``--within`` dB of its teacher and whether its long-horizon PSNR, averaged, is at
 or above ``--against``'s. One JSON line.
 
@@ -22,6 +23,12 @@ from statistics import mean
 from crcm_robotics.eval.study_table import collect
 
 
+def below_copy_last_from(result: dict) -> int | None:
+    """The first frame (1-based) whose PSNR is below copy-last's, or None if none is."""
+    pairs = zip(result["psnr"], result["baseline_copy_last"]["psnr"])
+    return next((i for i, (p, c) in enumerate(pairs, 1) if p < c), None)
+
+
 def summary(logdir: Path, arm: str, against: str, within: float) -> dict:
     runs = collect(logdir)
     teachers = {m.group(1): name for name in runs if (m := re.fullmatch(r"teacher_([^_]+)_.+", name))}
@@ -36,7 +43,8 @@ def summary(logdir: Path, arm: str, against: str, within: float) -> dict:
         worst = min(a - b for a, b in zip(t[short_h]["psnr"], base["psnr"]))
         entry = {"psnr_mean": t[short_h]["psnr_mean"], "worst_step_vs_copy_last": round(worst, 3),
                  "copy_last_psnr_mean": base["psnr_mean"], "long_horizon": long_h,
-                 "psnr_long_last": t[long_h]["psnr"][-1], "students": {}, "arms": {}}
+                 "psnr_long_last": t[long_h]["psnr"][-1], "psnr_long_mean": round(mean(t[long_h]["psnr"]), 3),
+                 "below_copy_last_from": below_copy_last_from(t[long_h]), "students": {}, "arms": {}}
         by_arm: dict[str, list[dict]] = {}
         for name, by_h in sorted(runs.items()):
             m = re.fullmatch(rf"{re.escape(tag)}_(.+)_s(\d+)_\d+step", name)
@@ -53,6 +61,8 @@ def summary(logdir: Path, arm: str, against: str, within: float) -> dict:
             entry["arms"][a] = {
                 "seeds": len(results), "psnr_mean": round(mean(r[short_h]["psnr_mean"] for r in results), 3),
                 "psnr_long_last": round(mean(r["psnr"][-1] for r in longs), 3) if longs else None,
+                "psnr_long_mean": round(mean(mean(r["psnr"]) for r in longs), 3) if longs else None,
+                "below_copy_last_from": [below_copy_last_from(r) for r in longs],  # one per seed
                 "pusher_err_long_mean": round(mean(pusher), 2) if pusher else None}
             if a == arm:
                 long_arm += [r["psnr"][-1] for r in longs]

@@ -137,10 +137,13 @@ def test_hold_summary_holds_each_student_to_its_teacher(tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     t = r["teachers"]["short"]
     assert t["worst_step_vs_copy_last"] == 0.5 and t["long_horizon"] == 4
+    assert t["psnr_long_mean"] == 20.25 and t["below_copy_last_from"] == 4  # 18 < 19 at frame 4, not 20 = 20
     assert t["students"] == {"short_causal_rcm_s0_2step": -0.5, "short_causal_rcm_s1_2step": -1.25,
                              "short_sf_dmd_s0_2step": -0.75}
     assert t["arms"]["causal_rcm"] == {"seeds": 2, "psnr_mean": 19.875, "psnr_long_last": 18.0,
+                                       "psnr_long_mean": 19.5, "below_copy_last_from": [4, 4],
                                        "pusher_err_long_mean": 2.0}
+    assert t["arms"]["sf_dmd"]["below_copy_last_from"] == [4]
     assert r["causal_rcm_within_1.0_db_of_teacher"] is False and r["causal_rcm_worst_gap_db"] == -1.25
     assert r["causal_rcm_at_or_above_sf_dmd_long"] is True
     assert hold.main([str(tmp_path), "--within", "1.5"]) == 0
