@@ -71,12 +71,12 @@ class SFDMD(StudentMethod):
             encode_context(self.student, cache, x[:, :k], action[:, :k])
         scored = self.scored_frames(x.shape[1])
         lead = x.shape[1] - k - scored  # frames generated before the scored ones (past the training window)
-        prev, history = x[:, k - 1 : k], []
+        prev, history = x[:, k - 1 : k], None
         if lead > 0:
             with torch.no_grad():
-                history = [rollout(self.student, cache, action[:, k : k + lead], self.spec, prev,
-                                   generator=self.generator)]
-            prev = history[0][:, -1:]
+                history = rollout(self.student, cache, action[:, k : k + lead], self.spec, prev,
+                                  generator=self.generator)
+            prev = history[:, -1:]
         scored_actions = action[:, k + lead :]
         if train:
             exits = torch.randint(self.spec.steps, (scored,), generator=torch.Generator().manual_seed(step))
@@ -85,7 +85,7 @@ class SFDMD(StudentMethod):
         else:
             with torch.no_grad():
                 last = rollout(self.student, cache, scored_actions, self.spec, prev, generator=self.generator)
-        return torch.cat([*history, last], dim=1) if history else last  # no copy at the training length
+        return last if history is None else torch.cat([history, last], dim=1)  # no copy at the window length
 
     def _clip(self, batch: dict[str, torch.Tensor], gen: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -103,19 +103,19 @@ class SFDMD(StudentMethod):
         """The student's frames for each critic batch. Batched: one rollout of all their windows, split back.
         Each row's frames depend only on its own window and noise, so the batched rollout has the distribution
         of separate ones, in one network pass per denoising step instead of one per batch."""
-        n = self.cfg.fake_updates
-        if not self.cfg.fake_rollouts_batched or len(batches) == 1:
+        n = len(batches)  # dmd.fake_updates: the seeds are those of one rollout per batch
+        if not self.cfg.fake_rollouts_batched or n == 1:
             return [self.generate(batch, step * n + i, train=False) for i, batch in enumerate(batches)]
         joined = {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
         return list(self.generate(joined, step * n, train=False).split([len(b["x"]) for b in batches]))
 
     def before_step(self, sample, step: int) -> dict[str, float]:
-        if self.cfg.fake_updates <= 0:
+        n = self.cfg.fake_updates
+        if n <= 0:
             return {}
         k = self.cfg.context
         losses, grad_norms = [], []
         self.student.eval()
-        n = self.cfg.fake_updates
         # fresh windows for every critic update, still a function of the step
         batches = [sample(-(step * n + i + 1)) for i in range(n)]
         for batch, gen in zip(batches, self.fake_rollouts(batches, step)):
