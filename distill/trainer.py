@@ -262,9 +262,9 @@ class Trainer:
 
         Rank 0 rolls out; every rank gets its figures, so stage switches and early stops agree.
         """
-        from distill.validation import SCORE
+        from distill.validation import SCORE, WORST
 
-        names = ["psnr_mean", "psnr_last", "copy_last_psnr_mean", SCORE, "agent_err_mean",
+        names = ["psnr_mean", "psnr_last", "copy_last_psnr_mean", SCORE, WORST, "worst_step", "agent_err_mean",
                  "copy_last_agent_err_mean", *self.validator.probe_names()]
         values = torch.full((len(names),), float("nan"), dtype=torch.float64, device=self.device)
         if self.env.main:

@@ -5,7 +5,7 @@ windows (``context`` real frames, then ``horizon`` predicted ones under the logg
 run's own sampler — the same :func:`crcm_robotics.eval.evaluate.predict` and scores ``crcm eval``
 uses — and compares the mean PSNR with copying the last context frame. The figure that selects
 weights is ``psnr_vs_copy_last`` (dB; > 0 beats copy-last), plus the pusher's gain over copy-last with
-``select=psnr_pusher``. :class:`Selection` keeps the best
+``select=psnr_pusher``; ``worst_step_vs_copy_last`` is logged beside it (the least margin at any one step). :class:`Selection` keeps the best
 validation and counts collapsed ones (far below copy-last) so a diverging run stops early.
 """
 
@@ -28,6 +28,7 @@ from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.model.tokenizer import FrameCodec
 
 SCORE = "psnr_vs_copy_last"  # the figure validation selects weights by (dB above copy-last)
+WORST = "worst_step_vs_copy_last"  # the least PSNR margin over copy-last at any one horizon step (dB)
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Validator:
         s = rollout_scores(pred, self.windows.frames[:, k:], self._agent_px(), self.device, ssim=False)
         psnr = s["psnr_mean"] if math.isfinite(s["psnr_mean"]) else float("nan")
         out = {"psnr_mean": psnr, "psnr_last": s["psnr"][-1], "copy_last_psnr_mean": self.baseline["psnr_mean"],
-               SCORE: round(psnr - self.baseline["psnr_mean"], 3)}
+               SCORE: round(psnr - self.baseline["psnr_mean"], 3), **worst_step(s["psnr"], self.baseline["psnr"])}
         if "agent_err_mean" in s:
             out.update(agent_err_mean=s["agent_err_mean"], copy_last_agent_err_mean=self.baseline["agent_err_mean"])
         if self.probe is not None:
@@ -108,6 +109,17 @@ def build_validator(cfg: ValidationConfig, data: DataConfig, val_episodes: list[
             raise ConfigError(f"train.validation.probe={cfg.probe}: {e}") from None
         baseline_probe = probe_scores(probe, copy_last, windows.states[:, k:], device)["probe_err_mean"]
     return Validator(cfg, windows, spec, codec, device, baseline, probe, baseline_probe)
+
+
+def worst_step(psnr: list[float], copy_psnr: list[float]) -> dict[str, float]:
+    """The horizon step where the rollout's PSNR is least above copy-last's, and that margin (dB): the teacher
+    target is to beat copy-last at *every* step, which the mean over steps can hide."""
+    gaps = [p - c if math.isfinite(p) and math.isfinite(c) else math.nan for p, c in zip(psnr, copy_psnr)]
+    finite = [(g, t) for t, g in enumerate(gaps, 1) if math.isfinite(g)]
+    if not finite or len(finite) < len(gaps):
+        return {WORST: math.nan, "worst_step": math.nan}
+    gap, step = min(finite)
+    return {WORST: round(gap, 3), "worst_step": float(step)}
 
 
 def pusher_gain_db(figures: dict[str, float]) -> float:

@@ -67,6 +67,15 @@ def test_selection_by_psnr_and_pusher_prefers_a_sharp_pusher_and_resumes_only_as
         Selection(5.0, 3).load_state(by_both.state())
 
 
+def test_worst_step_is_the_least_margin_over_copy_last_and_nan_when_a_step_is_not_finite():
+    from distill.validation import WORST, worst_step
+
+    assert worst_step([30.0, 28.0, 27.5], [29.0, 26.0, 27.0]) == {WORST: 0.5, "worst_step": 3.0}
+    assert worst_step([25.0, 28.0], [26.5, 26.0]) == {WORST: -1.5, "worst_step": 1.0}
+    out = worst_step([25.0, float("nan")], [26.0, 26.0])  # a diverged step: no margin, never a false pass
+    assert math.isnan(out[WORST]) and math.isnan(out["worst_step"])
+
+
 def test_an_unknown_select_is_a_config_error():
     import pytest
 
@@ -81,7 +90,7 @@ def test_teacher_validates_keeps_the_best_weights_and_reports_them(pusht_store_3
     from distill.cli import _summary
     from distill.teacher import train_teacher
     from crcm_robotics.model.tokenizer import make_codec
-    from distill.validation import SCORE, build_validator
+    from distill.validation import SCORE, WORST, build_validator
 
     out = tmp_path / "teacher"
     cfg = _teacher_cfg(pusht_store_32, out, "train.steps=6", "train.validation.every=2", "train.log_every=3")
@@ -98,6 +107,9 @@ def test_teacher_validates_keeps_the_best_weights_and_reports_them(pusht_store_3
     assert len(frames) == 4 and all(r["validation"]["copy_last_psnr_mean"] == pytest.approx(float(copy_last), abs=2e-3)
                                     for r in vals)
     assert all(r["validation"]["agent_err_mean"] > 0 for r in vals)  # PushT: the pusher error is scored too
+    # the least single-step margin is at most the mean margin, at a step of the 4-frame horizon
+    assert all(r["validation"][WORST] <= r["validation"][SCORE] + 1e-3 and 1 <= r["validation"]["worst_step"] <= 4
+               for r in vals)
     best = max(vals, key=lambda r: r["validation"][SCORE])
     assert [r["selected"] for r in vals] == [r["validation"][SCORE] > max([-math.inf] + [
         v["validation"][SCORE] for v in vals if v["step"] < r["step"]]) for r in vals]
@@ -234,8 +246,19 @@ def test_training_curves_table_and_plots(tmp_path):
     with contextlib.redirect_stdout(buf):
         assert main([str(log), "--plot", str(tmp_path / "plots")]) == 0
     row = buf.getvalue().splitlines()[-1]
-    assert row == "| student_rcm | 3 | 20 | 28.00 | +1.50 | 1.00 | 30 | -0.50 | -0.50 |"
+    assert row == "| student_rcm | 3 | 20 | 28.00 | +1.50 | 1.00 | 30 | -0.50 | -0.50 | – |"
     assert (tmp_path / "plots" / "psnr_vs_updates.png").stat().st_size > 1000
+    assert not (tmp_path / "plots" / "worst_step_vs_updates.png").exists()  # older logs have no per-step margin
+    recs[2]["validation"].update(worst_step_vs_copy_last=-3.1, worst_step=16.0)
+    recs[3]["validation"].update(worst_step_vs_copy_last=0.2, worst_step=1.0)
+    recs[4]["validation"].update(worst_step_vs_copy_last=-1.25, worst_step=2.0)
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main([str(log), "--plot", str(tmp_path / "plots")]) == 0
+    # step 20's first record was replaced by the resumed run's: its -3.1 is not the worst any more
+    assert buf.getvalue().splitlines()[-1].endswith("| -0.50 | -1.25 (step 2, update 30) |")
+    assert (tmp_path / "plots" / "worst_step_vs_updates.png").stat().st_size > 1000
     assert (tmp_path / "plots" / "pusher_error_vs_updates.png").is_file()
     assert main([str(tmp_path / "nope.jsonl")]) == 2
 

@@ -4,19 +4,23 @@
 records a run with ``train.validation.every`` writes to its log (``{"step", "seconds", "validation": {…},
 "selected"}``; a resumed run appends to the same file, so a later record of an update replaces an
 earlier one) and prints one markdown table: per run, how many validations, the selected update and
-its figures, the last one's, and the worst gap to copy-last. ``--plot DIR`` draws mean PSNR minus
-copy-last and the pusher error against updates, one line per run.
+its figures, the last one's, the worst gap to copy-last, and the least margin at any single horizon step
+(where logged). ``--plot DIR`` draws mean PSNR minus copy-last, that least single-step margin and the
+pusher error against updates, one line per run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from crcm_robotics.eval.report import line_plot
+
+WORST = "worst_step_vs_copy_last"  # distill.validation.WORST (runtime side: no training import)
 
 
 def read_curve(log: Path) -> list[dict[str, Any]]:
@@ -41,17 +45,20 @@ def run_name(log: Path) -> str:
 def curve_table(curves: dict[str, list[dict[str, Any]]]) -> str:
     """Markdown: one row per run (figures in dB; pusher error in px)."""
     rows = ["| run | validations | selected update | PSNR | vs copy-last | pusher px | last update | last vs copy-last "
-            "| worst vs copy-last |", "|---|---|---|---|---|---|---|---|---|"]
+            "| worst vs copy-last | worst single step (update) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, curve in curves.items():
         if not curve:
-            rows.append(f"| {name} | 0 | – | – | – | – | – | – | – |")
+            rows.append(f"| {name} | 0 | – | – | – | – | – | – | – | – |")
             continue
+        stepwise = [r for r in curve if math.isfinite(r.get(WORST, math.nan))]  # logged since the 11th session
+        worst = min(stepwise, key=lambda r: r[WORST]) if stepwise else None
+        single = f"{worst[WORST]:+.2f} (step {int(worst['worst_step'])}, update {worst['step']})" if worst else "–"
         best = max(curve, key=lambda r: r["psnr_vs_copy_last"])
         last = curve[-1]
         pusher = f"{best['agent_err_mean']:.2f}" if "agent_err_mean" in best else "–"
         rows.append(f"| {name} | {len(curve)} | {best['step']} | {best['psnr_mean']:.2f} | "
                     f"{best['psnr_vs_copy_last']:+.2f} | {pusher} | {last['step']} | {last['psnr_vs_copy_last']:+.2f} | "
-                    f"{min(r['psnr_vs_copy_last'] for r in curve):+.2f} |")
+                    f"{min(r['psnr_vs_copy_last'] for r in curve):+.2f} | {single} |")
     return "\n".join(rows)
 
 
@@ -60,6 +67,13 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], out: Path) -> list[Path
     steps = {name: [r["step"] for r in c] for name, c in curves.items() if c}
     paths = [line_plot({n: [r["psnr_vs_copy_last"] for r in curves[n]] for n in steps}, out / "psnr_vs_updates.png",
                        "update", "mean PSNR − copy-last (dB)", x=steps)]
+    stepwise = {n: [r for r in curves[n] if math.isfinite(r.get(WORST, math.nan))] for n in steps}
+    stepwise = {n: rs for n, rs in stepwise.items() if rs}
+    if stepwise:
+        paths.append(line_plot({n: [r[WORST] for r in rs] for n, rs in stepwise.items()},
+                               out / "worst_step_vs_updates.png", "update",
+                               "least PSNR − copy-last over steps 1..H (dB)",
+                               x={n: [r["step"] for r in rs] for n, rs in stepwise.items()}))
     with_pusher = {n: s for n, s in steps.items() if "agent_err_mean" in curves[n][0]}
     if with_pusher:
         paths.append(line_plot({n: [r["agent_err_mean"] for r in curves[n]] for n in with_pusher},

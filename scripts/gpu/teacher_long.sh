@@ -1,0 +1,77 @@
+# Issue 14's teacher curve past the 14-minute runs, and issue 12's oracle again, in three calls on one warm
+# machine (issue each right after the last: it idles out in ~30 s). Carry .whl (as plan.sh).
+# One `small` teacher, frame skip 5, the wsd rate decayed over the last quarter of STEPS, trained by
+# scripts/gpu/teacher_curves.sh (label `long`, outputs/teacher_long) with validation every 500 updates on
+# VAL_WINDOWS held-out windows: mean PSNR and the least margin over copy-last at any single step 1..16
+# (`worst_step_vs_copy_last`), the pusher, and the block read off the predictions by the state probe.
+#   STAGE=1  the mixed 500-episode store and the state probe, then the teacher until CALL_S is nearly spent
+#   STAGE=2  the teacher resumed for the call, while the CPU cores run the oracle arm (ORACLE_SEEDS, one
+#            bench each, OW simulator processes each) on the store's held-out goals, cut before the call ends
+#            (a cut arm keeps its finished goals)
+#   STAGE=3  the teacher resumed to STEPS (or until 110 s of CALL_S are left), then its selected and last
+#            weights scored on the store's held-out episodes at horizon 16 (every step against copy-last);
+#            both come back under $OUT
+# Env: STEPS (13000), CALL_S (seconds this call may take, 570), VAL_WINDOWS (32), ORACLE_SEEDS ("1 2"), OW (6),
+#      STORE (outputs/pusht64.zarr). DRY=1 rehearses every stage on the CPU at toy sizes.
+source scripts/gpu/setup.sh
+set -o pipefail
+T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+STORE=${STORE:-outputs/pusht64.zarr}; STEPS=${STEPS:-13000}; OW=${OW:-6}; DEV=cuda; H=16
+VAL="train.validation.every=500 train.validation.episodes=$(( ${VAL_WINDOWS:-32} / 2 )) \
+train.validation.windows_per_episode=2"
+DATA="episodes=500 min_steps=180 max_steps=300"; PROBE="steps=4000"; PRESET=small
+PLAN="planner.mode=delta planner.replan_every=10 planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
+if [ -n "${DRY:-}" ]; then
+  STORE=outputs/teacher_long_dry/pusht.zarr; DEV=cpu; STEPS=40; OW=1; PRESET=tiny
+  VAL="train.validation.every=20 train.validation.episodes=2 train.validation.windows_per_episode=2 \
+train.validation.horizon=4"; H=4
+  DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE="steps=60 batch_size=32 width=8"
+  PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10 planner.replan_every=5"
+fi
+PROBE_DIR=$(dirname $STORE)/probe_long
+teacher() {  # MINUTES: the teacher for that long (or to STEPS), resuming where the last call stopped
+  MINUTES=$1 TEACHERS="long:$STEPS" STORE=$STORE PRESET=$PRESET VAL_EVERY=500 \
+    EXTRA="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25 train.validation.probe=$PROBE_DIR \
+$VAL" bash scripts/gpu/teacher_curves.sh
+}
+minutes_left() { $PY -c "print(round(max(0.2, ($(left) - ${1:-40}) / 60), 2))"; }
+case "${STAGE:?set STAGE=1, 2 or 3}" in
+1) {
+  [ -d $STORE ] || crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
+  [ -f $PROBE_DIR/meta.json ] || crcm train probe data.path=$STORE out=$PROBE_DIR device=$DEV progress=false \
+      $PROBE | tail -1
+  echo "stage 1: store and probe at $(( $(date +%s) - T0 )) s"
+  teacher $(minutes_left)
+  } 2>&1 | tee "$OUT/teacher_long1.log" ;;
+2) {
+  [ -f outputs/teacher_long/train_state.pt ] || { echo "teacher_long.sh 2: no teacher to resume (machine lost?)"
+                                                  exit 1; }
+  for s in ${ORACLE_SEEDS-1 2}; do
+    timeout $(( $(left) - 30 )) $PY -m crcm_robotics.cli bench plan data.path=$STORE probe=$PROBE_DIR \
+        arms=[oracle] goals=50 device=$DEV oracle_workers=$OW gifs=0 progress=false planner.seed=$s \
+        out=outputs/oracle_long_s$s $PLAN > outputs/oracle_long_s$s.json 2> outputs/oracle_long_s$s.err &
+  done
+  teacher $(minutes_left)
+  wait
+  for s in ${ORACLE_SEEDS-1 2}; do
+    echo "oracle seed $s: $(cat outputs/oracle_long_s$s/*.goals.jsonl 2>/dev/null | wc -l) goals done; \
+$(tail -c 600 outputs/oracle_long_s$s.json)"
+    tail -2 outputs/oracle_long_s$s.err
+  done
+  } 2>&1 | tee "$OUT/teacher_long2.log"
+  tar czf "$OUT/oracle_long.tgz" $(ls -d outputs/oracle_long_s* 2>/dev/null) ;;
+3) {
+  [ -f outputs/teacher_long/train_state.pt ] || { echo "teacher_long.sh 3: no teacher to resume (machine lost?)"
+                                                  exit 1; }
+  teacher $(minutes_left 110)
+  for w in selected last; do
+    timeout $(( $(left) - 20 )) $PY -m crcm_robotics.cli eval outputs/teacher_long weights=$w horizon=$H \
+        context=2 episodes=50 out=outputs/eval_long_$w time_batch1=false 2>&1 | tail -1
+  done
+  } 2>&1 | tee "$OUT/teacher_long3.log"
+  tar czf "$OUT/teacher_long_eval.tgz" $(ls -d outputs/eval_long_* 2>/dev/null)
+  # the last weights too (fp16; teacher_curves.sh returns the selected ones), for later sessions
+  tar cf - -C outputs/teacher_long --exclude=train_state.pt --exclude=selected . \
+      | split -b 15M - "$OUT/teacher_long_last.tar.part-" ;;
+esac
+ls -la "$OUT"
