@@ -264,8 +264,8 @@ class Trainer:
         """
         from distill.validation import SCORE, WORST
 
-        names = ["psnr_mean", "psnr_last", "copy_last_psnr_mean", SCORE, WORST, "worst_step", "agent_err_mean",
-                 "copy_last_agent_err_mean", *self.validator.probe_names()]
+        names = ["psnr_mean", "psnr_last", "copy_last_psnr_mean", SCORE, WORST, "worst_step",
+                 "agent_err_mean", "copy_last_agent_err_mean", *self.validator.probe_names()]
         values = torch.full((len(names),), float("nan"), dtype=torch.float64, device=self.device)
         if self.env.main:
             fig = self.validator(self.ema.module)

@@ -5,8 +5,9 @@ windows (``context`` real frames, then ``horizon`` predicted ones under the logg
 run's own sampler — the same :func:`crcm_robotics.eval.evaluate.predict` and scores ``crcm eval``
 uses — and compares the mean PSNR with copying the last context frame. The figure that selects
 weights is ``psnr_vs_copy_last`` (dB; > 0 beats copy-last), plus the pusher's gain over copy-last with
-``select=psnr_pusher``; ``worst_step_vs_copy_last`` is logged beside it (the least margin at any one step). :class:`Selection` keeps the best
-validation and counts collapsed ones (far below copy-last) so a diverging run stops early.
+``select=psnr_pusher``; ``worst_step_vs_copy_last`` is logged beside it (the least margin at any one step).
+:class:`Selection` keeps the best validation and counts collapsed ones (far below copy-last) so a diverging
+run stops early.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class Validator:
         s = rollout_scores(pred, self.windows.frames[:, k:], self._agent_px(), self.device, ssim=False)
         psnr = s["psnr_mean"] if math.isfinite(s["psnr_mean"]) else float("nan")
         out = {"psnr_mean": psnr, "psnr_last": s["psnr"][-1], "copy_last_psnr_mean": self.baseline["psnr_mean"],
-               SCORE: round(psnr - self.baseline["psnr_mean"], 3), **worst_step(s["psnr"], self.baseline["psnr"])}
+               SCORE: round(psnr - self.baseline["psnr_mean"], 3),
+               **worst_step(s["psnr"], self.baseline["psnr"])}
         if "agent_err_mean" in s:
             out.update(agent_err_mean=s["agent_err_mean"], copy_last_agent_err_mean=self.baseline["agent_err_mean"])
         if self.probe is not None:

@@ -108,8 +108,8 @@ def test_teacher_validates_keeps_the_best_weights_and_reports_them(pusht_store_3
                                     for r in vals)
     assert all(r["validation"]["agent_err_mean"] > 0 for r in vals)  # PushT: the pusher error is scored too
     # the least single-step margin is at most the mean margin, at a step of the 4-frame horizon
-    assert all(r["validation"][WORST] <= r["validation"][SCORE] + 1e-3 and 1 <= r["validation"]["worst_step"] <= 4
-               for r in vals)
+    assert all(r["validation"][WORST] <= r["validation"][SCORE] + 1e-3
+               and 1 <= r["validation"]["worst_step"] <= 4 for r in vals)
     best = max(vals, key=lambda r: r["validation"][SCORE])
     assert [r["selected"] for r in vals] == [r["validation"][SCORE] > max([-math.inf] + [
         v["validation"][SCORE] for v in vals if v["step"] < r["step"]]) for r in vals]
@@ -248,7 +248,8 @@ def test_training_curves_table_and_plots(tmp_path):
     row = buf.getvalue().splitlines()[-1]
     assert row == "| student_rcm | 3 | 20 | 28.00 | +1.50 | 1.00 | 30 | -0.50 | -0.50 | – |"
     assert (tmp_path / "plots" / "psnr_vs_updates.png").stat().st_size > 1000
-    assert not (tmp_path / "plots" / "worst_step_vs_updates.png").exists()  # older logs have no per-step margin
+    # older logs have no per-step margin: no plot of it
+    assert not (tmp_path / "plots" / "worst_step_vs_updates.png").exists()
     recs[2]["validation"].update(worst_step_vs_copy_last=-3.1, worst_step=16.0)
     recs[3]["validation"].update(worst_step_vs_copy_last=0.2, worst_step=1.0)
     recs[4]["validation"].update(worst_step_vs_copy_last=-1.25, worst_step=2.0)

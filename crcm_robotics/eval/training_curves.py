@@ -45,14 +45,15 @@ def run_name(log: Path) -> str:
 def curve_table(curves: dict[str, list[dict[str, Any]]]) -> str:
     """Markdown: one row per run (figures in dB; pusher error in px)."""
     rows = ["| run | validations | selected update | PSNR | vs copy-last | pusher px | last update | last vs copy-last "
-            "| worst vs copy-last | worst single step (update) |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "| worst vs copy-last | worst single step (update) |", "|" + "---|" * 10]
     for name, curve in curves.items():
         if not curve:
             rows.append(f"| {name} | 0 | – | – | – | – | – | – | – | – |")
             continue
-        stepwise = [r for r in curve if math.isfinite(r.get(WORST, math.nan))]  # logged since the 11th session
+        stepwise = [r for r in curve if math.isfinite(r.get(WORST, math.nan))]  # logged since session 11
         worst = min(stepwise, key=lambda r: r[WORST]) if stepwise else None
-        single = f"{worst[WORST]:+.2f} (step {int(worst['worst_step'])}, update {worst['step']})" if worst else "–"
+        single = "–" if worst is None else (
+            f"{worst[WORST]:+.2f} (step {int(worst['worst_step'])}, update {worst['step']})")
         best = max(curve, key=lambda r: r["psnr_vs_copy_last"])
         last = curve[-1]
         pusher = f"{best['agent_err_mean']:.2f}" if "agent_err_mean" in best else "–"

@@ -11,8 +11,8 @@
 #   STAGE=3  the teacher resumed to STEPS (or until 110 s of CALL_S are left), then its selected and last
 #            weights scored on the store's held-out episodes at horizon 16 (every step against copy-last);
 #            both come back under $OUT
-# Env: STEPS (13000), CALL_S (seconds this call may take, 570), VAL_WINDOWS (32), ORACLE_SEEDS ("1 2"), OW (6),
-#      STORE (outputs/pusht64.zarr). DRY=1 rehearses every stage on the CPU at toy sizes.
+# Env: STEPS (13000), CALL_S (seconds this call may take, 570), VAL_WINDOWS (32), ORACLE_SEEDS ("1 2"),
+#      OW (6), STORE (outputs/pusht64.zarr). DRY=1 rehearses every stage on the CPU at toy sizes.
 source scripts/gpu/setup.sh
 set -o pipefail
 T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
@@ -20,7 +20,8 @@ STORE=${STORE:-outputs/pusht64.zarr}; STEPS=${STEPS:-13000}; OW=${OW:-6}; DEV=cu
 VAL="train.validation.every=500 train.validation.episodes=$(( ${VAL_WINDOWS:-32} / 2 )) \
 train.validation.windows_per_episode=2"
 DATA="episodes=500 min_steps=180 max_steps=300"; PROBE="steps=4000"; PRESET=small
-PLAN="planner.mode=delta planner.replan_every=10 planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
+PLAN="planner.mode=delta planner.replan_every=10 planner.probe_position_unit=20 \
+planner.probe_angle_unit=0.349"
 if [ -n "${DRY:-}" ]; then
   STORE=outputs/teacher_long_dry/pusht.zarr; DEV=cpu; STEPS=40; OW=1; PRESET=tiny
   VAL="train.validation.every=20 train.validation.episodes=2 train.validation.windows_per_episode=2 \
@@ -31,8 +32,8 @@ fi
 PROBE_DIR=$(dirname $STORE)/probe_long
 teacher() {  # MINUTES: the teacher for that long (or to STEPS), resuming where the last call stopped
   MINUTES=$1 TEACHERS="long:$STEPS" STORE=$STORE PRESET=$PRESET VAL_EVERY=500 \
-    EXTRA="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25 train.validation.probe=$PROBE_DIR \
-$VAL" bash scripts/gpu/teacher_curves.sh
+    EXTRA="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25 \
+train.validation.probe=$PROBE_DIR $VAL" bash scripts/gpu/teacher_curves.sh
 }
 minutes_left() { $PY -c "print(round(max(0.2, ($(left) - ${1:-40}) / 60), 2))"; }
 case "${STAGE:?set STAGE=1, 2 or 3}" in
@@ -44,8 +45,8 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   teacher $(minutes_left)
   } 2>&1 | tee "$OUT/teacher_long1.log" ;;
 2) {
-  [ -f outputs/teacher_long/train_state.pt ] || { echo "teacher_long.sh 2: no teacher to resume (machine lost?)"
-                                                  exit 1; }
+  [ -f outputs/teacher_long/train_state.pt ] || {
+    echo "teacher_long.sh 2: no teacher to resume (machine lost?)"; exit 1; }
   for s in ${ORACLE_SEEDS-1 2}; do
     timeout $(( $(left) - 30 )) $PY -m crcm_robotics.cli bench plan data.path=$STORE probe=$PROBE_DIR \
         arms=[oracle] goals=50 device=$DEV oracle_workers=$OW gifs=0 progress=false planner.seed=$s \
@@ -61,8 +62,8 @@ $(tail -c 600 outputs/oracle_long_s$s.json)"
   } 2>&1 | tee "$OUT/teacher_long2.log"
   tar czf "$OUT/oracle_long.tgz" $(ls -d outputs/oracle_long_s* 2>/dev/null) ;;
 3) {
-  [ -f outputs/teacher_long/train_state.pt ] || { echo "teacher_long.sh 3: no teacher to resume (machine lost?)"
-                                                  exit 1; }
+  [ -f outputs/teacher_long/train_state.pt ] || {
+    echo "teacher_long.sh 3: no teacher to resume (machine lost?)"; exit 1; }
   teacher $(minutes_left 110)
   for w in selected last; do
     timeout $(( $(left) - 20 )) $PY -m crcm_robotics.cli eval outputs/teacher_long weights=$w horizon=$H \
