@@ -75,7 +75,9 @@ class PushTGenConfig:
     min_steps: int = 100
     max_steps: int = 200
     overwrite: bool = False
-    behavior: str = "scripted"  # scripted | explore (noisy/random targets mixed with pushes) | mixed
+    # scripted | explore (noisy/random targets mixed with pushes) | mixed | orbit (circles the block;
+    # held out: no preset trains on it)
+    behavior: str = "scripted"
     explore_fraction: float = 0.5  # behavior=mixed: the fraction of episodes that explore
 
 

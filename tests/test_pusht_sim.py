@@ -268,8 +268,42 @@ def test_exploration_mode(tmp_path):
     assert far_scripted < 0.01 and far_explore > 0.05, (far_scripted, far_explore)
     assert explore.action().min() >= 10.0 and explore.action().max() <= 502.0
     assert explore_episodes("mixed", 0.25, 8) == [3, 7] and explore_episodes("mixed", 0.0, 5) == []
-    with pytest.raises(ValueError, match=r"one of \('scripted', 'explore', 'mixed'\), got 'random'"):
+    with pytest.raises(ValueError, match=r"one of \('scripted', 'explore', 'mixed', 'orbit'\), got 'random'"):
         generate_pusht(tmp_path / "x.zarr", behavior="random", **tiny)
     with pytest.raises(ValueError, match=r"explore_fraction must be in \[0, 1\], got 1.5"):
         generate_pusht(tmp_path / "x.zarr", behavior="mixed", explore_fraction=1.5, **tiny)
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_orbit_pusher_circles_the_block_at_its_radius_and_turns_with_each_arc():
+    from crcm_robotics.data.pusht import OrbitPusher
+
+    pusher = OrbitPusher(np.random.default_rng(3))
+    block = np.array([256.0, 256.0])
+    agent = block + np.array([200.0, 0.0])
+    angles, radii, arcs = [], [], []
+    for _ in range(120):  # a pusher that reaches every commanded target
+        agent = pusher(agent, block).astype(np.float64)
+        rel = agent - block
+        angles.append(math.atan2(rel[1], rel[0]))
+        radii.append(float(np.linalg.norm(rel)))
+        arcs.append((pusher.radius, pusher.omega, pusher.steps_left))
+    assert all(25.0 <= r <= 120.0 and 0.06 <= abs(w) <= 0.22 for r, w, _ in arcs)
+    turns = np.angle(np.exp(1j * np.diff(angles)))
+    # on its circle and within one arc, the pusher turns the arc's way (the noise flips a few small steps)
+    along = [np.sign(turns[i]) == np.sign(arcs[i + 1][1]) for i in range(len(turns))
+             if arcs[i][:2] == arcs[i + 1][:2] and abs(radii[i] - arcs[i][0]) < 15.0]
+    assert len(along) > 40 and np.mean(along) > 0.85, (len(along), np.mean(along))
+    assert np.median(np.abs(np.array(radii[20:]) - np.array([a[0] for a in arcs[20:]]))) < 10.0
+    assert len({a[1] for a in arcs}) >= 3  # new arcs: new speeds and directions
+
+
+def test_orbit_behaviour_is_a_held_out_store_of_its_own(tmp_path):
+    tiny = dict(episodes=3, size=32, seed=5, min_steps=60, max_steps=60, progress=False)
+    first = generate_pusht(tmp_path / "orbit.zarr", workers=1, behavior="orbit", **tiny)
+    generate_pusht(tmp_path / "orbit2.zarr", workers=2, behavior="orbit", **tiny)
+    assert _arrays(tmp_path / "orbit.zarr") == _arrays(tmp_path / "orbit2.zarr")  # deterministic per seed
+    store = TrajectoryStore(tmp_path / "orbit.zarr")
+    assert store.attrs["pusht"]["behavior"] == "orbit" and store.attrs["pusht"]["explore_episodes"] == []
+    assert "orbit pusher" in store.attrs["source"] and first["explore_episodes"] == 0
+    assert first["contact_fraction"] > 0.05  # its arcs sweep into the block

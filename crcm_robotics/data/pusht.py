@@ -12,6 +12,8 @@ random targets mixed with pushes (like DINO-WM's ``pusht_noise`` data), so that 
 planner's proposals (far waypoints held a few steps, jittery targets) are in the
 training distribution; ``behavior=mixed`` makes an evenly spread ``explore_fraction``
 of the episodes exploratory and leaves the others exactly as ``scripted`` writes them.
+``behavior=orbit`` (:class:`OrbitPusher`) circles the block instead: a policy no preset trains on, for
+held-out evaluation of how a model carries over to unseen behaviour.
 The store's ``pusht`` attr records the behaviour and which episodes explored.
 
 Recorded per step ``i`` (DESIGN §2 step convention: ``frame[i+1]`` results from
@@ -77,6 +79,18 @@ def make_env(size: int):
     )
 
 
+def _toward(agent: np.ndarray, waypoint: np.ndarray, max_speed: float, noise: float,
+            rng: np.random.Generator) -> np.ndarray:
+    """The next commanded target: at most ``max_speed`` units towards ``waypoint``, plus Gaussian noise,
+    inside the workspace."""
+    step = waypoint - agent
+    dist = np.linalg.norm(step)
+    if dist > max_speed:
+        step = step * (max_speed / dist)
+    target = agent + step + rng.normal(0.0, noise, size=2)
+    return np.clip(target, 10.0, PUSHT_WORKSPACE - 10.0).astype(np.float32)
+
+
 class ScriptedPusher:
     """Approach → push through → re-approach, with exploration noise (see module docstring)."""
 
@@ -121,12 +135,7 @@ class ScriptedPusher:
             waypoint = self.wander_target
             if np.linalg.norm(agent - waypoint) < 15.0 or self.phase_steps > 25:
                 self._new_push(block_com)
-        step = waypoint - agent
-        dist = np.linalg.norm(step)
-        if dist > self.max_speed:
-            step = step * (self.max_speed / dist)
-        target = agent + step + self.rng.normal(0.0, self.noise, size=2)
-        return np.clip(target, 10.0, PUSHT_WORKSPACE - 10.0).astype(np.float32)
+        return _toward(agent, waypoint, self.max_speed, self.noise, self.rng)
 
 
 class ExplorePusher:
@@ -173,7 +182,40 @@ class ExplorePusher:
         return np.clip(target, 10.0, PUSHT_WORKSPACE - 10.0).astype(np.float32)
 
 
-BEHAVIORS = ("scripted", "explore", "mixed")
+class OrbitPusher:
+    """A held-out behaviour: the pusher circles the block's centre instead of pushing through it.
+
+    It orbits at a radius of 25–120 units (inside ~95 the arc sweeps into the block and turns or drags it)
+    at 0.06–0.22 rad per step, and every 15–45 steps draws a new radius, speed and direction. Training
+    sees straight pushes (scripted) and held or jittered targets (explore), never arcs round the block: a
+    store of these episodes scores how a model carries over to a policy it has not seen (no preset trains
+    on it).
+    """
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.max_speed = float(rng.uniform(18.0, 40.0))  # env units per step, as the scripted pusher's
+        self.noise = float(rng.uniform(2.0, 6.0))
+        self.steps_left = 0
+        self.radius = self.omega = 0.0
+
+    def _next_arc(self) -> None:
+        self.radius = float(self.rng.uniform(25.0, 120.0))
+        self.omega = float(self.rng.uniform(0.06, 0.22)) * (1.0 if self.rng.random() < 0.5 else -1.0)
+        self.steps_left = int(self.rng.integers(15, 46))
+
+    def __call__(self, agent: np.ndarray, block_com: np.ndarray) -> np.ndarray:
+        if self.steps_left <= 0:
+            self._next_arc()
+        self.steps_left -= 1
+        rel = agent - block_com
+        angle = math.atan2(rel[1], rel[0]) + self.omega
+        waypoint = block_com + self.radius * np.array([math.cos(angle), math.sin(angle)])
+        return _toward(agent, waypoint, self.max_speed, self.noise, self.rng)
+
+
+POLICIES = {"scripted": ScriptedPusher, "explore": ExplorePusher, "orbit": OrbitPusher}
+BEHAVIORS = ("scripted", "explore", "mixed", "orbit")
 
 
 def explore_episodes(behavior: str, explore_fraction: float, episodes: int) -> list[int]:
@@ -182,7 +224,7 @@ def explore_episodes(behavior: str, explore_fraction: float, episodes: int) -> l
         raise ValueError(f"behavior must be one of {BEHAVIORS}, got {behavior!r}")
     if not 0.0 <= explore_fraction <= 1.0:
         raise ValueError(f"explore_fraction must be in [0, 1], got {explore_fraction}")
-    if behavior == "scripted":
+    if behavior in ("scripted", "orbit"):
         return []
     if behavior == "explore":
         return list(range(episodes))
@@ -221,15 +263,16 @@ def _worker_env(size: int):
     return _WORKER_ENV[1]
 
 
-def collect_episode(task: tuple[int, ...]) -> EpisodeData:
-    """Roll out one episode; ``task = (seed, episode, size, min_steps, max_steps[, explore])``."""
+def collect_episode(task: tuple) -> EpisodeData:
+    """Roll out one episode; ``task = (seed, episode, size, min_steps, max_steps[, policy])``, ``policy`` a
+    key of :data:`POLICIES` (default ``scripted``)."""
     seed, episode, size, min_steps, max_steps = task[:5]
-    explore = bool(task[5]) if len(task) > 5 else False
+    policy_name = task[5] if len(task) > 5 else "scripted"
     rng = np.random.default_rng(episode_seed(seed, episode))
     env = _worker_env(size)
     obs, info = env.reset(seed=int(rng.integers(0, 2**31 - 1)))
     unwrapped = env.unwrapped
-    policy = ExplorePusher(rng) if explore else ScriptedPusher(rng)
+    policy = POLICIES[policy_name](rng)
     n = int(rng.integers(min_steps, max_steps + 1))
     frames = np.empty((n, size, size, 3), dtype=np.uint8)
     action = np.empty((n, 2), dtype=np.float32)
@@ -263,8 +306,8 @@ def generate_pusht(
 ) -> dict[str, float]:
     """Write ``episodes`` PushT episodes to a new store at ``out``; returns timing figures.
 
-    ``behavior``: ``scripted`` (default), ``explore`` or ``mixed`` (``explore_fraction`` of the
-    episodes explore; see the module docstring).
+    ``behavior``: ``scripted`` (default), ``explore``, ``mixed`` (``explore_fraction`` of the
+    episodes explore; see the module docstring) or ``orbit`` (:class:`OrbitPusher`, a held-out policy).
     """
     from crcm_robotics.data.store import TrajectoryWriter
     from crcm_robotics.data.parallel import ordered_results
@@ -298,7 +341,9 @@ def generate_pusht(
         overwrite=overwrite,
     )
     explore_set = set(exploring)
-    tasks = [(seed, e, size, min_steps, max_steps, e in explore_set) for e in range(episodes)]
+    plain = "orbit" if behavior == "orbit" else "scripted"  # the policy of the episodes that do not explore
+    tasks = [(seed, e, size, min_steps, max_steps, "explore" if e in explore_set else plain)
+             for e in range(episodes)]
     t0 = time.perf_counter()
     frames = contacts = 0
     bar = progress_bar(total=episodes, desc=f"PushT → {out}", unit="ep", enabled=progress)
