@@ -260,6 +260,20 @@ def test_training_curves_table_and_plots(tmp_path):
     # step 20's first record was replaced by the resumed run's: its -3.1 is not the worst any more
     assert buf.getvalue().splitlines()[-1].endswith("| -0.50 | -1.25 (step 2, update 30) |")
     assert (tmp_path / "plots" / "worst_step_vs_updates.png").stat().st_size > 1000
+    later = "| -0.50 | -1.25 (step 2, update 30) |"
+    for since, tail in ((20, later), (21, later), (10, later), (31, "| – | – |")):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert main([str(log), "--from-update", str(since)]) == 0
+        assert buf.getvalue().splitlines()[0].endswith(f"from update {since} |")
+        assert buf.getvalue().splitlines()[-1].endswith(tail), (since, buf.getvalue())
+    recs[4]["validation"].update(worst_step_vs_copy_last=0.75)  # now step 20's +0.2 is the worst from 20 on
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main([str(log), "--from-update", "20"]) == 0
+    assert buf.getvalue().splitlines()[-1].endswith("| -0.50 | +0.20 (step 1, update 20) |")
+    assert main([str(log), "--from-update", "-1"]) == 2
     assert (tmp_path / "plots" / "pusher_error_vs_updates.png").is_file()
     assert main([str(tmp_path / "nope.jsonl")]) == 2
 

@@ -5,8 +5,9 @@ records a run with ``train.validation.every`` writes to its log (``{"step", "sec
 "selected"}``; a resumed run appends to the same file, so a later record of an update replaces an
 earlier one) and prints one markdown table: per run, how many validations, the selected update and
 its figures, the last one's, the worst gap to copy-last, and the least margin at any single horizon step
-(where logged). ``--plot DIR`` draws mean PSNR minus copy-last, that least single-step margin and the
-pusher error against updates, one line per run.
+(where logged); ``--from-update N`` counts only validations from update N on in those two. ``--plot DIR``
+draws mean PSNR minus copy-last, that least single-step margin and the pusher error against updates, one
+line per run.
 """
 
 from __future__ import annotations
@@ -42,24 +43,28 @@ def run_name(log: Path) -> str:
     return log.name.removesuffix(".jsonl").removesuffix("_log")
 
 
-def curve_table(curves: dict[str, list[dict[str, Any]]]) -> str:
-    """Markdown: one row per run (figures in dB; pusher error in px)."""
+def curve_table(curves: dict[str, list[dict[str, Any]]], from_update: int = 0) -> str:
+    """Markdown: one row per run (figures in dB; pusher error in px). The two worst-case columns count the
+    validations at ``from_update`` and after only (a target set from some training length on)."""
+    since = f" from update {from_update}" if from_update else ""
     rows = ["| run | validations | selected update | PSNR | vs copy-last | pusher px | last update | last vs copy-last "
-            "| worst vs copy-last | worst single step (update) |", "|" + "---|" * 10]
+            f"| worst vs copy-last{since} | worst single step (update){since} |", "|" + "---|" * 10]
     for name, curve in curves.items():
         if not curve:
             rows.append(f"| {name} | 0 | – | – | – | – | – | – | – | – |")
             continue
-        stepwise = [r for r in curve if math.isfinite(r.get(WORST, math.nan))]  # logged since session 11
+        later = [r for r in curve if r["step"] >= from_update]
+        stepwise = [r for r in later if math.isfinite(r.get(WORST, math.nan))]  # logged since session 11
         worst = min(stepwise, key=lambda r: r[WORST]) if stepwise else None
         single = "–" if worst is None else (
             f"{worst[WORST]:+.2f} (step {int(worst['worst_step'])}, update {worst['step']})")
+        worst_mean = f"{min(r['psnr_vs_copy_last'] for r in later):+.2f}" if later else "–"
         best = max(curve, key=lambda r: r["psnr_vs_copy_last"])
         last = curve[-1]
         pusher = f"{best['agent_err_mean']:.2f}" if "agent_err_mean" in best else "–"
         rows.append(f"| {name} | {len(curve)} | {best['step']} | {best['psnr_mean']:.2f} | "
                     f"{best['psnr_vs_copy_last']:+.2f} | {pusher} | {last['step']} | {last['psnr_vs_copy_last']:+.2f} | "
-                    f"{min(r['psnr_vs_copy_last'] for r in curve):+.2f} | {single} |")
+                    f"{worst_mean} | {single} |")
     return "\n".join(rows)
 
 
@@ -102,13 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("logs", nargs="+", type=Path, help="run logs (*_log.jsonl)")
     ap.add_argument("--plot", type=Path, default=None, help="folder for the PNG plots")
+    ap.add_argument("--from-update", type=int, default=0, metavar="N",
+                    help="the worst-case columns count validations at update N and after only")
     args = ap.parse_args(argv)
+    if args.from_update < 0:
+        print(f"--from-update must be ≥ 0, got {args.from_update}", file=sys.stderr)
+        return 2
     missing = [str(p) for p in args.logs if not p.is_file()]
     if missing:
         print(f"no such log: {', '.join(missing)}", file=sys.stderr)
         return 2
     curves = {run_name(p): read_curve(p) for p in args.logs}
-    print(curve_table(curves))
+    print(curve_table(curves, args.from_update))
     if args.plot:
         for p in plot_curves(curves, args.plot):
             print(f"wrote {p}", file=sys.stderr)
