@@ -6,7 +6,10 @@ horizon and its worst step against copy-last, each student's mean PSNR minus its
 long-horizon PSNR (last frame, and mean over every frame) and pusher error averaged over seeds, and the first
 frame each seed falls below copy-last; then, over every teacher and seed, whether every
 ``--arm`` student is within ``--within`` dB of its teacher and whether its long-horizon PSNR, averaged, is at
-or above ``--against``'s. One JSON line.
+or above ``--against``'s. Evaluations named ``…_unseen`` (``distill_study.sh UNSEEN=STORE``: the same
+checkpoints on a behaviour policy no preset trains on) are kept apart, under ``"unseen"``: each teacher
+against copy-last there, each student against its teacher, and whether every ``--arm`` student is within
+``--within`` dB. One JSON line.
 
     python scripts/hold_summary.py outputs/hold_s9/all
 """
@@ -29,8 +32,37 @@ def below_copy_last_from(result: dict) -> int | None:
     return next((i for i, (p, c) in enumerate(pairs, 1) if p < c), None)
 
 
+UNSEEN = "_unseen"  # distill_study.sh UNSEEN=STORE: the horizon-16 evaluations repeated on an unseen policy
+
+
+def unseen_summary(unseen: dict[str, dict[int, dict]], teachers: dict[str, str], arm: str,
+                   within: float) -> dict:
+    """On the unseen policy's episodes: each teacher against copy-last, each student against its teacher."""
+    out: dict = {"teachers": {}}
+    gaps = []
+    for tag, tname in sorted(teachers.items()):
+        if tname not in unseen:
+            continue
+        t = unseen[tname][min(unseen[tname])]
+        base = t["baseline_copy_last"]
+        entry = {"psnr_mean": t["psnr_mean"], "copy_last_psnr_mean": base["psnr_mean"],
+                 "worst_step_vs_copy_last": round(min(a - b for a, b in zip(t["psnr"], base["psnr"])), 3),
+                 "students": {}}
+        for name, by_h in sorted(unseen.items()):
+            m = re.fullmatch(rf"{re.escape(tag)}_(.+)_s(\d+)_\d+step", name)
+            if m:
+                entry["students"][name] = gap = round(by_h[min(by_h)]["psnr_mean"] - t["psnr_mean"], 3)
+                if m.group(1) == arm:
+                    gaps.append(gap)
+        out["teachers"][tag] = entry
+    out[f"{arm}_within_{within}_db_of_teacher"] = bool(gaps) and all(g >= -within for g in gaps)
+    return out
+
+
 def summary(logdir: Path, arm: str, against: str, within: float) -> dict:
-    runs = collect(logdir)
+    everything = collect(logdir)
+    runs = {n: r for n, r in everything.items() if not n.endswith(UNSEEN)}
+    unseen = {n.removesuffix(UNSEEN): r for n, r in everything.items() if n.endswith(UNSEEN)}
     teachers = {m.group(1): name for name in runs if (m := re.fullmatch(r"teacher_([^_]+)_.+", name))}
     if not teachers:
         raise ValueError(f"no teacher_<tag>_… eval results in {logdir}; runs there: {sorted(runs)}")
@@ -75,6 +107,8 @@ def summary(logdir: Path, arm: str, against: str, within: float) -> dict:
         out[f"{arm}_psnr_long_avg"] = round(mean(long_arm), 3)
         out[f"{against}_psnr_long_avg"] = round(mean(long_against), 3)
         out[f"{arm}_at_or_above_{against}_long"] = mean(long_arm) >= mean(long_against)
+    if unseen:
+        out["unseen"] = unseen_summary(unseen, teachers, arm, within)
     return out
 
 

@@ -146,6 +146,21 @@ def test_hold_summary_holds_each_student_to_its_teacher(tmp_path, capsys):
     assert t["arms"]["sf_dmd"]["below_copy_last_from"] == [4]
     assert r["causal_rcm_within_1.0_db_of_teacher"] is False and r["causal_rcm_worst_gap_db"] == -1.25
     assert r["causal_rcm_at_or_above_sf_dmd_long"] is True
+    assert "unseen" not in r  # no evaluations on an unseen policy in this folder
     assert hold.main([str(tmp_path), "--within", "1.5"]) == 0
     assert json.loads(capsys.readouterr().out)["causal_rcm_within_1.5_db_of_teacher"] is True
+    # the same checkpoints on an unseen policy: apart from the figures above, which do not change
+    unseen_base = [18.0, 17.0]
+    (tmp_path / "eval_teacher_short_4ddim_unseen_h2.json").write_text(_eval_line([19.0, 17.5], unseen_base))
+    for seed, short in enumerate([(19.0, 17.0), (17.0, 16.0)]):  # gaps to the teacher: −0.25, −1.75
+        (tmp_path / f"eval_short_causal_rcm_s{seed}_2step_unseen_h2.json").write_text(
+            _eval_line(list(short), unseen_base))
+    assert hold.main([str(tmp_path)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert {k: v for k, v in again.items() if k != "unseen"} == r
+    u = again["unseen"]["teachers"]["short"]
+    assert u["psnr_mean"] == 18.25 and u["copy_last_psnr_mean"] == 17.5
+    assert u["worst_step_vs_copy_last"] == 0.5
+    assert u["students"] == {"short_causal_rcm_s0_2step": -0.25, "short_causal_rcm_s1_2step": -1.75}
+    assert again["unseen"]["causal_rcm_within_1.0_db_of_teacher"] is False
     assert hold.main([str(tmp_path / "empty")]) == 1 and "no teacher_" in capsys.readouterr().err

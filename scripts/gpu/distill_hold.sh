@@ -21,7 +21,8 @@
 #      short-teacher training per call, 7.5), UPDATES (150 per student), MINUTES (per student per call, 5.0),
 #      LONG (32 frames = 160 env steps at frame skip 5; past 32, a store of LONG_EPISODES (50) episodes long
 #      enough is built for it), SEEDS ("0 1"), METHODS, DEADLINE_S (evaluations not started by then are
-#      skipped, 420).
+#      skipped, 420), UNSEEN (as distill_study.sh: every horizon-16 evaluation repeated on a store of an
+#      unseen policy, built there if missing, e.g. UNSEEN=$WORK/orbit.zarr; hold_summary.py reports it apart).
 # DRY=1 rehearses every stage on the CPU at toy sizes (DRY_LONG=24: with a store of longer episodes).
 source scripts/gpu/setup.sh
 set -o pipefail

@@ -18,6 +18,9 @@
 #      RESUME (0; 1 = each arm continues outputs/student_LABEL from its train_state.pt when one is there)
 #      TEACHER_TAG (""): names the teacher's evaluations teacher_TAG_<sampler>, so calls on two teachers merge
 #      into one folder for study_table and scripts/hold_summary.py
+#      UNSEEN (""): a store of a behaviour policy no preset trains on; every horizon-16 evaluation is repeated
+#      on it, named <name>_unseen. Built if missing: UNSEEN_EPISODES (60) episodes, seed UNSEEN_SEED (100),
+#      UNSEEN_GEN ("size=64 min_steps=180 max_steps=300 behavior=orbit": the pusher circles the block)
 # DRY=1 rehearses on the CPU with tiny sizes.
 source scripts/gpu/setup.sh
 set -o pipefail
@@ -34,6 +37,10 @@ NM=$(wc -w <<< "$METHODS")
 LONG_STORE=${LONG_STORE:-$STORE}
 [ -d $LONG_STORE ] || crcm data pusht out=$LONG_STORE episodes=${LONG_EPISODES:-50} seed=${LONG_SEED:-9} \
     ${LONG_GEN:?LONG_STORE=$LONG_STORE is missing: give LONG_GEN to build it} overwrite=true 2>&1 | tail -1
+UNSEEN=${UNSEEN:-}
+[ -n "$UNSEEN" ] && [ ! -d "$UNSEEN" ] && crcm data pusht out=$UNSEEN episodes=${UNSEEN_EPISODES:-60} \
+    seed=${UNSEEN_SEED:-100} ${UNSEEN_GEN:-size=64 min_steps=180 max_steps=300 behavior=orbit} \
+    overwrite=true 2>&1 | tail -1
 ngpu=$( (nvidia-smi -L 2>/dev/null || true) | wc -l); ngpu=$((ngpu > 0 ? ngpu : 1))
 
 evaluate() {  # ckpt name steps solver horizon extra… (the long horizon on LONG_STORE)
@@ -42,6 +49,11 @@ evaluate() {  # ckpt name steps solver horizon extra… (the long horizon on LON
   if ((SECONDS > DEADLINE_S)); then echo "skipped $name h$h: past DEADLINE_S=$DEADLINE_S" >> $LOG/eval_errors.log; return; fi
   crcm eval "$ck" data.path=$store horizon=$h context=2 steps=$steps ${solver:+solver=$solver} \
       out=$EVAL/${name}_h$h "$@" 2>>$LOG/eval_errors.log | grep '^{' > $LOG/eval_${name}_h$h.json || true
+  if [ -n "$UNSEEN" ] && [ "$h" = 16 ]; then  # the same figures on the unseen policy's episodes
+    crcm eval "$ck" data.path=$UNSEEN horizon=16 context=2 steps=$steps ${solver:+solver=$solver} \
+        out=$EVAL/${name}_unseen_h16 time_batch1=false report=false "$@" 2>>$LOG/eval_errors.log \
+        | grep '^{' > $LOG/eval_${name}_unseen_h16.json || true
+  fi
 }
 
 # GPU i distils method i, evaluates its student, then takes teacher sampler i (so no run shares a GPU)
