@@ -23,16 +23,13 @@ import sys
 from pathlib import Path
 from statistics import mean
 
-from crcm_robotics.eval.study_table import collect
+from crcm_robotics.eval.study_table import UNSEEN, collect
 
 
 def below_copy_last_from(result: dict) -> int | None:
     """The first frame (1-based) whose PSNR is below copy-last's, or None if none is."""
     pairs = zip(result["psnr"], result["baseline_copy_last"]["psnr"])
     return next((i for i, (p, c) in enumerate(pairs, 1) if p < c), None)
-
-
-UNSEEN = "_unseen"  # distill_study.sh UNSEEN=STORE: the horizon-16 evaluations repeated on an unseen policy
 
 
 def unseen_summary(unseen: dict[str, dict[int, dict]], teachers: dict[str, str], arm: str,

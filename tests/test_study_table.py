@@ -35,6 +35,13 @@ def test_table_has_one_row_per_run_with_short_and_long_horizon(tmp_path, capsys)
     assert len(rows) == 5
     assert main([str(tmp_path)]) == 0 and "causal_rcm_2step" in capsys.readouterr().out
     assert main([]) == 2
+    # the same runs on an unseen policy's store: their own copy-last row, the first one unchanged
+    unseen = json.loads(_eval_line(23.0, 16, 3).splitlines()[-1])
+    unseen["baseline_copy_last"].update(psnr=[26.0] * 16, psnr_mean=26.0)
+    (tmp_path / "eval_causal_rcm_2step_unseen_h16.json").write_text(json.dumps(unseen) + "\n")
+    again = table(tmp_path).splitlines()
+    assert again[4].startswith("| causal_rcm_2step_unseen | 3 |") and again[5] == rows[4]
+    assert again[6].startswith("| copy last frame (unseen) | 0 | 26.00 | 0.950 | 26.00 | — | 2.00 |")
 
 
 def test_plots_the_named_runs_against_the_horizon(tmp_path, capsys):

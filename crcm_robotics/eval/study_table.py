@@ -23,6 +23,9 @@ from typing import Any
 from crcm_robotics.eval.report import line_plot
 
 
+UNSEEN = "_unseen"  # runs evaluated on a store of an unseen policy (distill_study.sh UNSEEN=STORE)
+
+
 def _last_json(path: Path) -> dict[str, Any] | None:
     lines = [ln for ln in path.read_text().splitlines() if ln.startswith("{")] if path.exists() else []
     return json.loads(lines[-1]) if lines else None
@@ -52,11 +55,14 @@ def table(logdir: Path) -> str:
     header = ("| run | passes/frame | mean PSNR 1..H | mean SSIM 1..H | PSNR @H | PSNR @long | pusher err @H (px) "
               "| pusher err mean 1..long (px) | ms/frame b1 (eager) | distill wall s |")
     rows = [header, "|---" * 10 + "|"]
-    base = None
+    base = unseen_base = None
     for name, by_h in sorted(runs.items(), key=lambda kv: (not kv[0].startswith("teacher"), kv[0])):
         short = by_h[min(by_h)]
         long = by_h[max(by_h)] if max(by_h) != min(by_h) else None
-        base = base or short.get("baseline_copy_last")
+        if name.endswith(UNSEEN):  # distill_study.sh UNSEEN=: another store, so another copy-last
+            unseen_base = unseen_base or short.get("baseline_copy_last")
+        else:
+            base = base or short.get("baseline_copy_last")
         arm = re.fullmatch(r"(.+)_\d+step(_mid[\d.,]+)?", name)
         method = arm.group(1) if arm else None
         summary = _last_json(logdir / f"distill_{method}.log") if method else None
@@ -76,6 +82,11 @@ def table(logdir: Path) -> str:
             f"{long_base['psnr'][-1]:.2f}" if long_base else "—",
             f"{base['agent_err_px'][-1]:.2f}" if "agent_err_px" in base else "—", _mean_pusher(long_base),
             "—", "—"]) + " |")
+    if unseen_base:
+        u = unseen_base
+        rows.append("| copy last frame (unseen) | 0 | " + " | ".join([
+            f"{u['psnr_mean']:.2f}", f"{u['ssim_mean']:.3f}", f"{u['psnr'][-1]:.2f}", "—",
+            f"{u['agent_err_px'][-1]:.2f}" if "agent_err_px" in u else "—", "—", "—", "—"]) + " |")
     return "\n".join(rows)
 
 
