@@ -88,3 +88,11 @@ def test_pusht_command_writes_a_valid_store(tmp_path, capsys):
     assert main(args) == 2  # refuses to overwrite
     assert capsys.readouterr().err.strip() == (
         f"crcm: error: {out} already exists; pass overwrite=True or open it with TrajectoryWriter.append_to")
+    # a generator argument out of range is one line too, and writes nothing
+    bad = tmp_path / "bad.zarr"
+    assert main(["data", "pusht", f"out={bad}", "episodes=2", "behavior=circle"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "crcm: error: behavior must be one of ('scripted', 'explore', 'mixed', 'orbit'), got 'circle'")
+    assert main(["data", "pusht", f"out={bad}", "episodes=2", "min_steps=30", "max_steps=20"]) == 2
+    assert capsys.readouterr().err.strip() == "crcm: error: need 2 ≤ min_steps ≤ max_steps, got 30, 20"
+    assert not bad.exists()

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from crcm_robotics.data.schema import StoreError
+
 PUSHT_FPS = 10.0
 PUSHT_WORKSPACE = 512.0
 STATE_NAMES = ("agent_x", "agent_y", "block_x", "block_y", "block_angle")
@@ -221,9 +223,9 @@ BEHAVIORS = ("scripted", "explore", "mixed", "orbit")
 def explore_episodes(behavior: str, explore_fraction: float, episodes: int) -> list[int]:
     """Which episodes explore: all (explore), none (scripted), or an evenly spread fraction (mixed)."""
     if behavior not in BEHAVIORS:
-        raise ValueError(f"behavior must be one of {BEHAVIORS}, got {behavior!r}")
+        raise StoreError(f"behavior must be one of {BEHAVIORS}, got {behavior!r}")
     if not 0.0 <= explore_fraction <= 1.0:
-        raise ValueError(f"explore_fraction must be in [0, 1], got {explore_fraction}")
+        raise StoreError(f"explore_fraction must be in [0, 1], got {explore_fraction}")
     if behavior in ("scripted", "orbit"):
         return []
     if behavior == "explore":
@@ -314,11 +316,11 @@ def generate_pusht(
     from crcm_robotics.progress import progress as progress_bar
 
     if episodes < 1:
-        raise ValueError(f"episodes must be ≥ 1, got {episodes}")
+        raise StoreError(f"episodes must be ≥ 1, got {episodes}")
     if not 8 <= size <= 512:
-        raise ValueError(f"size must be in [8, 512], got {size}")
+        raise StoreError(f"size must be in [8, 512], got {size}")
     if not 2 <= min_steps <= max_steps:
-        raise ValueError(f"need 2 ≤ min_steps ≤ max_steps, got {min_steps}, {max_steps}")
+        raise StoreError(f"need 2 ≤ min_steps ≤ max_steps, got {min_steps}, {max_steps}")
     exploring = explore_episodes(behavior, explore_fraction, episodes)
     workers = min(workers or min(os.cpu_count() or 1, 16), episodes)  # no idle processes
     writer = TrajectoryWriter.create(
