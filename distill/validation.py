@@ -25,11 +25,11 @@ from crcm_robotics.config import ConfigError, DataConfig, ModelConfig, Validatio
 from crcm_robotics.data.store import NormStats, TrajectoryStore
 from crcm_robotics.eval.evaluate import (EvalWindows, cut_windows, fitting_probe, predict, probe_scores,
                                          rollout_scores)
+from crcm_robotics.eval.training_curves import WORST  # the least margin over copy-last at any one step
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.model.tokenizer import FrameCodec
 
 SCORE = "psnr_vs_copy_last"  # the figure validation selects weights by (dB above copy-last)
-WORST = "worst_step_vs_copy_last"  # the least PSNR margin over copy-last at any one horizon step (dB)
 
 
 @dataclass
@@ -116,11 +116,10 @@ def build_validator(cfg: ValidationConfig, data: DataConfig, val_episodes: list[
 def worst_step(psnr: list[float], copy_psnr: list[float]) -> dict[str, float]:
     """The horizon step where the rollout's PSNR is least above copy-last's, and that margin (dB): the teacher
     target is to beat copy-last at *every* step, which the mean over steps can hide."""
-    gaps = [p - c if math.isfinite(p) and math.isfinite(c) else math.nan for p, c in zip(psnr, copy_psnr)]
-    finite = [(g, t) for t, g in enumerate(gaps, 1) if math.isfinite(g)]
-    if not finite or len(finite) < len(gaps):
+    gaps = [p - c for p, c in zip(psnr, copy_psnr)]
+    if not gaps or not all(math.isfinite(g) for g in gaps):
         return {WORST: math.nan, "worst_step": math.nan}
-    gap, step = min(finite)
+    gap, step = min((g, t) for t, g in enumerate(gaps, 1))
     return {WORST: round(gap, 3), "worst_step": float(step)}
 
 

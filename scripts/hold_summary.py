@@ -32,6 +32,11 @@ def below_copy_last_from(result: dict) -> int | None:
     return next((i for i, (p, c) in enumerate(pairs, 1) if p < c), None)
 
 
+def worst_gap(result: dict) -> float:
+    """The least PSNR margin over copy-last at any step (dB)."""
+    return round(min(p - c for p, c in zip(result["psnr"], result["baseline_copy_last"]["psnr"])), 3)
+
+
 def unseen_summary(unseen: dict[str, dict[int, dict]], teachers: dict[str, str], arm: str,
                    within: float) -> dict:
     """On the unseen policy's episodes: each teacher against copy-last, each student against its teacher."""
@@ -43,7 +48,7 @@ def unseen_summary(unseen: dict[str, dict[int, dict]], teachers: dict[str, str],
         t = unseen[tname][min(unseen[tname])]
         base = t["baseline_copy_last"]
         entry = {"psnr_mean": t["psnr_mean"], "copy_last_psnr_mean": base["psnr_mean"],
-                 "worst_step_vs_copy_last": round(min(a - b for a, b in zip(t["psnr"], base["psnr"])), 3),
+                 "worst_step_vs_copy_last": worst_gap(t),
                  "students": {}}
         for name, by_h in sorted(unseen.items()):
             m = re.fullmatch(rf"{re.escape(tag)}_(.+)_s(\d+)_\d+step", name)
@@ -69,8 +74,7 @@ def summary(logdir: Path, arm: str, against: str, within: float) -> dict:
         t = runs[tname]
         short_h, long_h = min(t), max(t)
         base = t[short_h]["baseline_copy_last"]
-        worst = min(a - b for a, b in zip(t[short_h]["psnr"], base["psnr"]))
-        entry = {"psnr_mean": t[short_h]["psnr_mean"], "worst_step_vs_copy_last": round(worst, 3),
+        entry = {"psnr_mean": t[short_h]["psnr_mean"], "worst_step_vs_copy_last": worst_gap(t[short_h]),
                  "copy_last_psnr_mean": base["psnr_mean"], "long_horizon": long_h,
                  "psnr_long_last": t[long_h]["psnr"][-1], "psnr_long_mean": round(mean(t[long_h]["psnr"]), 3),
                  "below_copy_last_from": below_copy_last_from(t[long_h]), "students": {}, "arms": {}}

@@ -48,6 +48,14 @@ def _mean_pusher(result: dict[str, Any] | None) -> str:
     return f"{sum(err) / len(err):.2f}" if err else "—"
 
 
+def _copy_last_row(label: str, base: dict[str, Any], long_base: dict[str, Any] | None) -> str:
+    return f"| {label} | 0 | " + " | ".join([
+        f"{base['psnr_mean']:.2f}", f"{base['ssim_mean']:.3f}", f"{base['psnr'][-1]:.2f}",
+        f"{long_base['psnr'][-1]:.2f}" if long_base else "—",
+        f"{base['agent_err_px'][-1]:.2f}" if "agent_err_px" in base else "—", _mean_pusher(long_base),
+        "—", "—"]) + " |"
+
+
 def table(logdir: Path) -> str:
     runs = collect(logdir)
     if not runs:
@@ -77,16 +85,9 @@ def table(logdir: Path) -> str:
     if base:
         longest = max(max(v) for v in runs.values())
         long_base = next((v[longest]["baseline_copy_last"] for v in runs.values() if longest in v), None)
-        rows.append("| copy last frame | 0 | " + " | ".join([
-            f"{base['psnr_mean']:.2f}", f"{base['ssim_mean']:.3f}", f"{base['psnr'][-1]:.2f}",
-            f"{long_base['psnr'][-1]:.2f}" if long_base else "—",
-            f"{base['agent_err_px'][-1]:.2f}" if "agent_err_px" in base else "—", _mean_pusher(long_base),
-            "—", "—"]) + " |")
+        rows.append(_copy_last_row("copy last frame", base, long_base))
     if unseen_base:
-        u = unseen_base
-        rows.append("| copy last frame (unseen) | 0 | " + " | ".join([
-            f"{u['psnr_mean']:.2f}", f"{u['ssim_mean']:.3f}", f"{u['psnr'][-1]:.2f}", "—",
-            f"{u['agent_err_px'][-1]:.2f}" if "agent_err_px" in u else "—", "—", "—", "—"]) + " |")
+        rows.append(_copy_last_row("copy last frame (unseen)", unseen_base, None))
     return "\n".join(rows)
 
 

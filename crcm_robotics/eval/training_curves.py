@@ -21,7 +21,7 @@ from typing import Any
 
 from crcm_robotics.eval.report import line_plot
 
-WORST = "worst_step_vs_copy_last"  # distill.validation.WORST (runtime side: no training import)
+WORST = "worst_step_vs_copy_last"  # logged by distill.validation: the least margin over copy-last at any step
 
 
 def read_curve(log: Path) -> list[dict[str, Any]]:

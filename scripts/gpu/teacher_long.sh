@@ -27,7 +27,8 @@ if [ -n "${DRY:-}" ]; then
   VAL="train.validation.every=20 train.validation.episodes=2 train.validation.windows_per_episode=2 \
 train.validation.horizon=4"; H=4
   DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE="steps=60 batch_size=32 width=8"
-  PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10 planner.replan_every=5"
+  PLAN="${PLAN/replan_every=10/replan_every=5} planner.samples=16 planner.iterations=2 planner.elites=4 \
+budget=10"
 fi
 PROBE_DIR=$(dirname $STORE)/probe_long
 teacher() {  # MINUTES: the teacher for that long (or to STEPS), resuming where the last call stopped
