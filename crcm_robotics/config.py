@@ -387,6 +387,12 @@ class TeacherObjectiveConfig:
     motion_weight: float = 0.0  # extra loss weight on pixels that change between frames (0 = plain MSE)
     motion_threshold: float = 0.05  # a pixel "moves" when a channel changes by more than this ([-1, 1] scale)
     motion_region: str = "pixel"  # pixel: the moved pixels (dilated 1 px); patch: every token patch holding one
+    # > 0: add this weight × a state-probe loss: a frozen probe (`crcm train probe`) reads the state (PushT:
+    # pusher and block pose) off every predicted clean frame, scored against the state the store logged.
+    # Pixel MSE barely sees a small block turn; this term asks the prediction to render the pose (pixel
+    # codec only; the store must log the probe's states)
+    state_weight: float = 0.0
+    state_probe: str | None = None  # the probe directory the state loss reads frames with
 
     eval_steps: int = 16  # ODE steps for previews and the default `crcm eval`
     eval_solver: str = "heun"
@@ -396,6 +402,11 @@ class TeacherObjectiveConfig:
             raise ConfigError(f"objective.motion_weight must be ≥ 0, got {self.motion_weight}")
         if self.motion_region not in ("pixel", "patch"):
             raise ConfigError(f"objective.motion_region={self.motion_region!r}; expected pixel or patch")
+        if not self.state_weight >= 0:
+            raise ConfigError(f"objective.state_weight must be ≥ 0, got {self.state_weight}")
+        if self.state_weight > 0 and not self.state_probe:
+            raise ConfigError("objective.state_weight > 0 needs objective.state_probe=DIR (a `crcm train "
+                              "probe` directory)")
 
 
 @dataclass

@@ -127,3 +127,83 @@ def test_motion_weight_marks_changed_pixels_and_reweights_the_loss():
     assert losses[0] != pytest.approx(losses[1], rel=1e-4)
     with pytest.raises(ValueError, match="motion_region"):
         TeacherObjectiveConfig(motion_region="blob").validate()
+
+
+def test_state_probe_loss_adds_the_probes_reading_of_the_predicted_frames(pusht_store_32, tmp_path,
+                                                                          one_torch_thread):
+    from crcm_robotics.config import ConfigError, TeacherObjectiveConfig
+    from crcm_robotics.data.store import TrajectoryStore
+    from crcm_robotics.model.checkpoint import load_checkpoint
+    from crcm_robotics.model.dit import CausalDiT
+    from crcm_robotics.model.tokenizer import PixelCodec
+    from crcm_robotics.plan.probe import ProbeSpec, StateProbe, load_probe, save_probe
+    from distill.probe import train_probe
+    from distill.teacher import denoising_loss, state_probe_loss, train_teacher
+
+    probe_dir = tmp_path / "probe"
+    train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={probe_dir}", "steps=10",
+                                               "batch_size=16", "width=8", "progress=false"]))
+    probe = load_probe(probe_dir).requires_grad_(False)
+    store = TrajectoryStore(pusht_store_32)
+    frames = torch.from_numpy(store.frames(0, 6)).reshape(2, 3, 32, 32, 3)
+    state = torch.from_numpy(store.state()[:6]).reshape(2, 3, -1)
+    x0 = PixelCodec(0.5).encode(frames)
+    # the loss is the probe's embedding error: zero against the probe's own reading, positive against others
+    own = probe.embed(frames.flatten(0, 1)).reshape(2, 3, -1)
+    x_hat = x0.clone().requires_grad_(True)
+    loss = state_probe_loss(probe, x_hat, state, 0.5)
+    expected = ((own - probe.spec.embed_states(state.flatten(0, 1).float()).reshape(2, 3, -1)) ** 2).mean()
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-4) and float(loss.detach()) > 0
+    loss.backward()
+    assert x_hat.grad is not None and x_hat.grad.abs().sum() > 0  # every predicted pixel can be moved by it
+
+    # inside the denoising loss: exactly the plain loss plus weight × the state term, whose gradient reaches
+    # the network; without a probe (SF-DMD's fake score) the weight is ignored
+    from crcm_robotics.config import ModelConfig
+    net = CausalDiT(ModelConfig(height=32, width=32, patch=8, dim=32, depth=1, heads=2, cache_frames=2,
+                                action_dim=store.action_dim))
+    torch.nn.init.normal_(net.final.linear.weight, std=0.1)
+    x_prev = torch.cat([x0[:, :1], x0[:, :-1]], dim=1)
+    act = torch.randn(2, 3, store.action_dim)
+    runs = {}
+    for name, cfg, p in (("plain", TeacherObjectiveConfig(), None),
+                         ("no_probe", TeacherObjectiveConfig(state_weight=2.0, state_probe="p"), None),
+                         ("state", TeacherObjectiveConfig(state_weight=2.0, state_probe="p"), probe)):
+        torch.manual_seed(0)
+        runs[name] = denoising_loss(net, x0, x_prev, act, cfg, probe=p, state=state)
+    assert float(runs["no_probe"][0]) == float(runs["plain"][0]) and "state_loss" not in runs["no_probe"][1]
+    state_term = runs["state"][1]["state_loss"]
+    assert state_term > 0
+    assert float(runs["state"][0]) == pytest.approx(float(runs["plain"][0]) + 2.0 * state_term, rel=1e-5)
+    net.zero_grad()
+    (runs["state"][0] - runs["plain"][0]).backward()
+    assert sum(float(p.grad.abs().sum()) for p in net.parameters() if p.grad is not None) > 0
+
+    # a real run logs the term; the probe is not trained and not saved with the teacher
+    out = tmp_path / "teacher"
+    before = {k: v.clone() for k, v in probe.state_dict().items()}
+    train_teacher(teacher_cfg(pusht_store_32, out, "train.steps=2", "train.log_every=1", "optim.batch_size=2",
+                              "objective.state_weight=0.5", f"objective.state_probe={probe_dir}"))
+    logs = [json.loads(line) for line in out.with_name("teacher_log.jsonl").read_text().splitlines()]
+    assert all(r["state_loss"] > 0 for r in logs if "loss" in r) and len(logs) == 2
+    assert all(torch.equal(before[k], v) for k, v in load_probe(probe_dir).state_dict().items())
+    assert not any(k.startswith(("features.", "head.")) for k in load_checkpoint(out).state_dict)
+
+    # bad settings: one-line errors naming what is wrong
+    def run(name, *extra):
+        train_teacher(teacher_cfg(pusht_store_32, tmp_path / name, "train.steps=1",
+                                  "objective.state_weight=1", *extra))
+
+    with pytest.raises(ConfigError, match="state_weight > 0 needs objective.state_probe"):
+        run("t1")
+    spec = probe.spec
+    wrong_size = save_probe(tmp_path / "p64", StateProbe(ProbeSpec(spec.state_names, spec.angles, spec.centre,
+                                                                   spec.scale, (64, 64), 8)))
+    with pytest.raises(ConfigError, match="reads 64x64 frames; this model predicts 32x32"):
+        run("t2", f"objective.state_probe={wrong_size}")
+    three = save_probe(tmp_path / "p3", StateProbe(ProbeSpec(("a", "b", "c"), (False,) * 3, (0.0,) * 3,
+                                                             (1.0,) * 3, (32, 32), 8)))
+    with pytest.raises(ConfigError, match="reads 3 states .* the store logs 5 state columns"):
+        run("t3", f"objective.state_probe={three}")
+    with pytest.raises(ConfigError, match="state_weight must be ≥ 0"):
+        TeacherObjectiveConfig(state_weight=-1.0).validate()

@@ -4,7 +4,8 @@
 # The curves table (markdown) and plots, each run's last JSON line and the selected teachers come back under $OUT.
 # Usage (device tool, carry .whl):  TEACHERS="short:3300 long:40000" bash scripts/gpu/teacher_curves.sh
 # Env: TEACHERS ("short:3300 long:40000": LABEL:UPDATES, trained into outputs/teacher_LABEL), MINUTES (8.0 per call),
-#      VAL_EVERY (250), PRESET (small), EXTRA (more train overrides), EPISODES/GEN/STORE (as distill_study.sh)
+#      VAL_EVERY (250), PRESET (small), EXTRA (more train overrides), EXTRA_<LABEL> (overrides of that teacher
+#      only, after EXTRA), EPISODES/GEN/STORE (as distill_study.sh)
 # DRY=1 rehearses on the CPU: DRY=1 PRESET=tiny TEACHERS="a:20" EPISODES=12 GEN="size=32 min_steps=40 max_steps=60"
 source scripts/gpu/setup.sh
 set -o pipefail
@@ -18,9 +19,11 @@ for t in $TEACHERS; do
   label=${t%%:*}; steps=${t#*:}; out=outputs/teacher_$label
   resume=""
   if [ -f $out/train_state.pt ]; then resume=train.resume=$out; fi
+  own=EXTRA_$label
   ( export CUDA_VISIBLE_DEVICES=$((gpu % ngpu))
     crcm train teacher preset=$PRESET data.path=$STORE train.out=$out train.steps=$steps train.max_minutes=$MINUTES \
-        train.validation.every=$VAL_EVERY train.progress=false $resume ${EXTRA:-} >> outputs/teacher_${label}_run.log 2>&1
+        train.validation.every=$VAL_EVERY train.progress=false $resume ${EXTRA:-} ${!own:-} \
+        >> outputs/teacher_${label}_run.log 2>&1
   ) &
   gpu=$((gpu + 1))
 done
