@@ -164,3 +164,31 @@ def test_hold_summary_holds_each_student_to_its_teacher(tmp_path, capsys):
     assert u["students"] == {"short_causal_rcm_s0_2step": -0.25, "short_causal_rcm_s1_2step": -1.75}
     assert again["unseen"]["causal_rcm_within_1.0_db_of_teacher"] is False
     assert hold.main([str(tmp_path / "empty")]) == 1 and "no teacher_" in capsys.readouterr().err
+
+
+def test_x0_readout_reads_the_one_pass_estimate_by_noise_time(tiny_teacher, pusht_store_32, tmp_path, capsys,
+                                                               one_torch_thread):
+    from crcm_robotics.conf import compose_config
+    from distill.probe import train_probe
+
+    probe = tmp_path / "probe"
+    train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={probe}", "steps=5",
+                                               "batch_size=16", "width=8", "progress=false"]))
+    script = load_script("x0_readout")
+    png = tmp_path / "x0.png"
+    script.main([str(tiny_teacher), str(pusht_store_32), str(probe), "--times", "0.01", "1.5",
+                 "--episodes", "3", "--windows", "4", "--png", str(png)])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    frames = result["windows"] * result["frames_per_window"]
+    assert result["windows"] > 0
+    for row in ("real_frames", "previous_frame", "t_0.01", "t_1.5"):
+        split = result[row][str(probe)]
+        assert split["still"]["frames"] + split["moved"]["frames"] == frames
+    real, near = result["real_frames"][str(probe)], result["t_0.01"][str(probe)]
+    # at t = 0.01 the estimate cos t·x_t − sin t·F is x0 to within 1 %: it reads as the real frame
+    for part in ("still", "moved"):
+        if real[part]["frames"]:
+            assert abs(near[part]["position"] - real[part]["position"]) < 1.0
+    assert png.stat().st_size > 0 and result["png"] == str(png)
+    with pytest.raises(SystemExit, match="--times must lie in"):
+        script.main([str(tiny_teacher), str(pusht_store_32), str(probe), "--times", "2.0"])
