@@ -25,7 +25,7 @@ from crcm_robotics.config import ConfigError, DataConfig, ModelConfig, Validatio
 from crcm_robotics.data.store import NormStats, TrajectoryStore
 from crcm_robotics.eval.evaluate import (EvalWindows, cut_windows, fitting_probe, predict, probe_scores,
                                          rollout_scores)
-from crcm_robotics.eval.training_curves import WORST  # the least margin over copy-last at any one step
+from crcm_robotics.eval.training_curves import WORST, worst_step  # the least margin over copy-last at a step
 from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
 from crcm_robotics.model.tokenizer import FrameCodec
 
@@ -111,16 +111,6 @@ def build_validator(cfg: ValidationConfig, data: DataConfig, val_episodes: list[
             raise ConfigError(f"train.validation.probe={cfg.probe}: {e}") from None
         baseline_probe = probe_scores(probe, copy_last, windows.states[:, k:], device)["probe_err_mean"]
     return Validator(cfg, windows, spec, codec, device, baseline, probe, baseline_probe)
-
-
-def worst_step(psnr: list[float], copy_psnr: list[float]) -> dict[str, float]:
-    """The horizon step where the rollout's PSNR is least above copy-last's, and that margin (dB): the teacher
-    target is to beat copy-last at *every* step, which the mean over steps can hide."""
-    gaps = [p - c for p, c in zip(psnr, copy_psnr)]
-    if not gaps or not all(math.isfinite(g) for g in gaps):
-        return {WORST: math.nan, "worst_step": math.nan}
-    gap, step = min((g, t) for t, g in enumerate(gaps, 1))
-    return {WORST: round(gap, 3), "worst_step": float(step)}
 
 
 def pusher_gain_db(figures: dict[str, float]) -> float:

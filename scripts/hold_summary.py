@@ -24,6 +24,7 @@ from pathlib import Path
 from statistics import mean
 
 from crcm_robotics.eval.study_table import UNSEEN, collect
+from crcm_robotics.eval.training_curves import WORST, worst_step
 
 
 def below_copy_last_from(result: dict) -> int | None:
@@ -33,8 +34,8 @@ def below_copy_last_from(result: dict) -> int | None:
 
 
 def worst_gap(result: dict) -> float:
-    """The least PSNR margin over copy-last at any step (dB)."""
-    return round(min(p - c for p, c in zip(result["psnr"], result["baseline_copy_last"]["psnr"])), 3)
+    """The least PSNR margin over copy-last at any step (dB) of a ``crcm eval`` result."""
+    return worst_step(result["psnr"], result["baseline_copy_last"]["psnr"])[WORST]
 
 
 def unseen_summary(unseen: dict[str, dict[int, dict]], teachers: dict[str, str], arm: str,

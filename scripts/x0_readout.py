@@ -83,11 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     result: dict = {"ckpt": args.ckpt, "windows": n, "frames_per_window": t_len,
                     "real_frames": read(batch["frames"]),
                     "previous_frame": read(codec.decode(batch["x_prev"]))}
-    shown = [(int(i), int(j)) for i, j in np.argwhere(moved)[:: max(1, int(moved.sum()) // 8)][:8]]
+    # the picture's columns: up to 8 frames whose block moved (the first frames if none did)
+    picked = np.argwhere(moved) if moved.any() else np.argwhere(np.ones_like(moved))
+    shown = [(int(i), int(j)) for i, j in picked[:: max(1, len(picked) // 8)][:8]]
     rows = [np.stack([batch["frames"][i, j].cpu().numpy() for i, j in shown])]
     gen = torch.Generator(device=device).manual_seed(args.seed)
+    x0 = batch["x"].float()
     for t in args.times:
-        x0 = batch["x"].float()
         times = torch.full((n, t_len), t, device=device)
         eps = torch.randn(x0.shape, generator=gen, device=device)
         x_t = tf.add_noise(x0, eps, times)

@@ -24,6 +24,17 @@ from crcm_robotics.eval.report import line_plot
 WORST = "worst_step_vs_copy_last"  # logged by distill.validation: the least margin over copy-last at any step
 
 
+def worst_step(psnr: list[float], copy_psnr: list[float]) -> dict[str, float]:
+    """The horizon step where the rollout's PSNR is least above copy-last's, and that margin (dB): the teacher
+    target is to beat copy-last at *every* step, which the mean over steps can hide. Validation logs it;
+    ``scripts/hold_summary.py`` reads it off ``crcm eval`` results."""
+    gaps = [p - c for p, c in zip(psnr, copy_psnr)]
+    if not gaps or not all(math.isfinite(g) for g in gaps):
+        return {WORST: math.nan, "worst_step": math.nan}
+    gap, step = min((g, t) for t, g in enumerate(gaps, 1))
+    return {WORST: round(gap, 3), "worst_step": float(step)}
+
+
 def read_curve(log: Path) -> list[dict[str, Any]]:
     """The run's validations in update order: ``{"step", "seconds", **figures}`` each."""
     by_step: dict[int, dict[str, Any]] = {}

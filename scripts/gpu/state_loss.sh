@@ -19,34 +19,20 @@
 #      LOSS_PROBE (outputs/gpu_long/probe_cpu), PLAN_ARMS ("state plain"). DRY=1 rehearses on the CPU.
 source scripts/gpu/setup.sh
 set -o pipefail
-T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
-STORE=${STORE:-outputs/pusht64.zarr}; STEPS=${STEPS:-5000}; SEED=${SEED:-1}; WEIGHT=${WEIGHT:-10}
-LOSS_PROBE=${LOSS_PROBE:-outputs/gpu_long/probe_cpu}; DEV=cuda; BACKEND=cuda_graph; H=16
-EPISODES=50; GOALS=50
-VAL="train.validation.every=500 train.validation.episodes=$(( ${VAL_WINDOWS:-32} / 2 )) \
-train.validation.windows_per_episode=2"
-DATA="episodes=500 min_steps=180 max_steps=300"; PROBE="steps=4000"; PRESET=small; BME="--episodes 20"
-PLAN="planner.mode=delta planner.replan_every=10 planner.probe_position_unit=20 \
-planner.probe_angle_unit=0.349"
+DRY_DIR=outputs/state_loss_dry source scripts/gpu/long_recipe.sh
+STEPS=${STEPS:-5000}; SEED=${SEED:-1}; WEIGHT=${WEIGHT:-10}
+LOSS_PROBE=${LOSS_PROBE:-outputs/gpu_long/probe_cpu}; BACKEND=cuda_graph
+EPISODES=50; GOALS=50; BME="--episodes 20"
 if [ -n "${DRY:-}" ]; then
-  STORE=outputs/state_loss_dry/pusht.zarr; DEV=cpu; BACKEND=eager; STEPS=40; PRESET=tiny; H=4
-  EPISODES=2; GOALS=2
-  VAL="train.validation.every=20 train.validation.episodes=2 train.validation.windows_per_episode=2 \
-train.validation.horizon=4"; BME="--episodes 2 --horizon 3"
-  DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE="steps=60 batch_size=32 width=8"
-  PLAN="${PLAN/replan_every=10/replan_every=5} planner.samples=16 planner.iterations=2 planner.elites=4 \
-budget=10"
+  BACKEND=eager; STEPS=40; EPISODES=2; GOALS=2; BME="--episodes 2 --horizon 3"
+  LOSS_PROBE=$PROBE_DIR  # the toy store's only probe
 fi
-PROBE_DIR=$(dirname $STORE)/probe_long
-[ -n "${DRY:-}" ] && LOSS_PROBE=$PROBE_DIR  # the toy store's only probe
 WORK=outputs/state_loss; mkdir -p $WORK
 teachers() {  # MINUTES: both teachers for that long (or to STEPS), resuming where the last call stopped
   EXTRA_state="objective.state_weight=$WEIGHT objective.state_probe=$LOSS_PROBE" \
   MINUTES=$1 TEACHERS="plain:$STEPS state:$STEPS" STORE=$STORE PRESET=$PRESET VAL_EVERY=500 OUT=$WORK/curves \
-    EXTRA="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25 train.seed=$SEED \
-train.validation.probe=$PROBE_DIR $VAL" bash scripts/gpu/teacher_curves.sh
+    EXTRA="$RECIPE train.seed=$SEED" bash scripts/gpu/teacher_curves.sh
 }
-minutes_left() { $PY -c "print(round(max(0.2, ($(left) - ${1:-40}) / 60), 2))"; }
 bundle() {  # NAME: this call's logs, curves and results as one tarball under $OUT
   tar czf "$OUT/$1.tgz" $(ls -d $WORK/*.log $WORK/*.json $WORK/eval_* $WORK/plan_* \
       $WORK/curves/teacher_curves* outputs/teacher_{plain,state}_log.jsonl \
@@ -55,10 +41,7 @@ bundle() {  # NAME: this call's logs, curves and results as one tarball under $O
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
   [ -f $LOSS_PROBE/meta.json ] || [ -n "${DRY:-}" ] || { echo "state_loss.sh: carry $LOSS_PROBE"; exit 1; }
-  [ -d $STORE ] || crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
-  [ -f $PROBE_DIR/meta.json ] || crcm train probe data.path=$STORE out=$PROBE_DIR device=$DEV progress=false \
-      $PROBE | tail -1
-  echo "stage 1: store and probe at $(( $(date +%s) - T0 )) s"
+  store_and_probe
   teachers $(minutes_left)
   } 2>&1 | tee "$WORK/stage1.log"
   bundle state_loss1 ;;

@@ -15,34 +15,16 @@
 #      OW (6), STORE (outputs/pusht64.zarr). DRY=1 rehearses every stage on the CPU at toy sizes.
 source scripts/gpu/setup.sh
 set -o pipefail
-T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
-STORE=${STORE:-outputs/pusht64.zarr}; STEPS=${STEPS:-13000}; OW=${OW:-6}; DEV=cuda; H=16
-VAL="train.validation.every=500 train.validation.episodes=$(( ${VAL_WINDOWS:-32} / 2 )) \
-train.validation.windows_per_episode=2"
-DATA="episodes=500 min_steps=180 max_steps=300"; PROBE="steps=4000"; PRESET=small
-PLAN="planner.mode=delta planner.replan_every=10 planner.probe_position_unit=20 \
-planner.probe_angle_unit=0.349"
-if [ -n "${DRY:-}" ]; then
-  STORE=outputs/teacher_long_dry/pusht.zarr; DEV=cpu; STEPS=40; OW=1; PRESET=tiny
-  VAL="train.validation.every=20 train.validation.episodes=2 train.validation.windows_per_episode=2 \
-train.validation.horizon=4"; H=4
-  DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE="steps=60 batch_size=32 width=8"
-  PLAN="${PLAN/replan_every=10/replan_every=5} planner.samples=16 planner.iterations=2 planner.elites=4 \
-budget=10"
-fi
-PROBE_DIR=$(dirname $STORE)/probe_long
+DRY_DIR=outputs/teacher_long_dry source scripts/gpu/long_recipe.sh
+STEPS=${STEPS:-13000}; OW=${OW:-6}
+[ -n "${DRY:-}" ] && STEPS=40 && OW=1
 teacher() {  # MINUTES: the teacher for that long (or to STEPS), resuming where the last call stopped
-  MINUTES=$1 TEACHERS="long:$STEPS" STORE=$STORE PRESET=$PRESET VAL_EVERY=500 \
-    EXTRA="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25 \
-train.validation.probe=$PROBE_DIR $VAL" bash scripts/gpu/teacher_curves.sh
+  MINUTES=$1 TEACHERS="long:$STEPS" STORE=$STORE PRESET=$PRESET VAL_EVERY=500 EXTRA="$RECIPE" \
+    bash scripts/gpu/teacher_curves.sh
 }
-minutes_left() { $PY -c "print(round(max(0.2, ($(left) - ${1:-40}) / 60), 2))"; }
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
-  [ -d $STORE ] || crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
-  [ -f $PROBE_DIR/meta.json ] || crcm train probe data.path=$STORE out=$PROBE_DIR device=$DEV progress=false \
-      $PROBE | tail -1
-  echo "stage 1: store and probe at $(( $(date +%s) - T0 )) s"
+  store_and_probe
   teacher $(minutes_left)
   } 2>&1 | tee "$OUT/teacher_long1.log" ;;
 2) {
