@@ -192,3 +192,86 @@ def test_x0_readout_reads_the_one_pass_estimate_by_noise_time(tiny_teacher, push
     assert png.stat().st_size > 0 and result["png"] == str(png)
     with pytest.raises(SystemExit, match="--times must lie in"):
         script.main([str(tiny_teacher), str(pusht_store_32), str(probe), "--times", "2.0"])
+
+
+def test_state_model_planning_reads_its_context_and_plans_in_gym_pusht(pusht_store_32, tmp_path, capsys,
+                                                                       monkeypatch, one_torch_thread):
+    import numpy as np
+    import torch
+
+    from crcm_robotics.config import PlannerConfig
+    from crcm_robotics.data.store import TrajectoryStore
+    from crcm_robotics.eval.plan_bench import PushTDomain, state_cost
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # it imports block_predictability, as a script does
+    script = load_script("state_model_planning")
+    store = TrajectoryStore(pusht_store_32)
+    ctx, act, fut = script.windows(store, [0, 1], script.FRAMES)
+    back = script.decode_states(ctx, script.state_targets(ctx, fut))  # the target encodes every state exactly
+    np.testing.assert_allclose(back[..., :4], fut[..., :4], atol=1e-6)
+    np.testing.assert_allclose(np.cos(back[..., 4] - fut[..., 4]), 1.0, atol=1e-9)
+
+    prev, cur, acts, nxt = script.step_pairs(store, [0], k=5)  # the step model's data and change, exactly
+    assert acts.shape[1:] == (5, 2) and len(prev) == len(store.episode(0)["state"]) - 10
+    stepped = script.apply_step(cur, script.step_targets(cur, nxt))
+    np.testing.assert_allclose(stepped[:, :4], nxt[:, :4], atol=1e-9)
+    np.testing.assert_allclose(np.cos(stepped[:, 4] - nxt[:, 4]), 1.0)
+    for k in (1, 5):  # a step model that changes nothing: every frame is the current state, read every 5 steps
+        still = script.StepModel(lambda x: torch.zeros(len(x), 5), np.zeros(5), np.ones(5), k)
+        pred = still.predict(ctx[:3], act[:3])
+        assert pred.shape == (3, script.FRAMES, 5)
+        np.testing.assert_allclose(pred, np.repeat(ctx[:3, -1:], script.FRAMES, axis=1))
+    with pytest.raises(ValueError, match="must divide"):
+        script.StepModel(None, np.zeros(5), np.ones(5), 3)
+
+    class PusherAtTarget:
+        """A stand-in model: the pusher sits on each frame's last commanded target, the block never moves."""
+
+        def predict(self, c: np.ndarray, a: np.ndarray) -> np.ndarray:
+            out = np.repeat(c[:, -1:], script.FRAMES, axis=1).copy()
+            out[..., :2] = a[:, 2 * script.SKIP - 1::script.SKIP][:, :script.FRAMES]
+            return out
+
+    class Pair:
+        episode, start = 0, 10
+
+    recorder = script.RecordingSim(None, store)
+    recorder.begin(Pair)
+    states = store.episode(0)["state"]
+    np.testing.assert_array_equal(np.stack(recorder.states), states[5:11])
+    arm = script.StateModelArm("m", PusherAtTarget(), recorder, 0.0, cfg=PlannerConfig(),
+                               device=torch.device("cpu"), low=np.zeros(2, np.float32),
+                               high=np.full(2, 512, np.float32), domain=PushTDomain())
+    history = (np.zeros((11, 32, 32, 3), np.uint8), store.episode(0)["action"][:10].astype(np.float32))
+    goal = states[10].astype(np.float64).copy()
+    goal[:2] = [100.0, 200.0]
+    score = arm.scorer(states[10].astype(np.float64), history, np.zeros((32, 32, 3), np.uint8), goal)
+    cands = torch.full((3, 10, 2), 300.0)  # 10 steps (a budget's end): the 2nd frame is the one scored
+    cands[0, 9] = torch.tensor([100.0, 200.0])  # ends on the goal's pusher
+    cands[1, 4] = torch.tensor([100.0, 200.0])  # passes it at the 1st frame only
+    costs = score(cands)
+    expected = [goal.copy(), goal.copy(), goal.copy()]
+    expected[1][:2] = expected[2][:2] = 300.0
+    torch.testing.assert_close(costs, state_cost(np.stack(expected)[:, None], goal))
+    assert costs[0] < costs[1] == costs[2]
+    with pytest.raises(RuntimeError, match="RecordingSim.begin"):
+        arm.scorer(states[20].astype(np.float64), history, np.zeros((32, 32, 3), np.uint8), goal)
+
+    script.main([str(pusht_store_32), "--goals", "2", "--steps", "5", "--samples", "8", "--iterations", "1",
+                 "--elites", "2", "--workers", "1", "--out", str(tmp_path / "smp")])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["arms"]) == {"oracle_state", "state_mlp"} and result["goals"] == 2
+    for figures in result["arms"].values():
+        assert {"success_any", "success_end", "block_pos_error", "replan_ms_median"} <= set(figures)
+    assert len(result["state_mlp"]["pusher_by_frame"]) == script.FRAMES
+    assert len((tmp_path / "smp" / "state_mlp.goals.jsonl").read_text().splitlines()) == 2
+    script.main([str(pusht_store_32), "--goals", "1", "--steps", "5", "--samples", "8", "--iterations", "1",
+                 "--elites", "2", "--model", "step", "--step-size", "5", "--arms", "state_mlp",
+                 "--out", str(tmp_path / "smp_step")])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["state_mlp"]["model"] == "step" and result["state_mlp"]["step_size"] == 5
+    assert result["arms"]["state_mlp"]["goals"] == 1
+    with pytest.raises(SystemExit, match="--replan-every 7: a multiple of 5"):
+        script.main([str(pusht_store_32), "--replan-every", "7"])
+    with pytest.raises(SystemExit, match="planner settings: elites must be in"):
+        script.main([str(pusht_store_32), "--samples", "8", "--steps", "1"])

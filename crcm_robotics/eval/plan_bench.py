@@ -29,7 +29,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -277,8 +277,13 @@ class Arm:
         horizon = self.cfg.horizon
         if not self.cfg.cost_at_budget_end or remaining >= horizon:
             return horizon
-        k = self.wm.frame_skip if self.wm is not None else 1
+        k = self.frame_skip
         return min(horizon, -(-max(remaining, 1) // k) * k)
+
+    @property
+    def frame_skip(self) -> int:
+        """Env steps per step of the arm's model of the world (the simulator's: 1)."""
+        return self.wm.frame_skip if self.wm is not None else 1
 
     def propose(self, state: np.ndarray, history: tuple[np.ndarray, np.ndarray], goal: np.ndarray,
                 anchor: np.ndarray, goal_state: np.ndarray, remaining: int | None = None
@@ -291,20 +296,7 @@ class Arm:
             z = self.rng.uniform(self.low, self.high, (self.space.decisions, len(self.low))).astype(np.float32)
             return np.repeat(z, self.cfg.hold, axis=0)[: self.cfg.horizon], 0.0
         anchor_t = torch.as_tensor(anchor, dtype=torch.float32, device=self.device)
-        if self.kind == "oracle":
-            frames_mode = "all" if self.cfg.cost.endswith("path") else "last"
-
-            def render(actions: torch.Tensor) -> torch.Tensor:
-                frames, _ = self.pool.rollout(state, actions.cpu().numpy(), frames=frames_mode)
-                return torch.from_numpy(frames).to(self.device)
-
-            score = frames_score(render, goal, self.cfg.cost, self.device, self.probe)
-        elif self.kind == "oracle_state":
-            def score(actions: torch.Tensor) -> torch.Tensor:
-                states = self.pool.rollout(state, actions.cpu().numpy(), frames="none")[1]
-                return self.domain.state_cost(states, goal_state)
-        else:
-            score = imagined_score(self.wm, history, goal, self.cfg.cost, seed=self.cfg.seed)
+        score = self.scorer(state, history, goal, goal_state)
         steps = self.scored_steps(self.cfg.horizon if remaining is None else remaining)
         if steps < self.cfg.horizon:
             full_score = score
@@ -313,6 +305,26 @@ class Arm:
                 return full_score(actions[:, :steps])
         result = self.mpc.plan(score, anchor_t)
         return result.actions.cpu().numpy(), result.ms
+
+    def scorer(self, state: np.ndarray, history: tuple[np.ndarray, np.ndarray], goal: np.ndarray,
+               goal_state: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The cost of candidate env-step actions [N, L, A] from ``state`` under the arm's model of the world
+        (a subclass may bring another model: ``scripts/state_model_planning.py``)."""
+        if self.kind == "oracle":
+            frames_mode = "all" if self.cfg.cost.endswith("path") else "last"
+
+            def render(actions: torch.Tensor) -> torch.Tensor:
+                frames, _ = self.pool.rollout(state, actions.cpu().numpy(), frames=frames_mode)
+                return torch.from_numpy(frames).to(self.device)
+
+            return frames_score(render, goal, self.cfg.cost, self.device, self.probe)
+        if self.kind == "oracle_state":
+            def score(actions: torch.Tensor) -> torch.Tensor:
+                states = self.pool.rollout(state, actions.cpu().numpy(), frames="none")[1]
+                return self.domain.state_cost(states, goal_state)
+
+            return score
+        return imagined_score(self.wm, history, goal, self.cfg.cost, seed=self.cfg.seed)
 
     def advance(self, executed: int) -> None:
         self.mpc.advance(executed)
@@ -360,7 +372,7 @@ def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False
                 first_success = step
             if shown is not None:
                 shown["executed"].append(frame)
-                k = arm.wm.frame_skip if arm.wm is not None else 1
+                k = arm.frame_skip
                 shown["imagined"].append(dream[min(i // k, len(dream) - 1)] if dream is not None else frame)
         arm.advance(n)
         sim_state = domain.sim_state(sim, state)

@@ -1,0 +1,367 @@
+"""PushT: how far the benchmark's planner gets with a learnt *state* model in place of the pixel world model.
+
+The pixel models' planning misses are traced to the pushed block (docs/results.md, Planning), and an MLP
+given exact states leaves a pushed block 15.6 units off one model frame ahead
+(``scripts/block_predictability.py``). This asks what such a model is worth in the closed loop: an MLP
+trained on the same store predicts the pusher's and the block's state at every 5th env step of a candidate
+from what the pixel model gets (the states 5 env steps back and now, the 5 actions between them and the
+candidate's actions). The planner, its settings and the goals are ``crcm bench plan``'s; candidates are ranked
+by the predicted final state's distance to the goal state in the success rule's units (the ``oracle_state``
+arm's cost). Arms, on the same goals in real gym-pusht:
+
+- ``oracle_state``: the simulator's true states, the planner's ceiling with this cost;
+- ``state_mlp``: the MLP (``--obs-noise U``: its context read to ±U env units, as a 64×64 frame reads it).
+
+One JSON line: the MLP's held-out errors (pusher, and the block split by whether it moved) and per arm the
+benchmark's figures; per-goal lines and the report under ``--out``.
+
+    python scripts/state_model_planning.py STORE [--goals-from CKPT] [--goals 50] [--steps 4000]
+        [--arms oracle_state state_mlp] [--replan-every 10] [--obs-noise 0] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from block_predictability import MOVE_UNIT, SKIP, UNIT, features, fit, noisy, scores, windows
+
+from crcm_robotics.config import DataConfig, PlanBenchConfig, PlannerConfig
+from crcm_robotics.data.dataset import split_episodes
+from crcm_robotics.data.store import TrajectoryStore
+from crcm_robotics.eval.plan_bench import (Arm, _bounds, _write_report, domain_of, history_needed,
+                                           planner_from, run_episode, summarize, with_domain_defaults)
+from crcm_robotics.plan.planners import PlanError
+
+FRAMES = 5  # model frames per candidate: the planner's 25-step horizon at 5 env steps each
+ARMS = ("oracle_state", "state_mlp")
+
+
+def state_targets(ctx: np.ndarray, fut: np.ndarray) -> np.ndarray:
+    """Per future frame: the pusher's and the block's move from the current state (in MOVE_UNITs) and the
+    block's turn as sin/cos."""
+    move = (fut[..., 0:4] - ctx[:, -1:, 0:4]) / MOVE_UNIT
+    turn = fut[..., 4] - ctx[:, -1:, 4]
+    out = np.concatenate([move, np.sin(turn)[..., None], np.cos(turn)[..., None]], axis=-1)
+    return out.reshape(len(ctx), -1)
+
+
+def decode_states(ctx: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Predicted states (pusher x, y, block x, y, angle) [N, frames, 5] from the network's output."""
+    o = out.reshape(len(ctx), -1, 6)
+    xy = ctx[:, -1:, 0:4] + o[..., :4] * MOVE_UNIT
+    ang = ctx[:, -1:, 4] + np.arctan2(o[..., 4], o[..., 5])
+    return np.concatenate([xy, ang[..., None]], axis=-1)
+
+
+class StateModel:
+    """An MLP from (context states [N, 2, 5], actions [N, (1 + FRAMES)·SKIP, 2]) to states [N, FRAMES, 5]."""
+
+    def __init__(self, net: torch.nn.Module):
+        self.net = net
+
+    @torch.no_grad()
+    def predict(self, ctx: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(features(ctx, actions), dtype=torch.float32)
+        return decode_states(ctx, self.net(x).numpy())
+
+
+def _rot(xy: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """``xy`` [..., 2] turned by ``angle`` [...] (rad)."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.stack([c * xy[..., 0] - s * xy[..., 1], s * xy[..., 0] + c * xy[..., 1]], axis=-1)
+
+
+def step_features(prev: np.ndarray, cur: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """One model step's inputs: where the pusher and each of its K commanded targets [N, K, 2] are in the
+    block's frame (where contact happens), the targets from the pusher, both bodies' moves since ``prev``
+    (K env steps back: their speeds), the angle and where they are in the workspace."""
+    th = cur[:, 4]
+    block = cur[:, 2:4]
+    turn = np.angle(np.exp(1j * (cur[:, 4] - prev[:, 4])))
+    n = len(cur)
+    return np.concatenate([
+        _rot(cur[:, 0:2] - block, -th) / 100.0,
+        _rot(actions - block[:, None], -th[:, None]).reshape(n, -1) / 100.0,
+        (actions - cur[:, None, 0:2]).reshape(n, -1) / 100.0, (cur[:, 0:2] - prev[:, 0:2]) / 10.0,
+        _rot(cur[:, 2:4] - prev[:, 2:4], -th) / 10.0, turn[:, None] * 10.0,
+        np.sin(th)[:, None], np.cos(th)[:, None], block / UNIT, cur[:, 0:2] / UNIT], axis=1)
+
+
+def step_targets(cur: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+    """One model step's change [N, 5]: the pusher's move, the block's move in its own frame, its turn."""
+    th = cur[:, 4]
+    turn = np.angle(np.exp(1j * (nxt[:, 4] - cur[:, 4])))
+    return np.concatenate([(nxt[:, 0:2] - cur[:, 0:2]) / 10.0, _rot(nxt[:, 2:4] - cur[:, 2:4], -th) / 10.0,
+                           turn[:, None] * 10.0], axis=1)
+
+
+def apply_step(cur: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """The next state [N, 5] from :func:`step_targets`' change."""
+    nxt = cur.copy()
+    nxt[:, 0:2] += change[:, 0:2] * 10.0
+    nxt[:, 2:4] += _rot(change[:, 2:4] * 10.0, cur[:, 4])
+    nxt[:, 4] += change[:, 4] / 10.0
+    return nxt
+
+
+def step_pairs(store: TrajectoryStore, episodes: list[int], k: int) -> tuple[np.ndarray, ...]:
+    """Every (state k env steps back, state now, the k actions from now [k, 2], state k steps on) of
+    ``episodes``."""
+    prev, cur, act, nxt = [], [], [], []
+    for e in episodes:
+        ep = store.episode(e)
+        state, action = ep["state"].astype(np.float64), ep["action"].astype(np.float64)
+        t = np.arange(k, len(state) - k)
+        prev.append(state[t - k])
+        cur.append(state[t])
+        act.append(action[t[:, None] + np.arange(k)])
+        nxt.append(state[t + k])
+    return tuple(np.concatenate(x) for x in (prev, cur, act, nxt))
+
+
+class StepModel:
+    """A residual MLP for K env steps, rolled out step by step: (states K env steps back and now [N, 2, 5],
+    actions [N, SKIP + L, 2] from SKIP steps back) to the states every SKIP steps [N, L / SKIP, 5] (the same
+    call as :class:`StateModel`, which predicts every model frame at once). K = 1: one env step at a time;
+    K = SKIP: the pixel world model's frame skip."""
+
+    def __init__(self, net: torch.nn.Module, y_mean: np.ndarray, y_std: np.ndarray, k: int):
+        if SKIP % k:
+            raise ValueError(f"a step of {k} env steps must divide the model frame's {SKIP}")
+        self.net, self.y_mean, self.y_std, self.k = net, y_mean, y_std, k
+
+    @torch.no_grad()
+    def rollout(self, prev: np.ndarray, cur: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """States [N, L / K, 5] after each K of the actions [N, L, 2]."""
+        out = []
+        for j in range(0, actions.shape[1], self.k):
+            x = torch.as_tensor(step_features(prev, cur, actions[:, j:j + self.k]), dtype=torch.float32)
+            change = self.net(x).numpy() * self.y_std + self.y_mean
+            prev, cur = cur, apply_step(cur, change)
+            out.append(cur)
+        return np.stack(out, axis=1)
+
+    def predict(self, ctx: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        per_frame = SKIP // self.k
+        return self.rollout(ctx[:, -2], ctx[:, -1], actions[:, SKIP:])[:, per_frame - 1::per_frame]
+
+
+def fit_step_model(store: TrajectoryStore, episodes: list[int], k: int, steps: int, seed: int, width: int,
+                   units: float, rng: np.random.Generator) -> tuple[StepModel, int]:
+    """The step model of K env steps fitted on ``episodes``, and how many steps it saw."""
+    prev, cur, act, nxt = step_pairs(store, episodes, k)
+    y = step_targets(cur, nxt)  # the change is the true one; only what the model reads is noisy
+    prev, cur = noisy(prev[:, None], units, rng)[:, 0], noisy(cur[:, None], units, rng)[:, 0]
+    y_mean, y_std = y.mean(0), y.std(0) + 1e-6
+    net = fit(step_features(prev, cur, act), (y - y_mean) / y_std, steps, seed, width)
+    return StepModel(net, y_mean, y_std, k), len(cur)
+
+
+class RecordingSim:
+    """The benchmark's simulator, keeping the states an episode passes through: the state model's context
+    needs the one SKIP env steps back. Before each goal, :meth:`begin` seeds it with the logged states before
+    the start."""
+
+    def __init__(self, sim: Any, store: TrajectoryStore):
+        self.sim, self.store, self.states = sim, store, []
+
+    def begin(self, pair: Any) -> None:
+        s, _ = self.store.episode_bounds(pair.episode)
+        i = s + pair.start
+        if pair.start < SKIP:
+            raise ValueError(f"goal at episode {pair.episode}, frame {pair.start}: the state model needs the "
+                             f"state {SKIP} env steps before the start")
+        self.states = list(np.asarray(self.store.state(i - SKIP, i + 1), dtype=np.float64))
+
+    def reset_to(self, state: np.ndarray, render: bool = True) -> np.ndarray:
+        return self.sim.reset_to(state, render=render)
+
+    def step(self, action: np.ndarray, render: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        frame, state = self.sim.step(action, render=render)
+        self.states.append(np.asarray(state, dtype=np.float64))
+        return frame, state
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+class StateModelArm(Arm):
+    """The benchmark's arm with a state model: candidates scored on the predicted final state."""
+
+    def __init__(self, name: str, model: StateModel | StepModel, recorder: RecordingSim, obs_noise: float,
+                 **kw: Any):
+        super().__init__(name, "state_mlp", **kw)
+        self.model, self.recorder, self.obs_noise = model, recorder, obs_noise
+        self.noise_rng = np.random.default_rng(self.cfg.seed)
+
+    @property
+    def frame_skip(self) -> int:
+        return SKIP
+
+    def scorer(self, state: np.ndarray, history: tuple[np.ndarray, np.ndarray], goal: np.ndarray,
+               goal_state: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
+        back = self.model.k if isinstance(self.model, StepModel) else SKIP
+        ctx = np.stack([self.recorder.states[-1 - back], self.recorder.states[-1]])[None]
+        if not np.allclose(ctx[0, -1], state, atol=1e-6):
+            raise RuntimeError("the recorded state is not the simulator's: RecordingSim.begin was not called")
+        ctx = noisy(ctx, self.obs_noise, self.noise_rng)
+        before = np.asarray(history[1][-SKIP:], dtype=np.float64)  # the actions applied from SKIP steps back
+        horizon = FRAMES * SKIP
+
+        def score(actions: torch.Tensor) -> torch.Tensor:
+            a = actions.detach().cpu().numpy().astype(np.float64)
+            n, steps = a.shape[:2]
+            pad = np.repeat(a[:, -1:], horizon - steps, axis=1)  # only frames up to `steps` are read
+            acts = np.concatenate([np.broadcast_to(before, (n, SKIP, 2)), a, pad], axis=1)
+            pred = self.model.predict(np.repeat(ctx, n, axis=0), acts)
+            return self.domain.state_cost(pred[:, :math.ceil(steps / SKIP)], goal_state).to(actions.device)
+
+        return score
+
+
+def held_out_errors(model: StateModel | StepModel, va: tuple[np.ndarray, np.ndarray, np.ndarray]
+                    ) -> dict[str, Any]:
+    """The MLP on held-out windows: pusher error by frame, the block as block_predictability scores it."""
+    pred = model.predict(va[0], va[1])
+    agent = np.linalg.norm(pred[..., :2] - va[2][..., :2], axis=-1)
+    block = scores(pred[..., 2:5], va[0], va[2])
+    return {"pusher_by_frame": [round(float(v), 2) for v in agent.mean(0)],
+            "block_mlp": block["mlp"], "block_copy_last": block["copy_last"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("store")
+    ap.add_argument("--goals-from", help="a checkpoint: its held-out episodes give the goals (its training "
+                    "ones train the MLP) and its context sets where goals may start, as for its model arm")
+    ap.add_argument("--goals", type=int, default=50)
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    ap.add_argument("--model", choices=("frames", "step"), default="frames",
+                    help="frames: an MLP for the states every 5 env steps at once; step: --step-size env "
+                    "steps at a time, rolled out")
+    ap.add_argument("--step-size", type=int, default=1, choices=(1, SKIP),
+                    help="--model step: env steps per model step (and back to its earlier context state)")
+    ap.add_argument("--steps", type=int, default=4000, help="MLP updates (batch 1024)")
+    ap.add_argument("--width", type=int, default=512)
+    ap.add_argument("--obs-noise", type=float, default=0.0, help="± env units on the MLP's context states")
+    ap.add_argument("--replan-every", type=int, default=10)
+    ap.add_argument("--samples", type=int, default=256)
+    ap.add_argument("--iterations", type=int, default=6)
+    ap.add_argument("--elites", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=0, help="simulator processes for oracle_state (0: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="outputs/state_model_plan")
+    args = ap.parse_args(argv)
+    if min(args.goals, args.steps, args.width, args.replan_every, args.samples, args.iterations) < 1:
+        raise SystemExit("--goals, --steps, --width, --replan-every, --samples and --iterations must be "
+                         "≥ 1")
+    if args.replan_every % SKIP:
+        raise SystemExit(f"--replan-every {args.replan_every}: a multiple of {SKIP} (the model's frame) "
+                         "expected")
+    store = TrajectoryStore(args.store)
+    if "pusht" not in store.attrs or store.state_dim < 5:
+        raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
+                         "expected")
+    if args.goals_from:
+        meta_path = Path(args.goals_from, "meta.json")
+        if not meta_path.is_file():
+            raise SystemExit(f"--goals-from {args.goals_from}: a checkpoint directory with meta.json "
+                             "expected")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("data_hash") != store.content_hash():
+            raise SystemExit(f"--goals-from {args.goals_from} was trained on another store than {args.store} "
+                             "(content hashes differ): its split would not be held out here")
+        train_eps, val_eps = list(meta["split"]["train"]), list(meta["split"]["val"])
+        context = history_needed([args.goals_from])
+    else:
+        d = DataConfig()
+        train_eps, val_eps = split_episodes(store.num_episodes, d.val_fraction, d.split_seed)
+        context = SKIP + 1
+    context = max(context, SKIP + 1)
+    domain = domain_of(store)
+    planner = with_domain_defaults(PlannerConfig(samples=args.samples, iterations=args.iterations,
+                                                 elites=args.elites, replan_every=args.replan_every,
+                                                 seed=args.seed), domain)
+    try:
+        planner_from(planner)
+    except PlanError as exc:
+        raise SystemExit(f"planner settings: {exc}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    report: dict[str, Any] = {"store": args.store, "goals_from": args.goals_from, "arms": {}}
+    model = None
+    if "state_mlp" in args.arms:
+        t0 = time.time()
+        rng = np.random.default_rng(args.seed)
+        if args.model == "frames":
+            tr = windows(store, train_eps, FRAMES)
+            tr_ctx = noisy(tr[0], args.obs_noise, rng)
+            net = fit(features(tr_ctx, tr[1]), state_targets(tr_ctx, tr[2]), args.steps, args.seed,
+                      args.width)
+            model: StateModel | StepModel = StateModel(net)
+            trained_on = len(tr[0])
+        else:
+            model, trained_on = fit_step_model(store, train_eps, args.step_size, args.steps, args.seed,
+                                               args.width, args.obs_noise, rng)
+        va = windows(store, val_eps, FRAMES, back=(args.step_size,) if args.model == "step" else (SKIP,))
+        step_size = args.step_size if args.model == "step" else None
+        report["state_mlp"] = {"model": args.model, "step_size": step_size,
+                               "trained_on": trained_on, "held_out_windows": len(va[0]),
+                               "steps": args.steps, "width": args.width, "obs_noise": args.obs_noise,
+                               "fit_s": round(time.time() - t0, 1), **held_out_errors(model, va)}
+        print(f"state_mlp fitted in {report['state_mlp']['fit_s']} s", flush=True)
+
+    bench = PlanBenchConfig(goals=args.goals, planner=planner, seed=args.seed)
+    low, high = _bounds(store)
+    device = torch.device("cpu")
+    recorder = RecordingSim(domain.make_sim(), store)
+    pool = None
+    try:
+        pairs = domain.goal_pairs(store, val_eps, bench, context, recorder.sim)
+        report |= {"bench": "plan", "domain": domain.name, "held_out_split": True, "goals": len(pairs),
+                   "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 4),
+                   "goal_block_turn_mean": round(float(np.mean([p.block_turn for p in pairs])), 3),
+                   "ahead": bench.ahead, "budget": bench.budget, "planner": asdict(planner)}
+        for name in args.arms:
+            common = dict(cfg=planner, device=device, low=low, high=high, domain=domain)
+            if name == "oracle_state":
+                pool = pool or domain.make_pool(args.workers)
+                arm: Arm = Arm(name, "oracle_state", pool=pool, **common)
+            else:
+                assert model is not None
+                arm = StateModelArm(name, model, recorder, args.obs_noise, **common)
+            t_arm, results = time.time(), []
+            partial = out / f"{name}.goals.jsonl"
+            partial.write_text("")
+            for g, pair in enumerate(pairs):
+                recorder.begin(pair)
+                res, _ = run_episode(arm, pair, recorder, bench.budget)
+                results.append(res)
+                with partial.open("a") as f:
+                    f.write(json.dumps(asdict(res)) + "\n")
+                print(f"[{name}] goal {g + 1}/{len(pairs)}: success {res.success_any} "
+                      f"(end {res.success_end}), block {res.block_pos_error:.1f} units / "
+                      f"{np.degrees(res.block_angle_error):.1f} deg", flush=True)
+            report["arms"][name] = summarize(results) | {"kind": arm.kind,
+                                                         "arm_s": round(time.time() - t_arm, 1)}
+    finally:
+        if pool is not None:
+            pool.close()
+        recorder.close()
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    _write_report(report, out / "report.md")
+    report["report"] = str(out / "report.md")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
