@@ -227,10 +227,12 @@ class StateModelArm(Arm):
         return score
 
 
-def held_out_errors(model: StateModel | StepModel, va: tuple[np.ndarray, np.ndarray, np.ndarray]
-                    ) -> dict[str, Any]:
-    """The MLP on held-out windows: pusher error by frame, the block as block_predictability scores it."""
-    pred = model.predict(va[0], va[1])
+def held_out_errors(model: StateModel | StepModel, va: tuple[np.ndarray, np.ndarray, np.ndarray],
+                    read: np.ndarray | None = None) -> dict[str, Any]:
+    """The model on held-out windows: pusher error by frame, the block as block_predictability scores it.
+    ``read``: the context as the model reads it (noisy); copy-last and the moved/still split use the true
+    one."""
+    pred = model.predict(va[0] if read is None else read, va[1])
     agent = np.linalg.norm(pred[..., :2] - va[2][..., :2], axis=-1)
     block = scores(pred[..., 2:5], va[0], va[2])
     return {"pusher_by_frame": [round(float(v), 2) for v in agent.mean(0)],
@@ -317,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
         report["state_mlp"] = {"model": args.model, "step_size": step_size,
                                "trained_on": trained_on, "held_out_windows": len(va[0]),
                                "steps": args.steps, "width": args.width, "obs_noise": args.obs_noise,
-                               "fit_s": round(time.time() - t0, 1), **held_out_errors(model, va)}
+                               "fit_s": round(time.time() - t0, 1),
+                               **held_out_errors(model, va, noisy(va[0], args.obs_noise, rng))}
         print(f"state_mlp fitted in {report['state_mlp']['fit_s']} s", flush=True)
 
     bench = PlanBenchConfig(goals=args.goals, planner=planner, seed=args.seed)

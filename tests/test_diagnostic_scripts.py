@@ -267,11 +267,37 @@ def test_state_model_planning_reads_its_context_and_plans_in_gym_pusht(pusht_sto
     assert len((tmp_path / "smp" / "state_mlp.goals.jsonl").read_text().splitlines()) == 2
     script.main([str(pusht_store_32), "--goals", "1", "--steps", "5", "--samples", "8", "--iterations", "1",
                  "--elites", "2", "--model", "step", "--step-size", "5", "--arms", "state_mlp",
-                 "--out", str(tmp_path / "smp_step")])
+                 "--obs-noise", "4", "--out", str(tmp_path / "smp_step")])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["state_mlp"]["model"] == "step" and result["state_mlp"]["step_size"] == 5
+    assert result["state_mlp"]["obs_noise"] == 4.0
     assert result["arms"]["state_mlp"]["goals"] == 1
     with pytest.raises(SystemExit, match="--replan-every 7: a multiple of 5"):
         script.main([str(pusht_store_32), "--replan-every", "7"])
     with pytest.raises(SystemExit, match="planner settings: elites must be in"):
         script.main([str(pusht_store_32), "--samples", "8", "--steps", "1"])
+
+
+def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys):
+    script = load_script("plot_planning_models")
+    arm = {"success_end": 0.4, "success_any": 0.5}
+    (tmp_path / "bench.json").write_text("progress line\n" + json.dumps({"arms": {"student": arm}}) + "\n")
+    by_frame = {"position": [8.0, 14.0], "angle_deg": [4.0, 7.0]}
+    state = {"arms": {"state_mlp": arm}, "state_mlp": {"block_mlp": {"moved_by_frame": by_frame},
+                                                       "block_copy_last": {"moved_by_frame": by_frame}}}
+    (tmp_path / "state.json").write_text(json.dumps(state, indent=1))
+    two = {"summary": {"arms": {"oracle": arm, "model": arm}}}
+    (tmp_path / "results.json").write_text(json.dumps(two))
+    out = tmp_path / "plot.png"
+    script.main([f"pixel={tmp_path / 'bench.json'}", f"step={tmp_path / 'state.json'}",
+                 f"bench={tmp_path / 'results.json'}", f"one={tmp_path / 'results.json'}#oracle",
+                 "--out", str(out)])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["bars"] == 5 and line["curves"] == ["step", "copy last"] and out.stat().st_size > 0
+    with pytest.raises(SystemExit, match="no arm 'nope'"):
+        script.main([f"x={tmp_path / 'results.json'}#nope", "--out", str(out)])
+    with pytest.raises(SystemExit, match="LABEL=PATH or LABEL=PATH#ARM expected"):
+        script.main([str(tmp_path / "bench.json"), "--out", str(out)])
+    (tmp_path / "bad.json").write_text(json.dumps({"arms": {}}))
+    with pytest.raises(SystemExit, match="'arms' object expected"):
+        script.main([f"x={tmp_path / 'bad.json'}", "--out", str(out)])
