@@ -88,10 +88,15 @@ def noisy(ctx: np.ndarray, units: float, rng: np.random.Generator) -> np.ndarray
     return out
 
 
+def mlp(d_in: int, d_out: int, width: int) -> nn.Module:
+    """The regressor: three hidden SiLU layers of ``width``."""
+    return nn.Sequential(nn.Linear(d_in, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
+                         nn.Linear(width, width), nn.SiLU(), nn.Linear(width, d_out))
+
+
 def fit(x: np.ndarray, y: np.ndarray, steps: int, seed: int, width: int = 512) -> nn.Module:
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(x.shape[1], width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
-                        nn.Linear(width, width), nn.SiLU(), nn.Linear(width, y.shape[1]))
+    net = mlp(x.shape[1], y.shape[1], width)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)

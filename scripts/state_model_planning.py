@@ -31,13 +31,13 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from block_predictability import MOVE_UNIT, SKIP, UNIT, features, fit, noisy, scores, windows
+from block_predictability import MOVE_UNIT, SKIP, UNIT, features, fit, mlp, noisy, scores, windows
 
-from crcm_robotics.config import DataConfig, PlanBenchConfig, PlannerConfig
+from crcm_robotics.config import ConfigError, DataConfig, PlanBenchConfig, PlannerConfig
 from crcm_robotics.data.dataset import split_episodes
 from crcm_robotics.data.store import TrajectoryStore
-from crcm_robotics.eval.plan_bench import (Arm, _bounds, _write_report, domain_of, history_needed,
-                                           planner_from, run_episode, summarize, with_domain_defaults)
+from crcm_robotics.eval.plan_bench import (Arm, _bounds, _write_report, check_planner, domain_of,
+                                           history_needed, run_episode, summarize, with_domain_defaults)
 from crcm_robotics.plan.planners import PlanError
 
 FRAMES = 5  # model frames per candidate: the planner's 25-step horizon at 5 env steps each
@@ -154,6 +154,32 @@ class StepModel:
         return self.rollout(ctx[:, -2], ctx[:, -1], actions[:, SKIP:])[:, per_frame - 1::per_frame]
 
 
+def save_step_model(model: StepModel, out: Path, meta: dict[str, Any]) -> None:
+    """The step model's weights (safetensors) and what rebuilds it (JSON) under ``out``."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.contiguous() for k, v in model.net.state_dict().items()}
+    save_file(weights, str(out / "step_model.safetensors"))
+    first, last = model.net[0], model.net[-1]
+    (out / "step_model.json").write_text(json.dumps(meta | {
+        "k": model.k, "d_in": first.in_features, "d_out": last.out_features, "width": first.out_features,
+        "y_mean": model.y_mean.tolist(), "y_std": model.y_std.tolist()}))
+
+
+def load_step_model(path: Path) -> tuple[StepModel, dict[str, Any]]:
+    """A step model saved by :func:`save_step_model` (no pickle), and its saved description."""
+    from safetensors.torch import load_file
+
+    meta_file, weights = path / "step_model.json", path / "step_model.safetensors"
+    if not (meta_file.is_file() and weights.is_file()):
+        raise SystemExit(f"--load {path}: step_model.json and step_model.safetensors expected there")
+    meta = json.loads(meta_file.read_text())
+    net = mlp(meta["d_in"], meta["d_out"], meta["width"])
+    net.load_state_dict(load_file(str(weights)))
+    return StepModel(net.eval(), np.asarray(meta["y_mean"]), np.asarray(meta["y_std"]), meta["k"]), meta
+
+
 def fit_step_model(store: TrajectoryStore, episodes: list[int], k: int, steps: int, seed: int, width: int,
                    units: float, rng: np.random.Generator) -> tuple[StepModel, int]:
     """The step model of K env steps fitted on ``episodes``, and how many steps it saw."""
@@ -255,6 +281,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=int, default=512)
     ap.add_argument("--obs-noise", type=float, default=0.0, help="± env units on the MLP's context states")
     ap.add_argument("--replan-every", type=int, default=10)
+    ap.add_argument("--planner", default="cem", help="cem | mppi | random (crcm_robotics.plan)")
+    ap.add_argument("--hold", type=int, default=5, help="env steps each waypoint is held")
+    ap.add_argument("--mode", default="delta", help="delta | absolute waypoints")
+    ap.add_argument("--save", help="--model step: keep the fitted model here (safetensors + JSON)")
+    ap.add_argument("--load", help="plan with a step model kept by --save (same store and split) instead of "
+                    "fitting one")
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--iterations", type=int, default=6)
     ap.add_argument("--elites", type=int, default=32)
@@ -272,13 +304,18 @@ def main(argv: list[str] | None = None) -> None:
     if "pusht" not in store.attrs or store.state_dim < 5:
         raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
                          "expected")
+    if args.save and args.model != "step":
+        raise SystemExit("--save keeps a step model (--model step); the frames model is refitted each run")
+    if args.save and args.load:
+        raise SystemExit("--save and --load: give one")
+    store_hash = store.content_hash()
     if args.goals_from:
         meta_path = Path(args.goals_from, "meta.json")
         if not meta_path.is_file():
             raise SystemExit(f"--goals-from {args.goals_from}: a checkpoint directory with meta.json "
                              "expected")
         meta = json.loads(meta_path.read_text())
-        if meta.get("data_hash") != store.content_hash():
+        if meta.get("data_hash") != store_hash:
             raise SystemExit(f"--goals-from {args.goals_from} was trained on another store than {args.store} "
                              "(content hashes differ): its split would not be held out here")
         train_eps, val_eps = list(meta["split"]["train"]), list(meta["split"]["val"])
@@ -289,12 +326,13 @@ def main(argv: list[str] | None = None) -> None:
         context = SKIP + 1
     context = max(context, SKIP + 1)
     domain = domain_of(store)
-    planner = with_domain_defaults(PlannerConfig(samples=args.samples, iterations=args.iterations,
-                                                 elites=args.elites, replan_every=args.replan_every,
-                                                 seed=args.seed), domain)
+    planner = with_domain_defaults(PlannerConfig(kind=args.planner, samples=args.samples,
+                                                 iterations=args.iterations, elites=args.elites,
+                                                 hold=args.hold, mode=args.mode,
+                                                 replan_every=args.replan_every, seed=args.seed), domain)
     try:
-        planner_from(planner)
-    except PlanError as exc:
+        check_planner(planner, [SKIP])
+    except (PlanError, ConfigError) as exc:
         raise SystemExit(f"planner settings: {exc}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -303,8 +341,17 @@ def main(argv: list[str] | None = None) -> None:
     model = None
     if "state_mlp" in args.arms:
         t0 = time.time()
-        rng = np.random.default_rng(args.seed)
-        if args.model == "frames":
+        rng = np.random.default_rng(args.seed)  # the training contexts' reading noise
+        read_rng = np.random.default_rng([args.seed, 1])  # the held-out contexts': the same fitted or loaded
+        if args.load:
+            model, saved = load_step_model(Path(args.load))
+            if saved.get("store_hash") != store_hash or saved.get("train_episodes") != list(train_eps):
+                raise SystemExit(f"--load {args.load}: fitted on another store or split than {args.store}'s "
+                                 "training episodes here")
+            args.model, args.step_size, trained_on = "step", model.k, saved["trained_on"]
+            args.steps, args.width = saved["steps"], saved["width"]
+            report["loaded"] = args.load
+        elif args.model == "frames":
             tr = windows(store, train_eps, FRAMES)
             tr_ctx = noisy(tr[0], args.obs_noise, rng)
             net = fit(features(tr_ctx, tr[1]), state_targets(tr_ctx, tr[2]), args.steps, args.seed,
@@ -314,13 +361,17 @@ def main(argv: list[str] | None = None) -> None:
         else:
             model, trained_on = fit_step_model(store, train_eps, args.step_size, args.steps, args.seed,
                                                args.width, args.obs_noise, rng)
+            if args.save:
+                save_step_model(model, Path(args.save), {
+                    "store_hash": store_hash, "train_episodes": list(train_eps), "trained_on": trained_on,
+                    "steps": args.steps, "obs_noise": args.obs_noise, "seed": args.seed})
         va = windows(store, val_eps, FRAMES, back=(args.step_size,) if args.model == "step" else (SKIP,))
         step_size = args.step_size if args.model == "step" else None
         report["state_mlp"] = {"model": args.model, "step_size": step_size,
                                "trained_on": trained_on, "held_out_windows": len(va[0]),
                                "steps": args.steps, "width": args.width, "obs_noise": args.obs_noise,
                                "fit_s": round(time.time() - t0, 1),
-                               **held_out_errors(model, va, noisy(va[0], args.obs_noise, rng))}
+                               **held_out_errors(model, va, noisy(va[0], args.obs_noise, read_rng))}
         print(f"state_mlp fitted in {report['state_mlp']['fit_s']} s", flush=True)
 
     bench = PlanBenchConfig(goals=args.goals, planner=planner, seed=args.seed)
@@ -329,7 +380,10 @@ def main(argv: list[str] | None = None) -> None:
     recorder = RecordingSim(domain.make_sim(), store)
     pool = None
     try:
-        pairs = domain.goal_pairs(store, val_eps, bench, context, recorder.sim)
+        try:
+            pairs = domain.goal_pairs(store, val_eps, bench, context, recorder.sim)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
         report |= {"bench": "plan", "domain": domain.name, "held_out_split": True, "goals": len(pairs),
                    "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 4),
                    "goal_block_turn_mean": round(float(np.mean([p.block_turn for p in pairs])), 3),

@@ -267,15 +267,33 @@ def test_state_model_planning_reads_its_context_and_plans_in_gym_pusht(pusht_sto
     assert len((tmp_path / "smp" / "state_mlp.goals.jsonl").read_text().splitlines()) == 2
     script.main([str(pusht_store_32), "--goals", "1", "--steps", "5", "--samples", "8", "--iterations", "1",
                  "--elites", "2", "--model", "step", "--step-size", "5", "--arms", "state_mlp",
-                 "--obs-noise", "4", "--out", str(tmp_path / "smp_step")])
+                 "--obs-noise", "4", "--out", str(tmp_path / "smp_step"), "--save", str(tmp_path / "sm")])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["state_mlp"]["model"] == "step" and result["state_mlp"]["step_size"] == 5
     assert result["state_mlp"]["obs_noise"] == 4.0
+    script.main([str(pusht_store_32), "--goals", "1", "--samples", "8", "--iterations", "1", "--elites", "2",
+                 "--arms", "state_mlp", "--obs-noise", "4", "--load", str(tmp_path / "sm"),
+                 "--out", str(tmp_path / "smp_load")])
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the kept model plans the same
+    assert again["loaded"] == str(tmp_path / "sm") and again["state_mlp"]["step_size"] == 5
+    for key in ("success_end", "block_pos_error", "block_angle_error"):
+        assert again["arms"]["state_mlp"][key] == result["arms"]["state_mlp"][key]
+    assert again["state_mlp"]["block_mlp"] == result["state_mlp"]["block_mlp"]
+    kept = json.loads((tmp_path / "sm" / "step_model.json").read_text())
+    (tmp_path / "sm" / "step_model.json").write_text(json.dumps(kept | {"train_episodes": [0]}))
+    with pytest.raises(SystemExit, match="another store or split"):
+        script.main([str(pusht_store_32), "--arms", "state_mlp", "--load", str(tmp_path / "sm")])
+    with pytest.raises(SystemExit, match="only .* of the 500 goals asked for move the block"):
+        script.main([str(pusht_store_32), "--goals", "500", "--arms", "state_mlp", "--steps", "1"])
+    with pytest.raises(SystemExit, match="step_model.json and step_model.safetensors expected"):
+        script.main([str(pusht_store_32), "--arms", "state_mlp", "--load", str(tmp_path / "none")])
     assert result["arms"]["state_mlp"]["goals"] == 1
     with pytest.raises(SystemExit, match="--replan-every 7: a multiple of 5"):
         script.main([str(pusht_store_32), "--replan-every", "7"])
     with pytest.raises(SystemExit, match="planner settings: elites must be in"):
         script.main([str(pusht_store_32), "--samples", "8", "--steps", "1"])
+    with pytest.raises(SystemExit, match="planner settings: planner.mode='sideways' unknown"):
+        script.main([str(pusht_store_32), "--mode", "sideways"])
 
 
 def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys):
