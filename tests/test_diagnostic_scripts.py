@@ -216,7 +216,7 @@ def test_state_model_planning_reads_its_context_and_plans_in_gym_pusht(pusht_sto
     stepped = script.apply_step(cur, script.step_targets(cur, nxt))
     np.testing.assert_allclose(stepped[:, :4], nxt[:, :4], atol=1e-9)
     np.testing.assert_allclose(np.cos(stepped[:, 4] - nxt[:, 4]), 1.0)
-    for k in (1, 5):  # a step model that changes nothing: every frame is the current state, read every 5 steps
+    for k in (1, 5):  # a step model that changes nothing: the current state at every frame
         still = script.StepModel(lambda x: torch.zeros(len(x), 5), np.zeros(5), np.ones(5), k)
         pred = still.predict(ctx[:3], act[:3])
         assert pred.shape == (3, script.FRAMES, 5)
