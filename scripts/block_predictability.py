@@ -62,19 +62,22 @@ def features(ctx: np.ndarray, act: np.ndarray) -> np.ndarray:
                            np.cos(ang).reshape(len(ctx), -1), rel.reshape(len(ctx), -1)], axis=1)
 
 
-def targets(ctx: np.ndarray, fut: np.ndarray) -> np.ndarray:
-    """The block's move from the current frame (in MOVE_UNITs) and its turn as sin/cos, per future frame."""
-    move = (fut[..., 2:4] - ctx[:, -1:, 2:4]) / MOVE_UNIT
+def targets(ctx: np.ndarray, fut: np.ndarray, first: int = 2) -> np.ndarray:
+    """The block's move from the current frame (in MOVE_UNITs) and its turn as sin/cos, per future frame;
+    ``first=0`` moves the pusher's position too (state columns ``first``..3 move)."""
+    move = (fut[..., first:4] - ctx[:, -1:, first:4]) / MOVE_UNIT
     turn = fut[..., 4] - ctx[:, -1:, 4]
     out = np.concatenate([move, np.sin(turn)[..., None], np.cos(turn)[..., None]], axis=-1)
     return out.reshape(len(ctx), -1)
 
 
-def decode(ctx: np.ndarray, out: np.ndarray, frames: int) -> np.ndarray:
-    """Predicted block x, y, angle [N, frames, 3] from the network's output."""
-    o = out.reshape(len(ctx), frames, 4)
-    xy = ctx[:, -1:, 2:4] + o[..., :2] * MOVE_UNIT
-    ang = ctx[:, -1:, 4] + np.arctan2(o[..., 2], o[..., 3])
+def decode(ctx: np.ndarray, out: np.ndarray, frames: int, first: int = 2) -> np.ndarray:
+    """Predicted state columns ``first``..4 [N, frames, 5 − first] (the block's x, y, angle by default) from
+    the network's output of :func:`targets`."""
+    n = 4 - first  # positions that move
+    o = out.reshape(len(ctx), frames, n + 2)
+    xy = ctx[:, -1:, first:4] + o[..., :n] * MOVE_UNIT
+    ang = ctx[:, -1:, 4] + np.arctan2(o[..., n], o[..., n + 1])
     return np.concatenate([xy, ang[..., None]], axis=-1)
 
 

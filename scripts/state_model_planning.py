@@ -10,13 +10,18 @@ by the predicted final state's distance to the goal state in the success rule's 
 arm's cost). Arms, on the same goals in real gym-pusht:
 
 - ``oracle_state``: the simulator's true states, the planner's ceiling with this cost;
-- ``state_mlp``: the MLP (``--obs-noise U``: its context read to ±U env units, as a 64×64 frame reads it).
+- ``state_mlp``: the learnt model (``--obs-noise U``: its context read to ±U env units, as a 64×64 frame
+  reads it). ``--model frames`` is the MLP above, every future frame at once; ``--model step`` a residual
+  MLP for ``--step-size`` (1 or 5) env steps that reads contact in the block's frame, rolled out.
 
-One JSON line: the MLP's held-out errors (pusher, and the block split by whether it moved) and per arm the
-benchmark's figures; per-goal lines and the report under ``--out``.
+One JSON line: the model's held-out errors (pusher, and the block split by whether it moved) and per arm the
+benchmark's figures; per-goal lines and the report under ``--out``. ``--save DIR`` keeps a fitted step model
+and ``--load DIR`` plans with it again (e.g. under other planner settings: ``--planner``, ``--samples``,
+``--hold``, ``--mode``).
 
     python scripts/state_model_planning.py STORE [--goals-from CKPT] [--goals 50] [--steps 4000]
-        [--arms oracle_state state_mlp] [--replan-every 10] [--obs-noise 0] [--out DIR]
+        [--arms oracle_state state_mlp] [--model frames|step] [--step-size 1|5] [--replan-every 10]
+        [--obs-noise 0] [--save DIR | --load DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from block_predictability import MOVE_UNIT, SKIP, UNIT, features, fit, mlp, noisy, scores, windows
+from block_predictability import SKIP, UNIT, decode, features, fit, mlp, noisy, scores, targets, windows
 
 from crcm_robotics.config import ConfigError, DataConfig, PlanBenchConfig, PlannerConfig
 from crcm_robotics.data.dataset import split_episodes
+from crcm_robotics.data.pusht_sim import wrap_angle
 from crcm_robotics.data.store import TrajectoryStore
 from crcm_robotics.eval.plan_bench import (Arm, _bounds, _write_report, check_planner, domain_of,
                                            history_needed, run_episode, summarize, with_domain_defaults)
@@ -42,23 +48,6 @@ from crcm_robotics.plan.planners import PlanError
 
 FRAMES = 5  # model frames per candidate: the planner's 25-step horizon at 5 env steps each
 ARMS = ("oracle_state", "state_mlp")
-
-
-def state_targets(ctx: np.ndarray, fut: np.ndarray) -> np.ndarray:
-    """Per future frame: the pusher's and the block's move from the current state (in MOVE_UNITs) and the
-    block's turn as sin/cos."""
-    move = (fut[..., 0:4] - ctx[:, -1:, 0:4]) / MOVE_UNIT
-    turn = fut[..., 4] - ctx[:, -1:, 4]
-    out = np.concatenate([move, np.sin(turn)[..., None], np.cos(turn)[..., None]], axis=-1)
-    return out.reshape(len(ctx), -1)
-
-
-def decode_states(ctx: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Predicted states (pusher x, y, block x, y, angle) [N, frames, 5] from the network's output."""
-    o = out.reshape(len(ctx), -1, 6)
-    xy = ctx[:, -1:, 0:4] + o[..., :4] * MOVE_UNIT
-    ang = ctx[:, -1:, 4] + np.arctan2(o[..., 4], o[..., 5])
-    return np.concatenate([xy, ang[..., None]], axis=-1)
 
 
 class StateModel:
@@ -70,7 +59,7 @@ class StateModel:
     @torch.no_grad()
     def predict(self, ctx: np.ndarray, actions: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(features(ctx, actions), dtype=torch.float32)
-        return decode_states(ctx, self.net(x).numpy())
+        return decode(ctx, self.net(x).numpy(), FRAMES, first=0)
 
 
 def _rot(xy: np.ndarray, angle: np.ndarray) -> np.ndarray:
@@ -85,7 +74,7 @@ def step_features(prev: np.ndarray, cur: np.ndarray, actions: np.ndarray) -> np.
     (K env steps back: their speeds), the angle and where they are in the workspace."""
     th = cur[:, 4]
     block = cur[:, 2:4]
-    turn = np.angle(np.exp(1j * (cur[:, 4] - prev[:, 4])))
+    turn = wrap_angle(cur[:, 4] - prev[:, 4])
     n = len(cur)
     return np.concatenate([
         _rot(cur[:, 0:2] - block, -th) / 100.0,
@@ -98,7 +87,7 @@ def step_features(prev: np.ndarray, cur: np.ndarray, actions: np.ndarray) -> np.
 def step_targets(cur: np.ndarray, nxt: np.ndarray) -> np.ndarray:
     """One model step's change [N, 5]: the pusher's move, the block's move in its own frame, its turn."""
     th = cur[:, 4]
-    turn = np.angle(np.exp(1j * (nxt[:, 4] - cur[:, 4])))
+    turn = wrap_angle(nxt[:, 4] - cur[:, 4])
     return np.concatenate([(nxt[:, 0:2] - cur[:, 0:2]) / 10.0, _rot(nxt[:, 2:4] - cur[:, 2:4], -th) / 10.0,
                            turn[:, None] * 10.0], axis=1)
 
@@ -354,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.model == "frames":
             tr = windows(store, train_eps, FRAMES)
             tr_ctx = noisy(tr[0], args.obs_noise, rng)
-            net = fit(features(tr_ctx, tr[1]), state_targets(tr_ctx, tr[2]), args.steps, args.seed,
+            net = fit(features(tr_ctx, tr[1]), targets(tr_ctx, tr[2], first=0), args.steps, args.seed,
                       args.width)
             model: StateModel | StepModel = StateModel(net)
             trained_on = len(tr[0])

@@ -207,7 +207,8 @@ def test_state_model_planning_reads_its_context_and_plans_in_gym_pusht(pusht_sto
     script = load_script("state_model_planning")
     store = TrajectoryStore(pusht_store_32)
     ctx, act, fut = script.windows(store, [0, 1], script.FRAMES)
-    back = script.decode_states(ctx, script.state_targets(ctx, fut))  # the target encodes every state exactly
+    # the target encodes every state exactly
+    back = script.decode(ctx, script.targets(ctx, fut, first=0), script.FRAMES, first=0)
     np.testing.assert_allclose(back[..., :4], fut[..., :4], atol=1e-6)
     np.testing.assert_allclose(np.cos(back[..., 4] - fut[..., 4]), 1.0, atol=1e-9)
 
