@@ -565,6 +565,10 @@ class PlannerConfig:
     effort_on: str | None = None
     # the action dims it counts (empty: all); e.g. [0,1,2] for the arm, whose 4th dim is a gripper effort of ±1
     effort_dims: tuple[int, ...] | None = None
+    # a model's noise across the candidates of one round: per_candidate (each draws its own) | shared (common
+    # random numbers: every candidate sees the same draw, so candidates differ by their actions only)
+    noise: str = "per_candidate"
+    draws: int = 1  # noise draws each candidate is imagined under; its cost is their mean (time × draws)
     seed: int = 0
 
 

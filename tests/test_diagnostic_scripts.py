@@ -320,3 +320,30 @@ def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys)
     (tmp_path / "bad.json").write_text(json.dumps({"arms": {}}))
     with pytest.raises(SystemExit, match="'arms' object expected"):
         script.main([f"x={tmp_path / 'bad.json'}", "--out", str(out)])
+
+
+def _goal_line(episode: int, held: bool, error: float = 10.0) -> str:
+    return json.dumps({"episode": episode, "start": 3, "success_any": held, "success_end": held,
+                       "block_pos_error": error, "replan_ms": [100.0, 300.0]})
+
+
+def test_plan_goal_pairs_counts_discordant_goals_and_their_sign_test(tmp_path, capsys):
+    pairs = load_script("plan_goal_pairs")
+    assert pairs.sign_test(9, 3) == pytest.approx(0.146, abs=1e-3)  # the eighth session's exploration split
+    assert pairs.sign_test(0, 0) == 1.0 and pairs.sign_test(5, 0) == pytest.approx(0.0625)
+    a, b = tmp_path / "a" / "teacher.goals.jsonl", tmp_path / "b" / "teacher.goals.jsonl"
+    a.parent.mkdir(), b.parent.mkdir()
+    # goal 0 both held, 1-3 only a, 4 only b, 5 neither; b was cut before goal 5 and ran one goal a did not
+    a.write_text("\n".join(_goal_line(e, e in (0, 1, 2, 3)) for e in range(6)) + "\n")
+    b.write_text("\n".join(_goal_line(e, e in (0, 4, 7)) for e in (0, 1, 2, 3, 4, 7)) + "\n")
+    assert pairs.main([str(a), str(b)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["arms"]["a/teacher"] == {"goals": 6, "success_any": 0.6667, "success_end": 0.6667,
+                                        "block_pos_error_mean": 10.0, "replan_ms_median": 200.0}
+    assert out["pairs"]["a/teacher vs b/teacher"] == {"goals": 5, "held_a": 4, "held_b": 2, "only_a": 3,
+                                                      "only_b": 1, "sign_test_p": 0.625}
+    a.write_text('{"episode": 1}\n')
+    assert pairs.main([str(a)]) == 2
+    assert "lacks start, success_any" in capsys.readouterr().err
+    assert pairs.main([str(tmp_path / "none.goals.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err

@@ -322,6 +322,40 @@ def test_worldmodel_return_modes_agree(wm, query):
         wm.imagine(actions, context=ctx, goal=goal, cost="probe")
 
 
+def test_shared_noise_makes_candidates_differ_by_their_actions_only(wm, tiny_student, query):
+    from crcm_robotics.runtime import WorldModel
+
+    ctx, actions, _ = query
+    same = torch.from_numpy(np.repeat(actions[:1], 4, axis=0))  # four copies of one candidate
+    own = wm.imagine_tensor(same, context=ctx, seed=3)
+    assert not torch.equal(own[0], own[1])  # each candidate draws its own noise
+    chunked = WorldModel.load(tiny_student, seed=0, max_batch=3)  # rows 0-2 and 3 in separate chunks
+    for model in (wm, chunked):
+        shared = model.imagine_tensor(same, context=ctx, seed=3, shared_noise=True)
+        assert all(torch.equal(shared[0], shared[i]) for i in range(1, 4))
+    # a candidate's frames do not depend on the others in its batch (up to a rounding step of batched maths)
+    batch = wm.imagine_tensor(torch.from_numpy(actions), context=ctx, seed=3, shared_noise=True)
+    alone = wm.imagine_tensor(torch.from_numpy(actions[2:3]), context=ctx, seed=3, shared_noise=True)
+    assert (batch[2].int() - alone[0].int()).abs().max() <= 1
+    full = wm.imagine(actions, context=ctx, seed=3, shared_noise=True)
+    np.testing.assert_array_equal(full.frames, batch.numpy())
+
+
+def test_imagined_score_averages_draws_and_names_bad_noise_settings(wm, query):
+    from crcm_robotics.plan.objective import imagined_score
+
+    ctx, actions, goal = query
+    acts = torch.from_numpy(actions)
+    one = [imagined_score(wm, ctx, goal, "pooled_mse", seed=s, noise="shared")(acts) for s in (5, 6)]
+    two = imagined_score(wm, ctx, goal, "pooled_mse", seed=5, noise="shared", draws=2)(acts)
+    torch.testing.assert_close(two, (one[0] + one[1]) / 2)
+    assert not torch.equal(one[0], one[1])
+    with pytest.raises(PlanError, match=r"noise='common' unknown; expected one of per_candidate, shared"):
+        imagined_score(wm, ctx, goal, "pooled_mse", noise="common")
+    with pytest.raises(PlanError, match=r"planner.draws=0 must be in \[1, 16\]"):
+        imagined_score(wm, ctx, goal, "pooled_mse", draws=0)
+
+
 def test_server_return_modes_and_bad_requests(wm, query):
     from crcm_robotics.serve.client import ServerError, WorldModelClient
     from crcm_robotics.serve.server import ServerThread, WorldModelServer

@@ -88,8 +88,10 @@ def test_bench_plan_reports_every_arm_and_the_oracle_beats_random(student_with_p
 
 def test_probe_cost_runs_through_the_bench(student_with_probe, tmp_path):
     report = bench(student_with_probe, tmp_path / "probe", "arms=[model]", "goals=1",
-                   "planner.cost=probe_path", "planner.effort_weight=0.5")
+                   "planner.cost=probe_path", "planner.effort_weight=0.5", "planner.noise=shared",
+                   "planner.draws=2")
     assert report["arms"]["student"]["goals"] == 1
+    assert (report["planner"]["noise"], report["planner"]["draws"]) == ("shared", 2)
     assert report["arms"]["student"]["probe"] == str(student_with_probe / "probe")  # which probe read frames
     # a set effort weight wins; the unset effort settings take PushT's defaults
     assert (report["planner"]["effort_weight"], report["planner"]["effort_on"]) == (0.5, "moves")
@@ -163,6 +165,9 @@ def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
     ("goals_from=/nonexistent", "goals_from=/nonexistent: expected a checkpoint directory"),
     ("planner.probe_position_unit=nan", "planner.probe_position_unit=nan and planner.probe_angle_unit=0.0 must"),
     ("planner.probe_angle_unit=-1", "planner.probe_position_unit=0.0 and planner.probe_angle_unit=-1.0 must"),
+    ("planner.noise=common", "planner.noise='common' and planner.draws=1: expected noise one of "
+                             "per_candidate, shared and 1 ≤ draws ≤ 16"),
+    ("planner.draws=0", "planner.noise='per_candidate' and planner.draws=0: expected"),
 ])
 def test_bad_bench_settings_are_one_line_errors(student_with_probe, override, message, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "crcm_robotics.cli", "bench", "plan", str(student_with_probe),

@@ -36,7 +36,7 @@ import torch
 
 from crcm_robotics.config import ConfigError, PlanBenchConfig, PlannerConfig, PlanRunConfig, key_map_from_config
 from crcm_robotics.plan.costs import LATENT_COSTS, make_cost
-from crcm_robotics.plan.objective import frames_score, imagined_score
+from crcm_robotics.plan.objective import MAX_DRAWS, NOISE_MODES, frames_score, imagined_score
 from crcm_robotics.plan.planners import MPC, ActionSpace, SamplingPlanner
 from crcm_robotics.plan.probe import StateProbe, load_probe
 
@@ -93,6 +93,9 @@ def check_planner(cfg: PlannerConfig, frame_skips: tuple[int, ...] | list[int] =
     if not (cfg.probe_position_unit >= 0 and cfg.probe_angle_unit >= 0):  # NaN fails too
         raise ConfigError(f"planner.probe_position_unit={cfg.probe_position_unit} and planner.probe_angle_unit="
                           f"{cfg.probe_angle_unit} must be ≥ 0 (0 = the probe's own scale)")
+    if cfg.noise not in NOISE_MODES or not 1 <= cfg.draws <= MAX_DRAWS:
+        raise PlanError(f"planner.noise={cfg.noise!r} and planner.draws={cfg.draws}: expected noise one of "
+                        f"{', '.join(NOISE_MODES)} and 1 ≤ draws ≤ {MAX_DRAWS}")
     if cfg.replan_every < 1 or cfg.replan_every > cfg.horizon:
         raise ConfigError(f"planner.replan_every={cfg.replan_every} must be in [1, horizon={cfg.horizon}]")
     for k in frame_skips:
@@ -324,7 +327,8 @@ class Arm:
                 return self.domain.state_cost(states, goal_state)
 
             return score
-        return imagined_score(self.wm, history, goal, self.cfg.cost, seed=self.cfg.seed)
+        return imagined_score(self.wm, history, goal, self.cfg.cost, seed=self.cfg.seed, noise=self.cfg.noise,
+                              draws=self.cfg.draws)
 
     def advance(self, executed: int) -> None:
         self.mpc.advance(executed)
@@ -337,7 +341,8 @@ class Arm:
 
         ctx = model_context(history[0], history[1], self.wm.frame_skip, self.wm.context_frames)
         acts = group_frame_skip(torch.from_numpy(actions[None]), self.wm.frame_skip)
-        return self.wm.imagine_tensor(acts, context=ctx, seed=self.cfg.seed)[0].cpu().numpy()
+        return self.wm.imagine_tensor(acts, context=ctx, seed=self.cfg.seed,
+                                      shared_noise=self.cfg.noise == "shared")[0].cpu().numpy()
 
 
 def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False
@@ -489,7 +494,8 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
         true_final = true_states[:, -1].astype(np.float64)
         ctx = model_context(pair.context_frames, pair.context_actions, wm.frame_skip, wm.context_frames)
         with torch.no_grad():
-            dream = wm.imagine_tensor(group_frame_skip(actions, wm.frame_skip), context=ctx, seed=cfg.seed)
+            dream = wm.imagine_tensor(group_frame_skip(actions, wm.frame_skip), context=ctx, seed=cfg.seed,
+                                      shared_noise=cfg.noise == "shared")
         seen = probe.state_of(dream[:, -1])
         on_sim = probe.state_of(torch.from_numpy(true_frames[:, 0]).to(arm.device))
         start = np.broadcast_to(np.asarray(pair.start_state, np.float64), true_final.shape)

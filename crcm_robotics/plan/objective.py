@@ -2,8 +2,10 @@
 
 ``imagined_score`` asks a :class:`~crcm_robotics.runtime.WorldModel` to imagine the candidates from a context
 and scores the frames against a goal; a checkpoint trained with ``data.frame_skip=k`` predicts every k-th
-frame from the k env actions between, so env-step candidates are grouped k at a time. Every candidate of one
-solve sees the same noise (a fixed seed): the planner compares actions, not noise draws.
+frame from the k env actions between, so env-step candidates are grouped k at a time. Every round of a solve
+draws the same noise (a fixed seed). Within a round each candidate draws its own (``noise="per_candidate"``)
+or all share one draw (``"shared"``: common random numbers, so candidates differ by their actions only);
+``draws`` > 1 averages each candidate's cost over that many draws.
 
 ``frames_score`` does the same for any function that renders candidates (the simulator oracle of
 ``crcm bench plan``), so the oracle and the models are scored by one code path.
@@ -56,22 +58,32 @@ def frames_score(render: Callable[[torch.Tensor], torch.Tensor], goal_HW3: np.nd
     return lambda actions: cost_fn(render(actions))
 
 
+NOISE_MODES = ("per_candidate", "shared")
+MAX_DRAWS = 16
+
+
 def imagined_score(wm: WorldModel, context: tuple[np.ndarray, np.ndarray], goal_HW3: np.ndarray, cost: str,
-                   seed: int = 0) -> Score:
+                   seed: int = 0, noise: str = "per_candidate", draws: int = 1) -> Score:
     """Candidates scored on frames imagined by ``wm`` from an env-step ``context`` (frames, actions); a latent
-    cost scores the model's final latents and decodes nothing."""
+    cost scores the model's final latents and decodes nothing. ``noise`` and ``draws``: see the module."""
+    if noise not in NOISE_MODES:
+        raise PlanError(f"planner.noise={noise!r} unknown; expected one of {', '.join(NOISE_MODES)}")
+    if not 1 <= draws <= MAX_DRAWS:
+        raise PlanError(f"planner.draws={draws} must be in [1, {MAX_DRAWS}]")
     ctx = model_context(context[0], context[1], wm.frame_skip, wm.context_frames)
-    if cost in LATENT_COSTS:
-        to_goal = latent_cost(torch.from_numpy(np.ascontiguousarray(goal_HW3)).to(wm.device), wm.codec.encode)
+    shared = noise == "shared"
+    latent = cost in LATENT_COSTS
+    decode = "latent" if latent else "last" if cost in FINAL_FRAME_COSTS else "all"  # only the frames scored
+    goal = torch.from_numpy(np.ascontiguousarray(goal_HW3)).to(wm.device)
+    cost_fn = latent_cost(goal, wm.codec.encode) if latent else make_cost(cost, goal, wm.probe)
 
-        def latent_score(actions: torch.Tensor) -> torch.Tensor:
-            return to_goal(wm.imagine_tensor(group_frame_skip(actions, wm.frame_skip), context=ctx, seed=seed,
-                                             decode="latent"))
-        return latent_score
-    decode = "last" if cost in FINAL_FRAME_COSTS else "all"  # a latent model decodes only the frames scored
+    def score(actions_NHzA: torch.Tensor) -> torch.Tensor:
+        grouped = group_frame_skip(actions_NHzA, wm.frame_skip)
+        total = None
+        for d in range(draws):
+            frames = wm.imagine_tensor(grouped, context=ctx, seed=seed + d, decode=decode, shared_noise=shared)
+            c = cost_fn(frames)
+            total = c if total is None else total + c
+        return total / draws
 
-    def render(actions_NHzA: torch.Tensor) -> torch.Tensor:
-        return wm.imagine_tensor(group_frame_skip(actions_NHzA, wm.frame_skip), context=ctx, seed=seed,
-                                 decode=decode)
-
-    return frames_score(render, goal_HW3, cost, wm.device, wm.probe)
+    return score

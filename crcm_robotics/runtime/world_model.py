@@ -255,9 +255,11 @@ class WorldModel:
         seed: int | None = None,
         return_frames: str = "all",
         cost: str = "final_mse",
+        shared_noise: bool = False,
     ) -> ImagineResult:
         """Roll out N action sequences [N, Hz, A] from a context: frames uint8 [N, Hz, H, W, 3], goal costs
-        [N] (``cost`` by name) and the best rollout; ``return_frames`` = "all" | "best" | "none"."""
+        [N] (``cost`` by name) and the best rollout; ``return_frames`` = "all" | "best" | "none";
+        ``shared_noise``: every rollout draws the same noise (the rows differ by their actions only)."""
         start = time.perf_counter()
         if return_frames not in RETURN_FRAMES:
             raise InputError(f"return_frames {return_frames!r} unknown; expected one of {', '.join(RETURN_FRAMES)}")
@@ -280,7 +282,7 @@ class WorldModel:
             decode = ("all" if return_frames != "none" else "none" if latent
                       else "last" if cost in FINAL_FRAME_COSTS else "all")
             acts_t = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
-            out, final = self._imagine(acts_t, context, seed, decode, latent)
+            out, final = self._imagine(acts_t, context, seed, decode, latent, shared_noise)
             costs = best = None
             if cost_fn is not None:
                 costs_t = cost_fn(final if latent else out)
@@ -296,21 +298,24 @@ class WorldModel:
         context: tuple[np.ndarray, np.ndarray] | None = None,
         seed: int | None = None,
         decode: str = "all",
+        shared_noise: bool = False,
     ) -> torch.Tensor:
         """Like :meth:`imagine` for planners: raw actions float [N, Hz, A] (any device) → uint8 frames
         [N, Hz, H, W, 3] left on the model's device; ``decode="last"``: only each rollout's final frame,
         [N, 1, H, W, 3] (the other frames are never decoded); ``decode="latent"``: no frame is decoded, each
-        rollout's final latent comes back instead, float [N, C, h, w] (the ``latent_mse`` cost's input)."""
+        rollout's final latent comes back instead, float [N, C, h, w] (the ``latent_mse`` cost's input).
+        ``shared_noise``: every rollout draws the same noise, so two rows differ only where their actions do
+        (common random numbers: a planner ranking candidates then compares actions, not noise draws)."""
         if decode not in ("all", "last", "latent"):
             raise InputError(f"decode {decode!r} unknown; expected all, last or latent")
         frames, latents = self._imagine(actions, context, seed, "none" if decode == "latent" else decode,
-                                        decode == "latent")
+                                        decode == "latent", shared_noise)
         return latents if decode == "latent" else frames
 
     def _imagine(self, actions: torch.Tensor, context: tuple[np.ndarray, np.ndarray] | None,
-                 seed: int | None, frames: str, latents: bool) -> tuple[Any, Any]:
+                 seed: int | None, frames: str, latents: bool, shared_noise: bool = False) -> tuple[Any, Any]:
         """One batched rollout: decoded frames ("all", "last" or "none") and, with ``latents``, each rollout's
-        final latent (both from the same noise)."""
+        final latent (both from the same noise; ``shared_noise``: one draw per frame for every row)."""
         if actions.ndim != 3 or actions.shape[-1] != self.action_dim or 0 in actions.shape:
             raise InputError(f"actions must be [N, Hz, {self.action_dim}] with N, Hz ≥ 1; got {tuple(actions.shape)}")
         with self._lock:
@@ -337,16 +342,20 @@ class WorldModel:
             kept = {"all": horizon, "last": 1, "none": 0}[frames]
             out = torch.empty(n_total, kept, *self.image_shape, dtype=torch.uint8, device=self.device)
             last = torch.empty(n_total, *self._frame, device=self.device) if latents else None
+            shared = (torch.randn(horizon, self.sampler.noise_draws, 1, 1, *self._frame, generator=gen,
+                                  device=self.device) if shared_noise else None)  # drawn once for every chunk
             for lo in range(0, n_total, self.max_batch):
                 n = min(self.max_batch, n_total - lo)
                 self._rollout_chunk(a_all[lo: lo + n], ctx_cache, ctx_prev, gen, out[lo: lo + n],
-                                    None if last is None else last[lo: lo + n])
+                                    None if last is None else last[lo: lo + n], shared)
             return (out if kept else None), last
 
     def _rollout_chunk(self, a: torch.Tensor, ctx_cache: KVCache, ctx_prev: torch.Tensor,
-                       gen: torch.Generator, out: torch.Tensor, last: torch.Tensor | None = None) -> None:
+                       gen: torch.Generator, out: torch.Tensor, last: torch.Tensor | None = None,
+                       shared: torch.Tensor | None = None) -> None:
         """Roll ``n`` rows ([n, Hz, A]) from the batch-1 context into ``out`` [n, Hz or 1 or 0, H, W, 3] (the
-        last ``out.shape[1]`` frames are decoded) and, given ``last`` [n, C, h, w], the final latents."""
+        last ``out.shape[1]`` frames are decoded) and, given ``last`` [n, C, h, w], the final latents.
+        ``shared`` [Hz, S, 1, 1, C, h, w]: every row's noise (else each row draws its own from ``gen``)."""
         n, horizon = a.shape[:2]
         b = self._backend.bucket(n)
         st = self._backend.stepper(b, "imagine")
@@ -355,7 +364,11 @@ class WorldModel:
         if b > n:  # padded rows: zero actions and noise, results dropped
             a = torch.cat([a, a.new_zeros(b - n, *a.shape[1:])])
         for h in range(horizon):
-            noise = torch.randn(self.sampler.noise_draws, n, 1, *self._frame, generator=gen, device=self.device)
+            if shared is not None:
+                noise = shared[h].expand(-1, n, *shared.shape[3:]).contiguous()
+            else:
+                noise = torch.randn(self.sampler.noise_draws, n, 1, *self._frame, generator=gen,
+                                    device=self.device)
             if b > n:
                 noise = torch.cat([noise, noise.new_zeros(noise.shape[0], b - n, *noise.shape[2:])], dim=1)
             x0 = st(a[:, h: h + 1], noise, prev)
