@@ -419,6 +419,10 @@ class TeacherTrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     objective: TeacherObjectiveConfig = field(default_factory=TeacherObjectiveConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    # a checkpoint whose (selected) weights the network starts from: a fine-tune, e.g. on another store; the
+    # optimizer, the rate schedule and the update count start anew (train.resume continues a run exactly);
+    # actions are normalised with this run's store's statistics
+    init: str | None = None
 
 
 @dataclass

@@ -177,6 +177,20 @@ def load_state_probe(cfg: TeacherObjectiveConfig, codec: FrameCodec, model_cfg: 
     return probe
 
 
+def start_from(model: CausalDiT, path: str, model_cfg: ModelConfig) -> None:
+    """``init=CKPT``: the checkpoint's weights in this run's network, which must be the same network."""
+    import dataclasses
+
+    from crcm_robotics.model.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    theirs, ours = dataclasses.asdict(ckpt.model_config), dataclasses.asdict(model_cfg)
+    differ = [f"model.{k} ({theirs.get(k)} there, {v} here)" for k, v in ours.items() if theirs.get(k) != v]
+    if differ:
+        raise ConfigError(f"init={path}: its network is not this run's: {', '.join(differ)}")
+    model.load_state_dict({k: v.float() for k, v in ckpt.state_dict.items()}, strict=True)
+
+
 def train_teacher(cfg: TeacherTrainConfig):
     from distill.context import build_context, resolved_config
     from distill.trainer import Trainer
@@ -185,6 +199,11 @@ def train_teacher(cfg: TeacherTrainConfig):
     ctx = build_context(cfg.data, cfg.model, cfg.train, cfg.optim.batch_size)
     torch.manual_seed(cfg.train.seed)
     model = CausalDiT(ctx.model_cfg).to(ctx.device)
+    if cfg.init:
+        if cfg.train.resume:
+            raise ConfigError("init= starts a new run from a checkpoint's weights and train.resume= continues "
+                              "one exactly: give one")
+        start_from(model, cfg.init, ctx.model_cfg)
     if cfg.train.compile:
         model.compile()
     cfg.objective.validate()
@@ -192,9 +211,10 @@ def train_teacher(cfg: TeacherTrainConfig):
     method = TeacherDiffusion(model, cfg.objective, probe)
     validator = build_validator(cfg.train.validation, cfg.data, ctx.split.val, ctx.stats["action"], method.meta(),
                                 ctx.model_cfg, ctx.codec, ctx.device)
+    meta = ctx.base_meta(cfg.data) | ({"init": cfg.init} if cfg.init else {})
     trainer = Trainer(
         method, ctx.sampler(cfg.train.seed), cfg.train, cfg.optim, resolved_config(cfg, ctx.model_cfg), ctx.stats,
-        ctx.base_meta(cfg.data), ctx.env, ctx.device, preview_batch=ctx.preview_batch() if ctx.env.main else None,
+        meta, ctx.env, ctx.device, preview_batch=ctx.preview_batch() if ctx.env.main else None,
         validator=validator, codec=ctx.codec,
     )
     return trainer.run()

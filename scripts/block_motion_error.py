@@ -6,10 +6,14 @@ predicted frames with a state probe, and reports the error separately for frames
 (within 2 env units and 2 degrees of the last context frame) and where it moved; the probe on the real frames
 and copy-last give the floor and the do-nothing reference. With several probes (for example one trained on
 real frames and one also on the model's own imagined frames, ``crcm train probe imagined.ckpt=``) the same
-predictions are read by each, under ``probes`` keyed by directory. One JSON line.
+predictions are read by each, under ``probes`` keyed by directory. ``--split train`` scores the same way on
+episodes the checkpoint trained on instead: far smaller errors there than held out would mean it memorised
+its episodes (more data would pay); alike, that it generalises as far as it fits. ``--split-from CKPT2`` takes
+the split from another checkpoint trained on STORE (e.g. one fine-tuned on a few episodes, to score the
+checkpoint it started from on the same windows). One JSON line.
 
     python scripts/block_motion_error.py CKPT STORE PROBE [PROBE ...] [--steps 1 4] [--episodes 20] \
-        [--horizon 5]
+        [--horizon 5] [--split val|train] [--split-from CKPT2]
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("store")
     ap.add_argument("probes", nargs="+", metavar="probe")
     ap.add_argument("--steps", type=int, nargs="+", default=[4], help="sampler steps to compare")
-    ap.add_argument("--episodes", type=int, default=20, help="held-out episodes (4 windows each)")
+    ap.add_argument("--episodes", type=int, default=20, help="episodes of the split (4 windows each)")
+    ap.add_argument("--split", choices=("val", "train"), default="val",
+                    help="the checkpoint's held-out episodes, or the first of those it trained on")
+    ap.add_argument("--split-from", help="a checkpoint trained on STORE whose split to use (default: CKPT's)")
     ap.add_argument("--horizon", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
@@ -49,8 +56,13 @@ def main(argv: list[str] | None = None) -> None:
                          "expected")
     model = build_model(ckpt, device)
     codec = make_codec(model.cfg, ckpt.path, device)
-    held_out = list(ckpt.meta["split"]["val"])[: args.episodes]
-    win = cut_windows(store, held_out, CONTEXT + args.horizon, int(ckpt.meta.get("frame_skip", 1)), 4,
+    split_from = args.split_from or args.ckpt
+    split_meta = load_checkpoint(split_from).meta if args.split_from else ckpt.meta
+    if split_meta.get("data_hash") not in (None, store.content_hash()):
+        raise SystemExit(f"{split_from} was trained on another store than {args.store} (content hashes "
+                         "differ): its split names other episodes")
+    episodes = list(split_meta["split"][args.split])[: args.episodes]
+    win = cut_windows(store, episodes, CONTEXT + args.horizon, int(ckpt.meta.get("frame_skip", 1)), 4,
                       NormStats.from_dict(ckpt.stats["action"]))
     probes = {p: load_probe(p, device) for p in args.probes}
 
@@ -70,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
                                                  batch=40)
     per_probe = {p: {name: still_moved_summary(*block_errors(read(probe, frames), true), moved)
                      for name, frames in rows.items()} for p, probe in probes.items()}
-    result: dict = {"ckpt": args.ckpt, "windows": len(win.frames), "horizon": args.horizon}
+    result: dict = {"ckpt": args.ckpt, "split": args.split, "split_from": split_from, "windows": len(win.frames),
+                    "horizon": args.horizon}
     if len(per_probe) == 1:
         result.update(next(iter(per_probe.values())))
     else:

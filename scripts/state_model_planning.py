@@ -17,11 +17,12 @@ arm's cost). Arms, on the same goals in real gym-pusht:
 One JSON line: the model's held-out errors (pusher, and the block split by whether it moved) and per arm the
 benchmark's figures; per-goal lines and the report under ``--out``. ``--save DIR`` keeps a fitted step model
 and ``--load DIR`` plans with it again (e.g. under other planner settings: ``--planner``, ``--samples``,
-``--hold``, ``--mode``).
+``--hold``, ``--mode``). ``--train-episodes N`` fits on N of the training episodes and ``--extra-store`` adds
+every episode of stores of other seeds: the learnt model's data curve.
 
     python scripts/state_model_planning.py STORE [--goals-from CKPT] [--goals 50] [--steps 4000]
         [--arms oracle_state state_mlp] [--model frames|step] [--step-size 1|5] [--replan-every 10]
-        [--obs-noise 0] [--save DIR | --load DIR] [--out DIR]
+        [--obs-noise 0] [--train-episodes N] [--extra-store STORE ...] [--save DIR | --load DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -101,11 +102,14 @@ def apply_step(cur: np.ndarray, change: np.ndarray) -> np.ndarray:
     return nxt
 
 
-def step_pairs(store: TrajectoryStore, episodes: list[int], k: int) -> tuple[np.ndarray, ...]:
-    """Every (state k env steps back, state now, the k actions from now [k, 2], state k steps on) of
-    ``episodes``."""
+Sources = list[tuple[TrajectoryStore, list[int]]]  # the training episodes, store by store
+
+
+def step_pairs(sources: Sources, k: int) -> tuple[np.ndarray, ...]:
+    """Every (state k env steps back, state now, the k actions from now [k, 2], state k steps on) of every
+    source's episodes."""
     prev, cur, act, nxt = [], [], [], []
-    for e in episodes:
+    for store, e in ((store, e) for store, episodes in sources for e in episodes):
         ep = store.episode(e)
         state, action = ep["state"].astype(np.float64), ep["action"].astype(np.float64)
         t = np.arange(k, len(state) - k)
@@ -169,10 +173,10 @@ def load_step_model(path: Path) -> tuple[StepModel, dict[str, Any]]:
     return StepModel(net.eval(), np.asarray(meta["y_mean"]), np.asarray(meta["y_std"]), meta["k"]), meta
 
 
-def fit_step_model(store: TrajectoryStore, episodes: list[int], k: int, steps: int, seed: int, width: int,
-                   units: float, rng: np.random.Generator) -> tuple[StepModel, int]:
-    """The step model of K env steps fitted on ``episodes``, and how many steps it saw."""
-    prev, cur, act, nxt = step_pairs(store, episodes, k)
+def fit_step_model(sources: Sources, k: int, steps: int, seed: int, width: int, units: float,
+                   rng: np.random.Generator) -> tuple[StepModel, int]:
+    """The step model of K env steps fitted on the sources' episodes, and how many steps it saw."""
+    prev, cur, act, nxt = step_pairs(sources, k)
     y = step_targets(cur, nxt)  # the change is the true one; only what the model reads is noisy
     prev, cur = noisy(prev[:, None], units, rng)[:, 0], noisy(cur[:, None], units, rng)[:, 0]
     y_mean, y_std = y.mean(0), y.std(0) + 1e-6
@@ -273,6 +277,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--planner", default="cem", help="cem | mppi | random (crcm_robotics.plan)")
     ap.add_argument("--hold", type=int, default=5, help="env steps each waypoint is held")
     ap.add_argument("--mode", default="delta", help="delta | absolute waypoints")
+    ap.add_argument("--train-episodes", type=int, default=0,
+                    help="fit on this many of the split's training episodes (a fixed order: nested subsets)")
+    ap.add_argument("--extra-store", action="append",
+                    help="--model step: every episode of this PushT store (another seed: none held out) "
+                         "trains the model too; repeatable")
     ap.add_argument("--save", help="--model step: keep the fitted model here (safetensors + JSON)")
     ap.add_argument("--load", help="plan with a step model kept by --save (same store and split) instead of "
                     "fitting one")
@@ -286,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     if min(args.goals, args.steps, args.width, args.replan_every, args.samples, args.iterations) < 1:
         raise SystemExit("--goals, --steps, --width, --replan-every, --samples and --iterations must be "
                          "≥ 1")
+    if args.train_episodes < 0:
+        raise SystemExit(f"--train-episodes {args.train_episodes}: ≥ 1 expected (0: every training episode)")
     if args.replan_every % SKIP:
         raise SystemExit(f"--replan-every {args.replan_every}: a multiple of {SKIP} (the model's frame) "
                          "expected")
@@ -313,6 +324,25 @@ def main(argv: list[str] | None = None) -> None:
         d = DataConfig()
         train_eps, val_eps = split_episodes(store.num_episodes, d.val_fraction, d.split_seed)
         context = SKIP + 1
+    if args.train_episodes:
+        if args.train_episodes > len(train_eps):
+            raise SystemExit(f"--train-episodes {args.train_episodes}: the split has {len(train_eps)} training "
+                             "episodes")
+        order = np.random.default_rng(0).permutation(len(train_eps))  # one fixed order: nested subsets
+        train_eps = sorted(train_eps[i] for i in order[: args.train_episodes])
+    extra, extra_hashes = [], []
+    for path in args.extra_store or []:
+        x = TrajectoryStore(path)
+        if "pusht" not in x.attrs or x.state_dim < 5:
+            raise SystemExit(f"--extra-store {path}: a PushT store with logged states expected")
+        h = x.content_hash()
+        if h == store_hash or h in extra_hashes:
+            raise SystemExit(f"--extra-store {path} is {args.store} or another extra store again (same content "
+                             "hash): its episodes would count twice, the held-out ones among them")
+        extra.append(x)
+        extra_hashes.append(h)
+    if extra and args.model != "step":
+        raise SystemExit("--extra-store adds training episodes to a step model (--model step)")
     context = max(context, SKIP + 1)
     domain = domain_of(store)
     planner = with_domain_defaults(PlannerConfig(kind=args.planner, samples=args.samples,
@@ -337,6 +367,9 @@ def main(argv: list[str] | None = None) -> None:
             if saved.get("store_hash") != store_hash or saved.get("train_episodes") != list(train_eps):
                 raise SystemExit(f"--load {args.load}: fitted on another store or split than {args.store}'s "
                                  "training episodes here")
+            if extra or args.train_episodes:
+                raise SystemExit("--load plans a kept model: --extra-store and --train-episodes choose what a "
+                                 "model is fitted on (give them with --save)")
             args.model, args.step_size, trained_on = "step", model.k, saved["trained_on"]
             args.steps, args.width = saved["steps"], saved["width"]
             report["loaded"] = args.load
@@ -348,16 +381,19 @@ def main(argv: list[str] | None = None) -> None:
             model: StateModel | StepModel = StateModel(net)
             trained_on = len(tr[0])
         else:
-            model, trained_on = fit_step_model(store, train_eps, args.step_size, args.steps, args.seed,
-                                               args.width, args.obs_noise, rng)
+            sources = [(store, train_eps)] + [(x, list(range(x.num_episodes))) for x in extra]
+            model, trained_on = fit_step_model(sources, args.step_size, args.steps, args.seed, args.width,
+                                               args.obs_noise, rng)
             if args.save:
                 save_step_model(model, Path(args.save), {
                     "store_hash": store_hash, "train_episodes": list(train_eps), "trained_on": trained_on,
-                    "steps": args.steps, "obs_noise": args.obs_noise, "seed": args.seed})
+                    "extra_store_hashes": extra_hashes, "steps": args.steps, "obs_noise": args.obs_noise,
+                    "seed": args.seed})
         va = windows(store, val_eps, FRAMES, back=(args.step_size,) if args.model == "step" else (SKIP,))
         step_size = args.step_size if args.model == "step" else None
         report["state_mlp"] = {"model": args.model, "step_size": step_size,
-                               "trained_on": trained_on, "held_out_windows": len(va[0]),
+                               "train_episodes": len(train_eps) + sum(x.num_episodes for x in extra),
+                               "extra_stores": args.extra_store or [], "trained_on": trained_on, "held_out_windows": len(va[0]),
                                "steps": args.steps, "width": args.width, "obs_noise": args.obs_noise,
                                "fit_s": round(time.time() - t0, 1),
                                **held_out_errors(model, va, noisy(va[0], args.obs_noise, read_rng))}

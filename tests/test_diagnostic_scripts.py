@@ -79,6 +79,23 @@ def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teache
     assert list(both) == [str(probe), str(other)]
     assert both[str(probe)] == {row: result[row] for row in ("real_frames", "copy_last", "steps_1")}
     assert both[str(other)]["real_frames"] != both[str(probe)]["real_frames"]
+    # the same on two episodes the teacher trained on: other windows, so other truths
+    script.main([str(tiny_teacher), str(pusht_store_32), str(probe), "--steps", "1", "--episodes", "2",
+                 "--horizon", "3", "--split", "train"])
+    seen = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert seen["split"] == "train" and result["split"] == "val" and seen["windows"] == 8
+    assert seen["copy_last"] != result["copy_last"]
+    other_store = tmp_path / "other.zarr"
+    from crcm_robotics.data.pusht import generate_pusht
+
+    generate_pusht(other_store, episodes=2, size=32, seed=5, workers=1, min_steps=40, max_steps=60, progress=False)
+    with pytest.raises(SystemExit, match="trained on another store than .*content hashes differ"):
+        script.main([str(tiny_teacher), str(other_store), str(probe)])
+    script.main([str(tiny_teacher), str(pusht_store_32), str(probe), "--steps", "1", "--episodes", "2",
+                 "--horizon", "3", "--split", "train", "--split-from", str(tiny_teacher)])  # its own: the same
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again.pop("split_from") == str(tiny_teacher) and seen.pop("split_from") == str(tiny_teacher)
+    assert again == seen
     from crcm_robotics.data.schema import StoreError
 
     with pytest.raises(StoreError, match="no-store does not exist"):
@@ -212,7 +229,7 @@ def test_state_model_planning_reads_its_context_and_plans_in_gym_pusht(pusht_sto
     np.testing.assert_allclose(back[..., :4], fut[..., :4], atol=1e-6)
     np.testing.assert_allclose(np.cos(back[..., 4] - fut[..., 4]), 1.0, atol=1e-9)
 
-    prev, cur, acts, nxt = script.step_pairs(store, [0], k=5)  # the step model's data and change, exactly
+    prev, cur, acts, nxt = script.step_pairs([(store, [0])], k=5)  # the step model's data and change, exactly
     assert acts.shape[1:] == (5, 2) and len(prev) == len(store.episode(0)["state"]) - 10
     stepped = script.apply_step(cur, script.step_targets(cur, nxt))
     np.testing.assert_allclose(stepped[:, :4], nxt[:, :4], atol=1e-9)
@@ -295,6 +312,34 @@ def test_state_model_planning_reads_its_context_and_plans_in_gym_pusht(pusht_sto
         script.main([str(pusht_store_32), "--samples", "8", "--steps", "1"])
     with pytest.raises(SystemExit, match="planner settings: planner.mode='sideways' unknown"):
         script.main([str(pusht_store_32), "--mode", "sideways"])
+
+
+def test_state_model_data_curve_options_choose_the_training_episodes(pusht_store_32, tmp_path, capsys,
+                                                                     monkeypatch, one_torch_thread):
+    from crcm_robotics.data.pusht import generate_pusht
+    from crcm_robotics.data.store import TrajectoryStore
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    script = load_script("state_model_planning")
+    extra = tmp_path / "extra.zarr"  # another seed: none of its episodes is a held-out one
+    generate_pusht(extra, episodes=3, size=32, seed=1, workers=1, min_steps=40, max_steps=60, progress=False)
+    run = ["--goals", "1", "--steps", "2", "--samples", "8", "--iterations", "1", "--elites", "2", "--model",
+           "step", "--step-size", "5", "--arms", "state_mlp"]
+    fitted = {}
+    for name, more in (("sub", ["--train-episodes", "4"]), ("more", ["--train-episodes", "4", "--extra-store",
+                                                                       str(extra)])):
+        script.main([str(pusht_store_32), *run, *more, "--out", str(tmp_path / name)])
+        fitted[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["state_mlp"]
+    assert fitted["sub"]["train_episodes"] == 4 and fitted["more"]["train_episodes"] == 4 + 3
+    extra_pairs = len(script.step_pairs([(TrajectoryStore(extra), [0, 1, 2])], k=5)[0])
+    assert fitted["more"]["trained_on"] == fitted["sub"]["trained_on"] + extra_pairs
+    assert fitted["more"]["extra_stores"] == [str(extra)]
+    for bad, message in ((["--extra-store", str(pusht_store_32)], "same content hash"),
+                         (["--train-episodes", "100"], "--train-episodes 100: the split has 11 training"),
+                         (["--train-episodes", "-1"], "--train-episodes -1: ≥ 1 expected"),
+                         (["--model", "frames", "--extra-store", str(extra)], "adds training episodes to a step")):
+        with pytest.raises(SystemExit, match=message):
+            script.main([str(pusht_store_32), *run, *bad, "--out", str(tmp_path / "bad")])
 
 
 def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys):

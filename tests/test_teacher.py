@@ -207,3 +207,23 @@ def test_state_probe_loss_adds_the_probes_reading_of_the_predicted_frames(pusht_
         run("t3", f"objective.state_probe={three}")
     with pytest.raises(ConfigError, match="state_weight must be ≥ 0"):
         TeacherObjectiveConfig(state_weight=-1.0).validate()
+
+
+def test_init_starts_a_new_run_from_a_checkpoints_weights(tiny_teacher, pusht_store_32, tmp_path):
+    from crcm_robotics.config import ConfigError
+    from distill.teacher import train_teacher
+
+    base = load_checkpoint(tiny_teacher, weights="last")
+    # at rate 0 the network keeps the weights it started from: the run's EMA (what it saves) is exactly them
+    train_teacher(teacher_cfg(pusht_store_32, tmp_path / "ft", "train.steps=2", "optim.batch_size=2",
+                              "optim.lr=0", f"init={tiny_teacher}"))
+    ft = load_checkpoint(tmp_path / "ft", weights="last")
+    assert ft.meta["init"] == str(tiny_teacher) and load_train_state(tmp_path / "ft")["step"] == 2
+    for key, value in base.state_dict.items():
+        torch.testing.assert_close(ft.state_dict[key], value.float(), rtol=0, atol=0)
+    with pytest.raises(ConfigError, match=r"its network is not this run's: model.depth \(\d+ there, 1 here\)"):
+        train_teacher(teacher_cfg(pusht_store_32, tmp_path / "bad", "train.steps=1", "model.depth=1",
+                                  f"init={tiny_teacher}"))
+    with pytest.raises(ConfigError, match="init= starts a new run .* give one"):
+        train_teacher(teacher_cfg(pusht_store_32, tmp_path / "both", "train.steps=1", f"init={tiny_teacher}",
+                                  f"train.resume={tmp_path / 'ft'}"))
