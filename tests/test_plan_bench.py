@@ -243,11 +243,11 @@ def test_fidelity_of_a_model_that_is_the_simulator_matches_the_oracle(student_wi
         class SimModel:  # WorldModel's imagine_tensor, answered by the simulator from the current goal's start
             frame_skip, context_frames, device = 1, 2, torch.device("cpu")
 
-            def imagine_tensor(self, actions, context, seed):
+            def imagine_tensor(self, actions, context, seed, shared_noise=False):  # noise: none here
                 return torch.from_numpy(pool.rollout(cur["state"], actions.numpy(), frames="all")[0])
 
         class StillModel(SimModel):  # nothing moves: every imagined frame is the start frame
-            def imagine_tensor(self, actions, context, seed):
+            def imagine_tensor(self, actions, context, seed, shared_noise=False):  # noise: none here
                 return torch.from_numpy(context[0][-1]).expand(*actions.shape[:2], -1, -1, -1).clone()
 
         cfg = PlannerConfig(samples=16, elites=4, horizon=10, hold=5, cost="probe")
