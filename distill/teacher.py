@@ -11,6 +11,7 @@ added: the pixel MSE barely sees a small pushed block turn.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -179,8 +180,6 @@ def load_state_probe(cfg: TeacherObjectiveConfig, codec: FrameCodec, model_cfg: 
 
 def start_from(model: CausalDiT, path: str, model_cfg: ModelConfig) -> None:
     """``init=CKPT``: the checkpoint's weights in this run's network, which must be the same network."""
-    import dataclasses
-
     from crcm_robotics.model.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)

@@ -16,6 +16,7 @@ import argparse
 import itertools
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,22 +51,15 @@ def sign_test(a: int, b: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    m = len(s) // 2
-    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
-
-
 def arm_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(rows)
+    replans = [float(ms) for r in rows for ms in r["replan_ms"]]
     return {
         "goals": n,
         "success_any": round(sum(r["success_any"] for r in rows) / n, 4) if n else None,
         "success_end": round(sum(r["success_end"] for r in rows) / n, 4) if n else None,
         "block_pos_error_mean": round(sum(r["block_pos_error"] for r in rows) / n, 2) if n else None,
-        "replan_ms_median": median([float(ms) for r in rows for ms in r["replan_ms"]]),
+        "replan_ms_median": statistics.median(replans) if replans else None,
     }
 
 

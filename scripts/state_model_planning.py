@@ -109,14 +109,15 @@ def step_pairs(sources: Sources, k: int) -> tuple[np.ndarray, ...]:
     """Every (state k env steps back, state now, the k actions from now [k, 2], state k steps on) of every
     source's episodes."""
     prev, cur, act, nxt = [], [], [], []
-    for store, e in ((store, e) for store, episodes in sources for e in episodes):
-        ep = store.episode(e)
-        state, action = ep["state"].astype(np.float64), ep["action"].astype(np.float64)
-        t = np.arange(k, len(state) - k)
-        prev.append(state[t - k])
-        cur.append(state[t])
-        act.append(action[t[:, None] + np.arange(k)])
-        nxt.append(state[t + k])
+    for store, episodes in sources:
+        for e in episodes:
+            ep = store.episode(e)
+            state, action = ep["state"].astype(np.float64), ep["action"].astype(np.float64)
+            t = np.arange(k, len(state) - k)
+            prev.append(state[t - k])
+            cur.append(state[t])
+            act.append(action[t[:, None] + np.arange(k)])
+            nxt.append(state[t + k])
     return tuple(np.concatenate(x) for x in (prev, cur, act, nxt))
 
 
@@ -297,6 +298,11 @@ def main(argv: list[str] | None = None) -> None:
                          "≥ 1")
     if args.train_episodes < 0:
         raise SystemExit(f"--train-episodes {args.train_episodes}: ≥ 1 expected (0: every training episode)")
+    if args.extra_store and args.model != "step":
+        raise SystemExit("--extra-store adds training episodes to a step model (--model step)")
+    if args.load and (args.extra_store or args.train_episodes):
+        raise SystemExit("--load plans a kept model: --extra-store and --train-episodes choose what a "
+                         "model is fitted on (give them with --save)")
     if args.replan_every % SKIP:
         raise SystemExit(f"--replan-every {args.replan_every}: a multiple of {SKIP} (the model's frame) "
                          "expected")
@@ -326,8 +332,8 @@ def main(argv: list[str] | None = None) -> None:
         context = SKIP + 1
     if args.train_episodes:
         if args.train_episodes > len(train_eps):
-            raise SystemExit(f"--train-episodes {args.train_episodes}: the split has {len(train_eps)} training "
-                             "episodes")
+            raise SystemExit(f"--train-episodes {args.train_episodes}: the split has {len(train_eps)} "
+                             "training episodes")
         order = np.random.default_rng(0).permutation(len(train_eps))  # one fixed order: nested subsets
         train_eps = sorted(train_eps[i] for i in order[: args.train_episodes])
     extra, extra_hashes = [], []
@@ -337,12 +343,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"--extra-store {path}: a PushT store with logged states expected")
         h = x.content_hash()
         if h == store_hash or h in extra_hashes:
-            raise SystemExit(f"--extra-store {path} is {args.store} or another extra store again (same content "
-                             "hash): its episodes would count twice, the held-out ones among them")
+            raise SystemExit(f"--extra-store {path} is {args.store} or another extra store again (same "
+                             "content hash): its episodes would count twice, the held-out ones among them")
         extra.append(x)
         extra_hashes.append(h)
-    if extra and args.model != "step":
-        raise SystemExit("--extra-store adds training episodes to a step model (--model step)")
     context = max(context, SKIP + 1)
     domain = domain_of(store)
     planner = with_domain_defaults(PlannerConfig(kind=args.planner, samples=args.samples,
@@ -367,9 +371,6 @@ def main(argv: list[str] | None = None) -> None:
             if saved.get("store_hash") != store_hash or saved.get("train_episodes") != list(train_eps):
                 raise SystemExit(f"--load {args.load}: fitted on another store or split than {args.store}'s "
                                  "training episodes here")
-            if extra or args.train_episodes:
-                raise SystemExit("--load plans a kept model: --extra-store and --train-episodes choose what a "
-                                 "model is fitted on (give them with --save)")
             args.model, args.step_size, trained_on = "step", model.k, saved["trained_on"]
             args.steps, args.width = saved["steps"], saved["width"]
             report["loaded"] = args.load
@@ -393,7 +394,8 @@ def main(argv: list[str] | None = None) -> None:
         step_size = args.step_size if args.model == "step" else None
         report["state_mlp"] = {"model": args.model, "step_size": step_size,
                                "train_episodes": len(train_eps) + sum(x.num_episodes for x in extra),
-                               "extra_stores": args.extra_store or [], "trained_on": trained_on, "held_out_windows": len(va[0]),
+                               "extra_stores": args.extra_store or [], "trained_on": trained_on,
+                               "held_out_windows": len(va[0]),
                                "steps": args.steps, "width": args.width, "obs_noise": args.obs_noise,
                                "fit_s": round(time.time() - t0, 1),
                                **held_out_errors(model, va, noisy(va[0], args.obs_noise, read_rng))}
