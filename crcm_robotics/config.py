@@ -273,6 +273,17 @@ class DataConfig:
     val_fraction: float = 0.1  # held-out episodes (split by episode, recorded in checkpoints)
     split_seed: int = 0
     key_map: KeyMapConfig = field(default_factory=KeyMapConfig)
+    # training windows as logged (none), or each one turned/mirrored into one of PushT's 8 symmetric poses
+    # (dihedral; crcm_robotics.data.symmetry): PushT stores with the pixel codec only
+    augment: str = "none"
+
+    def validate(self) -> None:
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(f"data.augment={self.augment!r} unknown; expected one of "
+                              f"{', '.join(AUGMENTATIONS)}")
+
+
+AUGMENTATIONS = ("none", "dihedral")
 
 
 @dataclass

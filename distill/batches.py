@@ -19,8 +19,10 @@ import torch
 
 from crcm_robotics.config import DataConfig, key_map_from_config
 from crcm_robotics.data.dataset import split_episodes, window_starts
+from crcm_robotics.data.pusht import PUSHT_WORKSPACE
 from crcm_robotics.data.schema import StoreError
 from crcm_robotics.data.store import NormStats, TrajectoryStore
+from crcm_robotics.data.symmetry import DIHEDRAL, transform_frames, transform_state, transform_xy
 from crcm_robotics.model.codec import LatentCodec
 from crcm_robotics.model.tokenizer import FrameCodec
 
@@ -43,6 +45,7 @@ class MemoryWindows:
 
     def __init__(self, cfg: DataConfig, episodes: list[int], stats: NormStats, codec: FrameCodec,
                  device: torch.device, store: TrajectoryStore | None = None):
+        cfg.validate()
         store = store or TrajectoryStore(cfg.path, key_map_from_config(cfg.key_map, cfg.path))
         self.cfg = cfg
         self.codec = codec
@@ -62,6 +65,33 @@ class MemoryWindows:
         self.starts = torch.from_numpy(starts).to(device)
         self.action_dim = store.action_dim * cfg.frame_skip
         self.latents = encode_all(codec, self.frames) if isinstance(codec, LatentCodec) else None
+        self.augment = cfg.augment
+        if self.augment == "dihedral":
+            self._dihedral_tables(store, stats)
+
+    def _dihedral_tables(self, store: TrajectoryStore, stats: NormStats) -> None:
+        """The store's actions (and states) under each of PushT's 8 symmetries, normalized with the store's
+        stats: [8, N, A] (and [8, N, S]), so a sampled window gathers its element's row."""
+        where = f"data.augment=dihedral on {self.cfg.path}"
+        if "pusht" not in store.attrs:
+            raise StoreError(f"{where}: a PushT store expected (its physics is what is symmetric)")
+        if self.latents is not None:
+            raise StoreError(f"{where}: the pixel codec expected (a latent codec's latents do not turn with "
+                             "the frame)")
+        if store.action_dim != 2:
+            raise StoreError(f"{where}: 2-D target actions expected, the store's are {store.action_dim}-D")
+        center = float(store.attrs["pusht"].get("workspace", PUSHT_WORKSPACE)) / 2
+        n = store.num_frames
+        raw = torch.from_numpy(store.action().astype(np.float32)).to(self.device)[None].expand(DIHEDRAL, n, 2)
+        g = torch.arange(DIHEDRAL, device=self.device)
+        moved = transform_xy(raw, g, center).reshape(-1, 2).cpu().numpy()
+        self.actions_by_g = torch.from_numpy(stats.normalize(moved)).to(self.device).reshape(DIHEDRAL, n, 2)
+        self.state_by_g = None
+        if self.state is not None:
+            if self.state.shape[-1] < 5:
+                raise StoreError(f"{where}: PushT states (agent x, y, block x, y, angle) expected, the "
+                                 f"store's have {self.state.shape[-1]} values")
+            self.state_by_g = transform_state(self.state[None].expand(DIHEDRAL, *self.state.shape), g, center)
 
     def subset(self, episodes: list[int], store: TrajectoryStore) -> "MemoryWindows":
         """Windows of other episodes of the same store, sharing this one's frame/action tensors (no second copy)."""
@@ -91,9 +121,27 @@ class MemoryWindows:
             batch["state"] = self.state[frame_idx]
         return batch
 
+    def dihedral_window(self, starts: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`window`, each window turned or mirrored by its element ``g`` [B] of PushT's symmetries."""
+        k, t = self.cfg.frame_skip, self.cfg.window
+        frame_idx = starts[:, None] + k * torch.arange(t + 1, device=self.device)[None]
+        act_idx = starts[:, None] + torch.arange(t * k, device=self.device)[None]
+        frames = transform_frames(self.frames[frame_idx], g)
+        x = self.codec.encode(frames)
+        batch = {"frames": frames[:, 1:], "x": x[:, 1:], "x_prev": x[:, :-1],
+                 "action": self.actions_by_g[g[:, None], act_idx].reshape(len(starts), t, -1)}
+        if self.state_by_g is not None:
+            batch["state"] = self.state_by_g[g[:, None], frame_idx[:, 1:]]
+        return batch
+
     def sample(self, batch_size: int, seed: int, step: int, rank: int = 0) -> dict[str, torch.Tensor]:
+        """A training batch, a pure function of (seed, step, rank); with ``data.augment=dihedral`` each
+        window in one of PushT's 8 poses, drawn from the same generator."""
         g = torch.Generator().manual_seed(hash((seed, step, rank)) & 0x7FFF_FFFF_FFFF)
         pick = torch.randint(len(self.starts), (batch_size,), generator=g).to(self.device)
+        if self.augment == "dihedral":
+            element = torch.randint(DIHEDRAL, (batch_size,), generator=g).to(self.device)
+            return self.dihedral_window(self.starts[pick], element)
         return self.window(self.starts[pick])
 
 

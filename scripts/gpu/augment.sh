@@ -1,0 +1,85 @@
+# Issue 12: does PushT's symmetry teach the pixel teacher contact? The state models that plan at ~0.75 read
+# contact in the block's own frame, so one pushed block teaches them every pose of it; the pixel teacher has
+# to learn each pose from its own examples (the 45-episode state model plans at the pixel teachers' level).
+# data.augment=dihedral shows each training window turned or mirrored into one of the square's 8 poses
+# (the physics is exactly symmetric: tests/test_symmetry.py). Two teachers of the same recipe, with and
+# without it, train side by side on the one GPU for the same updates, then both are scored on the held-out
+# pushed block (scripts/block_motion_error.py) and planned on the 50 held-out goals.
+# Three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
+#   STAGE=1  the store (mixed, 500 episodes), the state probe, the two teachers side by side, the pushed block
+#   STAGE=2  both teachers trained on from there (init=: a fresh optimizer and schedule, so both decay again)
+#            for MORE updates (2,700) in at most MORE_MIN minutes (8.1), the pushed block again
+#   STAGE=3  both teachers planned side by side with the benchmark's planner and probe cost, cut before the
+#            call ends (a cut arm keeps the goals it finished)
+# Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (updates/s each teacher is expected to make
+# side by side, 6), MORE, MORE_MIN, WORK (/root/work). DRY=1 rehearses every stage on the CPU at toy sizes.
+source scripts/gpu/setup.sh
+set +e -o pipefail
+T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+WORK=${WORK:-/root/work}; DEV=cuda; PRESET=small; GOALS=50; EVAL_S=100; EPISODES=20; RATE=${RATE:-6}
+DATA="episodes=500 min_steps=180 max_steps=300"; PROBE_STEPS=4000
+PLAN="planner.mode=delta planner.replan_every=10 planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
+if [ -n "${DRY:-}" ]; then
+  WORK=outputs/augment_dry; DEV=cpu; PRESET=tiny; GOALS=2; EVAL_S=40; EPISODES=2; RATE=2
+  DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE_STEPS=60
+  PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10"
+fi
+STORE=$WORK/pusht64.zarr; PROBE=$WORK/probe
+RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"  # the 13,000-update teacher's recipe
+mkdir -p $WORK
+teacher() {  # NAME MINUTES STEPS AUGMENT [overrides]
+  local name=$1 minutes=$2 steps=$3 augment=$4; shift 4
+  crcm train teacher preset=$PRESET data.path=$STORE $RECIPE data.augment=$augment train.out=$WORK/$name \
+      train.steps=$steps train.max_minutes=$minutes train.progress=false train.device=$DEV "$@" \
+      > $WORK/$name.log 2>&1
+  echo "$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/$name.log | cut -c1-400)"
+}
+pushed_block() {  # PREFIX: both teachers' held-out pushed block (scripts/block_motion_error.py)
+  for aug in plain dihedral; do
+    timeout $(( $(left) - 5 )) $PY scripts/block_motion_error.py $WORK/${1}_$aug $STORE $PROBE --steps 4 \
+        --episodes $EPISODES --split val --device $DEV > $WORK/bme_${1}_$aug.json &
+  done
+  wait
+  for aug in plain dihedral; do echo "${1}_$aug: $(cut -c1-700 $WORK/bme_${1}_$aug.json)"; done
+  cp $WORK/bme_${1}_*.json "$OUT"/
+}
+plan() {  # NAME CKPT: the model arm on the held-out goals, cut 15 s before the call ends
+  timeout $(( $(left) - 15 )) $PY -m crcm_robotics.cli bench plan $2 arms=[model] goals=$GOALS probe=$PROBE \
+      device=$DEV backend=$([ $DEV = cuda ] && echo cuda_graph || echo eager) gifs=0 progress=false \
+      fidelity_goals=0 $PLAN out=$WORK/plan_$1 > $WORK/plan_$1.json 2> $WORK/plan_$1.err
+  echo "plan_$1: exit $? at $(( $(date +%s) - T0 )) s"
+}
+case "${STAGE:?set STAGE=1 or 2}" in
+1) {
+  crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
+  echo "store at $(( $(date +%s) - T0 )) s"
+  crcm train probe data.path=$STORE out=$PROBE device=$DEV steps=$PROBE_STEPS progress=false \
+      $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $WORK/probe.log 2>&1 &
+  minutes=$($PY -c "print(round(max(0.2, ($(left) - $EVAL_S) / 60), 2))")
+  steps=$($PY -c "print(max(4, int($minutes * 60 * $RATE)))")
+  echo "two teachers side by side: $steps updates each, at most $minutes min"
+  teacher teacher_plain $minutes $steps none &
+  teacher teacher_dihedral $minutes $steps dihedral &
+  wait
+  tail -1 $WORK/probe.log | cut -c1-300
+  pushed_block teacher
+  } 2>&1 | tee "$OUT/augment1.log" ;;
+2) {
+  for aug in plain dihedral; do
+    teacher t2_$aug ${MORE_MIN:-8.1} ${MORE:-2700} $([ $aug = plain ] && echo none || echo dihedral) \
+        init=$WORK/teacher_$aug &
+  done
+  wait
+  pushed_block t2
+  } 2>&1 | tee "$OUT/augment2.log"
+  cp $WORK/t2_*.log "$OUT"/ ;;
+3) {
+  plan t2_plain $WORK/t2_plain &
+  plan t2_dihedral $WORK/t2_dihedral &
+  wait
+  $PY scripts/plan_goal_pairs.py $WORK/plan_t2_*/*.goals.jsonl
+  } 2>&1 | tee "$OUT/augment3.log"
+  tar czf "$OUT/augment3.tgz" -C $WORK $(cd $WORK && ls -d plan_* 2>/dev/null) ;;
+*) echo "augment.sh: unknown STAGE=$STAGE (expected 1, 2 or 3)" >&2; exit 2 ;;
+esac
+ls -la "$OUT"
