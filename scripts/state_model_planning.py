@@ -18,11 +18,15 @@ One JSON line: the model's held-out errors (pusher, and the block split by wheth
 benchmark's figures; per-goal lines and the report under ``--out``. ``--save DIR`` keeps a fitted step model
 and ``--load DIR`` plans with it again (e.g. under other planner settings: ``--planner``, ``--samples``,
 ``--hold``, ``--mode``). ``--train-episodes N`` fits on N of the training episodes and ``--extra-store`` adds
-every episode of stores of other seeds: the learnt model's data curve.
+every episode of stores of other seeds: the learnt model's data curve. ``--ensemble K`` fits K step models
+(seeds ``--seed`` .. ``--seed`` + K − 1; member 0 is the single model of ``--seed``) and ranks candidates by
+the mean of their members' costs, plus ``--risk`` standard deviations (PETS-style: a planner that no one
+member's error can steer); ``--save``/``--load`` keep them under ``DIR/member<i>``.
 
     python scripts/state_model_planning.py STORE [--goals-from CKPT] [--goals 50] [--steps 4000]
         [--arms oracle_state state_mlp] [--model frames|step] [--step-size 1|5] [--replan-every 10]
-        [--obs-noise 0] [--train-episodes N] [--extra-store STORE ...] [--save DIR | --load DIR] [--out DIR]
+        [--obs-noise 0] [--train-episodes N] [--extra-store STORE ...] [--ensemble K] [--risk 0]
+        [--save DIR | --load DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -161,6 +165,12 @@ def save_step_model(model: StepModel, out: Path, meta: dict[str, Any]) -> None:
         "y_mean": model.y_mean.tolist(), "y_std": model.y_std.tolist()}))
 
 
+def member_dirs(path: Path, members: int) -> list[Path]:
+    """Where ``--save``/``--load`` keep an ensemble's members: ``path`` itself for one model, else
+    ``path/member<i>``."""
+    return [path] if members == 1 else [path / f"member{i}" for i in range(members)]
+
+
 def load_step_model(path: Path) -> tuple[StepModel, dict[str, Any]]:
     """A step model saved by :func:`save_step_model` (no pickle), and its saved description."""
     from safetensors.torch import load_file
@@ -172,6 +182,27 @@ def load_step_model(path: Path) -> tuple[StepModel, dict[str, Any]]:
     net = mlp(meta["d_in"], meta["d_out"], meta["width"])
     net.load_state_dict(load_file(str(weights)))
     return StepModel(net.eval(), np.asarray(meta["y_mean"]), np.asarray(meta["y_std"]), meta["k"]), meta
+
+
+class Ensemble:
+    """Step models fitted alike at different seeds, planned with together (as PETS plans with an ensemble):
+    a candidate's cost is the mean over members of the cost of each member's own rollout, plus ``risk`` ×
+    their standard deviation. Where the members disagree about a candidate (contact they learnt
+    differently), the mean stops any one member's error from picking it, and ``risk`` > 0 avoids it."""
+
+    def __init__(self, members: list[StepModel], risk: float = 0.0):
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members, self.risk, self.k = members, risk, members[0].k
+
+    def predict(self, ctx: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Every member's states [K, N, FRAMES, 5]."""
+        return np.stack([m.predict(ctx, actions) for m in self.members])
+
+    def combine(self, costs: torch.Tensor) -> torch.Tensor:
+        """Members' costs [K, N] -> the candidates' [N]."""
+        spread = costs.std(0, unbiased=False) if len(costs) > 1 else torch.zeros_like(costs[0])
+        return costs.mean(0) + self.risk * spread
 
 
 def fit_step_model(sources: Sources, k: int, steps: int, seed: int, width: int, units: float,
@@ -216,8 +247,8 @@ class RecordingSim:
 class StateModelArm(Arm):
     """The benchmark's arm with a state model: candidates scored on the predicted final state."""
 
-    def __init__(self, name: str, model: StateModel | StepModel, recorder: RecordingSim, obs_noise: float,
-                 **kw: Any):
+    def __init__(self, name: str, model: StateModel | StepModel | Ensemble, recorder: RecordingSim,
+                 obs_noise: float, **kw: Any):
         super().__init__(name, "state_mlp", **kw)
         self.model, self.recorder, self.obs_noise = model, recorder, obs_noise
         self.noise_rng = np.random.default_rng(self.cfg.seed)
@@ -228,7 +259,7 @@ class StateModelArm(Arm):
 
     def scorer(self, state: np.ndarray, history: tuple[np.ndarray, np.ndarray], goal: np.ndarray,
                goal_state: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
-        back = self.model.k if isinstance(self.model, StepModel) else SKIP
+        back = self.model.k if isinstance(self.model, (StepModel, Ensemble)) else SKIP
         ctx = np.stack([self.recorder.states[-1 - back], self.recorder.states[-1]])[None]
         if not np.allclose(ctx[0, -1], state, atol=1e-6):
             raise RuntimeError("the recorded state is not the simulator's: RecordingSim.begin was not called")
@@ -242,7 +273,11 @@ class StateModelArm(Arm):
             pad = np.repeat(a[:, -1:], horizon - steps, axis=1)  # only frames up to `steps` are read
             acts = np.concatenate([np.broadcast_to(before, (n, SKIP, 2)), a, pad], axis=1)
             pred = self.model.predict(np.repeat(ctx, n, axis=0), acts)
-            return self.domain.state_cost(pred[:, :math.ceil(steps / SKIP)], goal_state).to(actions.device)
+            frames = math.ceil(steps / SKIP)
+            if isinstance(self.model, Ensemble):
+                costs = torch.stack([self.domain.state_cost(p[:, :frames], goal_state) for p in pred])
+                return self.model.combine(costs).to(actions.device)
+            return self.domain.state_cost(pred[:, :frames], goal_state).to(actions.device)
 
         return score
 
@@ -286,6 +321,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save", help="--model step: keep the fitted model here (safetensors + JSON)")
     ap.add_argument("--load", help="plan with a step model kept by --save (same store and split) instead of "
                     "fitting one")
+    ap.add_argument("--ensemble", type=int, default=1,
+                    help="--model step: fit this many members (seeds --seed, --seed + 1, ...) and rank a "
+                    "candidate by the mean of their costs (PETS-style)")
+    ap.add_argument("--risk", type=float, default=0.0,
+                    help="--ensemble: add this many standard deviations of the members' costs")
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--iterations", type=int, default=6)
     ap.add_argument("--elites", type=int, default=32)
@@ -296,6 +336,11 @@ def main(argv: list[str] | None = None) -> None:
     if min(args.goals, args.steps, args.width, args.replan_every, args.samples, args.iterations) < 1:
         raise SystemExit("--goals, --steps, --width, --replan-every, --samples and --iterations must be "
                          "≥ 1")
+    if args.ensemble < 1 or args.risk < 0 or not math.isfinite(args.risk):
+        raise SystemExit(f"--ensemble {args.ensemble} --risk {args.risk}: ≥ 1 members and a finite risk "
+                         "≥ 0 expected")
+    if args.ensemble > 1 and args.model != "step" and not args.load:
+        raise SystemExit("--ensemble fits step models (--model step)")
     if args.train_episodes < 0:
         raise SystemExit(f"--train-episodes {args.train_episodes}: ≥ 1 expected (0: every training episode)")
     if args.extra_store and args.model != "step":
@@ -361,17 +406,21 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     report: dict[str, Any] = {"store": args.store, "goals_from": args.goals_from, "arms": {}}
-    model = None
+    model: StateModel | StepModel | Ensemble | None = None
     if "state_mlp" in args.arms:
         t0 = time.time()
         rng = np.random.default_rng(args.seed)  # the training contexts' reading noise
         read_rng = np.random.default_rng([args.seed, 1])  # the held-out contexts': the same fitted or loaded
         if args.load:
-            model, saved = load_step_model(Path(args.load))
-            if saved.get("store_hash") != store_hash or saved.get("train_episodes") != list(train_eps):
-                raise SystemExit(f"--load {args.load}: fitted on another store or split than {args.store}'s "
-                                 "training episodes here")
-            args.model, args.step_size, trained_on = "step", model.k, saved["trained_on"]
+            dirs = member_dirs(Path(args.load), args.ensemble)
+            loaded = [load_step_model(d) for d in dirs]
+            for d, (_, saved) in zip(dirs, loaded):
+                if saved.get("store_hash") != store_hash or saved.get("train_episodes") != list(train_eps):
+                    raise SystemExit(f"--load {d}: fitted on another store or split than {args.store}'s "
+                                     "training episodes here")
+            members = [m for m, _ in loaded]
+            saved = loaded[0][1]
+            args.model, args.step_size, trained_on = "step", members[0].k, saved["trained_on"]
             args.steps, args.width = saved["steps"], saved["width"]
             report["loaded"] = args.load
         elif args.model == "frames":
@@ -379,26 +428,37 @@ def main(argv: list[str] | None = None) -> None:
             tr_ctx = noisy(tr[0], args.obs_noise, rng)
             net = fit(features(tr_ctx, tr[1]), targets(tr_ctx, tr[2], first=0), args.steps, args.seed,
                       args.width)
-            model: StateModel | StepModel = StateModel(net)
+            model = StateModel(net)
             trained_on = len(tr[0])
         else:
             sources = [(store, train_eps)] + [(x, list(range(x.num_episodes))) for x in extra]
-            model, trained_on = fit_step_model(sources, args.step_size, args.steps, args.seed, args.width,
-                                               args.obs_noise, rng)
-            if args.save:
-                save_step_model(model, Path(args.save), {
-                    "store_hash": store_hash, "train_episodes": list(train_eps), "trained_on": trained_on,
-                    "extra_store_hashes": extra_hashes, "steps": args.steps, "obs_noise": args.obs_noise,
-                    "seed": args.seed})
+            members = []
+            for i in range(args.ensemble):  # member i: seed + i (member 0 is the single model of --seed)
+                member_rng = rng if i == 0 else np.random.default_rng(args.seed + i)
+                member, trained_on = fit_step_model(sources, args.step_size, args.steps, args.seed + i,
+                                                    args.width, args.obs_noise, member_rng)
+                members.append(member)
+                if args.save:
+                    save_step_model(member, member_dirs(Path(args.save), args.ensemble)[i], {
+                        "store_hash": store_hash, "train_episodes": list(train_eps), "trained_on": trained_on,
+                        "extra_store_hashes": extra_hashes, "steps": args.steps, "obs_noise": args.obs_noise,
+                        "seed": args.seed + i})
+        if args.model == "step":
+            model = members[0] if len(members) == 1 else Ensemble(members, args.risk)
         va = windows(store, val_eps, FRAMES, back=(args.step_size,) if args.model == "step" else (SKIP,))
         step_size = args.step_size if args.model == "step" else None
+        single = model.members[0] if isinstance(model, Ensemble) else model
+        read = noisy(va[0], args.obs_noise, read_rng)
         report["state_mlp"] = {"model": args.model, "step_size": step_size,
+                               "ensemble": args.ensemble, "risk": args.risk,
                                "train_episodes": len(train_eps) + sum(x.num_episodes for x in extra),
                                "extra_stores": args.extra_store or [], "trained_on": trained_on,
                                "held_out_windows": len(va[0]),
                                "steps": args.steps, "width": args.width, "obs_noise": args.obs_noise,
                                "fit_s": round(time.time() - t0, 1),
-                               **held_out_errors(model, va, noisy(va[0], args.obs_noise, read_rng))}
+                               **held_out_errors(single, va, read)}
+        if isinstance(model, Ensemble):  # each member's held-out errors (the fields above are member 0's)
+            report["state_mlp"]["members"] = [held_out_errors(m, va, read) for m in model.members]
         print(f"state_mlp fitted in {report['state_mlp']['fit_s']} s", flush=True)
 
     bench = PlanBenchConfig(goals=args.goals, planner=planner, seed=args.seed)

@@ -342,6 +342,51 @@ def test_state_model_data_curve_options_choose_the_training_episodes(pusht_store
             script.main([str(pusht_store_32), *run, *bad, "--out", str(tmp_path / "bad")])
 
 
+def test_state_model_ensemble_ranks_by_its_members_costs(pusht_store_32, tmp_path, capsys, monkeypatch,
+                                                          one_torch_thread):
+    import numpy as np
+    import torch
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    script = load_script("state_model_planning")
+    from crcm_robotics.data.store import TrajectoryStore
+
+    still = script.StepModel(lambda x: torch.zeros(len(x), 5), np.zeros(5), np.ones(5), 5)
+    costs = torch.tensor([[1.0, 4.0, 2.0], [3.0, 4.0, 0.0]])  # 2 members x 3 candidates
+    torch.testing.assert_close(script.Ensemble([still, still]).combine(costs), torch.tensor([2.0, 4.0, 1.0]))
+    # risk 1 adds the members' spread: the disputed candidate (2, 0) costs 2, no longer 1
+    torch.testing.assert_close(script.Ensemble([still, still], risk=1.0).combine(costs),
+                               torch.tensor([3.0, 4.0, 2.0]))
+    with pytest.raises(ValueError, match="at least one member"):
+        script.Ensemble([])
+    ctx, act, _ = script.windows(TrajectoryStore(pusht_store_32), [0], script.FRAMES)
+    assert script.Ensemble([still, still]).predict(ctx[:2], act[:2]).shape == (2, 2, script.FRAMES, 5)
+
+    run = ["--goals", "1", "--steps", "3", "--samples", "8", "--iterations", "1", "--elites", "2", "--model",
+           "step", "--step-size", "5", "--arms", "state_mlp"]
+    ens = ["--ensemble", "2", "--risk", "0.5"]
+    script.main([str(pusht_store_32), *run, *ens, "--save", str(tmp_path / "ens"),
+                 "--out", str(tmp_path / "e")])
+    fitted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert fitted["state_mlp"]["ensemble"] == 2 and fitted["state_mlp"]["risk"] == 0.5
+    assert len(fitted["state_mlp"]["members"]) == 2
+    assert fitted["state_mlp"]["members"][0]["block_mlp"] == fitted["state_mlp"]["block_mlp"]
+    assert fitted["state_mlp"]["members"][0] != fitted["state_mlp"]["members"][1]  # seeds 0 and 1 differ
+    kept = [json.loads((tmp_path / "ens" / f"member{i}" / "step_model.json").read_text()) for i in (0, 1)]
+    assert [k["seed"] for k in kept] == [0, 1]
+    script.main([str(pusht_store_32), *run, *ens, "--load", str(tmp_path / "ens"),
+                 "--out", str(tmp_path / "e2")])
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the kept ensemble plans the same
+    for key in ("success_end", "block_pos_error", "block_angle_error"):
+        assert again["arms"]["state_mlp"][key] == fitted["arms"]["state_mlp"][key]
+    for bad, message in ((["--ensemble", "0"], "--ensemble 0 --risk 0.0: ≥ 1 members"),
+                         (["--risk", "-1"], "a finite risk ≥ 0")):
+        with pytest.raises(SystemExit, match=message):
+            script.main([str(pusht_store_32), *run, *bad, "--out", str(tmp_path / "bad")])
+    with pytest.raises(SystemExit, match="--ensemble fits step models"):
+        script.main([str(pusht_store_32), "--ensemble", "2", "--out", str(tmp_path / "bad")])
+
+
 def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys):
     script = load_script("plot_planning_models")
     arm = {"success_end": 0.4, "success_any": 0.5}
