@@ -4,7 +4,7 @@ Reads the JSON a planning run writes: ``crcm bench plan``'s line (or its ``resul
 ``scripts/state_model_planning.py``'s ``results.json``. Each ``LABEL=PATH`` adds every arm of that file
 (named ``LABEL`` when the file has one arm, ``LABEL/arm`` otherwise) to the success chart, and
 ``LABEL=PATH#ARM`` that arm alone; a state model's run (its ``state_mlp`` arm) also adds its moved-block error
-by frame to the second panel, beside copy-last's.
+by frame to the second panel, beside copy-last's (``--bars-only``: the success chart alone).
 
     python scripts/plot_planning_models.py "frames MLP=outputs/smp/main/results.json#state_mlp" \\
         "step 5=outputs/smp/step5/results.json" \\
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="LABEL=PATH of a planning run's JSON")
     ap.add_argument("--out", required=True, help="PNG to write")
+    ap.add_argument("--bars-only", action="store_true",
+                    help="only the success chart (runs of one model family, whose error curves coincide)")
     args = ap.parse_args(argv)
     bars: list[tuple[str, float, float]] = []
     curves: dict[str, list[float]] = {}
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
             name = label if len(arms) == 1 else f"{label}/{arm}"
             bars.append((name, float(fig["success_end"]), float(fig["success_any"])))
         model = data.get("state_mlp")
-        if isinstance(model, dict) and "block_mlp" in model and "state_mlp" in arms:
+        if isinstance(model, dict) and "block_mlp" in model and "state_mlp" in arms and not args.bars_only:
             curves[label] = model["block_mlp"]["moved_by_frame"]["position"]
             curves.setdefault("copy last", model["block_copy_last"]["moved_by_frame"]["position"])
 

@@ -403,6 +403,9 @@ def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys)
                  "--out", str(out)])
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["bars"] == 5 and line["curves"] == ["step", "copy last"] and out.stat().st_size > 0
+    script.main([f"step={tmp_path / 'state.json'}", "--bars-only", "--out", str(tmp_path / "bars.png")])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["bars"] == 1 and line["curves"] == []
     with pytest.raises(SystemExit, match="no arm 'nope'"):
         script.main([f"x={tmp_path / 'results.json'}#nope", "--out", str(out)])
     with pytest.raises(SystemExit, match="LABEL=PATH or LABEL=PATH#ARM expected"):
