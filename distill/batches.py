@@ -50,6 +50,8 @@ class MemoryWindows:
         self.cfg = cfg
         self.codec = codec
         self.device = device
+        if cfg.augment == "dihedral":  # before any frame is read or encoded
+            check_dihedral(cfg, store, codec)
         span = cfg.window + 1  # one extra leading frame whose following commands produce frame 0
         starts = window_starts(store.episode_ends, episodes, span, cfg.frame_skip)
         if len(starts) == 0:
@@ -59,38 +61,27 @@ class MemoryWindows:
             )
         n = store.num_frames
         self.frames = torch.from_numpy(store.frames(0, n)).to(device)  # uint8 [N, H, W, 3]
-        self.actions = torch.from_numpy(stats.normalize(store.action())).to(device)  # [N, A]
+        raw_actions = store.action()
+        self.actions = torch.from_numpy(stats.normalize(raw_actions)).to(device)  # [N, A]
         state = store.state()
         self.state = torch.from_numpy(state).to(device) if state is not None else None
         self.starts = torch.from_numpy(starts).to(device)
         self.action_dim = store.action_dim * cfg.frame_skip
         self.latents = encode_all(codec, self.frames) if isinstance(codec, LatentCodec) else None
-        self.augment = cfg.augment
-        if self.augment == "dihedral":
-            self._dihedral_tables(store, stats)
+        if cfg.augment == "dihedral":
+            self._dihedral_tables(store, raw_actions, stats)
 
-    def _dihedral_tables(self, store: TrajectoryStore, stats: NormStats) -> None:
+    def _dihedral_tables(self, store: TrajectoryStore, raw_actions: np.ndarray, stats: NormStats) -> None:
         """The store's actions (and states) under each of PushT's 8 symmetries, normalized with the store's
         stats: [8, N, A] (and [8, N, S]), so a sampled window gathers its element's row."""
-        where = f"data.augment=dihedral on {self.cfg.path}"
-        if "pusht" not in store.attrs:
-            raise StoreError(f"{where}: a PushT store expected (its physics is what is symmetric)")
-        if self.latents is not None:
-            raise StoreError(f"{where}: the pixel codec expected (a latent codec's latents do not turn with "
-                             "the frame)")
-        if store.action_dim != 2:
-            raise StoreError(f"{where}: 2-D target actions expected, the store's are {store.action_dim}-D")
         center = float(store.attrs["pusht"].get("workspace", PUSHT_WORKSPACE)) / 2
         n = store.num_frames
-        raw = torch.from_numpy(store.action().astype(np.float32)).to(self.device)[None].expand(DIHEDRAL, n, 2)
+        raw = torch.from_numpy(raw_actions.astype(np.float32))[None].expand(DIHEDRAL, n, 2)
+        moved = transform_xy(raw, torch.arange(DIHEDRAL), center).reshape(-1, 2).numpy()  # on the CPU: once
+        self.actions_by_g = torch.from_numpy(stats.normalize(moved)).reshape(DIHEDRAL, n, 2).to(self.device)
         g = torch.arange(DIHEDRAL, device=self.device)
-        moved = transform_xy(raw, g, center).reshape(-1, 2).cpu().numpy()
-        self.actions_by_g = torch.from_numpy(stats.normalize(moved)).to(self.device).reshape(DIHEDRAL, n, 2)
         self.state_by_g = None
         if self.state is not None:
-            if self.state.shape[-1] < 5:
-                raise StoreError(f"{where}: PushT states (agent x, y, block x, y, angle) expected, the "
-                                 f"store's have {self.state.shape[-1]} values")
             self.state_by_g = transform_state(self.state[None].expand(DIHEDRAL, *self.state.shape), g, center)
 
     def subset(self, episodes: list[int], store: TrajectoryStore) -> "MemoryWindows":
@@ -103,35 +94,28 @@ class MemoryWindows:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def window(self, starts: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Windows starting at global frame indices ``starts`` [B] (each one of ``self.starts``)."""
+    def window(self, starts: torch.Tensor, g: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Windows starting at global frame indices ``starts`` [B] (each one of ``self.starts``); with ``g``
+        [B] (``data.augment=dihedral``), each turned or mirrored by its element of PushT's symmetries."""
         k, t = self.cfg.frame_skip, self.cfg.window
         frame_idx = starts[:, None] + k * torch.arange(t + 1, device=self.device)[None]  # [B, T+1]
         act_idx = starts[:, None] + torch.arange(t * k, device=self.device)[None]  # [B, T*k]
         frames = self.frames[frame_idx]  # [B, T+1, H, W, 3]
+        if g is None:
+            actions = self.actions[act_idx]
+        else:  # the tables exist only for the pixel codec, so x is encoded from the turned frames below
+            frames = transform_frames(frames, g)
+            actions = self.actions_by_g[g[:, None], act_idx]
         x = self.latents[frame_idx] if self.latents is not None else self.codec.encode(frames)
         frame_idx = frame_idx[:, 1:]
         batch = {
             "frames": frames[:, 1:],
             "x": x[:, 1:],  # [B, T, C, H, W]
             "x_prev": x[:, :-1],  # the clean frame before each of them
-            "action": self.actions[act_idx].reshape(len(starts), t, -1),
+            "action": actions.reshape(len(starts), t, -1),
         }
         if self.state is not None:
-            batch["state"] = self.state[frame_idx]
-        return batch
-
-    def dihedral_window(self, starts: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
-        """:meth:`window`, each window turned or mirrored by its element ``g`` [B] of PushT's symmetries."""
-        k, t = self.cfg.frame_skip, self.cfg.window
-        frame_idx = starts[:, None] + k * torch.arange(t + 1, device=self.device)[None]
-        act_idx = starts[:, None] + torch.arange(t * k, device=self.device)[None]
-        frames = transform_frames(self.frames[frame_idx], g)
-        x = self.codec.encode(frames)
-        batch = {"frames": frames[:, 1:], "x": x[:, 1:], "x_prev": x[:, :-1],
-                 "action": self.actions_by_g[g[:, None], act_idx].reshape(len(starts), t, -1)}
-        if self.state_by_g is not None:
-            batch["state"] = self.state_by_g[g[:, None], frame_idx[:, 1:]]
+            batch["state"] = self.state[frame_idx] if g is None else self.state_by_g[g[:, None], frame_idx]
         return batch
 
     def sample(self, batch_size: int, seed: int, step: int, rank: int = 0) -> dict[str, torch.Tensor]:
@@ -139,10 +123,27 @@ class MemoryWindows:
         window in one of PushT's 8 poses, drawn from the same generator."""
         g = torch.Generator().manual_seed(hash((seed, step, rank)) & 0x7FFF_FFFF_FFFF)
         pick = torch.randint(len(self.starts), (batch_size,), generator=g).to(self.device)
-        if self.augment == "dihedral":
+        if self.cfg.augment == "dihedral":
             element = torch.randint(DIHEDRAL, (batch_size,), generator=g).to(self.device)
-            return self.dihedral_window(self.starts[pick], element)
+            return self.window(self.starts[pick], element)
         return self.window(self.starts[pick])
+
+
+def check_dihedral(cfg: DataConfig, store: TrajectoryStore, codec: FrameCodec) -> None:
+    """``data.augment=dihedral`` needs what PushT's symmetries act on: a PushT store (its physics is what is
+    symmetric) with 2-D targets and PushT states, and pixel frames (a latent codec's latents do not turn
+    with the frame)."""
+    where = f"data.augment=dihedral on {cfg.path}"
+    if "pusht" not in store.attrs:
+        raise StoreError(f"{where}: a PushT store expected (its physics is what is symmetric)")
+    if isinstance(codec, LatentCodec):
+        raise StoreError(f"{where}: the pixel codec expected (a latent codec's latents do not turn with the "
+                         "frame)")
+    if store.action_dim != 2:
+        raise StoreError(f"{where}: 2-D target actions expected, the store's are {store.action_dim}-D")
+    if store.state_dim and store.state_dim < 5:
+        raise StoreError(f"{where}: PushT states (agent x, y, block x, y, angle) expected, the store's have "
+                         f"{store.state_dim} values")
 
 
 def first_frames(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:

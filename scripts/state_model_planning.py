@@ -201,8 +201,7 @@ class Ensemble:
 
     def combine(self, costs: torch.Tensor) -> torch.Tensor:
         """Members' costs [K, N] -> the candidates' [N]."""
-        spread = costs.std(0, unbiased=False) if len(costs) > 1 else torch.zeros_like(costs[0])
-        return costs.mean(0) + self.risk * spread
+        return costs.mean(0) + self.risk * costs.std(0, unbiased=False)  # one member: no spread
 
 
 def fit_step_model(sources: Sources, k: int, steps: int, seed: int, width: int, units: float,
@@ -433,13 +432,14 @@ def main(argv: list[str] | None = None) -> None:
         else:
             sources = [(store, train_eps)] + [(x, list(range(x.num_episodes))) for x in extra]
             members = []
+            save_dirs = member_dirs(Path(args.save), args.ensemble) if args.save else []
             for i in range(args.ensemble):  # member i: seed + i (member 0 is the single model of --seed)
-                member_rng = rng if i == 0 else np.random.default_rng(args.seed + i)
                 member, trained_on = fit_step_model(sources, args.step_size, args.steps, args.seed + i,
-                                                    args.width, args.obs_noise, member_rng)
+                                                    args.width, args.obs_noise,
+                                                    np.random.default_rng(args.seed + i))
                 members.append(member)
                 if args.save:
-                    save_step_model(member, member_dirs(Path(args.save), args.ensemble)[i], {
+                    save_step_model(member, save_dirs[i], {
                         "store_hash": store_hash, "train_episodes": list(train_eps), "trained_on": trained_on,
                         "extra_store_hashes": extra_hashes, "steps": args.steps, "obs_noise": args.obs_noise,
                         "seed": args.seed + i})

@@ -87,7 +87,7 @@ def test_dihedral_batches_match_the_store(pusht_store_32):
     windows = MemoryWindows(cfg, list(range(store.num_episodes)), stats, PixelCodec(), torch.device("cpu"))
     starts = windows.starts[:DIHEDRAL]
     g = torch.arange(DIHEDRAL)
-    plain, turned = windows.window(starts), windows.dihedral_window(starts, g)
+    plain, turned = windows.window(starts), windows.window(starts, g)
     for key in plain:
         torch.testing.assert_close(turned[key][0], plain[key][0])
     torch.testing.assert_close(turned["frames"], transform_frames(plain["frames"], g))
