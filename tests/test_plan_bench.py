@@ -125,6 +125,23 @@ def test_goals_from_plans_a_model_of_another_store_on_the_same_goals(student_wit
         bench(other, tmp_path / "both", f"goals_from={student_with_probe}", f"data.path={tmp_path}")
 
 
+def test_first_goal_plans_the_rest_of_the_same_selection(student_with_probe, tmp_path):
+    """first_goal=1 plans the second of the selected goals (the same start and goal as in the whole run), and
+    only it: a cut arm resumes and its parts' per-goal lines concatenate. The planner's draws start afresh, so
+    the resumed goal's outcome is another draw of the same planner, not the whole run's numbers."""
+    whole = bench(student_with_probe, tmp_path / "whole", "arms=[model]", "fidelity_goals=0", "gifs=0")
+    rest = bench(student_with_probe, tmp_path / "rest", "arms=[model]", "fidelity_goals=0", "gifs=2",
+                 "first_goal=1")
+    assert (whole["goals"], rest["goals"], rest["first_goal"]) == (2, 1, 1)
+    lines = [json.loads(x) for x in (tmp_path / "whole" / "student.goals.jsonl").read_text().splitlines()]
+    resumed = [json.loads(x) for x in (tmp_path / "rest" / "student.goals.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and len(resumed) == 1
+    assert (resumed[0]["episode"], resumed[0]["start"]) == (lines[1]["episode"], lines[1]["start"])
+    assert len(resumed[0]["replan_ms"]) == len(lines[1]["replan_ms"]) == 2  # budget 10, replanned every 5
+    assert (tmp_path / "rest" / "student" / "goal01.gif").is_file()  # named by its index in the selection
+    assert not (tmp_path / "rest" / "student" / "goal00.gif").exists()
+
+
 def test_latent_cost_plans_a_model_arm_and_ranks_in_its_fidelity(student_with_probe, tmp_path):
     report = bench(student_with_probe, tmp_path / "latent", "arms=[random,model]", "goals=1",
                    "planner.cost=latent_mse", "fidelity_goals=1")
@@ -168,6 +185,7 @@ def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
     ("fidelity_goals=-1", "fidelity_goals=-1 must be ≥ 0"),
     ("closed_loop=false", "closed_loop=false reports model arms' fidelity only: give arms=[model]"),
     ("goals_from=/nonexistent", "goals_from=/nonexistent: expected a checkpoint directory"),
+    ("first_goal=50", "first_goal=50 must be in [0, goals=50)"),
     ("planner.probe_position_unit=nan", "planner.probe_position_unit=nan and planner.probe_angle_unit=0.0 must"),
     ("planner.probe_angle_unit=-1", "planner.probe_position_unit=0.0 and planner.probe_angle_unit=-1.0 must"),
     ("planner.noise=common", "planner.noise='common' and planner.draws=1: expected noise one of "

@@ -605,6 +605,9 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
                           f"fidelity_goals={cfg.fidelity_goals})")
     if cfg.goals < 1 or cfg.budget < 1 or cfg.ahead < 1:
         raise ConfigError(f"goals ({cfg.goals}), budget ({cfg.budget}) and ahead ({cfg.ahead}) must be ≥ 1")
+    if not 0 <= cfg.first_goal < cfg.goals:
+        raise ConfigError(f"first_goal={cfg.first_goal} must be in [0, goals={cfg.goals}): the index of the first "
+                          "of the selected goals to plan")
     if cfg.goals_from and cfg.data.path:
         raise ConfigError(f"goals_from={cfg.goals_from} and data.path={cfg.data.path} both name the goals' "
                           "store; give one")
@@ -622,7 +625,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     try:
         # Every arm gets the same goals: starts leave room for the longest model history, model arm or not.
         context = history_needed([cfg.ckpt, *cfg.models] if cfg.ckpt else [])
-        pairs = domain.goal_pairs(store, episodes, cfg, context, sim)
+        pairs = domain.goal_pairs(store, episodes, cfg, context, sim)[cfg.first_goal:]
     except ValueError as exc:
         sim.close()
         raise ConfigError(str(exc)) from None
@@ -640,6 +643,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     report: dict[str, Any] = {
         "bench": "plan", "domain": domain.name, "ckpt": cfg.ckpt, "store": str(store.path),
         "goals_from": cfg.goals_from or cfg.ckpt, "held_out_split": held_out, "goals": len(pairs),
+        "first_goal": cfg.first_goal,
         "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 4),
         "goal_block_turn_mean": round(float(np.mean([p.block_turn for p in pairs])), 3),
         "ahead": cfg.ahead, "budget": cfg.budget, "planner": asdict(cfg.planner), "device": str(device),
@@ -676,9 +680,9 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
                     f.write(json.dumps(asdict(res)) + "\n")
                 if shown is not None:
                     (out / name).mkdir(exist_ok=True)
-                    _save_gif(shown, pair.goal_frame, out / name / f"goal{g:02d}.gif")
+                    _save_gif(shown, pair.goal_frame, out / name / f"goal{cfg.first_goal + g:02d}.gif")
                 if cfg.progress:
-                    print(f"bench plan [{name}] goal {g + 1}/{len(pairs)}: success {res.success_any} "
+                    print(f"bench plan [{name}] goal {cfg.first_goal + g + 1}/{cfg.goals}: success {res.success_any} "
                           f"(end {res.success_end}), block error {res.block_pos_error:.3g} {domain.units} / "
                           f"{np.degrees(res.block_angle_error):.1f} deg, {res.episode_s:.1f} s", flush=True)
             figures = summarize(results) if cfg.closed_loop else {"goals": 0}

@@ -1,0 +1,79 @@
+# Issue 12: does replanning every model frame (every 5 env steps) lift the pixel students as it lifted the
+# state models (0.78 -> 0.90, docs/results.md "Replanning every model frame")? Every pixel run so far
+# replanned every 10. A teacher of the 13,000-update recipe (as long as one call allows), two 2-step
+# Causal-rCM students of it (seeds 0, 1), each planned on the 50 held-out goals at replan_every=10 and 5,
+# goal by goal on the same goals (scripts/plan_goal_pairs.py pairs them).
+# Three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
+#   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the GPU
+#   STAGE=2  both students side by side (DISTILL_MIN; validation selects the weights), then the four arms
+#            (2 students x 2 replan rates) side by side, cut before the call ends
+#   STAGE=3  each cut arm resumed where it stopped (first_goal=), cut before the call ends; the parts joined
+#            and compared goal by goal
+# Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 10.5), DISTILL_MIN
+# (1.5), WORK (/root/work). DRY=1 rehearses every stage on the CPU at toy sizes.
+source scripts/gpu/setup.sh
+set +e -o pipefail
+T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+WORK=${WORK:-/root/work}; DEV=cuda; PRESET=small; GOALS=50; RATE=${RATE:-10.5}
+DATA="episodes=500 min_steps=180 max_steps=300"; PROBE_STEPS=4000
+PLAN="planner.mode=delta planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
+if [ -n "${DRY:-}" ]; then
+  WORK=outputs/replan_dry; DEV=cpu; PRESET=tiny; GOALS=2; RATE=2
+  DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE_STEPS=60
+  PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10"
+fi
+STORE=$WORK/pusht64.zarr; PROBE=$WORK/probe; ARMS="s0_r10 s0_r5 s1_r10 s1_r5"
+RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"  # the 13,000-update teacher's recipe
+mkdir -p $WORK
+plan() {  # ARM FIRST_GOAL PART: student s<seed> at replan r<every>, from FIRST_GOAL, cut 15 s before the end
+  local seed=${1%_r*} every=${1#*_r}
+  timeout $(( $(left) - 15 )) $PY -m crcm_robotics.cli bench plan $WORK/student_$seed arms=[model] goals=$GOALS \
+      first_goal=$2 probe=$PROBE device=$DEV backend=$([ $DEV = cuda ] && echo cuda_graph || echo eager) gifs=0 \
+      progress=false fidelity_goals=0 $PLAN planner.replan_every=$every out=$WORK/plan_$1_$3 \
+      > $WORK/plan_$1_$3.json 2> $WORK/plan_$1_$3.err
+  echo "plan_$1_$3: exit $? at $(( $(date +%s) - T0 )) s, $(cat $WORK/plan_$1_$3/*.goals.jsonl | wc -l) goals"
+}
+case "${STAGE:?set STAGE=1, 2 or 3}" in
+1) {
+  crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
+  echo "store at $(( $(date +%s) - T0 )) s"
+  crcm train probe data.path=$STORE out=$PROBE device=$DEV steps=$PROBE_STEPS progress=false \
+      $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $WORK/probe.log 2>&1 &
+  minutes=$($PY -c "print(round(max(0.2, ($(left) - 25) / 60), 2))")
+  steps=$($PY -c "print(max(4, int($minutes * 60 * $RATE)))")
+  echo "teacher: $steps updates, at most $minutes min"
+  crcm train teacher preset=$PRESET data.path=$STORE $RECIPE train.out=$WORK/teacher train.steps=$steps \
+      train.max_minutes=$minutes train.progress=false train.device=$DEV > $WORK/teacher.log 2>&1
+  echo "teacher: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/teacher.log | cut -c1-600)"
+  wait
+  tail -1 $WORK/probe.log | cut -c1-300
+  } 2>&1 | tee "$OUT/replan1.log"
+  cp $WORK/teacher/meta.json "$OUT"/teacher.meta.json ;;
+2) {
+  for seed in 0 1; do
+    crcm distill causal_rcm teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
+        train.max_minutes=${DISTILL_MIN:-1.5} train.out=$WORK/student_s$seed train.progress=false \
+        $([ -n "${DRY:-}" ] && echo train.steps=4) > $WORK/distill_s$seed.log 2>&1 &
+  done
+  wait
+  for seed in 0 1; do echo "student_s$seed: $(tail -1 $WORK/distill_s$seed.log | cut -c1-500)"; done
+  echo "students at $(( $(date +%s) - T0 )) s"
+  for arm in $ARMS; do plan $arm 0 a & done
+  wait
+  } 2>&1 | tee "$OUT/replan2.log"
+  cp $WORK/distill_s*.log "$OUT"/ ;;
+3) {
+  for arm in $ARMS; do
+    done_goals=$(cat $WORK/plan_${arm}_a/*.goals.jsonl 2>/dev/null | wc -l)
+    [ "$done_goals" -lt $GOALS ] && plan $arm $done_goals b &
+  done
+  wait
+  for arm in $ARMS; do  # the parts joined: one arm, one file
+    mkdir -p $WORK/joined/$arm && cat $WORK/plan_${arm}_*/*.goals.jsonl > $WORK/joined/$arm/student.goals.jsonl
+  done
+  $PY scripts/plan_goal_pairs.py $WORK/joined/*/student.goals.jsonl
+  } 2>&1 | tee "$OUT/replan3.log"
+  tar czf "$OUT/replan3.tgz" -C $WORK joined $(cd $WORK && ls -d plan_* 2>/dev/null) ;;
+*) echo "replan.sh: unknown STAGE=$STAGE (expected 1, 2 or 3)" >&2; exit 2 ;;
+esac
+ls -la "$OUT"
