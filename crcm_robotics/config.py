@@ -601,10 +601,10 @@ class PlanBenchConfig:
     # different stores (e.g. with and without exploration data) planned on the same goals
     goals_from: str | None = None
     goals: int = 50
-    # plan only the selection's goals from this index on (the selection itself is unchanged): resume an arm cut
-    # short, or split one benchmark's goals across processes (per-goal lines name episode and start, so the
-    # parts' goals.jsonl concatenate; the planner's draws start afresh, so a part is another draw of the same
-    # planner on its goals, not the numbers a whole run would give)
+    # plan only the selection's goals from this index on (the selection itself is unchanged): resume an arm
+    # cut short, or split one benchmark's goals across processes (per-goal lines name episode and start, so
+    # the parts' goals.jsonl concatenate; the planner's draws start afresh, so a part is another draw of the
+    # same planner on its goals, not the numbers a whole run would give)
     first_goal: int = 0
     ahead: int = 25  # env steps from start to goal along the logged actions
     budget: int = 50  # env steps the planner may take per goal

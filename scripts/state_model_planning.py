@@ -17,7 +17,8 @@ arm's cost). Arms, on the same goals in real gym-pusht:
 One JSON line: the model's held-out errors (pusher, and the block split by whether it moved) and per arm the
 benchmark's figures; per-goal lines and the report under ``--out``. ``--save DIR`` keeps a fitted step model
 and ``--load DIR`` plans with it again (e.g. under other planner settings: ``--planner``, ``--samples``,
-``--hold``, ``--mode``). ``--train-episodes N`` fits on N of the training episodes and ``--extra-store`` adds
+``--horizon``, ``--hold``, ``--mode``). ``--train-episodes N`` fits on N of the training episodes and
+``--extra-store`` adds
 every episode of stores of other seeds: the learnt model's data curve. ``--ensemble K`` fits K step models
 (seeds ``--seed`` .. ``--seed`` + K − 1; member 0 is the single model of ``--seed``) and ranks candidates by
 the mean of their members' costs, plus ``--risk`` standard deviations (PETS-style: a planner that no one
@@ -25,8 +26,8 @@ member's error can steer); ``--save``/``--load`` keep them under ``DIR/member<i>
 
     python scripts/state_model_planning.py STORE [--goals-from CKPT] [--goals 50] [--steps 4000]
         [--arms oracle_state state_mlp] [--model frames|step] [--step-size 1|5] [--replan-every 10]
-        [--obs-noise 0] [--train-episodes N] [--extra-store STORE ...] [--ensemble K] [--risk 0]
-        [--save DIR | --load DIR] [--out DIR]
+        [--obs-noise 0] [--horizon 25] [--train-episodes N] [--extra-store STORE ...] [--ensemble K]
+        [--risk 0] [--save DIR | --load DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from crcm_robotics.eval.plan_bench import (Arm, _bounds, _write_report, check_pl
                                            history_needed, run_episode, summarize, with_domain_defaults)
 from crcm_robotics.plan.planners import PlanError
 
-FRAMES = 5  # model frames per candidate: the planner's 25-step horizon at 5 env steps each
+FRAMES = 5  # model frames per candidate at most: the planner's default 25-step horizon at 5 env steps each
 ARMS = ("oracle_state", "state_mlp")
 
 
@@ -311,6 +312,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--replan-every", type=int, default=10)
     ap.add_argument("--planner", default="cem", help="cem | mppi | random (crcm_robotics.plan)")
     ap.add_argument("--hold", type=int, default=5, help="env steps each waypoint is held")
+    ap.add_argument("--horizon", type=int, default=FRAMES * SKIP,
+                    help=f"env steps each candidate looks ahead (a multiple of {SKIP}, at most "
+                    f"{FRAMES * SKIP}); the cost reads the state where it ends")
     ap.add_argument("--mode", default="delta", help="delta | absolute waypoints")
     ap.add_argument("--train-episodes", type=int, default=0,
                     help="fit on this many of the split's training episodes (a fixed order: nested subsets)")
@@ -347,6 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.load and (args.extra_store or args.train_episodes):
         raise SystemExit("--load plans a kept model: --extra-store and --train-episodes choose what a "
                          "model is fitted on (give them with --save)")
+    if args.horizon % SKIP or not SKIP <= args.horizon <= FRAMES * SKIP:
+        raise SystemExit(f"--horizon {args.horizon}: a multiple of {SKIP} from {SKIP} to {FRAMES * SKIP} "
+                         "(the models' frames) expected")
     if args.replan_every % SKIP:
         raise SystemExit(f"--replan-every {args.replan_every}: a multiple of {SKIP} (the model's frame) "
                          "expected")
@@ -395,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     domain = domain_of(store)
     planner = with_domain_defaults(PlannerConfig(kind=args.planner, samples=args.samples,
                                                  iterations=args.iterations, elites=args.elites,
-                                                 hold=args.hold, mode=args.mode,
+                                                 hold=args.hold, mode=args.mode, horizon=args.horizon,
                                                  replan_every=args.replan_every, seed=args.seed), domain)
     try:
         check_planner(planner, [SKIP])

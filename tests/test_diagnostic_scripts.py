@@ -297,6 +297,16 @@ def test_state_model_planning_reads_its_context_and_plans_in_gym_pusht(pusht_sto
     for key in ("success_end", "block_pos_error", "block_angle_error"):
         assert again["arms"]["state_mlp"][key] == result["arms"]["state_mlp"][key]
     assert again["state_mlp"]["block_mlp"] == result["state_mlp"]["block_mlp"]
+    script.main([str(pusht_store_32), "--goals", "1", "--samples", "8", "--iterations", "1", "--elites", "2",
+                 "--arms", "state_mlp", "--load", str(tmp_path / "sm"), "--horizon", "10",
+                 "--replan-every", "5", "--out", str(tmp_path / "smp_h10")])
+    short = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # candidates of 2 model frames
+    assert (short["planner"]["horizon"], short["planner"]["replan_every"]) == (10, 5)
+    goal = json.loads((tmp_path / "smp_h10" / "state_mlp.goals.jsonl").read_text())
+    assert short["arms"]["state_mlp"]["goals"] == 1 and len(goal["replan_ms"]) == 10  # budget 50, every 5
+    for bad in ("7", "30"):
+        with pytest.raises(SystemExit, match=f"--horizon {bad}: a multiple of 5 from 5 to 25"):
+            script.main([str(pusht_store_32), "--horizon", bad])
     kept = json.loads((tmp_path / "sm" / "step_model.json").read_text())
     (tmp_path / "sm" / "step_model.json").write_text(json.dumps(kept | {"train_episodes": [0]}))
     with pytest.raises(SystemExit, match="another store or split"):

@@ -606,8 +606,8 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     if cfg.goals < 1 or cfg.budget < 1 or cfg.ahead < 1:
         raise ConfigError(f"goals ({cfg.goals}), budget ({cfg.budget}) and ahead ({cfg.ahead}) must be ≥ 1")
     if not 0 <= cfg.first_goal < cfg.goals:
-        raise ConfigError(f"first_goal={cfg.first_goal} must be in [0, goals={cfg.goals}): the index of the first "
-                          "of the selected goals to plan")
+        raise ConfigError(f"first_goal={cfg.first_goal} must be in [0, goals={cfg.goals}): the index of the "
+                          "first of the selected goals to plan")
     if cfg.goals_from and cfg.data.path:
         raise ConfigError(f"goals_from={cfg.goals_from} and data.path={cfg.data.path} both name the goals' "
                           "store; give one")
@@ -682,9 +682,10 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
                     (out / name).mkdir(exist_ok=True)
                     _save_gif(shown, pair.goal_frame, out / name / f"goal{cfg.first_goal + g:02d}.gif")
                 if cfg.progress:
-                    print(f"bench plan [{name}] goal {cfg.first_goal + g + 1}/{cfg.goals}: success {res.success_any} "
-                          f"(end {res.success_end}), block error {res.block_pos_error:.3g} {domain.units} / "
-                          f"{np.degrees(res.block_angle_error):.1f} deg, {res.episode_s:.1f} s", flush=True)
+                    print(f"bench plan [{name}] goal {cfg.first_goal + g + 1}/{cfg.goals}: success "
+                          f"{res.success_any} (end {res.success_end}), block error {res.block_pos_error:.3g} "
+                          f"{domain.units} / {np.degrees(res.block_angle_error):.1f} deg, {res.episode_s:.1f} s",
+                          flush=True)
             figures = summarize(results) if cfg.closed_loop else {"goals": 0}
             report["arms"][name] = figures | {"kind": kind, "checkpoint": ck,
                                               "arm_s": round(time.perf_counter() - t_arm, 1)}

@@ -1,8 +1,8 @@
 # Issue 12: does replanning every model frame (every 5 env steps) lift the pixel students as it lifted the
-# state models (0.78 -> 0.90, docs/results.md "Replanning every model frame")? Every pixel run so far
-# replanned every 10. A teacher of the 13,000-update recipe (as long as one call allows), two 2-step
-# Causal-rCM students of it (seeds 0, 1), each planned on the 50 held-out goals at replan_every=10 and 5,
-# goal by goal on the same goals (scripts/plan_goal_pairs.py pairs them).
+# state models (0.78 -> 0.88, docs/results.md "Replanning every model frame")? The pixel runs replanned every
+# 10 (but for one student on 18 goals, fifth session). A teacher of the 13,000-update recipe (as long as one
+# call allows), two 2-step Causal-rCM students of it (seeds 0, 1), each planned on the 50 held-out goals at
+# replan_every=10 and 5, goal by goal on the same goals (scripts/plan_goal_pairs.py pairs them).
 # Three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the GPU
 #   STAGE=2  both students side by side (DISTILL_MIN; validation selects the weights), then the four arms
