@@ -18,11 +18,10 @@ One JSON line: the model's held-out errors (pusher, and the block split by wheth
 benchmark's figures; per-goal lines and the report under ``--out``. ``--save DIR`` keeps a fitted step model
 and ``--load DIR`` plans with it again (e.g. under other planner settings: ``--planner``, ``--samples``,
 ``--horizon``, ``--hold``, ``--mode``). ``--train-episodes N`` fits on N of the training episodes and
-``--extra-store`` adds
-every episode of stores of other seeds: the learnt model's data curve. ``--ensemble K`` fits K step models
-(seeds ``--seed`` .. ``--seed`` + K − 1; member 0 is the single model of ``--seed``) and ranks candidates by
-the mean of their members' costs, plus ``--risk`` standard deviations (PETS-style: a planner that no one
-member's error can steer); ``--save``/``--load`` keep them under ``DIR/member<i>``.
+``--extra-store`` adds every episode of stores of other seeds: the learnt model's data curve. ``--ensemble K``
+fits K step models (seeds ``--seed`` .. ``--seed`` + K − 1; member 0 is the single model of ``--seed``) and
+ranks candidates by the mean of their members' costs, plus ``--risk`` standard deviations (PETS-style: a
+planner that no one member's error can steer); ``--save``/``--load`` keep them under ``DIR/member<i>``.
 
     python scripts/state_model_planning.py STORE [--goals-from CKPT] [--goals 50] [--steps 4000]
         [--arms oracle_state state_mlp] [--model frames|step] [--step-size 1|5] [--replan-every 10]
