@@ -797,6 +797,10 @@ class DistillConfig:
     teacher: str = "???"
     student_steps: int = 2  # sampler steps of the student (self-forcing rollouts and the saved default)
     student_mid_times: list[float] | None = None  # its times between jumps (None = 2 steps: [1.1]; see trigflow)
+    # transformer blocks of the student (0 = the teacher's depth). Fewer make every network pass cheaper (a
+    # planner's query is all passes); the student starts from blocks taken evenly from the teacher's, first
+    # and last kept, and every other weight copied
+    student_depth: int = 0
     data: DataConfig = field(default_factory=DataConfig)  # data.path defaults to the teacher's store
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)

@@ -13,7 +13,7 @@ from crcm_robotics.model.sampler import SamplerSpec
 from distill.causal_rcm import CausalRCM
 from distill.context import build_context, resolved_config
 from distill.sf_dmd import SFDMD
-from distill.student import StudentMethod
+from distill.student import StudentMethod, shallow_student
 from distill.tf_dcm import TFdCM
 from distill.tf_scm import TFsCM
 from distill.trainer import Trainer, autocast_dtype
@@ -71,6 +71,11 @@ def run_distill(cfg: DistillConfig):
     ckpt = load_checkpoint(cfg.teacher)
     if ckpt.meta.get("kind") != "teacher":
         raise ConfigError(f"teacher={cfg.teacher} is a {ckpt.meta.get('kind')!r} checkpoint, expected a teacher")
+    teacher_depth = ckpt.model_config.depth
+    depth = cfg.student_depth or teacher_depth
+    if not 1 <= depth <= teacher_depth:
+        raise ConfigError(f"student_depth={cfg.student_depth}: expected 0 (the teacher's {teacher_depth} "
+                          f"blocks) or 1..{teacher_depth}")
     # The student predicts what its teacher predicts: every frame_skip-th frame from the commands between.
     teacher_skip = int(ckpt.meta.get("frame_skip", 1))
     data = dataclasses.replace(cfg.data, path=cfg.data.path or ckpt.meta.get("data_path"), frame_skip=teacher_skip)
@@ -81,7 +86,8 @@ def run_distill(cfg: DistillConfig):
         raise ConfigError(f"store {data.path} does not fit teacher {cfg.teacher}: the model would need "
                           f"{ctx.model_cfg} but the teacher is {ckpt.model_config}")
     teacher = build_model(ckpt, ctx.device)
-    student = build_model(ckpt, ctx.device).train().requires_grad_(True)
+    student = shallow_student(teacher, depth).train().requires_grad_(True)
+    student_cfg = student.cfg
     fake_objective = from_dict(TeacherObjectiveConfig, ckpt.config.get("objective", {}), "teacher objective")
     fake_objective = dataclasses.replace(fake_objective, context_noise_prob=0.0)
     amp = autocast_dtype(cfg.train.precision, ctx.device)
@@ -89,8 +95,9 @@ def run_distill(cfg: DistillConfig):
     meta = {**ctx.base_meta(data), "teacher": str(cfg.teacher)}
     stats = ckpt.stats  # the student normalizes actions exactly as its teacher did
     validator = build_validator(cfg.train.validation, data, ctx.split.val, stats["action"], method.meta(),
-                                ctx.model_cfg, ctx.codec, ctx.device)
-    trainer = Trainer(method, ctx.sampler(cfg.train.seed), cfg.train, cfg.optim, resolved_config(cfg, ctx.model_cfg),
-                      stats, meta, ctx.env, ctx.device, preview_batch=ctx.preview_batch() if ctx.env.main else None,
+                                student_cfg, ctx.codec, ctx.device)
+    trainer = Trainer(method, ctx.sampler(cfg.train.seed), cfg.train, cfg.optim,
+                      resolved_config(cfg, student_cfg), stats, meta, ctx.env, ctx.device,
+                      preview_batch=ctx.preview_batch() if ctx.env.main else None,
                       validator=validator, codec=ctx.codec)
     return trainer.run()

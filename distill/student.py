@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,35 @@ from crcm_robotics.model.sampler import SamplerSpec
 from crcm_robotics.model.tokenizer import FrameCodec
 from distill.teacher import preview_rollout
 from distill.trainer import MethodDefaults
+
+
+def kept_blocks(teacher_depth: int, depth: int) -> list[int]:
+    """The teacher's blocks a ``depth``-block student starts from: evenly spaced, the first and the last kept
+    (one block: the first)."""
+    if not 1 <= depth <= teacher_depth:
+        raise ValueError(f"a student of {depth} blocks from a teacher of {teacher_depth}: expected "
+                         f"1..{teacher_depth}")
+    if depth == 1:
+        return [0]
+    return [round(j * (teacher_depth - 1) / (depth - 1)) for j in range(depth)]
+
+
+def shallow_student(teacher: CausalDiT, depth: int) -> CausalDiT:
+    """A copy of ``teacher`` with ``depth`` of its blocks (:func:`kept_blocks`); every other weight is the
+    teacher's. With the teacher's own depth it is an exact copy."""
+    blocks = kept_blocks(teacher.cfg.depth, depth)
+    student = CausalDiT(dataclasses.replace(teacher.cfg, depth=depth))
+    state = {}
+    for key, value in teacher.state_dict().items():
+        parts = key.split(".")
+        if parts[0] == "blocks":
+            i = int(parts[1])
+            if i not in blocks:
+                continue
+            key = ".".join(["blocks", str(blocks.index(i)), *parts[2:]])
+        state[key] = value.detach().clone()
+    student.load_state_dict(state, strict=True)
+    return student.to(next(teacher.parameters()).device)
 
 
 class StudentMethod(MethodDefaults):

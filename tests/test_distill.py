@@ -359,3 +359,59 @@ def test_distill_rolls_out_past_the_training_window_and_keeps_its_window(tiny_te
                              "crcm_robotics.conf.distill")
         with pytest.raises(ConfigError, match=match):
             run_distill(bad)
+
+
+def test_a_shallower_student_starts_from_the_teachers_blocks_and_serves(tiny_teacher, tmp_path,
+                                                                        one_torch_thread):
+    """student_depth=D: the student keeps D of the teacher's blocks (evenly spaced, first and last), every
+    other weight copied; its checkpoint records the depth, so the runtime builds it (and its KV cache) at that
+    depth."""
+    import dataclasses
+
+    import numpy as np
+
+    from crcm_robotics.config import ConfigError
+    from crcm_robotics.model.checkpoint import build_model
+    from crcm_robotics.model.dit import CausalDiT
+    from crcm_robotics.runtime.world_model import WorldModel
+    from distill.run import run_distill
+    from distill.student import kept_blocks, shallow_student
+
+    assert kept_blocks(8, 4) == [0, 2, 5, 7] and kept_blocks(8, 8) == list(range(8))
+    assert kept_blocks(2, 1) == [0]
+    with pytest.raises(ValueError, match="expected 1..8"):
+        kept_blocks(8, 9)
+    teacher = build_model(load_checkpoint(tiny_teacher))
+    assert teacher.cfg.depth == 2
+    same = shallow_student(teacher, 2).state_dict()
+    assert all(torch.equal(same[k], v) for k, v in teacher.state_dict().items())  # its own depth: a copy
+    deep = CausalDiT(dataclasses.replace(teacher.cfg, depth=8))  # random blocks, each its own weights
+    four = shallow_student(deep, 4)
+    assert four.cfg.depth == 4 and len(four.blocks) == 4
+    deep_state = deep.state_dict()
+    for key, value in four.state_dict().items():
+        parts = key.split(".")
+        if parts[0] == "blocks":  # student block j is the teacher's block kept_blocks(8, 4)[j]
+            parts[1] = str([0, 2, 5, 7][int(parts[1])])
+        assert torch.equal(value, deep_state[".".join(parts)]), key
+    assert sum(p.numel() for p in four.parameters()) < sum(p.numel() for p in deep.parameters())
+
+    out = tmp_path / "shallow"
+    cfg = compose_config("config", ["method=causal_rcm", f"teacher={tiny_teacher}", f"train.out={out}",
+                                    "train.steps=2", "train.progress=false", "rcm.scm_steps=1",
+                                    "dmd.fake_updates=1", "optim.batch_size=2", "student_depth=1"],
+                         "crcm_robotics.conf.distill")
+    assert run_distill(cfg).steps == 2
+    student = load_checkpoint(out)
+    assert student.model_config.depth == 1 and not any(k.startswith("blocks.1.") for k in student.state_dict)
+    wm = WorldModel.load(out, device="cpu", max_batch=4)
+    k = wm.context_frames
+    ctx = (np.zeros((k, *wm.image_shape), np.uint8), np.zeros((k, 2), np.float32))
+    result = wm.imagine(np.zeros((3, 2, 2), np.float32), context=ctx, seed=0)
+    assert result.frames.shape == (3, 2, *wm.image_shape)
+    for bad in ("3", "-1"):
+        cfg = compose_config("config", [f"teacher={tiny_teacher}", f"student_depth={bad}"],
+                             "crcm_robotics.conf.distill")
+        with pytest.raises(ConfigError, match=f"student_depth={bad}: expected 0 \\(the teacher's 2 "
+                           "blocks\\) or 1..2"):
+            run_distill(cfg)
