@@ -27,6 +27,7 @@ fi
 STORE=$WORK/pusht64.zarr; PROBE=$WORK/probe
 RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"  # the 13,000-update teacher's recipe
 mkdir -p $WORK
+source scripts/gpu/pusht_study.sh
 teacher() {  # NAME MINUTES STEPS AUGMENT [overrides]
   local name=$1 minutes=$2 steps=$3 augment=$4; shift 4
   crcm train teacher preset=$PRESET data.path=$STORE $RECIPE data.augment=$augment train.out=$WORK/$name \
@@ -43,20 +44,10 @@ pushed_block() {  # PREFIX: both teachers' held-out pushed block (scripts/block_
   for aug in plain dihedral; do echo "${1}_$aug: $(cut -c1-700 $WORK/bme_${1}_$aug.json)"; done
   cp $WORK/bme_${1}_*.json "$OUT"/
 }
-plan() {  # NAME CKPT: the model arm on the held-out goals, cut 15 s before the call ends
-  timeout $(( $(left) - 15 )) $PY -m crcm_robotics.cli bench plan $2 arms=[model] goals=$GOALS probe=$PROBE \
-      device=$DEV backend=$([ $DEV = cuda ] && echo cuda_graph || echo eager) gifs=0 progress=false \
-      fidelity_goals=0 $PLAN out=$WORK/plan_$1 > $WORK/plan_$1.json 2> $WORK/plan_$1.err
-  echo "plan_$1: exit $? at $(( $(date +%s) - T0 )) s"
-}
 case "${STAGE:?set STAGE=1 or 2}" in
 1) {
-  crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
-  echo "store at $(( $(date +%s) - T0 )) s"
-  crcm train probe data.path=$STORE out=$PROBE device=$DEV steps=$PROBE_STEPS progress=false \
-      $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $WORK/probe.log 2>&1 &
-  minutes=$($PY -c "print(round(max(0.2, ($(left) - $EVAL_S) / 60), 2))")
-  steps=$($PY -c "print(max(4, int($minutes * 60 * $RATE)))")
+  store_and_probe
+  teacher_budget $EVAL_S
   echo "two teachers side by side: $steps updates each, at most $minutes min"
   teacher teacher_plain $minutes $steps none &
   teacher teacher_dihedral $minutes $steps dihedral &
@@ -74,8 +65,8 @@ case "${STAGE:?set STAGE=1 or 2}" in
   } 2>&1 | tee "$OUT/augment2.log"
   cp $WORK/t2_*.log "$OUT"/ ;;
 3) {
-  plan t2_plain $WORK/t2_plain &
-  plan t2_dihedral $WORK/t2_dihedral &
+  plan_arm t2_plain $WORK/t2_plain &
+  plan_arm t2_dihedral $WORK/t2_dihedral &
   wait
   $PY scripts/plan_goal_pairs.py $WORK/plan_t2_*/*.goals.jsonl
   } 2>&1 | tee "$OUT/augment3.log"

@@ -25,22 +25,14 @@ fi
 STORE=$WORK/pusht64.zarr; PROBE=$WORK/probe; ARMS="s0_r10 s0_r5 s1_r10 s1_r5"
 RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"  # the 13,000-update teacher's recipe
 mkdir -p $WORK
+source scripts/gpu/pusht_study.sh
 plan() {  # ARM FIRST_GOAL PART: student s<seed> at replan r<every>, from FIRST_GOAL, cut 15 s before the end
-  local seed=${1%_r*} every=${1#*_r}
-  timeout $(( $(left) - 15 )) $PY -m crcm_robotics.cli bench plan $WORK/student_$seed arms=[model] goals=$GOALS \
-      first_goal=$2 probe=$PROBE device=$DEV backend=$([ $DEV = cuda ] && echo cuda_graph || echo eager) gifs=0 \
-      progress=false fidelity_goals=0 $PLAN planner.replan_every=$every out=$WORK/plan_$1_$3 \
-      > $WORK/plan_$1_$3.json 2> $WORK/plan_$1_$3.err
-  echo "plan_$1_$3: exit $? at $(( $(date +%s) - T0 )) s, $(cat $WORK/plan_$1_$3/*.goals.jsonl | wc -l) goals"
+  plan_arm $1_$3 $WORK/student_${1%_r*} first_goal=$2 planner.replan_every=${1#*_r}
 }
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
-  crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
-  echo "store at $(( $(date +%s) - T0 )) s"
-  crcm train probe data.path=$STORE out=$PROBE device=$DEV steps=$PROBE_STEPS progress=false \
-      $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $WORK/probe.log 2>&1 &
-  minutes=$($PY -c "print(round(max(0.2, ($(left) - 25) / 60), 2))")
-  steps=$($PY -c "print(max(4, int($minutes * 60 * $RATE)))")
+  store_and_probe
+  teacher_budget 25
   echo "teacher: $steps updates, at most $minutes min"
   crcm train teacher preset=$PRESET data.path=$STORE $RECIPE train.out=$WORK/teacher train.steps=$steps \
       train.max_minutes=$minutes train.progress=false train.device=$DEV > $WORK/teacher.log 2>&1
