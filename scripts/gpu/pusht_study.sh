@@ -1,6 +1,6 @@
-# Sourced by the PushT planning studies (augment.sh, replan.sh) after setup.sh and their settings: the pieces
-# they share. Expects PY, T0, left (seconds the call has left), WORK, STORE, PROBE, DEV, DATA, PROBE_STEPS,
-# RATE, GOALS, PLAN, DRY.
+# Sourced by the PushT planning studies (augment.sh, replan.sh, shallow.sh) after setup.sh and their settings:
+# the pieces they share. Expects PY, T0, left (seconds the call has left), WORK, STORE, PROBE, DEV, DATA,
+# PROBE_STEPS, RATE, GOALS, PLAN, DRY (and PRESET, RECIPE for teacher_alone).
 
 store_and_probe() {  # the mixed 500-episode store, then the state probe started in the background
   crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
@@ -12,6 +12,17 @@ store_and_probe() {  # the mixed 500-episode store, then the state probe started
 teacher_budget() {  # MARGIN: sets minutes (what the call has left but MARGIN seconds) and steps (at RATE)
   minutes=$($PY -c "print(round(max(0.2, ($(left) - $1) / 60), 2))")
   steps=$($PY -c "print(max(4, int($minutes * 60 * $RATE)))")
+}
+
+teacher_alone() {  # store, probe beside it, then one teacher (RECIPE) alone on the GPU until 25 s are left
+  store_and_probe
+  teacher_budget 25
+  echo "teacher: $steps updates, at most $minutes min"
+  crcm train teacher preset=$PRESET data.path=$STORE $RECIPE train.out=$WORK/teacher train.steps=$steps \
+      train.max_minutes=$minutes train.progress=false train.device=$DEV > $WORK/teacher.log 2>&1
+  echo "teacher: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/teacher.log | cut -c1-600)"
+  wait
+  tail -1 $WORK/probe.log | cut -c1-300
 }
 
 plan_arm() {  # NAME CKPT [OVERRIDES...]: the model arm on the held-out goals, cut 15 s before the call ends

@@ -30,16 +30,7 @@ plan() {  # ARM FIRST_GOAL PART: student s<seed> at replan r<every>, from FIRST_
   plan_arm $1_$3 $WORK/student_${1%_r*} first_goal=$2 planner.replan_every=${1#*_r}
 }
 case "${STAGE:?set STAGE=1, 2 or 3}" in
-1) {
-  store_and_probe
-  teacher_budget 25
-  echo "teacher: $steps updates, at most $minutes min"
-  crcm train teacher preset=$PRESET data.path=$STORE $RECIPE train.out=$WORK/teacher train.steps=$steps \
-      train.max_minutes=$minutes train.progress=false train.device=$DEV > $WORK/teacher.log 2>&1
-  echo "teacher: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/teacher.log | cut -c1-600)"
-  wait
-  tail -1 $WORK/probe.log | cut -c1-300
-  } 2>&1 | tee "$OUT/replan1.log"
+1) teacher_alone 2>&1 | tee "$OUT/replan1.log"
   cp $WORK/teacher/meta.json "$OUT"/teacher.meta.json ;;
 2) {
   for seed in 0 1; do

@@ -1,0 +1,78 @@
+# Issue 12: does a student of half the teacher's blocks plan as well as a full-depth one, at a third of the
+# teacher's time? A 2-step student makes 3 network passes per frame to the DDIM-4 teacher's 5 (0.61 of its
+# time, docs/results.md); `student_depth=4` keeps 4 of the `small` teacher's 8 blocks (0.29 of its time on the
+# CPU). One teacher of the 13,000-update recipe (as long as one call allows), three 2-step Causal-rCM students
+# of it side by side: full depth (seed 0) and 4 blocks (seeds 0, 1); each timed alone, then planned on the 50
+# held-out goals (replanning every 10, the benchmark's default), goal by goal on the same goals.
+# Three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
+#   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the GPU
+#   STAGE=2  the three students side by side (DISTILL_MIN; validation selects the weights); the teacher, the
+#            full-depth and the 4-block student each planned alone on TIME_GOALS goals (ms per replan at the
+#            same settings); then the three arms side by side, cut before the call ends
+#   STAGE=3  each cut arm resumed where it stopped (first_goal=), the parts joined and compared goal by goal;
+#            with the time left, the held-out pushed block of the full-depth and the 4-block student (seed 0)
+# Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 11.5), DISTILL_MIN
+# (2), TIME_GOALS (2), WORK (/root/work). DRY=1 rehearses every stage on the CPU at toy sizes.
+source scripts/gpu/setup.sh
+set +e -o pipefail
+T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+WORK=${WORK:-/root/work}; DEV=cuda; PRESET=small; GOALS=50; RATE=${RATE:-11.5}; DEPTH=4; EPISODES=20
+DATA="episodes=500 min_steps=180 max_steps=300"; PROBE_STEPS=4000
+PLAN="planner.mode=delta planner.replan_every=10 planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
+if [ -n "${DRY:-}" ]; then
+  WORK=outputs/shallow_dry; DEV=cpu; PRESET=tiny; GOALS=2; RATE=2; DEPTH=1; EPISODES=2
+  DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE_STEPS=60
+  PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10"
+fi
+STORE=$WORK/pusht64.zarr; PROBE=$WORK/probe; ARMS="d0_s0 d${DEPTH}_s0 d${DEPTH}_s1"
+RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"  # the 13,000-update teacher's recipe
+mkdir -p $WORK
+source scripts/gpu/pusht_study.sh
+distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's): one 2-step Causal-rCM student
+  local depth=${1%_s*} seed=${1#*_s}
+  crcm distill causal_rcm teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
+      student_depth=${depth#d} train.max_minutes=${DISTILL_MIN:-2} train.out=$WORK/student_$1 \
+      train.progress=false $([ -n "${DRY:-}" ] && echo train.steps=4) > $WORK/distill_$1.log 2>&1
+  echo "student_$1: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/distill_$1.log | cut -c1-500)"
+}
+plan() {  # ARM FIRST_GOAL PART: the arm's student from FIRST_GOAL, cut 15 s before the end
+  plan_arm $1_$3 $WORK/student_$1 first_goal=$2
+}
+case "${STAGE:?set STAGE=1, 2 or 3}" in
+1) teacher_alone 2>&1 | tee "$OUT/shallow1.log"
+  cp $WORK/teacher/meta.json "$OUT"/teacher.meta.json ;;
+2) {
+  for arm in $ARMS; do distil $arm & done
+  wait
+  for name in teacher student_d0_s0 student_d${DEPTH}_s0; do  # alone on the GPU, one after the other
+    plan_arm time_$name $WORK/$name goals=${TIME_GOALS:-2}
+    $PY -c "import json; [a] = json.load(open('$WORK/plan_time_$name.json'))['arms'].values(); \
+print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p90', 'model')})"
+  done
+  for arm in $ARMS; do plan $arm 0 a & done
+  wait
+  } 2>&1 | tee "$OUT/shallow2.log"
+  cp $WORK/distill_*.log $WORK/student_*_log.jsonl $WORK/plan_time_*.json "$OUT"/ ;;
+3) {
+  for arm in $ARMS; do
+    done_goals=$(cat $WORK/plan_${arm}_a/*.goals.jsonl 2>/dev/null | wc -l)
+    [ "$done_goals" -lt $GOALS ] && plan $arm $done_goals b &
+  done
+  wait
+  for arm in $ARMS; do  # the parts joined: one arm, one file
+    mkdir -p $WORK/joined/$arm && cat $WORK/plan_${arm}_*/*.goals.jsonl > $WORK/joined/$arm/student.goals.jsonl
+  done
+  $PY scripts/plan_goal_pairs.py $WORK/joined/*/student.goals.jsonl
+  if [ $(left) -gt 90 ]; then  # the held-out pushed block, full depth against 4 blocks, as long as time allows
+    for arm in d0_s0 d${DEPTH}_s0; do
+      timeout $(( $(left) - 10 )) $PY scripts/block_motion_error.py $WORK/student_$arm $STORE $PROBE --steps 2 \
+          --episodes $EPISODES --split val --device $DEV > $WORK/bme_$arm.json &
+    done
+    wait
+    for arm in d0_s0 d${DEPTH}_s0; do echo "bme_$arm: $(cut -c1-900 $WORK/bme_$arm.json)"; done
+  fi
+  } 2>&1 | tee "$OUT/shallow3.log"
+  tar czf "$OUT/shallow3.tgz" -C $WORK joined $(cd $WORK && ls -d plan_* bme_*.json 2>/dev/null) ;;
+*) echo "shallow.sh: unknown STAGE=$STAGE (expected 1, 2 or 3)" >&2; exit 2 ;;
+esac
+ls -la "$OUT"
