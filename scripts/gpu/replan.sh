@@ -46,15 +46,7 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   } 2>&1 | tee "$OUT/replan2.log"
   cp $WORK/distill_s*.log "$OUT"/ ;;
 3) {
-  for arm in $ARMS; do
-    done_goals=$(cat $WORK/plan_${arm}_a/*.goals.jsonl 2>/dev/null | wc -l)
-    [ "$done_goals" -lt $GOALS ] && plan $arm $done_goals b &
-  done
-  wait
-  for arm in $ARMS; do  # the parts joined: one arm, one file
-    mkdir -p $WORK/joined/$arm && cat $WORK/plan_${arm}_*/*.goals.jsonl > $WORK/joined/$arm/student.goals.jsonl
-  done
-  $PY scripts/plan_goal_pairs.py $WORK/joined/*/student.goals.jsonl
+  resume_and_join
   } 2>&1 | tee "$OUT/replan3.log"
   tar czf "$OUT/replan3.tgz" -C $WORK joined $(cd $WORK && ls -d plan_* 2>/dev/null) ;;
 *) echo "replan.sh: unknown STAGE=$STAGE (expected 1, 2 or 3)" >&2; exit 2 ;;

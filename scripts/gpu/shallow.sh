@@ -54,15 +54,7 @@ print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p9
   } 2>&1 | tee "$OUT/shallow2.log"
   cp $WORK/distill_*.log $WORK/student_*_log.jsonl $WORK/plan_time_*.json "$OUT"/ ;;
 3) {
-  for arm in $ARMS; do
-    done_goals=$(cat $WORK/plan_${arm}_a/*.goals.jsonl 2>/dev/null | wc -l)
-    [ "$done_goals" -lt $GOALS ] && plan $arm $done_goals b &
-  done
-  wait
-  for arm in $ARMS; do  # the parts joined: one arm, one file
-    mkdir -p $WORK/joined/$arm && cat $WORK/plan_${arm}_*/*.goals.jsonl > $WORK/joined/$arm/student.goals.jsonl
-  done
-  $PY scripts/plan_goal_pairs.py $WORK/joined/*/student.goals.jsonl
+  resume_and_join
   if [ $(left) -gt 90 ]; then  # the held-out pushed block, full depth against 4 blocks, as long as time allows
     for arm in d0_s0 d${DEPTH}_s0; do
       timeout $(( $(left) - 10 )) $PY scripts/block_motion_error.py $WORK/student_$arm $STORE $PROBE --steps 2 \
