@@ -14,9 +14,10 @@ teacher_budget() {  # MARGIN: sets minutes (what the call has left but MARGIN se
   steps=$($PY -c "print(max(4, int($minutes * 60 * $RATE)))")
 }
 
-teacher_alone() {  # store, probe beside it, then one teacher (RECIPE) alone on the GPU until 25 s are left
+teacher_alone() {  # [MARGIN]: store, probe beside it, then one teacher (RECIPE) alone on the GPU until MARGIN
+  # seconds (25) are left
   store_and_probe
-  teacher_budget 25
+  teacher_budget ${1:-25}
   echo "teacher: $steps updates, at most $minutes min"
   crcm train teacher preset=$PRESET data.path=$STORE $RECIPE train.out=$WORK/teacher train.steps=$steps \
       train.max_minutes=$minutes train.progress=false train.device=$DEV > $WORK/teacher.log 2>&1
