@@ -35,6 +35,7 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
 2) {
   for seed in 0 1; do
     crcm distill causal_rcm teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
+        train.validation.select=psnr_pusher \
         train.max_minutes=${DISTILL_MIN:-1.5} train.out=$WORK/student_s$seed train.progress=false \
         $([ -n "${DRY:-}" ] && echo train.steps=4) > $WORK/distill_s$seed.log 2>&1 &
   done

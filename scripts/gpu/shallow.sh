@@ -7,7 +7,8 @@
 # benchmark's default), goal by goal on the same goals.
 # Two or three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the GPU,
-#            then the three students side by side (DISTILL_MIN; validation selects the weights)
+#            then the three students side by side (DISTILL_MIN; validation, PSNR plus the pusher, keeps the
+#            weights: by PSNR alone, the seventeenth session's run kept a 12.7-px pusher over a 2-px one)
 #   STAGE=2  the teacher, the full-depth and the 4-block student (seed 0) each planned alone on TIME_GOALS
 #            goals (ms per replan at the same settings); then the three arms side by side, cut before the call
 #            ends, and what they finished compared goal by goal
@@ -33,6 +34,7 @@ source scripts/gpu/pusht_study.sh
 distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's): one 2-step Causal-rCM student
   local depth=${1%_s*} seed=${1#*_s}
   crcm distill causal_rcm teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
+      train.validation.select=psnr_pusher \
       student_depth=${depth#d} train.max_minutes=${DISTILL_MIN:-2} train.out=$WORK/student_$1 \
       train.progress=false $([ -n "${DRY:-}" ] && echo train.steps=4) > $WORK/distill_$1.log 2>&1
   echo "student_$1: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/distill_$1.log | cut -c1-500)"
