@@ -1,6 +1,7 @@
 # Sourced by the PushT planning studies (augment.sh, replan.sh, shallow.sh) after setup.sh and their settings:
 # the pieces they share. Expects PY, T0, left (seconds the call has left), WORK, STORE, PROBE, DEV, DATA,
-# PROBE_STEPS, RATE, GOALS, PLAN, DRY (and PRESET, RECIPE for teacher_alone; ARMS and plan for resume_and_join).
+# PROBE_STEPS, RATE, GOALS, PLAN, DRY (and PRESET, RECIPE for teacher_alone; ARMS and plan for
+# resume_and_join).
 
 store_and_probe() {  # the mixed 500-episode store, then the state probe started in the background
   crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
@@ -34,8 +35,8 @@ plan_arm() {  # NAME CKPT [OVERRIDES...]: the model arm on the held-out goals, c
   echo "plan_$name: exit $? at $(( $(date +%s) - T0 )) s, $(cat $WORK/plan_$name/*.goals.jsonl 2>/dev/null | wc -l) goals"
 }
 
-resume_and_join() {  # each arm of ARMS cut in part a resumed as part b (the caller's `plan ARM FIRST_GOAL PART`),
-  # the parts joined (one arm, one file, in $WORK/joined) and compared goal by goal
+resume_and_join() {  # each arm of ARMS cut in part a resumed as part b (the caller's
+  # `plan ARM FIRST_GOAL PART`), the parts joined (one arm, one file, in $WORK/joined) and compared goal by goal
   for arm in $ARMS; do
     done_goals=$(cat $WORK/plan_${arm}_a/*.goals.jsonl 2>/dev/null | wc -l)
     [ "$done_goals" -lt $GOALS ] && plan $arm $done_goals b &

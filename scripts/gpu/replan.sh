@@ -5,8 +5,8 @@
 # replan_every=10 and 5, goal by goal on the same goals (scripts/plan_goal_pairs.py pairs them).
 # Three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the GPU
-#   STAGE=2  both students side by side (DISTILL_MIN; validation selects the weights), then the four arms
-#            (2 students x 2 replan rates) side by side, cut before the call ends
+#   STAGE=2  both students side by side (DISTILL_MIN; validation by PSNR plus the pusher selects the weights),
+#            then the four arms (2 students x 2 replan rates) side by side, cut before the call ends
 #   STAGE=3  each cut arm resumed where it stopped (first_goal=), cut before the call ends; the parts joined
 #            and compared goal by goal
 # Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 10.5), DISTILL_MIN

@@ -5,9 +5,11 @@
 # Causal-rCM students of it side by side: full depth (seed 0) and 4 blocks (seeds 0, 1); the teacher and two
 # students each timed alone, then the three planned on the 50 held-out goals (replanning every 10, the
 # benchmark's default), goal by goal on the same goals.
+# Run in the seventeenth session (docs/results.md, "A 4-block student on the GPU"): 0.33 of the teacher's
+# time, and none of the 50 goals held: the 4-block student's block never moves.
 # Two or three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
-#   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the GPU,
-#            then the three students side by side (DISTILL_MIN; validation, PSNR plus the pusher, keeps the
+#   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the
+#            GPU, then the three students side by side (DISTILL_MIN; validation, PSNR plus the pusher, keeps the
 #            weights: by PSNR alone, the seventeenth session's run kept a 12.7-px pusher over a 2-px one)
 #   STAGE=2  the teacher, the full-depth and the 4-block student (seed 0) each planned alone on TIME_GOALS
 #            goals (ms per replan at the same settings); then the three arms side by side, cut before the call
@@ -63,7 +65,7 @@ print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p9
   tar czf "$OUT/shallow2.tgz" -C $WORK $(cd $WORK && ls -d plan_* 2>/dev/null) ;;
 3) {
   resume_and_join
-  if [ $(left) -gt 90 ]; then  # the held-out pushed block, full depth against 4 blocks, as long as time allows
+  if [ $(left) -gt 90 ]; then  # the held-out pushed block, full depth against 4 blocks, while time allows
     for arm in d0_s0 d${DEPTH}_s0; do
       timeout $(( $(left) - 10 )) $PY scripts/block_motion_error.py $WORK/student_$arm $STORE $PROBE --steps 2 \
           --episodes $EPISODES --split val --device $DEV > $WORK/bme_$arm.json &
