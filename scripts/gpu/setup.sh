@@ -1,9 +1,10 @@
 # Sourced at the start of every GPU (device tool) command: install the carried wheels, set paths.
 # The device image has torch/numpy/opencv/msgpack but not zarr, hydra or the PushT simulator.
-# DRY=1 runs the same script here on the CPU with the project's .venv (a rehearsal before spending GPU time).
+# DRY=1 runs the same script here on the CPU with the project's .venv, or PY (a rehearsal before spending GPU
+# time; tests/test_gpu_scripts.py runs one in CI).
 set -euo pipefail
 if [ -n "${DRY:-}" ]; then
-  PY=.venv/bin/python
+  PY=${PY:-.venv/bin/python}
 else
   PY=python3
   # Every carried wheel folder goes into /tmp/site (which outlives the call on a warm machine).

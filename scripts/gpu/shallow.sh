@@ -17,15 +17,17 @@
 #   STAGE=3  each cut arm resumed where it stopped (first_goal=), the parts joined and compared goal by goal;
 #            with the time left, the held-out pushed block of the full-depth and the 4-block student (seed 0)
 # Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 11.5), DISTILL_MIN
-# (2), TIME_GOALS (2), WORK (/root/work). DRY=1 rehearses every stage on the CPU at toy sizes.
+# (2), TIME_GOALS (2), WORK (/root/work; with DRY=1 outputs/shallow_dry). DRY=1 rehearses every stage on the
+# CPU at toy sizes (tests/test_gpu_scripts.py).
 source scripts/gpu/setup.sh
 set +e -o pipefail
 T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
-WORK=${WORK:-/root/work}; DEV=cuda; PRESET=small; GOALS=50; RATE=${RATE:-11.5}; DEPTH=4; EPISODES=20
+WORK=${WORK:-$([ -n "${DRY:-}" ] && echo outputs/shallow_dry || echo /root/work)}
+DEV=cuda; PRESET=small; GOALS=50; RATE=${RATE:-11.5}; DEPTH=4; EPISODES=20
 DATA="episodes=500 min_steps=180 max_steps=300"; PROBE_STEPS=4000
 PLAN="planner.mode=delta planner.replan_every=10 planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
 if [ -n "${DRY:-}" ]; then
-  WORK=outputs/shallow_dry; DEV=cpu; PRESET=tiny; GOALS=2; RATE=2; DEPTH=1; EPISODES=2
+  DEV=cpu; PRESET=tiny; GOALS=2; RATE=2; DEPTH=1; EPISODES=2
   DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE_STEPS=60
   PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10"
 fi

@@ -1,0 +1,55 @@
+"""The GPU study scripts rehearsed on the CPU (DRY=1), as before spending device time: a script that breaks
+here would waste a session's GPU budget. scripts/gpu/shallow.sh covers the pieces the PushT planning studies
+share (scripts/gpu/pusht_study.sh: store and probe, the teacher's time budget, the planning arm, resuming cut
+arms and joining them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stage(stage: int, work: Path, out: Path, call_s: int) -> str:
+    env = {**os.environ, "DRY": "1", "STAGE": str(stage), "CALL_S": str(call_s), "WORK": str(work),
+           "OUT": str(out), "PY": sys.executable, "DISTILL_MIN": "0.2", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, f"stage {stage}: exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    return run.stdout
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_shallow_study_rehearses_every_stage(tmp_path):
+    from crcm_robotics.model.checkpoint import load_checkpoint
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    log1 = _stage(1, work, out, call_s=45)
+    assert "teacher: exit 0" in log1
+    depths = {arm: load_checkpoint(work / f"student_{arm}").model_config.depth for arm in ("d0_s0", "d1_s0", "d1_s1")}
+    assert depths == {"d0_s0": 2, "d1_s0": 1, "d1_s1": 1}, depths  # the tiny teacher's 2 blocks, and 1
+    assert (out / "teacher.meta.json").is_file() and len(list(out.glob("distill_*.log"))) == 3
+
+    log2 = _stage(2, work, out, call_s=300)
+    for name in ("teacher", "student_d0_s0", "student_d1_s0"):
+        [arm] = json.loads((work / f"plan_time_{name}.json").read_text())["arms"].values()
+        assert arm["goals"] == 2 and arm["replan_ms_median"] > 0, (name, arm)
+    assert "sign test" in log2 and (out / "shallow2.tgz").stat().st_size > 0
+
+    # a cut arm: drop its second goal, so stage 3 resumes it from the first goal it lacks
+    cut = next((work / "plan_d1_s1_a").glob("*.goals.jsonl"))
+    cut.write_text(cut.read_text().splitlines(keepends=True)[0])
+    log3 = _stage(3, work, out, call_s=300)
+    assert "plan_d1_s1_b: exit 0" in log3
+    for arm in ("d0_s0", "d1_s0", "d1_s1"):
+        lines = (work / "joined" / arm / "student.goals.jsonl").read_text().splitlines()
+        assert len(lines) == 2, (arm, lines)
+    bme = json.loads((work / "bme_d1_s0.json").read_text())
+    assert "steps_2" in bme and bme["split"] == "val"
