@@ -14,20 +14,9 @@
 # Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (updates/s each teacher is expected to make
 # side by side, 6), MORE, MORE_MIN, WORK (/root/work). DRY=1 rehearses every stage on the CPU at toy sizes.
 source scripts/gpu/setup.sh
-set +e -o pipefail
-T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
-WORK=${WORK:-/root/work}; DEV=cuda; PRESET=small; GOALS=50; EVAL_S=100; EPISODES=20; RATE=${RATE:-6}
-DATA="episodes=500 min_steps=180 max_steps=300"; PROBE_STEPS=4000
-PLAN="planner.mode=delta planner.replan_every=10 planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
-if [ -n "${DRY:-}" ]; then
-  WORK=outputs/augment_dry; DEV=cpu; PRESET=tiny; GOALS=2; EVAL_S=40; EPISODES=2; RATE=2
-  DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE_STEPS=60
-  PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10"
-fi
-STORE=$WORK/pusht64.zarr; PROBE=$WORK/probe
-RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"  # the 13,000-update teacher's recipe
-mkdir -p $WORK
+STUDY=augment; RATE=${RATE:-6}
 source scripts/gpu/pusht_study.sh
+PLAN="$PLAN planner.replan_every=10"; EVAL_S=$([ -n "${DRY:-}" ] && echo 40 || echo 100)
 teacher() {  # NAME MINUTES STEPS AUGMENT [overrides]
   local name=$1 minutes=$2 steps=$3 augment=$4; shift 4
   crcm train teacher preset=$PRESET data.path=$STORE $RECIPE data.augment=$augment train.out=$WORK/$name \
@@ -35,13 +24,8 @@ teacher() {  # NAME MINUTES STEPS AUGMENT [overrides]
       > $WORK/$name.log 2>&1
   echo "$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/$name.log | cut -c1-400)"
 }
-pushed_block() {  # PREFIX: both teachers' held-out pushed block (scripts/block_motion_error.py)
-  for aug in plain dihedral; do
-    timeout $(( $(left) - 5 )) $PY scripts/block_motion_error.py $WORK/${1}_$aug $STORE $PROBE --steps 4 \
-        --episodes $EPISODES --split val --device $DEV > $WORK/bme_${1}_$aug.json &
-  done
-  wait
-  for aug in plain dihedral; do echo "${1}_$aug: $(cut -c1-700 $WORK/bme_${1}_$aug.json)"; done
+teachers_pushed_block() {  # PREFIX: both teachers' held-out pushed block
+  pushed_block 4 ${1}_plain=$WORK/${1}_plain ${1}_dihedral=$WORK/${1}_dihedral
   cp $WORK/bme_${1}_*.json "$OUT"/
 }
 case "${STAGE:?set STAGE=1 or 2}" in
@@ -53,7 +37,7 @@ case "${STAGE:?set STAGE=1 or 2}" in
   teacher teacher_dihedral $minutes $steps dihedral &
   wait
   tail -1 $WORK/probe.log | cut -c1-300
-  pushed_block teacher
+  teachers_pushed_block teacher
   } 2>&1 | tee "$OUT/augment1.log" ;;
 2) {
   for aug in plain dihedral; do
@@ -61,7 +45,7 @@ case "${STAGE:?set STAGE=1 or 2}" in
         init=$WORK/teacher_$aug &
   done
   wait
-  pushed_block t2
+  teachers_pushed_block t2
   } 2>&1 | tee "$OUT/augment2.log"
   cp $WORK/t2_*.log "$OUT"/ ;;
 3) {

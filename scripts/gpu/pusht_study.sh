@@ -1,7 +1,22 @@
-# Sourced by the PushT planning studies (augment.sh, replan.sh, shallow.sh) after setup.sh and their settings:
-# the pieces they share. Expects PY, T0, left (seconds the call has left), WORK, STORE, PROBE, DEV, DATA,
-# PROBE_STEPS, RATE, GOALS, PLAN, DRY (and PRESET, RECIPE for teacher_alone; ARMS and plan for
-# resume_and_join).
+# Sourced by the PushT planning studies (augment.sh, replan.sh, shallow.sh) right after setup.sh, with STUDY
+# (the study's name) and RATE (teacher updates/s) set: the settings they share, then the pieces they share.
+# A study adds its own settings after (PLAN's replan interval, ARMS, ...); its functions may use the pieces.
+# Env: CALL_S (seconds the call may take, 570), WORK (/root/work; with DRY=1 outputs/$STUDY_dry). DRY=1
+# swaps in toy sizes on the CPU. The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`.
+set +e -o pipefail
+T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+WORK=${WORK:-$([ -n "${DRY:-}" ] && echo outputs/${STUDY:?}_dry || echo /root/work)}
+DEV=cuda; PRESET=small; GOALS=50; EPISODES=20  # EPISODES: held-out episodes for the pushed block
+DATA="episodes=500 min_steps=180 max_steps=300"; PROBE_STEPS=4000
+PLAN="planner.mode=delta planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
+if [ -n "${DRY:-}" ]; then
+  DEV=cpu; PRESET=tiny; GOALS=2; RATE=2; EPISODES=2
+  DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE_STEPS=60
+  PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10"
+fi
+STORE=$WORK/pusht64.zarr; PROBE=$WORK/probe
+RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"  # the 13,000-update teacher's recipe
+mkdir -p $WORK
 
 store_and_probe() {  # the mixed 500-episode store, then the state probe started in the background
   crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
@@ -46,4 +61,15 @@ resume_and_join() {  # each arm of ARMS cut in part a resumed as part b (the cal
     mkdir -p $WORK/joined/$arm && cat $WORK/plan_${arm}_*/*.goals.jsonl > $WORK/joined/$arm/student.goals.jsonl
   done
   $PY scripts/plan_goal_pairs.py $WORK/joined/*/student.goals.jsonl
+}
+
+pushed_block() {  # STEPS NAME=CKPT...: each checkpoint's held-out pushed block side by side
+  # (scripts/block_motion_error.py at STEPS sampler steps) into $WORK/bme_NAME.json, cut 5 s before the end
+  local steps=$1 item; shift
+  for item in "$@"; do
+    timeout $(( $(left) - 5 )) $PY scripts/block_motion_error.py ${item#*=} $STORE $PROBE --steps $steps \
+        --episodes $EPISODES --split val --device $DEV > $WORK/bme_${item%%=*}.json &
+  done
+  wait
+  for item in "$@"; do echo "bme_${item%%=*}: $(cut -c1-900 $WORK/bme_${item%%=*}.json)"; done
 }

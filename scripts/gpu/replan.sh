@@ -12,20 +12,9 @@
 # Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 10.5), DISTILL_MIN
 # (1.5), WORK (/root/work). DRY=1 rehearses every stage on the CPU at toy sizes.
 source scripts/gpu/setup.sh
-set +e -o pipefail
-T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
-WORK=${WORK:-/root/work}; DEV=cuda; PRESET=small; GOALS=50; RATE=${RATE:-10.5}
-DATA="episodes=500 min_steps=180 max_steps=300"; PROBE_STEPS=4000
-PLAN="planner.mode=delta planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
-if [ -n "${DRY:-}" ]; then
-  WORK=outputs/replan_dry; DEV=cpu; PRESET=tiny; GOALS=2; RATE=2
-  DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE_STEPS=60
-  PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10"
-fi
-STORE=$WORK/pusht64.zarr; PROBE=$WORK/probe; ARMS="s0_r10 s0_r5 s1_r10 s1_r5"
-RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"  # the 13,000-update teacher's recipe
-mkdir -p $WORK
+STUDY=replan; RATE=${RATE:-10.5}
 source scripts/gpu/pusht_study.sh
+ARMS="s0_r10 s0_r5 s1_r10 s1_r5"
 plan() {  # ARM FIRST_GOAL PART: student s<seed> at replan r<every>, from FIRST_GOAL, cut 15 s before the end
   plan_arm $1_$3 $WORK/student_${1%_r*} first_goal=$2 planner.replan_every=${1#*_r}
 }

@@ -9,8 +9,8 @@
 # time, and none of the 50 goals held: the 4-block student's block never moves.
 # Two or three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the
-#            GPU, then the three students side by side (DISTILL_MIN; validation, PSNR plus the pusher, keeps the
-#            weights: by PSNR alone, the seventeenth session's run kept a 12.7-px pusher over a 2-px one)
+#            GPU, then the three students side by side (DISTILL_MIN; validation, PSNR plus the pusher, keeps
+#            the weights: by PSNR alone, the seventeenth session's run kept a 12.7-px pusher over a 2-px one)
 #   STAGE=2  the teacher, the full-depth and the 4-block student (seed 0) each planned alone on TIME_GOALS
 #            goals (ms per replan at the same settings); then the three arms side by side, cut before the call
 #            ends, and what they finished compared goal by goal
@@ -20,21 +20,10 @@
 # (2), TIME_GOALS (2), WORK (/root/work; with DRY=1 outputs/shallow_dry). DRY=1 rehearses every stage on the
 # CPU at toy sizes (tests/test_gpu_scripts.py).
 source scripts/gpu/setup.sh
-set +e -o pipefail
-T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
-WORK=${WORK:-$([ -n "${DRY:-}" ] && echo outputs/shallow_dry || echo /root/work)}
-DEV=cuda; PRESET=small; GOALS=50; RATE=${RATE:-11.5}; DEPTH=4; EPISODES=20
-DATA="episodes=500 min_steps=180 max_steps=300"; PROBE_STEPS=4000
-PLAN="planner.mode=delta planner.replan_every=10 planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
-if [ -n "${DRY:-}" ]; then
-  DEV=cpu; PRESET=tiny; GOALS=2; RATE=2; DEPTH=1; EPISODES=2
-  DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE_STEPS=60
-  PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10"
-fi
-STORE=$WORK/pusht64.zarr; PROBE=$WORK/probe; ARMS="d0_s0 d${DEPTH}_s0 d${DEPTH}_s1"
-RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25"  # the 13,000-update teacher's recipe
-mkdir -p $WORK
+STUDY=shallow; RATE=${RATE:-11.5}
 source scripts/gpu/pusht_study.sh
+PLAN="$PLAN planner.replan_every=10"; DEPTH=$([ -n "${DRY:-}" ] && echo 1 || echo 4)
+ARMS="d0_s0 d${DEPTH}_s0 d${DEPTH}_s1"
 distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's): one 2-step Causal-rCM student
   local depth=${1%_s*} seed=${1#*_s}
   crcm distill causal_rcm teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
@@ -68,12 +57,7 @@ print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p9
 3) {
   resume_and_join
   if [ $(left) -gt 90 ]; then  # the held-out pushed block, full depth against 4 blocks, while time allows
-    for arm in d0_s0 d${DEPTH}_s0; do
-      timeout $(( $(left) - 10 )) $PY scripts/block_motion_error.py $WORK/student_$arm $STORE $PROBE --steps 2 \
-          --episodes $EPISODES --split val --device $DEV > $WORK/bme_$arm.json &
-    done
-    wait
-    for arm in d0_s0 d${DEPTH}_s0; do echo "bme_$arm: $(cut -c1-900 $WORK/bme_$arm.json)"; done
+    pushed_block 2 d0_s0=$WORK/student_d0_s0 d${DEPTH}_s0=$WORK/student_d${DEPTH}_s0
   fi
   } 2>&1 | tee "$OUT/shallow3.log"
   tar czf "$OUT/shallow3.tgz" -C $WORK joined $(cd $WORK && ls -d plan_* bme_*.json 2>/dev/null) ;;
