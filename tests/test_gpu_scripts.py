@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def _stage(stage: int, work: Path, out: Path, call_s: int) -> str:
     env = {**os.environ, "DRY": "1", "STAGE": str(stage), "CALL_S": str(call_s), "WORK": str(work),
            "OUT": str(out), "PY": sys.executable, "DISTILL_MIN": "0.2", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert run.returncode == 0, f"stage {stage}: exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    tails = f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    assert run.returncode == 0, f"stage {stage}: exit {run.returncode}\n{tails}"
     return run.stdout
 
 
@@ -33,7 +34,8 @@ def test_shallow_study_rehearses_every_stage(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     log1 = _stage(1, work, out, call_s=45)
     assert "teacher: exit 0" in log1
-    depths = {arm: load_checkpoint(work / f"student_{arm}").model_config.depth for arm in ("d0_s0", "d1_s0", "d1_s1")}
+    arms = ("d0_s0", "d1_s0", "d1_s1")
+    depths = {arm: load_checkpoint(work / f"student_{arm}").model_config.depth for arm in arms}
     assert depths == {"d0_s0": 2, "d1_s0": 1, "d1_s1": 1}, depths  # the tiny teacher's 2 blocks, and 1
     assert (out / "teacher.meta.json").is_file() and len(list(out.glob("distill_*.log"))) == 3
 
