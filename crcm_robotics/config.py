@@ -297,7 +297,9 @@ class OptimConfig:
     ema_decay: float = 0.999
     # learning rate after warmup: constant, or wsd (warmup-stable-decay: constant, then a linear decay to
     # lr_final x lr over the last decay_fraction of train.steps; a run stopped by max_minutes before then
-    # never decays, so set train.steps to what the time allows)
+    # never decays, so set train.steps to what the time allows), or wsd_time (the same decay over the last
+    # decay_fraction of train.max_minutes of wall time, resumes included: for runs whose update rate is not
+    # known ahead, such as runs sharing a GPU; train.steps then only caps the run)
     lr_schedule: str = "constant"
     decay_fraction: float = 0.2
     lr_final: float = 0.0
@@ -316,16 +318,20 @@ class OptimConfig:
             return None
         return total_steps - max(1, round(self.decay_fraction * total_steps))
 
-    def lr_factor(self, step: int, total_steps: int) -> float:
-        """The multiplier on ``lr`` for update ``step`` (0-based) of a run of ``total_steps`` updates."""
+    def lr_factor(self, step: int, total_steps: int, time_fraction: float = 0.0) -> float:
+        """The multiplier on ``lr`` for update ``step`` (0-based) of a run of ``total_steps`` updates;
+        ``wsd_time`` reads ``time_fraction``, the share of the run's time budget spent before the update."""
         factor = min(1.0, (step + 1) / max(self.warmup_steps, 1))
         start = self.decay_start(total_steps)
         if start is not None and step + 1 > start:
             factor *= 1.0 - (1.0 - self.lr_final) * min(1.0, (step + 1 - start) / (total_steps - start))
+        if self.lr_schedule == "wsd_time" and time_fraction > 1.0 - self.decay_fraction:
+            decayed = (time_fraction - (1.0 - self.decay_fraction)) / self.decay_fraction
+            factor *= 1.0 - (1.0 - self.lr_final) * min(1.0, decayed)
         return factor
 
 
-LR_SCHEDULES = ("constant", "wsd")
+LR_SCHEDULES = ("constant", "wsd", "wsd_time")
 
 
 VALIDATION_SELECT = ("psnr", "psnr_pusher")
@@ -801,6 +807,11 @@ class DistillConfig:
     # planner's query is all passes); the student starts from blocks taken evenly from the teacher's, first
     # and last kept, and every other weight copied
     student_depth: int = 0
+    # None: the student starts from the teacher's weights (student_depth's blocks of them). A checkpoint dir:
+    # it starts from that model instead, one trained on the same store with the teacher's settings but fewer
+    # blocks (say a 4-block `crcm train teacher` run): a shallow student that already predicts the frames,
+    # where blocks dropped from the teacher leave a network that first has to learn to again
+    student_init: str | None = None
     data: DataConfig = field(default_factory=DataConfig)  # data.path defaults to the teacher's store
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)

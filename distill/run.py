@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from crcm_robotics.config import ConfigError, DistillConfig, TeacherObjectiveConfig, from_dict
-from crcm_robotics.model.checkpoint import build_model, load_checkpoint
+from crcm_robotics.model.checkpoint import Checkpoint, build_model, load_checkpoint
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.sampler import SamplerSpec
 from distill.causal_rcm import CausalRCM
@@ -63,6 +64,37 @@ def sampled_window(cfg: DistillConfig) -> int:
     return k + extra
 
 
+def initial_student(path: str, teacher: Checkpoint, student_depth: int) -> Checkpoint:
+    """The checkpoint a student starts from (``student_init=``), checked against its teacher: a model
+    trained on data (kind teacher) with the teacher's settings, frame skip and action statistics, at most its
+    depth; ``student_depth``, when set, must be that depth."""
+    init = load_checkpoint(path)
+    if init.meta.get("kind") != "teacher":
+        raise ConfigError(f"student_init={path} is a {init.meta.get('kind')!r} checkpoint, expected a model "
+                          "trained on data (`crcm train teacher`)")
+    ours, theirs = dataclasses.asdict(init.model_config), dataclasses.asdict(teacher.model_config)
+    differ = sorted(k for k in ours if k != "depth" and ours[k] != theirs[k])
+    if differ:
+        raise ConfigError(f"student_init={path} differs from teacher={teacher.path} in "
+                          + ", ".join(f"model.{k} ({ours[k]} against {theirs[k]})" for k in differ)
+                          + "; expected the teacher's settings but for model.depth")
+    depth = init.model_config.depth
+    if depth > teacher.model_config.depth or student_depth not in (0, depth):
+        raise ConfigError(f"student_init={path} has {depth} blocks: expected at most the teacher's "
+                          f"{teacher.model_config.depth}, and student_depth=0 or {depth} "
+                          f"(got {student_depth})")
+    skips = (int(init.meta.get("frame_skip", 1)), int(teacher.meta.get("frame_skip", 1)))
+    if skips[0] != skips[1]:
+        raise ConfigError(f"student_init={path} predicts every {skips[0]}. frame, teacher={teacher.path} "
+                          f"every {skips[1]}.; expected the same frame skip")
+    for name in ("mean", "std"):
+        a, b = (np.asarray(c.stats["action"][name], np.float64) for c in (init, teacher))
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-6):
+            raise ConfigError(f"student_init={path} normalizes actions with {name} {a.tolist()}, teacher="
+                              f"{teacher.path} with {b.tolist()}; expected one store's statistics")
+    return init
+
+
 def run_distill(cfg: DistillConfig):
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method!r} unknown; expected one of {', '.join(METHODS)}")
@@ -76,6 +108,7 @@ def run_distill(cfg: DistillConfig):
     if not 1 <= depth <= teacher_depth:
         raise ConfigError(f"student_depth={cfg.student_depth}: expected 0 (the teacher's {teacher_depth} "
                           f"blocks) or 1..{teacher_depth}")
+    init = None if cfg.student_init is None else initial_student(cfg.student_init, ckpt, cfg.student_depth)
     # The student predicts what its teacher predicts: every frame_skip-th frame from the commands between.
     teacher_skip = int(ckpt.meta.get("frame_skip", 1))
     data = dataclasses.replace(cfg.data, path=cfg.data.path or ckpt.meta.get("data_path"), frame_skip=teacher_skip)
@@ -86,13 +119,19 @@ def run_distill(cfg: DistillConfig):
         raise ConfigError(f"store {data.path} does not fit teacher {cfg.teacher}: the model would need "
                           f"{ctx.model_cfg} but the teacher is {ckpt.model_config}")
     teacher = build_model(ckpt, ctx.device)
-    student = shallow_student(teacher, depth).train().requires_grad_(True)
+    if init is None:
+        student = shallow_student(teacher, depth)
+    else:
+        student = build_model(init, ctx.device)
+    student = student.train().requires_grad_(True)
     student_cfg = student.cfg
     fake_objective = from_dict(TeacherObjectiveConfig, ckpt.config.get("objective", {}), "teacher objective")
     fake_objective = dataclasses.replace(fake_objective, context_noise_prob=0.0)
     amp = autocast_dtype(cfg.train.precision, ctx.device)
     method = make_method(cfg, sampler, student, teacher, fake_objective, amp)
     meta = {**ctx.base_meta(data), "teacher": str(cfg.teacher)}
+    if init is not None:
+        meta["student_init"] = str(cfg.student_init)
     stats = ckpt.stats  # the student normalizes actions exactly as its teacher did
     validator = build_validator(cfg.train.validation, data, ctx.split.val, stats["action"], method.meta(),
                                 student_cfg, ctx.codec, ctx.device)

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from crcm_robotics.config import OptimConfig, TrainLoopConfig
+from crcm_robotics.config import ConfigError, OptimConfig, TrainLoopConfig
 from crcm_robotics.model.checkpoint import SELECTED_DIR, load_train_state, save_checkpoint
 from crcm_robotics.model.codec import LatentCodec
 from crcm_robotics.model.tokenizer import FrameCodec
@@ -197,7 +197,13 @@ class Trainer:
             groups.append({"params": list(self.extras), "weight_decay": 0.0})
         self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
         optim.validate()
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: optim.lr_factor(s, loop.steps))
+        if optim.lr_schedule == "wsd_time" and loop.max_minutes <= 0:
+            raise ConfigError("optim.lr_schedule=wsd_time decays over the last part of train.max_minutes; "
+                              f"expected train.max_minutes > 0, got {loop.max_minutes}")
+        self.seconds_before = 0.0  # wall time of the run before a resume (wsd_time's clock counts it)
+        self.time_fraction = 0.0  # the share of train.max_minutes spent (wsd_time's clock)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: optim.lr_factor(s, loop.steps, self.time_fraction))
         self.start_step = 0
         broadcast_params(student)
         self.ema = EMA(student, optim.ema_decay)
@@ -224,6 +230,7 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         self.method.load_extra_state(state.get("method", {}))
         self.start_step = int(state["step"])
+        self.seconds_before = float(state.get("seconds", 0.0))  # wsd_time's budget and decay span resumes
         if self.selection is not None and "validation" in state:
             self.selection.load_state(state["validation"])
             kept, here = Path(path) / SELECTED_DIR, self.out / SELECTED_DIR
@@ -248,6 +255,7 @@ class Trainer:
             "scheduler": self.sched.state_dict(),
             "method": self.method.extra_state(),
             "step": step,
+            "seconds": self.seconds_before + seconds,
         }
         if self.selection is not None:
             train_state["validation"] = self.selection.state()
@@ -335,6 +343,9 @@ class Trainer:
                 stop_reason = f"diverged: the {self.method.name} gradient norm is {float(grad_norm)} at update {step}"
                 break
             self.opt.step()
+            if self.loop.max_minutes > 0:
+                spent = self.seconds_before + time.perf_counter() - t0
+                self.time_fraction = spent / (60 * self.loop.max_minutes)
             self.sched.step()
             self.ema.update(student, step)
             metrics = {**metrics, **aux, "loss": float(loss.detach()), "grad_norm": float(grad_norm),
@@ -353,7 +364,7 @@ class Trainer:
                 self.save(done, metrics, time.perf_counter() - t0)
             if stop_reason:
                 break
-            if self.loop.max_minutes > 0 and time.perf_counter() - t0 > 60 * self.loop.max_minutes:
+            if self.loop.max_minutes > 0 and self._budget_spent(time.perf_counter() - t0):
                 if self.env.main:
                     bar.write(f"{self.method.name}: time budget of {self.loop.max_minutes} min spent at step {done}")
                 break
@@ -370,9 +381,20 @@ class Trainer:
         return TrainResult(self.out, done, seconds, metrics, self.selection.summary() if self.selection else None,
                            stop_reason, self._schedule_warning(done))
 
+    def _budget_spent(self, seconds: float) -> bool:
+        """Whether ``train.max_minutes`` is spent: by this run, or with ``wsd_time`` by the whole run."""
+        before = self.seconds_before if self.optim_cfg.lr_schedule == "wsd_time" else 0.0
+        return before + seconds > 60 * self.loop.max_minutes
+
     def _schedule_warning(self, done: int) -> str | None:
-        """One line when ``optim.lr_schedule=wsd`` never reached its decay: the run stopped (time budget,
-        divergence) before it, so it trained at the peak rate to the end."""
+        """One line when ``optim.lr_schedule=wsd`` (``wsd_time``) never reached its decay: the run stopped
+        (time budget, divergence; train.steps) before it, so it trained at the peak rate to the end."""
+        if self.optim_cfg.lr_schedule == "wsd_time":
+            if self.time_fraction > 1.0 - self.optim_cfg.decay_fraction:
+                return None
+            return (f"optim.lr_schedule=wsd_time: stopped at update {done}, {self.time_fraction:.0%} into "
+                    f"train.max_minutes={self.loop.max_minutes}, before the decay over its last "
+                    f"{self.optim_cfg.decay_fraction:.0%}; the rate never decayed (raise train.steps)")
         steps = self.loop.steps
         start = self.optim_cfg.decay_start(steps)
         if start is None or done > start:

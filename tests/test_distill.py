@@ -109,6 +109,123 @@ def test_a_wsd_run_stopped_by_its_time_budget_before_the_decay_says_so(tiny_teac
         "train.steps=1000; the rate never decayed (set train.steps to what the time allows)")
 
 
+def test_wsd_time_decays_over_the_last_fraction_of_the_time_budget():
+    from crcm_robotics.config import OptimConfig
+
+    wsd_time = OptimConfig(warmup_steps=2, lr_schedule="wsd_time", decay_fraction=0.5, lr_final=0.1)
+    # the update count only warms up; the share of train.max_minutes spent decays
+    assert [wsd_time.lr_factor(5, 8, f) for f in (0.0, 0.5, 0.75, 1.0, 2.0)] == pytest.approx(
+        [1, 1, 0.55, 0.1, 0.1])
+    assert wsd_time.lr_factor(0, 8, 0.75) == pytest.approx(0.275)
+    assert wsd_time.decay_start(8) is None  # no update count ends its stable phase
+
+
+def _wsd_time_run(teacher, out, *overrides):
+    from distill.run import run_distill
+
+    cfg = compose_config("config", ["method=tf_scm", f"teacher={teacher}", f"train.out={out}",
+                                    "train.progress=false", "train.log_every=1", "optim.batch_size=2",
+                                    "optim.warmup_steps=1", "optim.lr=1e-3", "optim.lr_schedule=wsd_time",
+                                    "optim.decay_fraction=0.5", "optim.lr_final=0.1", *overrides],
+                         "crcm_robotics.conf.distill")
+    return run_distill(cfg)
+
+
+def test_a_wsd_time_run_decays_by_its_clock_and_says_when_its_steps_ran_out_first(tiny_teacher, tmp_path):
+    from crcm_robotics.config import ConfigError
+    from crcm_robotics.model.checkpoint import load_train_state
+
+    with pytest.raises(ConfigError, match="wsd_time .* expected train.max_minutes > 0, got 0.0"):
+        _wsd_time_run(tiny_teacher, tmp_path / "none", "train.steps=2")
+    spent = _wsd_time_run(tiny_teacher, tmp_path / "spent", "train.steps=100", "train.max_minutes=1e-6")
+    assert spent.steps == 1 and spent.schedule_warning is None  # its budget spent: at the final rate
+    log = [json.loads(line) for line in (tmp_path / "spent_log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in log] == pytest.approx([1e-4])
+    early = _wsd_time_run(tiny_teacher, tmp_path / "early", "train.steps=2", "train.max_minutes=60")
+    assert early.steps == 2 and early.schedule_warning.startswith(
+        "optim.lr_schedule=wsd_time: stopped at update 2, 0% into train.max_minutes=60")
+    log = [json.loads(line) for line in (tmp_path / "early_log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in log] == pytest.approx([1e-3, 1e-3])
+    seconds = load_train_state(tmp_path / "early")["seconds"]
+    assert seconds > 0
+    # resumed, the clock counts the first run's time: a budget it had already spent stops it after one update
+    resumed = _wsd_time_run(tiny_teacher, tmp_path / "early", "train.steps=10",
+                            f"train.max_minutes={seconds / 120}", f"train.resume={tmp_path / 'early'}")
+    assert resumed.steps == 3 and resumed.schedule_warning is None
+    assert load_train_state(tmp_path / "early")["seconds"] > seconds
+
+
+@pytest.fixture(scope="module")
+def one_block_model(pusht_store_32, tmp_path_factory):
+    """A 1-block model trained on the tiny teacher's store with its settings (a shallow student's start)."""
+    from distill.teacher import train_teacher
+
+    out = tmp_path_factory.mktemp("init") / "one_block"
+    cfg = compose_config("config", [f"data.path={pusht_store_32}", f"train.out={out}", "train.steps=4",
+                                    "train.progress=false", "data.val_fraction=0.25", "model.depth=1"],
+                         "crcm_robotics.conf.teacher")
+    train_teacher(cfg)
+    return out
+
+
+def test_a_student_starts_from_a_shallow_model_trained_on_data(tiny_teacher, one_block_model, tmp_path):
+    """student_init=CKPT: the student is that model (its depth, its weights), distilled from the teacher."""
+    from distill.run import run_distill
+
+    out = tmp_path / "s"
+    cfg = compose_config("config", ["method=causal_rcm", f"teacher={tiny_teacher}", f"train.out={out}",
+                                    "train.steps=2", "train.progress=false", "rcm.scm_steps=1",
+                                    "dmd.fake_updates=1", "optim.batch_size=2", "optim.lr=0",
+                                    f"student_init={one_block_model}"],
+                         "crcm_robotics.conf.distill")
+    assert run_distill(cfg).steps == 2
+    student, init = load_checkpoint(out), load_checkpoint(one_block_model)
+    assert student.model_config.depth == 1 and student.meta["student_init"] == str(one_block_model)
+    assert student.state_dict.keys() == init.state_dict.keys()
+    for key, value in init.state_dict.items():  # at rate 0 the student is still its start
+        assert torch.allclose(student.state_dict[key].float(), value.float(), atol=1e-3), key
+
+
+def test_a_student_init_that_does_not_fit_the_teacher_is_refused(tiny_teacher, one_block_model, tmp_path):
+    import shutil
+
+    import yaml
+
+    from crcm_robotics.config import ConfigError
+    from distill.run import run_distill
+
+    def altered(name, file, change):
+        path = tmp_path / name
+        shutil.copytree(one_block_model, path)
+        if file == "config.yaml":
+            data = yaml.safe_load((path / file).read_text())
+            change(data)
+            (path / file).write_text(yaml.safe_dump(data))
+        else:
+            data = json.loads((path / file).read_text())
+            change(data)
+            (path / file).write_text(json.dumps(data))
+        return path
+
+    cases = [
+        (altered("wide", "config.yaml", lambda c: c["model"].update(dim=c["model"]["dim"] * 2)), [],
+         r"in model.dim \(\d+ against \d+\); expected the teacher's settings but for model.depth"),
+        (altered("student", "meta.json", lambda m: m.update(kind="student")), [],
+         "is a 'student' checkpoint, expected a model trained on data"),
+        (altered("skip", "meta.json", lambda m: m.update(frame_skip=5)), [],
+         "predicts every 5. frame, teacher=.* every 1.; expected the same frame skip"),
+        (altered("stats", "stats.json", lambda s: s["action"].update(mean=[0.0, 0.0])), [],
+         "normalizes actions with mean \\[0.0, 0.0\\]"),
+        (one_block_model, ["student_depth=2"], "has 1 blocks: expected at most the teacher's 2, and "
+         "student_depth=0 or 1 \\(got 2\\)"),
+    ]
+    for init, extra, message in cases:
+        cfg = compose_config("config", [f"teacher={tiny_teacher}", f"student_init={init}", *extra],
+                             "crcm_robotics.conf.distill")
+        with pytest.raises(ConfigError, match=message):
+            run_distill(cfg)
+
+
 def test_distill_rejects_a_student_as_teacher_and_unknown_methods(tiny_teacher, tmp_path):
     from crcm_robotics.config import ConfigError
     from distill.run import run_distill

@@ -42,6 +42,15 @@ teacher_alone() {  # [MARGIN]: store, probe beside it, then one teacher (RECIPE)
   tail -1 $WORK/probe.log | cut -c1-300
 }
 
+train_timed() {  # NAME MINUTES [OVERRIDES...]: a model of the recipe trained for MINUTES, its rate decayed
+  # over the last quarter of them by the clock (wsd_time: runs sharing the GPU do not know their update rate)
+  local name=$1 minutes=$2; shift 2
+  crcm train teacher preset=$PRESET data.path=$STORE $RECIPE optim.lr_schedule=wsd_time \
+      train.out=$WORK/$name train.steps=$([ -n "${DRY:-}" ] && echo 4 || echo 1000000) \
+      train.max_minutes=$minutes train.progress=false train.device=$DEV "$@" > $WORK/$name.log 2>&1
+  echo "$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/$name.log | cut -c1-600)"
+}
+
 plan_arm() {  # NAME CKPT [OVERRIDES...]: the model arm on the held-out goals, cut 15 s before the call ends
   local name=$1 ckpt=$2; shift 2
   timeout $(( $(left) - 15 )) $PY -m crcm_robotics.cli bench plan $ckpt arms=[model] goals=$GOALS probe=$PROBE \

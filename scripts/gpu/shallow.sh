@@ -7,28 +7,40 @@
 # benchmark's default), goal by goal on the same goals.
 # Run in the seventeenth session (docs/results.md, "A 4-block student on the GPU"): 0.33 of the teacher's
 # time, and none of the 50 goals held: the 4-block student's block never moves.
+# ARMS="d0_s0 i4_s0 i4_s1" (eighteenth session): the shallow students start instead from a 4-block model
+# trained on the store beside the teacher (`student_init=`), so that distillation starts from a network that
+# already predicts the frames; teacher and 4-block model then share the GPU, each with its rate decayed over
+# the time it has (optim.lr_schedule=wsd_time).
 # Two or three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the
-#            GPU, then the three students side by side (DISTILL_MIN; validation, PSNR plus the pusher, keeps
-#            the weights: by PSNR alone, the seventeenth session's run kept a 12.7-px pusher over a 2-px one)
-#   STAGE=2  the teacher, the full-depth and the 4-block student (seed 0) each planned alone on TIME_GOALS
+#            GPU (with i-arms: beside the 4-block model), then the three students side by side (DISTILL_MIN;
+#            validation, PSNR plus the pusher, keeps the weights: by PSNR alone, the seventeenth session's run
+#            kept a 12.7-px pusher over a 2-px one)
+#   STAGE=2  the teacher and the first two arms' students each planned alone on TIME_GOALS
 #            goals (ms per replan at the same settings); then the three arms side by side, cut before the call
 #            ends, and what they finished compared goal by goal
 #   STAGE=3  each cut arm resumed where it stopped (first_goal=), the parts joined and compared goal by goal;
-#            with the time left, the held-out pushed block of the full-depth and the 4-block student (seed 0)
+#            with the time left, the held-out pushed block of the first two arms (and of the 4-block model)
 # Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 11.5), DISTILL_MIN
-# (2), TIME_GOALS (2), WORK (/root/work; with DRY=1 outputs/shallow_dry). DRY=1 rehearses every stage on the
-# CPU at toy sizes (tests/test_gpu_scripts.py).
+# (2), TIME_GOALS (2), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
+# from the teacher's blocks, 0 = all of them; i<blocks> from the model of that many blocks; _s<seed>).
+# DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
 STUDY=shallow; RATE=${RATE:-11.5}
 source scripts/gpu/pusht_study.sh
 PLAN="$PLAN planner.replan_every=10"; DEPTH=$([ -n "${DRY:-}" ] && echo 1 || echo 4)
-ARMS="d0_s0 d${DEPTH}_s0 d${DEPTH}_s1"
-distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's): one 2-step Causal-rCM student
+ARMS=${ARMS:-"d0_s0 d${DEPTH}_s0 d${DEPTH}_s1"}; [ -n "${DRY:-}" ] && ARMS=${ARMS//i4_/i1_}
+BASE=$(for arm in $ARMS; do [ "${arm:0:1}" = i ] && echo ${arm%_s*}; done | sort -u)  # i<blocks> models
+if [ $(echo $BASE | wc -w) -gt 1 ]; then
+  echo "shallow.sh: one i<blocks> depth at a time, got" $BASE >&2; exit 2
+fi
+distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's; i<depth>_s<seed>): one 2-step Causal-rCM student
   local depth=${1%_s*} seed=${1#*_s}
+  local start="student_depth=${depth:1}"
+  [ "${depth:0:1}" = i ] && start="student_init=$WORK/base_$depth"
   crcm distill causal_rcm teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
       train.validation.select=psnr_pusher \
-      student_depth=${depth#d} train.max_minutes=${DISTILL_MIN:-2} train.out=$WORK/student_$1 \
+      $start train.max_minutes=${DISTILL_MIN:-2} train.out=$WORK/student_$1 \
       train.progress=false $([ -n "${DRY:-}" ] && echo train.steps=4) > $WORK/distill_$1.log 2>&1
   echo "student_$1: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/distill_$1.log | cut -c1-500)"
 }
@@ -37,14 +49,27 @@ plan() {  # ARM FIRST_GOAL PART: the arm's student from FIRST_GOAL, cut 15 s bef
 }
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
-  teacher_alone $($PY -c "print(int(${DISTILL_MIN:-2} * 60 + 60))")  # the students' minutes and their start
+  margin=$($PY -c "print(int(${DISTILL_MIN:-2} * 60 + 60))")  # the students' minutes and their start
+  if [ -z "$BASE" ]; then
+    teacher_alone $margin
+  else  # the teacher and the shallow model side by side, each decaying its rate over the minutes left
+    store_and_probe
+    teacher_budget $margin
+    echo "teacher and base_$BASE (${BASE:1} blocks): $minutes min side by side"
+    train_timed teacher $minutes &
+    train_timed base_$BASE $minutes model.depth=${BASE:1} &
+    wait
+    tail -1 $WORK/probe.log | cut -c1-300
+  fi
   for arm in $ARMS; do distil $arm & done
   wait
   } 2>&1 | tee "$OUT/shallow1.log"
   cp $WORK/teacher/meta.json "$OUT"/teacher.meta.json
+  [ -n "$BASE" ] && cp $WORK/base_$BASE/meta.json "$OUT"/base_$BASE.meta.json
   cp $WORK/distill_*.log $WORK/student_*_log.jsonl "$OUT"/ ;;
 2) {
-  for name in teacher student_d0_s0 student_d${DEPTH}_s0; do  # alone on the GPU, one after the other
+  set -- $ARMS
+  for name in teacher student_$1 student_$2; do  # alone on the GPU, one after the other
     plan_arm time_$name $WORK/$name goals=${TIME_GOALS:-2}
     $PY -c "import json; [a] = json.load(open('$WORK/plan_time_$name.json'))['arms'].values(); \
 print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p90', 'model')})"
@@ -56,8 +81,12 @@ print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p9
   tar czf "$OUT/shallow2.tgz" -C $WORK $(cd $WORK && ls -d plan_* 2>/dev/null) ;;
 3) {
   resume_and_join
-  if [ $(left) -gt 90 ]; then  # the held-out pushed block, full depth against 4 blocks, while time allows
-    pushed_block 2 d0_s0=$WORK/student_d0_s0 d${DEPTH}_s0=$WORK/student_d${DEPTH}_s0
+  set -- $ARMS
+  if [ $(left) -gt 90 ]; then  # the held-out pushed block of the first two arms, while time allows
+    pushed_block 2 $1=$WORK/student_$1 $2=$WORK/student_$2
+  fi
+  if [ -n "$BASE" ] && [ $(left) -gt 60 ]; then  # and of the shallow model the i-arms started from
+    pushed_block 4 base_$BASE=$WORK/base_$BASE
   fi
   } 2>&1 | tee "$OUT/shallow3.log"
   tar czf "$OUT/shallow3.tgz" -C $WORK joined $(cd $WORK && ls -d plan_* bme_*.json 2>/dev/null) ;;
