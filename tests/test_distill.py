@@ -216,8 +216,8 @@ def test_a_student_init_that_does_not_fit_the_teacher_is_refused(tiny_teacher, o
          "predicts every 5. frame, teacher=.* every 1.; expected the same frame skip"),
         (altered("stats", "stats.json", lambda s: s["action"].update(mean=[0.0, 0.0])), [],
          "normalizes actions with mean \\[0.0, 0.0\\]"),
-        (one_block_model, ["student_depth=2"], "has 1 blocks: expected at most the teacher's 2, and "
-         "student_depth=0 or 1 \\(got 2\\)"),
+        (one_block_model, ["student_depth=2"], ("has 1 blocks: expected at most the teacher's 2, and "
+                                                 "student_depth=0 or 1 \\(got 2\\)")),
     ]
     for init, extra, message in cases:
         cfg = compose_config("config", [f"teacher={tiny_teacher}", f"student_init={init}", *extra],
