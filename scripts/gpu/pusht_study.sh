@@ -30,14 +30,19 @@ teacher_budget() {  # MARGIN: sets minutes (what the call has left but MARGIN se
   steps=$($PY -c "print(max(4, int($minutes * 60 * $RATE)))")
 }
 
+train_model() {  # NAME [OVERRIDES...]: a model of the recipe on the store into $WORK/NAME, its log beside it
+  local name=$1; shift
+  crcm train teacher preset=$PRESET data.path=$STORE $RECIPE train.out=$WORK/$name train.progress=false \
+      train.device=$DEV "$@" > $WORK/$name.log 2>&1
+  echo "$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/$name.log | cut -c1-600)"
+}
+
 teacher_alone() {  # [MARGIN]: store, probe beside it, then one teacher (RECIPE) alone on the GPU until MARGIN
   # seconds (25) are left
   store_and_probe
   teacher_budget ${1:-25}
   echo "teacher: $steps updates, at most $minutes min"
-  crcm train teacher preset=$PRESET data.path=$STORE $RECIPE train.out=$WORK/teacher train.steps=$steps \
-      train.max_minutes=$minutes train.progress=false train.device=$DEV > $WORK/teacher.log 2>&1
-  echo "teacher: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/teacher.log | cut -c1-600)"
+  train_model teacher train.steps=$steps train.max_minutes=$minutes
   wait
   tail -1 $WORK/probe.log | cut -c1-300
 }
@@ -45,10 +50,8 @@ teacher_alone() {  # [MARGIN]: store, probe beside it, then one teacher (RECIPE)
 train_timed() {  # NAME MINUTES [OVERRIDES...]: a model of the recipe trained for MINUTES, its rate decayed
   # over the last quarter of them by the clock (wsd_time: runs sharing the GPU do not know their update rate)
   local name=$1 minutes=$2; shift 2
-  crcm train teacher preset=$PRESET data.path=$STORE $RECIPE optim.lr_schedule=wsd_time \
-      train.out=$WORK/$name train.steps=$([ -n "${DRY:-}" ] && echo 4 || echo 1000000) \
-      train.max_minutes=$minutes train.progress=false train.device=$DEV "$@" > $WORK/$name.log 2>&1
-  echo "$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/$name.log | cut -c1-600)"
+  train_model $name optim.lr_schedule=wsd_time train.steps=$([ -n "${DRY:-}" ] && echo 4 || echo 1000000) \
+      train.max_minutes=$minutes "$@"
 }
 
 plan_arm() {  # NAME CKPT [OVERRIDES...]: the model arm on the held-out goals, cut 15 s before the call ends
