@@ -17,9 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _stage(stage: int, work: Path, out: Path, call_s: int) -> str:
+def _stage(stage: int, work: Path, out: Path, call_s: int, **extra: str) -> str:
     env = {**os.environ, "DRY": "1", "STAGE": str(stage), "CALL_S": str(call_s), "WORK": str(work),
-           "OUT": str(out), "PY": sys.executable, "DISTILL_MIN": "0.2", "OMP_NUM_THREADS": "1"}
+           "OUT": str(out), "PY": sys.executable, "DISTILL_MIN": "0.2", "OMP_NUM_THREADS": "1", **extra}
     run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     tails = f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
@@ -55,3 +55,19 @@ def test_shallow_study_rehearses_every_stage(tmp_path):
         assert len(lines) == 2, (arm, lines)
     bme = json.loads((work / "bme_d1_s0.json").read_text())
     assert "steps_2" in bme and bme["split"] == "val"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_shallow_study_trains_the_shallow_model_its_i_arms_start_from(tmp_path):
+    """ARMS with i<blocks> arms: a model of that depth trained beside the teacher (by the clock), and the
+    i-arm students start from it (student_init); DRY turns i4 into i1, the tiny teacher having 2 blocks."""
+    from crcm_robotics.model.checkpoint import load_checkpoint
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    log1 = _stage(1, work, out, call_s=45, ARMS="d0_s0 i4_s0")
+    assert "teacher: exit 0" in log1 and "base_i1: exit 0" in log1
+    assert load_checkpoint(work / "base_i1").model_config.depth == 1
+    student = load_checkpoint(work / "student_i1_s0")
+    assert student.model_config.depth == 1 and student.meta["student_init"] == str(work / "base_i1")
+    assert load_checkpoint(work / "student_d0_s0").model_config.depth == 2
+    assert (out / "base_i1.meta.json").is_file()
