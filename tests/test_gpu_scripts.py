@@ -71,3 +71,33 @@ def test_shallow_study_trains_the_shallow_model_its_i_arms_start_from(tmp_path):
     assert student.model_config.depth == 1 and student.meta["student_init"] == str(work / "base_i1")
     assert load_checkpoint(work / "student_d0_s0").model_config.depth == 2
     assert (out / "base_i1.meta.json").is_file()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teacher(tmp_path):
+    """ALONE=1: stage 1 trains the teacher, then the shallow model, and no student; stage 2 distils the
+    students, times them, and plans the teacher beside them (PLAN_TEACHER=1) on the same goals."""
+    from crcm_robotics.model.checkpoint import load_checkpoint
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    extra = {"ARMS": "i4_s0 i4_s1", "ALONE": "1", "PLAN_TEACHER": "1"}
+    log1 = _stage(1, work, out, call_s=140, **extra)
+    assert "teacher alone" in log1 and "base_i1: exit 0" in log1, log1
+    assert log1.index("teacher: exit 0") < log1.index("base_i1: exit 0")  # one after the other
+    assert not list(work.glob("student_*")) and (out / "teacher.log").is_file()
+
+    log2 = _stage(2, work, out, call_s=300, **extra)
+    for arm in ("i1_s0", "i1_s1"):
+        assert load_checkpoint(work / f"student_{arm}").meta["student_init"] == str(work / "base_i1")
+    for arm in ("teacher", "i1_s0", "i1_s1"):
+        lines = next((work / f"plan_{arm}_a").glob("*.goals.jsonl")).read_text().splitlines()
+        assert len(lines) == 2, (arm, lines)
+    assert "sign test" in log2
+
+
+def test_shallow_study_alone_needs_an_i_arm(tmp_path):
+    env = {**os.environ, "DRY": "1", "STAGE": "1", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path),
+           "PY": sys.executable, "ARMS": "d0_s0", "ALONE": "1"}
+    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "ARMS needs an i-arm, got d0_s0" in run.stderr, run.stderr

@@ -62,14 +62,14 @@ plan_arm() {  # NAME CKPT [OVERRIDES...]: the model arm on the held-out goals, c
   echo "plan_$name: exit $? at $(( $(date +%s) - T0 )) s, $(cat $WORK/plan_$name/*.goals.jsonl 2>/dev/null | wc -l) goals"
 }
 
-resume_and_join() {  # each arm of ARMS cut in part a resumed as part b (the caller's
+resume_and_join() {  # each arm of PLANNED (or ARMS) cut in part a resumed as part b (the caller's
   # `plan ARM FIRST_GOAL PART`), the parts joined (one arm, one file, in $WORK/joined) and compared goal by goal
-  for arm in $ARMS; do
+  for arm in ${PLANNED:-$ARMS}; do
     done_goals=$(cat $WORK/plan_${arm}_a/*.goals.jsonl 2>/dev/null | wc -l)
     [ "$done_goals" -lt $GOALS ] && plan $arm $done_goals b &
   done
   wait
-  for arm in $ARMS; do
+  for arm in ${PLANNED:-$ARMS}; do
     mkdir -p $WORK/joined/$arm && cat $WORK/plan_${arm}_*/*.goals.jsonl > $WORK/joined/$arm/student.goals.jsonl
   done
   $PY scripts/plan_goal_pairs.py $WORK/joined/*/student.goals.jsonl

@@ -11,6 +11,10 @@
 # trained on the store beside the teacher (`student_init=`), so that distillation starts from a network that
 # already predicts the frames; teacher and 4-block model then share the GPU, each with its rate decayed over
 # the time it has (optim.lr_schedule=wsd_time).
+# ALONE=1 (nineteenth session): the teacher and the shallow model each alone on the GPU, one after the other
+# (TEACHER_SHARE, 0.58, of stage 1's training time to the teacher); the students are then distilled at the start
+# of stage 2, which the call no longer has room for; PLAN_TEACHER=1 plans the teacher on the 50 goals beside
+# the students (arm `teacher`), so that every arm's success is measured on the same goals in the same session.
 # Two or three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the
 #            GPU (with i-arms: beside the 4-block model), then the three students side by side (DISTILL_MIN;
@@ -44,14 +48,30 @@ distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's; i<depth>_s<seed>):
       train.progress=false $([ -n "${DRY:-}" ] && echo train.steps=4) > $WORK/distill_$1.log 2>&1
   echo "student_$1: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/distill_$1.log | cut -c1-500)"
 }
-plan() {  # ARM FIRST_GOAL PART: the arm's student from FIRST_GOAL, cut 15 s before the end
-  plan_arm $1_$3 $WORK/student_$1 first_goal=$2
+plan() {  # ARM FIRST_GOAL PART: the arm's student (or, for arm `teacher`, the teacher) from FIRST_GOAL, cut 15 s
+  # before the end
+  plan_arm $1_$3 $WORK/$([ $1 = teacher ] && echo teacher || echo student_$1) first_goal=$2
 }
+PLANNED="$([ -n "${PLAN_TEACHER:-}" ] && echo "teacher ")$ARMS"  # the arms planned on the 50 goals
+if [ -n "${ALONE:-}" ] && [ -z "$BASE" ]; then
+  echo "shallow.sh: ALONE=1 trains an i<blocks> model after the teacher: ARMS needs an i-arm, got $ARMS" >&2
+  exit 2
+fi
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
   margin=$($PY -c "print(int(${DISTILL_MIN:-2} * 60 + 60))")  # the students' minutes and their start
   if [ -z "$BASE" ]; then
     teacher_alone $margin
+  elif [ -n "${ALONE:-}" ]; then  # one after the other, each alone; the students wait for stage 2
+    store_and_probe
+    teacher_budget 70  # two starts and two final validations
+    share=${TEACHER_SHARE:-0.58}
+    first=$($PY -c "print(round($minutes * $share, 2))"); second=$($PY -c "print(round($minutes * (1 - $share), 2))")
+    echo "teacher alone $first min, then base_$BASE (${BASE:1} blocks) alone $second min"
+    train_timed teacher $first
+    train_timed base_$BASE $second model.depth=${BASE:1}
+    wait
+    tail -1 $WORK/probe.log | cut -c1-300
   else  # the teacher and the shallow model side by side, each decaying its rate over the minutes left
     store_and_probe
     teacher_budget $margin
@@ -61,24 +81,31 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
     wait
     tail -1 $WORK/probe.log | cut -c1-300
   fi
-  for arm in $ARMS; do distil $arm & done
-  wait
+  if [ -z "${ALONE:-}" ]; then
+    for arm in $ARMS; do distil $arm & done
+    wait
+  fi
   } 2>&1 | tee "$OUT/shallow1.log"
   cp $WORK/teacher/meta.json "$OUT"/teacher.meta.json
   [ -n "$BASE" ] && cp $WORK/base_$BASE/meta.json "$OUT"/base_$BASE.meta.json
-  cp $WORK/distill_*.log $WORK/student_*_log.jsonl "$OUT"/ ;;
+  cp $WORK/*.log "$OUT"/  # the models', the probe's and (without ALONE) the students' logs
+  [ -z "${ALONE:-}" ] && cp $WORK/student_*_log.jsonl "$OUT"/ ;;
 2) {
+  if [ -n "${ALONE:-}" ]; then  # the students stage 1 had no room for, side by side
+    for arm in $ARMS; do distil $arm & done
+    wait
+  fi
   set -- $ARMS
   for name in teacher student_$1 student_$2; do  # alone on the GPU, one after the other
     plan_arm time_$name $WORK/$name goals=${TIME_GOALS:-2}
     $PY -c "import json; [a] = json.load(open('$WORK/plan_time_$name.json'))['arms'].values(); \
 print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p90', 'model')})"
   done
-  for arm in $ARMS; do plan $arm 0 a & done
+  for arm in $PLANNED; do plan $arm 0 a & done
   wait
-  $PY scripts/plan_goal_pairs.py $WORK/plan_*_s?_a/*.goals.jsonl
+  $PY scripts/plan_goal_pairs.py $(for arm in $PLANNED; do echo $WORK/plan_${arm}_a/*.goals.jsonl; done)
   } 2>&1 | tee "$OUT/shallow2.log"
-  tar czf "$OUT/shallow2.tgz" -C $WORK $(cd $WORK && ls -d plan_* 2>/dev/null) ;;
+  tar czf "$OUT/shallow2.tgz" -C $WORK $(cd $WORK && ls -d plan_* distill_*.log student_*_log.jsonl 2>/dev/null) ;;
 3) {
   resume_and_join
   set -- $ARMS
