@@ -15,6 +15,8 @@
 # (TEACHER_SHARE, 0.58, of stage 1's training time to the teacher); the students are then distilled at the start
 # of stage 2, which the call no longer has room for; PLAN_TEACHER=1 plans the teacher on the 50 goals beside
 # the students (arm `teacher`), so that every arm's success is measured on the same goals in the same session.
+# Run in the nineteenth session (docs/results.md): the students at 0.334 of the teacher's time, level with it
+# (2 / 1 against 2 of 42 goals held), both models short of training.
 # Two or three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the
 #            GPU (with i-arms: beside the 4-block model), then the three students side by side (DISTILL_MIN;
