@@ -19,9 +19,9 @@
 # (2 / 1 against 2 of 42 goals held), both models short of training.
 # Two or three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the
-#            GPU (with i-arms: beside the 4-block model), then the three students side by side (DISTILL_MIN;
-#            validation, PSNR plus the pusher, keeps the weights: by PSNR alone, the seventeenth session's run
-#            kept a 12.7-px pusher over a 2-px one)
+#            GPU (with i-arms: beside the 4-block model; ALONE=1: before it), then the students side by side
+#            (DISTILL_MIN; with ALONE=1 at the start of stage 2; validation, PSNR plus the pusher, keeps the
+#            weights: by PSNR alone, the seventeenth session's run kept a 12.7-px pusher over a 2-px one)
 #   STAGE=2  the teacher and the first two arms' students each planned alone on TIME_GOALS
 #            goals (ms per replan at the same settings); then the three arms side by side, cut before the call
 #            ends, and what they finished compared goal by goal
