@@ -50,6 +50,10 @@ distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's; i<depth>_s<seed>):
       train.progress=false $([ -n "${DRY:-}" ] && echo train.steps=4) > $WORK/distill_$1.log 2>&1
   echo "student_$1: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/distill_$1.log | cut -c1-500)"
 }
+distil_arms() {  # every arm's student, side by side
+  for arm in $ARMS; do distil $arm & done
+  wait
+}
 plan() {  # ARM FIRST_GOAL PART: the arm's student (or, for arm `teacher`, the teacher) from FIRST_GOAL, cut 15 s
   # before the end
   plan_arm $1_$3 $WORK/$([ $1 = teacher ] && echo teacher || echo student_$1) first_goal=$2
@@ -64,39 +68,32 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   margin=$($PY -c "print(int(${DISTILL_MIN:-2} * 60 + 60))")  # the students' minutes and their start
   if [ -z "$BASE" ]; then
     teacher_alone $margin
-  elif [ -n "${ALONE:-}" ]; then  # one after the other, each alone; the students wait for stage 2
+  else
     store_and_probe
-    teacher_budget 70  # two starts and two final validations
-    share=${TEACHER_SHARE:-0.58}
-    first=$($PY -c "print(round($minutes * $share, 2))"); second=$($PY -c "print(round($minutes * (1 - $share), 2))")
-    echo "teacher alone $first min, then base_$BASE (${BASE:1} blocks) alone $second min"
-    train_timed teacher $first
-    train_timed base_$BASE $second model.depth=${BASE:1}
-    wait
-    tail -1 $WORK/probe.log | cut -c1-300
-  else  # the teacher and the shallow model side by side, each decaying its rate over the minutes left
-    store_and_probe
-    teacher_budget $margin
-    echo "teacher and base_$BASE (${BASE:1} blocks): $minutes min side by side"
-    train_timed teacher $minutes &
-    train_timed base_$BASE $minutes model.depth=${BASE:1} &
+    if [ -n "${ALONE:-}" ]; then  # one after the other, each alone; the students wait for stage 2
+      teacher_budget 70  # two starts and two final validations
+      share=${TEACHER_SHARE:-0.58}
+      first=$($PY -c "print(round($minutes * $share, 2))"); second=$($PY -c "print(round($minutes * (1 - $share), 2))")
+      echo "teacher alone $first min, then base_$BASE (${BASE:1} blocks) alone $second min"
+      train_timed teacher $first
+      train_timed base_$BASE $second model.depth=${BASE:1}
+    else  # the teacher and the shallow model side by side, each decaying its rate over the minutes left
+      teacher_budget $margin
+      echo "teacher and base_$BASE (${BASE:1} blocks): $minutes min side by side"
+      train_timed teacher $minutes &
+      train_timed base_$BASE $minutes model.depth=${BASE:1} &
+    fi
     wait
     tail -1 $WORK/probe.log | cut -c1-300
   fi
-  if [ -z "${ALONE:-}" ]; then
-    for arm in $ARMS; do distil $arm & done
-    wait
-  fi
+  [ -z "${ALONE:-}" ] && distil_arms
   } 2>&1 | tee "$OUT/shallow1.log"
   cp $WORK/teacher/meta.json "$OUT"/teacher.meta.json
   [ -n "$BASE" ] && cp $WORK/base_$BASE/meta.json "$OUT"/base_$BASE.meta.json
   cp $WORK/*.log "$OUT"/  # the models', the probe's and (without ALONE) the students' logs
   [ -z "${ALONE:-}" ] && cp $WORK/student_*_log.jsonl "$OUT"/ ;;
 2) {
-  if [ -n "${ALONE:-}" ]; then  # the students stage 1 had no room for, side by side
-    for arm in $ARMS; do distil $arm & done
-    wait
-  fi
+  [ -n "${ALONE:-}" ] && distil_arms  # the students stage 1 had no room for
   set -- $ARMS
   for name in teacher student_$1 student_$2; do  # alone on the GPU, one after the other
     plan_arm time_$name $WORK/$name goals=${TIME_GOALS:-2}
