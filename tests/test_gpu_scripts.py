@@ -95,9 +95,13 @@ def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teac
     assert "sign test" in log2
 
 
-def test_shallow_study_alone_needs_an_i_arm(tmp_path):
+def test_shallow_study_alone_refuses_bad_settings(tmp_path):
     env = {**os.environ, "DRY": "1", "STAGE": "1", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path),
            "PY": sys.executable, "ARMS": "d0_s0", "ALONE": "1"}
     run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "ARMS needs an i-arm, got d0_s0" in run.stderr, run.stderr
+    env.update(ARMS="i4_s0", TEACHER_SHARE="1.5")
+    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "TEACHER_SHARE=1.5: expected a number between 0 and 1" in run.stderr, run.stderr

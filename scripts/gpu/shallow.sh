@@ -63,6 +63,11 @@ if [ -n "${ALONE:-}" ] && [ -z "$BASE" ]; then
   echo "shallow.sh: ALONE=1 trains an i<blocks> model after the teacher: ARMS needs an i-arm, got $ARMS" >&2
   exit 2
 fi
+share=${TEACHER_SHARE:-0.58}  # with ALONE=1, the teacher's share of stage 1's training time
+if ! $PY -c "import sys; sys.exit(not 0 < float('$share') < 1)" 2>/dev/null; then
+  echo "shallow.sh: TEACHER_SHARE=$share: expected a number between 0 and 1" >&2
+  exit 2
+fi
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
   margin=$($PY -c "print(int(${DISTILL_MIN:-2} * 60 + 60))")  # the students' minutes and their start
@@ -72,7 +77,6 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
     store_and_probe
     if [ -n "${ALONE:-}" ]; then  # one after the other, each alone; the students wait for stage 2
       teacher_budget 70  # two starts and two final validations
-      share=${TEACHER_SHARE:-0.58}
       first=$($PY -c "print(round($minutes * $share, 2))"); second=$($PY -c "print(round($minutes * (1 - $share), 2))")
       echo "teacher alone $first min, then base_$BASE (${BASE:1} blocks) alone $second min"
       train_timed teacher $first
