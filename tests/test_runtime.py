@@ -144,6 +144,42 @@ def test_imagine_chunks_by_max_batch(tiny_student, raw):
     assert res.frames.shape == (8, 3, H, W, 3)
 
 
+def test_imagine_skips_the_last_frames_cache_write(tiny_student, raw, monkeypatch):
+    """Each rollout's last frame is denoised without its clean-frame pass (nothing reads it back), per chunk."""
+    from crcm_robotics.model import sampler
+
+    m = WorldModel.load(tiny_student, max_batch=3)
+    writes = []
+    real = sampler.write_frame
+    monkeypatch.setattr(sampler, "write_frame", lambda model, cache, x0, *rest: writes.append(len(x0)) or real(
+        model, cache, x0, *rest))
+    actions = np.concatenate([raw["actions"]] * 2)  # 8 rollouts of 3 frames, chunks of 3, 3, 2
+    m.imagine(actions, context=(raw["frames"], raw["ctx_actions"]), seed=4)
+    assert writes == [3, 3, 3, 3, 2, 2]  # 2 of the 3 frames written, per chunk
+
+
+def test_imagine_encodes_a_repeated_context_once(tiny_student, raw, monkeypatch):
+    """A planner's rounds bring the same context: it is encoded once; a changed context is encoded again and
+    gives what a fresh model gives for it."""
+    m = WorldModel.load(tiny_student)
+    encoded = []
+    real = m._backend.encode
+    monkeypatch.setattr(m._backend, "encode", lambda cache, x, a: encoded.append(x.shape[1]) or real(cache, x, a))
+    ctx = (raw["frames"], raw["ctx_actions"])
+    first = m.imagine(raw["actions"], context=ctx, seed=5).frames
+    again = m.imagine(raw["actions"], context=(ctx[0].copy(), ctx[1].copy()), seed=5).frames
+    np.testing.assert_array_equal(first, again)
+    assert encoded == [2]
+    other = ctx[0].copy()
+    other[1, 0, 0] += 1  # one pixel of the newest frame
+    changed = m.imagine(raw["actions"], context=(other, ctx[1]), seed=5).frames
+    assert encoded == [2, 2]
+    fresh = WorldModel.load(tiny_student).imagine(raw["actions"], context=(other, ctx[1]), seed=5).frames
+    np.testing.assert_array_equal(changed, fresh)
+    m.imagine(raw["actions"], context=(ctx[0][1:], ctx[1][1:]), seed=5)  # fewer frames: encoded again
+    assert encoded == [2, 2, 1]
+
+
 def test_float64_actions_are_accepted(wm, raw):
     wm.reset(raw["frames"], raw["ctx_actions"].astype(np.float64))
     assert wm.step(raw["steps"][0].astype(np.float64)).shape == (H, W, 3)
@@ -322,6 +358,8 @@ def test_gpu_backend_matches_eager(tiny_student, raw, backend):
     got, want = _stream(m, raw), _stream(ref, raw)
     assert m.info()["backend_status"] == "ok"
     assert np.abs(got.astype(int) - want).max() <= 1 and (got == want).mean() > 0.99
+    if backend == "cuda_graph":  # a rollout's last frame replays the captured step without its cache write
+        assert m._backend.stepper(m._backend.bucket(3), "imagine").denoise_graph is not None
     ctx = (raw["frames"], raw["ctx_actions"])
     a = m.imagine(raw["actions"][:3], context=ctx, seed=1).frames
     b = ref.imagine(raw["actions"][:3], context=ctx, seed=1).frames

@@ -10,6 +10,9 @@ denoises the next frame and writes it into the cache, exactly as
 :func:`crcm_robotics.model.sampler.predict_next_frame` does (the reference every
 backend is tested against). All inputs are float32 in the model's unit space;
 the returned ``x0`` may be a buffer the stepper reuses, valid until its next call.
+A stepper may also have ``denoise`` (same inputs and output, no cache write): a
+rollout's last frame is never read back, so its clean-frame pass is wasted work
+(:func:`last_frame_step` picks it; the eager and ``cuda_graph`` steppers have it).
 
 A backend hands out steppers per ``(slot, batch)`` and keeps them: a slot
 ("stream", "imagine") keeps the streaming state apart from planner queries, and
@@ -30,7 +33,7 @@ import torch
 
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.kv_cache import KVCache
-from crcm_robotics.model.sampler import SamplerSpec, encode_context, predict_next_frame
+from crcm_robotics.model.sampler import SamplerSpec, denoise_frame, encode_context, predict_next_frame
 
 log = logging.getLogger("crcm_robotics.runtime")
 
@@ -80,11 +83,28 @@ def reference_step(model: CausalDiT, spec: SamplerSpec) -> StepFn:
     return step
 
 
-class EagerStepper:
-    """Runs a step function directly (PyTorch eager, or a ``torch.compile``-d function)."""
+def reference_denoise(model: CausalDiT, spec: SamplerSpec) -> StepFn:
+    """The step without its cache write (the sampler's ``denoise_frame``): for a rollout's last frame."""
 
-    def __init__(self, fn: StepFn, cache: KVCache, precision: Precision):
+    def denoise(cache: KVCache, action: torch.Tensor, noise: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        return denoise_frame(model, cache, action, noise, spec, prev)
+
+    return denoise
+
+
+def last_frame_step(stepper: Stepper) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """How to run a rollout's last frame: the stepper's ``denoise`` (no cache write) where it has one, else
+    its full step (same frame; the write is only wasted)."""
+    return getattr(stepper, "denoise", stepper)
+
+
+class EagerStepper:
+    """Runs a step function directly (PyTorch eager, or a ``torch.compile``-d function); ``denoise_fn``, the
+    step without its cache write, makes :meth:`denoise` skip that pass."""
+
+    def __init__(self, fn: StepFn, cache: KVCache, precision: Precision, denoise_fn: StepFn | None = None):
         self.fn = fn
+        self.denoise_fn = denoise_fn
         self.cache = cache
         self.batch = cache.batch
         self.precision = precision
@@ -92,6 +112,11 @@ class EagerStepper:
     def __call__(self, action: torch.Tensor, noise: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), self.precision.autocast():
             return self.fn(self.cache, action, noise, prev)
+
+    def denoise(self, action: torch.Tensor, noise: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """The next frame without writing it to the cache (the full step where no ``denoise_fn`` was given)."""
+        with torch.no_grad(), self.precision.autocast():
+            return (self.denoise_fn or self.fn)(self.cache, action, noise, prev)
 
 
 def bucket_sizes(max_batch: int) -> list[int]:
@@ -144,4 +169,5 @@ class Backend:
         raise NotImplementedError
 
     def eager_stepper(self, batch: int) -> EagerStepper:
-        return EagerStepper(reference_step(self.model, self.spec), self.new_cache(batch), self.precision)
+        return EagerStepper(reference_step(self.model, self.spec), self.new_cache(batch), self.precision,
+                            reference_denoise(self.model, self.spec))

@@ -37,6 +37,7 @@ from crcm_robotics.runtime.backends.base import (
     StepFn,
     Stepper,
     log,
+    reference_denoise,
     reference_step,
 )
 
@@ -73,9 +74,10 @@ def capture(run, backend: Backend) -> torch.cuda.CUDAGraph:
 
 
 class CudaGraphStepper:
-    """One captured per-frame step at a fixed batch size."""
+    """One captured per-frame step at a fixed batch size; with ``denoise_fn`` (the step without its cache
+    write) a second graph on the same buffers, replayed by :meth:`denoise` for a rollout's last frame."""
 
-    def __init__(self, fn: StepFn, backend: Backend, batch: int):
+    def __init__(self, fn: StepFn, backend: Backend, batch: int, denoise_fn: StepFn | None = None):
         model, spec, dev = backend.model, backend.spec, backend.device
         cfg = model.cfg
         self.batch = batch
@@ -90,15 +92,33 @@ class CudaGraphStepper:
 
         self.graph = capture(run, backend)
         self.out = outputs[0]
+        self.denoise_graph: torch.cuda.CUDAGraph | None = None
+        if denoise_fn is not None:
+            def run_denoise() -> None:
+                outputs[:] = [denoise_fn(self.cache, self.action, self.noise, self.prev)]
+
+            self.denoise_graph = capture(run_denoise, backend)
+            self.denoise_out = outputs[0]
         self.cache.reset()  # warm-up wrote frames into the static cache
 
-    def __call__(self, action: torch.Tensor, noise: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    def _load(self, action: torch.Tensor, noise: torch.Tensor, prev: torch.Tensor) -> None:
         self.action.copy_(action)
         self.noise.copy_(noise)
         if prev.data_ptr() != self.prev.data_ptr():
             self.prev.copy_(prev)
+
+    def __call__(self, action: torch.Tensor, noise: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        self._load(action, noise, prev)
         self.graph.replay()
         return self.out
+
+    def denoise(self, action: torch.Tensor, noise: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """The next frame without the cache write (the full step where no denoise graph was captured)."""
+        if self.denoise_graph is None:
+            return self(action, noise, prev)
+        self._load(action, noise, prev)
+        self.denoise_graph.replay()
+        return self.denoise_out
 
 
 class CudaGraphEncoder:
@@ -148,10 +168,11 @@ class GraphedEncode:
         encoders[k](cache, x, action)
 
 
-def capture_or_reason(backend: Backend, fn: StepFn, batch: int, what: str) -> CudaGraphStepper | str:
+def capture_or_reason(backend: Backend, fn: StepFn, batch: int, what: str,
+                      denoise_fn: StepFn | None = None) -> CudaGraphStepper | str:
     """A captured stepper, or a sentence saying why the capture failed."""
     try:
-        return CudaGraphStepper(fn, backend, batch)
+        return CudaGraphStepper(fn, backend, batch, denoise_fn)
     except Exception as exc:  # capture is best effort: the caller picks the fallback
         try:
             torch.cuda.synchronize(backend.device)
@@ -160,15 +181,16 @@ def capture_or_reason(backend: Backend, fn: StepFn, batch: int, what: str) -> Cu
         return f"CUDA graph capture of the {what} step at batch {batch} failed ({type(exc).__name__}: {exc})"
 
 
-def graph_or_eager(backend: Backend, fn: StepFn, batch: int, what: str) -> Stepper:
+def graph_or_eager(backend: Backend, fn: StepFn, batch: int, what: str,
+                   denoise_fn: StepFn | None = None) -> Stepper:
     """A captured stepper, or — with one log line and ``backend.status`` set — an eager one."""
     if backend.device.type != "cuda":
-        return EagerStepper(fn, backend.new_cache(batch), backend.precision)
-    stepper = capture_or_reason(backend, fn, batch, what)
+        return EagerStepper(fn, backend.new_cache(batch), backend.precision, denoise_fn)
+    stepper = capture_or_reason(backend, fn, batch, what, denoise_fn)
     if isinstance(stepper, str):
         log.warning("%s backend: %s; running it eagerly", backend.name, stepper)
         backend.status = f"eager fallback: {stepper}"
-        return EagerStepper(fn, backend.new_cache(batch), backend.precision)
+        return EagerStepper(fn, backend.new_cache(batch), backend.precision, denoise_fn)
     return stepper
 
 
@@ -184,4 +206,5 @@ class CudaGraphBackend(GraphedEncode, Backend):
             log.warning("cuda_graph backend: device %s has no CUDA graphs; falling back to eager", self.device)
 
     def _make_stepper(self, batch: int) -> Stepper:
-        return graph_or_eager(self, reference_step(self.model, self.spec), batch, "eager")
+        return graph_or_eager(self, reference_step(self.model, self.spec), batch, "eager",
+                              reference_denoise(self.model, self.spec))
