@@ -7,7 +7,7 @@ import torch
 
 from crcm_robotics.config import ConfigError, ModelConfig
 from crcm_robotics.model import trigflow as tf
-from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.dit import CausalDiT, FrameTerms
 from crcm_robotics.model.sampler import SamplerSpec, denoise_frame, encode_context, frame_f, rollout
 from distill.layout import teacher_forcing_mask, tf_forward
 
@@ -270,3 +270,45 @@ def test_qk_norm_takes_the_fused_kernel_under_bf16_autocast():
     reference = torch.nn.functional.rms_norm(x, (16,), norm.weight, 1e-6)
     torch.testing.assert_close(y.float(), reference, rtol=2e-2, atol=2e-2)
     assert isinstance(norm, torch.nn.RMSNorm)  # export_copy still swaps it for the explicit form
+
+
+def test_a_frames_passes_share_its_action_terms_once():
+    """predict_next_frame's passes (2 denoising + the cache write) compute the action conditioning once."""
+    from crcm_robotics.model.sampler import predict_next_frame
+
+    model = make_model()
+    calls = []
+    for module in (model.action_field, model.action_embed):
+        module.register_forward_hook(lambda m, args, out: calls.append(type(m).__name__))
+    cache = model.new_cache(2, "cpu", torch.float64)
+    encode_context(model, cache, frames(2, 2), torch.randn(2, 2, 2, dtype=torch.float64))
+    spec = SamplerSpec("consistency", 2)
+    noise = torch.randn(2, 2, 1, 3, H, W, dtype=torch.float64)
+    calls.clear()
+    with torch.no_grad():
+        predict_next_frame(model, cache, torch.randn(2, 1, 2, dtype=torch.float64), noise, spec, frames(2, 1))
+    assert sorted(calls) == ["ActionEmbedder", "ActionField"]
+
+
+def test_frame_terms_refuse_another_batch():
+    model = make_model()
+    terms = FrameTerms()
+    x, t, a = frames(2, 1), torch.rand(2, 1, dtype=torch.float64), torch.randn(2, 1, 2, dtype=torch.float64)
+    model(x, t, a, terms=terms)
+    with pytest.raises(ValueError, match=r"FrameTerms filled for \(batch, frames, dtype\) \(2, 1"):
+        model(frames(3, 1), torch.rand(3, 1, dtype=torch.float64), torch.randn(3, 1, 2, dtype=torch.float64),
+              terms=terms)
+
+
+def test_self_forcing_exit_step_gradient_reaches_the_action():
+    """With grad_exit_only the steps before the exit run without autograd: the exit step must not reuse their
+    action terms, or the action embedding would get no gradient."""
+    model = make_model()
+    cache = model.new_cache(2, "cpu", torch.float64)
+    with torch.no_grad():
+        encode_context(model, cache, frames(2, 1), torch.randn(2, 1, 2, dtype=torch.float64))
+    out = rollout(model, cache, torch.randn(2, 2, 2, dtype=torch.float64), SamplerSpec("consistency", 2),
+                  frames(2, 1), exit_steps=[1, 1], grad_exit_only=True)
+    out.square().sum().backward()
+    grad = model.action_embed.mlp[0].weight.grad
+    assert grad is not None and grad.abs().sum() > 0

@@ -17,6 +17,10 @@ Shapes: ``B`` batch, ``F`` frames in the call, ``P`` tokens per frame,
   ``write_cache=True`` stores the new frames' keys/values (used for clean frames).
 - The network outputs the TrigFlow ``F`` (see ``trigflow.py``); it knows
   nothing about noise schedules.
+- A sampler makes several passes over the same frame that differ only in the
+  noisy input and its time; a :class:`FrameTerms` handed to each of them lets
+  the first compute what they share (positions, mask, RoPE, the action's
+  conditioning) and the others reuse it.
 """
 
 from __future__ import annotations
@@ -237,6 +241,28 @@ class FinalLayer(nn.Module):
 # ---------------------------------------------------------------- model
 
 
+class FrameTerms:
+    """What every network pass over the same frames shares: their positions, the attention mask, RoPE's cos/sin,
+    the action embedding and the action field (:meth:`CausalDiT.forward` fills it on the first pass).
+
+    Hand one empty object to each pass over the same frames, actions and cache state (a sampler's denoising
+    passes of one frame and its cache write); a pass of another batch, frame count or dtype is refused.
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.values: tuple | None = None
+
+    def get(self, key: tuple) -> tuple | None:
+        if self.key is not None and key != self.key:
+            raise ValueError(f"FrameTerms filled for (batch, frames, dtype) {self.key} reused for {key}")
+        return self.values
+
+    def put(self, key: tuple, values: tuple) -> None:
+        self.key, self.values = key, values
+
+
+
 class CausalDiT(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -304,32 +330,49 @@ class CausalDiT(nn.Module):
         frame_mask: torch.Tensor | None = None,  # [F, F] bool, row i = frames i may see; default causal
         cache: KVCache | None = None,
         write_cache: bool = False,
+        terms: FrameTerms | None = None,  # shared by the passes over the same frames (see FrameTerms)
     ) -> torch.Tensor:  # F prediction [B, F, C, H, W]
         b, f = x.shape[:2]
+        write_index = None
+        if write_cache:
+            if cache is None:
+                raise ValueError("write_cache=True needs a cache")
+            write_index = cache.token_index(f)
+
+        tokens = self.patch_embed(self.patchify(x)) + self.pos_embed  # [B, F, P, D]
+        key = (b, f, tokens.dtype)
+        shared = terms.get(key) if terms is not None else None
+        if shared is None:
+            shared = self._frame_terms(action, tokens.dtype, positions, frame_mask, cache)
+            if terms is not None:
+                terms.put(key, shared)
+        mask, cos, sin, action_c, action_tokens = shared
+        if action_tokens is not None:
+            tokens = tokens + action_tokens
+        c = (self.time_embed(t.reshape(-1)) + action_c).reshape(b, f, -1)
+        for i, blk in enumerate(self.blocks):
+            tokens = blk(tokens, c, cos, sin, mask, cache, i, write_index)
+        if write_cache:
+            cache.advance(f)  # type: ignore[union-attr]
+        return self.unpatchify(self.final(tokens, c))
+
+    def _frame_terms(self, action: torch.Tensor, dtype: torch.dtype, positions: torch.Tensor | None,
+                     frame_mask: torch.Tensor | None, cache: KVCache | None) -> tuple:
+        """The attention mask, RoPE cos/sin, action embedding [B*F, D] and action field [B, F, P, D] (or None)
+        of frames ``action`` [B, F, A] after ``cache``'s frames: all that a pass does not take from x or t."""
+        b, f = action.shape[:2]
         p = self.tokens_per_frame
-        dev = x.device
+        dev = action.device
         if positions is None:
             base = cache.frames_seen if cache is not None else torch.zeros((), dtype=torch.int64, device=dev)
             positions = base + torch.arange(f, device=dev)
         if frame_mask is None:
             frame_mask = torch.ones(f, f, dtype=torch.bool, device=dev).tril()
         mask = frame_mask.repeat_interleave(p, 0).repeat_interleave(p, 1)  # [F*P, F*P]
-        write_index = None
         if cache is not None:
             mask = torch.cat([cache.valid_tokens()[None, :].expand(f * p, -1), mask], dim=1)
-            if write_cache:
-                write_index = cache.token_index(f)
-        elif write_cache:
-            raise ValueError("write_cache=True needs a cache")
-
-        tokens = self.patch_embed(self.patchify(x)) + self.pos_embed  # [B, F, P, D]
-        if self.action_field is not None:
-            tokens = tokens + self.action_field(action.to(tokens.dtype))
-        c = (self.time_embed(t.reshape(-1)) + self.action_embed(action.reshape(b * f, -1))).reshape(b, f, -1)
         cos, sin = rope_cos_sin(positions, self.grid, self.cfg.dim // self.cfg.heads, self.cfg.rope_theta,
-                                tokens.dtype, spatial=self.cfg.spatial_rope)  # [F*P, hd/2]
-        for i, blk in enumerate(self.blocks):
-            tokens = blk(tokens, c, cos, sin, mask, cache, i, write_index)
-        if write_cache:
-            cache.advance(f)  # type: ignore[union-attr]
-        return self.unpatchify(self.final(tokens, c))
+                                dtype, spatial=self.cfg.spatial_rope)  # [F*P, hd/2]
+        action_c = self.action_embed(action.reshape(b * f, -1))
+        action_tokens = self.action_field(action.to(dtype)) if self.action_field is not None else None
+        return mask, cos, sin, action_c, action_tokens

@@ -18,7 +18,7 @@ import torch
 
 from crcm_robotics.config import ConfigError
 from crcm_robotics.model import trigflow as tf
-from crcm_robotics.model.dit import CausalDiT
+from crcm_robotics.model.dit import CausalDiT, FrameTerms
 from crcm_robotics.model.kv_cache import KVCache
 
 
@@ -93,15 +93,15 @@ def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None =
 
 
 def frame_f(model: CausalDiT, x_t: torch.Tensor, t: torch.Tensor, action: torch.Tensor, prev: torch.Tensor,
-            cache: KVCache | None = None) -> torch.Tensor:
+            cache: KVCache | None = None, terms: FrameTerms | None = None) -> torch.Tensor:
     """TrigFlow F of noisy frames x_t [B, F, C, H, W] at times t [B, F] given the cache.
 
     ``prev`` [B, F, C, H, W] is each frame's previous clean frame; with
     ``model.cfg.residual`` the network diffuses the change from it.
     """
     if not model.cfg.residual:
-        return model(x_t, t, action, cache=cache)
-    g = model(tf.residual_input(x_t, t, prev), t, action, cache=cache)
+        return model(x_t, t, action, cache=cache, terms=terms)
+    g = model(tf.residual_input(x_t, t, prev), t, action, cache=cache, terms=terms)
     return tf.residual_output(g, t, prev)
 
 
@@ -123,18 +123,23 @@ def denoise_frame(
     prev: torch.Tensor,  # [B, 1, C, H, W] the last clean frame (context or generated)
     exit_step: int | None = None,
     grad_exit_only: bool = False,
+    terms: FrameTerms | None = None,
 ) -> torch.Tensor:
     """Denoise one frame given the cache; returns x0 [B, 1, C, H, W].
 
     ``exit_step`` (consistency only) stops after that step and returns its x0
     estimate; with ``grad_exit_only`` the steps before it run without autograd
-    (self-forcing trains through the exit step alone).
+    (self-forcing trains through the exit step alone). The passes share one
+    :class:`FrameTerms` (``terms``, or a new one), except with ``grad_exit_only``:
+    there the exit step computes its own, so that its gradient reaches the action.
     """
     times = spec.times()
     b = action.shape[0]
+    if terms is None and not grad_exit_only:
+        terms = FrameTerms()
 
     def f_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return frame_f(model, x, t.reshape(b, 1), action, prev, cache)
+        return frame_f(model, x, t.reshape(b, 1), action, prev, cache, terms)
 
     if spec.kind == "ode":
         if exit_step is not None:
@@ -156,19 +161,23 @@ def denoise_frame(
     return x0
 
 
-def write_frame(model: CausalDiT, cache: KVCache, x0: torch.Tensor, action: torch.Tensor) -> None:
-    """Run a clean frame [B, 1, C, H, W] through the network once to store its keys/values."""
+def write_frame(model: CausalDiT, cache: KVCache, x0: torch.Tensor, action: torch.Tensor,
+                terms: FrameTerms | None = None) -> None:
+    """Run a clean frame [B, 1, C, H, W] through the network once to store its keys/values (``terms``: those
+    of the passes that denoised it, reused)."""
     t = torch.zeros(x0.shape[0], 1, device=x0.device, dtype=tf.time_dtype(x0))
-    model(x0, t, action, cache=cache, write_cache=True)
+    model(x0, t, action, cache=cache, write_cache=True, terms=terms)
 
 
 def predict_next_frame(
     model: CausalDiT, cache: KVCache, action: torch.Tensor, noise: torch.Tensor, spec: SamplerSpec,
     prev: torch.Tensor,
 ) -> torch.Tensor:
-    """The per-frame step of every runtime backend: denoise, then write the clean frame to the cache."""
-    x0 = denoise_frame(model, cache, action, noise, spec, prev)
-    write_frame(model, cache, x0, action)
+    """The per-frame step of every runtime backend: denoise, then write the clean frame to the cache (every
+    pass sharing one :class:`FrameTerms`)."""
+    terms = FrameTerms()
+    x0 = denoise_frame(model, cache, action, noise, spec, prev, terms=terms)
+    write_frame(model, cache, x0, action, terms)
     return x0
 
 
