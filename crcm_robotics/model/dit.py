@@ -242,7 +242,7 @@ class FinalLayer(nn.Module):
 
 
 class FrameTerms:
-    """What every network pass over the same frames shares: their positions, the attention mask, RoPE's cos/sin,
+    """What every network pass over the same frames shares: the attention mask, RoPE's cos/sin of their positions,
     the action embedding and the action field (:meth:`CausalDiT.forward` fills it on the first pass).
 
     Hand one empty object to each pass over the same frames, actions and cache state (a sampler's denoising
@@ -260,7 +260,6 @@ class FrameTerms:
 
     def put(self, key: tuple, values: tuple) -> None:
         self.key, self.values = key, values
-
 
 
 class CausalDiT(nn.Module):
