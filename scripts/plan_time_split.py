@@ -2,9 +2,9 @@
 each network pass, each planning round's fixed cost, and the planner's own work.
 
     python scripts/plan_time_split.py [--device cuda] [--depths 1 2 4 8] [--samples 256] [--repeats 5]
-                                      [--backend cuda_graph] [--out DIR]
+                                      [--backend cuda_graph] [--preset small] [--out DIR] [--profile]
 
-Random weights (latency does not depend on their values) of the `small` network at PushT's planning recipe
+Random weights (latency does not depend on their values) of the ``--preset`` network at PushT's planning recipe
 (frame skip 5: 2-D actions, 10 per model frame), bf16 on CUDA:
 - per sampler (the teacher's DDIM 4: 5 passes a frame; the student's 2 consistency steps: 3) and per depth, a
   planning round's imagination (``WorldModel.imagine_tensor`` of ``--samples`` rollouts, only the last frame
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from crcm_robotics.conf import compose_config
 from crcm_robotics.model.sampler import SamplerSpec
 from crcm_robotics.plan.costs import make_cost
 from crcm_robotics.plan.objective import imagined_score
@@ -66,10 +67,10 @@ def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warm
     return statistics.median(times)
 
 
-def random_probe(out: Path) -> Path:
+def random_probe(out: Path, image_hw: tuple[int, int]) -> Path:
     """A PushT-shaped state probe with random weights (the probe cost's latency)."""
     spec = ProbeSpec(("agent_x", "agent_y", "block_x", "block_y", "block_angle"), (False, False, False, False, True),
-                     (256.0,) * 4 + (0.0,), (100.0,) * 4 + (1.0,), (64, 64))
+                     (256.0,) * 4 + (0.0,), (100.0,) * 4 + (1.0,), image_hw)
     return save_probe(out, StateProbe(spec))
 
 
@@ -84,7 +85,7 @@ class Case:
 
     def __init__(self, root: Path, depth: int, sampler: str, args: argparse.Namespace, probe: Path):
         self.depth, self.sampler, self.args = depth, sampler, args
-        ckpt = random_student_checkpoint(root / f"d{depth}", "small", 2, env_action_dim=ENV_ACTION_DIM,
+        ckpt = random_student_checkpoint(root / f"d{depth}", args.preset, 2, env_action_dim=ENV_ACTION_DIM,
                                          frame_skip=FRAME_SKIP, depth=depth)
         self.wm = WorldModel.load(ckpt, device=args.device, backend=args.backend, max_batch=args.samples,
                                   sampler=SAMPLERS[sampler], probe=probe)
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--depths", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--student-depth", type=int, default=4)
     ap.add_argument("--teacher-depth", type=int, default=8)
+    ap.add_argument("--preset", default="small", help="the teacher preset whose network is timed")
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=None)
@@ -158,10 +160,11 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("need --repeats ≥ 1, --samples ≥ 2 and every depth ≥ 1")
     args.device = str(resolve_device(args.device))
     root = Path(tempfile.mkdtemp(prefix="plan_time_split_"))
-    probe = random_probe(root / "probe")
+    model_cfg = compose_config("config", [f"preset={args.preset}"], "crcm_robotics.conf.teacher").model
+    probe = random_probe(root / "probe", (model_cfg.height, model_cfg.width))
     frames = HORIZON // FRAME_SKIP
     result: dict = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
-                    "torch": torch.__version__, "backend": args.backend, "samples": args.samples,
+                    "torch": torch.__version__, "preset": args.preset, "backend": args.backend, "samples": args.samples,
                     "model_frames_per_round": frames, "rounds": ITERATIONS, "samplers": {}, "solve": {}}
     for name, spec in SAMPLERS.items():
         rows = []

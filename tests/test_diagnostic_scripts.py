@@ -36,6 +36,27 @@ def test_profile_planner_groups_kernels_and_counts_passes(tiny_student, tmp_path
     assert (tmp_path / "trace_eager.json.gz").stat().st_size > 0
 
 
+def test_plan_time_split_times_both_samplers_by_depth_and_a_whole_solve(tmp_path, capsys):
+    split = load_script("plan_time_split")
+    assert split.fit_line([1, 2, 4], [3.0, 5.0, 9.0]) == pytest.approx((2.0, 1.0))
+    split.main(["--preset", "tiny", "--depths", "1", "2", "--student-depth", "1", "--teacher-depth", "2",
+                "--samples", "4", "--repeats", "1", "--device", "cpu", "--backend", "eager", "--profile",
+                "--out", str(tmp_path)])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result == json.loads((tmp_path / "split.json").read_text())
+    teacher, student = result["samplers"]["teacher"], result["samplers"]["student"]
+    assert (teacher["passes_per_frame"], student["passes_per_frame"]) == (5, 3)  # DDIM 4 + write; 2 steps + write
+    assert [r["depth"] for r in teacher["rows"]] == [1, 2] == [r["depth"] for r in student["rows"]]
+    assert all(r["round_ms"] > 0 for r in teacher["rows"] + student["rows"])
+    solves = result["solve"]
+    assert (solves["teacher"]["depth"], solves["student"]["depth"]) == (2, 1)
+    assert solves["teacher"]["solve_ms"] > 0 and solves["student"]["solve_ms"] > 0
+    assert result["student_over_teacher"] == pytest.approx(
+        solves["student"]["solve_ms"] / solves["teacher"]["solve_ms"], abs=1e-4)
+    for name in ("teacher", "student"):
+        assert "ms of kernel time in one solve" in (tmp_path / f"kernels_{name}.txt").read_text()
+
+
 def test_consistency_error_of_the_teacher_itself(tiny_teacher, capsys):
     ce = load_script("consistency_error")
     store = load_checkpoint(tiny_teacher).meta["data_path"]
