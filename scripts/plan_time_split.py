@@ -11,8 +11,8 @@ Random weights (latency does not depend on their values) of the ``--preset`` net
   decoded) at 5 and 10 model frames: the slope is the per-frame step, the intercept the round's fixed cost
   (context encoding, the cache broadcast, the noise generator); per-frame ms against depth, fitted as
   ``passes × (depth × block_pass_ms + other_pass_ms)``;
-- one CEM solve as ``crcm bench plan`` runs it (``--samples`` × 6, delta waypoints held 5, 25 env steps, the
-  probe cost on a random probe) with the teacher (8 blocks, DDIM 4) and the student (``--student-depth``
+- one CEM solve as ``crcm bench plan`` runs it (its ``PlannerConfig`` defaults: ``--samples`` × 6, delta
+  waypoints held 5, 25 env steps, the probe cost on a random probe) with the teacher (8 blocks, DDIM 4) and the student (``--student-depth``
   blocks, 2 steps), split into its rounds' imagination, the probe cost, and the rest (sampling, elite
   selection); and the student's share of the teacher's time.
 Prints ONE JSON line; ``--out`` also gets it as ``split.json`` and, with ``--profile``, each solve's device
@@ -22,11 +22,11 @@ kernels under ``torch.profiler`` summed by name (``kernels_<teacher|student>.txt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,37 +34,27 @@ import numpy as np
 import torch
 
 from crcm_robotics.conf import compose_config
+from crcm_robotics.config import PlannerConfig
+from crcm_robotics.eval.plan_bench import planner_from, space_from
 from crcm_robotics.model.sampler import SamplerSpec
 from crcm_robotics.plan.costs import make_cost
 from crcm_robotics.plan.objective import imagined_score
-from crcm_robotics.plan.planners import ActionSpace, SamplingPlanner
 from crcm_robotics.plan.probe import ProbeSpec, StateProbe, save_probe
-from crcm_robotics.runtime.bench import random_student_checkpoint
+from crcm_robotics.runtime.bench import median_ms, random_student_checkpoint
 from crcm_robotics.runtime.device import resolve_device
 from crcm_robotics.runtime.world_model import WorldModel
 
 FRAME_SKIP = 5  # PushT's planning recipe (RECIPE in scripts/gpu/pusht_study.sh)
 ENV_ACTION_DIM = 2
-HORIZON = 25  # env steps per candidate: 5 model frames
-HOLD = 5
-ITERATIONS = 6
+PUSHT_LOW, PUSHT_HIGH = np.zeros(ENV_ACTION_DIM), np.full(ENV_ACTION_DIM, 512.0)  # PushT's pusher targets
 SAMPLERS = {"teacher": SamplerSpec("ode", 4, "ddim"), "student": SamplerSpec("consistency", 2)}
+WARMUP = 2
 
 
-def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
-    """Median wall ms of ``fn()`` with the device synchronised before and after each run."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+def bench_planner(samples: int) -> PlannerConfig:
+    """``crcm bench plan``'s own planner defaults (CEM, delta waypoints, the probe cost) at ``samples``."""
+    cfg = PlannerConfig()
+    return dataclasses.replace(cfg, samples=samples, elites=min(cfg.elites, samples))
 
 
 def random_probe(out: Path, image_hw: tuple[int, int]) -> Path:
@@ -103,27 +93,25 @@ class Case:
         """One planning round's imagination: ``samples`` rollouts of ``frames`` model frames, last decoded."""
         actions = torch.rand(self.args.samples, frames, self.wm.action_dim, device=self.device) * 512
         return median_ms(lambda: self.wm.imagine_tensor(actions, context=self.context, seed=0, decode="last"),
-                         self.device, self.args.repeats)
+                         self.device, WARMUP, self.args.repeats)
 
     def probe_ms(self) -> float:
         cost = make_cost("probe", torch.from_numpy(self.goal).to(self.device), self.wm.probe)
         frames = torch.randint(0, 256, (self.args.samples, 1, *self.wm.image_shape), dtype=torch.uint8,
                                device=self.device)
-        return median_ms(lambda: cost(frames), self.device, self.args.repeats)
+        return median_ms(lambda: cost(frames), self.device, WARMUP, self.args.repeats)
 
     def solve_ms(self) -> float:
         """One CEM solve as ``crcm bench plan`` runs it (its own clock: ``PlanResult.ms``), median."""
-        dev = self.device
-        space = ActionSpace(torch.zeros(ENV_ACTION_DIM, device=dev), torch.full((ENV_ACTION_DIM,), 512.0, device=dev),
-                            HORIZON, HOLD, "delta")
-        planner = SamplingPlanner("cem", self.args.samples, ITERATIONS, min(32, self.args.samples))
-        score = imagined_score(self.wm, self.env_context, self.goal, "probe")
-        anchor = torch.full((ENV_ACTION_DIM,), 256.0, device=dev)
-        runs = [planner.solve(score, space, anchor).ms for _ in range(self.args.repeats + 2)]
+        cfg = bench_planner(self.args.samples)
+        space, planner = space_from(cfg, PUSHT_LOW, PUSHT_HIGH, self.device), planner_from(cfg)
+        score = imagined_score(self.wm, self.env_context, self.goal, cfg.cost)
+        anchor = torch.full((ENV_ACTION_DIM,), 256.0, device=self.device)
+        runs = [planner.solve(score, space, anchor).ms for _ in range(self.args.repeats + WARMUP)]
         if self.args.profile and self.args.out:
             self.write_kernels(lambda: planner.solve(score, space, anchor),
                                Path(self.args.out) / f"kernels_{self.sampler}.txt")
-        return statistics.median(runs[2:])
+        return statistics.median(runs[WARMUP:])
 
     def write_kernels(self, fn: Callable[[], object], path: Path) -> None:
         """One run of ``fn`` under ``torch.profiler``: its kernels' summed time by name, largest first."""
@@ -162,10 +150,11 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(tempfile.mkdtemp(prefix="plan_time_split_"))
     model_cfg = compose_config("config", [f"preset={args.preset}"], "crcm_robotics.conf.teacher").model
     probe = random_probe(root / "probe", (model_cfg.height, model_cfg.width))
-    frames = HORIZON // FRAME_SKIP
+    planner = bench_planner(args.samples)
+    frames, rounds = planner.horizon // FRAME_SKIP, planner.iterations
     result: dict = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
                     "torch": torch.__version__, "preset": args.preset, "backend": args.backend, "samples": args.samples,
-                    "model_frames_per_round": frames, "rounds": ITERATIONS, "samplers": {}, "solve": {}}
+                    "model_frames_per_round": frames, "rounds": rounds, "samplers": {}, "solve": {}}
     for name, spec in SAMPLERS.items():
         rows = []
         for depth in sorted(set(args.depths) | {args.teacher_depth if name == "teacher" else args.student_depth}):
@@ -179,9 +168,9 @@ def main(argv: list[str] | None = None) -> None:
                 solve, probe_cost = case.solve_ms(), case.probe_ms()
                 result["solve"][name] = {
                     "depth": depth, "passes_per_frame": spec.network_passes, "solve_ms": round(solve, 2),
-                    "rounds_imagination_ms": round(ITERATIONS * short, 2),
-                    "rounds_probe_ms": round(ITERATIONS * probe_cost, 2),
-                    "planner_rest_ms": round(solve - ITERATIONS * (short + probe_cost), 2)}
+                    "rounds_imagination_ms": round(rounds * short, 2),
+                    "rounds_probe_ms": round(rounds * probe_cost, 2),
+                    "planner_rest_ms": round(solve - rounds * (short + probe_cost), 2)}
             del case
             if args.device.startswith("cuda"):
                 torch.cuda.empty_cache()
