@@ -180,6 +180,27 @@ def test_imagine_encodes_a_repeated_context_once(tiny_student, raw, monkeypatch)
     assert encoded == [2, 2, 1]
 
 
+def test_a_failed_context_encode_is_not_reused(tiny_student, raw, monkeypatch):
+    """An encode that fails part-way (after a good one) leaves nothing marked cached: the next query with the
+    same context encodes it again and answers as a fresh model does."""
+    m = WorldModel.load(tiny_student)
+    ctx, other = (raw["frames"], raw["ctx_actions"]), (raw["frames"][::-1].copy(), raw["ctx_actions"])
+    m.imagine(raw["actions"], context=other, seed=6)
+    real = m._backend.encode
+
+    def broken(cache, x, a):
+        real(cache, x, a)  # the cache is overwritten, then the call fails
+        raise RuntimeError("device lost mid-encode")
+
+    monkeypatch.setattr(m._backend, "encode", broken)
+    with pytest.raises(RuntimeError, match="mid-encode"):
+        m.imagine(raw["actions"], context=ctx, seed=6)
+    monkeypatch.setattr(m._backend, "encode", real)
+    again = m.imagine(raw["actions"], context=other, seed=6).frames
+    fresh = WorldModel.load(tiny_student).imagine(raw["actions"], context=other, seed=6).frames
+    np.testing.assert_array_equal(again, fresh)
+
+
 def test_float64_actions_are_accepted(wm, raw):
     wm.reset(raw["frames"], raw["ctx_actions"].astype(np.float64))
     assert wm.step(raw["steps"][0].astype(np.float64)).shape == (H, W, 3)

@@ -344,6 +344,7 @@ class WorldModel:
                 if seen is None or not (np.array_equal(seen[0], f) and np.array_equal(seen[1], a_np)):
                     # a planner's rounds share one context: it is encoded once, not once per round
                     x, a = self._upload_context(f, a_np)
+                    self._ctx_seen = None  # an encode that fails part-way leaves no context marked as cached
                     self._backend.encode(self._ctx_cache, x, a)
                     self._ctx_seen, self._ctx_prev = (f.copy(), a_np.copy()), x[:, -1:]
                 ctx_cache, ctx_prev = self._ctx_cache, self._ctx_prev
