@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from crcm_robotics import conf
 from crcm_robotics.conf import compose_config
 from crcm_robotics.config import PlannerConfig
 from crcm_robotics.eval.plan_bench import planner_from, space_from
@@ -144,8 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--profile", action="store_true", help="with --out: each solve's kernels, summed by name")
     args = ap.parse_args(argv)
-    if args.repeats < 1 or args.samples < 2 or min(args.depths) < 1:
-        ap.error("need --repeats ≥ 1, --samples ≥ 2 and every depth ≥ 1")
+    if args.repeats < 1 or args.samples < 2 or min(*args.depths, args.student_depth, args.teacher_depth) < 1:
+        ap.error("need --repeats ≥ 1, --samples ≥ 2 and every depth (--depths, --student-depth, --teacher-depth) ≥ 1")
+    presets = sorted(p.stem for p in (Path(conf.__file__).parent / "teacher" / "preset").glob("*.yaml"))
+    if args.preset not in presets:
+        ap.error(f"--preset {args.preset!r} unknown; expected one of {', '.join(presets)}")
     args.device = str(resolve_device(args.device))
     root = Path(tempfile.mkdtemp(prefix="plan_time_split_"))
     model_cfg = compose_config("config", [f"preset={args.preset}"], "crcm_robotics.conf.teacher").model

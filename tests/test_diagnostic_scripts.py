@@ -55,6 +55,11 @@ def test_plan_time_split_times_both_samplers_by_depth_and_a_whole_solve(tmp_path
         solves["student"]["solve_ms"] / solves["teacher"]["solve_ms"], abs=1e-4)
     for name in ("teacher", "student"):
         assert "ms of kernel time in one solve" in (tmp_path / f"kernels_{name}.txt").read_text()
+    for bad, message in ((["--preset", "huge"], "--preset 'huge' unknown; expected one of"),
+                         (["--student-depth", "0"], "every depth (--depths, --student-depth, --teacher-depth) ≥ 1")):
+        with pytest.raises(SystemExit):
+            split.main(bad)
+        assert message in capsys.readouterr().err
 
 
 def test_consistency_error_of_the_teacher_itself(tiny_teacher, capsys):
