@@ -17,6 +17,8 @@
 # the students (arm `teacher`), so that every arm's success is measured on the same goals in the same session.
 # Run in the nineteenth session (docs/results.md): the students at 0.334 of the teacher's time, level with it
 # (2 / 1 against 2 of 42 goals held), both models short of training.
+# Run again in the twentieth session with last-frame writes skipped, the context encoded once and FrameTerms:
+# the students at 0.319 / 0.318 of the teacher's time; none plans (0 / 0 against 1 of 50 held).
 # Two or three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the
 #            GPU (with i-arms: beside the 4-block model; ALONE=1: before it), then the students side by side
