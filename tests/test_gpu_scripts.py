@@ -105,3 +105,47 @@ def test_shallow_study_alone_refuses_bad_settings(tmp_path):
     run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "TEACHER_SHARE=1.5: expected a number between 0 and 1" in run.stderr, run.stderr
+
+
+def _pair_stage(stage: int, tmp_path: Path, call_s: int, **extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DRY": "1", "STAGE": str(stage), "CALL_S": str(call_s), "WORK": str(tmp_path / "work"),
+           "OUT": str(tmp_path / "out"), "PY": sys.executable, "OMP_NUM_THREADS": "1",
+           "PAIR": "base=objective.p_mean=-0.8 high=objective.p_mean=0.4,objective.p_std=1.2", **extra}
+    return subprocess.run(["bash", "scripts/gpu/teacher_pair.sh"], check=False, cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_and_plans(tmp_path):
+    import yaml
+
+    def config(name: str) -> dict:
+        return yaml.safe_load((work / name / "config.yaml").read_text())
+
+    run = _pair_stage(1, tmp_path, call_s=60)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    work, out = tmp_path / "work", tmp_path / "out"
+    objective = {name: config(f"teacher_{name}")["objective"] for name in ("base", "high")}
+    assert (objective["base"]["p_mean"], objective["base"]["p_std"]) == (-0.8, 1.6)  # the preset's p_std
+    assert (objective["high"]["p_mean"], objective["high"]["p_std"]) == (0.4, 1.2)
+    assert json.loads((out / "bme_teacher_high.json").read_text())["split"] == "val"
+
+    run = _pair_stage(2, tmp_path, call_s=120, MORE="6", MORE_MIN="0.2")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    t2 = config("t2_high")
+    assert t2["objective"]["p_mean"] == 0.4 and t2["init"] == str(work / "teacher_high")
+
+    run = _pair_stage(3, tmp_path, call_s=200)
+    assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    for name in ("base", "high"):
+        assert len(next((work / f"plan_t2_{name}").glob("*.goals.jsonl")).read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("base=objective.p_mean=-0.8", "PAIR needs two NAME=OVERRIDES items, got 1"),
+    ("a=objective.p_mean=0 a=objective.p_mean=1", "PAIR names the same teacher twice: a"),
+    ("a=objective.p_mean=0 b", "PAIR item 'b': expected NAME=KEY=VALUE"),
+])
+def test_teacher_pair_refuses_a_bad_pair(tmp_path, pair, message):
+    run = _pair_stage(1, tmp_path, call_s=60, PAIR=pair)
+    assert run.returncode == 2 and message in run.stderr, run.stderr

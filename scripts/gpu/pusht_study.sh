@@ -1,5 +1,6 @@
-# Sourced by the PushT planning studies (augment.sh, replan.sh, shallow.sh) right after setup.sh, with STUDY
-# (the study's name) and RATE (teacher updates/s) set: the settings they share, then the pieces they share.
+# Sourced by the PushT planning studies (teacher_pair.sh, which augment.sh runs; replan.sh; shallow.sh) right
+# after setup.sh, with STUDY (the study's name) and RATE (teacher updates/s) set: the settings they share,
+# then the pieces they share.
 # A study adds its own settings after (PLAN's replan interval, ARMS, ...); its functions may use the pieces.
 # Env: CALL_S (seconds the call may take, 570), WORK (/root/work; with DRY=1 outputs/$STUDY_dry). DRY=1
 # swaps in toy sizes on the CPU. The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`.

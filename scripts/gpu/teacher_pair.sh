@@ -1,0 +1,80 @@
+# Issue 12: two PushT teachers of the planning recipe that differ in a few settings, trained side by side on
+# the one GPU for the same time, scored on the held-out pushed block (scripts/block_motion_error.py), trained
+# on, and planned on the 50 held-out goals. The studies that use it name their pair:
+#   augment.sh (fifteenth session): PAIR="plain=data.augment=none dihedral=data.augment=dihedral"
+#   twenty-first session: PAIR="base=objective.p_mean=-0.8 high=objective.p_mean=0.4" (the training noise
+#   levels moved up, where a diffusion model settles a frame's coarse layout, such as where the block went)
+# Three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
+#   STAGE=1  (TESTS=1: the GPU-marked tests first, in the background) the store (mixed, 500 episodes), the
+#            state probe, the two teachers side by side, the pushed block
+#   STAGE=2  both teachers trained on from there (init=: a fresh optimizer and schedule, so both decay again)
+#            for MORE updates (2,700) in at most MORE_MIN minutes (8.1), the pushed block again
+#   STAGE=3  both teachers planned side by side with the benchmark's planner and probe cost, cut before the
+#            call ends (a cut arm keeps the goals it finished)
+# Carry .whl (with pytest for TESTS=1). Env: PAIR (two NAME=OVERRIDE[,OVERRIDE...] items), STUDY (the
+# outputs' prefix, pair), CALL_S (seconds this call may take, 570), RATE (updates/s each teacher is expected
+# to make side by side, 6), MORE, MORE_MIN, WORK (/root/work). DRY=1 rehearses every stage on the CPU at toy
+# sizes (tests/test_gpu_scripts.py).
+source scripts/gpu/setup.sh
+STUDY=${STUDY:-pair}; RATE=${RATE:-6}
+source scripts/gpu/pusht_study.sh
+PLAN="$PLAN planner.replan_every=10"; EVAL_S=$([ -n "${DRY:-}" ] && echo 40 || echo 100)
+read -r -a ITEMS <<< "${PAIR:?set PAIR=\"NAME=OVERRIDE[,OVERRIDE...] NAME=OVERRIDE[,OVERRIDE...]\"}"
+if [ ${#ITEMS[@]} -ne 2 ]; then
+  echo "teacher_pair.sh: PAIR needs two NAME=OVERRIDES items, got ${#ITEMS[@]}: $PAIR" >&2; exit 2
+fi
+for item in "${ITEMS[@]}"; do
+  if ! [[ $item =~ ^[A-Za-z0-9_]+=[^=,]+=[^,]* ]]; then
+    echo "teacher_pair.sh: PAIR item '$item': expected NAME=KEY=VALUE[,KEY=VALUE...]" >&2; exit 2
+  fi
+done
+NAMES=("${ITEMS[0]%%=*}" "${ITEMS[1]%%=*}")
+if [ "${NAMES[0]}" = "${NAMES[1]}" ]; then
+  echo "teacher_pair.sh: PAIR names the same teacher twice: ${NAMES[0]}" >&2; exit 2
+fi
+overrides() { local item=${ITEMS[$1]}; echo "${item#*=}" | tr , ' '; }  # the INDEXth teacher's settings
+teacher() {  # NAME MINUTES STEPS INDEX [overrides]
+  local name=$1 minutes=$2 steps=$3 index=$4; shift 4
+  crcm train teacher preset=$PRESET data.path=$STORE $RECIPE $(overrides $index) train.out=$WORK/$name \
+      train.steps=$steps train.max_minutes=$minutes train.progress=false train.device=$DEV "$@" \
+      > $WORK/$name.log 2>&1
+  echo "$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/$name.log | cut -c1-400)"
+}
+teachers_pushed_block() {  # PREFIX: both teachers' held-out pushed block
+  pushed_block 4 ${1}_${NAMES[0]}=$WORK/${1}_${NAMES[0]} ${1}_${NAMES[1]}=$WORK/${1}_${NAMES[1]}
+  cp $WORK/bme_${1}_*.json "$OUT"/
+}
+case "${STAGE:?set STAGE=1, 2 or 3}" in
+1) {
+  if [ -n "${TESTS:-}" ]; then  # the GPU-marked tests (parity of the captured steps with eager) while data is made
+    timeout 240 $PY -m pytest -q -m gpu tests/test_runtime.py tests/test_export.py -rs -p no:cacheprovider \
+        > "$OUT/gpu_tests.log" 2>&1 &
+  fi
+  store_and_probe
+  teacher_budget $EVAL_S
+  echo "two teachers side by side: $steps updates each, at most $minutes min"
+  teacher teacher_${NAMES[0]} $minutes $steps 0 &
+  teacher teacher_${NAMES[1]} $minutes $steps 1 &
+  wait
+  tail -1 $WORK/probe.log | cut -c1-300
+  [ -n "${TESTS:-}" ] && tail -3 "$OUT/gpu_tests.log"
+  teachers_pushed_block teacher
+  } 2>&1 | tee "$OUT/${STUDY}1.log"
+  cp $WORK/teacher_*.log "$OUT"/ ;;
+2) {
+  for index in 0 1; do
+    teacher t2_${NAMES[$index]} ${MORE_MIN:-8.1} ${MORE:-2700} $index init=$WORK/teacher_${NAMES[$index]} &
+  done
+  wait
+  teachers_pushed_block t2
+  } 2>&1 | tee "$OUT/${STUDY}2.log"
+  cp $WORK/t2_*.log "$OUT"/ ;;
+3) {
+  for name in "${NAMES[@]}"; do plan_arm t2_$name $WORK/t2_$name & done
+  wait
+  $PY scripts/plan_goal_pairs.py $WORK/plan_t2_*/*.goals.jsonl
+  } 2>&1 | tee "$OUT/${STUDY}3.log"
+  tar czf "$OUT/${STUDY}3.tgz" -C $WORK $(cd $WORK && ls -d plan_* 2>/dev/null) ;;
+*) echo "teacher_pair.sh: unknown STAGE=$STAGE (expected 1, 2 or 3)" >&2; exit 2 ;;
+esac
+ls -la "$OUT"
