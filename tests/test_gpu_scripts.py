@@ -119,12 +119,13 @@ def _pair_stage(stage: int, tmp_path: Path, call_s: int, **extra: str) -> subpro
 def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_and_plans(tmp_path):
     import yaml
 
+    work, out = tmp_path / "work", tmp_path / "out"
+
     def config(name: str) -> dict:
         return yaml.safe_load((work / name / "config.yaml").read_text())
 
     run = _pair_stage(1, tmp_path, call_s=60)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    work, out = tmp_path / "work", tmp_path / "out"
     objective = {name: config(f"teacher_{name}")["objective"] for name in ("base", "high")}
     assert (objective["base"]["p_mean"], objective["base"]["p_std"]) == (-0.8, 1.6)  # the preset's p_std
     assert (objective["high"]["p_mean"], objective["high"]["p_std"]) == (0.4, 1.2)
@@ -145,6 +146,7 @@ def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_a
     ("base=objective.p_mean=-0.8", "PAIR needs two NAME=OVERRIDES items, got 1"),
     ("a=objective.p_mean=0 a=objective.p_mean=1", "PAIR names the same teacher twice: a"),
     ("a=objective.p_mean=0 b", "PAIR item 'b': expected NAME=KEY=VALUE"),
+    ("a=objective.p_mean=0 b=objective.p_mean=1,p_std", "PAIR item 'b=objective.p_mean=1,p_std': expected"),
 ])
 def test_teacher_pair_refuses_a_bad_pair(tmp_path, pair, message):
     run = _pair_stage(1, tmp_path, call_s=60, PAIR=pair)

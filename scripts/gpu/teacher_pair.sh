@@ -23,8 +23,8 @@ read -r -a ITEMS <<< "${PAIR:?set PAIR=\"NAME=OVERRIDE[,OVERRIDE...] NAME=OVERRI
 if [ ${#ITEMS[@]} -ne 2 ]; then
   echo "teacher_pair.sh: PAIR needs two NAME=OVERRIDES items, got ${#ITEMS[@]}: $PAIR" >&2; exit 2
 fi
-for item in "${ITEMS[@]}"; do
-  if ! [[ $item =~ ^[A-Za-z0-9_]+=[^=,]+=[^,]* ]]; then
+for item in "${ITEMS[@]}"; do  # a name, then every comma-separated override a KEY=VALUE
+  if ! [[ $item =~ ^[A-Za-z0-9_]+=[^=,]+=[^,]*(,[^=,]+=[^,]*)*$ ]]; then
     echo "teacher_pair.sh: PAIR item '$item': expected NAME=KEY=VALUE[,KEY=VALUE...]" >&2; exit 2
   fi
 done
