@@ -37,6 +37,7 @@ def test_shallow_study_rehearses_every_stage(tmp_path):
     arms = ("d0_s0", "d1_s0", "d1_s1")
     depths = {arm: load_checkpoint(work / f"student_{arm}").model_config.depth for arm in arms}
     assert depths == {"d0_s0": 2, "d1_s0": 1, "d1_s1": 1}, depths  # the tiny teacher's 2 blocks, and 1
+    assert {load_checkpoint(work / f"student_{arm}").meta["method"] for arm in arms} == {"causal_rcm"}
     assert (out / "teacher.meta.json").is_file() and len(list(out.glob("distill_*.log"))) == 3
 
     log2 = _stage(2, work, out, call_s=300)
@@ -93,6 +94,19 @@ def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teac
         lines = next((work / f"plan_{arm}_a").glob("*.goals.jsonl")).read_text().splitlines()
         assert len(lines) == 2, (arm, lines)
     assert "sign test" in log2
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_shallow_study_distils_with_the_method_and_settings_it_is_given(tmp_path):
+    """METHOD and DISTILL_ARGS reach `crcm distill` (the p_mean 0.4 teacher's students are to be tried with
+    TF-sCM); without them the students are Causal-rCM's."""
+    import yaml
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    log1 = _stage(1, work, out, call_s=45, ARMS="d0_s0", METHOD="tf_scm", DISTILL_ARGS="scm.p_std=1.4")
+    assert "student_d0_s0: exit 0" in log1, log1
+    config = yaml.safe_load((work / "student_d0_s0" / "config.yaml").read_text())
+    assert config["method"] == "tf_scm" and config["scm"]["p_std"] == 1.4
 
 
 def test_shallow_study_alone_refuses_bad_settings(tmp_path):

@@ -30,7 +30,8 @@
 #   STAGE=3  each cut arm resumed where it stopped (first_goal=), the parts joined and compared goal by goal;
 #            with the time left, the held-out pushed block of the first two arms (and of the 4-block model)
 # Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 11.5), DISTILL_MIN
-# (2), TIME_GOALS (2), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
+# (2), METHOD (the students' distillation method, causal_rcm; tf_scm kept the p_mean 0.4 teacher's gain at toy
+# size where SF-DMD lost it, docs/results.md), DISTILL_ARGS (more `crcm distill` settings), TIME_GOALS (2), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
 # from the teacher's blocks, 0 = all of them; i<blocks> from the model of that many blocks; _s<seed>).
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
@@ -42,12 +43,12 @@ BASE=$(for arm in $ARMS; do [ "${arm:0:1}" = i ] && echo ${arm%_s*}; done | sort
 if [ $(echo $BASE | wc -w) -gt 1 ]; then
   echo "shallow.sh: one i<blocks> depth at a time, got" $BASE >&2; exit 2
 fi
-distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's; i<depth>_s<seed>): one 2-step Causal-rCM student
+distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's; i<depth>_s<seed>): one 2-step student (METHOD, Causal-rCM by default)
   local depth=${1%_s*} seed=${1#*_s}
   local start="student_depth=${depth:1}"
   [ "${depth:0:1}" = i ] && start="student_init=$WORK/base_$depth"
-  crcm distill causal_rcm teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
-      train.validation.select=psnr_pusher \
+  crcm distill ${METHOD:-causal_rcm} teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
+      train.validation.select=psnr_pusher ${DISTILL_ARGS:-} \
       $start train.max_minutes=${DISTILL_MIN:-2} train.out=$WORK/student_$1 \
       train.progress=false $([ -n "${DRY:-}" ] && echo train.steps=4) > $WORK/distill_$1.log 2>&1
   echo "student_$1: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/distill_$1.log | cut -c1-500)"
