@@ -36,6 +36,7 @@ import torch
 from crcm_robotics import conf
 from crcm_robotics.conf import compose_config
 from crcm_robotics.config import PlannerConfig
+from crcm_robotics.data.pusht import STATE_NAMES as PUSHT_STATE_NAMES
 from crcm_robotics.eval.plan_bench import planner_from, space_from
 from crcm_robotics.model.sampler import SamplerSpec
 from crcm_robotics.plan.costs import make_cost
@@ -60,8 +61,9 @@ def bench_planner(samples: int) -> PlannerConfig:
 
 def random_probe(out: Path, image_hw: tuple[int, int]) -> Path:
     """A PushT-shaped state probe with random weights (the probe cost's latency)."""
-    spec = ProbeSpec(("agent_x", "agent_y", "block_x", "block_y", "block_angle"), (False, False, False, False, True),
-                     (256.0,) * 4 + (0.0,), (100.0,) * 4 + (1.0,), image_hw)
+    angles = tuple(name.endswith("angle") for name in PUSHT_STATE_NAMES)
+    spec = ProbeSpec(PUSHT_STATE_NAMES, angles, tuple(0.0 if a else 256.0 for a in angles),
+                     tuple(1.0 if a else 100.0 for a in angles), image_hw)
     return save_probe(out, StateProbe(spec))
 
 

@@ -33,12 +33,9 @@ if [ "${NAMES[0]}" = "${NAMES[1]}" ]; then
   echo "teacher_pair.sh: PAIR names the same teacher twice: ${NAMES[0]}" >&2; exit 2
 fi
 overrides() { local item=${ITEMS[$1]}; echo "${item#*=}" | tr , ' '; }  # the INDEXth teacher's settings
-teacher() {  # NAME MINUTES STEPS INDEX [overrides]
+teacher() {  # NAME MINUTES STEPS INDEX [overrides]: pusht_study.sh's train_model with the INDEXth settings
   local name=$1 minutes=$2 steps=$3 index=$4; shift 4
-  crcm train teacher preset=$PRESET data.path=$STORE $RECIPE $(overrides $index) train.out=$WORK/$name \
-      train.steps=$steps train.max_minutes=$minutes train.progress=false train.device=$DEV "$@" \
-      > $WORK/$name.log 2>&1
-  echo "$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/$name.log | cut -c1-400)"
+  train_model $name $(overrides $index) train.steps=$steps train.max_minutes=$minutes "$@"
 }
 teachers_pushed_block() {  # PREFIX: both teachers' held-out pushed block
   pushed_block 4 ${1}_${NAMES[0]}=$WORK/${1}_${NAMES[0]} ${1}_${NAMES[1]}=$WORK/${1}_${NAMES[1]}
