@@ -56,6 +56,7 @@ def test_shallow_study_rehearses_every_stage(tmp_path):
         assert len(lines) == 2, (arm, lines)
     bme = json.loads((work / "bme_d1_s0.json").read_text())
     assert "steps_2" in bme and bme["split"] == "val"
+    assert "steps_4" in json.loads((work / "bme_teacher.json").read_text())  # the model the students came from
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
@@ -109,13 +110,29 @@ def test_shallow_study_distils_with_the_method_and_settings_it_is_given(tmp_path
     assert config["method"] == "tf_scm" and config["scm"]["p_std"] == 1.4
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(tmp_path):
+    """ALONE=1 with full-depth arms only: stage 1 trains the teacher alone until the call's end and no
+    student; stage 2 distils the students with the given method and plans them beside the teacher."""
+    import yaml
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    extra = {"ARMS": "d0_s0 d0_s1", "ALONE": "1", "PLAN_TEACHER": "1", "METHOD": "tf_scm"}
+    log1 = _stage(1, work, out, call_s=45, **extra)
+    assert "teacher: exit 0" in log1 and "base_" not in log1, log1
+    assert not list(work.glob("student_*"))
+    log2 = _stage(2, work, out, call_s=300, **extra)
+    for arm in ("d0_s0", "d0_s1"):
+        assert "tf_scm" == yaml.safe_load((work / f"student_{arm}" / "config.yaml").read_text())["method"]
+    for arm in ("teacher", "d0_s0", "d0_s1"):
+        lines = next((work / f"plan_{arm}_a").glob("*.goals.jsonl")).read_text().splitlines()
+        assert len(lines) == 2, (arm, lines)
+    assert "sign test" in log2
+
+
 def test_shallow_study_alone_refuses_bad_settings(tmp_path):
     env = {**os.environ, "DRY": "1", "STAGE": "1", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path),
-           "PY": sys.executable, "ARMS": "d0_s0", "ALONE": "1"}
-    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and "ARMS needs an i-arm, got d0_s0" in run.stderr, run.stderr
-    env.update(ARMS="i4_s0", TEACHER_SHARE="1.5")
+           "PY": sys.executable, "ARMS": "i4_s0", "ALONE": "1", "TEACHER_SHARE": "1.5"}
     run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "TEACHER_SHARE=1.5: expected a number between 0 and 1" in run.stderr, run.stderr

@@ -12,8 +12,9 @@
 # already predicts the frames; teacher and 4-block model then share the GPU, each with its rate decayed over
 # the time it has (optim.lr_schedule=wsd_time).
 # ALONE=1 (nineteenth session): the teacher and the shallow model each alone on the GPU, one after the other
-# (TEACHER_SHARE, 0.58, of stage 1's training time to the teacher); the students are then distilled at the start
-# of stage 2, which the call no longer has room for; PLAN_TEACHER=1 plans the teacher on the 50 goals beside
+# (TEACHER_SHARE, 0.58, of stage 1's training time to the teacher; without an i-arm the teacher has all of it,
+# twenty-second session); the students are then distilled at the start of stage 2, which the call no longer
+# has room for; PLAN_TEACHER=1 plans the teacher on the 50 goals beside
 # the students (arm `teacher`), so that every arm's success is measured on the same goals in the same session.
 # Run in the nineteenth session (docs/results.md): the students at 0.334 of the teacher's time, level with it
 # (2 / 1 against 2 of 42 goals held), both models short of training.
@@ -28,7 +29,8 @@
 #            goals (ms per replan at the same settings); then the three arms side by side, cut before the call
 #            ends, and what they finished compared goal by goal
 #   STAGE=3  each cut arm resumed where it stopped (first_goal=), the parts joined and compared goal by goal;
-#            with the time left, the held-out pushed block of the first two arms (and of the 4-block model)
+#            with the time left, the held-out pushed block of the first two arms (and of the 4-block model,
+#            or without i-arms of the teacher)
 # Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 11.5), DISTILL_MIN
 # (2), METHOD (the students' distillation method, causal_rcm; tf_scm kept the p_mean 0.4 teacher's gain at toy
 # size where SF-DMD lost it, docs/results.md), DISTILL_ARGS (more `crcm distill` settings), TIME_GOALS (2), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
@@ -62,10 +64,6 @@ plan() {  # ARM FIRST_GOAL PART: the arm's student (or, for arm `teacher`, the t
   plan_arm $1_$3 $WORK/$([ $1 = teacher ] && echo teacher || echo student_$1) first_goal=$2
 }
 PLANNED="$([ -n "${PLAN_TEACHER:-}" ] && echo "teacher ")$ARMS"  # the arms planned on the 50 goals
-if [ -n "${ALONE:-}" ] && [ -z "$BASE" ]; then
-  echo "shallow.sh: ALONE=1 trains an i<blocks> model after the teacher: ARMS needs an i-arm, got $ARMS" >&2
-  exit 2
-fi
 share=${TEACHER_SHARE:-0.58}  # with ALONE=1, the teacher's share of stage 1's training time
 if ! $PY -c "import sys; sys.exit(not 0 < float('$share') < 1)" 2>/dev/null; then
   echo "shallow.sh: TEACHER_SHARE=$share: expected a number between 0 and 1" >&2
@@ -74,8 +72,8 @@ fi
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
   margin=$($PY -c "print(int(${DISTILL_MIN:-2} * 60 + 60))")  # the students' minutes and their start
-  if [ -z "$BASE" ]; then
-    teacher_alone $margin
+  if [ -z "$BASE" ]; then  # with ALONE=1 the teacher has the whole call, the students wait for stage 2
+    teacher_alone $([ -n "${ALONE:-}" ] && echo 25 || echo $margin)
   else
     store_and_probe
     if [ -n "${ALONE:-}" ]; then  # one after the other, each alone; the students wait for stage 2
@@ -118,8 +116,8 @@ print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p9
   if [ $(left) -gt 90 ]; then  # the held-out pushed block of the first two arms, while time allows
     pushed_block 2 $1=$WORK/student_$1 $2=$WORK/student_$2
   fi
-  if [ -n "$BASE" ] && [ $(left) -gt 60 ]; then  # and of the shallow model the i-arms started from
-    pushed_block 4 base_$BASE=$WORK/base_$BASE
+  if [ $(left) -gt 60 ]; then  # and of the model the students started from: the shallow one, or the teacher
+    if [ -n "$BASE" ]; then pushed_block 4 base_$BASE=$WORK/base_$BASE; else pushed_block 4 teacher=$WORK/teacher; fi
   fi
   } 2>&1 | tee "$OUT/shallow3.log"
   tar czf "$OUT/shallow3.tgz" -C $WORK joined $(cd $WORK && ls -d plan_* bme_*.json 2>/dev/null) ;;
