@@ -121,7 +121,8 @@ def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(t
     log1 = _stage(1, work, out, call_s=45, **extra)
     assert "teacher: exit 0" in log1 and "base_" not in log1, log1
     assert not list(work.glob("student_*"))
-    log2 = _stage(2, work, out, call_s=300, **extra)
+    log2 = _stage(2, work, out, call_s=300, TIME_GOALS="0", **extra)
+    assert not list(work.glob("plan_time_*"))  # TIME_GOALS=0: no timing
     for arm in ("d0_s0", "d0_s1"):
         assert "tf_scm" == yaml.safe_load((work / f"student_{arm}" / "config.yaml").read_text())["method"]
     for arm in ("teacher", "d0_s0", "d0_s1"):

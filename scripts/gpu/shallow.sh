@@ -33,7 +33,7 @@
 #            or without i-arms of the teacher)
 # Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 11.5), DISTILL_MIN
 # (2), METHOD (the students' distillation method, causal_rcm; tf_scm kept the p_mean 0.4 teacher's gain at toy
-# size where SF-DMD lost it, docs/results.md), DISTILL_ARGS (more `crcm distill` settings), TIME_GOALS (2), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
+# size where SF-DMD lost it, docs/results.md), DISTILL_ARGS (more `crcm distill` settings), TIME_GOALS (2; 0 skips the timing), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
 # from the teacher's blocks, 0 = all of them; i<blocks> from the model of that many blocks; _s<seed>).
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
@@ -100,7 +100,8 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
 2) {
   [ -n "${ALONE:-}" ] && distil_arms  # the students stage 1 had no room for
   set -- $ARMS
-  for name in teacher student_$1 student_$2; do  # alone on the GPU, one after the other
+  [ "${TIME_GOALS:-2}" = 0 ] && set --  # TIME_GOALS=0: no timing, the call's time all to the 50 goals
+  for name in $([ $# -gt 0 ] && echo teacher student_$1 student_$2); do  # alone on the GPU, one after the other
     plan_arm time_$name $WORK/$name goals=${TIME_GOALS:-2}
     $PY -c "import json; [a] = json.load(open('$WORK/plan_time_$name.json'))['arms'].values(); \
 print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p90', 'model')})"
