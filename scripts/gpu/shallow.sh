@@ -20,6 +20,9 @@
 # (2 / 1 against 2 of 42 goals held), both models short of training.
 # Run again in the twentieth session with last-frame writes skipped, the context encoded once and FrameTerms:
 # the students at 0.319 / 0.318 of the teacher's time; none plans (0 / 0 against 1 of 50 held).
+# ARMS="d0_s0 d0_s1" METHOD=tf_scm PLAN_TEACHER=1 (twenty-second session): full-depth TF-sCM students of the
+# p_mean 0.4 teacher, kept by validation at their 25th update, held 9 / 9 of the 23 goals the teacher (9)
+# reached before the call's end.
 # Two or three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the
 #            GPU (with i-arms: beside the 4-block model; ALONE=1: before it), then the students side by side
