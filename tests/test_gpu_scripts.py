@@ -124,7 +124,7 @@ def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(t
     log2 = _stage(2, work, out, call_s=300, TIME_GOALS="0", **extra)
     assert not list(work.glob("plan_time_*"))  # TIME_GOALS=0: no timing
     for arm in ("d0_s0", "d0_s1"):
-        assert "tf_scm" == yaml.safe_load((work / f"student_{arm}" / "config.yaml").read_text())["method"]
+        assert yaml.safe_load((work / f"student_{arm}" / "config.yaml").read_text())["method"] == "tf_scm"
     for arm in ("teacher", "d0_s0", "d0_s1"):
         lines = next((work / f"plan_{arm}_a").glob("*.goals.jsonl")).read_text().splitlines()
         assert len(lines) == 2, (arm, lines)
