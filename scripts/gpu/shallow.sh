@@ -14,8 +14,8 @@
 # ALONE=1 (nineteenth session): the teacher and the shallow model each alone on the GPU, one after the other
 # (TEACHER_SHARE, 0.58, of stage 1's training time to the teacher; without an i-arm the teacher has all of it,
 # twenty-second session); the students are then distilled at the start of stage 2, which the call no longer
-# has room for; PLAN_TEACHER=1 plans the teacher on the 50 goals beside
-# the students (arm `teacher`), so that every arm's success is measured on the same goals in the same session.
+# has room for; PLAN_TEACHER=1 plans the teacher on the 50 goals beside the students (arm `teacher`), so that
+# every arm's success is measured on the same goals in the same session.
 # Run in the nineteenth session (docs/results.md): the students at 0.334 of the teacher's time, level with it
 # (2 / 1 against 2 of 42 goals held), both models short of training.
 # Run again in the twentieth session with last-frame writes skipped, the context encoded once and FrameTerms:
@@ -36,7 +36,8 @@
 #            or without i-arms of the teacher)
 # Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 11.5), DISTILL_MIN
 # (2), METHOD (the students' distillation method, causal_rcm; tf_scm kept the p_mean 0.4 teacher's gain at toy
-# size where SF-DMD lost it, docs/results.md), DISTILL_ARGS (more `crcm distill` settings), TIME_GOALS (2; 0 skips the timing), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
+# size where SF-DMD lost it, docs/results.md), DISTILL_ARGS (more `crcm distill` settings), TIME_GOALS (2; 0
+# skips the timing), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
 # from the teacher's blocks, 0 = all of them; i<blocks> from the model of that many blocks; _s<seed>).
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
@@ -103,12 +104,13 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
 2) {
   [ -n "${ALONE:-}" ] && distil_arms  # the students stage 1 had no room for
   set -- $ARMS
-  [ "${TIME_GOALS:-2}" = 0 ] && set --  # TIME_GOALS=0: no timing, the call's time all to the 50 goals
-  for name in $([ $# -gt 0 ] && echo teacher student_$1 student_$2); do  # alone on the GPU, one after the other
-    plan_arm time_$name $WORK/$name goals=${TIME_GOALS:-2}
-    $PY -c "import json; [a] = json.load(open('$WORK/plan_time_$name.json'))['arms'].values(); \
+  if [ "${TIME_GOALS:-2}" != 0 ]; then  # TIME_GOALS=0: no timing, the call's time all to the 50 goals
+    for name in teacher student_$1 student_$2; do  # alone on the GPU, one after the other
+      plan_arm time_$name $WORK/$name goals=${TIME_GOALS:-2}
+      $PY -c "import json; [a] = json.load(open('$WORK/plan_time_$name.json'))['arms'].values(); \
 print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p90', 'model')})"
-  done
+    done
+  fi
   for arm in $PLANNED; do plan $arm 0 a & done
   wait
   $PY scripts/plan_goal_pairs.py $(for arm in $PLANNED; do echo $WORK/plan_${arm}_a/*.goals.jsonl; done)
