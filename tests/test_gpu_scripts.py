@@ -139,6 +139,19 @@ def test_shallow_study_alone_refuses_bad_settings(tmp_path):
     assert run.returncode == 2 and "TEACHER_SHARE=1.5: expected a number between 0 and 1" in run.stderr, run.stderr
 
 
+@pytest.mark.parametrize("setting, message", [
+    ({"METHOD": "tf-scm"}, "METHOD=tf-scm: expected one of causal_rcm tf_scm tf_dcm sf_dmd"),
+    ({"TIME_GOALS": "two"}, "TIME_GOALS=two: expected a whole number of goals"),
+])
+def test_shallow_study_refuses_a_bad_method_or_goal_count_before_any_work(tmp_path, setting, message):
+    env = {**os.environ, "DRY": "1", "STAGE": "1", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path),
+           "PY": sys.executable, **setting}
+    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert not (tmp_path / "work" / "pusht64.zarr").exists()  # refused before the store was made
+
+
 def _pair_stage(stage: int, tmp_path: Path, call_s: int, **extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DRY": "1", "STAGE": str(stage), "CALL_S": str(call_s), "WORK": str(tmp_path / "work"),
            "OUT": str(tmp_path / "out"), "PY": sys.executable, "OMP_NUM_THREADS": "1",

@@ -68,6 +68,13 @@ plan() {  # ARM FIRST_GOAL PART: the arm's student (or, for arm `teacher`, the t
   plan_arm $1_$3 $WORK/$([ $1 = teacher ] && echo teacher || echo student_$1) first_goal=$2
 }
 PLANNED="$([ -n "${PLAN_TEACHER:-}" ] && echo "teacher ")$ARMS"  # the arms planned on the 50 goals
+if ! $PY -c "import sys; from distill.run import METHODS; sys.exit('${METHOD:-causal_rcm}' not in METHODS)"; then
+  echo "shallow.sh: METHOD=$METHOD: expected one of $($PY -c "from distill.run import METHODS; print(*METHODS)")" >&2
+  exit 2
+fi
+if ! [[ ${TIME_GOALS:-2} =~ ^[0-9]+$ ]]; then
+  echo "shallow.sh: TIME_GOALS=$TIME_GOALS: expected a whole number of goals (0 skips the timing)" >&2; exit 2
+fi
 share=${TEACHER_SHARE:-0.58}  # with ALONE=1, the teacher's share of stage 1's training time
 if ! $PY -c "import sys; sys.exit(not 0 < float('$share') < 1)" 2>/dev/null; then
   echo "shallow.sh: TEACHER_SHARE=$share: expected a number between 0 and 1" >&2
