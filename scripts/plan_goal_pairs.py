@@ -5,7 +5,8 @@ is one arm, named by its folder and file. Per arm: goals finished, success (any 
 block error, planning ms per replan (median over every replan). For every two arms that ran some of the same
 goals (same episode and start), on those goals: success held at the end by each, the goals only one of them
 held, and the exact two-sided sign test on those (McNemar's exact test): how likely a split this uneven is if
-the arms were equally good. Prints a markdown table, then one JSON line.
+the arms were equally good; where both arms' lines carry them, also each arm's mean block position error
+removed and final block angle error (degrees) on those goals. Prints a markdown table, then one JSON line.
 
     python scripts/plan_goal_pairs.py OUT/plan_*/*.goals.jsonl
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 FIELDS = ("episode", "start", "success_any", "success_end", "block_pos_error", "replan_ms")
+ON_COMMON = ("error_removed", "block_angle_error")  # compared on common goals where both arms' lines have them
 
 
 def read_arm(path: Path) -> list[dict[str, Any]]:
@@ -72,9 +74,15 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any] 
         return None
     only_a = sum(x["success_end"] and not y["success_end"] for x, y in common)
     only_b = sum(y["success_end"] and not x["success_end"] for x, y in common)
-    return {"goals": len(common), "held_a": sum(x["success_end"] for x, _ in common),
-            "held_b": sum(y["success_end"] for _, y in common), "only_a": only_a, "only_b": only_b,
-            "sign_test_p": round(sign_test(only_a, only_b), 4)}
+    result = {"goals": len(common), "held_a": sum(x["success_end"] for x, _ in common),
+              "held_b": sum(y["success_end"] for _, y in common), "only_a": only_a, "only_b": only_b,
+              "sign_test_p": round(sign_test(only_a, only_b), 4)}
+    if all(f in r for pair in common for r in pair for f in ON_COMMON):
+        for side, i in (("a", 0), ("b", 1)):
+            result[f"error_removed_{side}"] = round(statistics.mean(p[i]["error_removed"] for p in common), 3)
+            result[f"block_angle_deg_{side}"] = round(
+                math.degrees(statistics.mean(p[i]["block_angle_error"] for p in common)), 1)
+    return result
 
 
 def arm_name(path: Path) -> str:
@@ -106,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {s['goals']} | {s['success_any']} / {s['success_end']} | "
               f"{s['block_pos_error_mean']} | {s['replan_ms_median']} |")
     for name, c in pairs.items():
+        extra = (f", error removed {c['error_removed_a']} / {c['error_removed_b']}, block angle error "
+                 f"{c['block_angle_deg_a']} / {c['block_angle_deg_b']} deg" if "error_removed_a" in c else "")
         print(f"{name}: {c['goals']} common goals, held {c['held_a']} / {c['held_b']}, only one held "
-              f"{c['only_a']} / {c['only_b']}, sign test p = {c['sign_test_p']}")
+              f"{c['only_a']} / {c['only_b']}, sign test p = {c['sign_test_p']}{extra}")
     print(json.dumps({"arms": summaries, "pairs": pairs}))
     return 0
 

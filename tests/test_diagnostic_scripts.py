@@ -476,3 +476,24 @@ def test_plan_goal_pairs_counts_discordant_goals_and_their_sign_test(tmp_path, c
     assert "lacks start, success_any" in capsys.readouterr().err
     assert pairs.main([str(tmp_path / "none.goals.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_plan_goal_pairs_compares_error_removed_and_block_angle_on_the_common_goals(tmp_path, capsys):
+    """Where both arms' lines carry them, each arm's mean error removed and block angle error (degrees) on
+    the goals both finished only; a goal only one arm ran does not count."""
+    pairs = load_script("plan_goal_pairs")
+
+    def line(episode: int, removed: float, angle: float) -> str:
+        return json.dumps({**json.loads(_goal_line(episode, False)), "error_removed": removed,
+                           "block_angle_error": angle})
+
+    a, b = tmp_path / "a" / "m.goals.jsonl", tmp_path / "b" / "m.goals.jsonl"
+    a.parent.mkdir(), b.parent.mkdir()
+    a.write_text("\n".join([line(0, 0.2, 0.1), line(1, 0.4, 0.3), line(2, 0.9, 3.0)]) + "\n")  # b lacks goal 2
+    b.write_text("\n".join([line(0, 0.6, 0.2), line(1, 0.0, 0.0)]) + "\n")
+    assert pairs.main([str(a), str(b)]) == 0
+    text = capsys.readouterr().out
+    pair = json.loads(text.strip().splitlines()[-1])["pairs"]["a/m vs b/m"]
+    assert (pair["error_removed_a"], pair["error_removed_b"]) == (0.3, 0.3)
+    assert (pair["block_angle_deg_a"], pair["block_angle_deg_b"]) == (11.5, 5.7)
+    assert "error removed 0.3 / 0.3, block angle error 11.5 / 5.7 deg" in text
