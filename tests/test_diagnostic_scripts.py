@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from crcm_robotics.model.checkpoint import load_checkpoint
@@ -497,3 +498,24 @@ def test_plan_goal_pairs_compares_error_removed_and_block_angle_on_the_common_go
     assert (pair["error_removed_a"], pair["error_removed_b"]) == (0.3, 0.3)
     assert (pair["block_angle_deg_a"], pair["block_angle_deg_b"]) == (11.5, 5.7)
     assert "error removed 0.3 / 0.3, block angle error 11.5 / 5.7 deg" in text
+
+
+def test_pixel_detail_measures_neighbour_differences_and_scores_each_checkpoint(tiny_teacher, tiny_student, capsys,
+                                                                               one_torch_thread):
+    script = load_script("pixel_detail")
+    flat = np.full((2, 4, 4, 3), 7, dtype=np.uint8)
+    assert script.detail(flat) == 0.0
+    stripes = flat.copy()
+    stripes[:, :, 1::2] = 17  # every other column: 10 across each horizontal neighbour, none down
+    assert script.detail(stripes) == pytest.approx(10.0)
+    assert script.main([f"{tiny_teacher}:last:1", f"{tiny_student}", "--horizon", "2", "--windows", "1"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["real"] > 0 and line["windows"] > 0 and line["horizon"] == 2
+    teacher, student = line["models"][f"{tiny_teacher}:last:1"], line["models"][str(tiny_student)]
+    assert teacher["sampler"]["steps"] == 1 and student["sampler"]["kind"] == "consistency"
+    assert teacher["detail"] > 0 and student["detail"] > 0
+    for bad, message in (([f"{tiny_teacher}:best"], "expected CKPT[:selected|last[:STEPS]]"),
+                         ([f"{tiny_teacher}:last:two"], "expected CKPT"),
+                         ([str(tiny_teacher), "--horizon", "0"], "must be at least 1")):
+        assert script.main(bad) == 2
+        assert message in capsys.readouterr().err
