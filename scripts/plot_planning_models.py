@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     import matplotlib.pyplot as plt
 
     panels = 2 if curves else 1
-    fig, axes = plt.subplots(1, panels, figsize=(6 + 5 * (panels - 1), 0.45 * len(bars) + 1.8), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(6 + 5 * (panels - 1), 0.45 * len(bars) + 2.3), squeeze=False)
     ax = axes[0][0]
     y = list(range(len(bars)))[::-1]
     ax.barh(y, [b[2] for b in bars], color="#c9d7ea", label="reached at any step")
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     ax.axvline(0.90, color="k", ls="--", lw=1, label="target 0.90")
     ax.set_xlim(0, 1)
     ax.set_xlabel("success (50 goals)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8)  # below: never over a bar
     if curves:
         ax2 = axes[0][1]
         for label, pos in curves.items():
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         ax2.legend(fontsize=8)
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    fig.savefig(args.out, dpi=110, bbox_inches="tight")
     print(json.dumps({"out": args.out, "bars": len(bars), "curves": list(curves)}))
 
 
