@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                           args.windows, NormStats.from_dict(first.stats["action"]))
         result = {"windows": len(win.frames), "horizon": args.horizon,
                   "real": round(detail(win.frames[:, args.context:]), 3), "models": {}}
-        for (path, weights, steps), spec in zip(specs, args.checkpoints):
-            ckpt = load_checkpoint(path, weights=weights)
+        for i, ((path, weights, steps), spec) in enumerate(zip(specs, args.checkpoints)):
+            ckpt = first if i == 0 else load_checkpoint(path, weights=weights)  # the first is loaded already
             if int(ckpt.meta.get("frame_skip", 1)) != frame_skip:
                 raise ValueError(f"{path}: frame skip {ckpt.meta.get('frame_skip', 1)}, the first checkpoint's "
                                  f"is {frame_skip}")
