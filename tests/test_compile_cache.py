@@ -172,6 +172,10 @@ def imagine_inputs(wm) -> tuple:
             rng.normal(size=(1, 4, wm.env_action_dim)).astype(np.float32))
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("CRCM_SLOW_TESTS"),
+                    reason="AOTInductor compiles and packages the step in ~85 s on 2 CPU cores (an opt-in path); "
+                           "set CRCM_SLOW_TESTS=1 to run it")
 def test_aoti_package_round_trip_runs_the_step_without_torch_compile(tiny_student, tmp_path, one_torch_thread):
     """Real AOTInductor on CPU: export packages, then the compile backend serves from them, matching eager."""
     import numpy as np

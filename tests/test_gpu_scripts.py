@@ -17,6 +17,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def dry_store(tmp_path_factory) -> Path:
+    """The rehearsals' PushT store and state probe, made once by pusht_study.sh's own store_and_probe; each
+    rehearsal's stage 1 copies them in (DRY_STORE) instead of making its own (~15 s each on two cores)."""
+    work = tmp_path_factory.mktemp("dry_store")
+    env = {**os.environ, "DRY": "1", "WORK": str(work), "OUT": str(work / "out"), "PY": sys.executable,
+           "OMP_NUM_THREADS": "1"}
+    script = ("source scripts/gpu/setup.sh; STUDY=store; RATE=2; source scripts/gpu/pusht_study.sh; "
+              "store_and_probe; wait")
+    run = subprocess.run(["bash", "-c", script], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0 and (work / "probe").is_dir(), f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    assert json.loads(run.stdout.splitlines()[-2])["episodes"] == 12  # the store's summary, then its time
+    return work
+
+
 def _stage(stage: int, work: Path, out: Path, call_s: int, **extra: str) -> str:
     env = {**os.environ, "DRY": "1", "STAGE": str(stage), "CALL_S": str(call_s), "WORK": str(work),
            "OUT": str(out), "PY": sys.executable, "DISTILL_MIN": "0.2", "OMP_NUM_THREADS": "1", **extra}
@@ -28,16 +44,21 @@ def _stage(stage: int, work: Path, out: Path, call_s: int, **extra: str) -> str:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
-def test_shallow_study_rehearses_every_stage(tmp_path):
+def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
+    """The default arms through every stage; DISTILL_ARGS reaches `crcm distill`, whose method is Causal-rCM
+    unless METHOD says otherwise."""
+    import yaml
+
     from crcm_robotics.model.checkpoint import load_checkpoint
 
     work, out = tmp_path / "work", tmp_path / "out"
-    log1 = _stage(1, work, out, call_s=45)
-    assert "teacher: exit 0" in log1
+    log1 = _stage(1, work, out, call_s=40, DRY_STORE=str(dry_store), DISTILL_ARGS="scm.p_std=1.4")
+    assert "teacher: exit 0" in log1 and "store and probe copied from" in log1
     arms = ("d0_s0", "d1_s0", "d1_s1")
     depths = {arm: load_checkpoint(work / f"student_{arm}").model_config.depth for arm in arms}
     assert depths == {"d0_s0": 2, "d1_s0": 1, "d1_s1": 1}, depths  # the tiny teacher's 2 blocks, and 1
-    assert {load_checkpoint(work / f"student_{arm}").meta["method"] for arm in arms} == {"causal_rcm"}
+    configs = [yaml.safe_load((work / f"student_{arm}" / "config.yaml").read_text()) for arm in arms]
+    assert {(c["method"], c["scm"]["p_std"]) for c in configs} == {("causal_rcm", 1.4)}
     assert (out / "teacher.meta.json").is_file() and len(list(out.glob("distill_*.log"))) == 3
 
     log2 = _stage(2, work, out, call_s=300)
@@ -60,13 +81,13 @@ def test_shallow_study_rehearses_every_stage(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
-def test_shallow_study_trains_the_shallow_model_its_i_arms_start_from(tmp_path):
+def test_shallow_study_trains_the_shallow_model_its_i_arms_start_from(tmp_path, dry_store):
     """ARMS with i<blocks> arms: a model of that depth trained beside the teacher (by the clock), and the
     i-arm students start from it (student_init); DRY turns i4 into i1, the tiny teacher having 2 blocks."""
     from crcm_robotics.model.checkpoint import load_checkpoint
 
     work, out = tmp_path / "work", tmp_path / "out"
-    log1 = _stage(1, work, out, call_s=45, ARMS="d0_s0 i4_s0")
+    log1 = _stage(1, work, out, call_s=40, ARMS="d0_s0 i4_s0", DRY_STORE=str(dry_store))
     assert "teacher: exit 0" in log1 and "base_i1: exit 0" in log1
     assert load_checkpoint(work / "base_i1").model_config.depth == 1
     student = load_checkpoint(work / "student_i1_s0")
@@ -76,14 +97,14 @@ def test_shallow_study_trains_the_shallow_model_its_i_arms_start_from(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
-def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teacher(tmp_path):
+def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teacher(tmp_path, dry_store):
     """ALONE=1: stage 1 trains the teacher, then the shallow model, and no student; stage 2 distils the
     students, times them, and plans the teacher beside them (PLAN_TEACHER=1) on the same goals."""
     from crcm_robotics.model.checkpoint import load_checkpoint
 
     work, out = tmp_path / "work", tmp_path / "out"
     extra = {"ARMS": "i4_s0 i4_s1", "ALONE": "1", "PLAN_TEACHER": "1"}
-    log1 = _stage(1, work, out, call_s=140, **extra)
+    log1 = _stage(1, work, out, call_s=125, DRY_STORE=str(dry_store), **extra)
     assert "teacher alone" in log1 and "base_i1: exit 0" in log1, log1
     assert log1.index("teacher: exit 0") < log1.index("base_i1: exit 0")  # one after the other
     assert not list(work.glob("student_*")) and (out / "teacher.log").is_file()
@@ -98,27 +119,14 @@ def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teac
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
-def test_shallow_study_distils_with_the_method_and_settings_it_is_given(tmp_path):
-    """METHOD and DISTILL_ARGS reach `crcm distill` (the p_mean 0.4 teacher's students are to be tried with
-    TF-sCM); without them the students are Causal-rCM's."""
-    import yaml
-
-    work, out = tmp_path / "work", tmp_path / "out"
-    log1 = _stage(1, work, out, call_s=45, ARMS="d0_s0", METHOD="tf_scm", DISTILL_ARGS="scm.p_std=1.4")
-    assert "student_d0_s0: exit 0" in log1, log1
-    config = yaml.safe_load((work / "student_d0_s0" / "config.yaml").read_text())
-    assert config["method"] == "tf_scm" and config["scm"]["p_std"] == 1.4
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
-def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(tmp_path):
+def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(tmp_path, dry_store):
     """ALONE=1 with full-depth arms only: stage 1 trains the teacher alone until the call's end and no
     student; stage 2 distils the students with the given method and plans them beside the teacher."""
     import yaml
 
     work, out = tmp_path / "work", tmp_path / "out"
     extra = {"ARMS": "d0_s0 d0_s1", "ALONE": "1", "PLAN_TEACHER": "1", "METHOD": "tf_scm"}
-    log1 = _stage(1, work, out, call_s=45, **extra)
+    log1 = _stage(1, work, out, call_s=40, DRY_STORE=str(dry_store), **extra)
     assert "teacher: exit 0" in log1 and "base_" not in log1, log1
     assert not list(work.glob("student_*"))
     log2 = _stage(2, work, out, call_s=300, TIME_GOALS="0", **extra)
@@ -142,8 +150,9 @@ def test_shallow_study_alone_refuses_bad_settings(tmp_path):
 @pytest.mark.parametrize("setting, message", [
     ({"METHOD": "tf-scm"}, "METHOD=tf-scm: expected one of causal_rcm tf_scm tf_dcm sf_dmd"),
     ({"TIME_GOALS": "two"}, "TIME_GOALS=two: expected a whole number of goals"),
+    ({"DRY_STORE": "/nonexistent"}, "DRY_STORE=/nonexistent: expected an earlier rehearsal's WORK"),
 ])
-def test_shallow_study_refuses_a_bad_method_or_goal_count_before_any_work(tmp_path, setting, message):
+def test_shallow_study_refuses_a_bad_setting_before_any_work(tmp_path, setting, message):
     env = {**os.environ, "DRY": "1", "STAGE": "1", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path),
            "PY": sys.executable, **setting}
     run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
@@ -161,7 +170,7 @@ def _pair_stage(stage: int, tmp_path: Path, call_s: int, **extra: str) -> subpro
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
-def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_and_plans(tmp_path):
+def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_and_plans(tmp_path, dry_store):
     import yaml
 
     work, out = tmp_path / "work", tmp_path / "out"
@@ -169,7 +178,7 @@ def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_a
     def config(name: str) -> dict:
         return yaml.safe_load((work / name / "config.yaml").read_text())
 
-    run = _pair_stage(1, tmp_path, call_s=60)
+    run = _pair_stage(1, tmp_path, call_s=50, DRY_STORE=str(dry_store))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     objective = {name: config(f"teacher_{name}")["objective"] for name in ("base", "high")}
     assert (objective["base"]["p_mean"], objective["base"]["p_std"]) == (-0.8, 1.6)  # the preset's p_std

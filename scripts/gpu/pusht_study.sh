@@ -3,7 +3,8 @@
 # then the pieces they share.
 # A study adds its own settings after (PLAN's replan interval, ARMS, ...); its functions may use the pieces.
 # Env: CALL_S (seconds the call may take, 570), WORK (/root/work; with DRY=1 outputs/$STUDY_dry). DRY=1
-# swaps in toy sizes on the CPU. The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`.
+# swaps in toy sizes on the CPU; DRY_STORE (with DRY=1) copies in an earlier rehearsal's store and probe.
+# The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`.
 set +e -o pipefail
 T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
 WORK=${WORK:-$([ -n "${DRY:-}" ] && echo outputs/${STUDY:?}_dry || echo /root/work)}
@@ -16,6 +17,10 @@ if [ -n "${DRY:-}" ]; then
   PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10"
 fi
 STORE=$WORK/pusht64.zarr; PROBE=$WORK/probe
+if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ] && ! { [ -d "$DRY_STORE/pusht64.zarr" ] && [ -d "$DRY_STORE/probe" ]; }; then
+  echo "pusht_study.sh: DRY_STORE=$DRY_STORE: expected an earlier rehearsal's WORK (pusht64.zarr and probe in it)" >&2
+  exit 2
+fi
 # The 13,000-update teacher's recipe, with the training noise moved up: objective.p_mean=0.4 (the preset's
 # -0.8 before the twenty-first session) held 0.48 of 50 goals against 0.32 at the same 5,100 updates, +1.2 dB;
 # 1.0 (twenty-third session, one seed) held 0.64 against 0.4's 0.48, +0.9 dB; 1.6 (twenty-fourth session)
@@ -25,6 +30,11 @@ RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25 object
 mkdir -p $WORK
 
 store_and_probe() {  # the mixed 500-episode store, then the state probe started in the background
+  if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ]; then  # a rehearsal's store and probe made once, copied in
+    rm -rf $STORE $PROBE && cp -r $DRY_STORE/pusht64.zarr $STORE && cp -r $DRY_STORE/probe $PROBE
+    cp $DRY_STORE/probe.log $WORK/probe.log; echo "store and probe copied from $DRY_STORE"
+    return
+  fi
   crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
   echo "store at $(( $(date +%s) - T0 )) s"
   crcm train probe data.path=$STORE out=$PROBE device=$DEV steps=$PROBE_STEPS progress=false \

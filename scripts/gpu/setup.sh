@@ -31,5 +31,7 @@ export TQDM_MININTERVAL=20 SDL_VIDEODRIVER=dummy PYTHONUNBUFFERED=1 PYTHONWARNIN
 OUT=${OUT:-outputs/device_out}
 mkdir -p "$OUT" outputs
 crcm() { $PY -m crcm_robotics.cli "$@"; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+if [ -z "${DRY:-}" ]; then  # what the call runs on (a rehearsal skips it: 3 s of torch import at each start)
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+fi
