@@ -193,7 +193,8 @@ def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
     ("planner.draws=0", "planner.noise='per_candidate' and planner.draws=0: expected"),
 ])
 def test_bad_bench_settings_are_one_line_errors(student_with_probe, override, message, tmp_path, capsys):
-    from crcm_robotics.cli import main  # in-process: the CLI's own error path, without a 3-s interpreter start
+    """In-process: the CLI's own error path, without a 3-s interpreter start per case."""
+    from crcm_robotics.cli import main
 
     assert main(["bench", "plan", str(student_with_probe), override, f"out={tmp_path}"]) == 2
     err = capsys.readouterr().err
