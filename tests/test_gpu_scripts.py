@@ -17,13 +17,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _dry_env(work: Path, out: Path, **extra: str) -> dict[str, str]:
+    """The environment of a rehearsal (DRY=1) writing to WORK and OUT with this interpreter."""
+    return {**os.environ, "DRY": "1", "WORK": str(work), "OUT": str(out), "PY": sys.executable,
+            "OMP_NUM_THREADS": "1", **extra}
+
+
 @pytest.fixture(scope="module")
 def dry_store(tmp_path_factory) -> Path:
     """The rehearsals' PushT store and state probe, made once by pusht_study.sh's own store_and_probe; each
     rehearsal's stage 1 copies them in (DRY_STORE) instead of making its own (~15 s each on two cores)."""
     work = tmp_path_factory.mktemp("dry_store")
-    env = {**os.environ, "DRY": "1", "WORK": str(work), "OUT": str(work / "out"), "PY": sys.executable,
-           "OMP_NUM_THREADS": "1"}
+    env = _dry_env(work, work / "out")
     script = ("source scripts/gpu/setup.sh; STUDY=store; RATE=2; source scripts/gpu/pusht_study.sh; "
               "store_and_probe; wait")
     run = subprocess.run(["bash", "-c", script], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
@@ -34,8 +39,7 @@ def dry_store(tmp_path_factory) -> Path:
 
 
 def _stage(stage: int, work: Path, out: Path, call_s: int, **extra: str) -> str:
-    env = {**os.environ, "DRY": "1", "STAGE": str(stage), "CALL_S": str(call_s), "WORK": str(work),
-           "OUT": str(out), "PY": sys.executable, "DISTILL_MIN": "0.2", "OMP_NUM_THREADS": "1", **extra}
+    env = _dry_env(work, out, STAGE=str(stage), CALL_S=str(call_s), DISTILL_MIN="0.2", **extra)
     run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     tails = f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
@@ -140,8 +144,7 @@ def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(t
 
 
 def test_shallow_study_alone_refuses_bad_settings(tmp_path):
-    env = {**os.environ, "DRY": "1", "STAGE": "1", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path),
-           "PY": sys.executable, "ARMS": "i4_s0", "ALONE": "1", "TEACHER_SHARE": "1.5"}
+    env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", ARMS="i4_s0", ALONE="1", TEACHER_SHARE="1.5")
     run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "TEACHER_SHARE=1.5: expected a number between 0 and 1" in run.stderr, run.stderr
@@ -153,8 +156,7 @@ def test_shallow_study_alone_refuses_bad_settings(tmp_path):
     ({"DRY_STORE": "/nonexistent"}, "DRY_STORE=/nonexistent: expected an earlier rehearsal's WORK"),
 ])
 def test_shallow_study_refuses_a_bad_setting_before_any_work(tmp_path, setting, message):
-    env = {**os.environ, "DRY": "1", "STAGE": "1", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path),
-           "PY": sys.executable, **setting}
+    env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", **setting)
     run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and message in run.stderr, run.stderr
@@ -162,9 +164,8 @@ def test_shallow_study_refuses_a_bad_setting_before_any_work(tmp_path, setting, 
 
 
 def _pair_stage(stage: int, tmp_path: Path, call_s: int, **extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DRY": "1", "STAGE": str(stage), "CALL_S": str(call_s), "WORK": str(tmp_path / "work"),
-           "OUT": str(tmp_path / "out"), "PY": sys.executable, "OMP_NUM_THREADS": "1",
-           "PAIR": "base=objective.p_mean=-0.8 high=objective.p_mean=0.4,objective.p_std=1.2", **extra}
+    env = _dry_env(tmp_path / "work", tmp_path / "out", STAGE=str(stage), CALL_S=str(call_s),
+                   **{"PAIR": "base=objective.p_mean=-0.8 high=objective.p_mean=0.4,objective.p_std=1.2", **extra})
     return subprocess.run(["bash", "scripts/gpu/teacher_pair.sh"], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
 
