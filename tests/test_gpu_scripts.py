@@ -125,15 +125,21 @@ def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teac
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(tmp_path, dry_store):
     """ALONE=1 with full-depth arms only: stage 1 trains the teacher alone until the call's end and no
-    student; stage 2 distils the students with the given method and plans them beside the teacher."""
+    student, and returns the teacher and probe; stage 2, on a fresh machine (an empty WORK) given them as KEEP,
+    makes the store again, distils the students with the given method and plans them beside the teacher."""
     import yaml
 
-    work, out = tmp_path / "work", tmp_path / "out"
+    work1, work, out = tmp_path / "work1", tmp_path / "work", tmp_path / "out"
     extra = {"ARMS": "d0_s0 d0_s1", "ALONE": "1", "PLAN_TEACHER": "1", "METHOD": "tf_scm"}
-    log1 = _stage(1, work, out, call_s=40, DRY_STORE=str(dry_store), **extra)
+    log1 = _stage(1, work1, out, call_s=40, DRY_STORE=str(dry_store), **extra)
     assert "teacher: exit 0" in log1 and "base_" not in log1, log1
-    assert not list(work.glob("student_*"))
-    log2 = _stage(2, work, out, call_s=300, TIME_GOALS="0", **extra)
+    assert not list(work1.glob("student_*"))
+    parts = sorted(out.glob("keep.tgz.part*"))
+    assert parts and all(part.stat().st_size <= 15 * 2**20 for part in parts), parts
+    log2 = _stage(2, work, out, call_s=300, TIME_GOALS="0", KEEP=str(out), DRY_STORE=str(dry_store), **extra)
+    assert "kept models and probe restored" in log2, log2
+    assert not (work / "teacher" / "train_state.pt").exists()  # the loaded weights only travel
+    assert json.loads((work / "teacher" / "meta.json").read_text())["kind"] == "teacher"
     assert not list(work.glob("plan_time_*"))  # TIME_GOALS=0: no timing
     for arm in ("d0_s0", "d0_s1"):
         assert yaml.safe_load((work / f"student_{arm}" / "config.yaml").read_text())["method"] == "tf_scm"
@@ -154,6 +160,7 @@ def test_shallow_study_alone_refuses_bad_settings(tmp_path):
     ({"METHOD": "tf-scm"}, "METHOD=tf-scm: expected one of causal_rcm tf_scm tf_dcm sf_dmd"),
     ({"TIME_GOALS": "two"}, "TIME_GOALS=two: expected a whole number of goals"),
     ({"DRY_STORE": "/nonexistent"}, "DRY_STORE=/nonexistent: expected an earlier rehearsal's WORK"),
+    ({"KEEP": "/nonexistent"}, "KEEP=/nonexistent: expected a carried folder of keep.tgz.part*"),
 ])
 def test_shallow_study_refuses_a_bad_setting_before_any_work(tmp_path, setting, message):
     env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", **setting)

@@ -4,6 +4,8 @@
 # A study adds its own settings after (PLAN's replan interval, ARMS, ...); its functions may use the pieces.
 # Env: CALL_S (seconds the call may take, 570), WORK (/root/work; with DRY=1 outputs/$STUDY_dry). DRY=1
 # swaps in toy sizes on the CPU; DRY_STORE (with DRY=1) copies in an earlier rehearsal's store and probe.
+# KEEP: a carried folder of keep.tgz.part* (what keep_models returned from an earlier call); a call that finds
+# no store on its machine (the warm one was lost) makes the store again and unpacks the kept models and probe.
 # The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`.
 set +e -o pipefail
 T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
@@ -21,6 +23,10 @@ if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ] && ! { [ -d "$DRY_STORE/pusht64.
   echo "pusht_study.sh: DRY_STORE=$DRY_STORE: expected an earlier rehearsal's WORK (pusht64.zarr and probe in it)" >&2
   exit 2
 fi
+if [ -n "${KEEP:-}" ] && ! ls "$KEEP"/keep.tgz.part* >/dev/null 2>&1; then
+  echo "pusht_study.sh: KEEP=$KEEP: expected a carried folder of keep.tgz.part* from an earlier call's keep_models" >&2
+  exit 2
+fi
 # The 13,000-update teacher's recipe, with the training noise moved up: objective.p_mean=0.4 (the preset's
 # -0.8 before the twenty-first session) held 0.48 of 50 goals against 0.32 at the same 5,100 updates, +1.2 dB;
 # 1.0 (twenty-third session, one seed) held 0.64 against 0.4's 0.48, +0.9 dB; 1.6 (twenty-fourth session)
@@ -29,14 +35,21 @@ fi
 RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25 objective.p_mean=1.6"
 mkdir -p $WORK
 
-store_and_probe() {  # the mixed 500-episode store, then the state probe started in the background
-  if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ]; then  # a rehearsal's store and probe made once, copied in
-    rm -rf $STORE $PROBE && cp -r $DRY_STORE/pusht64.zarr $STORE && cp -r $DRY_STORE/probe $PROBE
-    cp $DRY_STORE/probe.log $WORK/probe.log; echo "store and probe copied from $DRY_STORE"
+make_store() {  # the mixed 500-episode store (seed 0: the same episodes on every machine)
+  if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ]; then  # a rehearsal's store made once, copied in
+    rm -rf $STORE && cp -r $DRY_STORE/pusht64.zarr $STORE && echo "store copied from $DRY_STORE"
     return
   fi
   crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
   echo "store at $(( $(date +%s) - T0 )) s"
+}
+
+store_and_probe() {  # the store, then the state probe started in the background
+  make_store
+  if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ]; then  # and the rehearsal's probe
+    rm -rf $PROBE && cp -r $DRY_STORE/probe $PROBE && cp $DRY_STORE/probe.log $WORK/probe.log
+    return
+  fi
   crcm train probe data.path=$STORE out=$PROBE device=$DEV steps=$PROBE_STEPS progress=false \
       $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $WORK/probe.log 2>&1 &
 }
@@ -100,4 +113,27 @@ pushed_block() {  # STEPS NAME=CKPT...: each checkpoint's held-out pushed block 
   done
   wait
   for item in "$@"; do echo "bme_${item%%=*}: $(cut -c1-900 $WORK/bme_${item%%=*}.json)"; done
+}
+
+keep_models() {  # NAME...: each model's loaded weights (selected/ where validation kept some, else the run's
+  # own; no train_state.pt) and the probe, as $OUT/keep.tgz.part00... of at most 15 MiB (the device returns
+  # 8 files of 16 MiB): carried back as KEEP, they let a later call go on where the warm machine was lost
+  local name keep=$WORK/keep
+  rm -rf $keep && mkdir -p $keep
+  for name in "$@"; do
+    if [ -d $WORK/$name/selected ]; then cp -r $WORK/$name/selected $keep/$name
+    else mkdir -p $keep/$name && cp -r $WORK/$name/. $keep/$name && rm -rf $keep/$name/selected; fi
+    rm -f $keep/$name/train_state.pt
+  done
+  cp -r $PROBE $keep/probe
+  tar czf - -C $keep . | split -b 15M -d - "$OUT/keep.tgz.part"
+  echo "kept $* and the probe: $(du -sh $keep | cut -f1) in $(ls "$OUT"/keep.tgz.part* | wc -l) parts"
+}
+
+restore_kept() {  # with KEEP and no store here (a fresh machine): the store made again, the kept models and
+  # probe unpacked into WORK; else nothing (the warm machine still has them)
+  [ -z "${KEEP:-}" ] || [ -d $STORE ] && return 0
+  make_store
+  cat "$KEEP"/keep.tgz.part* | tar xzf - -C $WORK
+  echo "kept models and probe restored from $KEEP"
 }
