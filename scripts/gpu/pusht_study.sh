@@ -5,7 +5,7 @@
 # Env: CALL_S (seconds the call may take, 570), WORK (/root/work; with DRY=1 outputs/$STUDY_dry). DRY=1
 # swaps in toy sizes on the CPU; DRY_STORE (with DRY=1) copies in an earlier rehearsal's store and probe.
 # KEEP: a carried folder of keep.tgz.part* (what keep_models returned from an earlier call); a call that finds
-# no store on its machine (the warm one was lost) makes the store again and unpacks the kept models and probe.
+# no store on its machine (the warm one was lost) makes the store and probe again and unpacks the kept models.
 # The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`.
 set +e -o pipefail
 T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
@@ -116,8 +116,9 @@ pushed_block() {  # STEPS NAME=CKPT...: each checkpoint's held-out pushed block 
 }
 
 keep_models() {  # NAME...: each model's loaded weights (selected/ where validation kept some, else the run's
-  # own; no train_state.pt) and the probe, as $OUT/keep.tgz.part00... of at most 15 MiB (the device returns
-  # 8 files of 16 MiB): carried back as KEEP, they let a later call go on where the warm machine was lost
+  # own; no train_state.pt) as $OUT/keep.tgz.part00... of at most 15 MiB (the device returns 8 files of 16
+  # MiB): carried back as KEEP, they let a later call go on where the warm machine was lost. Not the probe
+  # (4 MiB, made again in 44 s): a call carries 64 MiB, and the wheels and a `small` teacher take 58 of it
   local name keep=$WORK/keep
   rm -rf $keep && mkdir -p $keep
   for name in "$@"; do
@@ -125,15 +126,14 @@ keep_models() {  # NAME...: each model's loaded weights (selected/ where validat
     else mkdir -p $keep/$name && cp -r $WORK/$name/. $keep/$name && rm -rf $keep/$name/selected; fi
     rm -f $keep/$name/train_state.pt
   done
-  cp -r $PROBE $keep/probe
   tar czf - -C $keep . | split -b 15M -d - "$OUT/keep.tgz.part"
-  echo "kept $* and the probe: $(du -sh $keep | cut -f1) in $(ls "$OUT"/keep.tgz.part* | wc -l) parts"
+  echo "kept $*: $(du -sh $keep | cut -f1) in $(ls "$OUT"/keep.tgz.part* | wc -l) parts"
 }
 
-restore_kept() {  # with KEEP and no store here (a fresh machine): the store made again, the kept models and
-  # probe unpacked into WORK; else nothing (the warm machine still has them)
+restore_kept() {  # with KEEP and no store here (a fresh machine): the store made again, the probe trained
+  # again in the background (the caller waits), the kept models unpacked into WORK; else nothing
   [ -z "${KEEP:-}" ] || [ -d $STORE ] && return 0
-  make_store
+  store_and_probe
   cat "$KEEP"/keep.tgz.part* | tar xzf - -C $WORK
-  echo "kept models and probe restored from $KEEP"
+  echo "kept models restored from $KEEP"
 }

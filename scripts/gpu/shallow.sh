@@ -39,8 +39,8 @@
 # size where SF-DMD lost it, docs/results.md), DISTILL_ARGS (more `crcm distill` settings), TIME_GOALS (2; 0
 # skips the timing), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
 # from the teacher's blocks, 0 = all of them; i<blocks> from the model of that many blocks; _s<seed>).
-# With ALONE=1 and no i-arm, stage 1 returns the teacher and probe (keep.tgz.part*, pusht_study.sh's
-# keep_models): carried back as KEEP=DIR, stage 2 on a fresh machine makes the store again and goes on from them.
+# With ALONE=1 and no i-arm, stage 1 returns the teacher (keep.tgz.part*, pusht_study.sh's keep_models):
+# carried back as KEEP=DIR, stage 2 on a fresh machine makes the store and probe again and goes on from it.
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
 STUDY=shallow; RATE=${RATE:-11.5}
@@ -110,8 +110,9 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   cp $WORK/*.log "$OUT"/  # the models', the probe's and (without ALONE) the students' logs
   [ -z "${ALONE:-}" ] && cp $WORK/student_*_log.jsonl "$OUT"/ ;;
 2) {
-  restore_kept
+  restore_kept  # a fresh machine: then the probe trains beside the students (distil_arms waits for it)
   [ -n "${ALONE:-}" ] && distil_arms  # the students stage 1 had no room for
+  wait  # a restored probe
   set -- $ARMS
   if [ "${TIME_GOALS:-2}" != 0 ]; then  # TIME_GOALS=0: no timing, the call's time all to the 50 goals
     for name in teacher student_$1 student_$2; do  # alone on the GPU, one after the other
