@@ -23,6 +23,8 @@
 # ARMS="d0_s0 d0_s1" METHOD=tf_scm PLAN_TEACHER=1 (twenty-second session): full-depth TF-sCM students of the
 # p_mean 0.4 teacher, kept by validation at their 25th update, held 9 / 9 of the 23 goals the teacher (9)
 # reached before the call's end.
+# The same with RATE=10.5 (twenty-fifth session), the p_mean 1.6 recipe, stage 2 on a fresh machine (KEEP):
+# the students, kept at their 25th update, held 34 / 35 of the 50 goals against the teacher's 36.
 # Two or three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the
 #            GPU (with i-arms: beside the 4-block model; ALONE=1: before it), then the students side by side
