@@ -48,7 +48,7 @@ store_and_probe() {  # the store, then the state probe started in the background
   make_store
   if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ]; then  # and the rehearsal's probe
     rm -rf $PROBE && cp -r $DRY_STORE/probe $PROBE && cp $DRY_STORE/probe.log $WORK/probe.log
-    return
+    echo "probe copied from $DRY_STORE"; return
   fi
   crcm train probe data.path=$STORE out=$PROBE device=$DEV steps=$PROBE_STEPS progress=false \
       $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $WORK/probe.log 2>&1 &
@@ -118,9 +118,10 @@ pushed_block() {  # STEPS NAME=CKPT...: each checkpoint's held-out pushed block 
 keep_models() {  # NAME...: each model's loaded weights (selected/ where validation kept some, else the run's
   # own; no train_state.pt) as $OUT/keep.tgz.part00... of at most 15 MiB (the device returns 8 files of 16
   # MiB): carried back as KEEP, they let a later call go on where the warm machine was lost. Not the probe
-  # (4 MiB, made again in 44 s): a call carries 64 MiB, and the wheels and a `small` teacher take 58 of it
+  # (4 MiB, made again in 44 s): a call carries 64 MiB, and the tracked tree, the wheels and a `small`
+  # teacher come to ~67 MB (docs/results.md, twenty-fifth session)
   local name keep=$WORK/keep
-  rm -rf $keep && mkdir -p $keep
+  rm -rf $keep "$OUT"/keep.tgz.part* && mkdir -p $keep  # no part of an earlier keep left to join this one
   for name in "$@"; do
     if [ -d $WORK/$name/selected ]; then cp -r $WORK/$name/selected $keep/$name
     else mkdir -p $keep/$name && cp -r $WORK/$name/. $keep/$name && rm -rf $keep/$name/selected; fi
