@@ -136,10 +136,18 @@ def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(t
     assert not list(work1.glob("student_*"))
     parts = sorted(out.glob("keep.tgz.part*"))
     assert parts and all(part.stat().st_size <= 15 * 2**20 for part in parts), parts
-    log2 = _stage(2, work, out, call_s=300, TIME_GOALS="0", KEEP=str(out), DRY_STORE=str(dry_store), **extra)
+    # stage 1 again on a fresh machine given the kept teacher: it trains on from its weights and is kept again
+    work_on, out_on = tmp_path / "work_on", tmp_path / "out_on"
+    log_on = _stage(1, work_on, out_on, call_s=40, KEEP=str(out), DRY_STORE=str(dry_store), **extra)
+    assert "more updates from teacher_before's weights" in log_on and "teacher: exit 0" in log_on, log_on
+    meta_on = json.loads((work_on / "teacher" / "meta.json").read_text())
+    assert meta_on["init"] == str(work_on / "teacher_before"), meta_on
+    assert sorted(out_on.glob("keep.tgz.part*")), list(out_on.iterdir())
+    log2 = _stage(2, work, out_on, call_s=300, TIME_GOALS="0", KEEP=str(out_on), DRY_STORE=str(dry_store), **extra)
     assert "kept models restored" in log2 and (work / "probe").is_dir(), log2
     assert not (work / "teacher" / "train_state.pt").exists()  # the loaded weights only travel
-    assert json.loads((work / "teacher" / "meta.json").read_text())["kind"] == "teacher"
+    meta = json.loads((work / "teacher" / "meta.json").read_text())
+    assert meta["kind"] == "teacher" and meta["init"] == meta_on["init"], meta  # the teacher trained on
     assert not list(work.glob("plan_time_*"))  # TIME_GOALS=0: no timing
     for arm in ("d0_s0", "d0_s1"):
         assert yaml.safe_load((work / f"student_{arm}" / "config.yaml").read_text())["method"] == "tf_scm"
@@ -147,6 +155,16 @@ def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(t
         lines = next((work / f"plan_{arm}_a").glob("*.goals.jsonl")).read_text().splitlines()
         assert len(lines) == 2, (arm, lines)
     assert "sign test" in log2
+
+
+def test_shallow_study_refuses_to_train_a_kept_teacher_on_beside_a_shallow_model(tmp_path):
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "keep.tgz.part00").write_bytes(b"")
+    env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", ARMS="i4_s0", KEEP=str(tmp_path / "keep"))
+    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "KEEP with STAGE=1 trains the kept teacher on" in run.stderr, run.stderr
+    assert not (tmp_path / "work" / "pusht64.zarr").exists()
 
 
 def test_shallow_study_alone_refuses_bad_settings(tmp_path):

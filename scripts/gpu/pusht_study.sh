@@ -76,6 +76,21 @@ teacher_alone() {  # [MARGIN]: store, probe beside it, then one teacher (RECIPE)
   tail -1 $WORK/probe.log | cut -c1-300
 }
 
+teacher_on() {  # [MARGIN]: the kept teacher (restore_kept; on a warm machine, the one already in WORK) trained on
+  # from its weights (init=: a new optimizer and rate schedule, the recipe run again) alone on the GPU until MARGIN
+  # seconds (25) are left; the earlier teacher stays as teacher_before
+  restore_kept
+  if ! [ -d $WORK/teacher ]; then
+    echo "pusht_study.sh: no teacher in $WORK to train on: expected KEEP=DIR with a kept teacher" >&2; return 2
+  fi
+  rm -rf $WORK/teacher_before && mv $WORK/teacher $WORK/teacher_before
+  teacher_budget ${1:-25}
+  echo "teacher: $steps more updates from teacher_before's weights, at most $minutes min"
+  train_model teacher train.steps=$steps train.max_minutes=$minutes init=$WORK/teacher_before
+  wait
+  tail -1 $WORK/probe.log | cut -c1-300
+}
+
 train_timed() {  # NAME MINUTES [OVERRIDES...]: a model of the recipe trained for MINUTES, its rate decayed
   # over the last quarter of them by the clock (wsd_time: runs sharing the GPU do not know their update rate)
   local name=$1 minutes=$2; shift 2

@@ -43,6 +43,9 @@
 # from the teacher's blocks, 0 = all of them; i<blocks> from the model of that many blocks; _s<seed>).
 # With ALONE=1 and no i-arm, stage 1 returns the teacher (keep.tgz.part*, pusht_study.sh's keep_models):
 # carried back as KEEP=DIR, stage 2 on a fresh machine makes the store and probe again and goes on from it.
+# KEEP=DIR in stage 1 (twenty-sixth session; no i-arms): the kept teacher trained on from its weights (init=,
+# the recipe run again with a new optimizer and rate schedule) instead of a new one, for a teacher twice as long
+# as one call allows; it is kept again as above.
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
 STUDY=shallow; RATE=${RATE:-11.5}
@@ -78,6 +81,10 @@ if ! [[ ${TIME_GOALS:-2} =~ ^[0-9]+$ ]]; then
   echo "shallow.sh: TIME_GOALS=$TIME_GOALS: expected a whole number of goals (0 skips the timing)" >&2; exit 2
 fi
 share=${TEACHER_SHARE:-0.58}  # with ALONE=1, the teacher's share of stage 1's training time
+if [ "${STAGE:-}" = 1 ] && [ -n "${KEEP:-}" ] && [ -n "$BASE" ]; then
+  echo "shallow.sh: KEEP with STAGE=1 trains the kept teacher on; ARMS=\"$ARMS\" also asks for a model of" \
+      "${BASE:1} blocks: give full-depth (d) arms only" >&2; exit 2
+fi
 if ! $PY -c "import sys; sys.exit(not 0 < float('$share') < 1)" 2>/dev/null; then
   echo "shallow.sh: TEACHER_SHARE=$share: expected a number between 0 and 1" >&2
   exit 2
@@ -85,7 +92,9 @@ fi
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
   margin=$($PY -c "print(int(${DISTILL_MIN:-2} * 60 + 60))")  # the students' minutes and their start
-  if [ -z "$BASE" ]; then  # with ALONE=1 the teacher has the whole call, the students wait for stage 2
+  if [ -z "$BASE" ] && [ -n "${KEEP:-}" ]; then  # the kept teacher trained on (a longer teacher over two calls)
+    teacher_on $([ -n "${ALONE:-}" ] && echo 25 || echo $margin) || exit 2
+  elif [ -z "$BASE" ]; then  # with ALONE=1 the teacher has the whole call, the students wait for stage 2
     teacher_alone $([ -n "${ALONE:-}" ] && echo 25 || echo $margin)
   else
     store_and_probe
