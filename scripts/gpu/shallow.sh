@@ -45,7 +45,8 @@
 # carried back as KEEP=DIR, stage 2 on a fresh machine makes the store and probe again and goes on from it.
 # KEEP=DIR in stage 1 (twenty-sixth session; no i-arms): the kept teacher trained on from its weights (init=,
 # the recipe run again with a new optimizer and rate schedule) instead of a new one, for a teacher twice as long
-# as one call allows; it is kept again as above.
+# as one call allows; it is kept again as above. Run in the twenty-sixth session on the twenty-fifth's teacher
+# (10,362 updates in all): the teacher held 38 of 50 goals, its students 32 / 38.
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
 STUDY=shallow; RATE=${RATE:-11.5}
