@@ -167,6 +167,20 @@ def test_shallow_study_refuses_to_train_a_kept_teacher_on_beside_a_shallow_model
     assert not (tmp_path / "work" / "pusht64.zarr").exists()
 
 
+def test_shallow_study_refuses_to_train_on_without_a_teacher(tmp_path):
+    """KEEP on a warm machine (a store already in WORK, so nothing is unpacked) without a teacher there: one
+    line and exit 2, not a study that goes on without its teacher."""
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "keep.tgz.part00").write_bytes(b"")
+    (tmp_path / "work" / "pusht64.zarr").mkdir(parents=True)
+    env = _dry_env(tmp_path / "work", tmp_path / "out", STAGE="1", ARMS="d0_s0", ALONE="1",
+                   KEEP=str(tmp_path / "keep"))
+    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "no teacher in" in run.stdout and "expected KEEP=DIR" in run.stdout, run.stdout
+    assert not (tmp_path / "work" / "teacher_before").exists()
+
+
 def test_shallow_study_alone_refuses_bad_settings(tmp_path):
     env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", ARMS="i4_s0", ALONE="1", TEACHER_SHARE="1.5")
     run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,

@@ -46,7 +46,7 @@
 # KEEP=DIR in stage 1 (twenty-sixth session; no i-arms): the kept teacher trained on from its weights (init=,
 # the recipe run again with a new optimizer and rate schedule) instead of a new one, for a teacher twice as long
 # as one call allows; it is kept again as above. Run in the twenty-sixth session on the twenty-fifth's teacher
-# (10,362 updates in all): the teacher held 38 of 50 goals, its students 32 / 38.
+# (10,362 updates in all, kept at 9,747): the teacher held 38 of 50 goals, its students 32 / 38.
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
 STUDY=shallow; RATE=${RATE:-11.5}
@@ -117,6 +117,7 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   [ -z "${ALONE:-}" ] && distil_arms
   [ -n "${ALONE:-}" ] && [ -z "$BASE" ] && keep_models teacher  # the teacher, should stage 2 get a fresh machine
   } 2>&1 | tee "$OUT/shallow1.log"
+  [ "${PIPESTATUS[0]}" = 2 ] && exit 2  # teacher_on found no teacher to train on
   cp $WORK/teacher/meta.json "$OUT"/teacher.meta.json
   [ -n "$BASE" ] && cp $WORK/base_$BASE/meta.json "$OUT"/base_$BASE.meta.json
   cp $WORK/*.log "$OUT"/  # the models', the probe's and (without ALONE) the students' logs
