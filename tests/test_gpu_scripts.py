@@ -139,7 +139,7 @@ def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(t
     # stage 1 again on a fresh machine given the kept teacher: it trains on from its weights and is kept again
     work_on, out_on = tmp_path / "work_on", tmp_path / "out_on"
     log_on = _stage(1, work_on, out_on, call_s=40, KEEP=str(out), DRY_STORE=str(dry_store), **extra)
-    assert "more updates from teacher_before's weights" in log_on and "teacher: exit 0" in log_on, log_on
+    assert f"init={work_on / 'teacher_before'}" in log_on and "teacher: exit 0" in log_on, log_on
     meta_on = json.loads((work_on / "teacher" / "meta.json").read_text())
     assert meta_on["init"] == str(work_on / "teacher_before"), meta_on
     assert sorted(out_on.glob("keep.tgz.part*")), list(out_on.iterdir())

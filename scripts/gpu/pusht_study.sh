@@ -69,9 +69,15 @@ train_model() {  # NAME [OVERRIDES...]: a model of the recipe on the store into 
 teacher_alone() {  # [MARGIN]: store, probe beside it, then one teacher (RECIPE) alone on the GPU until MARGIN
   # seconds (25) are left
   store_and_probe
-  teacher_budget ${1:-25}
-  echo "teacher: $steps updates, at most $minutes min"
-  train_model teacher train.steps=$steps train.max_minutes=$minutes
+  teacher_until ${1:-25}
+}
+
+teacher_until() {  # MARGIN [OVERRIDES...]: the teacher (RECIPE) alone on the GPU until MARGIN seconds are left,
+  # then the probe training beside it waited for
+  local margin=$1; shift
+  teacher_budget $margin
+  echo "teacher: $steps updates, at most $minutes min${*:+, $*}"
+  train_model teacher train.steps=$steps train.max_minutes=$minutes "$@"
   wait
   tail -1 $WORK/probe.log | cut -c1-300
 }
@@ -84,11 +90,7 @@ teacher_on() {  # [MARGIN]: the kept teacher (restore_kept; on a warm machine, t
     echo "pusht_study.sh: no teacher in $WORK to train on: expected KEEP=DIR with a kept teacher" >&2; return 2
   fi
   rm -rf $WORK/teacher_before && mv $WORK/teacher $WORK/teacher_before
-  teacher_budget ${1:-25}
-  echo "teacher: $steps more updates from teacher_before's weights, at most $minutes min"
-  train_model teacher train.steps=$steps train.max_minutes=$minutes init=$WORK/teacher_before
-  wait
-  tail -1 $WORK/probe.log | cut -c1-300
+  teacher_until ${1:-25} init=$WORK/teacher_before
 }
 
 train_timed() {  # NAME MINUTES [OVERRIDES...]: a model of the recipe trained for MINUTES, its rate decayed
