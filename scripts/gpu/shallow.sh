@@ -93,7 +93,7 @@ fi
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
   margin=$($PY -c "print(int(${DISTILL_MIN:-2} * 60 + 60))")  # the students' minutes and their start
-  if [ -z "$BASE" ] && [ -n "${KEEP:-}" ]; then  # the kept teacher trained on (a longer teacher over two calls)
+  if [ -n "${KEEP:-}" ]; then  # the kept teacher trained on (a longer teacher over two calls; no i-arm, above)
     teacher_on $([ -n "${ALONE:-}" ] && echo 25 || echo $margin) || exit 2
   elif [ -z "$BASE" ]; then  # with ALONE=1 the teacher has the whole call, the students wait for stage 2
     teacher_alone $([ -n "${ALONE:-}" ] && echo 25 || echo $margin)
