@@ -245,3 +245,60 @@ def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_a
 def test_teacher_pair_refuses_a_bad_pair(tmp_path, pair, message):
     run = _pair_stage(1, tmp_path, call_s=60, PAIR=pair)
     assert run.returncode == 2 and message in run.stderr, run.stderr
+
+
+def _draws_stage(stage: int, work: Path, out: Path, **extra: str) -> subprocess.CompletedProcess:
+    env = _dry_env(work, out, STAGE=str(stage), CALL_S="300", DISTILL_MIN="0.2", **extra)
+    return subprocess.run(["bash", "scripts/gpu/draws.sh"], check=False, cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_draws_study_plans_each_arm_with_its_candidates_and_draws(tmp_path, dry_store):
+    """Stage 1 on a fresh machine (an empty WORK) given a kept teacher: the store and probe made again, one
+    TF-sCM student distilled, each arm planned with its own candidates, elites (an eighth) and noise draws;
+    stage 2 resumes a cut arm from the first goal it lacks and joins the parts."""
+    import yaml
+
+    kept, work, out = tmp_path / "kept", tmp_path / "work", tmp_path / "out"
+    script = ("source scripts/gpu/setup.sh; STUDY=keep; RATE=2; source scripts/gpu/pusht_study.sh; "
+              "make_store; train_model teacher train.steps=2; keep_models teacher")
+    run = subprocess.run(["bash", "-c", script], check=False, cwd=ROOT, capture_output=True, text=True,
+                         env=_dry_env(tmp_path / "teacher_work", kept, DRY_STORE=str(dry_store)), timeout=300)
+    assert run.returncode == 0 and sorted(kept.glob("keep.tgz.part*")), run.stdout[-3000:] + run.stderr[-3000:]
+
+    run = _draws_stage(1, work, out, ARMS="n16_d1 n8_d2", KEEP=str(kept), DRY_STORE=str(dry_store))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "kept models restored" in run.stdout and "student_s1: exit 0" in run.stdout, run.stdout
+    assert yaml.safe_load((work / "student_s1" / "config.yaml").read_text())["method"] == "tf_scm"
+    for arm, expected in {"n16_d1": (16, 2, 1), "n8_d2": (8, 1, 2)}.items():
+        planner = json.loads((work / f"plan_{arm}_a.json").read_text())["planner"]
+        assert (planner["samples"], planner["elites"], planner["draws"]) == expected, (arm, planner)
+    assert "sign test" in run.stdout and (out / "draws1.tgz").stat().st_size > 0
+
+    cut = next((work / "plan_n8_d2_a").glob("*.goals.jsonl"))
+    cut.write_text(cut.read_text().splitlines(keepends=True)[0])
+    run = _draws_stage(2, work, out, ARMS="n16_d1 n8_d2")
+    assert run.returncode == 0 and "plan_n8_d2_b: exit 0" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    assert json.loads((work / "plan_n8_d2_b.json").read_text())["first_goal"] == 1
+    for arm in ("n16_d1", "n8_d2"):
+        assert len((work / "joined" / arm / "student.goals.jsonl").read_text().splitlines()) == 2, arm
+
+
+@pytest.mark.parametrize("arms, message", [
+    ("n256_d1 n256", "arm 'n256': expected n<samples>_d<draws>"),
+    ("n4_d1", "arm 'n4_d1': expected n<samples>_d<draws>, at least 8 samples and 1-16 draws"),
+    ("n64_d17", "arm 'n64_d17'"),
+])
+def test_draws_study_refuses_a_bad_arm_before_any_work(tmp_path, arms, message):
+    run = _draws_stage(1, tmp_path / "work", tmp_path, ARMS=arms)
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert not (tmp_path / "work" / "pusht64.zarr").exists()
+
+
+def test_draws_study_refuses_to_plan_without_a_teacher(tmp_path):
+    """A warm machine's store (nothing to unpack) and no teacher there: one line and exit 2, no student."""
+    (tmp_path / "work" / "pusht64.zarr").mkdir(parents=True)
+    run = _draws_stage(1, tmp_path / "work", tmp_path / "out")
+    assert run.returncode == 2 and "no teacher in" in run.stdout and "expected KEEP=DIR" in run.stdout, run.stdout
+    assert not list((tmp_path / "work").glob("student_*"))

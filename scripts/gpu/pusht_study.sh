@@ -6,7 +6,8 @@
 # swaps in toy sizes on the CPU; DRY_STORE (with DRY=1) copies in an earlier rehearsal's store and probe.
 # KEEP: a carried folder of keep.tgz.part* (what keep_models returned from an earlier call); a call that finds
 # no store on its machine (the warm one was lost) makes the store and probe again and unpacks the kept models.
-# The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`.
+# The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`; distil_student, METHOD
+# (causal_rcm), DISTILL_MIN and DISTILL_ARGS if set.
 set +e -o pipefail
 T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
 WORK=${WORK:-$([ -n "${DRY:-}" ] && echo outputs/${STUDY:?}_dry || echo /root/work)}
@@ -98,6 +99,17 @@ train_timed() {  # NAME MINUTES [OVERRIDES...]: a model of the recipe trained fo
   local name=$1 minutes=$2; shift 2
   train_model $name optim.lr_schedule=wsd_time train.steps=$([ -n "${DRY:-}" ] && echo 4 || echo 1000000) \
       train.max_minutes=$minutes "$@"
+}
+
+distil_student() {  # NAME SEED [OVERRIDES...]: a 2-step student (METHOD, Causal-rCM by default) of $WORK/teacher
+  # into $WORK/student_NAME for DISTILL_MIN minutes (2), validation (PSNR plus the pusher) keeping its weights;
+  # its log distill_NAME.log
+  local name=$1 seed=$2; shift 2
+  crcm distill ${METHOD:-causal_rcm} teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
+      train.validation.select=psnr_pusher ${DISTILL_ARGS:-} "$@" train.max_minutes=${DISTILL_MIN:-2} \
+      train.out=$WORK/student_$name train.progress=false $([ -n "${DRY:-}" ] && echo train.steps=4) \
+      > $WORK/distill_$name.log 2>&1
+  echo "student_$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/distill_$name.log | cut -c1-500)"
 }
 
 plan_arm() {  # NAME CKPT [OVERRIDES...]: the model arm on the held-out goals, cut 15 s before the call ends

@@ -12,7 +12,7 @@
 # Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 10.5), DISTILL_MIN
 # (1.5), WORK (/root/work). DRY=1 rehearses every stage on the CPU at toy sizes.
 source scripts/gpu/setup.sh
-STUDY=replan; RATE=${RATE:-10.5}
+STUDY=replan; RATE=${RATE:-10.5}; DISTILL_MIN=${DISTILL_MIN:-1.5}
 source scripts/gpu/pusht_study.sh
 ARMS="s0_r10 s0_r5 s1_r10 s1_r5"
 plan() {  # ARM FIRST_GOAL PART: student s<seed> at replan r<every>, from FIRST_GOAL, cut 15 s before the end
@@ -22,14 +22,8 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) teacher_alone 2>&1 | tee "$OUT/replan1.log"
   cp $WORK/teacher/meta.json "$OUT"/teacher.meta.json ;;
 2) {
-  for seed in 0 1; do
-    crcm distill causal_rcm teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
-        train.validation.select=psnr_pusher \
-        train.max_minutes=${DISTILL_MIN:-1.5} train.out=$WORK/student_s$seed train.progress=false \
-        $([ -n "${DRY:-}" ] && echo train.steps=4) > $WORK/distill_s$seed.log 2>&1 &
-  done
+  for seed in 0 1; do distil_student s$seed $seed & done
   wait
-  for seed in 0 1; do echo "student_s$seed: $(tail -1 $WORK/distill_s$seed.log | cut -c1-500)"; done
   echo "students at $(( $(date +%s) - T0 )) s"
   for arm in $ARMS; do plan $arm 0 a & done
   wait

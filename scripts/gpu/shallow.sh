@@ -57,15 +57,9 @@ BASE=$(for arm in $ARMS; do [ "${arm:0:1}" = i ] && echo ${arm%_s*}; done | sort
 if [ $(echo $BASE | wc -w) -gt 1 ]; then
   echo "shallow.sh: one i<blocks> depth at a time, got" $BASE >&2; exit 2
 fi
-distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's; i<depth>_s<seed>): one 2-step student (METHOD, Causal-rCM by default)
-  local depth=${1%_s*} seed=${1#*_s}
-  local start="student_depth=${depth:1}"
-  [ "${depth:0:1}" = i ] && start="student_init=$WORK/base_$depth"
-  crcm distill ${METHOD:-causal_rcm} teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
-      train.validation.select=psnr_pusher ${DISTILL_ARGS:-} \
-      $start train.max_minutes=${DISTILL_MIN:-2} train.out=$WORK/student_$1 \
-      train.progress=false $([ -n "${DRY:-}" ] && echo train.steps=4) > $WORK/distill_$1.log 2>&1
-  echo "student_$1: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/distill_$1.log | cut -c1-500)"
+distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's; i<depth>_s<seed>): its 2-step student
+  local depth=${1%_s*}
+  distil_student $1 ${1#*_s} $([ "${depth:0:1}" = i ] && echo student_init=$WORK/base_$depth || echo student_depth=${depth:1})
 }
 distil_arms() {  # every arm's student, side by side
   for arm in $ARMS; do distil $arm & done
