@@ -257,7 +257,8 @@ def _draws_stage(stage: int, work: Path, out: Path, **extra: str) -> subprocess.
 def test_draws_study_plans_each_arm_with_its_candidates_and_draws(tmp_path, dry_store):
     """Stage 1 on a fresh machine (an empty WORK) given a kept teacher: the store and probe made again, one
     TF-sCM student distilled, each arm planned with its own candidates, elites (an eighth) and noise draws;
-    stage 2 resumes a cut arm from the first goal it lacks and joins the parts."""
+    stage 1 again with SEED=0 plans that seed's student beside them; stage 2 resumes a cut arm from the first
+    goal it lacks and joins the parts."""
     import yaml
 
     kept, work, out = tmp_path / "kept", tmp_path / "work", tmp_path / "out"
@@ -271,17 +272,23 @@ def test_draws_study_plans_each_arm_with_its_candidates_and_draws(tmp_path, dry_
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "kept models restored" in run.stdout and "student_s1: exit 0" in run.stdout, run.stdout
     assert yaml.safe_load((work / "student_s1" / "config.yaml").read_text())["method"] == "tf_scm"
-    for arm, expected in {"n16_d1": (16, 2, 1), "n8_d2": (8, 1, 2)}.items():
+    for arm, expected in {"s1_n16_d1": (16, 2, 1), "s1_n8_d2": (8, 1, 2)}.items():
         planner = json.loads((work / f"plan_{arm}_a.json").read_text())["planner"]
         assert (planner["samples"], planner["elites"], planner["draws"]) == expected, (arm, planner)
     assert "sign test" in run.stdout and (out / "draws1.tgz").stat().st_size > 0
 
-    cut = next((work / "plan_n8_d2_a").glob("*.goals.jsonl"))
+    # the seed-0 student on the same warm machine: its own student and runs, compared beside seed 1's
+    run = _draws_stage(1, work, out, ARMS="n8_d2", SEED="0")
+    assert run.returncode == 0 and "student_s0: exit 0" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    assert json.loads((work / "plan_s0_n8_d2_a.json").read_text())["ckpt"] == str(work / "student_s0")
+    assert "plan_s0_n8_d2_a/student_s0 vs plan_s1_n8_d2_a/student_s1" in run.stdout, run.stdout
+
+    cut = next((work / "plan_s1_n8_d2_a").glob("*.goals.jsonl"))
     cut.write_text(cut.read_text().splitlines(keepends=True)[0])
     run = _draws_stage(2, work, out, ARMS="n16_d1 n8_d2")
-    assert run.returncode == 0 and "plan_n8_d2_b: exit 0" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
-    assert json.loads((work / "plan_n8_d2_b.json").read_text())["first_goal"] == 1
-    for arm in ("n16_d1", "n8_d2"):
+    assert run.returncode == 0 and "plan_s1_n8_d2_b: exit 0" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    assert json.loads((work / "plan_s1_n8_d2_b.json").read_text())["first_goal"] == 1
+    for arm in ("s1_n16_d1", "s1_n8_d2"):
         assert len((work / "joined" / arm / "student.goals.jsonl").read_text().splitlines()) == 2, arm
 
 

@@ -10,6 +10,8 @@
 #            their 25th-75th update); then the ARMS side by side, cut before the call ends. On a warm machine
 #            whatever is already there (store, probe, student) is used as it is.
 #   STAGE=2  each cut arm resumed where it stopped (first_goal=), the parts joined and compared goal by goal
+# Each arm's runs are plan_s<seed>_<arm>_<part>: stage 1 again with another SEED on the warm machine plans that
+# seed's student beside the first's results and compares them all.
 # ARMS ("n256_d1 n128_d2 n256_d2"): n<samples>_d<draws>, CEM with that many candidates a round (an
 # eighth of them elites, as the benchmark's 32 of 256) each imagined under that many noise draws (cost × draws).
 # Carry .whl and KEEP. Env: CALL_S (570), KEEP (the kept teacher, pusht_study.sh), SEED (1), METHOD (tf_scm),
@@ -24,10 +26,12 @@ for arm in $ARMS; do
     echo "draws.sh: arm '$arm': expected n<samples>_d<draws>, at least 8 samples and 1-16 draws" >&2; exit 2
   fi
 done
-plan() {  # ARM FIRST_GOAL PART: the student with the arm's candidates and draws, from FIRST_GOAL
-  local samples=${1%_d*}; samples=${samples#n}
-  plan_arm $1_$3 $WORK/student_s${SEED:-1} first_goal=$2 planner.replan_every=10 planner.samples=$samples \
-      planner.elites=$(( samples / 8 )) planner.draws=${1#*_d}
+SEED=${SEED:-1}; PLANNED=$(for arm in $ARMS; do echo s${SEED}_$arm; done)  # another seed's arms beside these
+plan() {  # s<seed>_n<samples>_d<draws> FIRST_GOAL PART: that seed's student with the arm's candidates and
+  # draws, from FIRST_GOAL
+  local seed=${1%%_*} samples=${1#*_n}; samples=${samples%_d*}
+  plan_arm $1_$3 $WORK/student_$seed first_goal=$2 planner.replan_every=10 planner.samples=$samples \
+      planner.elites=$(( samples / 8 )) planner.draws=${1##*_d}
 }
 case "${STAGE:?set STAGE=1 or 2}" in
 1) {
@@ -36,8 +40,8 @@ case "${STAGE:?set STAGE=1 or 2}" in
   if ! [ -d $WORK/teacher ]; then
     echo "draws.sh: no teacher in $WORK: expected KEEP=DIR with a kept teacher" >&2; exit 2
   fi
-  [ -d $WORK/student_s${SEED:-1} ] || distil_student s${SEED:-1} ${SEED:-1}
-  for arm in $ARMS; do plan $arm 0 a & done
+  [ -d $WORK/student_s$SEED ] || distil_student s$SEED $SEED
+  for arm in $PLANNED; do plan $arm 0 a & done
   wait
   $PY scripts/plan_goal_pairs.py $WORK/plan_*_a/*.goals.jsonl
   } 2>&1 | tee "$OUT/draws1.log"
