@@ -292,13 +292,14 @@ def test_draws_study_plans_each_arm_with_its_candidates_and_draws(tmp_path, dry_
         assert len((work / "joined" / arm / "student.goals.jsonl").read_text().splitlines()) == 2, arm
 
 
-@pytest.mark.parametrize("arms, message", [
-    ("n256_d1 n256", "arm 'n256': expected n<samples>_d<draws>"),
-    ("n4_d1", "arm 'n4_d1': expected n<samples>_d<draws>, at least 8 samples and 1-16 draws"),
-    ("n64_d17", "arm 'n64_d17'"),
+@pytest.mark.parametrize("setting, message", [
+    ({"ARMS": "n256_d1 n256"}, "arm 'n256': expected n<samples>_d<draws>"),
+    ({"ARMS": "n4_d1"}, "arm 'n4_d1': expected n<samples>_d<draws>, at least 8 samples and 1-16 draws"),
+    ({"ARMS": "n64_d17"}, "arm 'n64_d17'"),
+    ({"SEED": "x"}, "SEED=x: expected a whole number"),
 ])
-def test_draws_study_refuses_a_bad_arm_before_any_work(tmp_path, arms, message):
-    run = _draws_stage(1, tmp_path / "work", tmp_path, ARMS=arms)
+def test_draws_study_refuses_a_bad_setting_before_any_work(tmp_path, setting, message):
+    run = _draws_stage(1, tmp_path / "work", tmp_path, **setting)
     assert run.returncode == 2 and message in run.stderr, run.stderr
     assert not (tmp_path / "work" / "pusht64.zarr").exists()
 

@@ -14,6 +14,8 @@
 # seed's student beside the first's results and compares them all.
 # ARMS ("n256_d1 n128_d2 n256_d2"): n<samples>_d<draws>, CEM with that many candidates a round (an
 # eighth of them elites, as the benchmark's 32 of 256) each imagined under that many noise draws (cost × draws).
+# Run in the twenty-seventh session (docs/results.md, "Each candidate's cost over two noise draws"): 256 x 1
+# held 40 of 50, 128 x 2 and 256 x 2 36 each; the seed-0 student 38, the teacher alone 35.
 # Carry .whl and KEEP. Env: CALL_S (570), KEEP (the kept teacher, pusht_study.sh), SEED (1), METHOD (tf_scm),
 # DISTILL_MIN (1), WORK (/root/work). DRY=1 rehearses both stages on the CPU at toy sizes.
 source scripts/gpu/setup.sh
@@ -26,7 +28,9 @@ for arm in $ARMS; do
     echo "draws.sh: arm '$arm': expected n<samples>_d<draws>, at least 8 samples and 1-16 draws" >&2; exit 2
   fi
 done
-SEED=${SEED:-1}; PLANNED=$(for arm in $ARMS; do echo s${SEED}_$arm; done)  # another seed's arms beside these
+SEED=${SEED:-1}
+if ! [[ $SEED =~ ^[0-9]+$ ]]; then echo "draws.sh: SEED=$SEED: expected a whole number (the student's seed)" >&2; exit 2; fi
+PLANNED=$(for arm in $ARMS; do echo s${SEED}_$arm; done)  # another seed's arms beside these
 plan() {  # s<seed>_n<samples>_d<draws> FIRST_GOAL PART: that seed's student with the arm's candidates and
   # draws, from FIRST_GOAL
   local seed=${1%%_*} samples=${1#*_n}; samples=${samples%_d*}
