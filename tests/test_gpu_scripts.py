@@ -188,15 +188,19 @@ def test_shallow_study_alone_refuses_bad_settings(tmp_path):
     assert run.returncode == 2 and "TEACHER_SHARE=1.5: expected a number between 0 and 1" in run.stderr, run.stderr
 
 
-@pytest.mark.parametrize("setting, message", [
-    ({"METHOD": "tf-scm"}, "METHOD=tf-scm: expected one of causal_rcm tf_scm tf_dcm sf_dmd"),
-    ({"TIME_GOALS": "two"}, "TIME_GOALS=two: expected a whole number of goals"),
-    ({"DRY_STORE": "/nonexistent"}, "DRY_STORE=/nonexistent: expected an earlier rehearsal's WORK"),
-    ({"KEEP": "/nonexistent"}, "KEEP=/nonexistent: expected a carried folder of keep.tgz.part*"),
+@pytest.mark.parametrize("script, setting, message", [
+    ("shallow.sh", {"METHOD": "tf-scm"}, "METHOD=tf-scm: expected one of causal_rcm tf_scm tf_dcm sf_dmd"),
+    ("shallow.sh", {"TIME_GOALS": "two"}, "TIME_GOALS=two: expected a whole number of goals"),
+    ("shallow.sh", {"DRY_STORE": "/nonexistent"}, "DRY_STORE=/nonexistent: expected an earlier rehearsal's WORK"),
+    ("shallow.sh", {"KEEP": "/nonexistent"}, "KEEP=/nonexistent: expected a carried folder of keep.tgz.part*"),
+    ("draws.sh", {"ARMS": "n256_d1 n256"}, "arm 'n256': expected n<samples>_d<draws>"),
+    ("draws.sh", {"ARMS": "n4_d1"}, "arm 'n4_d1': expected n<samples>_d<draws>, at least 8 samples and 1-16 draws"),
+    ("draws.sh", {"ARMS": "n64_d17"}, "arm 'n64_d17'"),
+    ("draws.sh", {"SEED": "x"}, "SEED=x: expected a whole number"),
 ])
-def test_shallow_study_refuses_a_bad_setting_before_any_work(tmp_path, setting, message):
+def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, message):
     env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", **setting)
-    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
+    run = subprocess.run(["bash", f"scripts/gpu/{script}"], check=False, cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and message in run.stderr, run.stderr
     assert not (tmp_path / "work" / "pusht64.zarr").exists()  # refused before the store was made
@@ -290,18 +294,6 @@ def test_draws_study_plans_each_arm_with_its_candidates_and_draws(tmp_path, dry_
     assert json.loads((work / "plan_s1_n8_d2_b.json").read_text())["first_goal"] == 1
     for arm in ("s1_n16_d1", "s1_n8_d2"):
         assert len((work / "joined" / arm / "student.goals.jsonl").read_text().splitlines()) == 2, arm
-
-
-@pytest.mark.parametrize("setting, message", [
-    ({"ARMS": "n256_d1 n256"}, "arm 'n256': expected n<samples>_d<draws>"),
-    ({"ARMS": "n4_d1"}, "arm 'n4_d1': expected n<samples>_d<draws>, at least 8 samples and 1-16 draws"),
-    ({"ARMS": "n64_d17"}, "arm 'n64_d17'"),
-    ({"SEED": "x"}, "SEED=x: expected a whole number"),
-])
-def test_draws_study_refuses_a_bad_setting_before_any_work(tmp_path, setting, message):
-    run = _draws_stage(1, tmp_path / "work", tmp_path, **setting)
-    assert run.returncode == 2 and message in run.stderr, run.stderr
-    assert not (tmp_path / "work" / "pusht64.zarr").exists()
 
 
 def test_draws_study_refuses_to_plan_without_a_teacher(tmp_path):
