@@ -251,6 +251,16 @@ def test_teacher_pair_refuses_a_bad_pair(tmp_path, pair, message):
     assert run.returncode == 2 and message in run.stderr, run.stderr
 
 
+@pytest.mark.parametrize("stage, missing", [(2, "teacher_base"), (3, "t2_base")])
+def test_teacher_pair_refuses_a_later_stage_without_the_pair(tmp_path, stage, missing):
+    """A later stage on a machine that lost WORK (a fresh one) says so in one line and trains nothing."""
+    run = _pair_stage(stage, tmp_path, call_s=60)
+    assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"{missing} and the store from the stage before; not found" in run.stderr
+    assert "start again at STAGE=1" in run.stderr
+    assert not list((tmp_path / "work").glob("t2_*")) and not list((tmp_path / "work").glob("plan_*"))
+
+
 def _draws_stage(stage: int, work: Path, out: Path, **extra: str) -> subprocess.CompletedProcess:
     env = _dry_env(work, out, STAGE=str(stage), CALL_S="300", DISTILL_MIN="0.2", **extra)
     return subprocess.run(["bash", "scripts/gpu/draws.sh"], check=False, cwd=ROOT, env=env,

@@ -10,7 +10,8 @@
 #   (further still: 1.6 held 0.66 against 0.56, its pushed block 34° off in angle against 47°)
 #   twenty-eighth session: PAIR="p16s1=objective.p_mean=1.6,train.seed=1 p22s1=objective.p_mean=2.2,train.seed=1"
 #   (a second seed of the 1.6 recipe, and the noise moved up once more beside it)
-# Three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
+# Three calls on one warm machine (issue each right after the last: it idles out in ~30 s; stages 2 and 3 on a
+# machine that lost the pair are refused in one line, exit 2, and the study starts again at STAGE=1):
 #   STAGE=1  (TESTS=1: the GPU-marked tests first, in the background) the store (mixed, 500 episodes), the
 #            state probe, the two teachers side by side, the pushed block
 #   STAGE=2  both teachers trained on from there (init=: a fresh optimizer and schedule, so both decay again)
@@ -47,6 +48,18 @@ teachers_pushed_block() {  # PREFIX: both teachers' held-out pushed block
   pushed_block 4 ${1}_${NAMES[0]}=$WORK/${1}_${NAMES[0]} ${1}_${NAMES[1]}=$WORK/${1}_${NAMES[1]}
   cp $WORK/bme_${1}_*.json "$OUT"/
 }
+needs_teachers() {  # PREFIX: both teachers of the pair (and the store) left by the stage before, or exit 2:
+  # WORK lives on the warm machine only, and a lost machine loses the pair (two teachers do not fit a carry
+  # beside the wheels), so the study starts again at STAGE=1
+  local name
+  for name in "${NAMES[@]}"; do
+    if ! [ -d $WORK/${1}_$name ] || ! [ -d $STORE ]; then
+      echo "teacher_pair.sh: STAGE=$STAGE needs $WORK/${1}_$name and the store from the stage before; not found" \
+          "(the warm machine was lost?): start again at STAGE=1" >&2
+      exit 2
+    fi
+  done
+}
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
   if [ -n "${TESTS:-}" ]; then  # the GPU-marked tests (parity of the captured steps with eager) while data is made
@@ -64,7 +77,7 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   teachers_pushed_block teacher
   } 2>&1 | tee "$OUT/${STUDY}1.log"
   cp $WORK/teacher_*.log "$OUT"/ ;;
-2) {
+2) needs_teachers teacher; {
   for index in 0 1; do
     teacher t2_${NAMES[$index]} ${MORE_MIN:-8.1} ${MORE:-2700} $index init=$WORK/teacher_${NAMES[$index]} &
   done
@@ -72,7 +85,7 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   teachers_pushed_block t2
   } 2>&1 | tee "$OUT/${STUDY}2.log"
   cp $WORK/t2_*.log "$OUT"/ ;;
-3) {
+3) needs_teachers t2; {
   for name in "${NAMES[@]}"; do plan_arm t2_$name $WORK/t2_$name & done
   wait
   $PY scripts/plan_goal_pairs.py $WORK/plan_t2_*/*.goals.jsonl
