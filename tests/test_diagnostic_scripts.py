@@ -452,6 +452,29 @@ def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys)
         script.main([f"x={tmp_path / 'bad.json'}", "--out", str(out)])
 
 
+def test_plot_pushed_block_reads_motion_lines_and_recorded_figures(tmp_path, capsys):
+    script = load_script("plot_pushed_block")
+
+    def moved(position: float, angle: float) -> dict:
+        return {"moved": {"frames": 4, "position": position, "angle_deg": angle}}
+
+    line = {"split": "val", "real_frames": moved(1.1, 0.6), "copy_last": moved(59.7, 17.3),
+            "steps_4": moved(31.8, 41.0)}
+    (tmp_path / "bme.json").write_text(json.dumps(line) + "\n")
+    out = tmp_path / "block.png"
+    script.main([f"run={tmp_path / 'bme.json'}", "earlier=36.2/39.6", "--out", str(out)])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["rows"] == [{"label": "run", "position": 31.8, "angle_deg": 41.0},
+                               {"label": "earlier", "position": 36.2, "angle_deg": 39.6}] and out.stat().st_size > 0
+    with pytest.raises(SystemExit, match="neither a file nor POSITION/ANGLE"):
+        script.main(["x=nowhere.json", "--out", str(out)])
+    (tmp_path / "other.json").write_text(json.dumps({"steps_2": {}}))
+    with pytest.raises(SystemExit, match="no steps_4.moved figures"):
+        script.main([f"x={tmp_path / 'other.json'}", "--out", str(out)])
+    with pytest.raises(SystemExit, match="expected LABEL=FILE or LABEL=POSITION/ANGLE"):
+        script.main(["36.2/39.6", "--out", str(out)])
+
+
 def _goal_line(episode: int, held: bool, error: float = 10.0) -> str:
     return json.dumps({"episode": episode, "start": 3, "success_any": held, "success_end": held,
                        "block_pos_error": error, "replan_ms": [100.0, 300.0]})

@@ -197,6 +197,10 @@ def test_shallow_study_alone_refuses_bad_settings(tmp_path):
     ("draws.sh", {"ARMS": "n4_d1"}, "arm 'n4_d1': expected n<samples>_d<draws>, at least 8 samples and 1-16 draws"),
     ("draws.sh", {"ARMS": "n64_d17"}, "arm 'n64_d17'"),
     ("draws.sh", {"SEED": "x"}, "SEED=x: expected a whole number"),
+    ("codec_teacher.sh", {"SEED": "x"}, "SEED=x: expected a whole number"),
+    ("codec_teacher.sh", {"STEPS": "2e3"}, "STEPS=2e3: expected a whole number"),
+    ("codec_teacher.sh", {"SIZE": "100"}, "SIZE=100: expected the frames' side in pixels, a multiple of 16"),
+    ("teacher_pair.sh", {"SIZE": "96px", "PAIR": "a=train.seed=0 b=train.seed=1"}, "SIZE=96px: expected"),
 ])
 def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, message):
     env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", **setting)
@@ -204,6 +208,26 @@ def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, 
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and message in run.stderr, run.stderr
     assert not (tmp_path / "work" / "pusht64.zarr").exists()  # refused before the store was made
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_codec_teacher_trains_a_teacher_on_the_codec_latents_and_scores_its_pushed_block(tmp_path, dry_store):
+    """The rehearsal at the fixture store's 64x64 (the GPU call runs at 128): a codec, then a teacher with the
+    seed asked for on its latents in 2x2 patches, then the pushed block of the held-out split."""
+    import yaml
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    env = _dry_env(work, out, SIZE="64", SEED="3", CALL_S="200", DRY_STORE=str(dry_store))
+    run = subprocess.run(["bash", "scripts/gpu/codec_teacher.sh"], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    config = yaml.safe_load((work / "teacher_c64" / "config.yaml").read_text())
+    assert config["model"]["codec"] == "codec" and (work / "teacher_c64" / "codec").is_dir()  # carried along
+    assert config["model"]["patch"] == 2
+    assert config["train"]["seed"] == 3 and config["objective"]["p_mean"] == 1.6  # the planning recipe
+    bme = json.loads((out / "bme_teacher_c64_s3.json").read_text())
+    assert bme["split"] == "val" and bme["steps_4"]["moved"]["frames"] > 0
+    assert "codec at" in (out / "codec_teacher_s3.log").read_text()
 
 
 def _pair_stage(stage: int, tmp_path: Path, call_s: int, **extra: str) -> subprocess.CompletedProcess:

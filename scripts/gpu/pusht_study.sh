@@ -2,7 +2,8 @@
 # after setup.sh, with STUDY (the study's name) and RATE (teacher updates/s) set: the settings they share,
 # then the pieces they share.
 # A study adds its own settings after (PLAN's replan interval, ARMS, ...); its functions may use the pieces.
-# Env: CALL_S (seconds the call may take, 570), WORK (/root/work; with DRY=1 outputs/$STUDY_dry). DRY=1
+# Env: CALL_S (seconds the call may take, 570), WORK (/root/work; with DRY=1 outputs/$STUDY_dry), SIZE (the
+# frames' side in pixels, 64; a study at another size sets the teacher's model.patch to keep its token grid). DRY=1
 # swaps in toy sizes on the CPU; DRY_STORE (with DRY=1) copies in an earlier rehearsal's store and probe.
 # KEEP: a carried folder of keep.tgz.part* (what keep_models returned from an earlier call); a call that finds
 # no store on its machine (the warm one was lost) makes the store and probe again and unpacks the kept models.
@@ -19,9 +20,13 @@ if [ -n "${DRY:-}" ]; then
   DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE_STEPS=60
   PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10"
 fi
-STORE=$WORK/pusht64.zarr; PROBE=$WORK/probe
-if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ] && ! { [ -d "$DRY_STORE/pusht64.zarr" ] && [ -d "$DRY_STORE/probe" ]; }; then
-  echo "pusht_study.sh: DRY_STORE=$DRY_STORE: expected an earlier rehearsal's WORK (pusht64.zarr and probe in it)" >&2
+SIZE=${SIZE:-64}
+if ! [[ $SIZE =~ ^[1-9][0-9]*$ ]] || (( SIZE % 16 )); then
+  echo "pusht_study.sh: SIZE=$SIZE: expected the frames' side in pixels, a multiple of 16 (64, 128)" >&2; exit 2
+fi
+STORE=$WORK/pusht$SIZE.zarr; PROBE=$WORK/probe
+if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ] && ! { [ -d "$DRY_STORE/pusht$SIZE.zarr" ] && [ -d "$DRY_STORE/probe" ]; }; then
+  echo "pusht_study.sh: DRY_STORE=$DRY_STORE: expected an earlier rehearsal's WORK (pusht$SIZE.zarr and probe in it)" >&2
   exit 2
 fi
 if [ -n "${KEEP:-}" ] && ! ls "$KEEP"/keep.tgz.part* >/dev/null 2>&1; then
@@ -38,10 +43,10 @@ mkdir -p $WORK
 
 make_store() {  # the mixed 500-episode store (seed 0: the same episodes on every machine)
   if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ]; then  # a rehearsal's store made once, copied in
-    rm -rf $STORE && cp -r $DRY_STORE/pusht64.zarr $STORE && echo "store copied from $DRY_STORE"
+    rm -rf $STORE && cp -r $DRY_STORE/pusht$SIZE.zarr $STORE && echo "store copied from $DRY_STORE"
     return
   fi
-  crcm data pusht out=$STORE size=64 seed=0 behavior=mixed overwrite=true $DATA | tail -1
+  crcm data pusht out=$STORE size=$SIZE seed=0 behavior=mixed overwrite=true $DATA | tail -1
   echo "store at $(( $(date +%s) - T0 )) s"
 }
 

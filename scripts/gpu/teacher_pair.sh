@@ -10,6 +10,8 @@
 #   (further still: 1.6 held 0.66 against 0.56, its pushed block 34° off in angle against 47°)
 #   twenty-eighth session: PAIR="p16s1=objective.p_mean=1.6,train.seed=1 p22s1=objective.p_mean=2.2,train.seed=1"
 #   (a second seed of the 1.6 recipe, and the noise moved up once more beside it)
+#   twenty-ninth session: SIZE=128 PAIR="r128s0=model.patch=16,train.seed=0 r128s1=model.patch=16,train.seed=1"
+#   (128x128 frames in 16x16 patches, the same token grid: both collapsed, 8 dB below copy-last at 1,500 updates)
 # Three calls on one warm machine (issue each right after the last: it idles out in ~30 s; stages 2 and 3 on a
 # machine that lost the pair are refused in one line, exit 2, and the study starts again at STAGE=1):
 #   STAGE=1  (TESTS=1: the GPU-marked tests first, in the background) the store (mixed, 500 episodes), the

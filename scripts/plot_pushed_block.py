@@ -1,0 +1,79 @@
+"""Bars of the held-out pushed block's error, model by model: position (env units) and angle (degrees) of the
+moved block after 25 env steps, as scripts/block_motion_error.py reads them, with copy-last and the probe on
+real frames drawn as lines.
+
+Each item is ``LABEL=FILE`` (a block_motion_error.py JSON line) or ``LABEL=POSITION/ANGLE`` (a figure recorded
+in docs/results.md whose JSON is not kept). Copy-last and real frames come from the first FILE item.
+
+    python scripts/plot_pushed_block.py "128, codec, seed 0=outputs/s29/call2/bme_teacher_c128.json" \\
+        "64, pixels, seed 0=36.2/39.6" --out docs/img/plan/pushed_block_128.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+STEPS_KEY = "steps_4"  # the DDIM-4 sampler every teacher here is scored with
+
+
+def parse_item(item: str) -> tuple[str, float, float, dict | None]:
+    """LABEL=FILE or LABEL=POSITION/ANGLE → (label, position, angle, the JSON line or None)."""
+    label, sep, value = item.rpartition("=")
+    if not sep or not label:
+        raise SystemExit(f"plot_pushed_block: item {item!r}: expected LABEL=FILE or LABEL=POSITION/ANGLE")
+    if Path(value).is_file():
+        line = json.loads(Path(value).read_text().strip().splitlines()[-1])
+        if STEPS_KEY not in line or "moved" not in line[STEPS_KEY]:
+            raise SystemExit(f"plot_pushed_block: {value}: no {STEPS_KEY}.moved figures (a block_motion_error.py "
+                             f"line at --steps 4 expected)")
+        moved = line[STEPS_KEY]["moved"]
+        return label, float(moved["position"]), float(moved["angle_deg"]), line
+    try:
+        position, angle = (float(v) for v in value.split("/"))
+    except ValueError:
+        raise SystemExit(f"plot_pushed_block: item {item!r}: {value!r} is neither a file nor POSITION/ANGLE") from None
+    return label, position, angle, None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("items", nargs="+", help="LABEL=FILE or LABEL=POSITION/ANGLE")
+    parser.add_argument("--out", required=True, help="the PNG to write")
+    parser.add_argument("--title", default="Held-out pushed block after 25 env steps (DDIM 4)")
+    args = parser.parse_args(argv)
+    rows = [parse_item(item) for item in args.items]
+    reference = next((line for *_, line in rows if line is not None), None)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [r[0] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(rows) + 1.6), sharey=True)
+    for ax, index, unit, key in ((axes[0], 1, "position error (env units)", "position"),
+                                 (axes[1], 2, "angle error (degrees)", "angle_deg")):
+        values = [r[index] for r in rows]
+        bars = ax.barh(range(len(rows)), values, color=["#4c72b0" if r[3] is not None else "#a0a0a0" for r in rows])
+        ax.bar_label(bars, fmt="%.1f", padding=3, fontsize=8)
+        if reference is not None:
+            ax.axvline(reference["copy_last"]["moved"][key], color="#c44e52", ls="--", label="copy-last")
+            ax.axvline(reference["real_frames"]["moved"][key], color="#55a868", ls=":", label="probe on real frames")
+        ax.set_xlabel(unit)
+        ax.set_xlim(0, max(values + ([reference["copy_last"]["moved"][key]] if reference else [])) * 1.2)
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    axes[0].invert_yaxis()
+    if reference is not None:
+        axes[1].legend(fontsize=8, loc="upper right")
+    fig.suptitle(args.title + "  (grey: figures recorded in docs/results.md)", fontsize=10)
+    fig.tight_layout()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(json.dumps({"out": args.out, "rows": [{"label": r[0], "position": r[1], "angle_deg": r[2]} for r in rows]}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
