@@ -199,6 +199,8 @@ def test_shallow_study_alone_refuses_bad_settings(tmp_path):
     ("draws.sh", {"SEED": "x"}, "SEED=x: expected a whole number"),
     ("codec_teacher.sh", {"SEED": "x"}, "SEED=x: expected a whole number"),
     ("codec_teacher.sh", {"STEPS": "2e3"}, "STEPS=2e3: expected a whole number"),
+    ("codec_teacher.sh", {"CODEC_MIN": "0"}, "CODEC_MIN=0: expected the codec's minutes, a positive number"),
+    ("codec_teacher.sh", {"CODEC_MIN": "two"}, "CODEC_MIN=two: expected the codec's minutes"),
     ("codec_teacher.sh", {"SIZE": "100"}, "SIZE=100: expected the frames' side in pixels, a multiple of 16"),
     ("teacher_pair.sh", {"SIZE": "96px", "PAIR": "a=train.seed=0 b=train.seed=1"}, "SIZE=96px: expected"),
 ])
@@ -207,7 +209,7 @@ def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, 
     run = subprocess.run(["bash", f"scripts/gpu/{script}"], check=False, cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and message in run.stderr, run.stderr
-    assert not (tmp_path / "work" / "pusht64.zarr").exists()  # refused before the store was made
+    assert not list((tmp_path / "work").glob("*.zarr"))  # refused before the store (at any SIZE) was made
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")

@@ -16,6 +16,9 @@ for setting in SEED STEPS; do
     echo "codec_teacher.sh: $setting=${!setting}: expected a whole number" >&2; exit 2
   fi
 done
+if ! [[ $CODEC_MIN =~ ^[0-9]+(\.[0-9]+)?$ ]] || [[ $CODEC_MIN =~ ^0+(\.0+)?$ ]]; then
+  echo "codec_teacher.sh: CODEC_MIN=$CODEC_MIN: expected the codec's minutes, a positive number" >&2; exit 2
+fi
 source scripts/gpu/pusht_study.sh
 [ -n "${DRY:-}" ] && { CODEC_PRESET=arm_tiny; CODEC_MIN=0.3; STEPS=6; }
 {
