@@ -157,6 +157,47 @@ def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(t
     assert "sign test" in log2
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_shallow_study_keeps_the_students_and_times_the_teacher_by_random_weights(tmp_path, dry_store):
+    """KEEP_STUDENTS=1: stage 1 trains the teacher, then the shallow model, then distils the students from them,
+    scores both models' pushed block and returns the students only; stage 2 on a fresh machine given them as
+    KEEP plans them without distilling again and times the teacher's solve with random weights."""
+    from crcm_robotics.model.checkpoint import load_checkpoint
+
+    work1, work, out = tmp_path / "work1", tmp_path / "work", tmp_path / "out"
+    extra = {"ARMS": "i4_s0 i4_s1", "ALONE": "1", "KEEP_STUDENTS": "1"}
+    log1 = _stage(1, work1, out, call_s=320, DRY_STORE=str(dry_store), **extra)
+    assert log1.index("teacher: exit 0") < log1.index("base_i1: exit 0") < log1.index("student_i1_s0: exit 0")
+    assert "kept student_i1_s0 student_i1_s1" in log1, log1
+    for name in ("teacher", "base_i1"):
+        assert "steps_4" in json.loads((out / f"bme_{name}.json").read_text()), name
+    parts = sorted(out.glob("keep.tgz.part*"))
+    assert parts and (out / "student_i1_s0_log.jsonl").is_file()
+
+    log2 = _stage(2, work, out, call_s=400, KEEP=str(out), DRY_STORE=str(dry_store), **extra)
+    assert "kept models restored" in log2 and "distill_" not in " ".join(p.name for p in work.iterdir()), log2
+    assert not (work / "teacher").exists() and not (work / "base_i1").exists()  # the students only travelled
+    for arm in ("i1_s0", "i1_s1"):
+        assert load_checkpoint(work / f"student_{arm}").model_config.depth == 1
+        lines = next((work / f"plan_{arm}_a").glob("*.goals.jsonl")).read_text().splitlines()
+        assert len(lines) == 2, (arm, lines)
+    split = json.loads((work / "time_split.json").read_text())
+    assert split["solve"]["teacher"]["depth"] == 2 and split["solve"]["student"]["depth"] == 1, split
+    assert 0 < split["student_over_teacher"] < 1.5, split
+    for name in ("student_i1_s0", "student_i1_s1"):
+        [arm] = json.loads((work / f"plan_time_{name}.json").read_text())["arms"].values()
+        assert arm["goals"] == 2 and arm["replan_ms_median"] > 0, (name, arm)
+    assert "sign test" in log2
+
+
+def test_shallow_study_refuses_keep_students_without_a_shallow_model(tmp_path):
+    env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", ARMS="d0_s0 d0_s1", ALONE="1", KEEP_STUDENTS="1")
+    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "KEEP_STUDENTS=1 distils the students of a shallow model" in run.stderr, run.stderr
+    assert not (tmp_path / "work" / "pusht64.zarr").exists()
+
+
 def test_shallow_study_refuses_to_train_a_kept_teacher_on_beside_a_shallow_model(tmp_path):
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "keep.tgz.part00").write_bytes(b"")

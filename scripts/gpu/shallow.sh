@@ -47,6 +47,14 @@
 # the recipe run again with a new optimizer and rate schedule) instead of a new one, for a teacher twice as long
 # as one call allows; it is kept again as above. Run in the twenty-sixth session on the twenty-fifth's teacher
 # (10,362 updates in all, kept at 9,747): the teacher held 38 of 50 goals, its students 32 / 38.
+# KEEP_STUDENTS=1 (thirtieth session; ALONE=1 with i-arms): stage 1 also distils the students after the two
+# models (DISTILL_MIN; the models' held-out pushed block beside them) and returns the students, not the models: a
+# call carries 64 MiB, two 4-block students ~30 MB, the 8-block teacher alone 29. Stage 2 on a fresh machine
+# (KEEP=DIR) plans them; with no teacher there, the teacher's time at the same settings is its solve with random
+# weights (scripts/plan_time_split.py: latency does not depend on the weights; 1,080.6 ms there against 1,080.8 in
+# closed loop, twentieth session), beside each student's own solve in it and alone in closed loop. Run in the
+# thirtieth session (METHOD=tf_scm DISTILL_MIN=1 TEACHER_SHARE=0.45): the students at 0.319 of the teacher's time
+# held 0.38 / 0.36 of the 50 goals (docs/results.md, "A third of the teacher's time with students that plan").
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
 STUDY=shallow; RATE=${RATE:-11.5}
@@ -80,6 +88,10 @@ if [ "${STAGE:-}" = 1 ] && [ -n "${KEEP:-}" ] && [ -n "$BASE" ]; then
   echo "shallow.sh: KEEP with STAGE=1 trains the kept teacher on; ARMS=\"$ARMS\" also asks for a model of" \
       "${BASE:1} blocks: give full-depth (d) arms only" >&2; exit 2
 fi
+if [ -n "${KEEP_STUDENTS:-}" ] && { [ -z "${ALONE:-}" ] || [ -z "$BASE" ] || [ -n "${PLAN_TEACHER:-}" ]; }; then
+  echo "shallow.sh: KEEP_STUDENTS=1 distils the students of a shallow model in stage 1 and returns them without" \
+      "the teacher: expected ALONE=1, i-arms (ARMS=\"$ARMS\") and no PLAN_TEACHER" >&2; exit 2
+fi
 if ! $PY -c "import sys; sys.exit(not 0 < float('$share') < 1)" 2>/dev/null; then
   echo "shallow.sh: TEACHER_SHARE=$share: expected a number between 0 and 1" >&2
   exit 2
@@ -94,7 +106,10 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   else
     store_and_probe
     if [ -n "${ALONE:-}" ]; then  # one after the other, each alone; the students wait for stage 2
-      teacher_budget 70  # two starts and two final validations
+      # (KEEP_STUDENTS: distilled at the end of this call, then kept)
+      # two starts and two final validations (~20 s each); with KEEP_STUDENTS the students' minutes and start
+      # and the keep (the thirtieth session ended 70 s early with 80 s for the two starts, the keep and slack)
+      teacher_budget $([ -n "${KEEP_STUDENTS:-}" ] && echo $(( margin + 30 )) || echo 70)
       first=$($PY -c "print(round($minutes * $share, 2))"); second=$($PY -c "print(round($minutes * (1 - $share), 2))")
       echo "teacher alone $first min, then base_$BASE (${BASE:1} blocks) alone $second min"
       train_timed teacher $first
@@ -110,19 +125,31 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   fi
   [ -z "${ALONE:-}" ] && distil_arms
   [ -n "${ALONE:-}" ] && [ -z "$BASE" ] && keep_models teacher  # the teacher, should stage 2 get a fresh machine
+  if [ -n "${KEEP_STUDENTS:-}" ]; then  # the students now, the models' pushed block beside them; then kept
+    distil_arms &
+    pushed_block 4 teacher=$WORK/teacher base_$BASE=$WORK/base_$BASE
+    keep_models $(for arm in $ARMS; do echo student_$arm; done)
+  fi
   } 2>&1 | tee "$OUT/shallow1.log"
   [ "${PIPESTATUS[0]}" = 2 ] && exit 2  # teacher_on found no teacher to train on
   cp $WORK/teacher/meta.json "$OUT"/teacher.meta.json
   [ -n "$BASE" ] && cp $WORK/base_$BASE/meta.json "$OUT"/base_$BASE.meta.json
   cp $WORK/*.log "$OUT"/  # the models', the probe's and (without ALONE) the students' logs
-  [ -z "${ALONE:-}" ] && cp $WORK/student_*_log.jsonl "$OUT"/ ;;
+  { [ -z "${ALONE:-}" ] || [ -n "${KEEP_STUDENTS:-}" ]; } && cp $WORK/student_*_log.jsonl "$OUT"/
+  cp $WORK/bme_*.json "$OUT"/ 2>/dev/null ;;
 2) {
   restore_kept  # a fresh machine: then the probe trains beside the students (distil_arms waits for it)
-  [ -n "${ALONE:-}" ] && distil_arms  # the students stage 1 had no room for
+  [ -n "${ALONE:-}" ] && [ -z "${KEEP_STUDENTS:-}" ] && distil_arms  # the students stage 1 had no room for
   wait  # a restored probe
   set -- $ARMS
   if [ "${TIME_GOALS:-2}" != 0 ]; then  # TIME_GOALS=0: no timing, the call's time all to the 50 goals
-    for name in teacher student_$1 student_$2; do  # alone on the GPU, one after the other
+    if ! [ -d $WORK/teacher ]; then  # KEEP_STUDENTS: the teacher's solve (and a student's) with random weights
+      $PY scripts/plan_time_split.py --device $DEV --out $WORK/time_split --student-depth ${BASE:1} \
+          $([ -n "${DRY:-}" ] && echo "--preset tiny --teacher-depth 2 --depths 1 2 --samples 16 --repeats 1 \
+--backend eager" || echo "--depths ${BASE:1} 8") > $WORK/time_split.json 2> $WORK/time_split.err
+      echo "time_split: exit $?; $(cut -c1-1500 $WORK/time_split.json)"
+    fi
+    for name in $([ -d $WORK/teacher ] && echo teacher) student_$1 student_$2; do  # alone, one after the other
       plan_arm time_$name $WORK/$name goals=${TIME_GOALS:-2}
       $PY -c "import json; [a] = json.load(open('$WORK/plan_time_$name.json'))['arms'].values(); \
 print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p90', 'model')})"
@@ -132,15 +159,18 @@ print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p9
   wait
   $PY scripts/plan_goal_pairs.py $(for arm in $PLANNED; do echo $WORK/plan_${arm}_a/*.goals.jsonl; done)
   } 2>&1 | tee "$OUT/shallow2.log"
-  tar czf "$OUT/shallow2.tgz" -C $WORK $(cd $WORK && ls -d plan_* distill_*.log student_*_log.jsonl 2>/dev/null) ;;
+  tar czf "$OUT/shallow2.tgz" -C $WORK $(cd $WORK && ls -d plan_* distill_*.log student_*_log.jsonl time_split* \
+      2>/dev/null) ;;
 3) {
+  restore_kept; wait  # a fresh machine (KEEP): the store, the probe and the kept models again
   resume_and_join
   set -- $ARMS
   if [ $(left) -gt 90 ]; then  # the held-out pushed block of the first two arms, while time allows
     pushed_block 2 $1=$WORK/student_$1 $2=$WORK/student_$2
   fi
   if [ $(left) -gt 60 ]; then  # and of the model the students started from: the shallow one, or the teacher
-    if [ -n "$BASE" ]; then pushed_block 4 base_$BASE=$WORK/base_$BASE; else pushed_block 4 teacher=$WORK/teacher; fi
+    if [ -n "${KEEP_STUDENTS:-}" ]; then :  # measured in stage 1, and not kept
+    elif [ -n "$BASE" ]; then pushed_block 4 base_$BASE=$WORK/base_$BASE; else pushed_block 4 teacher=$WORK/teacher; fi
   fi
   } 2>&1 | tee "$OUT/shallow3.log"
   tar czf "$OUT/shallow3.tgz" -C $WORK joined $(cd $WORK && ls -d plan_* bme_*.json 2>/dev/null) ;;
