@@ -475,6 +475,32 @@ def test_plot_pushed_block_reads_motion_lines_and_recorded_figures(tmp_path, cap
         script.main(["36.2/39.6", "--out", str(out)])
 
 
+def test_plot_plan_tradeoff_reads_runs_their_alone_time_and_recorded_figures(tmp_path, capsys):
+    script = load_script("plot_plan_tradeoff")
+    run = {"bench": "plan", "arms": {"model": {"goals": 50, "success_end": 0.38, "replan_ms_median": 712.8}}}
+    (tmp_path / "plan.json").write_text(json.dumps(run) + "\n")
+    out = tmp_path / "tradeoff.png"
+    script.main([f"shared={tmp_path / 'plan.json'}", f"alone={tmp_path / 'plan.json'}@343.3", "recorded=0.80/642",
+                 "--teacher-ms", "1075.85", "--out", str(out)])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["rows"] == [{"label": "shared", "success_end": 0.38, "replan_ms": 712.8},
+                               {"label": "alone", "success_end": 0.38, "replan_ms": 343.3},
+                               {"label": "recorded", "success_end": 0.8, "replan_ms": 642.0}]
+    assert out.stat().st_size > 0
+    for item, message in ((f"x={tmp_path / 'plan.json'}@fast", "MS 'fast' is not a positive number"),
+                          ("x=nowhere.json@300", "'nowhere.json' is not a file"),
+                          ("x=1.2/300", "success '1.2' is not a fraction"),
+                          ("x=0.5/-3", "MS '-3' is not a positive number"),
+                          ("x=nowhere.json", "neither a file nor SUCCESS/MS"),
+                          ("0.5/300", "expected LABEL=FILE")):
+        with pytest.raises(SystemExit, match=message):
+            script.main([item, "--out", str(out)])
+    run["arms"]["other"] = run["arms"]["model"]
+    (tmp_path / "two.json").write_text(json.dumps(run))
+    with pytest.raises(SystemExit, match="with one arm expected"):
+        script.main([f"x={tmp_path / 'two.json'}", "--out", str(out)])
+
+
 def _goal_line(episode: int, held: bool, error: float = 10.0) -> str:
     return json.dumps({"episode": episode, "start": 3, "success_any": held, "success_end": held,
                        "block_pos_error": error, "replan_ms": [100.0, 300.0]})
