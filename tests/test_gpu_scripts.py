@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,16 @@ def test_shallow_study_keeps_the_students_and_times_the_teacher_by_random_weight
     parts = sorted(out.glob("keep.tgz.part*"))
     assert parts and (out / "student_i1_s0_log.jsonl").is_file()
 
+    # stage 1 given a kept shallow model (KEEP): the teacher alone, the students start from the kept model
+    kept_base, out_b, work_b = tmp_path / "kept_base", tmp_path / "out_b", tmp_path / "work_b"
+    kept_base.mkdir()
+    with tarfile.open(kept_base / "keep.tgz.part00", "w:gz") as tar:
+        tar.add(work1 / "base_i1", arcname="./base_i1", filter=lambda i: None if i.name.endswith("train_state.pt") else i)
+    log_b = _stage(1, work_b, out_b, call_s=320, KEEP=str(kept_base), DRY_STORE=str(dry_store), **extra)
+    assert "base_i1 kept" in log_b and "base_i1: exit" not in log_b, log_b
+    assert load_checkpoint(work_b / "student_i1_s1").meta["student_init"] == str(work_b / "base_i1")
+    assert sorted(out_b.glob("keep.tgz.part*")) and "kept student_i1_s0 student_i1_s1" in log_b
+
     log2 = _stage(2, work, out, call_s=400, KEEP=str(out), DRY_STORE=str(dry_store), **extra)
     assert "kept models restored" in log2 and "distill_" not in " ".join(p.name for p in work.iterdir()), log2
     assert not (work / "teacher").exists() and not (work / "base_i1").exists()  # the students only travelled
@@ -188,6 +199,18 @@ def test_shallow_study_keeps_the_students_and_times_the_teacher_by_random_weight
         [arm] = json.loads((work / f"plan_time_{name}.json").read_text())["arms"].values()
         assert arm["goals"] == 2 and arm["replan_ms_median"] > 0, (name, arm)
     assert "sign test" in log2
+
+
+def test_shallow_study_refuses_a_kept_folder_without_the_shallow_model(tmp_path, dry_store):
+    (tmp_path / "keep").mkdir()
+    with tarfile.open(tmp_path / "keep" / "keep.tgz.part00", "w:gz") as tar:
+        tar.add(dry_store / "probe", arcname="./probe")  # a kept folder, but not of base_i1
+    env = _dry_env(tmp_path / "work", tmp_path / "out", STAGE="1", ARMS="i4_s0 i4_s1", ALONE="1",
+                   KEEP_STUDENTS="1", KEEP=str(tmp_path / "keep"), DRY_STORE=str(dry_store))
+    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "no base_i1 in" in run.stdout and "kept 1-block model" in run.stdout, run.stdout
+    assert not (tmp_path / "work" / "teacher").exists()
 
 
 def test_shallow_study_refuses_keep_students_without_a_shallow_model(tmp_path):

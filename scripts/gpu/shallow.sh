@@ -55,6 +55,9 @@
 # closed loop, twentieth session), beside each student's own solve in it and alone in closed loop. Run in the
 # thirtieth session (METHOD=tf_scm DISTILL_MIN=1 TEACHER_SHARE=0.45): the students at 0.319 of the teacher's time
 # held 0.38 / 0.36 of the 50 goals (docs/results.md, "A third of the teacher's time with students that plan").
+# KEEP_STUDENTS=1 with KEEP=DIR in stage 1: DIR holds a shallow model kept earlier (keep_models base_i4, as the
+# thirtieth session's 5,070-update one); the teacher alone has the call's training time, the students start from
+# the kept model, and are kept as above.
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
 STUDY=shallow; RATE=${RATE:-11.5}
@@ -84,7 +87,7 @@ if ! [[ ${TIME_GOALS:-2} =~ ^[0-9]+$ ]]; then
   echo "shallow.sh: TIME_GOALS=$TIME_GOALS: expected a whole number of goals (0 skips the timing)" >&2; exit 2
 fi
 share=${TEACHER_SHARE:-0.58}  # with ALONE=1, the teacher's share of stage 1's training time
-if [ "${STAGE:-}" = 1 ] && [ -n "${KEEP:-}" ] && [ -n "$BASE" ]; then
+if [ "${STAGE:-}" = 1 ] && [ -n "${KEEP:-}" ] && [ -n "$BASE" ] && [ -z "${KEEP_STUDENTS:-}" ]; then
   echo "shallow.sh: KEEP with STAGE=1 trains the kept teacher on; ARMS=\"$ARMS\" also asks for a model of" \
       "${BASE:1} blocks: give full-depth (d) arms only" >&2; exit 2
 fi
@@ -99,7 +102,19 @@ fi
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
   margin=$($PY -c "print(int(${DISTILL_MIN:-2} * 60 + 60))")  # the students' minutes and their start
-  if [ -n "${KEEP:-}" ]; then  # the kept teacher trained on (a longer teacher over two calls; no i-arm, above)
+  if [ -n "${KEEP:-}" ] && [ -n "$BASE" ]; then  # KEEP_STUDENTS with a kept shallow model: the teacher has the
+    # training time alone, the students start from the kept model
+    restore_kept
+    if ! [ -d $WORK/base_$BASE ]; then
+      echo "shallow.sh: no base_$BASE in $WORK: expected KEEP=DIR with a kept ${BASE:1}-block model" \
+          "(keep_models base_$BASE)"; exit 2
+    fi
+    teacher_budget $(( margin + 30 ))
+    echo "teacher alone $minutes min; base_$BASE kept"
+    train_timed teacher $minutes
+    wait
+    tail -1 $WORK/probe.log | cut -c1-300
+  elif [ -n "${KEEP:-}" ]; then  # the kept teacher trained on (a longer teacher over two calls; no i-arm, above)
     teacher_on $([ -n "${ALONE:-}" ] && echo 25 || echo $margin) || exit 2
   elif [ -z "$BASE" ]; then  # with ALONE=1 the teacher has the whole call, the students wait for stage 2
     teacher_alone $([ -n "${ALONE:-}" ] && echo 25 || echo $margin)
