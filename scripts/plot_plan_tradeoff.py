@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from plot_planning_models import load  # a planning run's JSON (a line, a file, or results.json's summary)
+
 
 def _positive(value: str, what: str, item: str) -> float:
     try:
@@ -35,14 +37,8 @@ def parse_item(item: str) -> tuple[str, float, float, bool]:
         raise SystemExit(f"plot_plan_tradeoff: item {item!r}: expected LABEL=FILE[@MS] or LABEL=SUCCESS/MS")
     path, at, ms_text = value.partition("@")
     if Path(path).is_file():
-        text = Path(path).read_text().strip()
-        try:
-            run = json.loads(text)
-        except json.JSONDecodeError:
-            run = json.loads(text.splitlines()[-1])
-        run = run.get("summary", run) if isinstance(run, dict) else run
-        arms = run.get("arms") if isinstance(run, dict) else None
-        if not isinstance(arms, dict) or len(arms) != 1:
+        arms = load(path)["arms"]
+        if len(arms) != 1:
             raise SystemExit(f"plot_plan_tradeoff: {path}: a planning run's JSON with one arm expected")
         [arm] = arms.values()
         ms = _positive(ms_text, "MS", item) if at else float(arm["replan_ms_median"])

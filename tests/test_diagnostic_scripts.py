@@ -475,7 +475,8 @@ def test_plot_pushed_block_reads_motion_lines_and_recorded_figures(tmp_path, cap
         script.main(["36.2/39.6", "--out", str(out)])
 
 
-def test_plot_plan_tradeoff_reads_runs_their_alone_time_and_recorded_figures(tmp_path, capsys):
+def test_plot_plan_tradeoff_reads_runs_their_alone_time_and_recorded_figures(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # it imports plot_planning_models, as a script does
     script = load_script("plot_plan_tradeoff")
     run = {"bench": "plan", "arms": {"model": {"goals": 50, "success_end": 0.38, "replan_ms_median": 712.8}}}
     (tmp_path / "plan.json").write_text(json.dumps(run) + "\n")

@@ -39,10 +39,15 @@ def dry_store(tmp_path_factory) -> Path:
     return work
 
 
+def _shallow(env: dict[str, str], timeout: int = 120) -> subprocess.CompletedProcess:
+    """scripts/gpu/shallow.sh run once in ENV, its output captured (the refusals' runs)."""
+    return subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def _stage(stage: int, work: Path, out: Path, call_s: int, **extra: str) -> str:
     env = _dry_env(work, out, STAGE=str(stage), CALL_S=str(call_s), DISTILL_MIN="0.2", **extra)
-    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = _shallow(env, timeout=600)
     tails = f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     assert run.returncode == 0, f"stage {stage}: exit {run.returncode}\n{tails}"
     return run.stdout
@@ -207,16 +212,14 @@ def test_shallow_study_refuses_a_kept_folder_without_the_shallow_model(tmp_path,
         tar.add(dry_store / "probe", arcname="./probe")  # a kept folder, but not of base_i1
     env = _dry_env(tmp_path / "work", tmp_path / "out", STAGE="1", ARMS="i4_s0 i4_s1", ALONE="1",
                    KEEP_STUDENTS="1", KEEP=str(tmp_path / "keep"), DRY_STORE=str(dry_store))
-    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = _shallow(env, timeout=300)
     assert run.returncode == 2 and "no base_i1 in" in run.stdout and "kept 1-block model" in run.stdout, run.stdout
     assert not (tmp_path / "work" / "teacher").exists()
 
 
 def test_shallow_study_refuses_keep_students_without_a_shallow_model(tmp_path):
     env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", ARMS="d0_s0 d0_s1", ALONE="1", KEEP_STUDENTS="1")
-    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    run = _shallow(env)
     assert run.returncode == 2 and "KEEP_STUDENTS=1 distils the students of a shallow model" in run.stderr, run.stderr
     assert not (tmp_path / "work" / "pusht64.zarr").exists()
 
@@ -225,8 +228,7 @@ def test_shallow_study_refuses_to_train_a_kept_teacher_on_beside_a_shallow_model
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "keep.tgz.part00").write_bytes(b"")
     env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", ARMS="i4_s0", KEEP=str(tmp_path / "keep"))
-    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    run = _shallow(env)
     assert run.returncode == 2 and "KEEP with STAGE=1 trains the kept teacher on" in run.stderr, run.stderr
     assert not (tmp_path / "work" / "pusht64.zarr").exists()
 
@@ -239,16 +241,14 @@ def test_shallow_study_refuses_to_train_on_without_a_teacher(tmp_path):
     (tmp_path / "work" / "pusht64.zarr").mkdir(parents=True)
     env = _dry_env(tmp_path / "work", tmp_path / "out", STAGE="1", ARMS="d0_s0", ALONE="1",
                    KEEP=str(tmp_path / "keep"))
-    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    run = _shallow(env)
     assert run.returncode == 2 and "no teacher in" in run.stdout and "expected KEEP=DIR" in run.stdout, run.stdout
     assert not (tmp_path / "work" / "teacher_before").exists()
 
 
 def test_shallow_study_alone_refuses_bad_settings(tmp_path):
     env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", ARMS="i4_s0", ALONE="1", TEACHER_SHARE="1.5")
-    run = subprocess.run(["bash", "scripts/gpu/shallow.sh"], check=False, cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    run = _shallow(env)
     assert run.returncode == 2 and "TEACHER_SHARE=1.5: expected a number between 0 and 1" in run.stderr, run.stderr
 
 
