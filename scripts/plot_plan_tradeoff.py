@@ -57,6 +57,18 @@ def parse_item(item: str) -> tuple[str, float, float, bool]:
     return label, held, _positive(ms_text, "MS", item), False
 
 
+def label_heights(points: list[tuple[float, float]], x_near: float, gap: float) -> list[float]:
+    """The height of each point's label: points whose x lie within ``x_near`` of each other get labels at least
+    ``gap`` apart in y (pushed up from the lowest), so that two runs of one model at one time stay readable."""
+    heights = [y for _, y in points]
+    order = sorted(range(len(points)), key=lambda i: (points[i][1], points[i][0]))
+    for rank, i in enumerate(order):
+        for j in order[:rank]:  # every lower label near in x, already placed
+            if abs(points[i][0] - points[j][0]) <= x_near and heights[i] < heights[j] + gap:
+                heights[i] = heights[j] + gap
+    return heights
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("items", nargs="+", help="LABEL=FILE, LABEL=FILE@MS or LABEL=SUCCESS/MS")
@@ -75,14 +87,18 @@ def main(argv: list[str] | None = None) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8.5, 5))
-    for label, held, ms, from_file in rows:
+    x_max = max([r[2] for r in rows] + [args.teacher_ms or 0]) * 1.35
+    heights = label_heights([(ms, held) for _, held, ms, _ in rows], x_near=0.25 * x_max, gap=0.04)
+    for (label, held, ms, from_file), height in zip(rows, heights):
         ax.scatter(ms, held, s=50, color="#4c72b0" if from_file else "#a0a0a0", zorder=3)
-        ax.annotate(label, (ms, held), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        moved = height != held  # a label lifted off its point gets a thin line back to it
+        ax.annotate(label, (ms, held), xytext=(ms + 0.012 * x_max, height + 0.01), fontsize=8,
+                    arrowprops={"arrowstyle": "-", "color": "#b0b0b0", "lw": 0.6} if moved else None)
     ax.axhline(args.target, color="#55a868", ls=":", label=f"success target {args.target:.2f}")
     if args.teacher_ms is not None:
         ax.axvline(args.teacher_ms, color="#8c8c8c", ls="--", label=f"teacher {args.teacher_ms:.0f} ms")
         ax.axvline(args.teacher_ms / 3, color="#c44e52", ls="--", label=f"a third of it ({args.teacher_ms / 3:.0f} ms)")
-    ax.set_xlim(0, max([r[2] for r in rows] + [args.teacher_ms or 0]) * 1.35)
+    ax.set_xlim(0, x_max)
     ax.set_ylim(0, 1)
     ax.set_xlabel("median ms per replan, alone on the GPU")
     ax.set_ylabel("success held at the end")
