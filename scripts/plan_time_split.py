@@ -134,26 +134,9 @@ class Case:
         path.write_text("\n".join(lines) + "\n")
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--backend", default="cuda_graph")
-    ap.add_argument("--depths", type=int, nargs="+", default=[1, 2, 4, 8])
-    ap.add_argument("--student-depth", type=int, default=4)
-    ap.add_argument("--teacher-depth", type=int, default=8)
-    ap.add_argument("--preset", default="small", help="the teacher preset whose network is timed")
-    ap.add_argument("--samples", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--profile", action="store_true", help="with --out: each solve's kernels, summed by name")
-    args = ap.parse_args(argv)
-    if args.repeats < 1 or args.samples < 2 or min(*args.depths, args.student_depth, args.teacher_depth) < 1:
-        ap.error("need --repeats ≥ 1, --samples ≥ 2 and every depth (--depths, --student-depth, --teacher-depth) ≥ 1")
-    presets = sorted(p.stem for p in (Path(conf.__file__).parent / "teacher" / "preset").glob("*.yaml"))
-    if args.preset not in presets:
-        ap.error(f"--preset {args.preset!r} unknown; expected one of {', '.join(presets)}")
-    args.device = str(resolve_device(args.device))
-    root = Path(tempfile.mkdtemp(prefix="plan_time_split_"))
+def measure(args: argparse.Namespace, root: Path) -> dict:
+    """Every sampler's rows by depth and the teacher's and student's whole solve, with random-weight
+    checkpoints written under ROOT."""
     model_cfg = compose_config("config", [f"preset={args.preset}"], "crcm_robotics.conf.teacher").model
     probe = random_probe(root / "probe", (model_cfg.height, model_cfg.width))
     planner = bench_planner(args.samples)
@@ -186,6 +169,30 @@ def main(argv: list[str] | None = None) -> None:
                                     "block_pass_ms": round(slope / p, 4), "other_pass_ms": round(intercept / p, 4)}
     t, s = result["solve"]["teacher"], result["solve"]["student"]
     result["student_over_teacher"] = round(s["solve_ms"] / t["solve_ms"], 4)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--backend", default="cuda_graph")
+    ap.add_argument("--depths", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--student-depth", type=int, default=4)
+    ap.add_argument("--teacher-depth", type=int, default=8)
+    ap.add_argument("--preset", default="small", help="the teacher preset whose network is timed")
+    ap.add_argument("--samples", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--profile", action="store_true", help="with --out: each solve's kernels, summed by name")
+    args = ap.parse_args(argv)
+    if args.repeats < 1 or args.samples < 2 or min(*args.depths, args.student_depth, args.teacher_depth) < 1:
+        ap.error("need --repeats ≥ 1, --samples ≥ 2 and every depth (--depths, --student-depth, --teacher-depth) ≥ 1")
+    presets = sorted(p.stem for p in (Path(conf.__file__).parent / "teacher" / "preset").glob("*.yaml"))
+    if args.preset not in presets:
+        ap.error(f"--preset {args.preset!r} unknown; expected one of {', '.join(presets)}")
+    args.device = str(resolve_device(args.device))
+    with tempfile.TemporaryDirectory(prefix="plan_time_split_") as tmp:  # the random-weight checkpoints, gone after
+        result = measure(args, Path(tmp))
     line = json.dumps(result)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)

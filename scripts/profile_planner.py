@@ -116,8 +116,8 @@ def profile_backend(ckpt: str, backend: str, args: argparse.Namespace, out: Path
     busy_ms = sum(by_kind.values())
     passes = 1 + args.horizon * wm.sampler.network_passes  # context encode + every frame's passes
     per_pass_ms = wall_ms / passes
-    table = [f"{backend}: query {wall_ms:.2f} ms (profiled run {profiled_wall_ms:.2f} ms), "
-             f"{'GPU kernel' if on_gpu else 'CPU op'} time {busy_ms:.2f} ms in {n_kernels} launches"]
+    table = [(f"{backend}: query {wall_ms:.2f} ms (profiled run {profiled_wall_ms:.2f} ms), "
+              f"{'GPU kernel' if on_gpu else 'CPU op'} time {busy_ms:.2f} ms in {n_kernels} launches")]
     table += [f"{ms:9.3f} ms {n:6d}× {kind:18s} {name[:110]}" for ms, n, kind, name in rows[:25]]
     (out / f"top_kernels_{backend}.txt").write_text("\n".join(table) + "\n")
     print("\n".join(table[:12]), file=sys.stderr)
@@ -145,12 +145,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = args.ckpt or str(random_student_checkpoint(Path(tempfile.mkdtemp()) / "small_random", "small", args.steps))
     result: dict = {"ckpt": args.ckpt or "random small", "rollouts": args.rollouts, "horizon": args.horizon,
                     "steps": args.steps, "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "backends": {}}
-    for backend in args.backends:
-        result["backends"][backend] = profile_backend(ckpt, backend, args, out)
+    with tempfile.TemporaryDirectory(prefix="profile_planner_") as tmp:  # a random network's checkpoint, gone after
+        ckpt = args.ckpt or str(random_student_checkpoint(Path(tmp) / "small_random", "small", args.steps))
+        for backend in args.backends:
+            result["backends"][backend] = profile_backend(ckpt, backend, args, out)
     print(json.dumps(result))
 
 

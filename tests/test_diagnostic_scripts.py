@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,11 @@ def test_profile_planner_groups_kernels_and_counts_passes(tiny_student, tmp_path
     assert (tmp_path / "trace_eager.json.gz").stat().st_size > 0
 
 
-def test_plan_time_split_times_both_samplers_by_depth_and_a_whole_solve(tmp_path, capsys):
+def test_plan_time_split_times_both_samplers_by_depth_and_a_whole_solve(tmp_path, capsys, monkeypatch):
     split = load_script("plan_time_split")
+    scratch = tmp_path / "scratch"  # where its random-weight checkpoints go: nothing may be left there
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     assert split.fit_line([1, 2, 4], [3.0, 5.0, 9.0]) == pytest.approx((2.0, 1.0))
     split.main(["--preset", "tiny", "--depths", "1", "2", "--student-depth", "1", "--teacher-depth", "2",
                 "--samples", "4", "--repeats", "1", "--device", "cpu", "--backend", "eager", "--profile",
@@ -56,6 +60,7 @@ def test_plan_time_split_times_both_samplers_by_depth_and_a_whole_solve(tmp_path
         solves["student"]["solve_ms"] / solves["teacher"]["solve_ms"], abs=1e-4)
     for name in ("teacher", "student"):
         assert "ms of kernel time in one solve" in (tmp_path / f"kernels_{name}.txt").read_text()
+    assert not list(scratch.glob("plan_time_split_*"))  # the checkpoints it timed were removed
     for bad, message in ((["--preset", "huge"], "--preset 'huge' unknown; expected one of"),
                          (["--student-depth", "0"], "every depth (--depths, --student-depth, --teacher-depth) ≥ 1")):
         with pytest.raises(SystemExit):
