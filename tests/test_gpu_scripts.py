@@ -106,20 +106,30 @@ def test_shallow_study_trains_the_shallow_model_its_i_arms_start_from(tmp_path, 
     assert (out / "base_i1.meta.json").is_file()
 
 
+ALONE_I_ARMS = {"ARMS": "i4_s0 i4_s1", "ALONE": "1", "PLAN_TEACHER": "1"}
+
+
+@pytest.fixture(scope="module")
+def alone_stage1(tmp_path_factory, dry_store) -> tuple[Path, Path, str]:
+    """Stage 1 with ALONE=1 and i-arms, run once: (WORK, OUT, its log). The ALONE test goes on from it to stage 2;
+    the KEEP_STUDENTS test takes its 4-block model (DRY: 1 block) as the kept one."""
+    root = tmp_path_factory.mktemp("alone_stage1")
+    log1 = _stage(1, root / "work", root / "out", call_s=125, DRY_STORE=str(dry_store), **ALONE_I_ARMS)
+    return root / "work", root / "out", log1
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
-def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teacher(tmp_path, dry_store):
+def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teacher(alone_stage1):
     """ALONE=1: stage 1 trains the teacher, then the shallow model, and no student; stage 2 distils the
     students, times them, and plans the teacher beside them (PLAN_TEACHER=1) on the same goals."""
     from crcm_robotics.model.checkpoint import load_checkpoint
 
-    work, out = tmp_path / "work", tmp_path / "out"
-    extra = {"ARMS": "i4_s0 i4_s1", "ALONE": "1", "PLAN_TEACHER": "1"}
-    log1 = _stage(1, work, out, call_s=125, DRY_STORE=str(dry_store), **extra)
+    work, out, log1 = alone_stage1
     assert "teacher alone" in log1 and "base_i1: exit 0" in log1, log1
     assert log1.index("teacher: exit 0") < log1.index("base_i1: exit 0")  # one after the other
     assert not list(work.glob("student_*")) and (out / "teacher.log").is_file()
 
-    log2 = _stage(2, work, out, call_s=300, **extra)
+    log2 = _stage(2, work, out, call_s=300, **ALONE_I_ARMS)
     for arm in ("i1_s0", "i1_s1"):
         assert load_checkpoint(work / f"student_{arm}").meta["student_init"] == str(work / "base_i1")
     for arm in ("teacher", "i1_s0", "i1_s1"):
@@ -164,31 +174,29 @@ def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(t
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
-def test_shallow_study_keeps_the_students_and_times_the_teacher_by_random_weights(tmp_path, dry_store):
-    """KEEP_STUDENTS=1: stage 1 trains the teacher, then the shallow model, then distils the students from them,
-    scores both models' pushed block and returns the students only; stage 2 on a fresh machine given them as
-    KEEP plans them without distilling again and times the teacher's solve with random weights."""
+def test_shallow_study_keeps_the_students_and_times_the_teacher_by_random_weights(tmp_path, dry_store, alone_stage1):
+    """KEEP_STUDENTS=1 with a kept shallow model (KEEP, here the ALONE stage 1's): stage 1 trains the teacher
+    alone, distils the students from it started from the kept model, scores both models' pushed block and
+    returns the students only; stage 2 on a fresh machine given them as KEEP plans them without distilling again
+    and times the teacher's solve with random weights. (Without KEEP, stage 1 trains the shallow model after the
+    teacher first, as the ALONE test's, then the same.)"""
     from crcm_robotics.model.checkpoint import load_checkpoint
 
-    work1, work, out = tmp_path / "work1", tmp_path / "work", tmp_path / "out"
+    kept_base, out, work1, work = tmp_path / "kept_base", tmp_path / "out", tmp_path / "work1", tmp_path / "work"
+    kept_base.mkdir()
+    with tarfile.open(kept_base / "keep.tgz.part00", "w:gz") as tar:
+        tar.add(alone_stage1[0] / "base_i1", arcname="./base_i1",
+                filter=lambda i: None if i.name.endswith("train_state.pt") else i)
     extra = {"ARMS": "i4_s0 i4_s1", "ALONE": "1", "KEEP_STUDENTS": "1"}
-    log1 = _stage(1, work1, out, call_s=320, DRY_STORE=str(dry_store), **extra)
-    assert log1.index("teacher: exit 0") < log1.index("base_i1: exit 0") < log1.index("student_i1_s0: exit 0")
+    log1 = _stage(1, work1, out, call_s=320, KEEP=str(kept_base), DRY_STORE=str(dry_store), **extra)
+    assert "base_i1 kept" in log1 and "base_i1: exit" not in log1, log1
+    assert log1.index("teacher: exit 0") < log1.index("student_i1_s0: exit 0")
+    assert load_checkpoint(work1 / "student_i1_s1").meta["student_init"] == str(work1 / "base_i1")
     assert "kept student_i1_s0 student_i1_s1" in log1, log1
     for name in ("teacher", "base_i1"):
         assert "steps_4" in json.loads((out / f"bme_{name}.json").read_text()), name
     parts = sorted(out.glob("keep.tgz.part*"))
     assert parts and (out / "student_i1_s0_log.jsonl").is_file()
-
-    # stage 1 given a kept shallow model (KEEP): the teacher alone, the students start from the kept model
-    kept_base, out_b, work_b = tmp_path / "kept_base", tmp_path / "out_b", tmp_path / "work_b"
-    kept_base.mkdir()
-    with tarfile.open(kept_base / "keep.tgz.part00", "w:gz") as tar:
-        tar.add(work1 / "base_i1", arcname="./base_i1", filter=lambda i: None if i.name.endswith("train_state.pt") else i)
-    log_b = _stage(1, work_b, out_b, call_s=320, KEEP=str(kept_base), DRY_STORE=str(dry_store), **extra)
-    assert "base_i1 kept" in log_b and "base_i1: exit" not in log_b, log_b
-    assert load_checkpoint(work_b / "student_i1_s1").meta["student_init"] == str(work_b / "base_i1")
-    assert sorted(out_b.glob("keep.tgz.part*")) and "kept student_i1_s0 student_i1_s1" in log_b
 
     log2 = _stage(2, work, out, call_s=400, KEEP=str(out), DRY_STORE=str(dry_store), **extra)
     assert "kept models restored" in log2 and "distill_" not in " ".join(p.name for p in work.iterdir()), log2

@@ -162,7 +162,7 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   if [ "${TIME_GOALS:-2}" != 0 ]; then  # TIME_GOALS=0: no timing, the call's time all to the 50 goals
     if ! [ -d $WORK/teacher ]; then  # KEEP_STUDENTS: the teacher's solve (and a student's) with random weights
       $PY scripts/plan_time_split.py --device $DEV --out $WORK/time_split --student-depth ${BASE:1} \
-          $([ -n "${DRY:-}" ] && echo "--preset tiny --teacher-depth 2 --depths 1 2 --samples 16 --repeats 1 \
+          $([ -n "${DRY:-}" ] && echo "--preset tiny --teacher-depth 2 --depths 1 2 --samples 4 --repeats 1 \
 --backend eager" || echo "--depths ${BASE:1} 8") > $WORK/time_split.json 2> $WORK/time_split.err
       echo "time_split: exit $?; $(cut -c1-1500 $WORK/time_split.json)"
     fi
