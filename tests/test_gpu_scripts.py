@@ -247,6 +247,33 @@ def test_shallow_study_refuses_to_train_on_without_a_teacher(tmp_path):
     assert not (tmp_path / "work" / "teacher_before").exists()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_store, alone_stage1):
+    """pusht_study.sh's model_on on a fresh machine given a kept shallow model (the ALONE stage 1's): the store and
+    probe made again, the model unpacked, moved aside and trained on from its weights (init=) with the depth
+    given; asked for a model the kept folder lacks, one line and exit 2 before any training."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with tarfile.open(kept / "keep.tgz.part00", "w:gz") as tar:
+        tar.add(alone_stage1[0] / "base_i1", arcname="./base_i1",
+                filter=lambda i: None if i.name.endswith("train_state.pt") else i)
+    study = "source scripts/gpu/setup.sh; STUDY=on; RATE=2; CALL_S=60; source scripts/gpu/pusht_study.sh; "
+    work = tmp_path / "work"
+    env = _dry_env(work, tmp_path / "out", KEEP=str(kept), DRY_STORE=str(dry_store))
+    run = subprocess.run(["bash", "-c", study + "model_on base_i1 20 model.depth=1"], check=False, cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "kept models restored" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "base_i1 on:" in run.stdout and "base_i1: exit 0" in run.stdout, run.stdout
+    config = json.loads((work / "base_i1" / "meta.json").read_text())
+    assert config["init"] == str(work / "base_i1_before"), config
+    assert (work / "base_i1_before").is_dir() and (work / "probe").is_dir()
+
+    missing = subprocess.run(["bash", "-c", study + "model_on base_i2 20 model.depth=2"], check=False, cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "no base_i2 in" in missing.stderr, missing.stderr
+    assert not (work / "base_i2_before").exists()
+
+
 @pytest.mark.parametrize("script, setting, message", [
     ("shallow.sh", {"METHOD": "tf-scm"}, "METHOD=tf-scm: expected one of causal_rcm tf_scm tf_dcm sf_dmd"),
     ("shallow.sh", {"TIME_GOALS": "two"}, "TIME_GOALS=two: expected a whole number of goals"),

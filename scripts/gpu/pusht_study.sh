@@ -88,15 +88,31 @@ teacher_until() {  # MARGIN [OVERRIDES...]: the teacher (RECIPE) alone on the GP
   tail -1 $WORK/probe.log | cut -c1-300
 }
 
-teacher_on() {  # [MARGIN]: the kept teacher (restore_kept; on a warm machine, the one already in WORK) trained on
-  # from its weights (init=: a new optimizer and rate schedule, the recipe run again) alone on the GPU until MARGIN
-  # seconds (25) are left; the earlier teacher stays as teacher_before
+set_aside() {  # NAME: the kept model NAME (restore_kept; on a warm machine, the one already in WORK) moved to
+  # NAME_before, for a run that trains on from its weights
   restore_kept
-  if ! [ -d $WORK/teacher ]; then
-    echo "pusht_study.sh: no teacher in $WORK to train on: expected KEEP=DIR with a kept teacher" >&2; return 2
+  if ! [ -d $WORK/$1 ]; then
+    echo "pusht_study.sh: no $1 in $WORK to train on: expected KEEP=DIR with a kept $1" >&2; return 2
   fi
-  rm -rf $WORK/teacher_before && mv $WORK/teacher $WORK/teacher_before
+  rm -rf $WORK/${1}_before && mv $WORK/$1 $WORK/${1}_before
+}
+
+teacher_on() {  # [MARGIN]: the kept teacher trained on from its weights (init=: a new optimizer and rate
+  # schedule, the recipe run again) alone on the GPU until MARGIN seconds (25) are left; the earlier teacher stays
+  # as teacher_before
+  set_aside teacher || return 2
   teacher_until ${1:-25} init=$WORK/teacher_before
+}
+
+model_on() {  # NAME MARGIN [OVERRIDES...]: the kept model NAME (a shallow one: model.depth=... among the
+  # OVERRIDES) trained on from its weights alone on the GPU until MARGIN seconds are left, its rate decayed by the
+  # clock (train_timed: its update rate is not RATE); the earlier one stays as NAME_before; a restored probe waited for
+  local name=$1 margin=$2; shift 2
+  set_aside $name || return 2
+  teacher_budget $margin
+  echo "$name on: $minutes min from ${name}_before${*:+, $*}"
+  train_timed $name $minutes init=$WORK/${name}_before "$@"
+  wait
 }
 
 train_timed() {  # NAME MINUTES [OVERRIDES...]: a model of the recipe trained for MINUTES, its rate decayed
