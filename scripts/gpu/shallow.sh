@@ -60,6 +60,9 @@
 # the kept model, and are kept as above. Run in the thirty-first session (DISTILL_MIN=1.5, the thirtieth's 5,070-update
 # model): a 3,903-update teacher; the students at 0.32 of its time held 0.52 / 0.42 of 50 goals, the teacher 0.62.
 # On a warm machine (the calls issued back to back) stage 2 finds the teacher of stage 1 and times it with its weights.
+# Stages 2 and 3 with ALONE=1 and i-arms on a warm machine that holds a kept 4-block model trained on (pusht_study.sh's
+# model_on) and a kept teacher unpacked into WORK (thirty-second session: the 13,096-update 4-block model, the
+# 9,768-update teacher): the students, distilled there, held 0.64 / 0.54 at 0.32 of the teacher's time, the teacher 0.68.
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
 STUDY=shallow; RATE=${RATE:-11.5}
