@@ -173,6 +173,14 @@ def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(t
     assert "sign test" in log2
 
 
+def _kept_folder(folder: Path, model: Path) -> Path:
+    """FOLDER holding MODEL as keep_models returns it (keep.tgz.part00, without train_state.pt): a KEEP folder."""
+    folder.mkdir()
+    with tarfile.open(folder / "keep.tgz.part00", "w:gz") as tar:
+        tar.add(model, arcname=f"./{model.name}", filter=lambda i: None if i.name.endswith("train_state.pt") else i)
+    return folder
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_shallow_study_keeps_the_students_and_times_the_teacher_by_random_weights(tmp_path, dry_store, alone_stage1):
     """KEEP_STUDENTS=1 with a kept shallow model (KEEP, here the ALONE stage 1's): stage 1 trains the teacher
@@ -183,10 +191,7 @@ def test_shallow_study_keeps_the_students_and_times_the_teacher_by_random_weight
     from crcm_robotics.model.checkpoint import load_checkpoint
 
     kept_base, out, work1, work = tmp_path / "kept_base", tmp_path / "out", tmp_path / "work1", tmp_path / "work"
-    kept_base.mkdir()
-    with tarfile.open(kept_base / "keep.tgz.part00", "w:gz") as tar:
-        tar.add(alone_stage1[0] / "base_i1", arcname="./base_i1",
-                filter=lambda i: None if i.name.endswith("train_state.pt") else i)
+    _kept_folder(kept_base, alone_stage1[0] / "base_i1")
     extra = {"ARMS": "i4_s0 i4_s1", "ALONE": "1", "KEEP_STUDENTS": "1"}
     log1 = _stage(1, work1, out, call_s=320, KEEP=str(kept_base), DRY_STORE=str(dry_store), **extra)
     assert "base_i1 kept" in log1 and "base_i1: exit" not in log1, log1
@@ -252,11 +257,7 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
     """pusht_study.sh's model_on on a fresh machine given a kept shallow model (the ALONE stage 1's): the store and
     probe made again, the model unpacked, moved aside and trained on from its weights (init=) with the depth
     given; asked for a model the kept folder lacks, one line and exit 2 before any training."""
-    kept = tmp_path / "kept"
-    kept.mkdir()
-    with tarfile.open(kept / "keep.tgz.part00", "w:gz") as tar:
-        tar.add(alone_stage1[0] / "base_i1", arcname="./base_i1",
-                filter=lambda i: None if i.name.endswith("train_state.pt") else i)
+    kept = _kept_folder(tmp_path / "kept", alone_stage1[0] / "base_i1")
     study = "source scripts/gpu/setup.sh; STUDY=on; RATE=2; CALL_S=60; source scripts/gpu/pusht_study.sh; "
     work = tmp_path / "work"
     env = _dry_env(work, tmp_path / "out", KEEP=str(kept), DRY_STORE=str(dry_store))
@@ -264,8 +265,8 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and "kept models restored" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
     assert "base_i1 on:" in run.stdout and "base_i1: exit 0" in run.stdout, run.stdout
-    config = json.loads((work / "base_i1" / "meta.json").read_text())
-    assert config["init"] == str(work / "base_i1_before"), config
+    meta = json.loads((work / "base_i1" / "meta.json").read_text())
+    assert meta["init"] == str(work / "base_i1_before"), meta
     assert (work / "base_i1_before").is_dir() and (work / "probe").is_dir()
 
     missing = subprocess.run(["bash", "-c", study + "model_on base_i2 20 model.depth=2"], check=False, cwd=ROOT,
