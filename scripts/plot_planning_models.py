@@ -26,7 +26,10 @@ def load(path: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        data = json.loads(text.splitlines()[-1])
+        try:
+            data = json.loads(text.splitlines()[-1]) if text else None
+        except json.JSONDecodeError:
+            data = None
     if isinstance(data, dict) and "summary" in data:  # crcm bench plan's results.json
         data = data["summary"]
     if not isinstance(data, dict) or not isinstance(data.get("arms"), dict) or not data["arms"]:

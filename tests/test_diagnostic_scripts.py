@@ -505,6 +505,10 @@ def test_plot_plan_tradeoff_reads_runs_their_alone_time_and_recorded_figures(tmp
     (tmp_path / "two.json").write_text(json.dumps(run))
     with pytest.raises(SystemExit, match="with one arm expected"):
         script.main([f"x={tmp_path / 'two.json'}", "--out", str(out)])
+    for name, text in (("garbage.json", "not json\n"), ("empty.json", "")):  # a file that is no run: one line
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SystemExit, match="a planning run's JSON with an 'arms' object expected"):
+            script.main([f"x={tmp_path / name}", "--out", str(out)])
     # labels of points near in x are spread at least `gap` apart, from the lowest up; a point far away keeps its own
     heights = script.label_heights([(343, 0.38), (344, 0.36), (345, 0.42), (1074, 0.37)], x_near=100, gap=0.04)
     assert heights == pytest.approx([0.40, 0.36, 0.44, 0.37])
