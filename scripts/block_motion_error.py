@@ -10,10 +10,13 @@ predictions are read by each, under ``probes`` keyed by directory. ``--split tra
 episodes the checkpoint trained on instead: far smaller errors there than held out would mean it memorised
 its episodes (more data would pay); alike, that it generalises as far as it fits. ``--split-from CKPT2`` takes
 the split from another checkpoint trained on STORE (e.g. one fine-tuned on a few episodes, to score the
-checkpoint it started from on the same windows). One JSON line.
+checkpoint it started from on the same windows). ``--weights last`` scores the run's final weights where
+validation kept others (``CKPT/selected``, read by default): a run whose few validation windows kept an early
+update can then be scored at its end too. One JSON line; ``weights`` names the directory read, ``update`` its
+update.
 
     python scripts/block_motion_error.py CKPT STORE PROBE [PROBE ...] [--steps 1 4] [--episodes 20] \
-        [--horizon 5] [--split val|train] [--split-from CKPT2]
+        [--horizon 5] [--split val|train] [--split-from CKPT2] [--weights selected|last]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 from crcm_robotics.data.pusht_sim import block_errors, block_moved, still_moved_summary
 from crcm_robotics.data.store import NormStats, TrajectoryStore
 from crcm_robotics.eval.evaluate import cut_windows, predict_windows
-from crcm_robotics.model.checkpoint import build_model, load_checkpoint
+from crcm_robotics.model.checkpoint import WEIGHTS, build_model, load_checkpoint
 from crcm_robotics.model.sampler import sampler_from_meta
 from crcm_robotics.model.tokenizer import make_codec
 from crcm_robotics.plan.probe import load_probe
@@ -47,9 +50,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split-from", help="a checkpoint trained on STORE whose split to use (default: CKPT's)")
     ap.add_argument("--horizon", type=int, default=5)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--weights", choices=WEIGHTS, default="selected",
+                    help="validation's kept weights (CKPT/selected, where the run kept some) or the run's last")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    ckpt = load_checkpoint(args.ckpt)
+    ckpt = load_checkpoint(args.ckpt, weights=args.weights)
     store = TrajectoryStore(args.store)
     if "pusht" not in store.attrs or store.state_dim < 5:
         raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
@@ -82,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                                                  batch=40)
     per_probe = {p: {name: still_moved_summary(*block_errors(read(probe, frames), true), moved)
                      for name, frames in rows.items()} for p, probe in probes.items()}
-    result: dict = {"ckpt": args.ckpt, "split": args.split, "split_from": split_from, "windows": len(win.frames),
-                    "horizon": args.horizon}
+    result: dict = {"ckpt": args.ckpt, "weights": str(ckpt.path), "update": ckpt.meta.get("step"),
+                    "split": args.split, "split_from": split_from, "windows": len(win.frames), "horizon": args.horizon}
     if len(per_probe) == 1:
         result.update(next(iter(per_probe.values())))
     else:

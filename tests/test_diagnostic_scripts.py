@@ -134,6 +134,48 @@ def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teache
         script.main([str(tiny_teacher), str(tmp_path / "no-store"), str(probe)])
 
 
+def test_block_motion_error_scores_the_kept_weights_or_the_last(tiny_teacher, pusht_store_32, tmp_path, capsys,
+                                                                one_torch_thread):
+    """A run whose validation kept other weights (CKPT/selected) is scored on those by default and on its final
+    weights with --weights last; the JSON names the directory read and its update."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from crcm_robotics.conf import compose_config
+    from distill.probe import train_probe
+
+    probe = tmp_path / "probe"
+    train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={probe}", "steps=5",
+                                               "batch_size=16", "width=8", "progress=false"]))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_teacher, run)
+    shutil.copytree(tiny_teacher, run / "selected", ignore=shutil.ignore_patterns("train_state.pt"))
+    meta = json.loads((run / "selected" / "meta.json").read_text())
+    (run / "selected" / "meta.json").write_text(json.dumps({**meta, "step": 7}))
+    generator = torch.Generator().manual_seed(0)
+    for shard in (run / "selected").glob("model-*.safetensors"):  # the kept weights differ from the last
+        tensors = load_file(str(shard))
+        save_file({k: v + 0.05 * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v
+                   for k, v in tensors.items()}, str(shard))
+    script = load_script("block_motion_error")
+    args = [str(pusht_store_32), str(probe), "--steps", "1", "--episodes", "2", "--horizon", "3"]
+    results = {}
+    for name, extra in (("kept", []), ("last", ["--weights", "last"]), ("plain", [])):
+        script.main([str(tiny_teacher if name == "plain" else run), *args, *extra])
+        results[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    kept, last, plain = results["kept"], results["last"], results["plain"]
+    assert kept["weights"] == str(run / "selected") and kept["update"] == 7
+    assert last["weights"] == str(run) and last["update"] == meta["step"] == plain["update"]
+    assert last["steps_1"] == plain["steps_1"]  # the last weights are the tiny teacher's own
+    assert kept["steps_1"] != last["steps_1"]
+    assert kept["real_frames"] == last["real_frames"]  # the same windows, read by the same probe
+    with pytest.raises(SystemExit):
+        script.main([str(run), *args, "--weights", "best"])
+    assert "invalid choice: 'best'" in capsys.readouterr().err
+
+
 def test_block_predictability_targets_round_trip_and_scores_every_frame(pusht_store_32, capsys,
                                                                         one_torch_thread):
     import numpy as np

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -268,6 +269,31 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
     meta = json.loads((work / "base_i1" / "meta.json").read_text())
     assert meta["init"] == str(work / "base_i1_before"), meta
     assert (work / "base_i1_before").is_dir() and (work / "probe").is_dir()
+    # the pushed block on the weights validation kept and, with @last, on the run's final ones (here a copy of
+    # the run standing in for kept weights, as a short rehearsal keeps none)
+    shutil.copytree(work / "base_i1", work / "base_i1" / "selected", ignore=shutil.ignore_patterns("train_state.pt"))
+    (work / "base_i1" / "selected" / "meta.json").write_text(json.dumps({**meta, "step": 7}))
+    both = subprocess.run(["bash", "-c", study + "pushed_block 1 kept=$WORK/base_i1 last=$WORK/base_i1@last"],
+                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert both.returncode == 0, both.stdout[-3000:] + both.stderr[-3000:]
+    kept, last = (json.loads((work / f"bme_{name}.json").read_text()) for name in ("kept", "last"))
+    assert kept["weights"] == str(work / "base_i1" / "selected") and last["weights"] == str(work / "base_i1")
+    assert kept["ckpt"] == last["ckpt"] == str(work / "base_i1") and "steps_1" in last
+    assert kept["update"] == 7 and last["update"] == meta["step"] != 7
+    # kept for a later call: by default the weights validation kept, with @last the run's final ones
+    for item, expected in (("base_i1", work / "base_i1" / "selected"), ("base_i1@last", work / "base_i1")):
+        out = tmp_path / f"keep_{item}"  # the call's own $OUT, as keep_models is run with OUT=$REAL
+        out.mkdir()
+        kept_run = subprocess.run(["bash", "-c", study + f"OUT={out} keep_models {item}"], check=False, cwd=ROOT,
+                                  env=env, capture_output=True, text=True, timeout=120)
+        assert kept_run.returncode == 0 and f"kept {item}:" in kept_run.stdout, kept_run.stdout + kept_run.stderr
+        unpacked = tmp_path / f"unpacked_{item}"
+        unpacked.mkdir()
+        subprocess.run(["bash", "-c", f"cat {out}/keep.tgz.part* | tar xzf - -C {unpacked}"], check=True)
+        model = unpacked / "base_i1"
+        assert not (model / "selected").exists() and not (model / "train_state.pt").exists()
+        assert (model / "meta.json").read_text() == (expected / "meta.json").read_text()
+        assert (model / "model.safetensors.index.json").is_file()
 
     missing = subprocess.run(["bash", "-c", study + "model_on base_i2 20 model.depth=2"], check=False, cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=120)

@@ -154,26 +154,30 @@ resume_and_join() {  # each arm of PLANNED (or ARMS) cut in part a resumed as pa
   $PY scripts/plan_goal_pairs.py $WORK/joined/*/student.goals.jsonl
 }
 
-pushed_block() {  # STEPS NAME=CKPT...: each checkpoint's held-out pushed block side by side
-  # (scripts/block_motion_error.py at STEPS sampler steps) into $WORK/bme_NAME.json, cut 5 s before the end
-  local steps=$1 item; shift
+pushed_block() {  # STEPS NAME=CKPT[@last]...: each checkpoint's held-out pushed block side by side
+  # (scripts/block_motion_error.py at STEPS sampler steps) into $WORK/bme_NAME.json, cut 5 s before the end; on
+  # the weights validation kept (CKPT/selected, where it kept some), with @last on the run's final ones
+  local steps=$1 item ckpt; shift
   for item in "$@"; do
-    timeout $(( $(left) - 5 )) $PY scripts/block_motion_error.py ${item#*=} $STORE $PROBE --steps $steps \
-        --episodes $EPISODES --split val --device $DEV > $WORK/bme_${item%%=*}.json &
+    ckpt=${item#*=}
+    timeout $(( $(left) - 5 )) $PY scripts/block_motion_error.py ${ckpt%@last} $STORE $PROBE --steps $steps \
+        --episodes $EPISODES --split val --device $DEV $([ "$ckpt" != "${ckpt%@last}" ] && echo --weights last) \
+        > $WORK/bme_${item%%=*}.json &
   done
   wait
   for item in "$@"; do echo "bme_${item%%=*}: $(cut -c1-900 $WORK/bme_${item%%=*}.json)"; done
 }
 
-keep_models() {  # NAME...: each model's loaded weights (selected/ where validation kept some, else the run's
-  # own; no train_state.pt) as $OUT/keep.tgz.part00... of at most 15 MiB (the device returns 8 files of 16
-  # MiB): carried back as KEEP, they let a later call go on where the warm machine was lost. Not the probe
+keep_models() {  # NAME[@last]...: each model's loaded weights (selected/ where validation kept some, else, or
+  # with @last, the run's final ones; no train_state.pt) as $OUT/keep.tgz.part00... of at most 15 MiB (the device
+  # returns 8 files of 16 MiB): carried back as KEEP, they let a later call go on where the warm machine was lost. Not the probe
   # (4 MiB, made again in 44 s): a call carries 64 MiB, and the tracked tree, the wheels and a `small`
   # teacher come to ~67 MB (docs/results.md, twenty-fifth session)
-  local name keep=$WORK/keep
+  local item name keep=$WORK/keep
   rm -rf $keep "$OUT"/keep.tgz.part* && mkdir -p $keep  # no part of an earlier keep left to join this one
-  for name in "$@"; do
-    if [ -d $WORK/$name/selected ]; then cp -r $WORK/$name/selected $keep/$name
+  for item in "$@"; do
+    name=${item%@last}
+    if [ "$item" = "$name" ] && [ -d $WORK/$name/selected ]; then cp -r $WORK/$name/selected $keep/$name
     else mkdir -p $keep/$name && cp -r $WORK/$name/. $keep/$name && rm -rf $keep/$name/selected; fi
     rm -f $keep/$name/train_state.pt
   done
