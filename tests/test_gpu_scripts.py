@@ -257,7 +257,8 @@ def test_shallow_study_refuses_to_train_on_without_a_teacher(tmp_path):
 def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_store, alone_stage1):
     """pusht_study.sh's model_on on a fresh machine given a kept shallow model (the ALONE stage 1's): the store and
     probe made again, the model unpacked, moved aside and trained on from its weights (init=) with the depth
-    given; asked for a model the kept folder lacks, one line and exit 2 before any training."""
+    given; its pushed block scored and the model kept on validation's weights or, with NAME@last, on the run's
+    final ones; asked for a model the kept folder lacks, one line and exit 2 before any training."""
     kept = _kept_folder(tmp_path / "kept", alone_stage1[0] / "base_i1")
     study = "source scripts/gpu/setup.sh; STUDY=on; RATE=2; CALL_S=60; source scripts/gpu/pusht_study.sh; "
     work = tmp_path / "work"

@@ -170,9 +170,9 @@ pushed_block() {  # STEPS NAME=CKPT[@last]...: each checkpoint's held-out pushed
 
 keep_models() {  # NAME[@last]...: each model's loaded weights (selected/ where validation kept some, else, or
   # with @last, the run's final ones; no train_state.pt) as $OUT/keep.tgz.part00... of at most 15 MiB (the device
-  # returns 8 files of 16 MiB): carried back as KEEP, they let a later call go on where the warm machine was lost. Not the probe
-  # (4 MiB, made again in 44 s): a call carries 64 MiB, and the tracked tree, the wheels and a `small`
-  # teacher come to ~67 MB (docs/results.md, twenty-fifth session)
+  # returns 8 files of 16 MiB): carried back as KEEP, they let a later call go on where the warm machine was
+  # lost. Not the probe (4 MiB, made again in 44 s): a call carries 64 MiB, and the tracked tree, the wheels and
+  # a `small` teacher come to ~67 MB (docs/results.md, twenty-fifth session)
   local item name keep=$WORK/keep
   rm -rf $keep "$OUT"/keep.tgz.part* && mkdir -p $keep  # no part of an earlier keep left to join this one
   for item in "$@"; do
