@@ -22,6 +22,22 @@ def load_script(name: str):
     return module
 
 
+def _train_tiny_probe(store: Path, out: Path, *overrides: str) -> Path:
+    """A 5-update state probe of STORE at toy width (`crcm train probe`) in OUT."""
+    from crcm_robotics.conf import compose_config
+    from distill.probe import train_probe
+
+    train_probe(compose_config("train_probe", [f"data.path={store}", f"out={out}", "steps=5", "batch_size=16",
+                                               "width=8", "progress=false", *overrides]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_probe(pusht_store_32, tmp_path_factory) -> Path:
+    """One tiny probe of :func:`pusht_store_32`, read by every script here that reads states off frames."""
+    return _train_tiny_probe(pusht_store_32, tmp_path_factory.mktemp("probe") / "probe")
+
+
 def test_profile_planner_groups_kernels_and_counts_passes(tiny_student, tmp_path, capsys):
     prof = load_script("profile_planner")
     assert prof.kind_of("nvjet_sm90_tst_80x128_64x8_2x1_v_bz_bias_TNN") == "gemm"
@@ -84,14 +100,9 @@ def test_consistency_error_of_the_teacher_itself(tiny_teacher, capsys):
         ce.main([str(tiny_teacher)])  # --store is required
 
 
-def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teacher, pusht_store_32, tmp_path,
-                                                                    capsys, one_torch_thread):
-    from crcm_robotics.conf import compose_config
-    from distill.probe import train_probe
-
-    probe = tmp_path / "probe"
-    train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={probe}", "steps=5",
-                                               "batch_size=16", "width=8", "progress=false"]))
+def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teacher, pusht_store_32, tiny_probe,
+                                                                    tmp_path, capsys, one_torch_thread):
+    probe = tiny_probe
     script = load_script("block_motion_error")
     script.main([str(tiny_teacher), str(pusht_store_32), str(probe), "--steps", "1", "--episodes", "2",
                  "--horizon", "3"])
@@ -102,9 +113,7 @@ def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teache
         assert split["still"]["frames"] + split["moved"]["frames"] == 8 * 3
         assert all(v >= 0 for part in split.values() for v in part.values() if v == v)
     # two probes read the same predictions: the first one's figures are those of the one-probe run
-    other = tmp_path / "other"
-    train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={other}", "steps=5",
-                                               "batch_size=16", "width=8", "progress=false", "seed=1"]))
+    other = _train_tiny_probe(pusht_store_32, tmp_path / "other", "seed=1")
     script.main([str(tiny_teacher), str(pusht_store_32), str(probe), str(other), "--steps", "1",
                  "--episodes", "2", "--horizon", "3"])
     both = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["probes"]
@@ -134,8 +143,8 @@ def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teache
         script.main([str(tiny_teacher), str(tmp_path / "no-store"), str(probe)])
 
 
-def test_block_motion_error_scores_the_kept_weights_or_the_last(tiny_teacher, pusht_store_32, tmp_path, capsys,
-                                                                one_torch_thread):
+def test_block_motion_error_scores_the_kept_weights_or_the_last(tiny_teacher, pusht_store_32, tiny_probe, tmp_path,
+                                                                capsys, one_torch_thread):
     """A run whose validation kept other weights (CKPT/selected) is scored on those by default and on its final
     weights with --weights last; the JSON names the directory read and its update."""
     import shutil
@@ -143,12 +152,7 @@ def test_block_motion_error_scores_the_kept_weights_or_the_last(tiny_teacher, pu
     import torch
     from safetensors.torch import load_file, save_file
 
-    from crcm_robotics.conf import compose_config
-    from distill.probe import train_probe
-
-    probe = tmp_path / "probe"
-    train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={probe}", "steps=5",
-                                               "batch_size=16", "width=8", "progress=false"]))
+    probe = tiny_probe
     run = tmp_path / "run"
     shutil.copytree(tiny_teacher, run)
     shutil.copytree(tiny_teacher, run / "selected", ignore=shutil.ignore_patterns("train_state.pt"))
@@ -257,14 +261,9 @@ def test_hold_summary_holds_each_student_to_its_teacher(tmp_path, capsys):
     assert hold.main([str(tmp_path / "empty")]) == 1 and "no teacher_" in capsys.readouterr().err
 
 
-def test_x0_readout_reads_the_one_pass_estimate_by_noise_time(tiny_teacher, pusht_store_32, tmp_path, capsys,
-                                                               one_torch_thread):
-    from crcm_robotics.conf import compose_config
-    from distill.probe import train_probe
-
-    probe = tmp_path / "probe"
-    train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={probe}", "steps=5",
-                                               "batch_size=16", "width=8", "progress=false"]))
+def test_x0_readout_reads_the_one_pass_estimate_by_noise_time(tiny_teacher, pusht_store_32, tiny_probe, tmp_path,
+                                                               capsys, one_torch_thread):
+    probe = tiny_probe
     script = load_script("x0_readout")
     png = tmp_path / "x0.png"
     script.main([str(tiny_teacher), str(pusht_store_32), str(probe), "--times", "0.01", "1.5",
