@@ -295,6 +295,12 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
         assert not (model / "selected").exists() and not (model / "train_state.pt").exists()
         assert (model / "meta.json").read_text() == (expected / "meta.json").read_text()
         assert (model / "model.safetensors.index.json").is_file()
+    # a name with no model behind it: one line, exit 2, and the keep made before it is still there
+    out = tmp_path / "keep_base_i1@last"
+    typo = subprocess.run(["bash", "-c", study + f"OUT={out} keep_models base_i1 base_il@last"], check=False,
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert typo.returncode == 2 and "keep_models: no base_il in" in typo.stderr, typo.stdout + typo.stderr
+    assert sorted(out.glob("keep.tgz.part*")) and "kept" not in typo.stdout
 
     missing = subprocess.run(["bash", "-c", study + "model_on base_i2 20 model.depth=2"], check=False, cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=120)

@@ -174,6 +174,12 @@ keep_models() {  # NAME[@last]...: each model's loaded weights (selected/ where 
   # lost. Not the probe (4 MiB, made again in 44 s): a call carries 64 MiB, and the tracked tree, the wheels and
   # a `small` teacher come to ~67 MB (docs/results.md, twenty-fifth session)
   local item name keep=$WORK/keep
+  for item in "$@"; do  # every name checked before an earlier keep is removed: a typo loses nothing
+    if ! [ -d $WORK/${item%@last} ]; then
+      echo "pusht_study.sh: keep_models: no ${item%@last} in $WORK: expected the name of a model trained there" >&2
+      return 2
+    fi
+  done
   rm -rf $keep "$OUT"/keep.tgz.part* && mkdir -p $keep  # no part of an earlier keep left to join this one
   for item in "$@"; do
     name=${item%@last}
