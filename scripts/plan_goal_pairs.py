@@ -8,7 +8,17 @@ held, and the exact two-sided sign test on those (McNemar's exact test): how lik
 the arms were equally good; where both arms' lines carry them, also each arm's mean block position error
 removed and final block angle error (degrees) on those goals. Prints a markdown table, then one JSON line.
 
+With ``--per-goal``, the arms pooled goal by goal instead of in pairs: how many of the arms that ran each goal
+held it, how many goals every arm held, some held and none held, and why each miss missed by DINO-WM's rule
+(state distance ≥ 20 units with the block itself ≥ 20 units off, the distance ≥ 20 with the block inside 20
+(the pusher or the two together), the block's angle ≥ π/9; a miss can have two reasons). Which goals no run
+holds says whether the misses are a few hard goals or spread thin over many (run-to-run spread).
+
     python scripts/plan_goal_pairs.py OUT/plan_*/*.goals.jsonl
+    python scripts/plan_goal_pairs.py --per-goal OUT/plan_*/*.goals.jsonl [--plot grid.png]
+
+``--plot`` (with ``--per-goal``) draws the goals (rows, hardest first) against the runs (columns): held, or
+missed on the block's position, on its angle alone, or on the pusher alone.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ import statistics
 import sys
 from pathlib import Path
 from typing import Any
+
+from crcm_robotics.data.pusht_sim import SUCCESS_ANGLE, SUCCESS_DISTANCE
 
 FIELDS = ("episode", "start", "success_any", "success_end", "block_pos_error", "replan_ms")
 ON_COMMON = ("error_removed", "block_angle_error")  # compared on common goals where both arms' lines have them
@@ -67,7 +79,7 @@ def arm_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The two arms on the goals both finished, or None when they share none."""
-    key = lambda r: (r["episode"], r["start"])  # noqa: E731
+    key = lambda r: (r["episode"], r["start"])
     b_by = {key(r): r for r in b}
     common = [(r, b_by[key(r)]) for r in a if key(r) in b_by]
     if not common:
@@ -85,23 +97,142 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any] 
     return result
 
 
-def arm_name(path: Path) -> str:
-    return f"{path.parent.name}/{path.name.removesuffix('.goals.jsonl')}"
+def miss_reasons(row: dict[str, Any]) -> list[str]:
+    """Why a goal not held at the end missed by DINO-WM's rule; lines without state_distance (older
+    benches) give only the block's position and angle."""
+    reasons = []
+    if row["block_pos_error"] >= SUCCESS_DISTANCE:
+        reasons.append("block position")
+    elif row.get("state_distance", 0.0) >= SUCCESS_DISTANCE:
+        reasons.append("pusher")
+    if row.get("block_angle_error", 0.0) >= SUCCESS_ANGLE:
+        reasons.append("block angle")
+    return reasons
+
+
+def per_goal(arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Every goal any arm ran, with how many of the arms that ran it held it at the end, sorted hardest first;
+    the goals' spread over held-by-all / some / none, and the misses' reasons counted over every arm."""
+    runs: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for rows in arms.values():
+        for r in rows:
+            runs.setdefault((r["episode"], r["start"]), []).append(r)
+    goals, reasons = [], {"block position": 0, "pusher": 0, "block angle": 0, "unknown": 0}
+    for (episode, start), rs in runs.items():
+        held = sum(bool(r["success_end"]) for r in rs)
+        why: dict[str, int] = {}
+        for r in rs:
+            if not r["success_end"]:
+                for reason in miss_reasons(r) or ["unknown"]:
+                    why[reason] = why.get(reason, 0) + 1
+                    reasons[reason] += 1
+        goals.append({"episode": episode, "start": start, "runs": len(rs), "held": held,
+                      "block_pos_error_median": round(statistics.median(r["block_pos_error"] for r in rs), 1),
+                      "misses": why})
+    goals.sort(key=lambda g: (g["held"] / g["runs"], g["episode"], g["start"]))
+    return {"goals": len(goals), "runs": {name: len(rows) for name, rows in arms.items()},
+            "held_by_every_run": sum(g["held"] == g["runs"] for g in goals),
+            "held_by_some": sum(0 < g["held"] < g["runs"] for g in goals),
+            "held_by_none": sum(g["held"] == 0 for g in goals),
+            "mean_success_end": round(sum(g["held"] / g["runs"] for g in goals) / len(goals), 4) if goals else None,
+            "miss_reasons": {k: v for k, v in reasons.items() if v}, "per_goal": goals}
+
+
+def print_per_goal(table: dict[str, Any]) -> None:
+    """The pooled table as markdown: the goals some run missed, hardest first, then the counts."""
+    print("| goal (episode, start) | held | median final block error | misses by reason |")
+    print("|---|---|---|---|")
+    for g in table["per_goal"]:
+        if g["held"] < g["runs"]:
+            why = ", ".join(f"{k} {v}" for k, v in g["misses"].items())
+            print(f"| {g['episode']}, {g['start']} | {g['held']} / {g['runs']} | {g['block_pos_error_median']} | "
+                  f"{why} |")
+    print(f"{table['goals']} goals over {len(table['runs'])} runs: held by every run {table['held_by_every_run']}, "
+          f"by some {table['held_by_some']}, by none {table['held_by_none']}; mean success held "
+          f"{table['mean_success_end']}; misses by reason {table['miss_reasons']}")
+
+
+def plot_per_goal(arms: dict[str, list[dict[str, Any]]], table: dict[str, Any], path: Path) -> None:
+    """The goal × run grid of ``--plot``: a cell per goal a run finished, coloured by how it ended."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    outcomes = ("not run", "held", "block position", "block angle", "pusher")
+    colours = ("white", "#4c9a2a", "#c0392b", "#e69f00", "#8e44ad")
+    goals = [(g["episode"], g["start"]) for g in table["per_goal"]]
+    row_of = {k: i for i, k in enumerate(goals)}
+    grid = [[0] * len(arms) for _ in goals]
+    for j, rows in enumerate(arms.values()):
+        for r in rows:
+            why = miss_reasons(r)
+            grid[row_of[(r["episode"], r["start"])]][j] = (
+                1 if r["success_end"] else outcomes.index(why[0]) if why else 3)
+    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * len(arms), 1.2 + 0.2 * len(goals)))
+    ax.imshow(grid, cmap=ListedColormap(colours), vmin=0, vmax=len(colours) - 1, aspect="auto",
+              interpolation="nearest")
+    ax.set_yticks(range(len(goals)), [f"{e}, {s}  ({g['held']}/{g['runs']})"
+                                      for (e, s), g in zip(goals, table["per_goal"])], fontsize=6)
+    ax.set_xticks(range(len(arms)), list(arms), rotation=60, ha="right", fontsize=6)
+    ax.set_ylabel("goal (episode, start)  (held / runs)", fontsize=7)
+    ax.legend(handles=[Patch(color=c, label=o) for o, c in zip(outcomes[1:], colours[1:])], fontsize=6,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), title="at the budget's end", title_fontsize=6)
+    ax.set_title(f"{table['goals']} goals: held by every run {table['held_by_every_run']}, some "
+                 f"{table['held_by_some']}, none {table['held_by_none']}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def arm_names(paths: list[Path]) -> list[str]:
+    """Each file's arm name: its folder and file stem, with as many folders above as make the names distinct
+    (two sessions' plan_teacher_a/teacher), so that no arm silently replaces another."""
+    if len(set(map(Path.resolve, paths))) < len(paths):
+        raise ValueError("a per-goal file is given twice; each arm counts once")
+    depth = 1
+    while True:
+        names = ["/".join([*p.parent.parts[-depth:], p.name.removesuffix(".goals.jsonl")]) for p in paths]
+        if len(set(names)) == len(names) or depth >= max(len(p.parent.parts) for p in paths):
+            return names
+        depth += 1
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("goals", nargs="+", type=Path,
-                    help="per-goal files (NAME.goals.jsonl) of `crcm bench plan`")
+    ap.add_argument("goals", nargs="+",
+                    help="per-goal files (NAME.goals.jsonl) of `crcm bench plan`, each as PATH or LABEL=PATH "
+                         "(LABEL names the arm instead of its folder and file)")
+    ap.add_argument("--per-goal", action="store_true",
+                    help="pool the arms goal by goal (held by every run / some / none, misses by reason) "
+                         "instead of comparing them in pairs")
+    ap.add_argument("--plot", type=Path, help="with --per-goal: a PNG of the goal × run grid")
     args = ap.parse_args(argv)
+    if args.plot and not args.per_goal:
+        ap.error("--plot draws the --per-goal grid; give --per-goal too")
+    labels = [g.split("=", 1)[0] if "=" in g else None for g in args.goals]
+    paths = [Path(g.split("=", 1)[1] if "=" in g else g) for g in args.goals]
     try:
-        for p in args.goals:
+        for p in paths:
             if not p.is_file():
                 raise ValueError(f"{p}: no such file; expected a `crcm bench plan` NAME.goals.jsonl")
-        arms = {arm_name(p): read_arm(p) for p in args.goals}
+        names = [label or name for label, name in zip(labels, arm_names(paths))]
+        if len(set(names)) < len(names):
+            raise ValueError(f"two arms share a label ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+        arms = {name: read_arm(p) for name, p in zip(names, paths)}
     except ValueError as exc:
         print(f"plan_goal_pairs: {exc}", file=sys.stderr)
         return 2
+    if args.per_goal:
+        table = per_goal(arms)
+        print_per_goal(table)
+        if args.plot:
+            plot_per_goal(arms, table, args.plot)
+        print(json.dumps(table))
+        return 0
     summaries = {name: arm_summary(rows) for name, rows in arms.items()}
     pairs = {}
     for (na, ra), (nb, rb) in itertools.combinations(arms.items(), 2):

@@ -603,6 +603,49 @@ def test_plan_goal_pairs_compares_error_removed_and_block_angle_on_the_common_go
     assert "error removed 0.3 / 0.3, block angle error 11.5 / 5.7 deg" in text
 
 
+def test_plan_goal_pairs_per_goal_pools_runs_and_names_why_each_miss_missed(tmp_path, capsys):
+    """--per-goal: each goal's held count over the runs that ran it, held by every run / some / none, and
+    each miss's reasons by DINO-WM's rule; two sessions' files of one folder name stay two arms."""
+    pairs = load_script("plan_goal_pairs")
+
+    def line(episode: int, held: bool, block: float, distance: float, angle: float) -> str:
+        return json.dumps({**json.loads(_goal_line(episode, held, block)), "state_distance": distance,
+                           "block_angle_error": angle})
+
+    a = tmp_path / "s1" / "plan_teacher_a" / "teacher.goals.jsonl"
+    b = tmp_path / "s2" / "plan_teacher_a" / "teacher.goals.jsonl"
+    a.parent.mkdir(parents=True), b.parent.mkdir(parents=True)
+    # goal 0 held by both; goal 1 held by a only, b's miss the pusher (block inside 20, distance past it);
+    # goal 2 missed by both: a on the block's position and angle, b on the angle alone; goal 3 only a ran
+    a.write_text("\n".join([line(0, True, 5, 6, 0.1), line(1, True, 8, 9, 0.1), line(2, False, 30, 31, 0.5),
+                            line(3, False, 25, 26, 0.0)]) + "\n")
+    b.write_text("\n".join([line(0, True, 4, 5, 0.0), line(1, False, 12, 24, 0.1),
+                            line(2, False, 10, 11, 0.4)]) + "\n")
+    assert pairs.main(["--per-goal", str(a), str(b)]) == 0
+    text = capsys.readouterr().out
+    table = json.loads(text.strip().splitlines()[-1])
+    assert set(table["runs"]) == {"s1/plan_teacher_a/teacher", "s2/plan_teacher_a/teacher"}
+    assert (table["goals"], table["held_by_every_run"], table["held_by_some"], table["held_by_none"]) == (4, 1, 1, 2)
+    assert table["mean_success_end"] == pytest.approx((1 + 0.5 + 0 + 0) / 4)
+    assert table["miss_reasons"] == {"block position": 2, "pusher": 1, "block angle": 2}
+    by_goal = {g["episode"]: g for g in table["per_goal"]}
+    assert by_goal[2]["misses"] == {"block position": 1, "block angle": 2} and by_goal[2]["runs"] == 2
+    assert by_goal[3]["runs"] == 1 and by_goal[3]["misses"] == {"block position": 1}
+    assert [g["episode"] for g in table["per_goal"]] == [2, 3, 1, 0]  # hardest first
+    assert "| 1, 3 | 1 / 2 | 10.0 | pusher 1 |" in text and "| 0, 3 |" not in text
+    assert pairs.main(["--per-goal", str(a), str(a)]) == 2
+    assert "given twice" in capsys.readouterr().err
+    grid = tmp_path / "grid.png"
+    assert pairs.main(["--per-goal", f"first={a}", f"second={b}", "--plot", str(grid)]) == 0
+    assert set(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["runs"]) == {"first", "second"}
+    assert grid.stat().st_size > 0
+    assert pairs.main([f"x={a}", f"x={b}"]) == 2
+    assert "two arms share a label (x)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pairs.main([str(a), "--plot", str(grid)])
+    assert "give --per-goal too" in capsys.readouterr().err
+
+
 def test_pixel_detail_measures_neighbour_differences_and_scores_each_checkpoint(tiny_teacher, tiny_student, capsys,
                                                                                one_torch_thread):
     script = load_script("pixel_detail")
