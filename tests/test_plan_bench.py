@@ -138,6 +138,10 @@ def test_first_goal_plans_the_rest_of_the_same_selection(student_with_probe, tmp
     assert len(lines) == 2 and len(resumed) == 1
     assert (resumed[0]["episode"], resumed[0]["start"]) == (lines[1]["episode"], lines[1]["start"])
     assert len(resumed[0]["replan_ms"]) == len(lines[1]["replan_ms"]) == 2  # budget 10, replanned every 5
+    # each line names its goal: the block's move and turn as the bench's mean reports them, the goal state
+    assert sum(x["goal_block_move"] for x in lines) / 2 == pytest.approx(whole["goal_block_move_mean"], abs=1e-3)
+    assert sum(x["goal_block_turn"] for x in lines) / 2 == pytest.approx(whole["goal_block_turn_mean"], abs=1e-3)
+    assert len(lines[1]["goal_state"]) == 5 and resumed[0]["goal_state"] == lines[1]["goal_state"]
     assert (tmp_path / "rest" / "student" / "goal01.gif").is_file()  # named by its index in the selection
     assert not (tmp_path / "rest" / "student" / "goal00.gif").exists()
 

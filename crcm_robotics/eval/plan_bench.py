@@ -54,6 +54,10 @@ class EpisodeResult:
     error_removed: float  # 1 − final block error / initial (PushT: position + 100·angle; arm: position)
     replan_ms: list[float] = field(default_factory=list)
     episode_s: float = 0.0
+    # the goal itself, so that a goal every arm misses can be looked at (None in lines of older benches)
+    goal_block_move: float | None = None  # how far its logged actions moved the block (object), start -> goal
+    goal_block_turn: float | None = None  # rad they turned it
+    goal_state: list[float] | None = None  # the goal's state (PushT: agent x, y, block x, y, angle)
 
 
 def planner_from(cfg: PlannerConfig) -> SamplingPlanner:
@@ -387,7 +391,9 @@ def run_episode(arm: Arm, pair: Any, sim: Any, budget: int, record: bool = False
                            domain.success(state, pair.goal_state), first_success,
                            round(float(final["block_pos_error"]), 4), round(float(final["block_angle_error"]), 4),
                            round(float(final["state_distance"]), 4), round(float(removed), 4),
-                           [round(m, 1) for m in replan_ms], round(time.perf_counter() - t0, 2))
+                           [round(m, 1) for m in replan_ms], round(time.perf_counter() - t0, 2),
+                           round(float(pair.block_move), 4), round(float(pair.block_turn), 4),
+                           [round(float(v), 4) for v in np.asarray(pair.goal_state).ravel()])
     return result, shown
 
 
