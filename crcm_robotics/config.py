@@ -612,6 +612,10 @@ class PlanBenchConfig:
     # the parts' goals.jsonl concatenate; the planner's draws start afresh, so a part is another draw of the
     # same planner on its goals, not the numbers a whole run would give)
     first_goal: int = 0
+    # plan only these of the selection's goals, each "EPISODE:START" (e.g. the goals most runs miss, from
+    # `scripts/plan_goal_pairs.py --per-goal`): a lever tried where runs differ, at a fraction of the time;
+    # the selection itself is unchanged, so each goal is the one a whole run plans
+    only_goals: tuple[str, ...] = ()
     ahead: int = 25  # env steps from start to goal along the logged actions
     budget: int = 50  # env steps the planner may take per goal
     # a goal counts only if the block/object moves this far (PushT: env units, default 15; Meta-World: metres,

@@ -146,6 +146,29 @@ def test_first_goal_plans_the_rest_of_the_same_selection(student_with_probe, tmp
     assert not (tmp_path / "rest" / "student" / "goal00.gif").exists()
 
 
+def test_only_goals_plans_the_named_goals_of_the_same_selection(student_with_probe, tmp_path):
+    """only_goals=[EPISODE:START] plans just those of the selected goals (the goal a whole run plans, its GIF
+    named by its index in the selection); an entry that is not EPISODE:START, or a goal the selection lacks, is
+    a one-line error."""
+    from crcm_robotics.config import ConfigError
+
+    whole = bench(student_with_probe, tmp_path / "whole", "arms=[random]", "fidelity_goals=0", "gifs=0")
+    lines = [json.loads(x) for x in (tmp_path / "whole" / "random.goals.jsonl").read_text().splitlines()]
+    second = f"{lines[1]['episode']}:{lines[1]['start']}"
+    only = bench(student_with_probe, tmp_path / "only", "arms=[random]", "fidelity_goals=0", "gifs=2",
+                 f"only_goals=[{second}]")
+    planned = [json.loads(x) for x in (tmp_path / "only" / "random.goals.jsonl").read_text().splitlines()]
+    assert whole["goals"] == 2 and only["goals"] == 1 and only["only_goals"] == [second]
+    assert [(r["episode"], r["start"], r["goal_state"]) for r in planned] == [
+        (lines[1]["episode"], lines[1]["start"], lines[1]["goal_state"])]
+    assert only["goal_block_move_mean"] == pytest.approx(lines[1]["goal_block_move"], abs=1e-3)
+    assert sorted(p.name for p in (tmp_path / "only" / "random").iterdir()) == ["goal01.gif"]
+    for bad, message in (("only_goals=[3-4]", "expected EPISODE:START"),
+                         ("only_goals=[99999:3]", "99999:3: not among this store's 2 selected goals")):
+        with pytest.raises(ConfigError, match=message):
+            bench(student_with_probe, tmp_path / "bad", "arms=[random]", "fidelity_goals=0", bad)
+
+
 def test_latent_cost_plans_a_model_arm_and_ranks_in_its_fidelity(student_with_probe, tmp_path):
     report = bench(student_with_probe, tmp_path / "latent", "arms=[random,model]", "goals=1",
                    "planner.cost=latent_mse", "fidelity_goals=1")

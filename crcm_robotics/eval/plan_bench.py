@@ -529,6 +529,23 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
     return out
 
 
+def only_goal_keys(only_goals: tuple[str, ...] | list[str], selection: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """``only_goals``' (episode, start) keys, each one of the selection's goals; a malformed entry or a goal
+    the selection lacks is a one-line error."""
+    keys = set()
+    for entry in only_goals:
+        parts = str(entry).split(":")
+        if len(parts) != 2 or not all(x.strip().isdigit() for x in parts):
+            raise ConfigError(f"only_goals entry {entry!r}: expected EPISODE:START (two whole numbers, as a "
+                              "per-goal line names its goal)")
+        keys.add((int(parts[0]), int(parts[1])))
+    missing = sorted(keys - set(selection))
+    if missing:
+        raise ConfigError(f"only_goals {', '.join(f'{e}:{s}' for e, s in missing)}: not among this store's "
+                          f"{len(selection)} selected goals (goals=, goals_from= and the store choose them)")
+    return keys
+
+
 def history_needed(ckpts: list[str]) -> int:
     """Env frames of history the models' contexts span: (cache_frames − 1) × frame_skip + 1, at least 2."""
     import yaml
@@ -631,10 +648,20 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     try:
         # Every arm gets the same goals: starts leave room for the longest model history, model arm or not.
         context = history_needed([cfg.ckpt, *cfg.models] if cfg.ckpt else [])
-        pairs = domain.goal_pairs(store, episodes, cfg, context, sim)[cfg.first_goal:]
+        pairs = domain.goal_pairs(store, episodes, cfg, context, sim)
     except ValueError as exc:
         sim.close()
         raise ConfigError(str(exc)) from None
+    # each kept goal with its index in the whole selection (GIFs and progress name goals by it)
+    indexed = [(i, p) for i, p in enumerate(pairs) if i >= cfg.first_goal]
+    if cfg.only_goals:
+        try:
+            wanted = only_goal_keys(cfg.only_goals, [(int(p.episode), int(p.start)) for p in pairs])
+        except ConfigError:
+            sim.close()
+            raise
+        indexed = [(i, p) for i, p in indexed if (int(p.episode), int(p.start)) in wanted]
+    pairs = [p for _, p in indexed]
     arms: list[tuple[str, str, str | None]] = []
     if "random" in cfg.arms:
         arms.append(("random", "random", None))
@@ -649,7 +676,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     report: dict[str, Any] = {
         "bench": "plan", "domain": domain.name, "ckpt": cfg.ckpt, "store": str(store.path),
         "goals_from": cfg.goals_from or cfg.ckpt, "held_out_split": held_out, "goals": len(pairs),
-        "first_goal": cfg.first_goal,
+        "first_goal": cfg.first_goal, "only_goals": list(cfg.only_goals),
         "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 4),
         "goal_block_turn_mean": round(float(np.mean([p.block_turn for p in pairs])), 3),
         "ahead": cfg.ahead, "budget": cfg.budget, "planner": asdict(cfg.planner), "device": str(device),
@@ -679,16 +706,16 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
             t_arm = time.perf_counter()
             partial = out / f"{name}.goals.jsonl"  # one line per finished goal: nothing lost if the run is cut
             partial.write_text("")
-            for g, pair in enumerate(pairs if cfg.closed_loop else []):
+            for g, (index, pair) in enumerate(indexed if cfg.closed_loop else []):
                 res, shown = run_episode(arm, pair, sim, cfg.budget, record=g < cfg.gifs)
                 results.append(res)
                 with partial.open("a") as f:
                     f.write(json.dumps(asdict(res)) + "\n")
                 if shown is not None:
                     (out / name).mkdir(exist_ok=True)
-                    _save_gif(shown, pair.goal_frame, out / name / f"goal{cfg.first_goal + g:02d}.gif")
+                    _save_gif(shown, pair.goal_frame, out / name / f"goal{index:02d}.gif")
                 if cfg.progress:
-                    print(f"bench plan [{name}] goal {cfg.first_goal + g + 1}/{cfg.goals}: success "
+                    print(f"bench plan [{name}] goal {index + 1}/{cfg.goals}: success "
                           f"{res.success_any} (end {res.success_end}), block error {res.block_pos_error:.3g} "
                           f"{domain.units} / {np.degrees(res.block_angle_error):.1f} deg, {res.episode_s:.1f} s",
                           flush=True)
