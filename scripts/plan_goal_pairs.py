@@ -18,7 +18,7 @@ holds says whether the misses are a few hard goals or spread thin over many (run
     python scripts/plan_goal_pairs.py --per-goal OUT/plan_*/*.goals.jsonl [--plot grid.png]
 
 ``--plot`` (with ``--per-goal``) draws the goals (rows, hardest first) against the runs (columns): held, or
-missed on the block's position, on its angle alone, or on the pusher alone.
+missed on the block's position, on the pusher (the block inside 20 units), or on the block's angle alone.
 """
 
 from __future__ import annotations
@@ -161,8 +161,10 @@ def plot_per_goal(arms: dict[str, list[dict[str, Any]]], table: dict[str, Any], 
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    outcomes = ("not run", "held", "block position", "block angle", "pusher")
-    colours = ("white", "#4c9a2a", "#c0392b", "#e69f00", "#8e44ad")
+    # a miss is shown by its first reason (the block's position before the pusher, either before the angle);
+    # "other": a line too old to say (no state distance) that missed inside both block tolerances
+    outcomes = ("not run", "held", "block position", "block angle", "pusher", "other")
+    colours = ("white", "#4c9a2a", "#c0392b", "#e69f00", "#8e44ad", "#9e9e9e")
     goals = [(g["episode"], g["start"]) for g in table["per_goal"]]
     row_of = {k: i for i, k in enumerate(goals)}
     grid = [[0] * len(arms) for _ in goals]
@@ -170,7 +172,7 @@ def plot_per_goal(arms: dict[str, list[dict[str, Any]]], table: dict[str, Any], 
         for r in rows:
             why = miss_reasons(r)
             grid[row_of[(r["episode"], r["start"])]][j] = (
-                1 if r["success_end"] else outcomes.index(why[0]) if why else 3)
+                1 if r["success_end"] else outcomes.index(why[0] if why else "other"))
     fig, ax = plt.subplots(figsize=(1.6 + 0.55 * len(arms), 1.2 + 0.2 * len(goals)))
     ax.imshow(grid, cmap=ListedColormap(colours), vmin=0, vmax=len(colours) - 1, aspect="auto",
               interpolation="nearest")
@@ -213,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.plot and not args.per_goal:
         ap.error("--plot draws the --per-goal grid; give --per-goal too")
-    labels = [g.split("=", 1)[0] if "=" in g else None for g in args.goals]
-    paths = [Path(g.split("=", 1)[1] if "=" in g else g) for g in args.goals]
+    labelled = ["=" in g and not Path(g).is_file() for g in args.goals]  # a file whose name has "=" is a path
+    labels = [g.split("=", 1)[0] if lab else None for g, lab in zip(args.goals, labelled)]
+    paths = [Path(g.split("=", 1)[1] if lab else g) for g, lab in zip(args.goals, labelled)]
     try:
         for p in paths:
             if not p.is_file():

@@ -641,6 +641,11 @@ def test_plan_goal_pairs_per_goal_pools_runs_and_names_why_each_miss_missed(tmp_
     assert grid.stat().st_size > 0
     assert pairs.main([f"x={a}", f"x={b}"]) == 2
     assert "two arms share a label (x)" in capsys.readouterr().err
+    odd = tmp_path / "run=1" / "teacher.goals.jsonl"  # a path with "=" in it is a path, not LABEL=PATH
+    odd.parent.mkdir()
+    odd.write_text(b.read_text())
+    assert pairs.main(["--per-goal", str(a), str(odd)]) == 0
+    assert "run=1/teacher" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["runs"]
     with pytest.raises(SystemExit):
         pairs.main([str(a), "--plot", str(grid)])
     assert "give --per-goal too" in capsys.readouterr().err
