@@ -77,11 +77,15 @@ def arm_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def goal_key(row: dict[str, Any]) -> tuple[int, int]:
+    """The goal a per-goal line is about: its episode and start."""
+    return row["episode"], row["start"]
+
+
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The two arms on the goals both finished, or None when they share none."""
-    key = lambda r: (r["episode"], r["start"])
-    b_by = {key(r): r for r in b}
-    common = [(r, b_by[key(r)]) for r in a if key(r) in b_by]
+    b_by = {goal_key(r): r for r in b}
+    common = [(r, b_by[goal_key(r)]) for r in a if goal_key(r) in b_by]
     if not common:
         return None
     only_a = sum(x["success_end"] and not y["success_end"] for x, y in common)
@@ -116,7 +120,7 @@ def per_goal(arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     runs: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for rows in arms.values():
         for r in rows:
-            runs.setdefault((r["episode"], r["start"]), []).append(r)
+            runs.setdefault(goal_key(r), []).append(r)
     goals, reasons = [], {"block position": 0, "pusher": 0, "block angle": 0, "unknown": 0}
     for (episode, start), rs in runs.items():
         held = sum(bool(r["success_end"]) for r in rs)
@@ -171,7 +175,7 @@ def plot_per_goal(arms: dict[str, list[dict[str, Any]]], table: dict[str, Any], 
     for j, rows in enumerate(arms.values()):
         for r in rows:
             why = miss_reasons(r)
-            grid[row_of[(r["episode"], r["start"])]][j] = (
+            grid[row_of[goal_key(r)]][j] = (
                 1 if r["success_end"] else outcomes.index(why[0] if why else "other"))
     fig, ax = plt.subplots(figsize=(1.6 + 0.55 * len(arms), 1.2 + 0.2 * len(goals)))
     ax.imshow(grid, cmap=ListedColormap(colours), vmin=0, vmax=len(colours) - 1, aspect="auto",

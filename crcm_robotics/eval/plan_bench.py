@@ -649,18 +649,14 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
         # Every arm gets the same goals: starts leave room for the longest model history, model arm or not.
         context = history_needed([cfg.ckpt, *cfg.models] if cfg.ckpt else [])
         pairs = domain.goal_pairs(store, episodes, cfg, context, sim)
-    except ValueError as exc:
+        # each kept goal with its index in the whole selection (GIFs and progress name goals by it)
+        indexed = [(i, p) for i, p in enumerate(pairs) if i >= cfg.first_goal]
+        if cfg.only_goals:
+            wanted = only_goal_keys(cfg.only_goals, [(int(p.episode), int(p.start)) for p in pairs])
+            indexed = [(i, p) for i, p in indexed if (int(p.episode), int(p.start)) in wanted]
+    except ValueError as exc:  # ConfigError is one too
         sim.close()
         raise ConfigError(str(exc)) from None
-    # each kept goal with its index in the whole selection (GIFs and progress name goals by it)
-    indexed = [(i, p) for i, p in enumerate(pairs) if i >= cfg.first_goal]
-    if cfg.only_goals:
-        try:
-            wanted = only_goal_keys(cfg.only_goals, [(int(p.episode), int(p.start)) for p in pairs])
-        except ConfigError:
-            sim.close()
-            raise
-        indexed = [(i, p) for i, p in indexed if (int(p.episode), int(p.start)) in wanted]
     pairs = [p for _, p in indexed]
     arms: list[tuple[str, str, str | None]] = []
     if "random" in cfg.arms:
