@@ -12,7 +12,11 @@ arm's cost). Arms, on the same goals in real gym-pusht:
 - ``oracle_state``: the simulator's true states, the planner's ceiling with this cost;
 - ``state_mlp``: the learnt model (``--obs-noise U``: its context read to ±U env units, as a 64×64 frame
   reads it). ``--model frames`` is the MLP above, every future frame at once; ``--model step`` a residual
-  MLP for ``--step-size`` (1 or 5) env steps that reads contact in the block's frame, rolled out.
+  MLP for ``--step-size`` (1 or 5) env steps that reads contact in the block's frame, rolled out;
+- ``oracle_<kind><size>`` (``--block-error KIND:SIZE``, repeatable): the simulator with its pushed block made
+  wrong by a set rule and amount (:class:`BlockErrorOracle`: damped, noisy, or a fixed function of the
+  actions), so that success can be read against the block error a model makes on held-out pushes: how
+  accurate the block must be for the planner to reach a success rate.
 
 One JSON line: the model's held-out errors (pusher, and the block split by whether it moved) and per arm the
 benchmark's figures; per-goal lines and the report under ``--out``. ``--save DIR`` keeps a fitted step model
@@ -27,6 +31,8 @@ planner that no one member's error can steer); ``--save``/``--load`` keep them u
         [--arms oracle_state state_mlp] [--model frames|step] [--step-size 1|5] [--replan-every 10]
         [--obs-noise 0] [--horizon 25] [--train-episodes N] [--extra-store STORE ...] [--ensemble K]
         [--risk 0] [--save DIR | --load DIR] [--out DIR]
+    python scripts/state_model_planning.py STORE --goals-from CKPT --arms --block-error damp:0.5 \
+        [--block-error noise:1 ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from block_predictability import SKIP, UNIT, decode, features, fit, mlp, noisy, 
 
 from crcm_robotics.config import ConfigError, DataConfig, PlanBenchConfig, PlannerConfig
 from crcm_robotics.data.dataset import split_episodes
-from crcm_robotics.data.pusht_sim import wrap_angle
+from crcm_robotics.data.pusht_sim import block_errors, block_moved, wrap_angle
 from crcm_robotics.data.store import TrajectoryStore
 from crcm_robotics.eval.plan_bench import (Arm, _bounds, _write_report, check_planner, domain_of,
                                            history_needed, run_episode, summarize, with_domain_defaults)
@@ -53,6 +59,7 @@ from crcm_robotics.plan.planners import PlanError
 
 FRAMES = 5  # model frames per candidate at most: the planner's default 25-step horizon at 5 env steps each
 ARMS = ("oracle_state", "state_mlp")
+BLOCK_ERRORS = ("damp", "noise", "fixed")  # --block-error kinds (BlockErrorOracle)
 
 
 class StateModel:
@@ -281,6 +288,123 @@ class StateModelArm(Arm):
         return score
 
 
+def parse_block_error(text: str) -> tuple[str, float, float]:
+    """``KIND:SIZE[:ANGLE_SIZE]`` of ``--block-error`` (e.g. ``damp:0.5``, ``noise:0.5:2``), checked: the
+    kind, the size of the position error and of the angle error (the same size unless given)."""
+    kind, *sizes = text.split(":")
+    try:
+        values = [float(v) for v in sizes]
+    except ValueError:
+        values = []
+    if (kind not in BLOCK_ERRORS or len(values) not in (1, 2)
+            or not all(math.isfinite(v) and v >= 0 and (kind != "damp" or v <= 1) for v in values)):
+        raise SystemExit(f"--block-error {text!r}: KIND:SIZE[:ANGLE_SIZE] expected, KIND one of {BLOCK_ERRORS}, "
+                         "sizes ≥ 0 (fractions ≤ 1 for damp), e.g. damp:0.5, fixed:0.25 or noise:0.5:2")
+    return kind, values[0], values[-1]
+
+
+def block_error_arm_name(kind: str, size: float, angle_size: float) -> str:
+    """``oracle_damp0.5``, or ``oracle_noise0.5_a2`` where the angle's size differs."""
+    return f"oracle_{kind}{size:g}" + (f"_a{angle_size:g}" if angle_size != size else "")
+
+
+class BlockErrorOracle(Arm):
+    """The simulator as the model, its pushed block made wrong by a set amount: how much block error the
+    benchmark's planner can take and still reach the goals. The pusher stays exact, as it nearly is in the
+    pixel models (every miss of the strongest pixel runs is the block's). Each candidate's final block
+    pose, relative to where the block is when the solve starts (its true move ``d`` and turn ``t``), is
+    made wrong in one of three ways (a third field sizes the angle's error apart from the position's:
+    ``noise:0.5:2`` is R = 0.5 in position and 2 in angle):
+
+    - ``damp:A``: the model moves the block (1 − A) of the way: ``d`` and ``t`` scaled by 1 − A. A = 1 is
+      copy-last's block; the pixel models lean that way (their block turns as little as copy-last's).
+    - ``noise:R``: a Gaussian error of standard deviation R·|d| in position (R·|d|/√2 on each axis) and R·|t|
+      in angle, drawn anew for every candidate: error the planner cannot steer by, as a model's noise.
+    - ``fixed:R``: the same size, but a fixed smooth function of the candidate's actions within a solve
+      (random projections of its waypoints, drawn anew at each replan): error a planner can exploit, as a
+      learnt model's systematic error, where some action sequences look better than they are.
+
+    The arm also keeps what it injected: the mean block error (units, degrees) over the scored candidates
+    whose true block moved (``block_moved``'s rule), the quantity the pixel models are measured by."""
+
+    def __init__(self, name: str, error: tuple[str, float, float], pool: Any, **kw: Any):
+        super().__init__(name, "oracle_state", pool=pool, **kw)
+        self.error, self.size, self.angle_size = error
+        self.error_rng = np.random.default_rng([self.cfg.seed, 2])
+        self.injected = np.zeros(3)  # sum of position error, angle error (deg), count: moved blocks
+        # a candidate's env-step actions in units of their bounds: [-1, 1] over the action box
+        self.mid = np.tile((self.high + self.low) / 2.0, self.cfg.horizon)
+        self.half = np.tile((self.high - self.low) / 2.0, self.cfg.horizon)
+
+    def wrong(self, start: np.ndarray, final: np.ndarray, actions: np.ndarray,
+              projection: np.ndarray | None, keep: bool = True) -> np.ndarray:
+        """``final`` states [N, 5] with their block made wrong (see the class), from ``start`` [5] or [N, 5];
+        ``actions`` [N, horizon, 2]. ``keep``: count the error in :meth:`injected_error`."""
+        move = final[:, 2:4] - start[..., 2:4]
+        turn = wrap_angle(final[:, 4] - start[..., 4])
+        out = final.copy()
+        if self.error == "damp":
+            out[:, 2:4] = start[..., 2:4] + (1.0 - self.size) * move
+            out[:, 4] = start[..., 4] + (1.0 - self.angle_size) * turn
+        else:
+            if self.error == "noise":
+                z = self.error_rng.standard_normal((len(final), 3))
+            else:  # fixed: the waypoints in units of their bounds, projected; ~unit spread over the box
+                assert projection is not None
+                a = (actions.reshape(len(actions), -1) - self.mid) / self.half
+                z = a @ projection
+            out[:, 2:4] += self.size * np.linalg.norm(move, axis=1, keepdims=True) * z[:, :2] / math.sqrt(2)
+            out[:, 4] += self.angle_size * np.abs(turn) * z[:, 2]
+        out[:, 4] = wrap_angle(out[:, 4])
+        if keep:
+            moved = block_moved(start, final)
+            pos, deg = block_errors(out, final)
+            self.injected += (pos[moved].sum(), deg[moved].sum(), moved.sum())
+        return out
+
+    def held_out_error(self, va: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, Any]:
+        """The error this arm's rule gives the logged pushes of held-out windows (``windows``: context
+        states, actions from SKIP steps back, the true states every SKIP steps), scored as
+        ``block_predictability.scores`` scores a model, so that it reads beside the pixel models' and the
+        state models' moved-block errors (the mean over the frames where the true block moved)."""
+        ctx, actions, true = va
+        start = ctx[:, -1]
+        candidate = actions[:, SKIP:SKIP + self.cfg.horizon]
+        dims = len(self.mid)
+        projection = np.random.default_rng([self.cfg.seed, 3]).standard_normal((dims, 3)) * math.sqrt(3.0 / dims)
+        pred = np.stack([self.wrong(start, true[:, k], candidate, projection, keep=False)
+                         for k in range(true.shape[1])], axis=1)
+        both = scores(pred[..., 2:5], ctx, true)
+        return {"this_rule": both["mlp"], "copy_last": both["copy_last"], "windows": len(ctx)}
+
+    def injected_error(self) -> dict[str, Any]:
+        """The mean injected block error over scored candidates whose block moved."""
+        n = max(self.injected[2], 1.0)
+        return {"kind": self.error, "size": self.size, "angle_size": self.angle_size,
+                "moved_candidates": int(self.injected[2]),
+                "position": round(float(self.injected[0] / n), 2),
+                "angle_deg": round(float(self.injected[1] / n), 2)}
+
+    def scorer(self, state: np.ndarray, history: tuple[np.ndarray, np.ndarray], goal: np.ndarray,
+               goal_state: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
+        start = np.asarray(state, dtype=np.float64)
+        # a uniform action in [-1, 1] has variance 1/3: scaled so that z has unit spread over the action box
+        dims = len(self.mid)
+        projection = (self.error_rng.standard_normal((dims, 3)) * math.sqrt(3.0 / dims)
+                      if self.error == "fixed" else None)
+
+        def score(actions: torch.Tensor) -> torch.Tensor:
+            a = actions.detach().cpu().numpy().astype(np.float64)
+            states = np.array(self.pool.rollout(start, a, frames="none")[1], dtype=np.float64)
+            full = a
+            if self.error == "fixed" and a.shape[1] < self.cfg.horizon:  # the budget's end cut the candidate
+                full = np.concatenate([a, np.repeat(a[:, -1:], self.cfg.horizon - a.shape[1], axis=1)], axis=1)
+            states[:, -1] = self.wrong(start, states[:, -1], full, projection)
+            return self.domain.state_cost(states, goal_state)
+
+        return score
+
+
 def held_out_errors(model: StateModel | StepModel, va: tuple[np.ndarray, np.ndarray, np.ndarray],
                     read: np.ndarray | None = None) -> dict[str, Any]:
     """The model on held-out windows: pusher error by frame, the block as block_predictability scores it.
@@ -299,7 +423,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--goals-from", help="a checkpoint: its held-out episodes give the goals (its training "
                     "ones train the MLP) and its context sets where goals may start, as for its model arm")
     ap.add_argument("--goals", type=int, default=50)
-    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    ap.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS,
+                    help="none (`--arms` alone): only the --block-error arms")
+    ap.add_argument("--block-error", action="append", default=[], metavar="KIND:SIZE[:ANGLE_SIZE]",
+                    help=f"one more arm: the simulator with its pushed block made wrong, KIND one of "
+                    f"{BLOCK_ERRORS} (BlockErrorOracle), e.g. damp:0.5; repeatable")
     ap.add_argument("--model", choices=("frames", "step"), default="frames",
                     help="frames: an MLP for the states every 5 env steps at once; step: --step-size env "
                     "steps at a time, rolled out")
@@ -335,6 +463,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="outputs/state_model_plan")
     args = ap.parse_args(argv)
+    block_errors_asked = [parse_block_error(e) for e in args.block_error]
+    if not args.arms and not block_errors_asked:
+        raise SystemExit("no arm: give --arms and/or --block-error")
     if min(args.goals, args.steps, args.width, args.replan_every, args.samples, args.iterations) < 1:
         raise SystemExit("--goals, --steps, --width, --replan-every, --samples and --iterations must be "
                          "≥ 1")
@@ -481,11 +612,18 @@ def main(argv: list[str] | None = None) -> None:
                    "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 4),
                    "goal_block_turn_mean": round(float(np.mean([p.block_turn for p in pairs])), 3),
                    "ahead": bench.ahead, "budget": bench.budget, "planner": asdict(planner)}
-        for name in args.arms:
+        arm_names = list(args.arms) + [block_error_arm_name(*e) for e in block_errors_asked]
+        if len(set(arm_names)) < len(arm_names):
+            raise SystemExit(f"arms {arm_names}: each once")
+        for name in arm_names:
             common = dict(cfg=planner, device=device, low=low, high=high, domain=domain)
-            if name == "oracle_state":
+            if name not in ARMS:
                 pool = pool or domain.make_pool(args.workers)
-                arm: Arm = Arm(name, "oracle_state", pool=pool, **common)
+                arm: Arm = BlockErrorOracle(name, block_errors_asked[arm_names.index(name) - len(args.arms)],
+                                            pool=pool, **common)
+            elif name == "oracle_state":
+                pool = pool or domain.make_pool(args.workers)
+                arm = Arm(name, "oracle_state", pool=pool, **common)
             else:
                 assert model is not None
                 arm = StateModelArm(name, model, recorder, args.obs_noise, **common)
@@ -503,6 +641,10 @@ def main(argv: list[str] | None = None) -> None:
                       f"{np.degrees(res.block_angle_error):.1f} deg", flush=True)
             report["arms"][name] = summarize(results) | {"kind": arm.kind,
                                                          "arm_s": round(time.time() - t_arm, 1)}
+            if isinstance(arm, BlockErrorOracle):
+                report["arms"][name]["injected_block_error"] = arm.injected_error()
+                report["arms"][name]["held_out_block_error"] = arm.held_out_error(
+                    windows(store, val_eps, FRAMES))
     finally:
         if pool is not None:
             pool.close()

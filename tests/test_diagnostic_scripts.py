@@ -470,6 +470,69 @@ def test_state_model_ensemble_ranks_by_its_members_costs(pusht_store_32, tmp_pat
         script.main([str(pusht_store_32), "--ensemble", "2", "--out", str(tmp_path / "bad")])
 
 
+def test_block_error_oracle_makes_the_pushed_block_wrong_by_its_rule(pusht_store_32, tmp_path, capsys,
+                                                                    monkeypatch, one_torch_thread):
+    import torch
+
+    from crcm_robotics.config import PlannerConfig
+    from crcm_robotics.eval.plan_bench import PushTDomain
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    script = load_script("state_model_planning")
+    start = np.array([100.0, 100.0, 200.0, 200.0, 0.5])
+    final = np.array([[110.0, 100.0, 240.0, 230.0, 0.9],   # the block moved 50 units and turned 0.4 rad
+                      [150.0, 150.0, 200.0, 200.0, 0.5]])  # it stayed put
+    actions = np.full((2, 25, 2), 300.0)
+
+    def oracle(text: str):
+        return script.BlockErrorOracle("o", script.parse_block_error(text), pool=None, cfg=PlannerConfig(),
+                                       device=torch.device("cpu"), low=np.zeros(2, np.float32),
+                                       high=np.full(2, 512, np.float32), domain=PushTDomain())
+
+    half = oracle("damp:0.5").wrong(start, final, actions, None)
+    np.testing.assert_allclose(half[0], [110.0, 100.0, 220.0, 215.0, 0.7])  # half the move and the turn
+    np.testing.assert_allclose(half[1], final[1])  # a still block has nothing to take away
+    np.testing.assert_allclose(oracle("damp:1").wrong(start, final, actions, None)[:, 2:], [start[2:]] * 2)
+    np.testing.assert_allclose(oracle("noise:0").wrong(start, final, actions, None), final)
+    noisy_arm = oracle("noise:0.5")
+    a, b = (noisy_arm.wrong(start, final, actions, None) for _ in range(2))
+    assert not np.allclose(a[0], b[0])  # drawn anew for every candidate
+    np.testing.assert_allclose(a[:, :2], final[:, :2])  # the pusher is left exact
+    np.testing.assert_allclose(a[1], final[1])  # the error scales with the move: none for a still block
+    fixed = oracle("fixed:0.5")
+    projection = np.random.default_rng(0).standard_normal((50, 3))
+    np.testing.assert_allclose(fixed.wrong(start, final, actions, projection),
+                               fixed.wrong(start, final, actions, projection))  # a function of the actions
+    other = fixed.wrong(start, final, actions + 50.0, projection)  # other actions, another error
+    assert not np.allclose(other[0], final[0]) and not np.allclose(other[0], fixed.wrong(
+        start, final, actions, projection)[0])
+    counted = fixed.injected_error()
+    assert counted["moved_candidates"] == 4  # four calls, each counting its moved candidate only
+    assert counted["kind"] == "fixed" and counted["position"] > 0
+    np.testing.assert_allclose(oracle("damp:0.5:1").wrong(start, final, actions, None)[0, 2:],
+                               [220.0, 215.0, 0.5])  # half the move, none of the turn
+    assert script.parse_block_error("noise:0.5:2") == ("noise", 0.5, 2.0)
+    assert script.block_error_arm_name("noise", 0.5, 2.0) == "oracle_noise0.5_a2"
+    for bad in ("damp:1.5", "damp:0.5:2", "wobble:0.5", "noise:-1", "noise", "fixed:nan", "noise:1:2:3"):
+        with pytest.raises(SystemExit, match="KIND:SIZE.* expected"):
+            script.parse_block_error(bad)
+
+    script.main([str(pusht_store_32), "--goals", "1", "--samples", "8", "--iterations", "1", "--elites", "2",
+                 "--workers", "1", "--arms", "--block-error", "damp:1", "--block-error", "fixed:0.5",
+                 "--out", str(tmp_path / "be")])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["arms"]) == {"oracle_damp1", "oracle_fixed0.5"}
+    copy = result["arms"]["oracle_damp1"]["held_out_block_error"]
+    assert copy["this_rule"] == copy["copy_last"]  # a block that never moves is copy-last's
+    assert result["arms"]["oracle_fixed0.5"]["injected_block_error"]["moved_candidates"] > 0
+    assert (tmp_path / "be" / "oracle_fixed0.5.goals.jsonl").is_file()
+    with pytest.raises(SystemExit, match="no arm"):
+        script.main([str(pusht_store_32), "--arms"])
+    with pytest.raises(SystemExit, match="each once"):
+        script.main([str(pusht_store_32), "--arms", "--block-error", "damp:0.5", "--block-error", "damp:0.50",
+                     "--goals", "1", "--out", str(tmp_path / "twice")])
+
+
 def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys):
     script = load_script("plot_planning_models")
     arm = {"success_end": 0.4, "success_any": 0.5}
@@ -496,6 +559,36 @@ def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys)
     (tmp_path / "bad.json").write_text(json.dumps({"arms": {}}))
     with pytest.raises(SystemExit, match="'arms' object expected"):
         script.main([f"x={tmp_path / 'bad.json'}", "--out", str(out)])
+
+
+def test_plot_block_error_tolerance_places_each_arm_at_its_held_out_error(tmp_path, capsys):
+    script = load_script("plot_block_error_tolerance")
+
+    def rule(kind: str, size: float, angle: float, position: float, degrees: float, success: float) -> dict:
+        return {"success_end": success, "goals": 50,
+                "injected_block_error": {"kind": kind, "size": size, "angle_size": angle},
+                "held_out_block_error": {"this_rule": {"moved": {"position": position, "angle_deg": degrees}}}}
+
+    run = tmp_path / "results.json"
+    run.write_text(json.dumps({"arms": {"oracle_state": {"success_end": 0.96, "goals": 50},
+                                        "oracle_damp0.5": rule("damp", 0.5, 0.5, 29.0, 8.9, 0.5),
+                                        "oracle_noise0.5_a2": rule("noise", 0.5, 2.0, 25.8, 26.6, 0.8)}}))
+    out = tmp_path / "tolerance.png"
+    script.main([str(run), "pixel students=25.6/25.5/0.74", "--out", str(out)])
+    points = {p["label"]: p for p in json.loads(capsys.readouterr().out)["points"]}
+    assert out.stat().st_size > 0
+    assert points["simulator (exact)"]["position"] == 0.0 and points["simulator (exact)"]["success"] == 0.96
+    assert points["damp 0.5"]["uniform"] and (points["damp 0.5"]["position"], points["damp 0.5"]["success"]) == (
+        29.0, 0.5)
+    assert not points["noise 0.5, angle 2"]["uniform"] and points["noise 0.5, angle 2"]["angle"] == 26.6
+    assert points["pixel students"]["kind"] == "recorded" and points["pixel students"]["success"] == 0.74
+    for bad, message in (("pixel=25/0.7", "LABEL=POSITION/ANGLE/SUCCESS expected"),
+                         ("pixel=25/25/7", "a success in"), ("=1/2/0.5", "a success in")):
+        with pytest.raises(SystemExit, match=message):
+            script.main([bad, "--out", str(out)])
+    (tmp_path / "odd.json").write_text(json.dumps({"arms": {"state_mlp": {"success_end": 0.7, "goals": 1}}}))
+    with pytest.raises(SystemExit, match="has no held-out block error"):
+        script.main([str(tmp_path / "odd.json"), "--out", str(out)])
 
 
 def test_plot_pushed_block_reads_motion_lines_and_recorded_figures(tmp_path, capsys):
