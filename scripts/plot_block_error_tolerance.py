@@ -100,16 +100,21 @@ def main(argv: list[str] | None = None) -> None:
             if apart:  # the angle sized apart (e.g. as large as a pixel model's): hollow markers
                 ax.scatter([p[key] for p in apart], [p["success"] for p in apart], marker=marker, s=50,
                            facecolors="none", edgecolors=color, label=f"{kind}, angle error sized apart")
+        recorded = 0
         for p in points:
             if p["kind"] in KIND_STYLE:
                 ax.annotate(p["label"].split(" ", 1)[1], (p[key], p["success"]), textcoords="offset points",
                             xytext=(4, 4), fontsize=7)
-            else:
-                style = {"exact": ("*", "black"), "state": ("D", "tab:green")}.get(p["kind"], ("P", "tab:purple"))
-                ax.scatter([p[key]], [p["success"]], marker=style[0], color=style[1], s=70, zorder=3,
-                           label=p["label"])
-                ax.annotate(p["label"], (p[key], p["success"]), textcoords="offset points", xytext=(5, -11),
-                            fontsize=7, color=style[1])
+                continue
+            style = {"exact": ("*", "black"), "state": ("D", "tab:green")}.get(p["kind"], ("P", "tab:purple"))
+            legend = "models whose figures are recorded" if p["kind"] == "recorded" else p["label"]
+            ax.scatter([p[key]], [p["success"]], marker=style[0], color=style[1], s=70, zorder=3, label=legend)
+            offset = (6, 5) if p["kind"] == "exact" else (6, -11)  # the exact point sits at the top left
+            if p["kind"] == "recorded":  # recorded models often sit close together: their labels alternate
+                offset = (6, (-12, 6, -24, 18)[recorded % 4])
+                recorded += 1
+            ax.annotate(p["label"], (p[key], p["success"]), textcoords="offset points", xytext=offset,
+                        fontsize=7, color=style[1])
         ax.axhline(args.target, color="grey", linestyle="--", linewidth=1)
         ax.set_xlabel(f"moved block's held-out error, mean of frames 1..5 ({unit})")
         ax.set_xlim(left=0)
