@@ -13,9 +13,9 @@ arm's cost). Arms, on the same goals in real gym-pusht:
 - ``state_mlp``: the learnt model (``--obs-noise U``: its context read to ±U env units, as a 64×64 frame
   reads it). ``--model frames`` is the MLP above, every future frame at once; ``--model step`` a residual
   MLP for ``--step-size`` (1 or 5) env steps that reads contact in the block's frame, rolled out;
-- ``oracle_<kind><size>`` (``--block-error KIND:SIZE``, repeatable): the simulator with its pushed block made
-  wrong by a set rule and amount (:class:`BlockErrorOracle`: damped, noisy, or a fixed function of the
-  actions), so that success can be read against the block error a model makes on held-out pushes: how
+- ``oracle_<kind><size>`` (``--block-error KIND:SIZE[:ANGLE_SIZE]``, repeatable): the simulator with its pushed
+  block made wrong by a set rule and amount (:class:`BlockErrorOracle`: damped, noisy, or a fixed function of
+  the actions), so that success can be read against the block error a model makes on held-out pushes: how
   accurate the block must be for the planner to reach a success rate.
 
 One JSON line: the model's held-out errors (pusher, and the block split by whether it moved) and per arm the
@@ -612,15 +612,15 @@ def main(argv: list[str] | None = None) -> None:
                    "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 4),
                    "goal_block_turn_mean": round(float(np.mean([p.block_turn for p in pairs])), 3),
                    "ahead": bench.ahead, "budget": bench.budget, "planner": asdict(planner)}
-        arm_names = list(args.arms) + [block_error_arm_name(*e) for e in block_errors_asked]
-        if len(set(arm_names)) < len(arm_names):
-            raise SystemExit(f"arms {arm_names}: each once")
+        errors_by_arm = {block_error_arm_name(*e): e for e in block_errors_asked}
+        arm_names = list(args.arms) + list(errors_by_arm)
+        if len(set(args.arms)) < len(args.arms) or len(errors_by_arm) < len(block_errors_asked):
+            raise SystemExit(f"arms {args.arms} and --block-error {args.block_error}: each once")
         for name in arm_names:
             common = dict(cfg=planner, device=device, low=low, high=high, domain=domain)
-            if name not in ARMS:
+            if name in errors_by_arm:
                 pool = pool or domain.make_pool(args.workers)
-                arm: Arm = BlockErrorOracle(name, block_errors_asked[arm_names.index(name) - len(args.arms)],
-                                            pool=pool, **common)
+                arm: Arm = BlockErrorOracle(name, errors_by_arm[name], pool=pool, **common)
             elif name == "oracle_state":
                 pool = pool or domain.make_pool(args.workers)
                 arm = Arm(name, "oracle_state", pool=pool, **common)

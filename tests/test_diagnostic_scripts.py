@@ -528,9 +528,10 @@ def test_block_error_oracle_makes_the_pushed_block_wrong_by_its_rule(pusht_store
     assert (tmp_path / "be" / "oracle_fixed0.5.goals.jsonl").is_file()
     with pytest.raises(SystemExit, match="no arm"):
         script.main([str(pusht_store_32), "--arms"])
-    with pytest.raises(SystemExit, match="each once"):
-        script.main([str(pusht_store_32), "--arms", "--block-error", "damp:0.5", "--block-error", "damp:0.50",
-                     "--goals", "1", "--out", str(tmp_path / "twice")])
+    for twice in (["--arms", "--block-error", "damp:0.5", "--block-error", "damp:0.50"],
+                  ["--arms", "oracle_state", "oracle_state"]):
+        with pytest.raises(SystemExit, match="each once"):
+            script.main([str(pusht_store_32), *twice, "--goals", "1", "--out", str(tmp_path / "twice")])
 
 
 def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys):
