@@ -317,7 +317,7 @@ class BlockErrorOracle(Arm):
     ``noise:0.5:2`` is R = 0.5 in position and 2 in angle):
 
     - ``damp:A``: the model moves the block (1 − A) of the way: ``d`` and ``t`` scaled by 1 − A. A = 1 is
-      copy-last's block; the pixel models lean that way (their block turns as little as copy-last's).
+      copy-last's block (the pixel models' angle error is at or above copy-last's).
     - ``noise:R``: a Gaussian error of standard deviation R·|d| in position (R·|d|/√2 on each axis) and R·|t|
       in angle, drawn anew for every candidate: error the planner cannot steer by, as a model's noise.
     - ``fixed:R``: the same size, but a fixed smooth function of the candidate's actions within a solve
