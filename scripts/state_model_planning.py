@@ -460,7 +460,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--iterations", type=int, default=6)
     ap.add_argument("--elites", type=int, default=32)
     ap.add_argument("--workers", type=int, default=0, help="simulator processes for oracle_state (0: all)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the model's, the planner's and the block-error rules' seed; also the goal draw's unless "
+                    "--goal-seed is given")
+    ap.add_argument("--goal-seed", type=int, default=None,
+                    help="the goal draw's seed (default: --seed, as before this option): another --seed on the "
+                    "same goals")
     ap.add_argument("--out", default="outputs/state_model_plan")
     args = ap.parse_args(argv)
     block_errors_asked = [parse_block_error(e) for e in args.block_error]
@@ -598,7 +603,8 @@ def main(argv: list[str] | None = None) -> None:
             report["state_mlp"]["members"] = [held_out_errors(m, va, read) for m in model.members]
         print(f"state_mlp fitted in {report['state_mlp']['fit_s']} s", flush=True)
 
-    bench = PlanBenchConfig(goals=args.goals, planner=planner, seed=args.seed)
+    goal_seed = args.seed if args.goal_seed is None else args.goal_seed
+    bench = PlanBenchConfig(goals=args.goals, planner=planner, seed=goal_seed)
     low, high = _bounds(store)
     device = torch.device("cpu")
     recorder = RecordingSim(domain.make_sim(), store)
@@ -609,6 +615,7 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
         report |= {"bench": "plan", "domain": domain.name, "held_out_split": True, "goals": len(pairs),
+                   "seed": args.seed, "goal_seed": goal_seed,
                    "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 4),
                    "goal_block_turn_mean": round(float(np.mean([p.block_turn for p in pairs])), 3),
                    "ahead": bench.ahead, "budget": bench.budget, "planner": asdict(planner)}

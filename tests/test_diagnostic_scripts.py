@@ -526,6 +526,21 @@ def test_block_error_oracle_makes_the_pushed_block_wrong_by_its_rule(pusht_store
     assert copy["this_rule"] == copy["copy_last"]  # a block that never moves is copy-last's
     assert result["arms"]["oracle_fixed0.5"]["injected_block_error"]["moved_candidates"] > 0
     assert (tmp_path / "be" / "oracle_fixed0.5.goals.jsonl").is_file()
+    assert (result["seed"], result["goal_seed"]) == (0, 0)
+
+    def goals_at(*seeds: str) -> tuple[list[tuple[int, int]], dict]:
+        out = tmp_path / ("seeds" + "_".join(seeds))
+        script.main([str(pusht_store_32), "--goals", "2", "--samples", "8", "--iterations", "1", "--elites", "2",
+                     "--workers", "1", "--arms", "--block-error", "damp:0.5", *seeds, "--out", str(out)])
+        run = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        lines = [json.loads(x) for x in (out / "oracle_damp0.5.goals.jsonl").read_text().splitlines()]
+        return [(x["episode"], x["start"]) for x in lines], run
+
+    base, _ = goals_at()
+    same, run = goals_at("--seed", "1", "--goal-seed", "0")  # another seed on the same goals
+    assert same == base and (run["seed"], run["goal_seed"]) == (1, 0)
+    _, run = goals_at("--seed", "1")  # as before --goal-seed: --seed also draws the goals
+    assert run["goal_seed"] == 1
     with pytest.raises(SystemExit, match="no arm"):
         script.main([str(pusht_store_32), "--arms"])
     for twice in (["--arms", "--block-error", "damp:0.5", "--block-error", "damp:0.50"],
