@@ -336,6 +336,12 @@ class BlockErrorOracle(Arm):
         self.mid = np.tile((self.high + self.low) / 2.0, self.cfg.horizon)
         self.half = np.tile((self.high - self.low) / 2.0, self.cfg.horizon)
 
+    def projection(self, rng: np.random.Generator) -> np.ndarray:
+        """The ``fixed`` rule's random projection [horizon · A, 3] of a candidate's actions (in units of their
+        bounds): a uniform action in [-1, 1] has variance 1/3, so z has unit spread over the action box."""
+        dims = len(self.mid)
+        return rng.standard_normal((dims, 3)) * math.sqrt(3.0 / dims)
+
     def wrong(self, start: np.ndarray, final: np.ndarray, actions: np.ndarray,
               projection: np.ndarray | None, keep: bool = True) -> np.ndarray:
         """``final`` states [N, 5] with their block made wrong (see the class), from ``start`` [5] or [N, 5];
@@ -370,8 +376,7 @@ class BlockErrorOracle(Arm):
         ctx, actions, true = va
         start = ctx[:, -1]
         candidate = actions[:, SKIP:SKIP + self.cfg.horizon]
-        dims = len(self.mid)
-        projection = np.random.default_rng([self.cfg.seed, 3]).standard_normal((dims, 3)) * math.sqrt(3.0 / dims)
+        projection = self.projection(np.random.default_rng([self.cfg.seed, 3]))
         pred = np.stack([self.wrong(start, true[:, k], candidate, projection, keep=False)
                          for k in range(true.shape[1])], axis=1)
         both = scores(pred[..., 2:5], ctx, true)
@@ -388,10 +393,7 @@ class BlockErrorOracle(Arm):
     def scorer(self, state: np.ndarray, history: tuple[np.ndarray, np.ndarray], goal: np.ndarray,
                goal_state: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
         start = np.asarray(state, dtype=np.float64)
-        # a uniform action in [-1, 1] has variance 1/3: scaled so that z has unit spread over the action box
-        dims = len(self.mid)
-        projection = (self.error_rng.standard_normal((dims, 3)) * math.sqrt(3.0 / dims)
-                      if self.error == "fixed" else None)
+        projection = self.projection(self.error_rng) if self.error == "fixed" else None
 
         def score(actions: torch.Tensor) -> torch.Tensor:
             a = actions.detach().cpu().numpy().astype(np.float64)
@@ -623,6 +625,7 @@ def main(argv: list[str] | None = None) -> None:
         arm_names = list(args.arms) + list(errors_by_arm)
         if len(set(args.arms)) < len(args.arms) or len(errors_by_arm) < len(block_errors_asked):
             raise SystemExit(f"arms {args.arms} and --block-error {args.block_error}: each once")
+        held_out = windows(store, val_eps, FRAMES) if errors_by_arm else None  # read once for every rule
         for name in arm_names:
             common = dict(cfg=planner, device=device, low=low, high=high, domain=domain)
             if name in errors_by_arm:
@@ -650,8 +653,7 @@ def main(argv: list[str] | None = None) -> None:
                                                          "arm_s": round(time.time() - t_arm, 1)}
             if isinstance(arm, BlockErrorOracle):
                 report["arms"][name]["injected_block_error"] = arm.injected_error()
-                report["arms"][name]["held_out_block_error"] = arm.held_out_error(
-                    windows(store, val_eps, FRAMES))
+                report["arms"][name]["held_out_block_error"] = arm.held_out_error(held_out)
     finally:
         if pool is not None:
             pool.close()
