@@ -6,7 +6,9 @@ over frames 1..5, as ``block_motion_error.py`` scores a pixel model) and its suc
 ``oracle_state`` arm is the exact simulator (no error); a ``state_mlp`` arm is the learnt state model at its
 own held-out error. Models whose figures are recorded in docs/results.md (the pixel models, scored by
 ``block_motion_error.py`` through a probe) are given as ``LABEL=POSITION/ANGLE/SUCCESS``. Two panels: success
-against the position error and against the angle error, the success target drawn across.
+against the position error and against the angle error, the success target drawn across. Runs replanned at
+another interval than ``--replan-every`` (the benchmark's 10 env steps; read from each run's ``planner``) are
+drawn as a series of their own (dashed, hollow), so that the two intervals' curves can be compared.
 
     python scripts/plot_block_error_tolerance.py outputs/s35/exact/results.json outputs/s35/fixed1/results.json \\
         "2-step students (s33)=25.6/25.5/0.74" --out docs/img/plan/block_error_tolerance.png
@@ -26,7 +28,7 @@ KIND_STYLE = {"damp": ("o", "tab:blue", "damped (moves the block part way)"),
 
 def points_of_run(path: str) -> list[dict[str, Any]]:
     """Every arm of one state_model_planning.py results.json as a point: label, kind, position, angle,
-    success held at the end, goals."""
+    success held at the end, goals, and the run's replanning interval (None where the run does not say)."""
     try:
         run = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -35,8 +37,10 @@ def points_of_run(path: str) -> list[dict[str, Any]]:
     if not isinstance(run, dict) or not isinstance(run.get("arms"), dict) or not run["arms"]:
         raise SystemExit(f"plot_block_error_tolerance: {path}: no 'arms' object (a state_model_planning.py "
                          "results.json expected)")
+    replan = (run.get("planner") or {}).get("replan_every")
     points = []
     for name, arm in run["arms"].items():
+        size = ""  # a rule's size, written beside its marker
         if "held_out_block_error" in arm:
             moved = arm["held_out_block_error"]["this_rule"]["moved"]
             e = arm["injected_block_error"]
@@ -49,10 +53,11 @@ def points_of_run(path: str) -> list[dict[str, Any]]:
             moved, label, kind = run["state_mlp"]["block_mlp"]["moved"], "learnt state model", "state"
         else:
             raise SystemExit(f"plot_block_error_tolerance: {path}: arm {name!r} has no held-out block error")
-        points.append({"label": label, "kind": kind, "uniform": kind not in KIND_STYLE or uniform,
+        points.append({"label": label, "kind": kind, "size": size,
+                       "uniform": kind not in KIND_STYLE or uniform,
                        "position": float(moved["position"]),
                        "angle": float(moved["angle_deg"]), "success": float(arm["success_end"]),
-                       "goals": int(arm["goals"])})
+                       "goals": int(arm["goals"]), "replan": replan})
     return points
 
 
@@ -69,7 +74,7 @@ def parse_recorded(item: str) -> dict[str, Any]:
         raise SystemExit(f"plot_block_error_tolerance: {item!r}: LABEL=POSITION/ANGLE/SUCCESS with a success in "
                          "[0, 1] expected")
     return {"label": label, "kind": "recorded", "uniform": True, "position": position, "angle": angle,
-            "success": success}
+            "success": success, "replan": None}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,12 +82,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("items", nargs="+", help="a results.json, or LABEL=POSITION/ANGLE/SUCCESS")
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--target", type=float, default=0.90, help="the success target (issue 12: 0.90)")
+    parser.add_argument("--replan-every", type=int, default=10,
+                        help="the runs' usual replanning interval (env steps); runs at another one are a series apart")
     parser.add_argument("--title", default="PushT, 50 held-out goals: success held against the pushed block's "
                         "held-out error")
     args = parser.parse_args(argv)
     points = []
     for item in args.items:
         points += points_of_run(item) if Path(item).is_file() else [parse_recorded(item)]
+    for p in points:  # a run replanned at another interval: its own series, its interval in its label
+        p["apart"] = p["replan"] is not None and p["replan"] != args.replan_every
+        if p["apart"]:
+            p["label"] += f", replanned every {p['replan']}"
 
     import matplotlib
 
@@ -92,24 +103,32 @@ def main(argv: list[str] | None = None) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, key, unit in ((axes[0], "position", "env units"), (axes[1], "angle", "degrees")):
         for kind, (marker, color, legend) in KIND_STYLE.items():
-            mine = sorted((p for p in points if p["kind"] == kind and p["uniform"]), key=lambda p: p[key])
-            if mine:  # one size for position and angle: a line through the sizes
-                ax.plot([p[key] for p in mine], [p["success"] for p in mine], marker=marker, color=color,
-                        label=legend)
-            apart = [p for p in points if p["kind"] == kind and not p["uniform"]]
-            if apart:  # the angle sized apart (e.g. as large as a pixel model's): hollow markers
-                ax.scatter([p[key] for p in apart], [p["success"] for p in apart], marker=marker, s=50,
-                           facecolors="none", edgecolors=color, label=f"{kind}, angle error sized apart")
+            for other in (False, True):  # the usual interval solid; another one dashed, its markers hollow
+                mine = sorted((p for p in points if p["kind"] == kind and p["uniform"] and p["apart"] == other),
+                              key=lambda p: p[key])
+                if mine:  # one size for position and angle: a line through the sizes
+                    ax.plot([p[key] for p in mine], [p["success"] for p in mine], marker=marker, color=color,
+                            linestyle="--" if other else "-", markerfacecolor="none" if other else color,
+                            label=f"{legend}, replanned every {mine[0]['replan']}" if other else legend)
+            for other in (False, True):  # the angle sized apart (e.g. as large as a pixel model's): hollow
+                lone = [p for p in points if p["kind"] == kind and not p["uniform"] and p["apart"] == other]
+                if lone:
+                    ax.scatter([p[key] for p in lone], [p["success"] for p in lone], marker=marker,
+                               s=90 if other else 50, facecolors="none", edgecolors=color,
+                               linestyle="--" if other else "-", label=f"{kind}, angle error sized apart"
+                               + (f", replanned every {lone[0]['replan']}" if other else ""))
         recorded = 0
         for p in points:
             if p["kind"] in KIND_STYLE:
-                ax.annotate(p["label"].split(" ", 1)[1], (p[key], p["success"]), textcoords="offset points",
+                ax.annotate(p["size"], (p[key], p["success"]), textcoords="offset points",
                             xytext=(4, 4), fontsize=7)
                 continue
             style = {"exact": ("*", "black"), "state": ("D", "tab:green")}.get(p["kind"], ("P", "tab:purple"))
             legend = "models whose figures are recorded" if p["kind"] == "recorded" else p["label"]
-            ax.scatter([p[key]], [p["success"]], marker=style[0], color=style[1], s=70, zorder=3, label=legend)
-            offset = (6, 5) if p["kind"] == "exact" else (6, -11)  # the exact point sits at the top left
+            ax.scatter([p[key]], [p["success"]], marker=style[0], s=70, zorder=3, label=legend,
+                       facecolors="none" if p["apart"] else style[1], edgecolors=style[1])
+            # the exact point sits at the top left (another interval's just below it)
+            offset = (6, 5) if p["kind"] == "exact" and not p["apart"] else (6, -11)
             if p["kind"] == "recorded":  # recorded models often sit close together: their labels alternate
                 offset = (6, (-12, 6, -24, 18)[recorded % 4])
                 recorded += 1

@@ -598,6 +598,19 @@ def test_plot_block_error_tolerance_places_each_arm_at_its_held_out_error(tmp_pa
         29.0, 0.5)
     assert not points["noise 0.5, angle 2"]["uniform"] and points["noise 0.5, angle 2"]["angle"] == 26.6
     assert points["pixel students"]["kind"] == "recorded" and points["pixel students"]["success"] == 0.74
+    assert not any(p["apart"] for p in points.values())  # a run that names no interval is not set apart
+    for every, success in ((10, 0.84), (5, 0.98)):  # the same rule at two intervals: the usual one and another
+        (tmp_path / f"r{every}.json").write_text(json.dumps({
+            "planner": {"replan_every": every},
+            "arms": {"oracle_fixed0.25": rule("fixed", 0.25, 0.25, 7.9, 2.8, success)}}))
+    script.main([str(tmp_path / "r10.json"), str(tmp_path / "r5.json"), "--out", str(out)])
+    points = {p["label"]: p for p in json.loads(capsys.readouterr().out)["points"]}
+    assert set(points) == {"fixed 0.25", "fixed 0.25, replanned every 5"}
+    assert not points["fixed 0.25"]["apart"] and points["fixed 0.25, replanned every 5"]["apart"]
+    assert points["fixed 0.25, replanned every 5"]["success"] == 0.98
+    script.main([str(tmp_path / "r10.json"), str(tmp_path / "r5.json"), "--replan-every", "5", "--out", str(out)])
+    assert {p["label"] for p in json.loads(capsys.readouterr().out)["points"]} == {
+        "fixed 0.25, replanned every 10", "fixed 0.25"}
     for bad, message in (("pixel=25/0.7", "LABEL=POSITION/ANGLE/SUCCESS expected"),
                          ("pixel=25/25/7", "a success in"), ("=1/2/0.5", "a success in")):
         with pytest.raises(SystemExit, match=message):
