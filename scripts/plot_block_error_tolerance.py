@@ -77,6 +77,13 @@ def parse_recorded(item: str) -> dict[str, Any]:
             "success": success, "replan": None}
 
 
+def series_styles(points: list[dict[str, Any]]) -> list[tuple[int | None, str]]:
+    """Each series and its line style: the usual interval (None) solid, then each other interval, shortest
+    first, dashed, dotted, dash-dotted (cycling)."""
+    others = sorted({p["series"] for p in points if p["series"] is not None})
+    return [(None, "-")] + [(every, ("--", ":", "-.")[i % 3]) for i, every in enumerate(others)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("items", nargs="+", help="a results.json, or LABEL=POSITION/ANGLE/SUCCESS")
@@ -90,8 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     points = []
     for item in args.items:
         points += points_of_run(item) if Path(item).is_file() else [parse_recorded(item)]
-    for p in points:  # a run replanned at another interval: its own series, its interval in its label
+    if args.replan_every < 1:
+        raise SystemExit(f"plot_block_error_tolerance: --replan-every {args.replan_every}: a whole number of env "
+                         "steps ≥ 1 expected")
+    for p in points:  # a run replanned at another interval: a series of its own, its interval in its label
         p["apart"] = p["replan"] is not None and p["replan"] != args.replan_every
+        p["series"] = p["replan"] if p["apart"] else None
         if p["apart"]:
             p["label"] += f", replanned every {p['replan']}"
 
@@ -103,20 +114,19 @@ def main(argv: list[str] | None = None) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, key, unit in ((axes[0], "position", "env units"), (axes[1], "angle", "degrees")):
         for kind, (marker, color, legend) in KIND_STYLE.items():
-            for other in (False, True):  # the usual interval solid; another one dashed, its markers hollow
-                mine = sorted((p for p in points if p["kind"] == kind and p["uniform"] and p["apart"] == other),
+            for series, line in series_styles(points):  # the usual interval solid; each other one dashed, hollow
+                mine = sorted((p for p in points if p["kind"] == kind and p["uniform"] and p["series"] == series),
                               key=lambda p: p[key])
+                suffix = f", replanned every {series}" if series is not None else ""
                 if mine:  # one size for position and angle: a line through the sizes
                     ax.plot([p[key] for p in mine], [p["success"] for p in mine], marker=marker, color=color,
-                            linestyle="--" if other else "-", markerfacecolor="none" if other else color,
-                            label=f"{legend}, replanned every {mine[0]['replan']}" if other else legend)
-            for other in (False, True):  # the angle sized apart (e.g. as large as a pixel model's): hollow
-                lone = [p for p in points if p["kind"] == kind and not p["uniform"] and p["apart"] == other]
-                if lone:
+                            linestyle=line, markerfacecolor=color if series is None else "none",
+                            label=legend + suffix)
+                lone = [p for p in points if p["kind"] == kind and not p["uniform"] and p["series"] == series]
+                if lone:  # the angle sized apart (e.g. as large as a pixel model's): hollow markers
                     ax.scatter([p[key] for p in lone], [p["success"] for p in lone], marker=marker,
-                               s=90 if other else 50, facecolors="none", edgecolors=color,
-                               linestyle="--" if other else "-", label=f"{kind}, angle error sized apart"
-                               + (f", replanned every {lone[0]['replan']}" if other else ""))
+                               s=50 if series is None else 90, facecolors="none", edgecolors=color,
+                               linestyle=line, label=f"{kind}, angle error sized apart{suffix}")
         recorded = 0
         for p in points:
             if p["kind"] in KIND_STYLE:

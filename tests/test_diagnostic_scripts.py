@@ -611,6 +611,11 @@ def test_plot_block_error_tolerance_places_each_arm_at_its_held_out_error(tmp_pa
     script.main([str(tmp_path / "r10.json"), str(tmp_path / "r5.json"), "--replan-every", "5", "--out", str(out)])
     assert {p["label"] for p in json.loads(capsys.readouterr().out)["points"]} == {
         "fixed 0.25, replanned every 10", "fixed 0.25"}
+    # each other interval a line of its own, shortest first; the usual one solid even where no run has it
+    assert script.series_styles([{"series": None}]) == [(None, "-")]
+    assert script.series_styles([{"series": 5}, {"series": 2}, {"series": 5}]) == [(None, "-"), (2, "--"), (5, ":")]
+    with pytest.raises(SystemExit, match="--replan-every 0"):
+        script.main([str(tmp_path / "r10.json"), "--replan-every", "0", "--out", str(out)])
     for bad, message in (("pixel=25/0.7", "LABEL=POSITION/ANGLE/SUCCESS expected"),
                          ("pixel=25/25/7", "a success in"), ("=1/2/0.5", "a success in")):
         with pytest.raises(SystemExit, match=message):
