@@ -37,7 +37,11 @@ def points_of_run(path: str) -> list[dict[str, Any]]:
     if not isinstance(run, dict) or not isinstance(run.get("arms"), dict) or not run["arms"]:
         raise SystemExit(f"plot_block_error_tolerance: {path}: no 'arms' object (a state_model_planning.py "
                          "results.json expected)")
-    replan = (run.get("planner") or {}).get("replan_every")
+    planner = run.get("planner", {})
+    replan = planner.get("replan_every") if isinstance(planner, dict) else planner
+    if replan is not None and (not isinstance(replan, int) or isinstance(replan, bool) or replan < 1):
+        raise SystemExit(f"plot_block_error_tolerance: {path}: planner.replan_every={replan!r}: a whole number "
+                         "of env steps ≥ 1 expected (or no 'planner')")
     points = []
     for name, arm in run["arms"].items():
         size = ""  # a rule's size, written beside its marker

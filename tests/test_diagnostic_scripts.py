@@ -614,6 +614,11 @@ def test_plot_block_error_tolerance_places_each_arm_at_its_held_out_error(tmp_pa
     # each other interval a line of its own, shortest first; the usual one solid even where no run has it
     assert script.series_styles([{"series": None}]) == [(None, "-")]
     assert script.series_styles([{"series": 5}, {"series": 2}, {"series": 5}]) == [(None, "-"), (2, "--"), (5, ":")]
+    for planner in ({"replan_every": "5"}, {"replan_every": 0}, "every 5"):  # a run's own interval checked too
+        (tmp_path / "bad.json").write_text(json.dumps({"planner": planner, "arms": {
+            "oracle_fixed0.25": rule("fixed", 0.25, 0.25, 7.9, 2.8, 0.9)}}))
+        with pytest.raises(SystemExit, match="planner.replan_every="):
+            script.main([str(tmp_path / "bad.json"), "--out", str(out)])
     with pytest.raises(SystemExit, match="--replan-every 0"):
         script.main([str(tmp_path / "r10.json"), "--replan-every", "0", "--out", str(out)])
     for bad, message in (("pixel=25/0.7", "LABEL=POSITION/ANGLE/SUCCESS expected"),
