@@ -9,6 +9,10 @@ own held-out error. Models whose figures are recorded in docs/results.md (the pi
 against the position error and against the angle error, the success target drawn across. Runs replanned at
 another interval than ``--replan-every`` (the benchmark's 10 env steps; read from each run's ``planner``) are
 drawn as a series of their own (dashed, hollow), so that the two intervals' curves can be compared.
+``--map-out`` writes a second figure, the error plane: each run at the usual interval (and each recorded model)
+at its (position, angle) error, coloured and labelled by its success, the colour turning at the target, so
+that which corner of the plane holds the target can be read at a glance (the two panels above each fold the
+other error away).
 
     python scripts/plot_block_error_tolerance.py outputs/s35/exact/results.json outputs/s35/fixed1/results.json \\
         "2-step students (s33)=25.6/25.5/0.74" --out docs/img/plan/block_error_tolerance.png
@@ -88,6 +92,51 @@ def series_styles(points: list[dict[str, Any]]) -> list[tuple[int | None, str]]:
     return [(None, "-")] + [(every, ("--", ":", "-.")[i % 3]) for i, every in enumerate(others)]
 
 
+def draw_map(plt: Any, points: list[dict[str, Any]], target: float, replan_every: int, out: str) -> None:
+    """The error plane: every point not set apart (the runs at ``replan_every``, the recorded models) at its
+    (position, angle) error, filled with its success on a red-to-green scale that turns at ``target``, its
+    success written beside it. Points set apart (another interval) are left off and marked so in the JSON."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    shown = [p for p in points if not p["apart"]]
+    for p in points:
+        p["on_map"] = not p["apart"]
+    lowest = min((p["success"] for p in shown), default=0.0)
+    norm = TwoSlopeNorm(vcenter=target, vmin=min(lowest, target - 0.01), vmax=max(1.0, target + 0.01))
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    markers = {kind: style[0] for kind, style in KIND_STYLE.items()} | {"exact": "*", "state": "D", "recorded": "P"}
+    scatter = None
+    for kind, marker in markers.items():
+        mine = [p for p in shown if p["kind"] == kind]
+        if mine:
+            scatter = ax.scatter([p["position"] for p in mine], [p["angle"] for p in mine], c=[p["success"] for p in mine],
+                                 cmap="RdYlGn", norm=norm, marker=marker, s=140 if kind in ("exact", "recorded") else 90,
+                                 edgecolors="black", linewidths=0.6, zorder=3,
+                                 label={"exact": "simulator (exact)", "state": "learnt state model",
+                                        "recorded": "models whose figures are recorded"}.get(kind, KIND_STYLE.get(
+                                            kind, ("", "", kind))[2]))
+    for p in shown:
+        text = f"{p['success']:.2f}" + (f"  {p['label']}" if p["kind"] == "recorded" else "")
+        ax.annotate(text, (p["position"], p["angle"]), textcoords="offset points", xytext=(7, 5), fontsize=8)
+    if scatter is not None:
+        fig.colorbar(scatter, ax=ax, label=f"success held at the end (colour turns at the target, {target:g})")
+    ax.set_xlabel("moved block's held-out position error, mean of frames 1..5 (env units)")
+    ax.set_ylabel("moved block's held-out angle error (degrees)")
+    widest = max((p["position"] for p in shown), default=1.0)  # room for the labels right of the points
+    tallest = max((p["angle"] for p in shown), default=1.0)
+    ax.set_xlim(-0.03 * widest - 0.5, 1.35 * widest + 0.5)
+    ax.set_ylim(-0.04 * tallest - 0.5, 1.1 * tallest + 0.5)
+    ax.grid(alpha=0.3)
+    legend = ax.legend(fontsize=7, loc="upper left")
+    for handle in legend.legend_handles:  # the legend tells the marker; the colour is each point's success
+        handle.set_facecolor("lightgrey")
+    ax.set_title(f"The error plane: rules replanned every {replan_every} env steps and recorded models", fontsize=10)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("items", nargs="+", help="a results.json, or LABEL=POSITION/ANGLE/SUCCESS")
@@ -95,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target", type=float, default=0.90, help="the success target (issue 12: 0.90)")
     parser.add_argument("--replan-every", type=int, default=10,
                         help="the runs' usual replanning interval (env steps); runs at another one are a series apart")
+    parser.add_argument("--map-out", help="also write the error plane (position against angle, coloured by "
+                        "success) of the runs at --replan-every and the recorded models to this PNG")
     parser.add_argument("--title", default="PushT, 50 held-out goals: success held against the pushed block's "
                         "held-out error")
     args = parser.parse_args(argv)
@@ -161,7 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
-    print(json.dumps({"out": args.out, "points": points}))
+    if args.map_out:
+        draw_map(plt, points, args.target, args.replan_every, args.map_out)
+    print(json.dumps({"out": args.out, "map_out": args.map_out, "points": points}))
 
 
 if __name__ == "__main__":

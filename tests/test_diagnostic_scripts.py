@@ -611,6 +611,13 @@ def test_plot_block_error_tolerance_places_each_arm_at_its_held_out_error(tmp_pa
     script.main([str(tmp_path / "r10.json"), str(tmp_path / "r5.json"), "--replan-every", "5", "--out", str(out)])
     assert {p["label"] for p in json.loads(capsys.readouterr().out)["points"]} == {
         "fixed 0.25, replanned every 10", "fixed 0.25"}
+    plane = tmp_path / "plane.png"  # the error plane: the runs at --replan-every and the recorded models only
+    script.main([str(tmp_path / "r10.json"), str(tmp_path / "r5.json"), "pixel students=25.6/25.5/0.74",
+                 "--replan-every", "5", "--out", str(out), "--map-out", str(plane)])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["map_out"] == str(plane) and plane.stat().st_size > 0
+    assert {p["label"]: p["on_map"] for p in printed["points"]} == {
+        "fixed 0.25, replanned every 10": False, "fixed 0.25": True, "pixel students": True}
     # each other interval a line of its own, shortest first; the usual one solid even where no run has it
     assert script.series_styles([{"series": None}]) == [(None, "-")]
     assert script.series_styles([{"series": 5}, {"series": 2}, {"series": 5}]) == [(None, "-"), (2, "--"), (5, ":")]
