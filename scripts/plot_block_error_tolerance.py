@@ -12,7 +12,9 @@ drawn as a series of their own (dashed, hollow), so that the two intervals' curv
 ``--map-out`` writes a second figure, the error plane: each run at the usual interval (and each recorded model)
 at its (position, angle) error, coloured and labelled by its success, the colour turning at the target, so
 that which corner of the plane holds the target can be read at a glance (the two panels above each fold the
-other error away).
+other error away). With ``--fit-kind KIND`` a logistic surface, success = σ(b0 + b1·position + b2·angle), is
+fitted to the held counts of that rule's runs on the map (and the exact simulator's) and its target contour is
+drawn on the plane; the JSON gives its coefficients and what it predicts at each recorded model's errors.
 
     python scripts/plot_block_error_tolerance.py outputs/s35/exact/results.json outputs/s35/fixed1/results.json \\
         "2-step students (s33)=25.6/25.5/0.74" --out docs/img/plan/block_error_tolerance.png
@@ -92,10 +94,47 @@ def series_styles(points: list[dict[str, Any]]) -> list[tuple[int | None, str]]:
     return [(None, "-")] + [(every, ("--", ":", "-.")[i % 3]) for i, every in enumerate(others)]
 
 
-def draw_map(plt: Any, points: list[dict[str, Any]], target: float, replan_every: int, out: str) -> None:
+def fit_logistic(points: list[dict[str, Any]]) -> list[float]:
+    """Maximum-likelihood b0, b1, b2 of success = σ(b0 + b1·position + b2·angle) (position in env units, angle in
+    degrees) over the points' held counts (success × goals of goals), by Newton's method. Why: the runs sit at
+    scattered errors and each moves by ±0.06-0.12 between seeds; one smooth surface pools them into a contour."""
+    import numpy as np
+
+    if len(points) < 3:
+        raise SystemExit(f"plot_block_error_tolerance: --fit-kind: {len(points)} runs to fit, at least 3 expected")
+    # features scaled to tens so that the Newton steps are well conditioned
+    x = np.array([[1.0, p["position"] / 10, p["angle"] / 10] for p in points])
+    n = np.array([float(p["goals"]) for p in points])
+    k = np.array([p["success"] * p["goals"] for p in points])
+    beta = np.zeros(3)
+    with np.errstate(over="ignore"):
+        for _ in range(100):
+            prob = 1 / (1 + np.exp(-(x @ beta)))
+            hessian = (x * (n * prob * (1 - prob))[:, None]).T @ x + 1e-9 * np.eye(3)
+            step = np.linalg.solve(hessian, x.T @ (k - n * prob))
+            beta += step
+            if np.abs(step).max() < 1e-10:
+                break
+    if not np.isfinite(beta).all() or np.abs(beta).max() > 1e3:
+        raise SystemExit(f"plot_block_error_tolerance: --fit-kind: the logistic fit of {len(points)} runs did not "
+                         "converge (do they all hold every goal, or none?)")
+    return [float(beta[0]), float(beta[1] / 10), float(beta[2] / 10)]
+
+
+def fitted_success(coef: list[float], position: float, angle: float) -> float:
+    """The fitted surface at one (position, angle)."""
+    import math
+
+    return 1 / (1 + math.exp(-(coef[0] + coef[1] * position + coef[2] * angle)))
+
+
+def draw_map(plt: Any, points: list[dict[str, Any]], target: float, replan_every: int, out: str,
+             fit_kind: str | None = None) -> dict[str, Any] | None:
     """The error plane: every point not set apart (the runs at ``replan_every``, the recorded models) at its
     (position, angle) error, filled with its success on a red-to-green scale that turns at ``target``, its
-    success written beside it. Points set apart (another interval) are left off and marked so in the JSON."""
+    success written beside it. Points set apart (another interval) are left off and marked so in the JSON. With
+    ``fit_kind``, the logistic fit (``fit_logistic``) of that rule's runs and the exact simulator's, its target
+    contour drawn; returns the fit (None without one)."""
     from matplotlib.colors import TwoSlopeNorm
 
     shown = [p for p in points if not p["apart"]]
@@ -120,6 +159,23 @@ def draw_map(plt: Any, points: list[dict[str, Any]], target: float, replan_every
         ax.annotate(text, (p["position"], p["angle"]), textcoords="offset points", xytext=(7, 5), fontsize=8)
     if scatter is not None:
         fig.colorbar(scatter, ax=ax, label=f"success held at the end (colour turns at the target, {target:g})")
+    fit = None
+    if fit_kind:
+        import math
+
+        import numpy as np
+
+        fitted = [p for p in shown if p["kind"] in (fit_kind, "exact")]
+        coef = fit_logistic(fitted)
+        fit = {"kind": fit_kind, "runs": len(fitted), "goals": sum(p["goals"] for p in fitted),
+               "coef": {"intercept": coef[0], "per_unit": coef[1], "per_degree": coef[2]},
+               "predicted": {p["label"]: round(fitted_success(coef, p["position"], p["angle"]), 3)
+                             for p in shown if p["kind"] == "recorded"}}
+        if coef[2] != 0:  # the target contour: b0 + b1·x + b2·y = logit(target)
+            xs = np.linspace(0, 1.35 * max(p["position"] for p in shown) + 0.5, 100)
+            ys = (math.log(target / (1 - target)) - coef[0] - coef[1] * xs) / coef[2]
+            ax.plot(xs, ys, color="grey", linestyle="--", linewidth=1.2,
+                    label=f"{target:g} by a logistic fit to the {fit_kind} runs")
     ax.set_xlabel("moved block's held-out position error, mean of frames 1..5 (env units)")
     ax.set_ylabel("moved block's held-out angle error (degrees)")
     widest = max((p["position"] for p in shown), default=1.0)  # room for the labels right of the points
@@ -129,12 +185,14 @@ def draw_map(plt: Any, points: list[dict[str, Any]], target: float, replan_every
     ax.grid(alpha=0.3)
     legend = ax.legend(fontsize=7, loc="upper left")
     for handle in legend.legend_handles:  # the legend tells the marker; the colour is each point's success
-        handle.set_facecolor("lightgrey")
+        if hasattr(handle, "set_facecolor"):  # the markers (the contour's line keeps its colour)
+            handle.set_facecolor("lightgrey")
     ax.set_title(f"The error plane: rules replanned every {replan_every} env steps and recorded models", fontsize=10)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
+    return fit
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,12 +204,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="the runs' usual replanning interval (env steps); runs at another one are a series apart")
     parser.add_argument("--map-out", help="also write the error plane (position against angle, coloured by "
                         "success) of the runs at --replan-every and the recorded models to this PNG")
+    parser.add_argument("--fit-kind", choices=sorted(KIND_STYLE),
+                        help="with --map-out: fit success to this rule's runs (and the exact simulator's) as a "
+                        "logistic surface in (position, angle) and draw its --target contour")
     parser.add_argument("--title", default="PushT, 50 held-out goals: success held against the pushed block's "
                         "held-out error")
     args = parser.parse_args(argv)
     points = []
     for item in args.items:
         points += points_of_run(item) if Path(item).is_file() else [parse_recorded(item)]
+    if args.fit_kind and not args.map_out:
+        raise SystemExit("plot_block_error_tolerance: --fit-kind draws on the error plane: give --map-out too")
     if args.replan_every < 1:
         raise SystemExit(f"plot_block_error_tolerance: --replan-every {args.replan_every}: a whole number of env "
                          "steps ≥ 1 expected")
@@ -212,9 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
-    if args.map_out:
-        draw_map(plt, points, args.target, args.replan_every, args.map_out)
-    print(json.dumps({"out": args.out, "map_out": args.map_out, "points": points}))
+    fit = draw_map(plt, points, args.target, args.replan_every, args.map_out, args.fit_kind) if args.map_out else None
+    print(json.dumps({"out": args.out, "map_out": args.map_out, "fit": fit, "points": points}))
 
 
 if __name__ == "__main__":

@@ -621,6 +621,26 @@ def test_plot_block_error_tolerance_places_each_arm_at_its_held_out_error(tmp_pa
     # each other interval a line of its own, shortest first; the usual one solid even where no run has it
     assert script.series_styles([{"series": None}]) == [(None, "-")]
     assert script.series_styles([{"series": 5}, {"series": 2}, {"series": 5}]) == [(None, "-"), (2, "--"), (5, ":")]
+    # the logistic fit recovers a known surface from held counts, and predicts at a recorded model's errors
+    truth = (4.0, -0.1, -0.08)
+    grid = {f"oracle_noise{size}_a{angle}": rule("noise", size, angle, position, degrees, script.fitted_success(
+                truth, position, degrees)) for size, angle, position, degrees in (
+                (0.125, 0.75, 6.4, 10.7), (0.25, 0.75, 12.9, 10.7), (0.5, 0.75, 25.7, 10.7),
+                (0.125, 1.5, 6.4, 20.8), (0.5, 2.0, 25.7, 26.7))}
+    for arm in grid.values():
+        arm["goals"] = 10**6
+    (tmp_path / "grid.json").write_text(json.dumps({"planner": {"replan_every": 5}, "arms": grid}))
+    script.main([str(tmp_path / "grid.json"), "teacher=24.6/19.0/0.83", "--replan-every", "5", "--out", str(out),
+                 "--map-out", str(plane), "--fit-kind", "noise"])
+    fit = json.loads(capsys.readouterr().out)["fit"]
+    assert fit["runs"] == 5 and fit["goals"] == 5 * 10**6
+    assert [fit["coef"][k] for k in ("intercept", "per_unit", "per_degree")] == pytest.approx(truth, abs=1e-3)
+    assert fit["predicted"] == {"teacher": pytest.approx(script.fitted_success(truth, 24.6, 19.0), abs=1e-3)}
+    with pytest.raises(SystemExit, match="give --map-out too"):
+        script.main([str(tmp_path / "grid.json"), "--out", str(out), "--fit-kind", "noise"])
+    with pytest.raises(SystemExit, match="at least 3 expected"):
+        script.main([str(tmp_path / "r5.json"), "--replan-every", "5", "--out", str(out), "--map-out", str(plane),
+                     "--fit-kind", "fixed"])
     for planner in ({"replan_every": "5"}, {"replan_every": 0}, "every 5"):  # a run's own interval checked too
         (tmp_path / "bad.json").write_text(json.dumps({"planner": planner, "arms": {
             "oracle_fixed0.25": rule("fixed", 0.25, 0.25, 7.9, 2.8, 0.9)}}))
