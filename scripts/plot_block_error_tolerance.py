@@ -94,9 +94,10 @@ def series_styles(points: list[dict[str, Any]]) -> list[tuple[int | None, str]]:
     return [(None, "-")] + [(every, ("--", ":", "-.")[i % 3]) for i, every in enumerate(others)]
 
 
-def fit_logistic(points: list[dict[str, Any]]) -> list[float]:
+def fit_logistic(points: list[dict[str, Any]]) -> tuple[list[float], float]:
     """Maximum-likelihood b0, b1, b2 of success = σ(b0 + b1·position + b2·angle) (position in env units, angle in
-    degrees) over the points' held counts (success × goals of goals), by Newton's method. Why: the runs sit at
+    degrees) over the points' held counts (success × goals of goals), by Newton's method, and the fit's deviance
+    (about the runs' count less 3 where the surface fits them to within binomial noise). Why: the runs sit at
     scattered errors and each moves by ±0.06-0.12 between seeds; one smooth surface pools them into a contour."""
     import numpy as np
 
@@ -118,7 +119,10 @@ def fit_logistic(points: list[dict[str, Any]]) -> list[float]:
     if not np.isfinite(beta).all() or np.abs(beta).max() > 1e3:
         raise SystemExit(f"plot_block_error_tolerance: --fit-kind: the logistic fit of {len(points)} runs did not "
                          "converge (do they all hold every goal, or none?)")
-    return [float(beta[0]), float(beta[1] / 10), float(beta[2] / 10)]
+    prob = np.clip(1 / (1 + np.exp(-(x @ beta))), 1e-12, 1 - 1e-12)
+    seen = np.clip(k / n, 1e-12, 1 - 1e-12)
+    deviance = 2 * np.sum(k * np.log(seen / prob) + (n - k) * np.log((1 - seen) / (1 - prob)))
+    return [float(beta[0]), float(beta[1] / 10), float(beta[2] / 10)], float(deviance)
 
 
 def fitted_success(coef: list[float], position: float, angle: float) -> float:
@@ -166,8 +170,9 @@ def draw_map(plt: Any, points: list[dict[str, Any]], target: float, replan_every
         import numpy as np
 
         fitted = [p for p in shown if p["kind"] in (fit_kind, "exact")]
-        coef = fit_logistic(fitted)
+        coef, deviance = fit_logistic(fitted)
         fit = {"kind": fit_kind, "runs": len(fitted), "goals": sum(p["goals"] for p in fitted),
+               "deviance": round(deviance, 2), "degrees_of_freedom": len(fitted) - 3,
                "coef": {"intercept": coef[0], "per_unit": coef[1], "per_degree": coef[2]},
                "predicted": {p["label"]: round(fitted_success(coef, p["position"], p["angle"]), 3)
                              for p in shown if p["kind"] == "recorded"}}

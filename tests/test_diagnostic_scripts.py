@@ -633,9 +633,15 @@ def test_plot_block_error_tolerance_places_each_arm_at_its_held_out_error(tmp_pa
     script.main([str(tmp_path / "grid.json"), "teacher=24.6/19.0/0.83", "--replan-every", "5", "--out", str(out),
                  "--map-out", str(plane), "--fit-kind", "noise"])
     fit = json.loads(capsys.readouterr().out)["fit"]
-    assert fit["runs"] == 5 and fit["goals"] == 5 * 10**6
+    assert fit["runs"] == 5 and fit["goals"] == 5 * 10**6 and fit["degrees_of_freedom"] == 2
+    assert fit["deviance"] < 0.01  # the counts lie on the surface
     assert [fit["coef"][k] for k in ("intercept", "per_unit", "per_degree")] == pytest.approx(truth, abs=1e-3)
     assert fit["predicted"] == {"teacher": pytest.approx(script.fitted_success(truth, 24.6, 19.0), abs=1e-3)}
+    grid["oracle_noise0.125_a1.5"]["success_end"] = 0.5  # one run off the surface: the deviance says so
+    (tmp_path / "grid.json").write_text(json.dumps({"planner": {"replan_every": 5}, "arms": grid}))
+    script.main([str(tmp_path / "grid.json"), "--replan-every", "5", "--out", str(out), "--map-out", str(plane),
+                 "--fit-kind", "noise"])
+    assert json.loads(capsys.readouterr().out)["fit"]["deviance"] > 1000
     with pytest.raises(SystemExit, match="give --map-out too"):
         script.main([str(tmp_path / "grid.json"), "--out", str(out), "--fit-kind", "noise"])
     with pytest.raises(SystemExit, match="at least 3 expected"):
