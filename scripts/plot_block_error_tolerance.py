@@ -158,9 +158,14 @@ def draw_map(plt: Any, points: list[dict[str, Any]], target: float, replan_every
                                  label={"exact": "simulator (exact)", "state": "learnt state model",
                                         "recorded": "models whose figures are recorded"}.get(kind, KIND_STYLE.get(
                                             kind, ("", "", kind))[2]))
+    spots: dict[tuple[float, float, bool], list[dict[str, Any]]] = {}  # runs at one spot (seeds of a rule): one label
     for p in shown:
-        text = f"{p['success']:.2f}" + (f"  {p['label']}" if p["kind"] == "recorded" else "")
-        ax.annotate(text, (p["position"], p["angle"]), textcoords="offset points", xytext=(7, 5), fontsize=8)
+        spots.setdefault((round(p["position"]), round(p["angle"]), p["kind"] == "recorded"), []).append(p)
+    for (_, _, recorded), here in spots.items():
+        for p in here if recorded else here[:1]:
+            text = (f"{p['success']:.2f}  {p['label']}" if recorded
+                    else " / ".join(f"{q['success']:.2f}" for q in here))
+            ax.annotate(text, (p["position"], p["angle"]), textcoords="offset points", xytext=(7, 5), fontsize=8)
     if scatter is not None:
         fig.colorbar(scatter, ax=ax, label=f"success held at the end (colour turns at the target, {target:g})")
     fit = None
