@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     points = []
     for item in args.items:
         points += points_of_run(item) if Path(item).is_file() else [parse_recorded(item)]
+    if not 0 < args.target < 1:
+        raise SystemExit(f"plot_block_error_tolerance: --target {args.target}: a success strictly between 0 and 1 "
+                         "expected")
     if args.fit_kind and not args.map_out:
         raise SystemExit("plot_block_error_tolerance: --fit-kind draws on the error plane: give --map-out too")
     if args.replan_every < 1:

@@ -642,6 +642,8 @@ def test_plot_block_error_tolerance_places_each_arm_at_its_held_out_error(tmp_pa
     script.main([str(tmp_path / "grid.json"), "--replan-every", "5", "--out", str(out), "--map-out", str(plane),
                  "--fit-kind", "noise"])
     assert json.loads(capsys.readouterr().out)["fit"]["deviance"] > 1000
+    with pytest.raises(SystemExit, match="--target 1.0: a success strictly between 0 and 1"):
+        script.main([str(tmp_path / "grid.json"), "--out", str(out), "--map-out", str(plane), "--target", "1"])
     with pytest.raises(SystemExit, match="give --map-out too"):
         script.main([str(tmp_path / "grid.json"), "--out", str(out), "--fit-kind", "noise"])
     with pytest.raises(SystemExit, match="at least 3 expected"):
