@@ -128,6 +128,21 @@ class WorldModelNode(Node):
         self.kit = MessageKit(image=Image)
         self.frame_period_s = 1.0 / p.context_rate_hz if p.context_rate_hz > 0 else 0.0
 
+        # said before any topic or service exists: a client that finds ~/imagine finds this line logged
+        h, w, _ = self.spec.image_shape
+        skip = self.spec.frame_skip
+        held = f" (frame skip {skip}: each command held {skip} camera frames)" if skip > 1 else ""
+        if skip > 1 and p.context_rate_hz <= 0:
+            self.get_logger().warning(
+                f"the model predicts every {skip}th camera frame but context_rate_hz is 0 (every frame): set "
+                f"it to the camera's rate / {skip} so that context frames are one model step apart")
+        self.get_logger().info(
+            f"model {self.model.description}: {h}x{w} images, action_dim {self.spec.action_dim}{held} "
+            f"{list(self.adapter.names)}, context {self.spec.context_frames} frames "
+            f"at {p.context_rate_hz} Hz; "
+            f"camera {p.camera_topic}, commands {p.action_topic} ({p.action_type})"
+        )
+
         inputs = MutuallyExclusiveCallbackGroup()
         stream = MutuallyExclusiveCallbackGroup()
         planner = MutuallyExclusiveCallbackGroup()
@@ -164,19 +179,6 @@ class WorldModelNode(Node):
             self._predictor.start()
         if p.diagnostics_period_s > 0:
             self.create_timer(p.diagnostics_period_s, self._on_diagnostics_timer, callback_group=inputs)
-        h, w, _ = self.spec.image_shape
-        skip = self.spec.frame_skip
-        held = f" (frame skip {skip}: each command held {skip} camera frames)" if skip > 1 else ""
-        if skip > 1 and p.context_rate_hz <= 0:
-            self.get_logger().warning(
-                f"the model predicts every {skip}th camera frame but context_rate_hz is 0 (every frame): set "
-                f"it to the camera's rate / {skip} so that context frames are one model step apart")
-        self.get_logger().info(
-            f"model {self.model.description}: {h}x{w} images, action_dim {self.spec.action_dim}{held} "
-            f"{list(self.adapter.names)}, context {self.spec.context_frames} frames "
-            f"at {p.context_rate_hz} Hz; "
-            f"camera {p.camera_topic}, commands {p.action_topic} ({p.action_type})"
-        )
 
     def _declare_parameters(self) -> dict:
         values = {}
