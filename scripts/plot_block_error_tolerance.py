@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 KIND_STYLE = {"damp": ("o", "tab:blue", "damped (moves the block part way)"),
               "noise": ("s", "tab:orange", "noise (fresh for each candidate)"),
               "fixed": ("^", "tab:red", "fixed function of the actions (exploitable)")}
+# the points that are not a rule: marker, colour, legend (both figures)
+OTHER_STYLE = {"exact": ("*", "black", "simulator (exact)"), "state": ("D", "tab:green", "learnt state model"),
+               "recorded": ("P", "tab:purple", "models whose figures are recorded")}
 
 
 def points_of_run(path: str) -> list[dict[str, Any]]:
@@ -127,8 +131,6 @@ def fit_logistic(points: list[dict[str, Any]]) -> tuple[list[float], float]:
 
 def fitted_success(coef: list[float], position: float, angle: float) -> float:
     """The fitted surface at one (position, angle)."""
-    import math
-
     return 1 / (1 + math.exp(-(coef[0] + coef[1] * position + coef[2] * angle)))
 
 
@@ -147,17 +149,14 @@ def draw_map(plt: Any, points: list[dict[str, Any]], target: float, replan_every
     lowest = min((p["success"] for p in shown), default=0.0)
     norm = TwoSlopeNorm(vcenter=target, vmin=min(lowest, target - 0.01), vmax=max(1.0, target + 0.01))
     fig, ax = plt.subplots(figsize=(7.5, 6))
-    markers = {kind: style[0] for kind, style in KIND_STYLE.items()} | {"exact": "*", "state": "D", "recorded": "P"}
     scatter = None
-    for kind, marker in markers.items():
+    for kind, (marker, _, name) in (KIND_STYLE | OTHER_STYLE).items():
         mine = [p for p in shown if p["kind"] == kind]
         if mine:
             scatter = ax.scatter([p["position"] for p in mine], [p["angle"] for p in mine], c=[p["success"] for p in mine],
                                  cmap="RdYlGn", norm=norm, marker=marker, s=140 if kind in ("exact", "recorded") else 90,
                                  edgecolors="black", linewidths=0.6, zorder=3,
-                                 label={"exact": "simulator (exact)", "state": "learnt state model",
-                                        "recorded": "models whose figures are recorded"}.get(kind, KIND_STYLE.get(
-                                            kind, ("", "", kind))[2]))
+                                 label=name)
     spots: dict[tuple[float, float, bool], list[dict[str, Any]]] = {}  # runs at one spot (seeds of a rule): one label
     for p in shown:
         spots.setdefault((round(p["position"]), round(p["angle"]), p["kind"] == "recorded"), []).append(p)
@@ -168,10 +167,10 @@ def draw_map(plt: Any, points: list[dict[str, Any]], target: float, replan_every
             ax.annotate(text, (p["position"], p["angle"]), textcoords="offset points", xytext=(7, 5), fontsize=8)
     if scatter is not None:
         fig.colorbar(scatter, ax=ax, label=f"success held at the end (colour turns at the target, {target:g})")
+    widest = max((p["position"] for p in shown), default=1.0)  # room for the labels right of the points
+    tallest = max((p["angle"] for p in shown), default=1.0)
     fit = None
     if fit_kind:
-        import math
-
         import numpy as np
 
         fitted = [p for p in shown if p["kind"] in (fit_kind, "exact")]
@@ -182,14 +181,12 @@ def draw_map(plt: Any, points: list[dict[str, Any]], target: float, replan_every
                "predicted": {p["label"]: round(fitted_success(coef, p["position"], p["angle"]), 3)
                              for p in shown if p["kind"] == "recorded"}}
         if coef[2] != 0:  # the target contour: b0 + b1·x + b2·y = logit(target)
-            xs = np.linspace(0, 1.35 * max(p["position"] for p in shown) + 0.5, 100)
+            xs = np.linspace(0, 1.35 * widest + 0.5, 100)
             ys = (math.log(target / (1 - target)) - coef[0] - coef[1] * xs) / coef[2]
             ax.plot(xs, ys, color="grey", linestyle="--", linewidth=1.2,
                     label=f"{target:g} by a logistic fit to the {fit_kind} runs")
     ax.set_xlabel("moved block's held-out position error, mean of frames 1..5 (env units)")
     ax.set_ylabel("moved block's held-out angle error (degrees)")
-    widest = max((p["position"] for p in shown), default=1.0)  # room for the labels right of the points
-    tallest = max((p["angle"] for p in shown), default=1.0)
     ax.set_xlim(-0.03 * widest - 0.5, 1.35 * widest + 0.5)
     ax.set_ylim(-0.04 * tallest - 0.5, 1.1 * tallest + 0.5)
     ax.grid(alpha=0.3)
@@ -264,8 +261,8 @@ def main(argv: list[str] | None = None) -> None:
                 ax.annotate(p["size"], (p[key], p["success"]), textcoords="offset points",
                             xytext=(4, 4), fontsize=7)
                 continue
-            style = {"exact": ("*", "black"), "state": ("D", "tab:green")}.get(p["kind"], ("P", "tab:purple"))
-            legend = "models whose figures are recorded" if p["kind"] == "recorded" else p["label"]
+            style = OTHER_STYLE[p["kind"]]
+            legend = style[2] if p["kind"] == "recorded" else p["label"]
             ax.scatter([p[key]], [p["success"]], marker=style[0], s=70, zorder=3, label=legend,
                        facecolors="none" if p["apart"] else style[1], edgecolors=style[1])
             # the exact point sits at the top left (another interval's just below it)
