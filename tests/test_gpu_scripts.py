@@ -327,6 +327,8 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
     ("codec_teacher.sh", {"CODEC_MIN": "two"}, "CODEC_MIN=two: expected the codec's minutes"),
     ("codec_teacher.sh", {"SIZE": "100"}, "SIZE=100: expected the frames' side in pixels, a multiple of 16"),
     ("teacher_pair.sh", {"SIZE": "96px", "PAIR": "a=train.seed=0 b=train.seed=1"}, "SIZE=96px: expected"),
+    ("fine_patch.sh", {"STEPS": "2.4k"}, "STEPS=2.4k: expected a whole number"),
+    ("fine_patch.sh", {"PATCHES": "4 6"}, 'PATCHES="4 6": expected patch sides in pixels that divide the frames\' 64'),
 ])
 def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, message):
     env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", **setting)
@@ -354,6 +356,39 @@ def test_codec_teacher_trains_a_teacher_on_the_codec_latents_and_scores_its_push
     bme = json.loads((out / "bme_teacher_c64_s3.json").read_text())
     assert bme["split"] == "val" and bme["steps_4"]["moved"]["frames"] > 0
     assert "codec at" in (out / "codec_teacher_s3.log").read_text()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_fine_patch_trains_on_across_calls_then_scores_each_teachers_pushed_block_once(tmp_path, dry_store):
+    """A teacher in 4x4 patches trained to STEPS, then (the next call, more STEPS) resumed exactly where it stopped
+    and scored again; its pushed block is not scored twice for the same weights; a patch-8 teacher follows it."""
+    import yaml
+
+    work, out = tmp_path / "work", tmp_path / "out"
+
+    def call(steps: int, patches: str) -> str:
+        env = _dry_env(work, out, STEPS=str(steps), PATCHES=patches, SEED="2", CALL_S="300",
+                       DRY_STORE=str(dry_store))
+        run = subprocess.run(["bash", "scripts/gpu/fine_patch.sh"], check=False, cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        return run.stdout
+
+    first = call(4, "4")
+    assert "teacher_p4_s2: from update 0 to 4" in first and "bme_teacher_p4_s2" in first
+    config = yaml.safe_load((work / "teacher_p4_s2" / "config.yaml").read_text())
+    assert config["model"]["patch"] == 4 and config["train"]["seed"] == 2 and config["objective"]["p_mean"] == 1.6
+    assert json.loads((out / "bme_teacher_p4_s2.json").read_text())["update"] == 4
+
+    second = call(6, "4 8")
+    assert "teacher_p4_s2: from update 4 (resumed) to 6" in second and "teacher_p8_s2: from update 0 to 6" in second
+    assert [json.loads(line)["step"] for line in (out / "teacher_p4_s2_log.jsonl").read_text().splitlines()
+            if "loss" in line] == [4, 6]  # one run, its log appended by the resumed call
+    for patch in (4, 8):
+        assert json.loads((out / f"bme_teacher_p{patch}_s2.json").read_text())["update"] == 6
+
+    third = call(6, "4 8")  # every teacher has its updates and its block: nothing trained or scored again
+    assert "from update" not in third and '"ckpt"' not in third  # (the pushed block prints its JSON)
 
 
 def _pair_stage(stage: int, tmp_path: Path, call_s: int, **extra: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,57 @@
+# Issue 12, the pushed block's position at a finer token grid. The `small` teacher cuts a 64x64 frame into 8x8
+# patches (64 tokens), so a token spans 64 env units while the planner needs the block within ~10 (docs/results.md,
+# "The error plane"). Each of PATCHES (4: 4x4 patches, 256 tokens a frame, ~5x the compute of an update) is a
+# 64x64 pixel teacher of the planning recipe trained alone on the GPU for STEPS updates (2,400: the length of the
+# recorded 8x8-patch rows of the twenty-fourth and twenty-eighth sessions), across calls on one warm machine:
+# a call cut by its time saves the run, and the next goes on exactly where it stopped (train.resume). A teacher
+# with all its updates gets its held-out pushed block (scripts/block_motion_error.py, DDIM 4), to set beside
+# those rows. Issue the next call at once (the machine idles out in ~30 s); one that lost the machine starts over.
+#   thirty-eighth session: CALL_S=585 bash scripts/gpu/fine_patch.sh, repeated until it reports the block
+# Carry .whl. Env: PATCHES (4; "4 8" trains a patch-8 teacher of the same seed after it), SEED (0), STEPS
+# (2400), CALL_S (570), WORK (/root/work). DRY=1 rehearses it on the CPU at toy sizes (tests/test_gpu_scripts.py),
+# with STEPS (6) as given.
+source scripts/gpu/setup.sh
+STUDY=fine_patch; RATE=2.5
+PATCHES=${PATCHES:-4}; SEED=${SEED:-0}; STEPS=${STEPS:-$([ -n "${DRY:-}" ] && echo 6 || echo 2400)}
+for setting in SEED STEPS; do
+  if ! [[ ${!setting} =~ ^[0-9]+$ ]]; then
+    echo "fine_patch.sh: $setting=${!setting}: expected a whole number" >&2; exit 2
+  fi
+done
+source scripts/gpu/pusht_study.sh
+for patch in $PATCHES; do
+  if ! [[ $patch =~ ^[1-9][0-9]*$ ]] || (( SIZE % patch )); then
+    echo "fine_patch.sh: PATCHES=\"$PATCHES\": expected patch sides in pixels that divide the frames' $SIZE" >&2
+    exit 2
+  fi
+done
+updates_done() {  # NAME: the updates the run in $WORK/NAME has saved (0 where there is none)
+  $PY -c "import json,sys; print(json.load(open(sys.argv[1])).get('step', 0))" $WORK/$1/meta.json 2>/dev/null \
+      || echo 0
+}
+STAMP=$(date +%H%M%S)
+{
+[ -d $STORE ] && [ -d $PROBE ] || store_and_probe
+for patch in $PATCHES; do
+  name=teacher_p${patch}_s$SEED; done_steps=$(updates_done $name)
+  if [ "$done_steps" -lt "$STEPS" ]; then
+    (( $(left) < 60 )) && { echo "$name: $done_steps of $STEPS updates; no time left in this call"; break; }
+    resume=""; [ "$done_steps" -gt 0 ] && [ -f $WORK/$name/train_state.pt ] && resume=train.resume=$WORK/$name
+    teacher_budget 20
+    echo "$name: from update $done_steps${resume:+ (resumed)} to $STEPS, at most $minutes min"
+    train_model $name model.patch=$patch train.seed=$SEED train.steps=$STEPS train.max_minutes=$minutes $resume
+    cat $WORK/$name.log >> $WORK/${name}_calls.log
+    wait  # the probe, in the call that made it
+    done_steps=$(updates_done $name)
+  fi
+  if [ "$done_steps" -lt "$STEPS" ]; then
+    echo "$name: $done_steps of $STEPS updates: call again at once (the warm machine keeps the run)"; break
+  fi
+  if (( $(left) < 100 )); then echo "$name: all $STEPS updates; its pushed block in the next call"; break; fi
+  scored=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['update'])" $WORK/bme_$name.json 2>/dev/null)
+  [ "$scored" = "$done_steps" ] || pushed_block 4 $name=$WORK/$name  # not again for the same weights
+done
+tail -1 $WORK/probe.log | cut -c1-300
+} 2>&1 | tee "$OUT/fine_patch_$STAMP.log"
+cp $WORK/bme_*.json $WORK/teacher_p*_calls.log $WORK/teacher_p*_log.jsonl "$OUT"/ 2>/dev/null
+ls -la "$OUT"
