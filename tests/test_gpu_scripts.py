@@ -6,6 +6,7 @@ arms and joining them).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -379,6 +380,9 @@ def test_fine_patch_trains_on_across_calls_then_scores_each_teachers_pushed_bloc
     config = yaml.safe_load((work / "teacher_p4_s2" / "config.yaml").read_text())
     assert config["model"]["patch"] == 4 and config["train"]["seed"] == 2 and config["objective"]["p_mean"] == 1.6
     assert json.loads((out / "bme_teacher_p4_s2.json").read_text())["update"] == 4
+    parts = b"".join(part.read_bytes() for part in sorted(out.glob("keep.tgz.part*")))
+    with tarfile.open(fileobj=io.BytesIO(parts)) as kept:
+        assert "./teacher_p4_s2/config.yaml" in kept.getnames()  # the scored teacher comes back
 
     second = call(6, "4 8")
     assert "teacher_p4_s2: from update 4 (resumed) to 6" in second and "teacher_p8_s2: from update 0 to 6" in second

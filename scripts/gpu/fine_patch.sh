@@ -7,9 +7,10 @@
 # with all its updates gets its held-out pushed block (scripts/block_motion_error.py, DDIM 4), to set beside
 # those rows. Issue the next call at once (the machine idles out in ~30 s); one that lost the machine starts over.
 #   thirty-eighth session: CALL_S=585 bash scripts/gpu/fine_patch.sh, repeated until it reports the block
-# Carry .whl. Env: PATCHES (4; "4 8" trains a patch-8 teacher of the same seed after it), SEED (0), STEPS
-# (2400), CALL_S (570), WORK (/root/work). DRY=1 rehearses it on the CPU at toy sizes (tests/test_gpu_scripts.py),
-# with STEPS (6) as given.
+# The teachers scored in a call come back as keep.tgz.part* (pusht_study.sh's keep_models). Carry .whl.
+# Env: PATCHES (4; "4 8" trains a patch-8 teacher of the same seed after it), SEED (0), STEPS (2400), CALL_S
+# (570), WORK (/root/work). DRY=1 rehearses it on the CPU at toy sizes (tests/test_gpu_scripts.py), with STEPS
+# (6) as given.
 source scripts/gpu/setup.sh
 STUDY=fine_patch; RATE=2.5
 PATCHES=${PATCHES:-4}; SEED=${SEED:-0}; STEPS=${STEPS:-$([ -n "${DRY:-}" ] && echo 6 || echo 2400)}
@@ -29,7 +30,7 @@ updates_done() {  # NAME: the updates the run in $WORK/NAME has saved (0 where t
   $PY -c "import json,sys; print(json.load(open(sys.argv[1])).get('step', 0))" $WORK/$1/meta.json 2>/dev/null \
       || echo 0
 }
-STAMP=$(date +%H%M%S)
+STAMP=$(date +%H%M%S); SCORED=$WORK/scored_$STAMP
 {
 [ -d $STORE ] && [ -d $PROBE ] || store_and_probe
 for patch in $PATCHES; do
@@ -49,8 +50,10 @@ for patch in $PATCHES; do
   fi
   if (( $(left) < 100 )); then echo "$name: all $STEPS updates; its pushed block in the next call"; break; fi
   scored=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['update'])" $WORK/bme_$name.json 2>/dev/null)
-  [ "$scored" = "$done_steps" ] || pushed_block 4 $name=$WORK/$name  # not again for the same weights
+  [ "$scored" = "$done_steps" ] || { pushed_block 4 $name=$WORK/$name && echo $name >> $SCORED; }  # once a model
 done
+# the teachers scored in this call returned as keep.tgz.part* (carried back as KEEP=DIR, a later call plans them)
+[ -f $SCORED ] && keep_models $(cat $SCORED)
 tail -1 $WORK/probe.log | cut -c1-300
 } 2>&1 | tee "$OUT/fine_patch_$STAMP.log"
 cp $WORK/bme_*.json $WORK/teacher_p*_calls.log $WORK/teacher_p*_log.jsonl "$OUT"/ 2>/dev/null
