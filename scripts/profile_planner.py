@@ -1,7 +1,7 @@
 """Profile the planner query (``WorldModel.imagine``, N rollouts × H frames) per backend: where the time goes.
 
     python scripts/profile_planner.py CKPT [--backends cuda_graph compile] [--rollouts 64 --horizon 16]
-                                      [--steps 2] [--device cuda] [--out DIR]
+                                      [--steps 2] [--device cuda] [--out DIR] [--patch 4]
 
 Per backend: the median wall time of the query, then one query under ``torch.profiler``
 with the GPU kernels grouped by kind (GEMM, attention, fused Triton, other elementwise,
@@ -11,7 +11,8 @@ query, and the achieved matmul TFLOP/s (the network's FLOPs per pass, counted fr
 its layer shapes, over the measured time per pass). Prints ONE JSON line; writes the
 top-kernel table and a Chrome trace (``trace_<backend>.json.gz``) under ``--out``.
 Without a checkpoint it uses the ``small`` network with random weights (latency does
-not depend on the weights' values).
+not depend on the weights' values), in ``--patch``-pixel patches if given (a finer token
+grid's cost: 4 gives 256 tokens a 64×64 frame against the preset's 64).
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ def profile_backend(ckpt: str, backend: str, args: argparse.Namespace, out: Path
         "by_kind_ms": {k: round(v, 2) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
         "launches": n_kernels, "network_passes": passes, "ms_per_pass": round(per_pass_ms, 3),
         "matmul_tflops_achieved": round(flops_per_pass(cfg, args.rollouts) / (per_pass_ms * 1e-3) / 1e12, 1),
+        "tokens_per_frame": cfg.tokens_per_frame, "matmul_gflop_per_pass": round(flops_per_pass(cfg, args.rollouts) / 1e9, 2),
         "setup_s": round(setup_s, 1),
         "top": [{"ms": round(ms, 3), "count": n, "kind": kind, "name": name[:90]} for ms, n, kind, name in rows[:8]],
     }
@@ -142,14 +144,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default="outputs/profile_planner")
+    ap.add_argument("--patch", type=int, default=None,
+                    help="the random network's patch side in pixels (default: the `small` preset's 8)")
     args = ap.parse_args(argv)
+    if args.ckpt and args.patch is not None:
+        ap.error("--patch sets the random network's patches; a checkpoint has its own")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result: dict = {"ckpt": args.ckpt or "random small", "rollouts": args.rollouts, "horizon": args.horizon,
+    result: dict = {"ckpt": args.ckpt or f"random small{'' if args.patch is None else f', patch {args.patch}'}", "rollouts": args.rollouts, "horizon": args.horizon,
                     "steps": args.steps, "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "backends": {}}
     with tempfile.TemporaryDirectory(prefix="profile_planner_") as tmp:  # a random network's checkpoint, gone after
-        ckpt = args.ckpt or str(random_student_checkpoint(Path(tmp) / "small_random", "small", args.steps))
+        try:
+            ckpt = args.ckpt or str(random_student_checkpoint(Path(tmp) / "small_random", "small", args.steps,
+                                                              patch=args.patch))
+        except ValueError as exc:
+            ap.error(f"--patch {args.patch}: {exc}")
         for backend in args.backends:
             result["backends"][backend] = profile_backend(ckpt, backend, args, out)
     print(json.dumps(result))

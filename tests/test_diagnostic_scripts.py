@@ -54,6 +54,30 @@ def test_profile_planner_groups_kernels_and_counts_passes(tiny_student, tmp_path
     assert (tmp_path / "trace_eager.json.gz").stat().st_size > 0
 
 
+def test_profile_planner_sizes_a_random_network_by_its_patch(tiny_student, tmp_path, capsys):
+    """--patch builds the random network in finer patches (4 tokens where the preset has one at half the side);
+    a checkpoint of its own or a patch that does not divide the frame is refused."""
+    import yaml
+
+    from crcm_robotics.runtime.bench import random_student_checkpoint
+
+    prof = load_script("profile_planner")
+    for patch, tokens in ((8, 64), (4, 256)):
+        ckpt = random_student_checkpoint(tmp_path / f"p{patch}", "tiny", 2, patch=patch)
+        assert yaml.safe_load((ckpt / "config.yaml").read_text())["model"]["patch"] == patch
+        prof.main([str(ckpt), "--backends", "eager", "--rollouts", "2", "--horizon", "1", "--repeats", "1",
+                   "--device", "cpu", "--out", str(tmp_path / f"out{patch}")])
+        eager = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["backends"]["eager"]
+        assert eager["tokens_per_frame"] == tokens
+    with pytest.raises(ValueError, match="patch must divide the 64x64 frame, got 6"):
+        random_student_checkpoint(tmp_path / "p6", "tiny", 2, patch=6)
+    for argv, message in (([str(tiny_student), "--patch", "4"], "a checkpoint has its own"),
+                          (["--patch", "6"], "--patch 6: patch must divide the 64x64 frame")):
+        with pytest.raises(SystemExit):
+            prof.main([*argv, "--device", "cpu", "--backends", "eager", "--out", str(tmp_path)])
+        assert message in capsys.readouterr().err
+
+
 def test_plan_time_split_times_both_samplers_by_depth_and_a_whole_solve(tmp_path, capsys, monkeypatch):
     split = load_script("plan_time_split")
     scratch = tmp_path / "scratch"  # where its random-weight checkpoints go: nothing may be left there

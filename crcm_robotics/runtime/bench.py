@@ -56,13 +56,14 @@ CPU_BACKENDS = ("eager", "onnx")
 
 def random_student_checkpoint(out: str | Path, preset: str = "small", steps: int = 2,
                               codec: str | Path | None = None, env_action_dim: int = 2,
-                              frame_skip: int = 1, depth: int | None = None) -> Path:
+                              frame_skip: int = 1, depth: int | None = None, patch: int | None = None) -> Path:
     """Save a ``steps``-step student with random weights and the teacher ``preset``'s network: 64×64 PushT,
     or with ``codec`` (a ``crcm train codec`` directory) a latent student on that codec's frames, carrying it.
 
     Latency does not depend on the weights' values, so GPU benches and profiles need no trained checkpoint.
     ``env_action_dim`` × ``frame_skip`` is the network's action width (the arm: 4 × 5); ``depth``: that many
-    blocks instead of the preset's (a shallow student's latency).
+    blocks instead of the preset's (a shallow student's latency); ``patch``: that patch side in pixels instead of
+    the preset's (a finer token grid's latency).
     """
     from crcm_robotics.conf import compose_config
     from crcm_robotics.config import to_dict
@@ -75,6 +76,10 @@ def random_student_checkpoint(out: str | Path, preset: str = "small", steps: int
         if depth < 1:
             raise ValueError(f"depth must be ≥ 1 block, got {depth}")
         model_cfg = dataclasses.replace(model_cfg, depth=depth)
+    if patch is not None:
+        if patch < 1 or model_cfg.height % patch or model_cfg.width % patch:
+            raise ValueError(f"patch must divide the {model_cfg.height}x{model_cfg.width} frame, got {patch}")
+        model_cfg = dataclasses.replace(model_cfg, patch=patch)
     dims = env_action_dim * frame_skip
     carried = None
     if codec is not None:
