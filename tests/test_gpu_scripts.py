@@ -329,6 +329,8 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
     ("codec_teacher.sh", {"SIZE": "100"}, "SIZE=100: expected the frames' side in pixels, a multiple of 16"),
     ("teacher_pair.sh", {"SIZE": "96px", "PAIR": "a=train.seed=0 b=train.seed=1"}, "SIZE=96px: expected"),
     ("fine_patch.sh", {"STEPS": "2.4k"}, "STEPS=2.4k: expected a whole number"),
+    ("patch_cost.sh", {"UPDATES": "0"}, "UPDATES=0: expected a whole number above 0"),
+    ("patch_cost.sh", {"PATCHES": "8 5"}, 'PATCHES="8 5": expected patch sides in pixels that divide the frames\' 64'),
     ("fine_patch.sh", {"PATCHES": "4 6"}, 'PATCHES="4 6": expected patch sides in pixels that divide the frames\' 64'),
 ])
 def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, message):
@@ -393,6 +395,24 @@ def test_fine_patch_trains_on_across_calls_then_scores_each_teachers_pushed_bloc
 
     third = call(6, "4 8")  # every teacher has its updates and its block: nothing trained or scored again
     assert "from update" not in third and '"ckpt"' not in third  # (the pushed block prints its JSON)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_patch_cost_times_the_query_and_the_training_of_each_patch(tmp_path, dry_store):
+    """One JSON line at the end: per patch its tokens a frame, query time and training rate, and their ratios to
+    the first patch's (4x4 patches: 4 times the tokens, more compute than 8x8 on every count)."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    shutil.copytree(dry_store / "pusht64.zarr", work / "pusht64.zarr")  # the call makes one only where none is
+    run = subprocess.run(["bash", "scripts/gpu/patch_cost.sh"], check=False, cwd=ROOT, env=_dry_env(work, out),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    coarse, fine = result["patches"]["8"], result["patches"]["4"]
+    assert (coarse["tokens_per_frame"], fine["tokens_per_frame"]) == (64, 256)
+    assert coarse["query_ratio"] == 1.0 == coarse["update_time_ratio"]
+    assert fine["matmul_gflop_per_pass"] > 4 * coarse["matmul_gflop_per_pass"]  # attention grows with tokens²
+    assert fine["query_ms"] > coarse["query_ms"] and fine["updates_per_s"] > 0
+    assert "store at" not in run.stdout and (out / "rate_p4.log").is_file() and (out / "prof_p4.json").is_file()
 
 
 def _pair_stage(stage: int, tmp_path: Path, call_s: int, **extra: str) -> subprocess.CompletedProcess:
