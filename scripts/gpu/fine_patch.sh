@@ -20,12 +20,7 @@ for setting in SEED STEPS; do
   fi
 done
 source scripts/gpu/pusht_study.sh
-for patch in $PATCHES; do
-  if ! [[ $patch =~ ^[1-9][0-9]*$ ]] || (( SIZE % patch )); then
-    echo "fine_patch.sh: PATCHES=\"$PATCHES\": expected patch sides in pixels that divide the frames' $SIZE" >&2
-    exit 2
-  fi
-done
+check_patches fine_patch.sh "$PATCHES" || exit 2
 updates_done() {  # NAME: the updates the run in $WORK/NAME has saved (0 where there is none)
   $PY -c "import json,sys; print(json.load(open(sys.argv[1])).get('step', 0))" $WORK/$1/meta.json 2>/dev/null \
       || echo 0

@@ -17,12 +17,7 @@ for setting in UPDATES ROLLOUTS; do
   fi
 done
 source scripts/gpu/pusht_study.sh
-for patch in $PATCHES; do
-  if ! [[ $patch =~ ^[1-9][0-9]*$ ]] || (( SIZE % patch )); then
-    echo "patch_cost.sh: PATCHES=\"$PATCHES\": expected patch sides in pixels that divide the frames' $SIZE" >&2
-    exit 2
-  fi
-done
+check_patches patch_cost.sh "$PATCHES" || exit 2
 BACKEND=$([ $DEV = cuda ] && echo cuda_graph || echo eager)
 {
 [ -d $STORE ] || make_store

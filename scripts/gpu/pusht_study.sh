@@ -25,6 +25,15 @@ if ! [[ $SIZE =~ ^[1-9][0-9]*$ ]] || (( SIZE % 16 )); then
   echo "pusht_study.sh: SIZE=$SIZE: expected the frames' side in pixels, a multiple of 16 (64, 128)" >&2; exit 2
 fi
 STORE=$WORK/pusht$SIZE.zarr; PROBE=$WORK/probe
+check_patches() {  # SCRIPT PATCHES: every patch side (of a study that sets model.patch) a whole number of pixels
+  # that divides the frames' SIZE, else the SCRIPT's one-line refusal and status 2
+  local patch
+  for patch in $2; do
+    if ! [[ $patch =~ ^[1-9][0-9]*$ ]] || (( SIZE % patch )); then
+      echo "$1: PATCHES=\"$2\": expected patch sides in pixels that divide the frames' $SIZE" >&2; return 2
+    fi
+  done
+}
 if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ] && ! { [ -d "$DRY_STORE/pusht$SIZE.zarr" ] && [ -d "$DRY_STORE/probe" ]; }; then
   echo "pusht_study.sh: DRY_STORE=$DRY_STORE: expected an earlier rehearsal's WORK (pusht$SIZE.zarr and probe in it)" >&2
   exit 2
