@@ -128,7 +128,8 @@ def profile_backend(ckpt: str, backend: str, args: argparse.Namespace, out: Path
         "by_kind_ms": {k: round(v, 2) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
         "launches": n_kernels, "network_passes": passes, "ms_per_pass": round(per_pass_ms, 3),
         "matmul_tflops_achieved": round(flops_per_pass(cfg, args.rollouts) / (per_pass_ms * 1e-3) / 1e12, 1),
-        "tokens_per_frame": cfg.tokens_per_frame, "matmul_gflop_per_pass": round(flops_per_pass(cfg, args.rollouts) / 1e9, 2),
+        "tokens_per_frame": cfg.tokens_per_frame,
+        "matmul_gflop_per_pass": round(flops_per_pass(cfg, args.rollouts) / 1e9, 2),
         "setup_s": round(setup_s, 1),
         "top": [{"ms": round(ms, 3), "count": n, "kind": kind, "name": name[:90]} for ms, n, kind, name in rows[:8]],
     }
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--patch sets the random network's patches; a checkpoint has its own")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result: dict = {"ckpt": args.ckpt or f"random small{'' if args.patch is None else f', patch {args.patch}'}", "rollouts": args.rollouts, "horizon": args.horizon,
+    random_name = "random small" + ("" if args.patch is None else f", patch {args.patch}")
+    result: dict = {"ckpt": args.ckpt or random_name, "rollouts": args.rollouts, "horizon": args.horizon,
                     "steps": args.steps, "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "backends": {}}
     with tempfile.TemporaryDirectory(prefix="profile_planner_") as tmp:  # a random network's checkpoint, gone after

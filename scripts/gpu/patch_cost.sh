@@ -33,8 +33,12 @@ from pathlib import Path
 work, backend, patches = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 rows = {}
 for patch in patches:
-    query = json.loads((work / f"prof_p{patch}.json").read_text().splitlines()[-1])["backends"][backend]
-    trained = json.loads((work / f"rate_p{patch}.log").read_text().strip().splitlines()[-1])
+    try:
+        query = json.loads((work / f"prof_p{patch}.json").read_text().splitlines()[-1])["backends"][backend]
+        trained = json.loads((work / f"rate_p{patch}.log").read_text().strip().splitlines()[-1])
+    except (OSError, IndexError, KeyError, ValueError) as exc:
+        sys.exit(f"patch_cost.sh: no figures for patch {patch} ({type(exc).__name__}: {exc}): "
+                 f"see {work}/prof_p{patch}.err and {work}/rate_p{patch}.log")
     rows[patch] = {"tokens_per_frame": query["tokens_per_frame"], "query_ms": query["query_ms"],
                    "matmul_gflop_per_pass": query["matmul_gflop_per_pass"],
                    "updates_per_s": round(trained["steps"] / trained["seconds"], 2)}
