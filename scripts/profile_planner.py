@@ -117,6 +117,7 @@ def profile_backend(ckpt: str, backend: str, args: argparse.Namespace, out: Path
     busy_ms = sum(by_kind.values())
     passes = 1 + args.horizon * wm.sampler.network_passes  # context encode + every frame's passes
     per_pass_ms = wall_ms / passes
+    flops = flops_per_pass(cfg, args.rollouts)
     table = [(f"{backend}: query {wall_ms:.2f} ms (profiled run {profiled_wall_ms:.2f} ms), "
               f"{'GPU kernel' if on_gpu else 'CPU op'} time {busy_ms:.2f} ms in {n_kernels} launches")]
     table += [f"{ms:9.3f} ms {n:6d}× {kind:18s} {name[:110]}" for ms, n, kind, name in rows[:25]]
@@ -127,9 +128,8 @@ def profile_backend(ckpt: str, backend: str, args: argparse.Namespace, out: Path
         "busy_ms": round(busy_ms, 2), "busy_fraction": round(busy_ms / profiled_wall_ms, 3),
         "by_kind_ms": {k: round(v, 2) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
         "launches": n_kernels, "network_passes": passes, "ms_per_pass": round(per_pass_ms, 3),
-        "matmul_tflops_achieved": round(flops_per_pass(cfg, args.rollouts) / (per_pass_ms * 1e-3) / 1e12, 1),
-        "tokens_per_frame": cfg.tokens_per_frame,
-        "matmul_gflop_per_pass": round(flops_per_pass(cfg, args.rollouts) / 1e9, 2),
+        "matmul_tflops_achieved": round(flops / (per_pass_ms * 1e-3) / 1e12, 1),
+        "tokens_per_frame": cfg.tokens_per_frame, "matmul_gflop_per_pass": round(flops / 1e9, 2),
         "setup_s": round(setup_s, 1),
         "top": [{"ms": round(ms, 3), "count": n, "kind": kind, "name": name[:90]} for ms, n, kind, name in rows[:8]],
     }

@@ -21,9 +21,11 @@ for setting in SEED STEPS; do
 done
 source scripts/gpu/pusht_study.sh
 check_patches fine_patch.sh "$PATCHES" || exit 2
+json_value() {  # FILE KEY: the top-level KEY of the JSON FILE, or nothing where the file or key is missing
+  $PY -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2" 2>/dev/null
+}
 updates_done() {  # NAME: the updates the run in $WORK/NAME has saved (0 where there is none)
-  $PY -c "import json,sys; print(json.load(open(sys.argv[1])).get('step', 0))" $WORK/$1/meta.json 2>/dev/null \
-      || echo 0
+  local step; step=$(json_value $WORK/$1/meta.json step); echo ${step:-0}
 }
 STAMP=$(date +%H%M%S); SCORED=$WORK/scored_$STAMP
 {
@@ -44,7 +46,7 @@ for patch in $PATCHES; do
     echo "$name: $done_steps of $STEPS updates: call again at once (the warm machine keeps the run)"; break
   fi
   if (( $(left) < 100 )); then echo "$name: all $STEPS updates; its pushed block in the next call"; break; fi
-  scored=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['update'])" $WORK/bme_$name.json 2>/dev/null)
+  scored=$(json_value $WORK/bme_$name.json update)
   [ "$scored" = "$done_steps" ] || { pushed_block 4 $name=$WORK/$name && echo $name >> $SCORED; }  # once a model
 done
 # the teachers scored in this call returned as keep.tgz.part* (carried back as KEEP=DIR, a later call plans them)
