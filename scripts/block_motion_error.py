@@ -13,10 +13,12 @@ the split from another checkpoint trained on STORE (e.g. one fine-tuned on a few
 checkpoint it started from on the same windows). ``--weights last`` scores the run's final weights where
 validation kept others (``CKPT/selected``, read by default): a run whose few validation windows kept an early
 update can then be scored at its end too. One JSON line; ``weights`` names the directory read, ``update`` its
-update.
+update. ``--errors-out FILE.npz`` also writes every frame's errors (as the first probe reads them), the true
+states and the moved mask, so that two checkpoints scored on the same windows can be compared window by window
+(scripts/compare_block_errors.py).
 
     python scripts/block_motion_error.py CKPT STORE PROBE [PROBE ...] [--steps 1 4] [--episodes 20] \
-        [--horizon 5] [--split val|train] [--split-from CKPT2] [--weights selected|last]
+        [--horizon 5] [--split val|train] [--split-from CKPT2] [--weights selected|last] [--errors-out FILE.npz]
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--weights", choices=WEIGHTS, default="selected",
                     help="validation's kept weights (CKPT/selected, where the run kept some) or the run's last")
+    ap.add_argument("--errors-out", help="FILE.npz: every frame's errors as the first probe reads them, the true "
+                    "states and the moved mask (for scripts/compare_block_errors.py)")
     args = ap.parse_args(argv)
+    if args.errors_out and not args.errors_out.endswith(".npz"):
+        raise SystemExit(f"--errors-out {args.errors_out!r}: expected a path ending in .npz")
     device = torch.device(args.device)
     ckpt = load_checkpoint(args.ckpt, weights=args.weights)
     store = TrajectoryStore(args.store)
@@ -85,14 +91,24 @@ def main(argv: list[str] | None = None) -> None:
         spec = sampler_from_meta(ckpt.meta, steps)
         rows[f"steps_{steps}"] = predict_windows(model, codec, spec, win.frames, win.actions, CONTEXT, device,
                                                  batch=40)
-    per_probe = {p: {name: still_moved_summary(*block_errors(read(probe, frames), true), moved)
-                     for name, frames in rows.items()} for p, probe in probes.items()}
+    errors = {p: {name: block_errors(read(probe, frames), true) for name, frames in rows.items()}
+              for p, probe in probes.items()}
+    per_probe = {p: {name: still_moved_summary(*pair, moved) for name, pair in by_row.items()}
+                 for p, by_row in errors.items()}
     result: dict = {"ckpt": args.ckpt, "weights": str(ckpt.path), "update": ckpt.meta.get("step"),
                     "split": args.split, "split_from": split_from, "windows": len(win.frames), "horizon": args.horizon}
     if len(per_probe) == 1:
         result.update(next(iter(per_probe.values())))
     else:
         result["probes"] = per_probe
+    if args.errors_out:
+        first = errors[args.probes[0]]
+        np.savez_compressed(args.errors_out, true=true, moved=moved, episodes=np.asarray(win.episodes),
+                            ckpt=np.asarray(args.ckpt), update=np.asarray(result["update"] or -1),
+                            probe=np.asarray(args.probes[0]),
+                            **{f"{name}_{kind}": value for name, (pos, deg) in first.items()
+                               for kind, value in (("position", pos), ("angle", deg))})
+        result["errors_out"] = args.errors_out
     print(json.dumps(result))
 
 

@@ -204,6 +204,61 @@ def test_block_motion_error_scores_the_kept_weights_or_the_last(tiny_teacher, pu
     assert "invalid choice: 'best'" in capsys.readouterr().err
 
 
+def test_block_errors_written_per_frame_and_compared_window_by_window(tiny_teacher, pusht_store_32, tiny_probe,
+                                                                      tmp_path, capsys, one_torch_thread):
+    """--errors-out keeps the frames behind the JSON's means; compare_block_errors.py pairs two such files on the
+    same windows (B - A over the moved frames, a window bootstrap) and refuses files of other windows."""
+    import numpy as np
+
+    script, compare = load_script("block_motion_error"), load_script("compare_block_errors")
+    args = [str(tiny_teacher), str(pusht_store_32), str(tiny_probe), "--steps", "1", "--episodes", "2",
+            "--horizon", "3"]
+    a_path = tmp_path / "a.npz"
+    script.main([*args, "--errors-out", str(a_path)])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["errors_out"] == str(a_path)
+    with np.load(a_path, allow_pickle=False) as data:
+        a = {key: data[key] for key in data.files}
+    assert a["true"].shape[:2] == a["moved"].shape == a["steps_1_position"].shape == (8, 3)
+    for row in ("real_frames", "copy_last", "steps_1"):
+        for part, mask in (("still", ~a["moved"]), ("moved", a["moved"])):
+            if mask.any():
+                assert result[row][part]["position"] == round(float(a[f"{row}_position"][mask].mean()), 2)
+                assert result[row][part]["angle_deg"] == round(float(a[f"{row}_angle"][mask].mean()), 2)
+
+    def compared(b_path, *extra):
+        compare.main([str(a_path), str(b_path), "--row", "steps_1", "--resamples", "200", *extra])
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    same = compared(a_path)
+    assert same["windows"] == 8 and same["moved_frames"] == int(a["moved"].sum())
+    assert same["position"]["b_minus_a"] == 0 and same["position"]["interval"] == [0, 0]
+    assert same["position"]["b_nearer_windows"] == 0
+    # B nearer by 3 units on every moved frame and by a window-varying amount in angle
+    shifted = dict(a, steps_1_position=a["steps_1_position"] - 3.0,
+                   steps_1_angle=a["steps_1_angle"] + np.arange(8)[:, None] * a["moved"])
+    np.savez(tmp_path / "b.npz", **shifted)
+    nearer = compared(tmp_path / "b.npz")
+    assert nearer["position"]["b_minus_a"] == -3.0 and nearer["position"]["interval"] == [-3.0, -3.0]
+    assert nearer["position"]["b_nearer_windows"] == 1.0
+    low, high = nearer["angle"]["interval"]
+    assert 0 <= low < nearer["angle"]["b_minus_a"] < high <= 7  # the windows' spread, not a point
+    assert compared(tmp_path / "b.npz", "--seed", "1")["angle"]["interval"] != [low, high]
+    # other windows (the episodes the teacher trained on), a missing row, bad settings: refused
+    other = tmp_path / "train.npz"
+    script.main([*args, "--split", "train", "--errors-out", str(other)])
+    capsys.readouterr()
+    for bad, message in (([str(a_path), str(other), "--row", "steps_1"], "were scored on other windows"),
+                         ([str(a_path), str(a_path), "--row", "steps_4"], "no steps_4_position"),
+                         ([str(tmp_path / "none.npz"), str(a_path)], "none.npz: no such file"),
+                         ([str(a_path), str(a_path), "--row", "steps_1", "--resamples", "5"],
+                          "expected at least 100")):
+        with pytest.raises(SystemExit, match=message):
+            compare.main(bad)
+    with pytest.raises(SystemExit, match="expected a path ending in .npz"):
+        script.main([*args, "--errors-out", str(tmp_path / "errors.json")])
+
+
 def test_block_predictability_targets_round_trip_and_scores_every_frame(pusht_store_32, capsys,
                                                                         one_torch_thread):
     import numpy as np

@@ -1,0 +1,92 @@
+"""PushT: two checkpoints' pushed-block errors compared window by window, with a bootstrap interval.
+
+Two ``block_motion_error.py --errors-out`` files scored on the same held-out windows (the same store, split and
+episodes: refused otherwise) hold every predicted frame's block error. The mean over the frames where the true
+block moved differs between two models partly by which windows happen to be hard; pairing the frames removes that
+part. The interval resamples whole windows (a window's frames are not independent), so it says how far the
+difference could move with other held-out windows of the same kind. It does not say how far it could move with
+another training seed: that takes a second model of each kind.
+
+One JSON line: per measure (position in env units, angle in degrees) the two means, B − A, its interval and the
+share of windows where B is nearer.
+
+    python scripts/compare_block_errors.py A.npz B.npz [--row steps_4] [--resamples 10000] [--seed 0] \\
+        [--level 0.95]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+MEASURES = ("position", "angle")
+
+
+def load_errors(path: str, row: str) -> dict[str, np.ndarray]:
+    """The true states, moved mask and ROW's errors of one --errors-out file (no pickles read)."""
+    if not Path(path).is_file():
+        raise SystemExit(f"compare_block_errors: {path}: no such file (a block_motion_error.py --errors-out .npz)")
+    with np.load(path, allow_pickle=False) as data:
+        needed = ["true", "moved", *(f"{row}_{m}" for m in MEASURES)]
+        missing = [key for key in needed if key not in data.files]
+        if missing:
+            raise SystemExit(f"compare_block_errors: {path}: no {', '.join(missing)}; expected a block_motion_error.py "
+                             f"--errors-out file with row {row!r} (rows in it: "
+                             f"{sorted({k.rsplit('_', 1)[0] for k in data.files if k.endswith('_position')})})")
+        return {key: data[key] for key in needed} | {"ckpt": str(data["ckpt"]) if "ckpt" in data.files else path}
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, moved: np.ndarray, resamples: int, level: float,
+                      rng: np.random.Generator) -> dict[str, float]:
+    """Mean of ``b − a`` over the moved frames, and its interval from resampling whole windows.
+
+    ``a``, ``b``, ``moved`` are [windows, horizon]; windows without a moved frame carry no weight."""
+    diff_sum = np.where(moved, b - a, 0.0).sum(axis=1)
+    counts = moved.sum(axis=1)
+    used = counts > 0
+    if not used.any():
+        raise SystemExit("compare_block_errors: no frame where the true block moved: nothing to compare")
+    diff_sum, counts = diff_sum[used], counts[used]
+    pick = rng.integers(0, len(counts), size=(resamples, len(counts)))
+    boot = diff_sum[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    tail = (1 - level) / 2
+    per_window_a = np.where(moved, a, 0.0).sum(axis=1)[used] / counts
+    per_window_b = np.where(moved, b, 0.0).sum(axis=1)[used] / counts
+    return {"a": round(float(a[moved].mean()), 2), "b": round(float(b[moved].mean()), 2),
+            "b_minus_a": round(float(diff_sum.sum() / counts.sum()), 2),
+            "interval": [round(float(np.quantile(boot, tail)), 2), round(float(np.quantile(boot, 1 - tail)), 2)],
+            "b_nearer_windows": round(float((per_window_b < per_window_a).mean()), 3)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("a", help="the reference's --errors-out file")
+    ap.add_argument("b", help="the other checkpoint's, on the same windows")
+    ap.add_argument("--row", default="steps_4", help="the row to compare (steps_N, or copy_last, real_frames)")
+    ap.add_argument("--resamples", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--level", type=float, default=0.95)
+    args = ap.parse_args(argv)
+    if args.resamples < 100:
+        raise SystemExit(f"--resamples {args.resamples}: expected at least 100")
+    if not 0.5 <= args.level < 1:
+        raise SystemExit(f"--level {args.level}: expected a coverage in [0.5, 1)")
+    a, b = load_errors(args.a, args.row), load_errors(args.b, args.row)
+    if a["true"].shape != b["true"].shape or not np.array_equal(a["true"], b["true"]):
+        raise SystemExit(f"compare_block_errors: {args.a} and {args.b} were scored on other windows (their true states "
+                         "differ): score both on the same store, split and --episodes")
+    rng = np.random.default_rng(args.seed)
+    moved = a["moved"]
+    result = {"a": a["ckpt"], "b": b["ckpt"], "row": args.row, "windows": len(moved),
+              "moved_frames": int(moved.sum()), "level": args.level, "resamples": args.resamples}
+    for measure in MEASURES:
+        key = f"{args.row}_{measure}"
+        result[measure] = paired_difference(a[key], b[key], moved, args.resamples, args.level, rng)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
