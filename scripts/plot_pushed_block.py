@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
     axes[0].invert_yaxis()
     if reference is not None:
-        axes[1].legend(fontsize=8, loc="upper right")
+        fig.legend(*axes[1].get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=2)  # off the bars
     fig.suptitle(args.title + "  (grey: figures recorded in docs/results.md)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05 if reference is not None else 0, 1, 1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     print(json.dumps({"out": args.out, "rows": [{"label": r[0], "position": r[1], "angle_deg": r[2]} for r in rows]}))
