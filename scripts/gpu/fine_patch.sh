@@ -7,6 +7,8 @@
 # with all its updates gets its held-out pushed block (scripts/block_motion_error.py, DDIM 4), to set beside
 # those rows. Issue the next call at once (the machine idles out in ~30 s); one that lost the machine starts over.
 #   thirty-eighth session: CALL_S=585 bash scripts/gpu/fine_patch.sh, repeated until it reports the block
+#   thirty-ninth session (one H100, the budget's rest): PATCHES="4 8" STEPS=1500 CALL_S=585 (then 560) twice, and
+#   PATCHES=8 SEED=1 STEPS=1500 CALL_S=250 (then 150) twice; figures in docs/results.md, "A finer token grid on the GPU"
 # The teachers scored in a call come back as keep.tgz.part* (pusht_study.sh's keep_models). Carry .whl.
 # Env: PATCHES (4; "4 8" trains a patch-8 teacher of the same seed after it), SEED (0), STEPS (2400), CALL_S
 # (570), WORK (/root/work). DRY=1 rehearses it on the CPU at toy sizes (tests/test_gpu_scripts.py), with STEPS
