@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> None:
         result["probes"] = per_probe
     if args.errors_out:
         first = errors[args.probes[0]]
+        update = -1 if result["update"] is None else result["update"]
         np.savez_compressed(args.errors_out, true=true, moved=moved, episodes=np.asarray(win.episodes),
-                            ckpt=np.asarray(args.ckpt), update=np.asarray(result["update"] or -1),
-                            probe=np.asarray(args.probes[0]),
+                            ckpt=np.asarray(args.ckpt), update=np.asarray(update), probe=np.asarray(args.probes[0]),
                             **{f"{name}_{kind}": value for name, (pos, deg) in first.items()
                                for kind, value in (("position", pos), ("angle", deg))})
         result["errors_out"] = args.errors_out

@@ -19,14 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 MEASURES = ("position", "angle")
 
 
-def load_errors(path: str, row: str) -> dict[str, np.ndarray]:
-    """The true states, moved mask and ROW's errors of one --errors-out file (no pickles read)."""
+def load_errors(path: str, row: str) -> dict[str, Any]:
+    """The true states, moved mask and ROW's errors (arrays) of one --errors-out file, and its checkpoint's name
+    (no pickles read)."""
     if not Path(path).is_file():
         raise SystemExit(f"compare_block_errors: {path}: no such file (a block_motion_error.py --errors-out .npz)")
     with np.load(path, allow_pickle=False) as data:
@@ -40,7 +42,7 @@ def load_errors(path: str, row: str) -> dict[str, np.ndarray]:
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, moved: np.ndarray, resamples: int, level: float,
-                      rng: np.random.Generator) -> dict[str, float]:
+                      rng: np.random.Generator) -> dict[str, Any]:
     """Mean of ``b − a`` over the moved frames, and its interval from resampling whole windows.
 
     ``a``, ``b``, ``moved`` are [windows, horizon]; windows without a moved frame carry no weight."""
