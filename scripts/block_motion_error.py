@@ -14,7 +14,7 @@ checkpoint it started from on the same windows). ``--weights last`` scores the r
 validation kept others (``CKPT/selected``, read by default): a run whose few validation windows kept an early
 update can then be scored at its end too. One JSON line; ``weights`` names the directory read, ``update`` its
 update. ``--errors-out FILE.npz`` also writes every frame's errors (as the first probe reads them), the true
-states and the moved mask, so that two checkpoints scored on the same windows can be compared window by window
+states (and the last context frame's) and the moved mask, so that two checkpoints scored on the same windows can be compared window by window
 (scripts/compare_block_errors.py).
 
     python scripts/block_motion_error.py CKPT STORE PROBE [PROBE ...] [--steps 1 4] [--episodes 20] \
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.errors_out:
         first = errors[args.probes[0]]
         update = -1 if result["update"] is None else result["update"]
-        np.savez_compressed(args.errors_out, true=true, moved=moved, episodes=np.asarray(win.episodes),
+        np.savez_compressed(args.errors_out, true=true, last=last, moved=moved, episodes=np.asarray(win.episodes),
                             ckpt=np.asarray(args.ckpt), update=np.asarray(update), probe=np.asarray(args.probes[0]),
                             **{f"{name}_{kind}": value for name, (pos, deg) in first.items()
                                for kind, value in (("position", pos), ("angle", deg))})

@@ -8,20 +8,25 @@ difference could move with other held-out windows of the same kind. It does not 
 another training seed: that takes a second model of each kind.
 
 One JSON line: per measure (position in env units, angle in degrees) the two means, B − A, its interval and the
-share of windows where B is nearer.
+share of windows where B is nearer. ``--move-bins 20 40 80`` adds the same per range of how far the true block
+moved from the last context frame (0-20, 20-40, 40-80, 80 and more env units): where a gain lies, small pushes or
+large ones.
 
     python scripts/compare_block_errors.py A.npz B.npz [--row steps_4] [--resamples 10000] [--seed 0] \\
-        [--level 0.95]
+        [--level 0.95] [--move-bins EDGE ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from crcm_robotics.data.pusht_sim import block_errors
 
 MEASURES = ("position", "angle")
 
@@ -38,7 +43,9 @@ def load_errors(path: str, row: str) -> dict[str, Any]:
             raise SystemExit(f"compare_block_errors: {path}: no {', '.join(missing)}; expected a block_motion_error.py "
                              f"--errors-out file with row {row!r} (rows in it: "
                              f"{sorted({k.rsplit('_', 1)[0] for k in data.files if k.endswith('_position')})})")
-        return {key: data[key] for key in needed} | {"ckpt": str(data["ckpt"]) if "ckpt" in data.files else path}
+        optional = {key: data[key] for key in ("last",) if key in data.files}
+        return {key: data[key] for key in needed} | optional | {
+            "ckpt": str(data["ckpt"]) if "ckpt" in data.files else path}
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, moved: np.ndarray, resamples: int, level: float,
@@ -71,11 +78,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resamples", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--level", type=float, default=0.95)
+    ap.add_argument("--move-bins", type=float, nargs="+", metavar="EDGE",
+                    help="inner edges (env units, rising) of the ranges of the true block's move to compare apart")
     args = ap.parse_args(argv)
     if args.resamples < 100:
         raise SystemExit(f"--resamples {args.resamples}: expected at least 100")
     if not 0.5 <= args.level < 1:
         raise SystemExit(f"--level {args.level}: expected a coverage in [0.5, 1)")
+    edges = args.move_bins or []
+    if any(e <= 0 for e in edges) or any(b <= a for a, b in itertools.pairwise(edges)):
+        raise SystemExit(f"--move-bins {edges}: expected rising edges above 0 (env units)")
     a, b = load_errors(args.a, args.row), load_errors(args.b, args.row)
     if a["true"].shape != b["true"].shape or not np.array_equal(a["true"], b["true"]):
         raise SystemExit(f"compare_block_errors: {args.a} and {args.b} were scored on other windows (their true states "
@@ -84,9 +96,23 @@ def main(argv: list[str] | None = None) -> None:
     moved = a["moved"]
     result = {"a": a["ckpt"], "b": b["ckpt"], "row": args.row, "windows": len(moved),
               "moved_frames": int(moved.sum()), "level": args.level, "resamples": args.resamples}
-    for measure in MEASURES:
-        key = f"{args.row}_{measure}"
-        result[measure] = paired_difference(a[key], b[key], moved, args.resamples, args.level, rng)
+
+    def both_measures(mask: np.ndarray) -> dict[str, Any]:
+        return {measure: paired_difference(a[f"{args.row}_{measure}"], b[f"{args.row}_{measure}"], mask,
+                                           args.resamples, args.level, rng) for measure in MEASURES}
+
+    result.update(both_measures(moved))
+    if edges:
+        if "last" not in a:
+            raise SystemExit(f"compare_block_errors: {args.a} has no last context state (written by an older "
+                             "block_motion_error.py): score it again to compare by the block's move")
+        move = block_errors(np.broadcast_to(a["last"], a["true"].shape), a["true"])[0]
+        bounds = [0.0, *edges, float("inf")]
+        result["by_move"] = []
+        for low, high in itertools.pairwise(bounds):
+            in_range = moved & (move >= low) & (move < high)
+            row = {"move": [low, high if high != float("inf") else None], "moved_frames": int(in_range.sum())}
+            result["by_move"].append(row | (both_measures(in_range) if in_range.any() else {}))
     print(json.dumps(result))
 
 

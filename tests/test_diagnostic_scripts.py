@@ -244,6 +244,23 @@ def test_block_errors_written_per_frame_and_compared_window_by_window(tiny_teach
     low, high = nearer["angle"]["interval"]
     assert 0 <= low < nearer["angle"]["b_minus_a"] < high <= 7  # the windows' spread, not a point
     assert compared(tmp_path / "b.npz", "--seed", "1")["angle"]["interval"] != [low, high]
+    # by how far the true block moved: the ranges split the moved frames, each paired as the whole
+    from crcm_robotics.data.pusht_sim import block_errors
+
+    move = block_errors(np.broadcast_to(a["last"], a["true"].shape), a["true"])[0]
+    edge = float(np.median(move[a["moved"]]))
+    by_move = compared(tmp_path / "b.npz", "--move-bins", str(edge))["by_move"]
+    assert [row["move"] for row in by_move] == [[0.0, edge], [edge, None]]
+    assert sum(row["moved_frames"] for row in by_move) == nearer["moved_frames"]
+    assert by_move[1]["moved_frames"] == int((a["moved"] & (move >= edge)).sum()) > 0
+    for row in by_move:
+        if row["moved_frames"]:
+            assert row["position"]["b_minus_a"] == -3.0
+    np.savez(tmp_path / "old.npz", **{k: v for k, v in a.items() if k != "last"})  # an older file: no last state
+    with pytest.raises(SystemExit, match="no last context state"):
+        compare.main([str(tmp_path / "old.npz"), str(a_path), "--row", "steps_1", "--move-bins", "20"])
+    compare.main([str(tmp_path / "old.npz"), str(a_path), "--row", "steps_1", "--resamples", "200"])
+    assert json.loads(capsys.readouterr().out)["position"]["b_minus_a"] == 0  # without --move-bins it compares
     # other windows (the episodes the teacher trained on), a missing row, bad settings: refused
     other = tmp_path / "train.npz"
     script.main([*args, "--split", "train", "--errors-out", str(other)])
@@ -252,7 +269,9 @@ def test_block_errors_written_per_frame_and_compared_window_by_window(tiny_teach
                          ([str(a_path), str(a_path), "--row", "steps_4"], "no steps_4_position"),
                          ([str(tmp_path / "none.npz"), str(a_path)], "none.npz: no such file"),
                          ([str(a_path), str(a_path), "--row", "steps_1", "--resamples", "5"],
-                          "expected at least 100")):
+                          "expected at least 100"),
+                         ([str(a_path), str(a_path), "--row", "steps_1", "--move-bins", "40", "20"],
+                          "expected rising edges above 0")):
         with pytest.raises(SystemExit, match=message):
             compare.main(bad)
     with pytest.raises(SystemExit, match="expected a path ending in .npz"):
