@@ -224,6 +224,8 @@ class ModelConfig:
         return fields
 
     def validate(self) -> None:
+        if self.patch < 1:  # before the division below: 0 would divide by zero, a negative side divides evenly
+            raise ConfigError(f"model: patch must be a side of ≥ 1 pixel, got {self.patch}")
         if self.height % self.patch or self.width % self.patch:
             raise ConfigError(f"model: image {self.height}x{self.width} is not divisible by patch {self.patch}")
         if self.dim % self.heads or (self.dim // self.heads) % 2:

@@ -213,6 +213,9 @@ def test_bad_model_configs_are_rejected():
         CausalDiT(ModelConfig(height=30, width=32, patch=8))
     with pytest.raises(ConfigError, match="heads"):
         CausalDiT(ModelConfig(dim=30, heads=4))
+    for patch in (0, -4):  # 64 % -4 == 0: a negative side would pass the divisibility check
+        with pytest.raises(ConfigError, match=f"patch must be a side of ≥ 1 pixel, got {patch}"):
+            CausalDiT(ModelConfig(height=64, width=64, patch=patch))
 
 
 def test_spatial_rope_scores_depend_on_relative_offsets_only():
