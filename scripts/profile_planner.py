@@ -1,7 +1,7 @@
 """Profile the planner query (``WorldModel.imagine``, N rollouts × H frames) per backend: where the time goes.
 
     python scripts/profile_planner.py CKPT [--backends cuda_graph compile] [--rollouts 64 --horizon 16]
-                                      [--steps 2] [--device cuda] [--out DIR] [--patch 4]
+                                      [--steps 2] [--device cuda] [--out DIR] [--patch 4] [--dim 512]
 
 Per backend: the median wall time of the query, then one query under ``torch.profiler``
 with the GPU kernels grouped by kind (GEMM, attention, fused Triton, other elementwise,
@@ -12,7 +12,8 @@ its layer shapes, over the measured time per pass). Prints ONE JSON line; writes
 top-kernel table and a Chrome trace (``trace_<backend>.json.gz``) under ``--out``.
 Without a checkpoint it uses the ``small`` network with random weights (latency does
 not depend on the weights' values), in ``--patch``-pixel patches if given (a finer token
-grid's cost: 4 gives 256 tokens a 64×64 frame against the preset's 64).
+grid's cost: 4 gives 256 tokens a 64×64 frame against the preset's 64), ``--dim`` wide if given (a wider
+network's cost, with the preset's head size: 512 gives 8 heads against the preset's 320 and 5).
 """
 
 from __future__ import annotations
@@ -147,21 +148,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="outputs/profile_planner")
     ap.add_argument("--patch", type=int, default=None,
                     help="the random network's patch side in pixels (default: the `small` preset's 8)")
+    ap.add_argument("--dim", type=int, default=None,
+                    help="the random network's width (default: the `small` preset's 320; heads keep its head size)")
     args = ap.parse_args(argv)
-    if args.ckpt and args.patch is not None:
-        ap.error("--patch sets the random network's patches; a checkpoint has its own")
+    if args.ckpt and (args.patch is not None or args.dim is not None):
+        ap.error("--patch and --dim shape the random network; a checkpoint has its own")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    random_name = "random small" + ("" if args.patch is None else f", patch {args.patch}")
+    random_name = ("random small" + ("" if args.patch is None else f", patch {args.patch}")
+                   + ("" if args.dim is None else f", dim {args.dim}"))
     result: dict = {"ckpt": args.ckpt or random_name, "rollouts": args.rollouts, "horizon": args.horizon,
                     "steps": args.steps, "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "backends": {}}
     with tempfile.TemporaryDirectory(prefix="profile_planner_") as tmp:  # a random network's checkpoint, gone after
         try:
             ckpt = args.ckpt or str(random_student_checkpoint(Path(tmp) / "small_random", "small", args.steps,
-                                                              patch=args.patch))
+                                                              patch=args.patch, dim=args.dim))
         except ValueError as exc:
-            ap.error(f"--patch {args.patch}: {exc}")
+            given = " ".join(f"--{name} {value}" for name, value in (("patch", args.patch), ("dim", args.dim))
+                             if value is not None)
+            ap.error(f"{given}: {exc}")
         for backend in args.backends:
             result["backends"][backend] = profile_backend(ckpt, backend, args, out)
     print(json.dumps(result))

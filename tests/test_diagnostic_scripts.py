@@ -78,6 +78,31 @@ def test_profile_planner_sizes_a_random_network_by_its_patch(tiny_student, tmp_p
         assert message in capsys.readouterr().err
 
 
+
+def test_profile_planner_widens_a_random_network_keeping_the_presets_head_size(tmp_path, capsys):
+    """--dim builds the random network that wide with the preset's head size (tiny: 64 wide in 2 heads of 32, so
+    96 has 3), its matmuls growing with the width; a width that is not whole heads is refused by name."""
+    import yaml
+
+    from crcm_robotics.runtime.bench import random_student_checkpoint
+
+    prof = load_script("profile_planner")
+    gflop = {}
+    for dim, heads in ((64, 2), (96, 3)):
+        ckpt = random_student_checkpoint(tmp_path / f"d{dim}", "tiny", 2, dim=dim)
+        model = yaml.safe_load((ckpt / "config.yaml").read_text())["model"]
+        assert (model["dim"], model["heads"], model["patch"]) == (dim, heads, 8)
+        prof.main([str(ckpt), "--backends", "eager", "--rollouts", "2", "--horizon", "1", "--repeats", "1",
+                   "--device", "cpu", "--out", str(tmp_path / f"out{dim}")])
+        gflop[dim] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["backends"]["eager"][
+            "matmul_gflop_per_pass"]
+    assert gflop[96] > 1.5 * gflop[64]  # the linear layers grow with the width squared
+    with pytest.raises(ValueError, match="multiple of the `tiny` preset's head size 32, got 80"):
+        random_student_checkpoint(tmp_path / "d80", "tiny", 2, dim=80)
+    with pytest.raises(SystemExit):
+        prof.main(["--dim", "80", "--device", "cpu", "--backends", "eager", "--out", str(tmp_path)])
+    assert "--dim 80: dim must be a multiple" in capsys.readouterr().err
+
 def test_plan_time_split_times_both_samplers_by_depth_and_a_whole_solve(tmp_path, capsys, monkeypatch):
     split = load_script("plan_time_split")
     scratch = tmp_path / "scratch"  # where its random-weight checkpoints go: nothing may be left there

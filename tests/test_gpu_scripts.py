@@ -332,6 +332,9 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
     ("patch_cost.sh", {"UPDATES": "0"}, "UPDATES=0: expected a whole number above 0"),
     ("patch_cost.sh", {"PATCHES": "8 5"}, 'PATCHES="8 5": expected patch sides in pixels that divide the frames\' 64'),
     ("fine_patch.sh", {"PATCHES": "4 6"}, 'PATCHES="4 6": expected patch sides in pixels that divide the frames\' 64'),
+    ("fine_patch.sh", {"DIMS": "64 80"}, 'DIMS="64 80": expected widths that are whole heads of 32'),
+    ("fine_patch.sh", {"KEEP_MODELS": "yes"}, "KEEP_MODELS=yes: expected 1 or 0"),
+    ("fine_patch.sh", {"PROBE_FROM": "/nonexistent"}, "PROBE_FROM=/nonexistent: expected a carried state probe"),
 ])
 def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, message):
     env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", **setting)
@@ -395,6 +398,33 @@ def test_fine_patch_trains_on_across_calls_then_scores_each_teachers_pushed_bloc
 
     third = call(6, "4 8")  # every teacher has its updates and its block: nothing trained or scored again
     assert "from update" not in third and '"ckpt"' not in third  # (the pushed block prints its JSON)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_fine_patch_trains_each_width_with_a_carried_probe_and_returns_errors_not_weights(tmp_path, dry_store):
+    """DIMS: a teacher at each width (the preset's keeps its old name; a wider one has the heads that keep the
+    preset's head size), its pushed block read by the carried PROBE_FROM (not trained here), every frame's errors
+    returned as .npz for compare_block_errors.py; KEEP_MODELS=0 returns no weights."""
+    import numpy as np
+    import yaml
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    env = _dry_env(work, out, STEPS="4", PATCHES="8", DIMS="64 96", SEED="1", CALL_S="300", KEEP_MODELS="0",
+                   PROBE_FROM=str(dry_store / "probe"), DRY_STORE=str(dry_store))
+    run = subprocess.run(["bash", "scripts/gpu/fine_patch.sh"], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "probe copied from" in run.stdout
+    for name, dim, heads in (("teacher_p8_s1", 64, 2), ("teacher_p8_d96_s1", 96, 3)):
+        model = yaml.safe_load((work / name / "config.yaml").read_text())["model"]
+        assert (model["dim"], model["heads"]) == (dim, heads)
+        bme = json.loads((out / f"bme_{name}.json").read_text())
+        assert bme["update"] == 4
+        with np.load(out / f"bme_{name}.npz") as errors:
+            assert str(errors["probe"]) == str(work / "probe")
+            assert bme["windows"] == len(errors["episodes"]) == len(errors["moved"]) > 0
+            assert errors["steps_4_position"].shape == errors["moved"].shape and errors["moved"].any()
+    assert not list(out.glob("keep.tgz.part*"))
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")

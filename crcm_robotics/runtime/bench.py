@@ -56,14 +56,16 @@ CPU_BACKENDS = ("eager", "onnx")
 
 def random_student_checkpoint(out: str | Path, preset: str = "small", steps: int = 2,
                               codec: str | Path | None = None, env_action_dim: int = 2,
-                              frame_skip: int = 1, depth: int | None = None, patch: int | None = None) -> Path:
+                              frame_skip: int = 1, depth: int | None = None, patch: int | None = None,
+                              dim: int | None = None) -> Path:
     """Save a ``steps``-step student with random weights and the teacher ``preset``'s network: 64×64 PushT,
     or with ``codec`` (a ``crcm train codec`` directory) a latent student on that codec's frames, carrying it.
 
     Latency does not depend on the weights' values, so GPU benches and profiles need no trained checkpoint.
     ``env_action_dim`` × ``frame_skip`` is the network's action width (the arm: 4 × 5); ``depth``: that many
     blocks instead of the preset's (a shallow student's latency); ``patch``: that patch side in pixels instead of
-    the preset's (a finer token grid's latency).
+    the preset's (a finer token grid's latency); ``dim``: that width instead of the preset's, its heads as many as
+    keep the preset's head size (a wider network's latency).
     """
     from crcm_robotics.conf import compose_config
     from crcm_robotics.config import to_dict
@@ -80,6 +82,11 @@ def random_student_checkpoint(out: str | Path, preset: str = "small", steps: int
         if patch < 1 or model_cfg.height % patch or model_cfg.width % patch:
             raise ValueError(f"patch must divide the {model_cfg.height}x{model_cfg.width} frame, got {patch}")
         model_cfg = dataclasses.replace(model_cfg, patch=patch)
+    if dim is not None:
+        head_size = model_cfg.dim // model_cfg.heads
+        if dim < head_size or dim % head_size:
+            raise ValueError(f"dim must be a multiple of the `{preset}` preset's head size {head_size}, got {dim}")
+        model_cfg = dataclasses.replace(model_cfg, dim=dim, heads=dim // head_size)
     dims = env_action_dim * frame_skip
     carried = None
     if codec is not None:

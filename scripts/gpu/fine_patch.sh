@@ -9,20 +9,38 @@
 #   thirty-eighth session: CALL_S=585 bash scripts/gpu/fine_patch.sh, repeated until it reports the block
 #   thirty-ninth session (one H100, the budget's rest): PATCHES="4 8" STEPS=1500 CALL_S=585 (then 560) twice, and
 #   PATCHES=8 SEED=1 STEPS=1500 CALL_S=250 (then 150) twice; figures in docs/results.md, "A finer token grid on the GPU"
-# The teachers scored in a call come back as keep.tgz.part* (pusht_study.sh's keep_models). Carry .whl.
-# Env: PATCHES (4; "4 8" trains a patch-8 teacher of the same seed after it), SEED (0), STEPS (2400), CALL_S
-# (570), WORK (/root/work). DRY=1 rehearses it on the CPU at toy sizes (tests/test_gpu_scripts.py), with STEPS
-# (6) as given.
+# DIMS sets the network's width instead (the fortieth session: a wider network at the preset's 64 tokens, against
+# the finer grid's 4x compute an update): each patch is trained at each width, the heads as many as keep the
+# preset's head size of 64, named teacher_p<patch>_d<dim>_s<seed> (the preset's width keeps teacher_p<patch>_s<seed>).
+#   fortieth session (one H100): PATCHES=8 DIMS="512 640" STEPS=1500 PROBE_FROM=outputs/s39/probe EPISODES=50 \
+#   KEEP_MODELS=0, carrying the thirty-ninth session's CPU probe so that the errors pair with its files
+# The teachers scored in a call come back as keep.tgz.part* (pusht_study.sh's keep_models; KEEP_MODELS=0: not,
+# for widths whose weights would pass the device's 8 returned files), their errors as bme_<name>.npz. Carry .whl.
+# Env: PATCHES (4; "4 8" trains a patch-8 teacher of the same seed after it), DIMS (the preset's 320), SEED (0),
+# STEPS (2400), CALL_S (570), WORK (/root/work), KEEP_MODELS (1), and pusht_study.sh's PROBE_FROM and EPISODES
+# (20). DRY=1 rehearses it on the CPU at toy sizes (tests/test_gpu_scripts.py), with STEPS (6) as given and DIMS
+# in the tiny preset's head size of 32.
 source scripts/gpu/setup.sh
 STUDY=fine_patch; RATE=2.5
 PATCHES=${PATCHES:-4}; SEED=${SEED:-0}; STEPS=${STEPS:-$([ -n "${DRY:-}" ] && echo 6 || echo 2400)}
+HEAD_SIZE=$([ -n "${DRY:-}" ] && echo 32 || echo 64); PRESET_DIM=$([ -n "${DRY:-}" ] && echo 64 || echo 320)
+DIMS=${DIMS:-$PRESET_DIM}; KEEP_MODELS=${KEEP_MODELS:-1}
 for setting in SEED STEPS; do
   if ! [[ ${!setting} =~ ^[0-9]+$ ]]; then
     echo "fine_patch.sh: $setting=${!setting}: expected a whole number" >&2; exit 2
   fi
 done
+for dim in $DIMS; do
+  if ! [[ $dim =~ ^[1-9][0-9]*$ ]] || (( dim % HEAD_SIZE )); then
+    echo "fine_patch.sh: DIMS=\"$DIMS\": expected widths that are whole heads of $HEAD_SIZE" >&2; exit 2
+  fi
+done
+[[ $KEEP_MODELS =~ ^[01]$ ]] || { echo "fine_patch.sh: KEEP_MODELS=$KEEP_MODELS: expected 1 or 0" >&2; exit 2; }
 source scripts/gpu/pusht_study.sh
 check_patches fine_patch.sh "$PATCHES" || exit 2
+arm_name() {  # PATCH DIM: the teacher's name (the preset's width keeps the name it had before DIMS)
+  if [ "$2" = "$PRESET_DIM" ]; then echo teacher_p$1_s$SEED; else echo teacher_p$1_d$2_s$SEED; fi
+}
 json_value() {  # FILE KEY: the top-level KEY of the JSON FILE, or nothing where the file or key is missing
   $PY -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2" 2>/dev/null
 }
@@ -32,14 +50,15 @@ updates_done() {  # NAME: the updates the run in $WORK/NAME has saved (0 where t
 STAMP=$(date +%H%M%S); SCORED=$WORK/scored_$STAMP
 {
 [ -d $STORE ] && [ -d $PROBE ] || store_and_probe
-for patch in $PATCHES; do
-  name=teacher_p${patch}_s$SEED; done_steps=$(updates_done $name)
+for arm in $(for patch in $PATCHES; do for dim in $DIMS; do echo $patch:$dim; done; done); do
+  patch=${arm%:*}; dim=${arm#*:}; name=$(arm_name $patch $dim); done_steps=$(updates_done $name)
   if [ "$done_steps" -lt "$STEPS" ]; then
     (( $(left) < 60 )) && { echo "$name: $done_steps of $STEPS updates; no time left in this call"; break; }
     resume=""; [ "$done_steps" -gt 0 ] && [ -f $WORK/$name/train_state.pt ] && resume=train.resume=$WORK/$name
     teacher_budget 20
     echo "$name: from update $done_steps${resume:+ (resumed)} to $STEPS, at most $minutes min"
-    train_model $name model.patch=$patch train.seed=$SEED train.steps=$STEPS train.max_minutes=$minutes $resume
+    train_model $name model.patch=$patch model.dim=$dim model.heads=$(( dim / HEAD_SIZE )) train.seed=$SEED \
+        train.steps=$STEPS train.max_minutes=$minutes $resume
     cat $WORK/$name.log >> $WORK/${name}_calls.log
     wait  # the probe, in the call that made it
     done_steps=$(updates_done $name)
@@ -52,8 +71,8 @@ for patch in $PATCHES; do
   [ "$scored" = "$done_steps" ] || { pushed_block 4 $name=$WORK/$name && echo $name >> $SCORED; }  # once a model
 done
 # the teachers scored in this call returned as keep.tgz.part* (carried back as KEEP=DIR, a later call plans them)
-[ -f $SCORED ] && keep_models $(cat $SCORED)
+[ -f $SCORED ] && [ $KEEP_MODELS = 1 ] && keep_models $(cat $SCORED)
 tail -1 $WORK/probe.log | cut -c1-300
 } 2>&1 | tee "$OUT/fine_patch_$STAMP.log"
-cp $WORK/bme_*.json $WORK/teacher_p*_calls.log $WORK/teacher_p*_log.jsonl "$OUT"/ 2>/dev/null
+cp $WORK/bme_*.json $WORK/bme_*.npz $WORK/teacher_p*_calls.log $WORK/teacher_p*_log.jsonl "$OUT"/ 2>/dev/null
 ls -la "$OUT"

@@ -5,6 +5,8 @@
 # Env: CALL_S (seconds the call may take, 570), WORK (/root/work; with DRY=1 outputs/$STUDY_dry), SIZE (the
 # frames' side in pixels, 64; a study at another size sets the teacher's model.patch to keep its token grid). DRY=1
 # swaps in toy sizes on the CPU; DRY_STORE (with DRY=1) copies in an earlier rehearsal's store and probe.
+# PROBE_FROM: a carried probe folder (`crcm train probe` out=) used in place of training one, so that the pushed
+# block's errors pair with files read by that probe elsewhere (scripts/compare_block_errors.py).
 # KEEP: a carried folder of keep.tgz.part* (what keep_models returned from an earlier call); a call that finds
 # no store on its machine (the warm one was lost) makes the store and probe again and unpacks the kept models.
 # The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`; distil_student, METHOD
@@ -12,7 +14,7 @@
 set +e -o pipefail
 T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
 WORK=${WORK:-$([ -n "${DRY:-}" ] && echo outputs/${STUDY:?}_dry || echo /root/work)}
-DEV=cuda; PRESET=small; GOALS=50; EPISODES=20  # EPISODES: held-out episodes for the pushed block
+DEV=cuda; PRESET=small; GOALS=50; EPISODES=${EPISODES:-20}  # EPISODES: held-out episodes for the pushed block
 DATA="episodes=500 min_steps=180 max_steps=300"; PROBE_STEPS=4000
 PLAN="planner.mode=delta planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
 if [ -n "${DRY:-}" ]; then
@@ -48,6 +50,10 @@ fi
 # held 0.66 against 1.0's 0.56 at seed 0 (1.0 held 0.64 at seed 1), its pushed block 34° off in angle against
 # 47° (teacher_pair.sh, docs/results.md). A later setting of the same key wins.
 RECIPE="data.frame_skip=5 optim.lr_schedule=wsd optim.decay_fraction=0.25 objective.p_mean=1.6"
+if [ -n "${PROBE_FROM:-}" ] && ! [ -f "$PROBE_FROM/probe.safetensors" ]; then
+  echo "pusht_study.sh: PROBE_FROM=$PROBE_FROM: expected a carried state probe folder (probe.safetensors in it)" >&2
+  exit 2
+fi
 mkdir -p $WORK
 
 make_store() {  # the mixed 500-episode store (seed 0: the same episodes on every machine)
@@ -59,8 +65,12 @@ make_store() {  # the mixed 500-episode store (seed 0: the same episodes on ever
   echo "store at $(( $(date +%s) - T0 )) s"
 }
 
-store_and_probe() {  # the store, then the state probe started in the background
+store_and_probe() {  # the store, then the state probe started in the background (or PROBE_FROM's copied)
   make_store
+  if [ -n "${PROBE_FROM:-}" ]; then
+    rm -rf $PROBE && cp -r "$PROBE_FROM" $PROBE && echo "probe copied from $PROBE_FROM" > $WORK/probe.log
+    cat $WORK/probe.log; return
+  fi
   if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ]; then  # and the rehearsal's probe
     rm -rf $PROBE && cp -r $DRY_STORE/probe $PROBE && cp $DRY_STORE/probe.log $WORK/probe.log
     echo "probe copied from $DRY_STORE"; return
@@ -164,14 +174,15 @@ resume_and_join() {  # each arm of PLANNED (or ARMS) cut in part a resumed as pa
 }
 
 pushed_block() {  # STEPS NAME=CKPT[@last]...: each checkpoint's held-out pushed block side by side
-  # (scripts/block_motion_error.py at STEPS sampler steps) into $WORK/bme_NAME.json, cut 5 s before the end; on
-  # the weights validation kept (CKPT/selected, where it kept some), with @last on the run's final ones
+  # (scripts/block_motion_error.py at STEPS sampler steps) into $WORK/bme_NAME.json, every frame's errors into
+  # $WORK/bme_NAME.npz (for compare_block_errors.py), cut 5 s before the end; on the weights validation kept
+  # (CKPT/selected, where it kept some), with @last on the run's final ones
   local steps=$1 item ckpt; shift
   for item in "$@"; do
     ckpt=${item#*=}
     timeout $(( $(left) - 5 )) $PY scripts/block_motion_error.py ${ckpt%@last} $STORE $PROBE --steps $steps \
         --episodes $EPISODES --split val --device $DEV $([ "$ckpt" != "${ckpt%@last}" ] && echo --weights last) \
-        > $WORK/bme_${item%%=*}.json &
+        --errors-out $WORK/bme_${item%%=*}.npz > $WORK/bme_${item%%=*}.json &
   done
   wait
   for item in "$@"; do echo "bme_${item%%=*}: $(cut -c1-900 $WORK/bme_${item%%=*}.json)"; done
