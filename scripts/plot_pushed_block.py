@@ -7,6 +7,10 @@ in docs/results.md whose JSON is not kept). Copy-last and real frames come from 
 
     python scripts/plot_pushed_block.py "128, codec, seed 0=outputs/s29/call2/bme_teacher_c128.json" \\
         "64, pixels, seed 0=36.2/39.6" --out docs/img/plan/pushed_block_128.png
+
+With ``--seconds`` (one figure per item: the GPU seconds its training took) the items are points against that
+cost instead of bars, so models that cost differently an update (wider, finer) are set beside each other at equal
+GPU time.
 """
 
 from __future__ import annotations
@@ -43,14 +47,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("items", nargs="+", help="LABEL=FILE or LABEL=POSITION/ANGLE")
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--title", default="Held-out pushed block after 25 env steps (DDIM 4)")
+    parser.add_argument("--seconds", type=float, nargs="+", metavar="S",
+                        help="each item's training time in GPU seconds, in the items' order: points against it")
     args = parser.parse_args(argv)
     rows = [parse_item(item) for item in args.items]
     reference = next((line for *_, line in rows if line is not None), None)
+    if args.seconds is not None and (len(args.seconds) != len(rows) or min(args.seconds) <= 0):
+        raise SystemExit(f"plot_pushed_block: --seconds {' '.join(f'{v:g}' for v in args.seconds)}: expected "
+                         f"{len(rows)} positive training times, one per item")
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    if args.seconds is not None:
+        plot_against_seconds(plt, rows, args.seconds, reference, args.title, args.out)
+        print(json.dumps({"out": args.out, "rows": [{"label": r[0], "position": r[1], "angle_deg": r[2], "seconds": t}
+                                                    for r, t in zip(rows, args.seconds, strict=True)]}))
+        return
 
     labels = [r[0] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(rows) + 1.6), sharey=True)
@@ -74,6 +89,35 @@ def main(argv: list[str] | None = None) -> None:
     fig.savefig(args.out, dpi=110)
     print(json.dumps({"out": args.out, "rows": [{"label": r[0], "position": r[1], "angle_deg": r[2]} for r in rows]}))
 
+
+def plot_against_seconds(plt, rows: list, seconds: list[float], reference: dict | None, title: str, out: str) -> None:
+    """Position and angle error of each item against its training GPU seconds: a marker and colour per item,
+    named in one legend under the panels, each point labelled with its value (above or below in turn, so that
+    points close together keep their labels apart)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2 + 0.2 * len(rows)))
+    colours = plt.get_cmap("tab10").colors
+    for ax, index, unit, key in ((axes[0], 1, "position error (env units)", "position"),
+                                 (axes[1], 2, "angle error (degrees)", "angle_deg")):
+        for i, (row, t) in enumerate(zip(rows, seconds, strict=True)):
+            recorded = row[3] is None
+            ax.scatter(t, row[index], color=colours[i % len(colours)], marker="s" if recorded else "o", s=45,
+                       zorder=3, label=row[0] + (" (recorded)" if recorded else ""))
+            ax.annotate(f"{row[index]:.1f}", (t, row[index]), textcoords="offset points",
+                        xytext=(6, 6 if i % 2 == 0 else -12), fontsize=8)
+        if reference is not None:
+            ax.axhline(reference["copy_last"]["moved"][key], color="#c44e52", ls="--", label="copy-last")
+        ax.set_xlabel("training time (GPU seconds)")
+        ax.set_ylabel(unit)
+        ax.set_xlim(0, max(seconds) * 1.15)
+        ax.set_ylim(0, max([r[index] for r in rows] + ([reference["copy_last"]["moved"][key]] if reference else []))
+                    * 1.15)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=2)
+    fig.suptitle(title + "  (squares: figures recorded in docs/results.md)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 * ((len(labels) + 1) // 2), 1, 1))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

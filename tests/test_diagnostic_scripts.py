@@ -809,6 +809,14 @@ def test_plot_pushed_block_reads_motion_lines_and_recorded_figures(tmp_path, cap
         script.main([f"x={tmp_path / 'other.json'}", "--out", str(out)])
     with pytest.raises(SystemExit, match="expected LABEL=FILE or LABEL=POSITION/ANGLE"):
         script.main(["36.2/39.6", "--out", str(out)])
+    timed = tmp_path / "timed.png"  # the same items as points against their training seconds
+    script.main([f"run={tmp_path / 'bme.json'}", "earlier=36.2/39.6", "--seconds", "480", "454", "--out", str(timed)])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [(r["label"], r["seconds"]) for r in printed["rows"]] == [("run", 480.0), ("earlier", 454.0)]
+    assert timed.stat().st_size > 0
+    for seconds in (["480"], ["480", "0"]):
+        with pytest.raises(SystemExit, match="expected 2 positive training times, one per item"):
+            script.main([f"run={tmp_path / 'bme.json'}", "earlier=36.2/39.6", "--seconds", *seconds, "--out", str(out)])
 
 
 def test_plot_plan_tradeoff_reads_runs_their_alone_time_and_recorded_figures(tmp_path, capsys, monkeypatch):
