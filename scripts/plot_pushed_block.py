@@ -119,5 +119,6 @@ def plot_against_seconds(plt, rows: list, seconds: list[float], reference: dict 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
 
+
 if __name__ == "__main__":
     main(sys.argv[1:])

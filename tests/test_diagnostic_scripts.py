@@ -78,7 +78,6 @@ def test_profile_planner_sizes_a_random_network_by_its_patch(tiny_student, tmp_p
         assert message in capsys.readouterr().err
 
 
-
 def test_profile_planner_widens_a_random_network_keeping_the_presets_head_size(tmp_path, capsys):
     """--dim builds the random network that wide with the preset's head size (tiny: 64 wide in 2 heads of 32, so
     96 has 3), its matmuls growing with the width; a width that is not whole heads is refused by name."""
@@ -102,6 +101,7 @@ def test_profile_planner_widens_a_random_network_keeping_the_presets_head_size(t
     with pytest.raises(SystemExit):
         prof.main(["--dim", "80", "--device", "cpu", "--backends", "eager", "--out", str(tmp_path)])
     assert "--dim 80: dim must be a multiple" in capsys.readouterr().err
+
 
 def test_plan_time_split_times_both_samplers_by_depth_and_a_whole_solve(tmp_path, capsys, monkeypatch):
     split = load_script("plan_time_split")

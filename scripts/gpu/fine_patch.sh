@@ -19,25 +19,29 @@
 # Env: PATCHES (4; "4 8" trains a patch-8 teacher of the same seed after it), DIMS (the preset's 320), SEED (0),
 # STEPS (2400), CALL_S (570), WORK (/root/work), KEEP_MODELS (1), and pusht_study.sh's PROBE_FROM and EPISODES
 # (20). DRY=1 rehearses it on the CPU at toy sizes (tests/test_gpu_scripts.py), with STEPS (6) as given and DIMS
-# in the tiny preset's head size of 32.
+# in the tiny preset's head size (32).
 source scripts/gpu/setup.sh
 STUDY=fine_patch; RATE=2.5
 PATCHES=${PATCHES:-4}; SEED=${SEED:-0}; STEPS=${STEPS:-$([ -n "${DRY:-}" ] && echo 6 || echo 2400)}
-HEAD_SIZE=$([ -n "${DRY:-}" ] && echo 32 || echo 64); PRESET_DIM=$([ -n "${DRY:-}" ] && echo 64 || echo 320)
-DIMS=${DIMS:-$PRESET_DIM}; KEEP_MODELS=${KEEP_MODELS:-1}
+KEEP_MODELS=${KEEP_MODELS:-1}
 for setting in SEED STEPS; do
   if ! [[ ${!setting} =~ ^[0-9]+$ ]]; then
     echo "fine_patch.sh: $setting=${!setting}: expected a whole number" >&2; exit 2
   fi
 done
+[[ $KEEP_MODELS =~ ^[01]$ ]] || { echo "fine_patch.sh: KEEP_MODELS=$KEEP_MODELS: expected 1 or 0" >&2; exit 2; }
+source scripts/gpu/pusht_study.sh
+check_patches fine_patch.sh "$PATCHES" || exit 2
+# the preset's width and head size, read from the preset itself (small: 320 in heads of 64; tiny: 64 in 32)
+read -r PRESET_DIM HEAD_SIZE < <($PY -c "from crcm_robotics.conf import compose_config
+model = compose_config('config', ['preset=$PRESET'], 'crcm_robotics.conf.teacher').model
+print(model.dim, model.dim // model.heads)")
+DIMS=${DIMS:-$PRESET_DIM}
 for dim in $DIMS; do
   if ! [[ $dim =~ ^[1-9][0-9]*$ ]] || (( dim % HEAD_SIZE )); then
     echo "fine_patch.sh: DIMS=\"$DIMS\": expected widths that are whole heads of $HEAD_SIZE" >&2; exit 2
   fi
 done
-[[ $KEEP_MODELS =~ ^[01]$ ]] || { echo "fine_patch.sh: KEEP_MODELS=$KEEP_MODELS: expected 1 or 0" >&2; exit 2; }
-source scripts/gpu/pusht_study.sh
-check_patches fine_patch.sh "$PATCHES" || exit 2
 arm_name() {  # PATCH DIM: the teacher's name (the preset's width keeps the name it had before DIMS)
   if [ "$2" = "$PRESET_DIM" ]; then echo teacher_p$1_s$SEED; else echo teacher_p$1_d$2_s$SEED; fi
 }
