@@ -11,9 +11,10 @@
 #   PATCHES=8 SEED=1 STEPS=1500 CALL_S=250 (then 150) twice; figures in docs/results.md, "A finer token grid on the GPU"
 # DIMS sets the network's width instead (the fortieth session: a wider network at the preset's 64 tokens, against
 # the finer grid's 4x compute an update): each patch is trained at each width, the heads as many as keep the
-# preset's head size of 64, named teacher_p<patch>_d<dim>_s<seed> (the preset's width keeps teacher_p<patch>_s<seed>).
-#   fortieth session (one H100): PATCHES=8 DIMS="512 640" STEPS=1500 PROBE_FROM=outputs/s39/probe EPISODES=50 \
-#   KEEP_MODELS=0, carrying the thirty-ninth session's CPU probe so that the errors pair with its files
+# preset's head size (64), named teacher_p<patch>_d<dim>_s<seed> (the preset's width keeps teacher_p<patch>_s<seed>).
+#   fortieth session (one H100): PATCHES=8 STEPS=1500 PROBE_FROM=outputs/s39/probe EPISODES=50 KEEP_MODELS=0 with
+#   DIMS=512, then DIMS="640 320", then DIMS=640 SEED=1 STEPS=2800 (two calls), carrying the thirty-ninth session's
+#   CPU probe so that the errors pair with its files; figures in docs/results.md, "A wider network"
 # The teachers scored in a call come back as keep.tgz.part* (pusht_study.sh's keep_models; KEEP_MODELS=0: not,
 # for widths whose weights would pass the device's 8 returned files), their errors as bme_<name>.npz. Carry .whl.
 # Env: PATCHES (4; "4 8" trains a patch-8 teacher of the same seed after it), DIMS (the preset's 320), SEED (0),
