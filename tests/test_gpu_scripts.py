@@ -388,6 +388,7 @@ def test_fine_patch_trains_on_across_calls_then_scores_each_teachers_pushed_bloc
     parts = b"".join(part.read_bytes() for part in sorted(out.glob("keep.tgz.part*")))
     with tarfile.open(fileobj=io.BytesIO(parts)) as kept:
         assert "./teacher_p4_s2/config.yaml" in kept.getnames()  # the scored teacher comes back
+    assert not list(out.glob("*.npz"))  # its weights come back, not its errors: the 8 returned files keep the parts
 
     second = call(6, "4 8")
     assert "teacher_p4_s2: from update 4 (resumed) to 6" in second and "teacher_p8_s2: from update 0 to 6" in second

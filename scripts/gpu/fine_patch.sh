@@ -16,7 +16,8 @@
 #   DIMS=512, then DIMS="640 320", then DIMS=640 SEED=1 STEPS=2800 (two calls), carrying the thirty-ninth session's
 #   CPU probe so that the errors pair with its files; figures in docs/results.md, "A wider network"
 # The teachers scored in a call come back as keep.tgz.part* (pusht_study.sh's keep_models; KEEP_MODELS=0: not,
-# for widths whose weights would pass the device's 8 returned files), their errors as bme_<name>.npz. Carry .whl.
+# for widths whose weights would pass the device's 8 returned files; then their errors come back as
+# bme_<name>.npz instead). Carry .whl.
 # Env: PATCHES (4; "4 8" trains a patch-8 teacher of the same seed after it), DIMS (the preset's 320), SEED (0),
 # STEPS (2400), CALL_S (570), WORK (/root/work), KEEP_MODELS (1), and pusht_study.sh's PROBE_FROM and EPISODES
 # (20). DRY=1 rehearses it on the CPU at toy sizes (tests/test_gpu_scripts.py), with STEPS (6) as given and DIMS
@@ -79,5 +80,8 @@ done
 [ -f $SCORED ] && [ $KEEP_MODELS = 1 ] && keep_models $(cat $SCORED)
 tail -1 $WORK/probe.log | cut -c1-300
 } 2>&1 | tee "$OUT/fine_patch_$STAMP.log"
-cp $WORK/bme_*.json $WORK/bme_*.npz $WORK/teacher_p*_calls.log $WORK/teacher_p*_log.jsonl "$OUT"/ 2>/dev/null
+cp $WORK/bme_*.json $WORK/teacher_p*_calls.log $WORK/teacher_p*_log.jsonl "$OUT"/ 2>/dev/null
+# the errors only where no weights come back: the device returns 8 files, alphabetically, and two teachers' .npz
+# beside their .json would push the kept parts out (the kept weights can be scored again elsewhere instead)
+[ $KEEP_MODELS = 0 ] && cp $WORK/bme_*.npz "$OUT"/ 2>/dev/null
 ls -la "$OUT"
