@@ -345,6 +345,22 @@ def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, 
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_call_time_counts_from_setup_not_from_the_study(tmp_path):
+    """CALL_S is the device call's time, so the wheel install in setup.sh counts: left() starts at setup.sh's start
+    (CALL_T0), or at a CALL_T0 the caller gives."""
+    study = "source scripts/gpu/setup.sh; sleep 2; STUDY=clock; RATE=2; source scripts/gpu/pusht_study.sh; left"
+    own = subprocess.run(["bash", "-c", study], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env=_dry_env(tmp_path / "work", tmp_path / "out", CALL_S="570"))
+    assert own.returncode == 0, own.stderr
+    assert 560 <= int(own.stdout.split()[-1]) <= 568  # the 2 s after setup.sh's start are spent
+    given = subprocess.run(["bash", "-c", "CALL_T0=$(( $(date +%s) - 100 )); " + study], check=False, cwd=ROOT,
+                           capture_output=True, text=True, timeout=60,
+                           env=_dry_env(tmp_path / "work", tmp_path / "out", CALL_S="570"))
+    assert given.returncode == 0, given.stderr
+    assert 460 <= int(given.stdout.split()[-1]) <= 470
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_codec_teacher_trains_a_teacher_on_the_codec_latents_and_scores_its_pushed_block(tmp_path, dry_store):
     """The rehearsal at the fixture store's 64x64 (the GPU call runs at 128): a codec, then a teacher with the
     seed asked for on its latents in 2x2 patches, then the pushed block of the held-out split."""

@@ -15,6 +15,10 @@
 #   fortieth session (one H100): PATCHES=8 STEPS=1500 PROBE_FROM=outputs/s39/probe EPISODES=50 KEEP_MODELS=0 with
 #   DIMS=512, then DIMS="640 320", then DIMS=640 SEED=1 STEPS=2800 (two calls), carrying the thirty-ninth session's
 #   CPU probe so that the errors pair with its files; figures in docs/results.md, "A wider network"
+#   forty-first session (one H100): the same with DIMS=640 SEED=0 STEPS=5400 CALL_S=585 (lost: it ran past 600 s,
+#   since fixed), again at CALL_S=540 (3,021 updates), then STEPS=4000 CALL_S=480 (a run resumed at a shorter
+#   STEPS decays from there: optim.lr_schedule=wsd reads train.steps); figures in docs/results.md, "Width 640
+#   trained on"
 # The teachers scored in a call come back as keep.tgz.part* (pusht_study.sh's keep_models; KEEP_MODELS=0: not,
 # for widths whose weights would pass the device's 8 returned files; then their errors come back as
 # bme_<name>.npz instead). Carry .whl.
@@ -61,7 +65,7 @@ for arm in $(for patch in $PATCHES; do for dim in $DIMS; do echo $patch:$dim; do
   if [ "$done_steps" -lt "$STEPS" ]; then
     (( $(left) < 60 )) && { echo "$name: $done_steps of $STEPS updates; no time left in this call"; break; }
     resume=""; [ "$done_steps" -gt 0 ] && [ -f $WORK/$name/train_state.pt ] && resume=train.resume=$WORK/$name
-    teacher_budget 20
+    teacher_budget 40  # the trainer's own start and save (15-25 s past its minutes), then the returns
     echo "$name: from update $done_steps${resume:+ (resumed)} to $STEPS, at most $minutes min"
     train_model $name model.patch=$patch model.dim=$dim model.heads=$(( dim / HEAD_SIZE )) train.seed=$SEED \
         train.steps=$STEPS train.max_minutes=$minutes $resume

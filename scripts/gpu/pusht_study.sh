@@ -2,9 +2,10 @@
 # after setup.sh, with STUDY (the study's name) and RATE (teacher updates/s) set: the settings they share,
 # then the pieces they share.
 # A study adds its own settings after (PLAN's replan interval, ARMS, ...); its functions may use the pieces.
-# Env: CALL_S (seconds the call may take, 570), WORK (/root/work; with DRY=1 outputs/$STUDY_dry), SIZE (the
-# frames' side in pixels, 64; a study at another size sets the teacher's model.patch to keep its token grid). DRY=1
-# swaps in toy sizes on the CPU; DRY_STORE (with DRY=1) copies in an earlier rehearsal's store and probe.
+# Env: CALL_S (seconds the call may take, 570, counted from setup.sh's start, CALL_T0), WORK (/root/work; with
+# DRY=1 outputs/$STUDY_dry), SIZE (the frames' side in pixels, 64; a study at another size sets the teacher's
+# model.patch to keep its token grid). DRY=1 swaps in toy sizes on the CPU; DRY_STORE (with DRY=1) copies in an
+# earlier rehearsal's store and probe.
 # PROBE_FROM: a carried probe folder (`crcm train probe` out=) used in place of training one, so that the pushed
 # block's errors pair with files read by that probe elsewhere (scripts/compare_block_errors.py).
 # KEEP: a carried folder of keep.tgz.part* (what keep_models returned from an earlier call); a call that finds
@@ -12,7 +13,7 @@
 # The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`; distil_student, METHOD
 # (causal_rcm), DISTILL_MIN and DISTILL_ARGS if set.
 set +e -o pipefail
-T0=$(date +%s); left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
+T0=${CALL_T0:-$(date +%s)}; left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
 WORK=${WORK:-$([ -n "${DRY:-}" ] && echo outputs/${STUDY:?}_dry || echo /root/work)}
 DEV=cuda; PRESET=small; GOALS=50; EPISODES=${EPISODES:-20}  # EPISODES: held-out episodes for the pushed block
 DATA="episodes=500 min_steps=180 max_steps=300"; PROBE_STEPS=4000

@@ -3,6 +3,10 @@
 # DRY=1 runs the same script here on the CPU with the project's .venv, or PY (a rehearsal before spending GPU
 # time; tests/test_gpu_scripts.py runs one in CI).
 set -euo pipefail
+# The call's start, before the wheels go in: the studies' CALL_S counts from here (pusht_study.sh's left), as the
+# device's 600 s do. Counted from after the install, the forty-first session's first call (a cold machine,
+# CALL_S=585) ran past 600 s before its teacher was saved and lost about 3,000 updates.
+CALL_T0=${CALL_T0:-$(date +%s)}
 if [ -n "${DRY:-}" ]; then
   PY=${PY:-.venv/bin/python}
 else
