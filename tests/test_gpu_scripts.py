@@ -335,6 +335,10 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
     ("fine_patch.sh", {"DIMS": "64 80"}, 'DIMS="64 80": expected widths that are whole heads of 32'),
     ("fine_patch.sh", {"KEEP_MODELS": "yes"}, "KEEP_MODELS=yes: expected 1 or 0"),
     ("fine_patch.sh", {"PROBE_FROM": "/nonexistent"}, "PROBE_FROM=/nonexistent: expected a carried state probe"),
+    ("fine_patch.sh", {"STUDENTS": "0 x"}, 'STUDENTS="0 x": expected student seeds'),
+    ("fine_patch.sh", {"PLAN_TEACHER": "1"}, "PLAN_TEACHER=1 plans the teacher after its students: expected STUDENTS"),
+    ("fine_patch.sh", {"STUDENTS": "0", "DIMS": "64 96"}, "STUDENTS distils one teacher: expected one patch and one"),
+    ("fine_patch.sh", {"STUDENTS": "0", "DISTILL_MIN": "2m"}, "DISTILL_MIN=2m: expected minutes"),
 ])
 def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, message):
     env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", **setting)
@@ -442,6 +446,50 @@ def test_fine_patch_trains_each_width_with_a_carried_probe_and_returns_errors_no
             assert bme["windows"] == len(errors["episodes"]) == len(errors["moved"]) > 0
             assert errors["steps_4_position"].shape == errors["moved"].shape and errors["moved"].any()
     assert not list(out.glob("keep.tgz.part*"))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_fine_patch_distils_and_plans_the_students_of_its_teacher_across_calls(tmp_path, dry_store):
+    """STUDENTS: after the teacher is scored, its 2-step student is distilled from it and planned on the held-out
+    goals, then the teacher (PLAN_TEACHER=1); a call that finds a model's goals cut short plans on from the first
+    unfinished one, neither training nor distilling again, and joins the parts for plan_goal_pairs.py."""
+    import yaml
+
+    work, out = tmp_path / "work", tmp_path / "out"
+
+    def call() -> str:
+        env = _dry_env(work, out, STEPS="4", PATCHES="8", DIMS="96", SEED="0", CALL_S="400", KEEP_MODELS="0",
+                       STUDENTS="1", PLAN_TEACHER="1", DISTILL_MIN="0.1", PROBE_FROM=str(dry_store / "probe"),
+                       DRY_STORE=str(dry_store))
+        run = subprocess.run(["bash", "scripts/gpu/fine_patch.sh"], check=False, cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        return run.stdout
+
+    def lines(path: Path) -> list[dict]:
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    student, teacher = "student_p8_d96_s0_seed1", "teacher_p8_d96_s0"
+    first = call()
+    meta = json.loads((work / student / "meta.json").read_text())
+    assert meta["teacher"] == str(work / teacher) and meta["kind"] == "student"
+    assert yaml.safe_load((work / student / "config.yaml").read_text())["train"]["seed"] == 1
+    goals = lines(work / f"plan_{student}.goals.jsonl")
+    assert len(goals) == 2 and len(lines(work / f"plan_{teacher}.goals.jsonl")) == 2  # DRY: 2 goals
+    assert (out / f"plan_{student}_from0.goals.jsonl").is_file() and (out / "plan_pairs.txt").is_file()
+    assert f"{student}: exit 0" in first and "2 goals" in first
+    assert json.loads((out / f"plan_{student}_from0.json").read_text().splitlines()[-1])["planner"][
+        "replan_every"] == 10
+
+    # a cut: the student's part kept its first goal only, nothing joined yet
+    part = next((work / f"plan_{student}_from0").glob("*.goals.jsonl"))
+    part.write_text(json.dumps(goals[0]) + "\n")
+    (work / f"plan_{student}.goals.jsonl").unlink()
+    second = call()
+    assert "from update" not in second and f"{student}: exit" not in second  # neither trained nor distilled
+    assert f"plan_{student}_from1: exit 0" in second and f"plan_{teacher}_from0: exit" not in second
+    again = lines(work / f"plan_{student}.goals.jsonl")
+    assert [(g["episode"], g["start"]) for g in again] == [(g["episode"], g["start"]) for g in goals]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")

@@ -19,23 +19,44 @@
 #   since fixed), again at CALL_S=540 (3,021 updates), then STEPS=4000 CALL_S=480 (a run resumed at a shorter
 #   STEPS decays from there: optim.lr_schedule=wsd reads train.steps); figures in docs/results.md, "Width 640
 #   trained on"
+# STUDENTS (seeds, e.g. "0"; one patch and one width only) goes on from the scored teacher to its 2-step Causal-rCM
+# students, each distilled for DISTILL_MIN minutes (2) and planned on the 50 held-out goals (the benchmark's
+# planner, replanning every 10 env steps, the probe's cost), across calls: a call distils a student only with its
+# minutes and 90 s to spare, plans the goals it has time for, and the next call plans on from the first goal not
+# finished (first_goal=); PLAN_TEACHER=1 plans the teacher after them. Once a model has all its goals, the
+# parts are joined into plan_<model>.goals.jsonl and compared (scripts/plan_goal_pairs.py). The chain for a wide
+# teacher that cannot cross sessions (118 MiB at width 640): train, score, distil and plan on one warm machine,
+# e.g. (about 27 device minutes: 3,000 updates in the first call, the rest, the block, the student and some goals
+# in the second, the other goals in the third)
+#   PATCHES=8 DIMS=640 SEED=0 STEPS=4000 PROBE_FROM=outputs/s39/probe EPISODES=50 KEEP_MODELS=0 STUDENTS=0 CALL_S=585
 # The teachers scored in a call come back as keep.tgz.part* (pusht_study.sh's keep_models; KEEP_MODELS=0: not,
 # for widths whose weights would pass the device's 8 returned files; then their errors come back as
 # bme_<name>.npz instead). Carry .whl.
 # Env: PATCHES (4; "4 8" trains a patch-8 teacher of the same seed after it), DIMS (the preset's 320), SEED (0),
-# STEPS (2400), CALL_S (570), WORK (/root/work), KEEP_MODELS (1), and pusht_study.sh's PROBE_FROM and EPISODES
-# (20). DRY=1 rehearses it on the CPU at toy sizes (tests/test_gpu_scripts.py), with STEPS (6) as given and DIMS
-# in the tiny preset's head size (32).
+# STEPS (2400), CALL_S (570), WORK (/root/work), KEEP_MODELS (1), STUDENTS (none), PLAN_TEACHER (0), DISTILL_MIN
+# (2), and pusht_study.sh's PROBE_FROM and EPISODES (20). DRY=1 rehearses it on the CPU at toy sizes
+# (tests/test_gpu_scripts.py), with STEPS (6) as given and DIMS in the tiny preset's head size (32).
 source scripts/gpu/setup.sh
 STUDY=fine_patch; RATE=2.5
 PATCHES=${PATCHES:-4}; SEED=${SEED:-0}; STEPS=${STEPS:-$([ -n "${DRY:-}" ] && echo 6 || echo 2400)}
-KEEP_MODELS=${KEEP_MODELS:-1}
+KEEP_MODELS=${KEEP_MODELS:-1}; STUDENTS=${STUDENTS:-}; PLAN_TEACHER=${PLAN_TEACHER:-0}
 for setting in SEED STEPS; do
   if ! [[ ${!setting} =~ ^[0-9]+$ ]]; then
     echo "fine_patch.sh: $setting=${!setting}: expected a whole number" >&2; exit 2
   fi
 done
 [[ $KEEP_MODELS =~ ^[01]$ ]] || { echo "fine_patch.sh: KEEP_MODELS=$KEEP_MODELS: expected 1 or 0" >&2; exit 2; }
+[[ $PLAN_TEACHER =~ ^[01]$ ]] || { echo "fine_patch.sh: PLAN_TEACHER=$PLAN_TEACHER: expected 1 or 0" >&2; exit 2; }
+for seed in $STUDENTS; do
+  [[ $seed =~ ^[0-9]+$ ]] || { echo "fine_patch.sh: STUDENTS=\"$STUDENTS\": expected student seeds" >&2; exit 2; }
+done
+if ! [[ ${DISTILL_MIN:-2} =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+  echo "fine_patch.sh: DISTILL_MIN=$DISTILL_MIN: expected minutes (a number)" >&2; exit 2
+fi
+DISTILL_NEED=$(awk "BEGIN { print int(${DISTILL_MIN:-2} * 60) + 90 }")  # a student's minutes and 90 s to spare
+if [ $PLAN_TEACHER = 1 ] && [ -z "$STUDENTS" ]; then
+  echo "fine_patch.sh: PLAN_TEACHER=1 plans the teacher after its students: expected STUDENTS too" >&2; exit 2
+fi
 source scripts/gpu/pusht_study.sh
 check_patches fine_patch.sh "$PATCHES" || exit 2
 # the preset's width and head size, read from the preset itself (small: 320 in heads of 64; tiny: 64 in 32)
@@ -48,6 +69,10 @@ for dim in $DIMS; do
     echo "fine_patch.sh: DIMS=\"$DIMS\": expected widths that are whole heads of $HEAD_SIZE" >&2; exit 2
   fi
 done
+if [ -n "$STUDENTS" ] && { [ $(echo $PATCHES | wc -w) != 1 ] || [ $(echo $DIMS | wc -w) != 1 ]; }; then
+  echo "fine_patch.sh: STUDENTS distils one teacher: expected one patch and one width, got PATCHES=\"$PATCHES\"" \
+      "DIMS=\"$DIMS\"" >&2; exit 2
+fi
 arm_name() {  # PATCH DIM: the teacher's name (the preset's width keeps the name it had before DIMS)
   if [ "$2" = "$PRESET_DIM" ]; then echo teacher_p$1_s$SEED; else echo teacher_p$1_d$2_s$SEED; fi
 }
@@ -56,6 +81,35 @@ json_value() {  # FILE KEY: the top-level KEY of the JSON FILE, or nothing where
 }
 updates_done() {  # NAME: the updates the run in $WORK/NAME has saved (0 where there is none)
   local step; step=$(json_value $WORK/$1/meta.json step); echo ${step:-0}
+}
+goals_done() {  # MODEL: the held-out goals planned with $WORK/MODEL so far, over every call's part
+  cat $WORK/plan_$1_from*/*.goals.jsonl 2>/dev/null | wc -l
+}
+plan_model() {  # MODEL: the model planned from its first unfinished goal, as long as the call lasts; joined
+  # once every goal is in
+  local model=$1 done_goals; done_goals=$(goals_done $1)
+  if [ "$done_goals" -lt $GOALS ]; then
+    (( $(left) < 90 )) && { echo "$model: $done_goals of $GOALS goals; no time left in this call"; return 1; }
+    plan_arm ${model}_from$done_goals $WORK/$model first_goal=$done_goals planner.replan_every=10
+    done_goals=$(goals_done $model)
+  fi
+  if [ "$done_goals" -lt $GOALS ]; then echo "$model: $done_goals of $GOALS goals: call again at once"; return 1; fi
+  cat $WORK/plan_${model}_from*/*.goals.jsonl > $WORK/plan_$model.goals.jsonl
+}
+students_of() {  # TEACHER: its STUDENTS distilled and planned, then (PLAN_TEACHER=1) the teacher planned
+  local teacher=$1 seed student planned=""
+  for seed in $STUDENTS; do
+    student=student_${teacher#teacher_}_seed$seed
+    if ! [ -f $WORK/$student/meta.json ]; then
+      if (( $(left) < DISTILL_NEED )); then echo "$student: not distilled; no time left in this call"; return; fi
+      rm -rf $WORK/$student  # a distillation cut with its call
+      DISTIL_TEACHER=$WORK/$teacher distil_student ${student#student_} $seed
+    fi
+    plan_model $student || return
+    planned="$planned $WORK/plan_$student.goals.jsonl"
+  done
+  if [ $PLAN_TEACHER = 1 ]; then plan_model $teacher || return; planned="$planned $WORK/plan_$teacher.goals.jsonl"; fi
+  $PY scripts/plan_goal_pairs.py $planned | tee $WORK/plan_pairs.txt
 }
 STAMP=$(date +%H%M%S); SCORED=$WORK/scored_$STAMP
 {
@@ -80,11 +134,18 @@ for arm in $(for patch in $PATCHES; do for dim in $DIMS; do echo $patch:$dim; do
   scored=$(json_value $WORK/bme_$name.json update)
   [ "$scored" = "$done_steps" ] || { pushed_block 4 $name=$WORK/$name && echo $name >> $SCORED; }  # once a model
 done
+if [ -n "$STUDENTS" ] && [ "$(json_value $WORK/bme_$name.json update)" = "$STEPS" ]; then students_of $name; fi
 # the teachers scored in this call returned as keep.tgz.part* (carried back as KEEP=DIR, a later call plans them)
 [ -f $SCORED ] && [ $KEEP_MODELS = 1 ] && keep_models $(cat $SCORED)
 tail -1 $WORK/probe.log | cut -c1-300
 } 2>&1 | tee "$OUT/fine_patch_$STAMP.log"
 cp $WORK/bme_*.json $WORK/teacher_p*_calls.log $WORK/teacher_p*_log.jsonl "$OUT"/ 2>/dev/null
+if [ -n "$STUDENTS" ]; then  # the students' logs and every plan part's lines (a cut part keeps its finished goals)
+  (cd $WORK && cp distill_*.log plan_*.json plan_*.err plan_*.goals.jsonl plan_pairs.txt "$OUT"/ 2>/dev/null)
+  for part in $WORK/plan_*_from*/; do
+    [ -d "$part" ] && cat "$part"*.goals.jsonl > "$OUT/$(basename "$part").goals.jsonl" 2>/dev/null
+  done
+fi
 # the errors only where no weights come back: the device returns 8 files, alphabetically, and two teachers' .npz
 # beside their .json would push the kept parts out (the kept weights can be scored again elsewhere instead)
 [ $KEEP_MODELS = 0 ] && cp $WORK/bme_*.npz "$OUT"/ 2>/dev/null

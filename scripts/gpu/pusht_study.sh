@@ -143,10 +143,10 @@ train_timed() {  # NAME MINUTES [OVERRIDES...]: a model of the recipe trained fo
 }
 
 distil_student() {  # NAME SEED [OVERRIDES...]: a 2-step student (METHOD, Causal-rCM by default) of $WORK/teacher
-  # into $WORK/student_NAME for DISTILL_MIN minutes (2), validation (PSNR plus the pusher) keeping its weights;
-  # its log distill_NAME.log
+  # (or DISTIL_TEACHER) into $WORK/student_NAME for DISTILL_MIN minutes (2), validation (PSNR plus the pusher)
+  # keeping its weights; its log distill_NAME.log
   local name=$1 seed=$2; shift 2
-  crcm distill ${METHOD:-causal_rcm} teacher=$WORK/teacher preset=$PRESET data.path=$STORE train.seed=$seed \
+  crcm distill ${METHOD:-causal_rcm} teacher=${DISTIL_TEACHER:-$WORK/teacher} preset=$PRESET data.path=$STORE train.seed=$seed \
       train.validation.select=psnr_pusher ${DISTILL_ARGS:-} "$@" train.max_minutes=${DISTILL_MIN:-2} \
       train.out=$WORK/student_$name train.progress=false $([ -n "${DRY:-}" ] && echo train.steps=4) \
       > $WORK/distill_$name.log 2>&1
