@@ -146,9 +146,10 @@ distil_student() {  # NAME SEED [OVERRIDES...]: a 2-step student (METHOD, Causal
   # (or DISTIL_TEACHER) into $WORK/student_NAME for DISTILL_MIN minutes (2), validation (PSNR plus the pusher)
   # keeping its weights; its log distill_NAME.log
   local name=$1 seed=$2; shift 2
-  crcm distill ${METHOD:-causal_rcm} teacher=${DISTIL_TEACHER:-$WORK/teacher} preset=$PRESET data.path=$STORE train.seed=$seed \
-      train.validation.select=psnr_pusher ${DISTILL_ARGS:-} "$@" train.max_minutes=${DISTILL_MIN:-2} \
-      train.out=$WORK/student_$name train.progress=false $([ -n "${DRY:-}" ] && echo train.steps=4) \
+  crcm distill ${METHOD:-causal_rcm} teacher=${DISTIL_TEACHER:-$WORK/teacher} preset=$PRESET data.path=$STORE \
+      train.seed=$seed train.validation.select=psnr_pusher ${DISTILL_ARGS:-} "$@" \
+      train.max_minutes=${DISTILL_MIN:-2} train.out=$WORK/student_$name train.progress=false \
+      $([ -n "${DRY:-}" ] && echo train.steps=4) \
       > $WORK/distill_$name.log 2>&1
   echo "student_$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/distill_$name.log | cut -c1-500)"
 }
