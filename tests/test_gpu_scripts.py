@@ -339,6 +339,7 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
     ("fine_patch.sh", {"PLAN_TEACHER": "1"}, "PLAN_TEACHER=1 plans the teacher after its students: expected STUDENTS"),
     ("fine_patch.sh", {"STUDENTS": "0", "DIMS": "64 96"}, "STUDENTS distils one teacher: expected one patch and one"),
     ("fine_patch.sh", {"STUDENTS": "0", "DISTILL_MIN": "2m"}, "DISTILL_MIN=2m: expected minutes"),
+    ("fine_patch.sh", {"STUDENTS": "0", "METHOD": "rcm"}, "fine_patch.sh: METHOD=rcm: expected one of causal_rcm"),
 ])
 def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, message):
     env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", **setting)
@@ -474,6 +475,7 @@ def test_fine_patch_distils_and_plans_the_students_of_its_teacher_across_calls(t
     meta = json.loads((work / student / "meta.json").read_text())
     assert meta["teacher"] == str(work / teacher) and meta["kind"] == "student"
     assert yaml.safe_load((work / student / "config.yaml").read_text())["train"]["seed"] == 1
+    assert meta["method"] == "tf_scm"  # the recorded full-depth students' method, by default
     goals = lines(work / f"plan_{student}.goals.jsonl")
     assert len(goals) == 2 and len(lines(work / f"plan_{teacher}.goals.jsonl")) == 2  # DRY: 2 goals
     assert (out / f"plan_{student}_from0.goals.jsonl").is_file() and (out / "plan_pairs.txt").is_file()

@@ -19,8 +19,9 @@
 #   since fixed), again at CALL_S=540 (3,021 updates), then STEPS=4000 CALL_S=480 (a run resumed at a shorter
 #   STEPS decays from there: optim.lr_schedule=wsd reads train.steps); figures in docs/results.md, "Width 640
 #   trained on"
-# STUDENTS (seeds, e.g. "0"; one patch and one width only) goes on from the scored teacher to its 2-step Causal-rCM
-# students, each distilled for DISTILL_MIN minutes (2) and planned on the 50 held-out goals (the benchmark's
+# STUDENTS (seeds, e.g. "0"; one patch and one width only) goes on from the scored teacher to its 2-step students
+# (METHOD tf_scm and DISTILL_MIN 1.5 minutes, as the recorded full-depth students of the thirty-third session that
+# held 0.78 / 0.70 / 0.74), each distilled and planned on the 50 held-out goals (the benchmark's
 # planner, replanning every 10 env steps, the probe's cost), across calls: a call distils a student only with its
 # minutes and 90 s to spare, plans the goals it has time for, and the next call plans on from the first goal not
 # finished (first_goal=); PLAN_TEACHER=1 plans the teacher after them. Once a model has all its goals, the
@@ -33,13 +34,14 @@
 # for widths whose weights would pass the device's 8 returned files; then their errors come back as
 # bme_<name>.npz instead). Carry .whl.
 # Env: PATCHES (4; "4 8" trains a patch-8 teacher of the same seed after it), DIMS (the preset's 320), SEED (0),
-# STEPS (2400), CALL_S (570), WORK (/root/work), KEEP_MODELS (1), STUDENTS (none), PLAN_TEACHER (0), DISTILL_MIN
-# (2), and pusht_study.sh's PROBE_FROM and EPISODES (20). DRY=1 rehearses it on the CPU at toy sizes
-# (tests/test_gpu_scripts.py), with STEPS (6) as given and DIMS in the tiny preset's head size (32).
+# STEPS (2400), CALL_S (570), WORK (/root/work), KEEP_MODELS (1), STUDENTS (none), PLAN_TEACHER (0), METHOD
+# (tf_scm), DISTILL_MIN (1.5), and pusht_study.sh's PROBE_FROM and EPISODES (20). DRY=1 rehearses it on the CPU at
+# toy sizes (tests/test_gpu_scripts.py), with STEPS (6) as given and DIMS in the tiny preset's head size (32).
 source scripts/gpu/setup.sh
 STUDY=fine_patch; RATE=2.5
 PATCHES=${PATCHES:-4}; SEED=${SEED:-0}; STEPS=${STEPS:-$([ -n "${DRY:-}" ] && echo 6 || echo 2400)}
 KEEP_MODELS=${KEEP_MODELS:-1}; STUDENTS=${STUDENTS:-}; PLAN_TEACHER=${PLAN_TEACHER:-0}
+METHOD=${METHOD:-tf_scm}; DISTILL_MIN=${DISTILL_MIN:-1.5}
 for setting in SEED STEPS; do
   if ! [[ ${!setting} =~ ^[0-9]+$ ]]; then
     echo "fine_patch.sh: $setting=${!setting}: expected a whole number" >&2; exit 2
@@ -50,15 +52,16 @@ done
 for seed in $STUDENTS; do
   [[ $seed =~ ^[0-9]+$ ]] || { echo "fine_patch.sh: STUDENTS=\"$STUDENTS\": expected student seeds" >&2; exit 2; }
 done
-if ! [[ ${DISTILL_MIN:-2} =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+if ! [[ $DISTILL_MIN =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
   echo "fine_patch.sh: DISTILL_MIN=$DISTILL_MIN: expected minutes (a number)" >&2; exit 2
 fi
-DISTILL_NEED=$(awk "BEGIN { print int(${DISTILL_MIN:-2} * 60) + 90 }")  # a student's minutes and 90 s to spare
+DISTILL_NEED=$(awk "BEGIN { print int($DISTILL_MIN * 60) + 90 }")  # a student's minutes and 90 s to spare
 if [ $PLAN_TEACHER = 1 ] && [ -z "$STUDENTS" ]; then
   echo "fine_patch.sh: PLAN_TEACHER=1 plans the teacher after its students: expected STUDENTS too" >&2; exit 2
 fi
 source scripts/gpu/pusht_study.sh
 check_patches fine_patch.sh "$PATCHES" || exit 2
+[ -z "$STUDENTS" ] || check_method fine_patch.sh || exit 2
 # the preset's width and head size, read from the preset itself (small: 320 in heads of 64; tiny: 64 in 32)
 read -r PRESET_DIM HEAD_SIZE < <($PY -c "from crcm_robotics.conf import compose_config
 model = compose_config('config', ['preset=$PRESET'], 'crcm_robotics.conf.teacher').model

@@ -142,6 +142,12 @@ train_timed() {  # NAME MINUTES [OVERRIDES...]: a model of the recipe trained fo
       train.max_minutes=$minutes "$@"
 }
 
+check_method() {  # SCRIPT: METHOD (causal_rcm where unset) one of distill's methods, else the SCRIPT's one-line
+  # refusal and status 2 (one interpreter start)
+  $PY -c "import sys; from distill.run import METHODS; m = '${METHOD:-causal_rcm}'; m in METHODS or \
+sys.exit(f'$1: METHOD={m}: expected one of {\" \".join(METHODS)}')" || return 2
+}
+
 distil_student() {  # NAME SEED [OVERRIDES...]: a 2-step student (METHOD, Causal-rCM by default) of $WORK/teacher
   # (or DISTIL_TEACHER) into $WORK/student_NAME for DISTILL_MIN minutes (2), validation (PSNR plus the pusher)
   # keeping its weights; its log distill_NAME.log

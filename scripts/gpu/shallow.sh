@@ -86,8 +86,7 @@ plan() {  # ARM FIRST_GOAL PART: the arm's student (or, for arm `teacher`, the t
   plan_arm $1_$3 $WORK/$([ $1 = teacher ] && echo teacher || echo student_$1) first_goal=$2
 }
 PLANNED="$([ -n "${PLAN_TEACHER:-}" ] && echo "teacher ")$ARMS"  # the arms planned on the 50 goals
-$PY -c "import sys; from distill.run import METHODS; m = '${METHOD:-causal_rcm}'; m in METHODS or \
-sys.exit(f'shallow.sh: METHOD={m}: expected one of {\" \".join(METHODS)}')" || exit 2  # one interpreter start
+check_method shallow.sh || exit 2
 if ! [[ ${TIME_GOALS:-2} =~ ^[0-9]+$ ]]; then
   echo "shallow.sh: TIME_GOALS=$TIME_GOALS: expected a whole number of goals (0 skips the timing)" >&2; exit 2
 fi
