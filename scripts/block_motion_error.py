@@ -14,8 +14,8 @@ checkpoint it started from on the same windows). ``--weights last`` scores the r
 validation kept others (``CKPT/selected``, read by default): a run whose few validation windows kept an early
 update can then be scored at its end too. One JSON line; ``weights`` names the directory read, ``update`` its
 update. ``--errors-out FILE.npz`` also writes every frame's errors (as the first probe reads them), the true
-states (and the last context frame's) and the moved mask, so that two checkpoints scored on the same windows can be compared window by window
-(scripts/compare_block_errors.py).
+states (and the last context frame's) and the moved mask, so that two checkpoints scored on the same windows can
+be compared window by window (scripts/compare_block_errors.py).
 
     python scripts/block_motion_error.py CKPT STORE PROBE [PROBE ...] [--steps 1 4] [--episodes 20] \
         [--horizon 5] [--split val|train] [--split-from CKPT2] [--weights selected|last] [--errors-out FILE.npz]

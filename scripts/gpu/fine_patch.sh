@@ -85,19 +85,19 @@ json_value() {  # FILE KEY: the top-level KEY of the JSON FILE, or nothing where
 updates_done() {  # NAME: the updates the run in $WORK/NAME has saved (0 where there is none)
   local step; step=$(json_value $WORK/$1/meta.json step); echo ${step:-0}
 }
-goals_done() {  # MODEL: the held-out goals planned with $WORK/MODEL so far, over every call's part
-  cat $WORK/plan_$1_from*/*.goals.jsonl 2>/dev/null | wc -l
+model_goals() {  # MODEL: the per-goal lines of every call's part planned with $WORK/MODEL so far
+  cat $WORK/plan_$1_from*/*.goals.jsonl 2>/dev/null
 }
 plan_model() {  # MODEL: the model planned from its first unfinished goal, as long as the call lasts; joined
   # once every goal is in
-  local model=$1 done_goals; done_goals=$(goals_done $1)
+  local model=$1 done_goals; done_goals=$(model_goals $1 | wc -l)
   if [ "$done_goals" -lt $GOALS ]; then
     (( $(left) < 90 )) && { echo "$model: $done_goals of $GOALS goals; no time left in this call"; return 1; }
     plan_arm ${model}_from$done_goals $WORK/$model first_goal=$done_goals planner.replan_every=10
-    done_goals=$(goals_done $model)
+    done_goals=$(model_goals $model | wc -l)
   fi
   if [ "$done_goals" -lt $GOALS ]; then echo "$model: $done_goals of $GOALS goals: call again at once"; return 1; fi
-  cat $WORK/plan_${model}_from*/*.goals.jsonl > $WORK/plan_$model.goals.jsonl
+  model_goals $model > $WORK/plan_$model.goals.jsonl
 }
 students_of() {  # TEACHER: its STUDENTS distilled and planned, then (PLAN_TEACHER=1) the teacher planned
   local teacher=$1 seed student planned=""
