@@ -27,8 +27,9 @@
 # finished (first_goal=); PLAN_TEACHER=1 plans the teacher after them. Once a model has all its goals, the
 # parts are joined into plan_<model>.goals.jsonl and compared (scripts/plan_goal_pairs.py). The chain for a wide
 # teacher that cannot cross sessions (118 MiB at width 640): train, score, distil and plan on one warm machine,
-# e.g. (about 27 device minutes: 3,000 updates in the first call, the rest, the block, the student and some goals
-# in the second, the other goals in the third)
+# e.g. (forty-second session, one H100: 3,102 updates in the first call; the rest, the block, the student and its
+# 50 goals in the second; STUDENTS=1 CALL_S=560 in the third; 1,531 device seconds; figures in docs/results.md,
+# "Students of the 640-wide teacher")
 #   PATCHES=8 DIMS=640 SEED=0 STEPS=4000 PROBE_FROM=outputs/s39/probe EPISODES=50 KEEP_MODELS=0 STUDENTS=0 CALL_S=585
 # The teachers scored in a call come back as keep.tgz.part* (pusht_study.sh's keep_models; KEEP_MODELS=0: not,
 # for widths whose weights would pass the device's 8 returned files; then their errors come back as
