@@ -278,11 +278,22 @@ class DataConfig:
     # training windows as logged (none), or each one turned/mirrored into one of PushT's 8 symmetric poses
     # (dihedral; crcm_robotics.data.symmetry): PushT stores with the pixel codec only
     augment: str = "none"
+    # the share of each batch's windows drawn in proportion to how far the logged state's motion_dims (PushT:
+    # the block's x, y) travel across the window, the rest uniformly (0: every window alike): updates spent
+    # where objects are pushed, which a planner needs most and a uniform draw meets least
+    motion_sampling: float = 0.0
+    motion_dims: tuple[int, ...] = (2, 3)
 
     def validate(self) -> None:
         if self.augment not in AUGMENTATIONS:
             raise ConfigError(f"data.augment={self.augment!r} unknown; expected one of "
                               f"{', '.join(AUGMENTATIONS)}")
+        if not 0.0 <= self.motion_sampling <= 1.0:
+            raise ConfigError(f"data.motion_sampling={self.motion_sampling}: a share of the batch in [0, 1] "
+                              "expected")
+        if self.motion_sampling > 0 and (not self.motion_dims or min(self.motion_dims) < 0):
+            raise ConfigError(f"data.motion_dims={list(self.motion_dims)}: indices into the logged state "
+                              "expected (PushT's block x, y: [2, 3])")
 
 
 AUGMENTATIONS = ("none", "dihedral")

@@ -70,6 +70,8 @@ class MemoryWindows:
         self.latents = encode_all(codec, self.frames) if isinstance(codec, LatentCodec) else None
         if cfg.augment == "dihedral":
             self._dihedral_tables(store, raw_actions, stats)
+        # each window's chance under data.motion_sampling, on the CPU beside the sampling generator
+        self.motion_weights = (window_motion_weights(cfg, state, starts) if cfg.motion_sampling > 0 else None)
 
     def _dihedral_tables(self, store: TrajectoryStore, raw_actions: np.ndarray, stats: NormStats) -> None:
         """The store's actions (and states) under each of PushT's 8 symmetries, normalized with the store's
@@ -89,6 +91,7 @@ class MemoryWindows:
         other = copy.copy(self)
         starts = window_starts(store.episode_ends, episodes, self.cfg.window + 1, self.cfg.frame_skip)
         other.starts = torch.from_numpy(starts).to(self.device)
+        other.motion_weights = None  # held-out windows are read in order, never sampled
         return other
 
     def __len__(self) -> int:
@@ -122,11 +125,36 @@ class MemoryWindows:
         """A training batch, a pure function of (seed, step, rank); with ``data.augment=dihedral`` each
         window in one of PushT's 8 poses, drawn from the same generator."""
         g = torch.Generator().manual_seed(hash((seed, step, rank)) & 0x7FFF_FFFF_FFFF)
-        pick = torch.randint(len(self.starts), (batch_size,), generator=g).to(self.device)
+        by_motion = 0 if self.motion_weights is None else round(self.cfg.motion_sampling * batch_size)
+        pick = torch.randint(len(self.starts), (batch_size - by_motion,), generator=g)
+        if by_motion:  # after the uniform draw, so that data.motion_sampling=0 draws what it always drew
+            pick = torch.cat([pick, torch.multinomial(self.motion_weights, by_motion, replacement=True,
+                                                      generator=g)])
+        pick = pick.to(self.device)
         if self.cfg.augment == "dihedral":
             element = torch.randint(DIHEDRAL, (batch_size,), generator=g).to(self.device)
             return self.window(self.starts[pick], element)
         return self.window(self.starts[pick])
+
+
+def window_motion_weights(cfg: DataConfig, state: np.ndarray | None, starts: np.ndarray) -> torch.Tensor:
+    """Each window's draw probability under ``data.motion_sampling`` [len(starts)], float64 on the CPU: the
+    path the state's ``motion_dims`` travel from the window's leading frame to its last (summed over its model
+    frames, so a push that comes back still counts), over the sum of every window's."""
+    where = f"data.motion_sampling={cfg.motion_sampling} on {cfg.path}"
+    if state is None:
+        raise StoreError(f"{where}: the store logs no state, so no window's motion can be read (expected a "
+                         "state array, or data.motion_sampling=0)")
+    dims = list(cfg.motion_dims)
+    if max(dims) >= state.shape[1]:
+        raise StoreError(f"{where}: data.motion_dims={dims} index a state of {state.shape[1]} values")
+    frame_idx = starts[:, None] + cfg.frame_skip * np.arange(cfg.window + 1)[None]  # [W, T+1], as window()
+    path = state[frame_idx][..., dims].astype(np.float64)
+    travel = np.linalg.norm(np.diff(path, axis=1), axis=-1).sum(1)
+    if not np.isfinite(travel).all() or travel.sum() <= 0:
+        raise StoreError(f"{where}: the state's dims {dims} never move (or are not finite) in the training "
+                         "windows, so there is nothing to weight by")
+    return torch.from_numpy(travel / travel.sum())
 
 
 def check_dihedral(cfg: DataConfig, store: TrajectoryStore, codec: FrameCodec) -> None:

@@ -97,15 +97,22 @@ def mlp(d_in: int, d_out: int, width: int) -> nn.Module:
                          nn.Linear(width, width), nn.SiLU(), nn.Linear(width, d_out))
 
 
-def fit(x: np.ndarray, y: np.ndarray, steps: int, seed: int, width: int = 512) -> nn.Module:
+def fit(x: np.ndarray, y: np.ndarray, steps: int, seed: int, width: int = 512,
+        weights: np.ndarray | None = None, share: float = 0.0) -> nn.Module:
+    """An MLP fitted on batches of 1024 rows; ``share`` of each batch drawn in proportion to ``weights`` (as
+    the teacher's ``data.motion_sampling`` draws windows), the rest uniformly."""
     torch.manual_seed(seed)
     net = mlp(x.shape[1], y.shape[1], width)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
+    by_weight = round(share * 1024) if weights is not None else 0
+    w = torch.as_tensor(weights, dtype=torch.float64) if by_weight else None
     for _ in range(steps):
-        i = torch.randint(0, len(xt), (1024,), generator=gen)
+        i = torch.randint(0, len(xt), (1024 - by_weight,), generator=gen)
+        if w is not None:
+            i = torch.cat([i, torch.multinomial(w, by_weight, replacement=True, generator=gen)])
         loss = nn.functional.mse_loss(net(xt[i]), yt[i])
         opt.zero_grad()
         loss.backward()

@@ -211,14 +211,22 @@ class Ensemble:
         return costs.mean(0) + self.risk * costs.std(0, unbiased=False)  # one member: no spread
 
 
+def block_travel(cur: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+    """How far the block moves over each step pair (env units): the weight ``--motion-sampling`` draws by."""
+    return np.linalg.norm(nxt[:, 2:4] - cur[:, 2:4], axis=1)
+
+
 def fit_step_model(sources: Sources, k: int, steps: int, seed: int, width: int, units: float,
-                   rng: np.random.Generator) -> tuple[StepModel, int]:
-    """The step model of K env steps fitted on the sources' episodes, and how many steps it saw."""
+                   rng: np.random.Generator, motion_share: float = 0.0) -> tuple[StepModel, int]:
+    """The step model of K env steps fitted on the sources' episodes, and how many steps it saw;
+    ``motion_share`` of each batch drawn in proportion to how far the block moves in the step."""
     prev, cur, act, nxt = step_pairs(sources, k)
     y = step_targets(cur, nxt)  # the change is the true one; only what the model reads is noisy
+    travel = block_travel(cur, nxt)
     prev, cur = noisy(prev[:, None], units, rng)[:, 0], noisy(cur[:, None], units, rng)[:, 0]
     y_mean, y_std = y.mean(0), y.std(0) + 1e-6
-    net = fit(step_features(prev, cur, act), (y - y_mean) / y_std, steps, seed, width)
+    net = fit(step_features(prev, cur, act), (y - y_mean) / y_std, steps, seed, width,
+              weights=travel / travel.sum() if motion_share else None, share=motion_share)
     return StepModel(net, y_mean, y_std, k), len(cur)
 
 
@@ -439,6 +447,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=int, default=512)
     ap.add_argument("--obs-noise", type=float, default=0.0, help="± env units on the MLP's context states")
     ap.add_argument("--replan-every", type=int, default=10)
+    ap.add_argument("--motion-sampling", type=float, default=0.0, metavar="SHARE",
+                    help="--model step: the share of each batch drawn in proportion to how far the block "
+                         "moves in the step (the teacher's data.motion_sampling), the rest uniformly")
     ap.add_argument("--planner", default="cem", help="cem | mppi | random (crcm_robotics.plan)")
     ap.add_argument("--hold", type=int, default=5, help="env steps each waypoint is held")
     ap.add_argument("--horizon", type=int, default=FRAMES * SKIP,
@@ -479,6 +490,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.ensemble < 1 or args.risk < 0 or not math.isfinite(args.risk):
         raise SystemExit(f"--ensemble {args.ensemble} --risk {args.risk}: ≥ 1 members and a finite risk "
                          "≥ 0 expected")
+    if not 0.0 <= args.motion_sampling <= 1.0:
+        raise SystemExit(f"--motion-sampling {args.motion_sampling}: a share of the batch in [0, 1] expected")
+    if args.motion_sampling and (args.model != "step" or args.load):
+        raise SystemExit("--motion-sampling draws a step model's training batches (--model step, not --load)")
     if args.ensemble > 1 and args.model != "step" and not args.load:
         raise SystemExit("--ensemble fits step models (--model step)")
     if args.train_episodes < 0:
@@ -565,6 +580,7 @@ def main(argv: list[str] | None = None) -> None:
             saved = loaded[0][1]
             args.model, args.step_size, trained_on = "step", members[0].k, saved["trained_on"]
             args.steps, args.width = saved["steps"], saved["width"]
+            args.motion_sampling = saved.get("motion_sampling", 0.0)  # how the kept model was fitted
             report["loaded"] = args.load
         elif args.model == "frames":
             tr = windows(store, train_eps, FRAMES)
@@ -580,12 +596,14 @@ def main(argv: list[str] | None = None) -> None:
             for i in range(args.ensemble):  # member i: seed + i (member 0 is the single model of --seed)
                 member, trained_on = fit_step_model(sources, args.step_size, args.steps, args.seed + i,
                                                     args.width, args.obs_noise,
-                                                    np.random.default_rng(args.seed + i))
+                                                    np.random.default_rng(args.seed + i),
+                                                    args.motion_sampling)
                 members.append(member)
                 if args.save:
                     save_step_model(member, save_dirs[i], {
                         "store_hash": store_hash, "train_episodes": list(train_eps), "trained_on": trained_on,
                         "extra_store_hashes": extra_hashes, "steps": args.steps, "obs_noise": args.obs_noise,
+                        "motion_sampling": args.motion_sampling,
                         "seed": args.seed + i})
         if args.model == "step":
             model = members[0] if len(members) == 1 else Ensemble(members, args.risk)
@@ -599,6 +617,7 @@ def main(argv: list[str] | None = None) -> None:
                                "extra_stores": args.extra_store or [], "trained_on": trained_on,
                                "held_out_windows": len(va[0]),
                                "steps": args.steps, "width": args.width, "obs_noise": args.obs_noise,
+                               "motion_sampling": args.motion_sampling,
                                "fit_s": round(time.time() - t0, 1),
                                **held_out_errors(single, va, read)}
         if isinstance(model, Ensemble):  # each member's held-out errors (the fields above are member 0's)

@@ -548,6 +548,40 @@ def test_state_model_data_curve_options_choose_the_training_episodes(pusht_store
             script.main([str(pusht_store_32), *run, *bad, "--out", str(tmp_path / "bad")])
 
 
+def test_state_model_motion_sampling_draws_batches_by_the_blocks_travel(pusht_store_32, tmp_path, capsys,
+                                                                         monkeypatch, one_torch_thread):
+    import numpy as np
+    import torch
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    script = load_script("state_model_planning")
+    predictability = load_script("block_predictability")
+    x = np.ones((4, 2), np.float32)  # one input, four targets: the fit lands on the mean of what it is shown
+    y = np.array([[1.0], [0.0], [0.0], [0.0]], np.float32)
+    only_first = np.array([1.0, 0.0, 0.0, 0.0])
+    drawn_net = predictability.fit(x, y, 300, 0, width=16, weights=only_first, share=1.0)
+    uniform_net = predictability.fit(x, y, 300, 0, width=16)
+    with torch.no_grad():  # a full share sees row 0 alone (1); a uniform draw sees all four (mean 0.25)
+        drawn, uniform = drawn_net(torch.from_numpy(x[:1])).item(), uniform_net(torch.from_numpy(x[:1])).item()
+    assert drawn == pytest.approx(1.0, abs=0.1) and uniform == pytest.approx(0.25, abs=0.1)
+    cur = np.zeros((2, 5)); nxt = cur.copy(); nxt[0, 2:4] = (3.0, 4.0)
+    np.testing.assert_allclose(script.block_travel(cur, nxt), [5.0, 0.0])
+
+    run = ["--goals", "1", "--steps", "3", "--samples", "8", "--iterations", "1", "--elites", "2", "--model",
+           "step", "--step-size", "5", "--arms", "state_mlp"]
+    script.main([str(pusht_store_32), *run, "--motion-sampling", "0.5", "--save", str(tmp_path / "kept"),
+                 "--out", str(tmp_path / "m")])
+    fitted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["state_mlp"]
+    assert fitted["motion_sampling"] == 0.5
+    assert json.loads((tmp_path / "kept" / "step_model.json").read_text())["motion_sampling"] == 0.5
+    script.main([str(pusht_store_32), *run, "--load", str(tmp_path / "kept"), "--out", str(tmp_path / "l")])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["state_mlp"]["motion_sampling"] == 0.5
+    for bad, message in ((["--motion-sampling", "1.5"], "--motion-sampling 1.5: a share of the batch in"),
+                         (["--motion-sampling", "0.5", "--model", "frames"], "draws a step model's")):
+        with pytest.raises(SystemExit, match=message):
+            script.main([str(pusht_store_32), *run, *bad, "--out", str(tmp_path / "bad")])
+
+
 def test_state_model_ensemble_ranks_by_its_members_costs(pusht_store_32, tmp_path, capsys, monkeypatch,
                                                           one_torch_thread):
     import numpy as np

@@ -514,7 +514,8 @@ def test_patch_cost_times_the_query_and_the_training_of_each_patch(tmp_path, dry
 
 def _pair_stage(stage: int, tmp_path: Path, call_s: int, **extra: str) -> subprocess.CompletedProcess:
     env = _dry_env(tmp_path / "work", tmp_path / "out", STAGE=str(stage), CALL_S=str(call_s),
-                   **{"PAIR": "base=objective.p_mean=-0.8 high=objective.p_mean=0.4,objective.p_std=1.2", **extra})
+                   **{"PAIR": "base=objective.p_mean=-0.8 high=objective.p_mean=0.4,objective.p_std=1.2,"
+                                "data.motion_sampling=0.5", **extra})
     return subprocess.run(["bash", "scripts/gpu/teacher_pair.sh"], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -533,6 +534,8 @@ def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_a
     objective = {name: config(f"teacher_{name}")["objective"] for name in ("base", "high")}
     assert (objective["base"]["p_mean"], objective["base"]["p_std"]) == (-0.8, 1.6)  # the preset's p_std
     assert (objective["high"]["p_mean"], objective["high"]["p_std"]) == (0.4, 1.2)
+    # windows drawn by the block's travel (data.motion_sampling), trained through `crcm train teacher`
+    assert [config(f"teacher_{name}")["data"]["motion_sampling"] for name in ("base", "high")] == [0.0, 0.5]
     assert json.loads((out / "bme_teacher_high.json").read_text())["split"] == "val"
 
     run = _pair_stage(2, tmp_path, call_s=120, MORE="6", MORE_MIN="0.2")
