@@ -38,6 +38,7 @@ planner that no one member's error can steer); ``--save``/``--load`` keep them u
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import time
@@ -60,6 +61,7 @@ from crcm_robotics.plan.planners import PlanError
 FRAMES = 5  # model frames per candidate at most: the planner's default 25-step horizon at 5 env steps each
 ARMS = ("oracle_state", "state_mlp")
 BLOCK_ERRORS = ("damp", "noise", "fixed")  # --block-error kinds (BlockErrorOracle)
+MOVE_BINS = (0.0, 1.0, 20.0, 40.0, 80.0, math.inf)  # env units the block moves over a held-out window
 
 
 class StateModel:
@@ -423,8 +425,16 @@ def held_out_errors(model: StateModel | StepModel, va: tuple[np.ndarray, np.ndar
     pred = model.predict(va[0] if read is None else read, va[1])
     agent = np.linalg.norm(pred[..., :2] - va[2][..., :2], axis=-1)
     block = scores(pred[..., 2:5], va[0], va[2])
+    # the last frame's block by how far the block truly moves over the window (the planner's goals move ~83)
+    move = np.linalg.norm(va[2][:, -1, 2:4] - va[0][:, -1, 2:4], axis=1)
+    which = np.digitize(move, MOVE_BINS) - 1
+    final = block_errors(pred[:, -1], va[2][:, -1])[0]
+    by_move = {"bins": [f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(MOVE_BINS)],
+               "windows": [int((which == b).sum()) for b in range(len(MOVE_BINS) - 1)],
+               "position": [round(float(final[which == b].mean()), 2) if (which == b).any() else None
+                            for b in range(len(MOVE_BINS) - 1)]}
     return {"pusher_by_frame": [round(float(v), 2) for v in agent.mean(0)],
-            "block_mlp": block["mlp"], "block_copy_last": block["copy_last"]}
+            "block_mlp": block["mlp"] | {"last_frame_by_move": by_move}, "block_copy_last": block["copy_last"]}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -573,6 +573,10 @@ def test_state_model_motion_sampling_draws_batches_by_the_blocks_travel(pusht_st
                  "--out", str(tmp_path / "m")])
     fitted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["state_mlp"]
     assert fitted["motion_sampling"] == 0.5
+    by_move = fitted["block_mlp"]["last_frame_by_move"]  # every held-out window in one bin of its block's move
+    assert by_move["bins"][0] == "0-1" and by_move["bins"][-1] == "80-inf"
+    assert sum(by_move["windows"]) == fitted["held_out_windows"]
+    assert all(p is None if n == 0 else p >= 0 for n, p in zip(by_move["windows"], by_move["position"]))
     assert json.loads((tmp_path / "kept" / "step_model.json").read_text())["motion_sampling"] == 0.5
     script.main([str(pusht_store_32), *run, "--load", str(tmp_path / "kept"), "--out", str(tmp_path / "l")])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["state_mlp"]["motion_sampling"] == 0.5
