@@ -26,11 +26,14 @@ and ``--load DIR`` plans with it again (e.g. under other planner settings: ``--p
 fits K step models (seeds ``--seed`` .. ``--seed`` + K − 1; member 0 is the single model of ``--seed``) and
 ranks candidates by the mean of their members' costs, plus ``--risk`` standard deviations (PETS-style: a
 planner that no one member's error can steer); ``--save``/``--load`` keep them under ``DIR/member<i>``.
+``--motion-sampling SHARE`` draws that share of each step model's batch in proportion to how far the block moves
+in the step (the teacher's ``data.motion_sampling``); the held-out errors include the last frame's block by how far
+it truly moved (``last_frame_by_move``).
 
     python scripts/state_model_planning.py STORE [--goals-from CKPT] [--goals 50] [--steps 4000]
         [--arms oracle_state state_mlp] [--model frames|step] [--step-size 1|5] [--replan-every 10]
         [--obs-noise 0] [--horizon 25] [--train-episodes N] [--extra-store STORE ...] [--ensemble K]
-        [--risk 0] [--save DIR | --load DIR] [--out DIR]
+        [--risk 0] [--motion-sampling SHARE] [--save DIR | --load DIR] [--out DIR]
     python scripts/state_model_planning.py STORE --goals-from CKPT --arms --block-error damp:0.5 \
         [--block-error noise:1 ...] [--out DIR]
 """
