@@ -125,16 +125,24 @@ class MemoryWindows:
         """A training batch, a pure function of (seed, step, rank); with ``data.augment=dihedral`` each
         window in one of PushT's 8 poses, drawn from the same generator."""
         g = torch.Generator().manual_seed(hash((seed, step, rank)) & 0x7FFF_FFFF_FFFF)
-        by_motion = 0 if self.motion_weights is None else round(self.cfg.motion_sampling * batch_size)
-        pick = torch.randint(len(self.starts), (batch_size - by_motion,), generator=g)
-        if by_motion:  # after the uniform draw, so that data.motion_sampling=0 draws what it always drew
-            pick = torch.cat([pick, torch.multinomial(self.motion_weights, by_motion, replacement=True,
-                                                      generator=g)])
+        pick = mixed_draw(len(self.starts), batch_size, self.motion_weights, self.cfg.motion_sampling, g)
         pick = pick.to(self.device)
         if self.cfg.augment == "dihedral":
             element = torch.randint(DIHEDRAL, (batch_size,), generator=g).to(self.device)
             return self.window(self.starts[pick], element)
         return self.window(self.starts[pick])
+
+
+def mixed_draw(count: int, size: int, weights: torch.Tensor | None, share: float,
+               generator: torch.Generator) -> torch.Tensor:
+    """``size`` indices into ``count`` rows: ``round(share * size)`` of them drawn in proportion to ``weights``
+    (with replacement) after the rest drawn uniformly, so that without weights, or at share 0, the draw is the
+    plain uniform one (``data.motion_sampling``; the state model's ``--motion-sampling`` draws the same way)."""
+    weighted = 0 if weights is None else round(share * size)
+    pick = torch.randint(count, (size - weighted,), generator=generator)
+    if weighted:
+        pick = torch.cat([pick, torch.multinomial(weights, weighted, replacement=True, generator=generator)])
+    return pick
 
 
 def window_motion_weights(cfg: DataConfig, state: np.ndarray | None, starts: np.ndarray) -> torch.Tensor:

@@ -27,6 +27,7 @@ from torch import nn
 from crcm_robotics.data.dataset import split_episodes
 from crcm_robotics.data.pusht_sim import block_errors, block_moved, still_moved_summary
 from crcm_robotics.data.store import TrajectoryStore
+from distill.batches import mixed_draw
 
 SKIP = 5  # env steps per model frame (the planning teacher's frame skip)
 UNIT = 512.0  # PushT's workspace, env units
@@ -107,12 +108,9 @@ def fit(x: np.ndarray, y: np.ndarray, steps: int, seed: int, width: int = 512,
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
-    by_weight = round(share * 1024) if weights is not None else 0
-    w = torch.as_tensor(weights, dtype=torch.float64) if by_weight else None
+    w = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
     for _ in range(steps):
-        i = torch.randint(0, len(xt), (1024 - by_weight,), generator=gen)
-        if w is not None:
-            i = torch.cat([i, torch.multinomial(w, by_weight, replacement=True, generator=gen)])
+        i = mixed_draw(len(xt), 1024, w, share, gen)
         loss = nn.functional.mse_loss(net(xt[i]), yt[i])
         opt.zero_grad()
         loss.backward()

@@ -227,11 +227,11 @@ def fit_step_model(sources: Sources, k: int, steps: int, seed: int, width: int, 
     ``motion_share`` of each batch drawn in proportion to how far the block moves in the step."""
     prev, cur, act, nxt = step_pairs(sources, k)
     y = step_targets(cur, nxt)  # the change is the true one; only what the model reads is noisy
-    travel = block_travel(cur, nxt)
+    travel = block_travel(cur, nxt) if motion_share else None  # the true move, before the reading noise
     prev, cur = noisy(prev[:, None], units, rng)[:, 0], noisy(cur[:, None], units, rng)[:, 0]
     y_mean, y_std = y.mean(0), y.std(0) + 1e-6
     net = fit(step_features(prev, cur, act), (y - y_mean) / y_std, steps, seed, width,
-              weights=travel / travel.sum() if motion_share else None, share=motion_share)
+              weights=None if travel is None else travel / travel.sum(), share=motion_share)
     return StepModel(net, y_mean, y_std, k), len(cur)
 
 
