@@ -59,19 +59,20 @@ class MemoryWindows:
                 f"no episode among {len(episodes)} of {cfg.path} has {span * cfg.frame_skip} frames "
                 f"for data.window={cfg.window}, data.frame_skip={cfg.frame_skip}"
             )
+        state = store.state()
+        # each window's chance under data.motion_sampling, on the CPU beside the sampling generator; before the
+        # frames are read, so that a setting the store cannot serve is refused at once
+        self.motion_weights = (window_motion_weights(cfg, state, starts) if cfg.motion_sampling > 0 else None)
         n = store.num_frames
         self.frames = torch.from_numpy(store.frames(0, n)).to(device)  # uint8 [N, H, W, 3]
         raw_actions = store.action()
         self.actions = torch.from_numpy(stats.normalize(raw_actions)).to(device)  # [N, A]
-        state = store.state()
         self.state = torch.from_numpy(state).to(device) if state is not None else None
         self.starts = torch.from_numpy(starts).to(device)
         self.action_dim = store.action_dim * cfg.frame_skip
         self.latents = encode_all(codec, self.frames) if isinstance(codec, LatentCodec) else None
         if cfg.augment == "dihedral":
             self._dihedral_tables(store, raw_actions, stats)
-        # each window's chance under data.motion_sampling, on the CPU beside the sampling generator
-        self.motion_weights = (window_motion_weights(cfg, state, starts) if cfg.motion_sampling > 0 else None)
 
     def _dihedral_tables(self, store: TrajectoryStore, raw_actions: np.ndarray, stats: NormStats) -> None:
         """The store's actions (and states) under each of PushT's 8 symmetries, normalized with the store's
