@@ -5,7 +5,8 @@ is one arm, named by its folder and file. Per arm: goals finished, success (any 
 block error, planning ms per replan (median over every replan). For every two arms that ran some of the same
 goals (same episode and start), on those goals: success held at the end by each, the goals only one of them
 held, and the exact two-sided sign test on those (McNemar's exact test): how likely a split this uneven is if
-the arms were equally good; where both arms' lines carry them, also each arm's mean block position error
+the arms were equally good (arms whose lines give one episode and start different goal states are refused: they
+were planned on stores that differ); where both arms' lines carry them, also each arm's mean block position error
 removed and final block angle error (degrees) on those goals. Prints a markdown table, then one JSON line.
 
 With ``--per-goal``, the arms pooled goal by goal instead of in pairs: how many of the arms that ran each goal
@@ -36,6 +37,10 @@ from crcm_robotics.data.pusht_sim import SUCCESS_ANGLE, SUCCESS_DISTANCE
 
 FIELDS = ("episode", "start", "success_any", "success_end", "block_pos_error", "replan_ms")
 ON_COMMON = ("error_removed", "block_angle_error")  # compared on common goals where both arms' lines have them
+# How far two lines' goal states may lie apart and still be one goal (env units; the lines round to 1e-4). The
+# store a GPU machine builds from the same generator and seed is not bit-identical on every CPU (the forty-fourth
+# session's H100 built one whose held-out episodes differ), and then one (episode, start) names another goal.
+GOAL_STATE_TOLERANCE = 0.01
 
 
 def read_arm(path: Path) -> list[dict[str, Any]]:
@@ -80,6 +85,22 @@ def arm_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def goal_key(row: dict[str, Any]) -> tuple[int, int]:
     """The goal a per-goal line is about: its episode and start."""
     return row["episode"], row["start"]
+
+
+def check_same_goals(arms: dict[str, list[dict[str, Any]]]) -> None:
+    """Refuse arms whose lines for one (episode, start) carry different goal states: they were planned on stores
+    that differ, so pairing or pooling them by episode and start would set different goals side by side."""
+    seen: dict[tuple[int, int], tuple[str, list[float]]] = {}
+    for name, rows in arms.items():
+        for r in rows:
+            if "goal_state" not in r:  # older benches' lines: nothing to check
+                continue
+            first = seen.setdefault(goal_key(r), (name, r["goal_state"]))
+            if any(abs(x - y) > GOAL_STATE_TOLERANCE for x, y in zip(first[1], r["goal_state"])):
+                raise ValueError(
+                    f"goal (episode {r['episode']}, start {r['start']}) is {first[1]} in {first[0]} but "
+                    f"{r['goal_state']} in {name}: the arms were planned on stores that differ (a store rebuilt on "
+                    "another machine); pair only arms planned on one store")
 
 
 def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -230,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(set(names)) < len(names):
             raise ValueError(f"two arms share a label ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
         arms = {name: read_arm(p) for name, p in zip(names, paths)}
+        check_same_goals(arms)
     except ValueError as exc:
         print(f"plan_goal_pairs: {exc}", file=sys.stderr)
         return 2

@@ -939,6 +939,27 @@ def test_plan_goal_pairs_compares_error_removed_and_block_angle_on_the_common_go
     assert "error removed 0.3 / 0.3, block angle error 11.5 / 5.7 deg" in text
 
 
+def test_plan_goal_pairs_refuses_one_episode_and_start_with_two_goal_states(tmp_path, capsys):
+    """Arms planned on stores that differ (one store rebuilt on another CPU) give one (episode, start) other goal
+    states: pairing or pooling them is refused, naming the goal; states that agree to the lines' rounding pair."""
+    pairs = load_script("plan_goal_pairs")
+
+    def line(episode: int, goal_state: list[float]) -> str:
+        return json.dumps({**json.loads(_goal_line(episode, True)), "goal_state": goal_state})
+
+    a, b = tmp_path / "a" / "m.goals.jsonl", tmp_path / "b" / "m.goals.jsonl"
+    a.parent.mkdir(), b.parent.mkdir()
+    a.write_text(line(0, [100.0, 200.0, 250.0, 300.0, 0.5]) + "\n" + line(1, [1.0, 2.0, 3.0, 4.0, 0.1]) + "\n")
+    b.write_text(line(0, [100.0, 200.0, 250.0, 300.00004, 0.5]) + "\n" + line(1, [1.0, 2.0, 9.0, 4.0, 0.1]) + "\n")
+    for flags in ([], ["--per-goal"]):
+        assert pairs.main([*flags, str(a), str(b)]) == 2
+        err = capsys.readouterr().err
+        assert "goal (episode 1, start 3)" in err and "stores that differ" in err
+    b.write_text(line(0, [100.0, 200.0, 250.0, 300.00004, 0.5]) + "\n")  # the same goal to the rounding
+    assert pairs.main([str(a), str(b)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["pairs"]["a/m vs b/m"]["goals"] == 1
+
+
 def test_plan_goal_pairs_per_goal_pools_runs_and_names_why_each_miss_missed(tmp_path, capsys):
     """--per-goal: each goal's held count over the runs that ran it, held by every run / some / none, and
     each miss's reasons by DINO-WM's rule; two sessions' files of one folder name stay two arms."""
