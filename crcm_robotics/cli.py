@@ -163,23 +163,30 @@ def main(argv: list[str] | None = None) -> int:
 # --- data commands --------------------------------------------------------------------------------
 
 
+def generated_store_line(out: str, figures: dict) -> dict:
+    """What a generator prints: the store's summary, its content hash (the ``data_hash`` checkpoints record: a
+    store rebuilt from the same generator and seed on another CPU can differ, and then its held-out windows and
+    goals do not pair with another machine's) and the generation figures."""
+    from crcm_robotics.data.store import TrajectoryStore
+
+    store = TrajectoryStore(out)  # validates it
+    return {"store": out, **store.summary.as_json(), "content_hash": store.content_hash(), "generation": figures}
+
+
 def run_data_pusht(cfg) -> int:
     from crcm_robotics.data.pusht import generate_pusht
-    from crcm_robotics.data.schema import validate_store
 
     figures = generate_pusht(
         cfg.out, cfg.episodes, size=cfg.size, seed=cfg.seed, workers=cfg.workers,
         min_steps=cfg.min_steps, max_steps=cfg.max_steps, overwrite=cfg.overwrite,
         behavior=cfg.behavior, explore_fraction=cfg.explore_fraction,
     )
-    summary = validate_store(cfg.out).as_json()
-    print(json.dumps({"store": cfg.out, **summary, "generation": figures}))
+    print(json.dumps(generated_store_line(cfg.out, figures)))
     return 0
 
 
 def run_data_metaworld(cfg) -> int:
     from crcm_robotics.data.metaworld import BehaviourConfig, generate_metaworld
-    from crcm_robotics.data.schema import validate_store
 
     behaviour = BehaviourConfig(noise_min=cfg.noise_min, noise_max=cfg.noise_max, explore_prob=cfg.explore_prob)
     try:
@@ -190,8 +197,7 @@ def run_data_metaworld(cfg) -> int:
         )
     except ImportError as exc:
         raise CommandError(str(exc)) from None
-    summary = validate_store(cfg.out).as_json()
-    print(json.dumps({"store": cfg.out, **summary, "generation": figures}))
+    print(json.dumps(generated_store_line(cfg.out, figures)))
     return 0
 
 

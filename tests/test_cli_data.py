@@ -11,6 +11,7 @@ import zarr
 from PIL import Image
 
 from crcm_robotics.cli import main
+from crcm_robotics.data.store import TrajectoryStore
 from crcm_robotics.data.synthetic import write_synthetic_store
 
 
@@ -85,6 +86,8 @@ def test_pusht_command_writes_a_valid_store(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (result["episodes"], result["image_shape"], result["action_dim"], result["state_dim"]) == (2, [32, 32, 3], 2, 5)
     assert 40 <= result["frames"] <= 44 and result["generation"]["workers"] == 1
+    # the hash checkpoints record as data_hash, printed so that a store rebuilt on another machine shows at once
+    assert result["content_hash"] == TrajectoryStore(out).content_hash() and len(result["content_hash"]) == 16
     assert main(args) == 2  # refuses to overwrite
     assert capsys.readouterr().err.strip() == (
         f"crcm: error: {out} already exists; pass overwrite=True or open it with TrajectoryWriter.append_to")

@@ -31,13 +31,17 @@ def dry_store(tmp_path_factory) -> Path:
     """The rehearsals' PushT store and state probe, made once by pusht_study.sh's own store_and_probe; each
     rehearsal's stage 1 copies them in (DRY_STORE) instead of making its own (~15 s each on two cores)."""
     work = tmp_path_factory.mktemp("dry_store")
-    env = _dry_env(work, work / "out")
+    env = _dry_env(work, work / "out", PLANNING_STORE_HASH="0000000000000000")  # a hash no store has
     script = ("source scripts/gpu/setup.sh; STUDY=store; RATE=2; source scripts/gpu/pusht_study.sh; "
               "store_and_probe; wait")
     run = subprocess.run(["bash", "-c", script], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0 and (work / "probe").is_dir(), f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    assert json.loads(run.stdout.splitlines()[-2])["episodes"] == 12  # the store's summary, then its time
+    summary, built_at, mismatch = run.stdout.splitlines()[-3:]  # the store's summary, its time, the check
+    assert json.loads(summary)["episodes"] == 12 and built_at.startswith("store at ")
+    # a store other than the one expected is said at once, with its hash and the CPU that built it
+    store_hash = json.loads(summary)["content_hash"]
+    assert mismatch.startswith(f"store: content hash {store_hash}, not the planning store's 0000000000000000 (")
     return work
 
 

@@ -35,7 +35,11 @@ export TQDM_MININTERVAL=20 SDL_VIDEODRIVER=dummy PYTHONUNBUFFERED=1 PYTHONWARNIN
 OUT=${OUT:-outputs/device_out}
 mkdir -p "$OUT" outputs
 crcm() { $PY -m crcm_robotics.cli "$@"; }
+cpu_model() {  # the machine's CPU model, as /proc/cpuinfo names it
+  sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1
+}
 if [ -z "${DRY:-}" ]; then  # what the call runs on (a rehearsal skips it: 3 s of torch import at each start)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+  echo "cpu: $(cpu_model)"  # the simulators' stores can differ by CPU (pusht_study.sh's make_store)
 fi
