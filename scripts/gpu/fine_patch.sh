@@ -31,6 +31,9 @@
 # 50 goals in the second; STUDENTS=1 CALL_S=560 in the third; 1,531 device seconds; figures in docs/results.md,
 # "Students of the 640-wide teacher")
 #   PATCHES=8 DIMS=640 SEED=0 STEPS=4000 PROBE_FROM=outputs/s39/probe EPISODES=50 KEEP_MODELS=0 STUDENTS=0 CALL_S=585
+#   forty-fourth session (one H100): the same with STEPS=5600, twice (3,039 updates, then the rest and the block;
+#   the third call's machine was taken back before its student); figures in docs/results.md, "Width 640 trained to
+#   5,600 updates"
 # The teachers scored in a call come back as keep.tgz.part* (pusht_study.sh's keep_models; KEEP_MODELS=0: not,
 # for widths whose weights would pass the device's 8 returned files; then their errors come back as
 # bme_<name>.npz instead). Carry .whl.
