@@ -95,11 +95,15 @@ def check_same_goals(arms: dict[str, list[dict[str, Any]]]) -> None:
         for r in rows:
             if "goal_state" not in r:  # older benches' lines: nothing to check
                 continue
-            first = seen.setdefault(goal_key(r), (name, r["goal_state"]))
-            if any(abs(x - y) > GOAL_STATE_TOLERANCE for x, y in zip(first[1], r["goal_state"])):
+            state = r["goal_state"]
+            if not isinstance(state, list) or not all(isinstance(x, (int, float)) for x in state):
+                raise ValueError(f"{name}: goal (episode {r['episode']}, start {r['start']}) has goal_state "
+                                 f"{state!r}: expected a list of numbers")
+            first = seen.setdefault(goal_key(r), (name, state))
+            if len(state) != len(first[1]) or any(abs(x - y) > GOAL_STATE_TOLERANCE for x, y in zip(first[1], state)):
                 raise ValueError(
                     f"goal (episode {r['episode']}, start {r['start']}) is {first[1]} in {first[0]} but "
-                    f"{r['goal_state']} in {name}: the arms were planned on stores that differ (a store rebuilt on "
+                    f"{state} in {name}: the arms were planned on stores that differ (a store rebuilt on "
                     "another machine); pair only arms planned on one store")
 
 

@@ -958,6 +958,9 @@ def test_plan_goal_pairs_refuses_one_episode_and_start_with_two_goal_states(tmp_
     b.write_text(line(0, [100.0, 200.0, 250.0, 300.00004, 0.5]) + "\n")  # the same goal to the rounding
     assert pairs.main([str(a), str(b)]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["pairs"]["a/m vs b/m"]["goals"] == 1
+    b.write_text(json.dumps({**json.loads(_goal_line(0, True)), "goal_state": "far"}) + "\n")
+    assert pairs.main([str(a), str(b)]) == 2
+    assert "has goal_state 'far': expected a list of numbers" in capsys.readouterr().err
 
 
 def test_plan_goal_pairs_per_goal_pools_runs_and_names_why_each_miss_missed(tmp_path, capsys):
