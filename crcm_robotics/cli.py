@@ -179,7 +179,7 @@ def run_data_pusht(cfg) -> int:
     figures = generate_pusht(
         cfg.out, cfg.episodes, size=cfg.size, seed=cfg.seed, workers=cfg.workers,
         min_steps=cfg.min_steps, max_steps=cfg.max_steps, overwrite=cfg.overwrite,
-        behavior=cfg.behavior, explore_fraction=cfg.explore_fraction,
+        behavior=cfg.behavior, explore_fraction=cfg.explore_fraction, progress=cfg.progress,
     )
     print(json.dumps(generated_store_line(cfg.out, figures)))
     return 0

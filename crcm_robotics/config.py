@@ -79,6 +79,7 @@ class PushTGenConfig:
     # held out: no preset trains on it)
     behavior: str = "scripted"
     explore_fraction: float = 0.5  # behavior=mixed: the fraction of episodes that explore
+    progress: bool = True  # the episodes' progress line, as `crcm data metaworld` has it
 
 
 @dataclass

@@ -82,8 +82,10 @@ def test_pusht_command_writes_a_valid_store(tmp_path, capsys):
     pytest.importorskip("gym_pusht", reason="PushT generation needs the [sim] extra (gym-pusht)")
     out = tmp_path / "p.zarr"
     args = ["data", "pusht", f"out={out}", "episodes=2", "size=32", "min_steps=20", "max_steps=22", "workers=1"]
-    assert main(args) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main([*args, "progress=false"]) == 0
+    captured = capsys.readouterr()
+    assert "PushT →" not in captured.err  # no progress line when asked for none
+    result = json.loads(captured.out.strip().splitlines()[-1])
     assert (result["episodes"], result["image_shape"], result["action_dim"], result["state_dim"]) == (2, [32, 32, 3], 2, 5)
     assert 40 <= result["frames"] <= 44 and result["generation"]["workers"] == 1
     # the hash checkpoints record as data_hash, printed so that a store rebuilt on another machine shows at once
