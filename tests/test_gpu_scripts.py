@@ -541,11 +541,16 @@ def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_a
     # windows drawn by the block's travel (data.motion_sampling), trained through `crcm train teacher`
     assert [config(f"teacher_{name}")["data"]["motion_sampling"] for name in ("base", "high")] == [0.0, 0.5]
     assert json.loads((out / "bme_teacher_high.json").read_text())["split"] == "val"
+    paired = json.loads((out / "cmp_teacher.json").read_text())  # high against base on the same windows
+    assert paired["a"] == str(work / "teacher_base") and paired["b"] == str(work / "teacher_high")
+    assert paired["moved_frames"] > 0 and len(paired["by_move"]) == 4
+    assert "cmp_teacher (high - base)" in run.stdout and (out / "bme_teacher_base.npz").is_file()
 
     run = _pair_stage(2, tmp_path, call_s=120, MORE="6", MORE_MIN="0.2")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     t2 = config("t2_high")
     assert t2["objective"]["p_mean"] == 0.4 and t2["init"] == str(work / "teacher_high")
+    assert json.loads((out / "cmp_t2.json").read_text())["b"] == str(work / "t2_high")
 
     run = _pair_stage(3, tmp_path, call_s=200)
     assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]

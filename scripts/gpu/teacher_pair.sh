@@ -12,13 +12,15 @@
 #   (a second seed of the 1.6 recipe, and the noise moved up once more beside it)
 #   twenty-ninth session: SIZE=128 PAIR="r128s0=model.patch=16,train.seed=0 r128s1=model.patch=16,train.seed=1"
 #   (128x128 frames in 16x16 patches, the same token grid: both collapsed, 8 dB below copy-last at 1,500 updates)
+#   forty-fifth session: PAIR="uni=data.motion_sampling=0 mot=data.motion_sampling=0.25" (training windows drawn
+#   by the block's travel: the pushed block no nearer at ~2,200 and ~3,200-3,500 updates)
 # Three calls on one warm machine (issue each right after the last: it idles out in ~30 s; stages 2 and 3 on a
 # machine that lost the pair are refused in one line, exit 2, and the study starts again at STAGE=1):
 #   STAGE=1  (TESTS=1: the GPU-marked tests first, in the background) the store (mixed, 500 episodes), the
-#            state probe, the two teachers side by side, the pushed block
+#            state probe, the two teachers side by side, the pushed block (each, and paired: cmp_teacher.json)
 #   STAGE=2  both teachers trained on from there (init=: a fresh optimizer and schedule, so both decay again)
-#            for MORE updates (2,700) in at most MORE_MIN minutes (8.1), the pushed block again
-#   STAGE=3  both teachers planned side by side with the benchmark's planner and probe cost, cut before the
+#            for MORE updates (2,700) in at most MORE_MIN minutes (8.1), the pushed block again (cmp_t2.json)
+#   STAGE=3  stage 2's teachers (it needs stage 2) planned side by side with the benchmark's planner and probe cost, cut before the
 #            call ends (a cut arm keeps the goals it finished)
 # Carry .whl (with pytest for TESTS=1). Env: PAIR (two NAME=OVERRIDE[,OVERRIDE...] items), STUDY (the
 # outputs' prefix, pair), CALL_S (seconds this call may take, 570), RATE (updates/s each teacher is expected
@@ -46,9 +48,20 @@ teacher() {  # NAME MINUTES STEPS INDEX [overrides]: pusht_study.sh's train_mode
   local name=$1 minutes=$2 steps=$3 index=$4; shift 4
   train_model $name $(overrides $index) train.steps=$steps train.max_minutes=$minutes "$@"
 }
-teachers_pushed_block() {  # PREFIX: both teachers' held-out pushed block
+teachers_pushed_block() {  # PREFIX: both teachers' held-out pushed block, and the second against the first
+  # window by window on the same frames (compare_block_errors.py: B - A with a bootstrap interval over windows,
+  # into $OUT/cmp_PREFIX.json); the per-frame errors come back too, so the pair can be compared again later
+  local a=$WORK/bme_${1}_${NAMES[0]}.npz b=$WORK/bme_${1}_${NAMES[1]}.npz
   pushed_block 4 ${1}_${NAMES[0]}=$WORK/${1}_${NAMES[0]} ${1}_${NAMES[1]}=$WORK/${1}_${NAMES[1]}
   cp $WORK/bme_${1}_*.json "$OUT"/
+  if [ -f $a ] && [ -f $b ]; then
+    cp $a $b "$OUT"/
+    $PY scripts/compare_block_errors.py $a $b --move-bins 20 40 80 > "$OUT/cmp_${1}.json" \
+        && echo "cmp_${1} (${NAMES[1]} - ${NAMES[0]}): $(cut -c1-900 "$OUT/cmp_${1}.json")"
+  else
+    echo "teacher_pair.sh: no paired comparison of the ${1} pair: a pushed-block run was cut before it wrote" \
+        "its errors ($(basename $a), $(basename $b))" >&2
+  fi
 }
 needs_teachers() {  # PREFIX: both teachers of the pair (and the store) left by the stage before, or exit 2:
   # WORK lives on the warm machine only, and a lost machine loses the pair (two teachers do not fit a carry
