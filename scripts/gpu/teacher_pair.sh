@@ -20,8 +20,8 @@
 #            state probe, the two teachers side by side, the pushed block (each, and paired: cmp_teacher.json)
 #   STAGE=2  both teachers trained on from there (init=: a fresh optimizer and schedule, so both decay again)
 #            for MORE updates (2,700) in at most MORE_MIN minutes (8.1), the pushed block again (cmp_t2.json)
-#   STAGE=3  stage 2's teachers (it needs stage 2) planned side by side with the benchmark's planner and probe cost, cut before the
-#            call ends (a cut arm keeps the goals it finished)
+#   STAGE=3  stage 2's teachers (it needs stage 2) planned side by side with the benchmark's planner and
+#            probe cost, cut before the call ends (a cut arm keeps the goals it finished)
 # Carry .whl (with pytest for TESTS=1). Env: PAIR (two NAME=OVERRIDE[,OVERRIDE...] items), STUDY (the
 # outputs' prefix, pair), CALL_S (seconds this call may take, 570), RATE (updates/s each teacher is expected
 # to make side by side, 6), MORE, MORE_MIN, WORK (/root/work). DRY=1 rehearses every stage on the CPU at toy
@@ -48,16 +48,21 @@ teacher() {  # NAME MINUTES STEPS INDEX [overrides]: pusht_study.sh's train_mode
   local name=$1 minutes=$2 steps=$3 index=$4; shift 4
   train_model $name $(overrides $index) train.steps=$steps train.max_minutes=$minutes "$@"
 }
-teachers_pushed_block() {  # PREFIX: both teachers' held-out pushed block, and the second against the first
-  # window by window on the same frames (compare_block_errors.py: B - A with a bootstrap interval over windows,
-  # into $OUT/cmp_PREFIX.json); the per-frame errors come back too, so the pair can be compared again later
+teachers_pushed_block() {  # PREFIX: both teachers' held-out pushed block, and the second against the
+  # first window by window on the same frames (compare_block_errors.py: B - A with a bootstrap interval over
+  # windows, into $OUT/cmp_PREFIX.json); the per-frame errors come back too, to be compared again later
   local a=$WORK/bme_${1}_${NAMES[0]}.npz b=$WORK/bme_${1}_${NAMES[1]}.npz
+  rm -f $a $b  # an earlier call's on this warm machine: a run cut now must not be paired with them
   pushed_block 4 ${1}_${NAMES[0]}=$WORK/${1}_${NAMES[0]} ${1}_${NAMES[1]}=$WORK/${1}_${NAMES[1]}
   cp $WORK/bme_${1}_*.json "$OUT"/
   if [ -f $a ] && [ -f $b ]; then
     cp $a $b "$OUT"/
-    $PY scripts/compare_block_errors.py $a $b --move-bins 20 40 80 > "$OUT/cmp_${1}.json" \
-        && echo "cmp_${1} (${NAMES[1]} - ${NAMES[0]}): $(cut -c1-900 "$OUT/cmp_${1}.json")"
+    if $PY scripts/compare_block_errors.py $a $b --move-bins 20 40 80 > "$OUT/cmp_${1}.json"; then
+      echo "cmp_${1} (${NAMES[1]} - ${NAMES[0]}): $(cut -c1-900 "$OUT/cmp_${1}.json")"
+    else  # its one-line reason is above; the two means stand without the pairing
+      echo "teacher_pair.sh: the ${1} pair was not compared (compare_block_errors.py above)" >&2
+      rm -f "$OUT/cmp_${1}.json"
+    fi
   else
     echo "teacher_pair.sh: no paired comparison of the ${1} pair: a pushed-block run was cut before it wrote" \
         "its errors ($(basename $a), $(basename $b))" >&2
