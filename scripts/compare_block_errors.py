@@ -36,7 +36,14 @@ def load_errors(path: str, row: str) -> dict[str, Any]:
     (no pickles read)."""
     if not Path(path).is_file():
         raise SystemExit(f"compare_block_errors: {path}: no such file (a block_motion_error.py --errors-out .npz)")
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:  # not an .npz: empty, cut short, or another format
+        raise SystemExit(f"compare_block_errors: {path}: not a block_motion_error.py --errors-out .npz "
+                         f"(numpy could not open it as one: {type(err).__name__})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise SystemExit(f"compare_block_errors: {path}: a single array, not a block_motion_error.py --errors-out .npz")
+    with archive as data:
         needed = ["true", "moved", *(f"{row}_{m}" for m in MEASURES)]
         missing = [key for key in needed if key not in data.files]
         if missing:

@@ -289,10 +289,17 @@ def test_block_errors_written_per_frame_and_compared_window_by_window(tiny_teach
     # other windows (the episodes the teacher trained on), a missing row, bad settings: refused
     other = tmp_path / "train.npz"
     script.main([*args, "--split", "train", "--errors-out", str(other)])
+    cut, text, single = tmp_path / "cut.npz", tmp_path / "text.npz", tmp_path / "single.npy"  # files a cut call left
+    cut.write_bytes(b"")
+    text.write_text("not an archive\n")
+    np.save(single, a["true"])
     capsys.readouterr()
     for bad, message in (([str(a_path), str(other), "--row", "steps_1"], "were scored on other windows"),
                          ([str(a_path), str(a_path), "--row", "steps_4"], "no steps_4_position"),
                          ([str(tmp_path / "none.npz"), str(a_path)], "none.npz: no such file"),
+                         ([str(cut), str(a_path)], r"cut.npz: not a .*\(numpy could not open it as one: EOFError\)"),
+                         ([str(text), str(a_path)], r"text.npz: not a .*\(numpy could not open it as one: ValueError"),
+                         ([str(single), str(a_path)], "single.npy: a single array, not a"),
                          ([str(a_path), str(a_path), "--row", "steps_1", "--resamples", "5"],
                           "expected at least 100"),
                          ([str(a_path), str(a_path), "--row", "steps_1", "--move-bins", "40", "20"],
