@@ -57,6 +57,9 @@ def read_arm(path: Path) -> list[dict[str, Any]]:
         if missing:
             raise ValueError(f"{path}:{i} lacks {', '.join(missing)}: expected `crcm bench plan` per-goal "
                              "lines")
+        state = row.get("goal_state", [])  # older benches' lines carry none
+        if not isinstance(state, list) or not all(isinstance(x, (int, float)) for x in state):
+            raise ValueError(f"{path}:{i} has goal_state {state!r}: expected a list of numbers")
         rows.append(row)
     return rows
 
@@ -95,10 +98,7 @@ def check_same_goals(arms: dict[str, list[dict[str, Any]]]) -> None:
         for r in rows:
             if "goal_state" not in r:  # older benches' lines: nothing to check
                 continue
-            state = r["goal_state"]
-            if not isinstance(state, list) or not all(isinstance(x, (int, float)) for x in state):
-                raise ValueError(f"{name}: goal (episode {r['episode']}, start {r['start']}) has goal_state "
-                                 f"{state!r}: expected a list of numbers")
+            state = r["goal_state"]  # a list of numbers (read_arm)
             first = seen.setdefault(goal_key(r), (name, state))
             if len(state) != len(first[1]) or any(abs(x - y) > GOAL_STATE_TOLERANCE for x, y in zip(first[1], state)):
                 raise ValueError(
