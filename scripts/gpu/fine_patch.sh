@@ -83,9 +83,6 @@ fi
 arm_name() {  # PATCH DIM: the teacher's name (the preset's width keeps the name it had before DIMS)
   if [ "$2" = "$PRESET_DIM" ]; then echo teacher_p$1_s$SEED; else echo teacher_p$1_d$2_s$SEED; fi
 }
-json_value() {  # FILE KEY: the top-level KEY of the JSON FILE, or nothing where the file or key is missing
-  $PY -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2" 2>/dev/null
-}
 updates_done() {  # NAME: the updates the run in $WORK/NAME has saved (0 where there is none)
   local step; step=$(json_value $WORK/$1/meta.json step); echo ${step:-0}
 }
