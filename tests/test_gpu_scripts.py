@@ -422,6 +422,10 @@ def test_fine_patch_trains_on_across_calls_then_scores_each_teachers_pushed_bloc
     for patch in (4, 8):
         assert json.loads((out / f"bme_teacher_p{patch}_s2.json").read_text())["update"] == 6
 
+    # the block's "update" is the selected checkpoint's, which may be before the last (the forty-sixth session's
+    # 4x4 teacher selected 2,500 of 2,800): the weights with all their updates still count as scored
+    scored = work / "bme_teacher_p4_s2.json"
+    scored.write_text(json.dumps({**json.loads(scored.read_text()), "update": 5}))
     third = call(6, "4 8")  # every teacher has its updates and its block: nothing trained or scored again
     assert "from update" not in third and '"ckpt"' not in third  # (the pushed block prints its JSON)
 
@@ -491,6 +495,8 @@ def test_fine_patch_distils_and_plans_the_students_of_its_teacher_across_calls(t
     part = next((work / f"plan_{student}_from0").glob("*.goals.jsonl"))
     part.write_text(json.dumps(goals[0]) + "\n")
     (work / f"plan_{student}.goals.jsonl").unlink()
+    scored = work / f"bme_{teacher}.json"  # a teacher whose selected checkpoint is before its last update
+    scored.write_text(json.dumps({**json.loads(scored.read_text()), "update": 3}))
     second = call()
     assert "from update" not in second and f"{student}: exit" not in second  # neither trained nor distilled
     assert f"plan_{student}_from1: exit 0" in second and f"plan_{teacher}_from0: exit" not in second

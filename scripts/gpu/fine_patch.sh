@@ -135,10 +135,12 @@ for arm in $(for patch in $PATCHES; do for dim in $DIMS; do echo $patch:$dim; do
     echo "$name: $done_steps of $STEPS updates: call again at once (the warm machine keeps the run)"; break
   fi
   if (( $(left) < 100 )); then echo "$name: all $STEPS updates; its pushed block in the next call"; break; fi
-  scored=$(json_value $WORK/bme_$name.json update)
-  [ "$scored" = "$done_steps" ] || { pushed_block 4 $name=$WORK/$name && echo $name >> $SCORED; }  # once a model
+  # once a model: the updates it was scored at (not the block's "update", which is the selected checkpoint's)
+  if [ "$(cat $WORK/bme_$name.steps 2>/dev/null)" != "$done_steps" ]; then
+    pushed_block 4 $name=$WORK/$name && echo $name >> $SCORED && echo $done_steps > $WORK/bme_$name.steps
+  fi
 done
-if [ -n "$STUDENTS" ] && [ "$(json_value $WORK/bme_$name.json update)" = "$STEPS" ]; then students_of $name; fi
+if [ -n "$STUDENTS" ] && [ "$(cat $WORK/bme_$name.steps 2>/dev/null)" = "$STEPS" ]; then students_of $name; fi
 # the teachers scored in this call returned as keep.tgz.part* (carried back as KEEP=DIR, a later call plans them)
 [ -f $SCORED ] && [ $KEEP_MODELS = 1 ] && keep_models $(cat $SCORED)
 tail -1 $WORK/probe.log | cut -c1-300
