@@ -65,7 +65,7 @@ json_value() {  # FILE KEY: the top-level KEY of the JSON FILE, or nothing where
   $PY -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2" 2>/dev/null
 }
 
-make_store() {  # the mixed 500-episode store (seed 0: the same episodes on every machine of one CPU kind,
+make_store() {  # the mixed 500-episode store (seed 0: the planning store's episodes on most machines, not all,
   # below); its summary line kept as $WORK/store.json
   if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ]; then  # a rehearsal's store made once, copied in
     rm -rf $STORE && cp -r $DRY_STORE/pusht$SIZE.zarr $STORE && echo "store copied from $DRY_STORE"
@@ -75,10 +75,11 @@ make_store() {  # the mixed 500-episode store (seed 0: the same episodes on ever
   crcm data pusht out=$STORE size=$SIZE seed=0 behavior=mixed overwrite=true $DATA | tail -1 \
       | tee $WORK/store.json
   echo "store at $(( $(date +%s) - T0 )) s"
-  # The same generator and seed build other episodes on some CPUs (the forty-fourth and forty-fifth sessions'
-  # H100s: contact fraction 0.453 against 0.448; the forty-fifth's content hash f27e6a5ac21a5575): said at once,
-  # since such a call's held-out blocks and goals do not pair with earlier sessions' (compare_block_errors.py and
-  # plan_goal_pairs.py refuse them)
+  # The same generator and seed build other episodes on some machines (the forty-fourth and forty-fifth
+  # sessions' H100s: contact fraction 0.453 against 0.448; the forty-fifth's content hash f27e6a5ac21a5575; the
+  # CPU's name does not tell which: the forty-sixth session's H200 named the same CPU and built the planning
+  # store): said at once, since such a call's held-out blocks and goals do not pair with earlier sessions'
+  # (compare_block_errors.py and plan_goal_pairs.py refuse them)
   hash=$(json_value $WORK/store.json content_hash)
   if [ -n "$PLANNING_STORE_HASH" ] && [ "$hash" != "$PLANNING_STORE_HASH" ]; then
     echo "store: content hash $hash, not the planning store's $PLANNING_STORE_HASH ($(cpu_model)): its held-out" \

@@ -41,5 +41,5 @@ cpu_model() {  # the machine's CPU model, as /proc/cpuinfo names it
 if [ -z "${DRY:-}" ]; then  # what the call runs on (a rehearsal skips it: 3 s of torch import at each start)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-  echo "cpu: $(cpu_model)"  # the simulators' stores can differ by CPU (pusht_study.sh's make_store)
+  echo "cpu: $(cpu_model)"  # the simulators' stores can differ by machine (pusht_study.sh's make_store)
 fi
