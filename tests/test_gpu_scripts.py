@@ -505,6 +505,27 @@ def test_fine_patch_distils_and_plans_the_students_of_its_teacher_across_calls(t
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_fine_patch_at_128_pixels_makes_its_own_store_and_probe_and_scores_the_block(tmp_path):
+    """SIZE=128 (the next lever for the block's position: 128x128 frames in 8x8 patches, 4x4's 256 tokens): the
+    call builds a 128x128 store and trains a probe on its frames (a 64x64 probe cannot read them), then the teacher
+    in 8x8 patches and its pushed block, with no planning-store hash to compare against."""
+    import yaml
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    env = _dry_env(work, out, SIZE="128", PATCHES="8", STEPS="2", CALL_S="300", KEEP_MODELS="0")
+    run = subprocess.run(["bash", "scripts/gpu/fine_patch.sh"], check=False, cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert json.loads((work / "store.json").read_text())["image_shape"] == [128, 128, 3]
+    assert "not the planning store" not in run.stdout and "probe copied" not in run.stdout
+    assert (work / "probe" / "probe.safetensors").is_file()  # trained here, on the 128x128 frames
+    config = yaml.safe_load((work / "teacher_p8_s0" / "config.yaml").read_text())
+    assert config["model"]["patch"] == 8 and config["data"]["path"].endswith("pusht128.zarr")
+    bme = json.loads((out / "bme_teacher_p8_s0.json").read_text())
+    assert bme["update"] == 2 and bme["steps_4"]["moved"]["frames"] + bme["steps_4"]["still"]["frames"] > 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_patch_cost_times_the_query_and_the_training_of_each_patch(tmp_path, dry_store):
     """One JSON line at the end: per patch its tokens a frame, query time and training rate, and their ratios to
     the first patch's (4x4 patches: 4 times the tokens, more compute than 8x8 on every count)."""
