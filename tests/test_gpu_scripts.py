@@ -499,6 +499,7 @@ def test_fine_patch_distils_and_plans_the_students_of_its_teacher_across_calls(t
     scored.write_text(json.dumps({**json.loads(scored.read_text()), "update": 3}))
     second = call()
     assert "from update" not in second and f"{student}: exit" not in second  # neither trained nor distilled
+    assert '"ckpt"' not in second  # nor its block scored again (the pushed block prints its JSON line)
     assert f"plan_{student}_from1: exit 0" in second and f"plan_{teacher}_from0: exit" not in second
     again = lines(work / f"plan_{student}.goals.jsonl")
     assert [(g["episode"], g["start"]) for g in again] == [(g["episode"], g["start"]) for g in goals]
