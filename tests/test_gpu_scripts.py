@@ -506,6 +506,32 @@ def test_fine_patch_distils_and_plans_the_students_of_its_teacher_across_calls(t
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_fine_patch_scores_again_a_teacher_whose_pushed_block_failed(tmp_path, dry_store):
+    """A pushed-block run that fails (here: an unreadable probe) leaves its teacher unscored, so the next call
+    scores it, without training it again."""
+    work, out = tmp_path / "work", tmp_path / "out"
+
+    def call(steps: int) -> str:
+        env = _dry_env(work, out, STEPS=str(steps), PATCHES="8", CALL_S="300", KEEP_MODELS="0",
+                       DRY_STORE=str(dry_store))
+        run = subprocess.run(["bash", "scripts/gpu/fine_patch.sh"], check=False, cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        return run.stdout
+
+    assert '"ckpt"' in call(2)
+    marker = work / "bme_teacher_p8_s0.steps"
+    assert marker.read_text().strip() == "2"
+    (work / "probe" / "probe.safetensors").write_bytes(b"not a probe")
+    failed = call(3)
+    assert "from update 2 (resumed) to 3" in failed and '"ckpt"' not in failed
+    assert marker.read_text().strip() == "2"  # not marked as scored at 3
+    shutil.copy(dry_store / "probe" / "probe.safetensors", work / "probe" / "probe.safetensors")
+    again = call(3)
+    assert "from update" not in again and '"ckpt"' in again and marker.read_text().strip() == "3"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_fine_patch_at_128_pixels_makes_its_own_store_and_probe_and_scores_the_block(tmp_path):
     """SIZE=128 (the next lever for the block's position: 128x128 frames in 8x8 patches, 4x4's 256 tokens): the
     call builds a 128x128 store and trains a probe on its frames (a 64x64 probe cannot read them), then the teacher

@@ -205,8 +205,9 @@ resume_and_join() {  # each arm of PLANNED (or ARMS) cut in part a resumed as pa
 pushed_block() {  # STEPS NAME=CKPT[@last]...: each checkpoint's held-out pushed block side by side
   # (scripts/block_motion_error.py at STEPS sampler steps) into $WORK/bme_NAME.json, every frame's errors into
   # $WORK/bme_NAME.npz (for compare_block_errors.py), cut 5 s before the end; on the weights validation kept
-  # (CKPT/selected, where it kept some), with @last on the run's final ones
-  local steps=$1 item ckpt; shift
+  # (CKPT/selected, where it kept some), with @last on the run's final ones. Status 1 where a run failed or was
+  # cut (no JSON line). The bare `wait` also waits for the caller's own background jobs (shallow.sh's students)
+  local steps=$1 item ckpt status=0; shift
   for item in "$@"; do
     ckpt=${item#*=}
     timeout $(( $(left) - 5 )) $PY scripts/block_motion_error.py ${ckpt%@last} $STORE $PROBE --steps $steps \
@@ -214,7 +215,11 @@ pushed_block() {  # STEPS NAME=CKPT[@last]...: each checkpoint's held-out pushed
         --errors-out $WORK/bme_${item%%=*}.npz > $WORK/bme_${item%%=*}.json &
   done
   wait
-  for item in "$@"; do echo "bme_${item%%=*}: $(cut -c1-900 $WORK/bme_${item%%=*}.json)"; done
+  for item in "$@"; do
+    echo "bme_${item%%=*}: $(cut -c1-900 $WORK/bme_${item%%=*}.json)"
+    [ -n "$(json_value $WORK/bme_${item%%=*}.json update)" ] || status=1
+  done
+  return $status
 }
 
 keep_models() {  # NAME[@last]...: each model's loaded weights (selected/ where validation kept some, else, or
