@@ -81,7 +81,9 @@ make_store() {  # the mixed 500-episode store (seed 0: the planning store's epis
   # store): said at once, since such a call's held-out blocks and goals do not pair with earlier sessions'
   # (compare_block_errors.py and plan_goal_pairs.py refuse them)
   hash=$(json_value $WORK/store.json content_hash)
-  if [ -n "$PLANNING_STORE_HASH" ] && [ "$hash" != "$PLANNING_STORE_HASH" ]; then
+  if [ -z "$hash" ]; then  # not a mismatch to report: the generator failed (its error is above)
+    echo "store: crcm data gave no summary line with a content hash ($WORK/store.json); see its error above" >&2
+  elif [ -n "$PLANNING_STORE_HASH" ] && [ "$hash" != "$PLANNING_STORE_HASH" ]; then
     echo "store: content hash $hash, not the planning store's $PLANNING_STORE_HASH ($(cpu_model)): its held-out" \
         "windows and goals are other episodes than earlier sessions'; compare this call's figures unpaired"
   fi
