@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     axes[0].invert_yaxis()
     if reference is not None:
         fig.legend(*axes[1].get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=2)  # off the bars
-    fig.suptitle(args.title + "  (grey: figures recorded in docs/results.md)", fontsize=10)
+    recorded = any(r[3] is None for r in rows)  # the grey bars' key, only where there are grey bars
+    fig.suptitle(args.title + ("  (grey: figures recorded in docs/results.md)" if recorded else ""), fontsize=10)
     fig.tight_layout(rect=(0, 0.05 if reference is not None else 0, 1, 1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
