@@ -11,6 +11,9 @@
 #   PATCHES=8 SEED=1 STEPS=1500 CALL_S=250 (then 150) twice; figures in docs/results.md, "A finer token grid on the GPU"
 #   forty-sixth session (one H200): STEPS=2800 PROBE_FROM=outputs/s39/probe EPISODES=50, CALL_S=585 then 580, then
 #   KEEP_MODELS=0 STUDENTS=0 (29 goals); figures in docs/results.md, "A 4 x 4-patch teacher trained to 2,800 updates"
+#   forty-seventh session (one H100): SIZE=128 PATCHES=8 EPISODES=50 (its own 128 x 128 probe), STEPS=2800 CALL_S=585
+#   (1,128 updates at 2.5 a second), then STEPS=2200 (the budget's length), then KEEP_MODELS=0 STUDENTS=0 (37 goals);
+#   figures in docs/results.md, "128 x 128 frames in 8 x 8 patches"
 # DIMS sets the network's width instead (the fortieth session: a wider network at the preset's 64 tokens, against
 # the finer grid's 4x compute an update): each patch is trained at each width, the heads as many as keep the
 # preset's head size (64), named teacher_p<patch>_d<dim>_s<seed> (the preset's width keeps teacher_p<patch>_s<seed>).
