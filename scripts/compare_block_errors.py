@@ -10,10 +10,12 @@ another training seed: that takes a second model of each kind.
 One JSON line: per measure (position in env units, angle in degrees) the two means, B − A, its interval and the
 share of windows where B is nearer. ``--move-bins 20 40 80`` adds the same per range of how far the true block
 moved from the last context frame (0-20, 20-40, 40-80, 80 and more env units): where a gain lies, small pushes or
-large ones.
+large ones. ``--by-step`` adds the same per predicted frame of the horizon (frame 1 is the first model frame after
+the context), with copy-last's mean on that frame's moved frames where A's file has it: whether the error is there
+at the first frame (a one-frame prediction short of the push) or builds up over the rollout.
 
     python scripts/compare_block_errors.py A.npz B.npz [--row steps_4] [--resamples 10000] [--seed 0] \\
-        [--level 0.95] [--move-bins EDGE ...]
+        [--level 0.95] [--move-bins EDGE ...] [--by-step]
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def load_errors(path: str, row: str) -> dict[str, Any]:
             raise SystemExit(f"compare_block_errors: {path}: no {', '.join(missing)}; expected a block_motion_error.py "
                              f"--errors-out file with row {row!r} (rows in it: "
                              f"{sorted({k.rsplit('_', 1)[0] for k in data.files if k.endswith('_position')})})")
-        optional = {key: data[key] for key in ("last",) if key in data.files}
+        optional = {key: data[key] for key in ("last", *(f"copy_last_{m}" for m in MEASURES)) if key in data.files}
         return {key: data[key] for key in needed} | optional | {
             "ckpt": str(data["ckpt"]) if "ckpt" in data.files else path}
 
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--level", type=float, default=0.95)
     ap.add_argument("--move-bins", type=float, nargs="+", metavar="EDGE",
                     help="inner edges (env units, rising) of the ranges of the true block's move to compare apart")
+    ap.add_argument("--by-step", action="store_true", help="compare each predicted frame of the horizon apart too")
     args = ap.parse_args(argv)
     if args.resamples < 100:
         raise SystemExit(f"--resamples {args.resamples}: expected at least 100")
@@ -120,6 +123,17 @@ def main(argv: list[str] | None = None) -> None:
             in_range = moved & (move >= low) & (move < high)
             row = {"move": [low, high if high != float("inf") else None], "moved_frames": int(in_range.sum())}
             result["by_move"].append(row | (both_measures(in_range) if in_range.any() else {}))
+    if args.by_step:
+        result["by_step"] = []
+        for step in range(moved.shape[1]):
+            at_step = np.zeros_like(moved)
+            at_step[:, step] = moved[:, step]
+            row = {"step": step + 1, "moved_frames": int(at_step.sum())}
+            if at_step.any():
+                row |= both_measures(at_step)
+                row |= {f"copy_last_{m}": round(float(a[f"copy_last_{m}"][at_step].mean()), 2)
+                        for m in MEASURES if f"copy_last_{m}" in a}
+            result["by_step"].append(row)
     print(json.dumps(result))
 
 

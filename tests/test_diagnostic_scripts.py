@@ -281,6 +281,15 @@ def test_block_errors_written_per_frame_and_compared_window_by_window(tiny_teach
     for row in by_move:
         if row["moved_frames"]:
             assert row["position"]["b_minus_a"] == -3.0
+    # by predicted frame: one row a horizon step, splitting the moved frames, with copy-last's mean on them
+    by_step = compared(tmp_path / "b.npz", "--by-step")["by_step"]
+    assert [row["step"] for row in by_step] == [1, 2, 3]
+    assert [row["moved_frames"] for row in by_step] == a["moved"].sum(axis=0).tolist()
+    for step, row in enumerate(by_step):
+        if row["moved_frames"]:
+            assert row["position"]["b_minus_a"] == -3.0
+            assert row["copy_last_position"] == round(float(a["copy_last_position"][a["moved"][:, step], step].mean()), 2)
+    assert "by_step" not in nearer
     np.savez(tmp_path / "old.npz", **{k: v for k, v in a.items() if k != "last"})  # an older file: no last state
     with pytest.raises(SystemExit, match="no last context state"):
         compare.main([str(tmp_path / "old.npz"), str(a_path), "--row", "steps_1", "--move-bins", "20"])
