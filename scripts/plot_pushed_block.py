@@ -11,6 +11,14 @@ in docs/results.md whose JSON is not kept). Copy-last and real frames come from 
 With ``--seconds`` (one figure per item: the GPU seconds its training took) the items are points against that
 cost instead of bars, so models that cost differently an update (wider, finer) are set beside each other at equal
 GPU time.
+
+With ``--by-step`` the items are ``LABEL=FILE.npz`` (a block_motion_error.py ``--errors-out`` file) or
+``LABEL=P1,P2,…/A1,A2,…`` (a recorded series, one figure a predicted frame), drawn as lines against the predicted
+frame (5 env steps each): the mean error over the frames where the true block moved, copy-last's from the first
+file. Whether the error is there at the first frame or builds up over the rollout.
+
+    python scripts/plot_pushed_block.py --by-step "4x4=outputs/s46/call4/bme_teacher_p4_s0.npz" \
+        "state model (other windows)=9.75,14.66,18.9,22.83,26.78/5.18,7.66,9.61,11.3,13.01" --out by_step.png
 """
 
 from __future__ import annotations
@@ -42,6 +50,69 @@ def parse_item(item: str) -> tuple[str, float, float, dict | None]:
     return label, position, angle, None
 
 
+def parse_step_item(item: str) -> tuple[str, list[float], list[float], tuple[list[float], list[float]] | None]:
+    """LABEL=FILE.npz or LABEL=P1,P2,…/A1,A2,… → (label, position and angle per predicted frame, copy-last's
+    two series or None), each the mean over the frames where the true block moved."""
+    label, sep, value = item.rpartition("=")
+    if not sep or not label:
+        raise SystemExit(f"plot_pushed_block: item {item!r}: expected LABEL=FILE.npz or LABEL=P1,P2,…/A1,A2,…")
+    if Path(value).is_file():
+        import numpy as np
+
+        try:
+            with np.load(value, allow_pickle=False) as data:
+                moved = data["moved"]
+                rows = {key: data[key] for key in (f"{STEPS_KEY}_position", f"{STEPS_KEY}_angle",
+                                                  "copy_last_position", "copy_last_angle")}
+        except (KeyError, ValueError, OSError, EOFError, TypeError) as err:
+            raise SystemExit(f"plot_pushed_block: {value}: not a block_motion_error.py --errors-out .npz with "
+                             f"{STEPS_KEY} and copy_last rows ({type(err).__name__}: {err})") from None
+        if not moved.any(axis=0).all():
+            raise SystemExit(f"plot_pushed_block: {value}: a predicted frame where the block never moved")
+
+        def per_step(errors):
+            return [float(errors[moved[:, k], k].mean()) for k in range(moved.shape[1])]
+
+        return (label, per_step(rows[f"{STEPS_KEY}_position"]), per_step(rows[f"{STEPS_KEY}_angle"]),
+                (per_step(rows["copy_last_position"]), per_step(rows["copy_last_angle"])))
+    try:
+        position, angle = ([float(v) for v in part.split(",")] for part in value.split("/"))
+    except ValueError:
+        raise SystemExit(f"plot_pushed_block: item {item!r}: {value!r} is neither a file nor P1,P2,…/A1,A2,…") from None
+    if len(position) != len(angle):
+        raise SystemExit(f"plot_pushed_block: item {item!r}: {len(position)} positions and {len(angle)} angles; "
+                         "expected one of each a predicted frame")
+    return label, position, angle, None
+
+
+def plot_by_step(plt, items: list[str], title: str, out: str) -> list[dict]:
+    """Position and angle error against the predicted frame, a line an item, copy-last dashed."""
+    rows = [parse_step_item(item) for item in items]
+    reference = next((copy for *_, copy in rows if copy is not None), None)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    for ax, index, unit in ((axes[0], 1, "position error (env units)"), (axes[1], 2, "angle error (degrees)")):
+        for row in rows:
+            ax.plot(range(1, len(row[index]) + 1), row[index], marker="o" if row[3] is not None else "s",
+                    ls="-" if row[3] is not None else ":", label=row[0])
+        if reference is not None:
+            ax.plot(range(1, len(reference[index - 1]) + 1), reference[index - 1], color="#c44e52", ls="--",
+                    label="copy-last")
+        ax.set_xticks(range(1, max(len(r[index]) for r in rows) + 1))
+        ax.set_xlabel("predicted frame (5 env steps each)")
+        ax.set_ylabel(unit)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=3)
+    recorded = any(r[3] is None for r in rows)
+    fig.suptitle(title + ("  (dotted, squares: figures recorded in docs/results.md)" if recorded else ""), fontsize=10)
+    fig.tight_layout(rect=(0, 0.05 * ((len(labels) + 2) // 3), 1, 1))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return [{"label": r[0], "position": [round(v, 2) for v in r[1]], "angle_deg": [round(v, 2) for v in r[2]]}
+            for r in rows]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("items", nargs="+", help="LABEL=FILE or LABEL=POSITION/ANGLE")
@@ -49,7 +120,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--title", default="Held-out pushed block after 25 env steps (DDIM 4)")
     parser.add_argument("--seconds", type=float, nargs="+", metavar="S",
                         help="each item's training time in GPU seconds, in the items' order: points against it")
+    parser.add_argument("--by-step", action="store_true",
+                        help="lines against the predicted frame, from --errors-out .npz files (see above)")
     args = parser.parse_args(argv)
+    if args.by_step:
+        if args.seconds is not None:
+            raise SystemExit("plot_pushed_block: --by-step and --seconds: expected one of them")
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        print(json.dumps({"out": args.out, "rows": plot_by_step(plt, args.items, args.title, args.out)}))
+        return
     rows = [parse_item(item) for item in args.items]
     reference = next((line for *_, line in rows if line is not None), None)
     if args.seconds is not None and (len(args.seconds) != len(rows) or min(args.seconds) <= 0):

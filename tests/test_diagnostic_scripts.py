@@ -874,6 +874,34 @@ def test_plot_pushed_block_reads_motion_lines_and_recorded_figures(tmp_path, cap
             script.main([f"run={tmp_path / 'bme.json'}", "earlier=36.2/39.6", "--seconds", *seconds, "--out", str(out)])
 
 
+def test_plot_pushed_block_by_step_reads_errors_out_files_and_recorded_series(tmp_path, capsys):
+    """--by-step: each predicted frame's mean over the frames where the block moved, from an --errors-out file;
+    a recorded series as given; bad files and uneven series refused."""
+    script = load_script("plot_pushed_block")
+    moved = np.array([[True, False, True], [True, True, False]])
+    position = np.array([[2.0, 99.0, 6.0], [4.0, 8.0, 99.0]])  # 99: frames where the block did not move
+    np.savez(tmp_path / "errors.npz", moved=moved, steps_4_position=position, steps_4_angle=position / 2,
+             copy_last_position=position * 3, copy_last_angle=position)
+    out = tmp_path / "by_step.png"
+    script.main(["--by-step", f"run={tmp_path / 'errors.npz'}", "earlier=1,2,3/4,5,6", "--out", str(out)])
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
+    assert rows == [{"label": "run", "position": [3.0, 8.0, 6.0], "angle_deg": [1.5, 4.0, 3.0]},
+                    {"label": "earlier", "position": [1.0, 2.0, 3.0], "angle_deg": [4.0, 5.0, 6.0]}]
+    assert out.stat().st_size > 0
+    np.savez(tmp_path / "no_copy.npz", moved=moved, steps_4_position=position, steps_4_angle=position)
+    still = moved.copy()
+    still[:, 1] = False
+    np.savez(tmp_path / "still.npz", moved=still, steps_4_position=position, steps_4_angle=position,
+             copy_last_position=position, copy_last_angle=position)
+    for item, message in ((f"x={tmp_path / 'no_copy.npz'}", "with steps_4 and copy_last rows"),
+                          (f"x={tmp_path / 'still.npz'}", "a predicted frame where the block never moved"),
+                          ("x=1,2,3/4,5", "3 positions and 2 angles"), ("x=1,2/a,b", "neither a file nor")):
+        with pytest.raises(SystemExit, match=message):
+            script.main(["--by-step", item, "--out", str(out)])
+    with pytest.raises(SystemExit, match="expected one of them"):
+        script.main(["--by-step", "x=1/2", "--seconds", "3", "--out", str(out)])
+
+
 def test_plot_plan_tradeoff_reads_runs_their_alone_time_and_recorded_figures(tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # it imports plot_planning_models, as a script does
     script = load_script("plot_plan_tradeoff")
