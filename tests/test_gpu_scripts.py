@@ -573,7 +573,8 @@ def test_patch_cost_times_the_query_and_the_training_of_each_patch(tmp_path, dry
 def _pair_stage(stage: int, tmp_path: Path, call_s: int, **extra: str) -> subprocess.CompletedProcess:
     env = _dry_env(tmp_path / "work", tmp_path / "out", STAGE=str(stage), CALL_S=str(call_s),
                    **{"PAIR": "base=objective.p_mean=-0.8 high=objective.p_mean=0.4,objective.p_std=1.2,"
-                                "data.motion_sampling=0.5", **extra})
+                                "data.motion_sampling=0.5,objective.state_weight=0.3,objective.state_probe=@probe",
+                      **extra})
     return subprocess.run(["bash", "scripts/gpu/teacher_pair.sh"], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -594,16 +595,21 @@ def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_a
     assert (objective["high"]["p_mean"], objective["high"]["p_std"]) == (0.4, 1.2)
     # windows drawn by the block's travel (data.motion_sampling), trained through `crcm train teacher`
     assert [config(f"teacher_{name}")["data"]["motion_sampling"] for name in ("base", "high")] == [0.0, 0.5]
+    # a state-probe loss read through the study's own probe (@probe), the other teacher without one
+    assert (objective["high"]["state_weight"], objective["high"]["state_probe"]) == (0.3, str(work / "probe"))
+    assert (objective["base"]["state_weight"], objective["base"]["state_probe"]) == (0.0, None)
     assert json.loads((out / "bme_teacher_high.json").read_text())["split"] == "val"
     paired = json.loads((out / "cmp_teacher.json").read_text())  # high against base on the same windows
     assert paired["a"] == str(work / "teacher_base") and paired["b"] == str(work / "teacher_high")
     assert paired["moved_frames"] > 0 and len(paired["by_move"]) == 4
+    assert sum(row["moved_frames"] for row in paired["by_step"]) == paired["moved_frames"]  # by predicted frame
     assert "cmp_teacher (high - base)" in run.stdout and (out / "bme_teacher_base.npz").is_file()
 
     run = _pair_stage(2, tmp_path, call_s=120, MORE="6", MORE_MIN="0.2")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     t2 = config("t2_high")
     assert t2["objective"]["p_mean"] == 0.4 and t2["init"] == str(work / "teacher_high")
+    assert t2["objective"]["state_probe"] == str(work / "probe")
     assert json.loads((out / "cmp_t2.json").read_text())["b"] == str(work / "t2_high")
 
     run = _pair_stage(3, tmp_path, call_s=200)

@@ -14,6 +14,12 @@
 #   (128x128 frames in 16x16 patches, the same token grid: both collapsed, 8 dB below copy-last at 1,500 updates)
 #   forty-fifth session: PAIR="uni=data.motion_sampling=0 mot=data.motion_sampling=0.25" (training windows drawn
 #   by the block's travel: the pushed block no nearer at ~2,200 and ~3,200-3,500 updates)
+#   ready (forty-seventh session, not run): PAIR="base=train.seed=0 sw1=objective.state_weight=1,
+#   objective.state_probe=@probe,train.seed=0" (one string; the state-probe loss at a tenth of the twelfth
+#   session's weight, on the planning recipe, scored by the first predicted frame's block error as well:
+#   docs/results.md, "Where along the rollout the block's error arises")
+# An override's value @probe names the study's own state probe ($WORK/probe, trained in stage 1 before the
+# teachers), e.g. objective.state_probe=@probe for the teacher's state-probe loss.
 # Three calls on one warm machine (issue each right after the last: it idles out in ~30 s; stages 2 and 3 on a
 # machine that lost the pair are refused in one line, exit 2, and the study starts again at STAGE=1):
 #   STAGE=1  (TESTS=1: the GPU-marked tests first, in the background) the store (mixed, 500 episodes), the
@@ -43,21 +49,24 @@ NAMES=("${ITEMS[0]%%=*}" "${ITEMS[1]%%=*}")
 if [ "${NAMES[0]}" = "${NAMES[1]}" ]; then
   echo "teacher_pair.sh: PAIR names the same teacher twice: ${NAMES[0]}" >&2; exit 2
 fi
-overrides() { local item=${ITEMS[$1]}; echo "${item#*=}" | tr , ' '; }  # the INDEXth teacher's settings
+overrides() {  # the INDEXth teacher's settings, @probe read as the study's probe
+  local item=${ITEMS[$1]}; echo "${item#*=}" | tr , ' ' | sed "s#=@probe\( \|\$\)#=$PROBE\1#g"
+}
 teacher() {  # NAME MINUTES STEPS INDEX [overrides]: pusht_study.sh's train_model with the INDEXth settings
   local name=$1 minutes=$2 steps=$3 index=$4; shift 4
   train_model $name $(overrides $index) train.steps=$steps train.max_minutes=$minutes "$@"
 }
 teachers_pushed_block() {  # PREFIX: both teachers' held-out pushed block, and the second against the
   # first window by window on the same frames (compare_block_errors.py: B - A with a bootstrap interval over
-  # windows, into $OUT/cmp_PREFIX.json); the per-frame errors come back too, to be compared again later
+  # windows, by the block's move and by predicted frame, into $OUT/cmp_PREFIX.json); the per-frame errors come
+  # back too, to be compared again later
   local a=$WORK/bme_${1}_${NAMES[0]}.npz b=$WORK/bme_${1}_${NAMES[1]}.npz
   rm -f $a $b  # an earlier call's on this warm machine: a run cut now must not be paired with them
   pushed_block 4 ${1}_${NAMES[0]}=$WORK/${1}_${NAMES[0]} ${1}_${NAMES[1]}=$WORK/${1}_${NAMES[1]}
   cp $WORK/bme_${1}_*.json "$OUT"/
   if [ -f $a ] && [ -f $b ]; then
     cp $a $b "$OUT"/
-    if $PY scripts/compare_block_errors.py $a $b --move-bins 20 40 80 > "$OUT/cmp_${1}.json"; then
+    if $PY scripts/compare_block_errors.py $a $b --move-bins 20 40 80 --by-step > "$OUT/cmp_${1}.json"; then
       echo "cmp_${1} (${NAMES[1]} - ${NAMES[0]}): $(cut -c1-900 "$OUT/cmp_${1}.json")"
     else  # its one-line reason is above; the two means stand without the pairing
       echo "teacher_pair.sh: the ${1} pair was not compared (compare_block_errors.py above)" >&2
