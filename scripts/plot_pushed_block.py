@@ -78,7 +78,8 @@ def parse_step_item(item: str) -> tuple[str, list[float], list[float], tuple[lis
     try:
         position, angle = ([float(v) for v in part.split(",")] for part in value.split("/"))
     except ValueError:
-        raise SystemExit(f"plot_pushed_block: item {item!r}: {value!r} is neither a file nor P1,P2,…/A1,A2,…") from None
+        raise SystemExit(f"plot_pushed_block: item {item!r}: {value!r} is neither a file nor "
+                         "P1,P2,…/A1,A2,…") from None
     if len(position) != len(angle):
         raise SystemExit(f"plot_pushed_block: item {item!r}: {len(position)} positions and {len(angle)} angles; "
                          "expected one of each a predicted frame")

@@ -161,7 +161,8 @@ def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teache
     for row in ("real_frames", "copy_last", "steps_1"):
         split = result[row]
         assert split["still"]["frames"] + split["moved"]["frames"] == 8 * 3
-        assert all(v >= 0 for part in split.values() for v in part.values() if not math.isnan(v))  # NaN: a part with no frames
+        # NaN: a part (still or moved) with no frames
+        assert all(v >= 0 for part in split.values() for v in part.values() if not math.isnan(v))
     # two probes read the same predictions: the first one's figures are those of the one-probe run
     other = _train_tiny_probe(pusht_store_32, tmp_path / "other", "seed=1")
     script.main([str(tiny_teacher), str(pusht_store_32), str(probe), str(other), "--steps", "1",
@@ -289,7 +290,8 @@ def test_block_errors_written_per_frame_and_compared_window_by_window(tiny_teach
     for step, row in enumerate(by_step):
         if row["moved_frames"]:
             assert row["position"]["b_minus_a"] == -3.0
-            assert row["copy_last_position"] == round(float(a["copy_last_position"][a["moved"][:, step], step].mean()), 2)
+            copy_last = a["copy_last_position"][a["moved"][:, step], step]
+            assert row["copy_last_position"] == round(float(copy_last.mean()), 2)
     assert "by_step" not in nearer
     np.savez(tmp_path / "old.npz", **{k: v for k, v in a.items() if k != "last"})  # an older file: no last state
     with pytest.raises(SystemExit, match="no last context state"):
