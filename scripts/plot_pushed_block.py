@@ -59,14 +59,18 @@ def parse_step_item(item: str) -> tuple[str, list[float], list[float], tuple[lis
     if Path(value).is_file():
         import numpy as np
 
+        needed = ("moved", f"{STEPS_KEY}_position", f"{STEPS_KEY}_angle", "copy_last_position", "copy_last_angle")
         try:
             with np.load(value, allow_pickle=False) as data:
-                moved = data["moved"]
-                rows = {key: data[key] for key in (f"{STEPS_KEY}_position", f"{STEPS_KEY}_angle",
-                                                  "copy_last_position", "copy_last_angle")}
-        except (KeyError, ValueError, OSError, EOFError, TypeError) as err:
-            raise SystemExit(f"plot_pushed_block: {value}: not a block_motion_error.py --errors-out .npz with "
-                             f"{STEPS_KEY} and copy_last rows ({type(err).__name__}: {err})") from None
+                missing = [key for key in needed if key not in data.files]
+                if missing:
+                    raise SystemExit(f"plot_pushed_block: {value}: no {', '.join(missing)}; expected a "
+                                     f"block_motion_error.py --errors-out .npz with {STEPS_KEY} and copy_last rows")
+                rows = {key: data[key] for key in needed}
+                moved = rows.pop("moved")
+        except (ValueError, OSError, EOFError, TypeError, AttributeError) as err:  # text, cut short, one array
+            raise SystemExit(f"plot_pushed_block: {value}: not a block_motion_error.py --errors-out .npz (numpy "
+                             f"could not open it as one: {type(err).__name__})") from None
         if not moved.any(axis=0).all():
             raise SystemExit(f"plot_pushed_block: {value}: a predicted frame where the block never moved")
 

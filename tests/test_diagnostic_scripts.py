@@ -895,7 +895,9 @@ def test_plot_pushed_block_by_step_reads_errors_out_files_and_recorded_series(tm
     still[:, 1] = False
     np.savez(tmp_path / "still.npz", moved=still, steps_4_position=position, steps_4_angle=position,
              copy_last_position=position, copy_last_angle=position)
-    for item, message in ((f"x={tmp_path / 'no_copy.npz'}", "with steps_4 and copy_last rows"),
+    (tmp_path / "line.json").write_text("{}\n")  # a block_motion_error.py JSON line, not its --errors-out
+    for item, message in ((f"x={tmp_path / 'no_copy.npz'}", "no copy_last_position, copy_last_angle; expected a block_motion_error"),
+                          (f"x={tmp_path / 'line.json'}", r"not a .*\(numpy could not open it as one: ValueError\)"),
                           (f"x={tmp_path / 'still.npz'}", "a predicted frame where the block never moved"),
                           ("x=1,2,3/4,5", "3 positions and 2 angles"), ("x=1,2/a,b", "neither a file nor")):
         with pytest.raises(SystemExit, match=message):
