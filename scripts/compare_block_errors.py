@@ -57,6 +57,13 @@ def load_errors(path: str, row: str) -> dict[str, Any]:
             "ckpt": str(data["ckpt"]) if "ckpt" in data.files else path}
 
 
+def step_means(errors: np.ndarray, moved: np.ndarray) -> list[float]:
+    """Each predicted frame's mean error over the windows where the true block moved at that frame
+    (``errors``, ``moved`` [windows, horizon]); NaN for a frame where it never moved."""
+    return [float(errors[moved[:, k], k].mean()) if moved[:, k].any() else float("nan")
+            for k in range(moved.shape[1])]
+
+
 def paired_difference(a: np.ndarray, b: np.ndarray, moved: np.ndarray, resamples: int, level: float,
                       rng: np.random.Generator) -> dict[str, Any]:
     """Mean of ``b − a`` over the moved frames, and its interval from resampling whole windows.

@@ -57,28 +57,19 @@ def parse_step_item(item: str) -> tuple[str, list[float], list[float], tuple[lis
     if not sep or not label:
         raise SystemExit(f"plot_pushed_block: item {item!r}: expected LABEL=FILE.npz or LABEL=P1,P2,…/A1,A2,…")
     if Path(value).is_file():
-        import numpy as np
+        from compare_block_errors import load_errors, step_means  # its npz reader and refusals
 
-        needed = ("moved", f"{STEPS_KEY}_position", f"{STEPS_KEY}_angle", "copy_last_position", "copy_last_angle")
-        try:
-            with np.load(value, allow_pickle=False) as data:
-                missing = [key for key in needed if key not in data.files]
-                if missing:
-                    raise SystemExit(f"plot_pushed_block: {value}: no {', '.join(missing)}; expected a "
-                                     f"block_motion_error.py --errors-out .npz with {STEPS_KEY} and copy_last rows")
-                rows = {key: data[key] for key in needed}
-                moved = rows.pop("moved")
-        except (ValueError, OSError, EOFError, TypeError, AttributeError) as err:  # text, cut short, one array
-            raise SystemExit(f"plot_pushed_block: {value}: not a block_motion_error.py --errors-out .npz (numpy "
-                             f"could not open it as one: {type(err).__name__})") from None
+        errors = load_errors(value, STEPS_KEY)
+        missing = [key for key in ("copy_last_position", "copy_last_angle") if key not in errors]
+        if missing:
+            raise SystemExit(f"plot_pushed_block: {value}: no {', '.join(missing)}; expected a "
+                             f"block_motion_error.py --errors-out .npz with {STEPS_KEY} and copy_last rows")
+        moved = errors["moved"]
         if not moved.any(axis=0).all():
             raise SystemExit(f"plot_pushed_block: {value}: a predicted frame where the block never moved")
-
-        def per_step(errors):
-            return [float(errors[moved[:, k], k].mean()) for k in range(moved.shape[1])]
-
-        return (label, per_step(rows[f"{STEPS_KEY}_position"]), per_step(rows[f"{STEPS_KEY}_angle"]),
-                (per_step(rows["copy_last_position"]), per_step(rows["copy_last_angle"])))
+        return (label, step_means(errors[f"{STEPS_KEY}_position"], moved),
+                step_means(errors[f"{STEPS_KEY}_angle"], moved),
+                (step_means(errors["copy_last_position"], moved), step_means(errors["copy_last_angle"], moved)))
     try:
         position, angle = ([float(v) for v in part.split(",")] for part in value.split("/"))
     except ValueError:

@@ -876,13 +876,15 @@ def test_plot_pushed_block_reads_motion_lines_and_recorded_figures(tmp_path, cap
             script.main([f"run={tmp_path / 'bme.json'}", "earlier=36.2/39.6", "--seconds", *seconds, "--out", str(out)])
 
 
-def test_plot_pushed_block_by_step_reads_errors_out_files_and_recorded_series(tmp_path, capsys):
+def test_plot_pushed_block_by_step_reads_errors_out_files_and_recorded_series(tmp_path, capsys, monkeypatch):
     """--by-step: each predicted frame's mean over the frames where the block moved, from an --errors-out file;
     a recorded series as given; bad files and uneven series refused."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # it reads the npz with compare_block_errors, as a script does
     script = load_script("plot_pushed_block")
     moved = np.array([[True, False, True], [True, True, False]])
     position = np.array([[2.0, 99.0, 6.0], [4.0, 8.0, 99.0]])  # 99: frames where the block did not move
-    np.savez(tmp_path / "errors.npz", moved=moved, steps_4_position=position, steps_4_angle=position / 2,
+    true = np.zeros((2, 3, 5))  # the true states every --errors-out file holds
+    np.savez(tmp_path / "errors.npz", true=true, moved=moved, steps_4_position=position, steps_4_angle=position / 2,
              copy_last_position=position * 3, copy_last_angle=position)
     out = tmp_path / "by_step.png"
     script.main(["--by-step", f"run={tmp_path / 'errors.npz'}", "earlier=1,2,3/4,5,6", "--out", str(out)])
@@ -890,10 +892,10 @@ def test_plot_pushed_block_by_step_reads_errors_out_files_and_recorded_series(tm
     assert rows == [{"label": "run", "position": [3.0, 8.0, 6.0], "angle_deg": [1.5, 4.0, 3.0]},
                     {"label": "earlier", "position": [1.0, 2.0, 3.0], "angle_deg": [4.0, 5.0, 6.0]}]
     assert out.stat().st_size > 0
-    np.savez(tmp_path / "no_copy.npz", moved=moved, steps_4_position=position, steps_4_angle=position)
+    np.savez(tmp_path / "no_copy.npz", true=true, moved=moved, steps_4_position=position, steps_4_angle=position)
     still = moved.copy()
     still[:, 1] = False
-    np.savez(tmp_path / "still.npz", moved=still, steps_4_position=position, steps_4_angle=position,
+    np.savez(tmp_path / "still.npz", true=true, moved=still, steps_4_position=position, steps_4_angle=position,
              copy_last_position=position, copy_last_angle=position)
     (tmp_path / "line.json").write_text("{}\n")  # a block_motion_error.py JSON line, not its --errors-out
     for item, message in ((f"x={tmp_path / 'no_copy.npz'}", "no copy_last_position, copy_last_angle; expected a block_motion_error"),
