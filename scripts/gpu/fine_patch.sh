@@ -121,6 +121,7 @@ students_of() {  # TEACHER: its STUDENTS distilled and planned, then (PLAN_TEACH
   $PY scripts/plan_goal_pairs.py $planned | tee $WORK/plan_pairs.txt
 }
 STAMP=$(date +%H%M%S); SCORED=$WORK/scored_$STAMP
+scored_at() { cat $WORK/bme_$1.steps 2>/dev/null; }  # NAME: the updates its pushed block was scored at, if any
 {
 [ -d $STORE ] && [ -d $PROBE ] || store_and_probe
 for arm in $(for patch in $PATCHES; do for dim in $DIMS; do echo $patch:$dim; done; done); do
@@ -141,11 +142,11 @@ for arm in $(for patch in $PATCHES; do for dim in $DIMS; do echo $patch:$dim; do
   fi
   if (( $(left) < 100 )); then echo "$name: all $STEPS updates; its pushed block in the next call"; break; fi
   # once a model: the updates it was scored at (not the block's "update", which is the selected checkpoint's)
-  if [ "$(cat $WORK/bme_$name.steps 2>/dev/null)" != "$done_steps" ]; then
+  if [ "$(scored_at $name)" != "$done_steps" ]; then
     pushed_block 4 $name=$WORK/$name && echo $name >> $SCORED && echo $done_steps > $WORK/bme_$name.steps
   fi
 done
-if [ -n "$STUDENTS" ] && [ "$(cat $WORK/bme_$name.steps 2>/dev/null)" = "$STEPS" ]; then students_of $name; fi
+if [ -n "$STUDENTS" ] && [ "$(scored_at $name)" = "$STEPS" ]; then students_of $name; fi
 # the teachers scored in this call returned as keep.tgz.part* (carried back as KEEP=DIR, a later call plans them)
 [ -f $SCORED ] && [ $KEEP_MODELS = 1 ] && keep_models $(cat $SCORED)
 tail -1 $WORK/probe.log | cut -c1-300
