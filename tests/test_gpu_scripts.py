@@ -618,6 +618,31 @@ def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_a
         assert len(next((work / f"plan_t2_{name}").glob("*.goals.jsonl")).read_text().splitlines()) == 2
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_teacher_pair_waits_for_its_own_probe_before_a_teacher_trains_through_it(tmp_path):
+    """On a fresh machine the probe trains in the background beside the teachers; a teacher whose state-probe
+    loss reads it (@probe) must start only once it is written (the forty-eighth session's first call started
+    it at once and it exited at 46 s: "probe ... needs meta.json and probe.safetensors")."""
+    run = _pair_stage(1, tmp_path, call_s=90)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    log = run.stdout
+    assert "teacher_high: exit 0" in log and "teacher_base: exit 0" in log, log[-3000:]
+    assert "probe ready at" in log and log.index("probe ready at") < log.index("two teachers side by side")
+    assert (tmp_path / "out" / "cmp_teacher.json").is_file()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_probe_ready_refuses_where_no_probe_was_written(tmp_path):
+    work = tmp_path / "work"
+    (work / "probe").mkdir(parents=True)
+    (work / "probe.log").write_text("crcm: error: the store has no state\n")
+    script = "source scripts/gpu/setup.sh; STUDY=p; source scripts/gpu/pusht_study.sh; probe_ready; echo after"
+    run = subprocess.run(["bash", "-c", script], check=False, cwd=ROOT, env=_dry_env(work, tmp_path / "out"),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "after" not in run.stdout, run.stdout + run.stderr
+    assert f"no state probe at {work / 'probe'} after its training: crcm: error: the store has no state" in run.stderr
+
+
 @pytest.mark.parametrize("pair, message", [
     ("base=objective.p_mean=-0.8", "PAIR needs two NAME=OVERRIDES items, got 1"),
     ("a=objective.p_mean=0 a=objective.p_mean=1", "PAIR names the same teacher twice: a"),

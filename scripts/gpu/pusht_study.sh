@@ -101,6 +101,17 @@ store_and_probe() {  # the store, then the state probe started in the background
   fi
   crcm train probe data.path=$STORE out=$PROBE device=$DEV steps=$PROBE_STEPS progress=false \
       $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $WORK/probe.log 2>&1 &
+  PROBE_PID=$!
+}
+
+probe_ready() {  # the probe store_and_probe started in the background waited for, before anything that reads
+  # it while training (a teacher's state-probe loss: objective.state_probe), or exit 2 where none was made
+  [ -n "${PROBE_PID:-}" ] && wait $PROBE_PID
+  if ! [ -f $PROBE/probe.safetensors ]; then
+    echo "pusht_study.sh: no state probe at $PROBE after its training: $(tail -1 $WORK/probe.log 2>/dev/null)" >&2
+    exit 2
+  fi
+  echo "probe ready at $(( $(date +%s) - T0 )) s"
 }
 
 teacher_budget() {  # MARGIN: sets minutes (what the call has left but MARGIN seconds) and steps (at RATE)

@@ -96,6 +96,9 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
         > "$OUT/gpu_tests.log" 2>&1 &
   fi
   store_and_probe
+  if [[ $PAIR == *=@probe* ]]; then  # a teacher that trains through the probe starts once it is made
+    probe_ready
+  fi
   teacher_budget $EVAL_S
   echo "two teachers side by side: $steps updates each, at most $minutes min"
   teacher teacher_${NAMES[0]} $minutes $steps 0 &
