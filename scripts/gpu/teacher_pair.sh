@@ -14,10 +14,9 @@
 #   (128x128 frames in 16x16 patches, the same token grid: both collapsed, 8 dB below copy-last at 1,500 updates)
 #   forty-fifth session: PAIR="uni=data.motion_sampling=0 mot=data.motion_sampling=0.25" (training windows drawn
 #   by the block's travel: the pushed block no nearer at ~2,200 and ~3,200-3,500 updates)
-#   ready (forty-seventh session, not run): PAIR="base=train.seed=0 sw1=objective.state_weight=1,
-#   objective.state_probe=@probe,train.seed=0" (one string; the state-probe loss at a tenth of the twelfth
-#   session's weight, on the planning recipe, scored by the first predicted frame's block error as well:
-#   docs/results.md, "Where along the rollout the block's error arises")
+#   forty-eighth session: PAIR="base=train.seed=0 sw1=objective.state_weight=1,objective.state_probe=@probe,
+#   train.seed=0" (one string; the state-probe loss at a tenth of the twelfth session's weight, on the planning
+#   recipe: the first predicted frame's block no nearer, 23.0 against 21.7 units, and 23 of 48 goals against 26)
 # An override's value @probe names the study's own state probe ($WORK/probe, trained in stage 1 before the
 # teachers), e.g. objective.state_probe=@probe for the teacher's state-probe loss.
 # Three calls on one warm machine (issue each right after the last: it idles out in ~30 s; stages 2 and 3 on a
