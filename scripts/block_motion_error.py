@@ -15,10 +15,17 @@ validation kept others (``CKPT/selected``, read by default): a run whose few val
 update can then be scored at its end too. One JSON line; ``weights`` names the directory read, ``update`` its
 update. ``--errors-out FILE.npz`` also writes every frame's errors (as the first probe reads them), the true
 states (and the last context frame's) and the moved mask, so that two checkpoints scored on the same windows can
-be compared window by window (scripts/compare_block_errors.py).
+be compared window by window (scripts/compare_block_errors.py). ``--render-check`` asks whether a wrong
+block is a wrong pose drawn solid or a faded one: each frame's true state is rendered, and again with the
+block where the first probe read it, and the frame's block-coloured pixels are compared with both
+(``render_check``, by row, still and moved, and moved by predicted frame; ``pusht_sim.block_render_check``).
+Real frames give the solid-and-right reference, copy-last the solid-and-wrong one. ``--strip-out FILE.png``
+draws it for the held-out windows whose block moves farthest: each window's real frames, the model's (the
+largest ``--steps``) and the true state rendered with the block where the probe read the model's frame.
 
     python scripts/block_motion_error.py CKPT STORE PROBE [PROBE ...] [--steps 1 4] [--episodes 20] \
-        [--horizon 5] [--split val|train] [--split-from CKPT2] [--weights selected|last] [--errors-out FILE.npz]
+        [--horizon 5] [--split val|train] [--split-from CKPT2] [--weights selected|last] \
+        [--errors-out FILE.npz] [--render-check] [--strip-out FILE.png [--strip-windows 4]]
 """
 
 from __future__ import annotations
@@ -29,7 +36,13 @@ import json
 import numpy as np
 import torch
 
-from crcm_robotics.data.pusht_sim import block_errors, block_moved, still_moved_summary
+from crcm_robotics.data.pusht_sim import (
+    PushTSim,
+    block_errors,
+    block_moved,
+    block_render_check,
+    still_moved_summary,
+)
 from crcm_robotics.data.store import NormStats, TrajectoryStore
 from crcm_robotics.eval.evaluate import cut_windows, predict_windows
 from crcm_robotics.model.checkpoint import WEIGHTS, build_model, load_checkpoint
@@ -56,7 +69,17 @@ def main(argv: list[str] | None = None) -> None:
                     help="validation's kept weights (CKPT/selected, where the run kept some) or the run's last")
     ap.add_argument("--errors-out", help="FILE.npz: every frame's errors as the first probe reads them, the true "
                     "states and the moved mask (for scripts/compare_block_errors.py)")
+    ap.add_argument("--render-check", action="store_true",
+                    help="also compare each frame's block pixels with renders at the true and the "
+                    "probe-read pose")
+    ap.add_argument("--strip-out", help="FILE.png: real, predicted and read-pose frames of the windows whose "
+                    "block moves farthest")
+    ap.add_argument("--strip-windows", type=int, default=4, help="windows in --strip-out")
     args = ap.parse_args(argv)
+    if args.strip_out and not args.strip_out.endswith(".png"):
+        raise SystemExit(f"--strip-out {args.strip_out!r}: expected a path ending in .png")
+    if args.strip_windows < 1:
+        raise SystemExit(f"--strip-windows {args.strip_windows}: expected at least 1")
     if args.errors_out and not args.errors_out.endswith(".npz"):
         raise SystemExit(f"--errors-out {args.errors_out!r}: expected a path ending in .npz")
     device = torch.device(args.device)
@@ -91,8 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         spec = sampler_from_meta(ckpt.meta, steps)
         rows[f"steps_{steps}"] = predict_windows(model, codec, spec, win.frames, win.actions, CONTEXT, device,
                                                  batch=40)
-    errors = {p: {name: block_errors(read(probe, frames), true) for name, frames in rows.items()}
-              for p, probe in probes.items()}
+    reads = {p: {name: read(probe, frames) for name, frames in rows.items()} for p, probe in probes.items()}
+    errors = {p: {name: block_errors(states, true) for name, states in by_row.items()}
+              for p, by_row in reads.items()}
     per_probe = {p: {name: still_moved_summary(*pair, moved) for name, pair in by_row.items()}
                  for p, by_row in errors.items()}
     result: dict = {"ckpt": args.ckpt, "weights": str(ckpt.path), "update": ckpt.meta.get("step"),
@@ -101,6 +125,13 @@ def main(argv: list[str] | None = None) -> None:
         result.update(next(iter(per_probe.values())))
     else:
         result["probes"] = per_probe
+    if args.render_check:
+        result["render_check"] = render_check(rows, reads[args.probes[0]], true, moved)
+    if args.strip_out:
+        model_row = f"steps_{max(args.steps)}"
+        result["strip"] = save_strip(args.strip_out, rows["real_frames"], rows[model_row],
+                                     reads[args.probes[0]][model_row], true, last, args.strip_windows,
+                                     model_row)
     if args.errors_out:
         first = errors[args.probes[0]]
         update = -1 if result["update"] is None else result["update"]
@@ -110,6 +141,52 @@ def main(argv: list[str] | None = None) -> None:
                                for kind, value in (("position", pos), ("angle", deg))})
         result["errors_out"] = args.errors_out
     print(json.dumps(result))
+
+
+def render_check(rows: dict[str, np.ndarray], reads: dict[str, np.ndarray], true: np.ndarray,
+                 moved: np.ndarray) -> dict[str, dict]:
+    """Each row's mean ``block_render_check`` figures over still and moved frames, and over moved frames by
+    predicted frame."""
+    out: dict[str, dict] = {}
+    with PushTSim(size=int(next(iter(rows.values())).shape[2])) as sim:
+        for name, frames in rows.items():
+            check = block_render_check(sim, frames, reads[name], true)
+            means = {kind: {k: round(float(v[mask].mean()), 3) for k, v in check.items()}
+                     for kind, mask in (("still", ~moved), ("moved", moved)) if mask.any()}
+            out[name] = {kind: {"frames": int((moved if kind == "moved" else ~moved).sum()), **figures}
+                         for kind, figures in means.items()}
+            out[name]["moved_by_step"] = [
+                {"step": t + 1, "frames": int(moved[:, t].sum()),
+                 **{k: round(float(v[:, t][moved[:, t]].mean()), 3) for k, v in check.items()}}
+                for t in range(moved.shape[1]) if moved[:, t].any()]
+    return out
+
+
+def save_strip(path: str, real: np.ndarray, predicted: np.ndarray, read: np.ndarray, true: np.ndarray,
+               last: np.ndarray, windows: int, label: str) -> dict:
+    """Three rows a window (real frames; the model's; the true state with the block where the probe read the
+    model's frame) for the ``windows`` windows whose block moves farthest over the horizon, as one PNG."""
+    from crcm_robotics.eval.report import grid, save_png
+
+    travel = np.linalg.norm(true[:, -1, 2:4] - last[:, 0, 2:4], axis=-1)
+    chosen = [int(i) for i in np.argsort(-travel)[:windows]]
+    rows, labels = [], []
+    size = real.shape[2]
+    with PushTSim(size=int(size)) as sim:
+        for i in chosen:
+            at_read = true[i].copy()
+            at_read[:, 2:] = read[i, :, 2:]
+            for name, frames in (("real", real[i]), (label, predicted[i]),
+                                 ("read pose", np.stack([sim.reset_to(s) for s in at_read]))):
+                labels.append(name)
+                rows.append(frames)
+    scale, pad = 4, 2
+    image = grid(rows, scale=scale, pad=pad)
+    side = np.full((image.shape[0], 90, 3), 255, np.uint8)  # a margin for the row names
+    step = (size + pad) * scale
+    save_png(np.concatenate([side, image], axis=1), path,
+             labels=[(pad * scale + k * step + step // 3, name) for k, name in enumerate(labels)])
+    return {"path": path, "windows": chosen, "travel": [round(float(travel[i]), 1) for i in chosen]}
 
 
 if __name__ == "__main__":

@@ -194,6 +194,42 @@ def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teache
         script.main([str(tiny_teacher), str(tmp_path / "no-store"), str(probe)])
 
 
+def test_block_motion_error_render_check_compares_block_pixels_with_renders(
+        tiny_teacher, pusht_store_32, tiny_probe, tmp_path, capsys, one_torch_thread):
+    """--render-check: each row's block pixels against renders at the true and the probe-read pose; the real
+    frames are the solid-and-right reference (every pixel where the true render has it)."""
+    script = load_script("block_motion_error")
+    script.main([str(tiny_teacher), str(pusht_store_32), str(tiny_probe), "--steps", "1", "--episodes", "2",
+                 "--horizon", "3", "--render-check"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    check = result["render_check"]
+    assert list(check) == ["real_frames", "copy_last", "steps_1"]
+    real = check["real_frames"]
+    for part in ("still", "moved"):
+        if part in real:
+            assert real[part]["block_pixels"] == 1.0 and real[part]["iou_true"] == 1.0
+            assert real[part]["frames"] == result["real_frames"][part]["frames"]
+    for row in check.values():
+        assert sum(s["frames"] for s in row.get("moved_by_step", [])) == row.get("moved", {}).get("frames", 0)
+        assert all(0 <= v <= 1 for part in ("still", "moved") if part in row
+                   for k, v in row[part].items() if k.startswith("iou"))
+    # the picture: three rows (real, the model's, the read pose) for each of the windows moving farthest
+    strip = tmp_path / "strip.png"
+    script.main([str(tiny_teacher), str(pusht_store_32), str(tiny_probe), "--steps", "1", "--episodes", "2",
+                 "--horizon", "3", "--strip-out", str(strip), "--strip-windows", "2"])
+    drawn = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["strip"]
+    assert drawn["path"] == str(strip) and len(drawn["windows"]) == 2
+    assert drawn["travel"] == sorted(drawn["travel"], reverse=True)  # the farthest first
+    from PIL import Image
+
+    width, height = Image.open(strip).size
+    assert height == (6 * (32 + 2) + 2) * 4 and width == 90 + (3 * (32 + 2) + 2) * 4  # 6 rows of 3 frames
+    for bad, message in ((["--strip-out", str(tmp_path / "s.jpg")], "expected a path ending in .png"),
+                         (["--strip-out", str(strip), "--strip-windows", "0"], "expected at least 1")):
+        with pytest.raises(SystemExit, match=message):
+            script.main([str(tiny_teacher), str(pusht_store_32), str(tiny_probe), *bad])
+
+
 def test_block_motion_error_scores_the_kept_weights_or_the_last(tiny_teacher, pusht_store_32, tiny_probe, tmp_path,
                                                                 capsys, one_torch_thread):
     """A run whose validation kept other weights (CKPT/selected) is scored on those by default and on its final

@@ -15,6 +15,8 @@ from crcm_robotics.data.pusht import generate_pusht  # noqa: E402
 from crcm_robotics.data.pusht_sim import (  # noqa: E402
     PushTRolloutPool,
     PushTSim,
+    block_mask,
+    block_render_check,
     goal_pairs,
     pusht_errors,
     pusht_success,
@@ -211,6 +213,38 @@ def test_goal_pairs(store, sim):
     assert {p.episode for p in held_out} == {max(moving)}
     with pytest.raises(ValueError, match=r"only \d+ of the 50 goals asked for move the block ≥ 500.0 env"):
         goal_pairs(store, [0], n=50, ahead=10, min_move=500.0, min_turn=7.0, sim=sim)
+
+
+def test_block_render_check_tells_a_solid_block_at_a_wrong_pose_from_a_faded_one(store, sim):
+    """Real frames: solid and where the state says. A frame drawn with the block elsewhere, read there: solid,
+    overlapping the read pose's render and not the true one. The same frame half faded into the block-less
+    background: few block-coloured pixels, overlapping neither."""
+    true = store.state(10, 16).astype(np.float64)[None]  # [1, 6, 5]
+    real = store.frames(10, 16)[None]
+    check = block_render_check(sim, real, true, true)
+    assert np.all(check["block_pixels"] == 1.0) and np.all(check["iou_true"] == 1.0)
+    moved = true.copy()
+    moved[..., 2] += 60.0  # the block 60 env units (7.5 px) to the right, the pusher where it was
+    drawn = np.stack([sim.reset_to(s) for s in moved[0]])[None]
+    wrong = block_render_check(sim, drawn, moved, true)
+    assert np.all(wrong["block_pixels"] > 0.8) and np.all(wrong["iou_read"] == 1.0)
+    assert np.all(wrong["iou_true"] < 0.3)
+    blockless = sim.reset_to(np.array([true[0, 0, 0], true[0, 0, 1], -200.0, -200.0, 0.0]))
+    faded = ((drawn.astype(np.float32) + blockless) / 2).astype(np.uint8)
+    soft = block_render_check(sim, faded, moved, true)
+    assert np.all(soft["block_pixels"] < 0.2) and np.all(soft["iou_read"] < 0.2)
+    assert block_mask(real).shape == real.shape[:-1] and block_mask(real).any()
+
+
+def test_block_render_check_refuses_mismatched_input(store, sim):
+    frames, states = store.frames(0, 3)[None], store.state(0, 3)[None]
+    alike = r"expected frames \[N, T, H, W, 3\] and read, true \[N, T, 5\] alike"
+    with pytest.raises(ValueError, match=alike):
+        block_render_check(sim, frames, states[:, :2], states)
+    with pytest.raises(ValueError, match="frames are 32 pixels high; the sim renders 64"):
+        block_render_check(sim, frames[:, :, :32, :32], states, states)
+    with pytest.raises(ValueError, match=r"frames must be uint8 \[..., H, W, 3\], got float32"):
+        block_mask(frames.astype(np.float32))
 
 
 def test_bad_input_is_refused(sim):

@@ -370,6 +370,50 @@ def still_moved_summary(pos: np.ndarray, deg: np.ndarray, moved: np.ndarray) -> 
             for name, mask in (("still", ~moved), ("moved", moved))}
 
 
+BLOCK_RGB = (119, 136, 153)  # gym-pusht's T block (LightSlateGray)
+BLOCK_COLOUR_TOL = 40.0  # RGB distance: the block's solid pixels at 64x64, not its antialiased rim
+
+
+def block_mask(frames: np.ndarray, tol: float = BLOCK_COLOUR_TOL) -> np.ndarray:
+    """Which pixels of uint8 frames [..., H, W, 3] are drawn in the block's colour (bool [..., H, W])."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim < 3 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 [..., H, W, 3], got {frames.dtype} {list(frames.shape)}")
+    return np.linalg.norm(frames.astype(np.float32) - np.float32(BLOCK_RGB), axis=-1) < tol
+
+
+def block_render_check(sim: PushTSim, frames: np.ndarray, read: np.ndarray,
+                       true: np.ndarray) -> dict[str, np.ndarray]:
+    """Does a frame show a solid block where a probe read it, or a faded one?
+
+    ``frames`` uint8 [N, T, H, W, 3] (predicted, real or copied), ``read`` [N, T, 5] the states a probe read
+    off them, ``true`` [N, T, 5] the logged states. Each frame's true state is rendered, and the same state
+    with the block where the probe read it (the pusher kept true). Per frame [N, T]: ``block_pixels``, the
+    frame's block-coloured pixels over the true render's (about 1 for a block drawn solid, below 1 for a
+    faded or smeared one); ``iou_true`` and ``iou_read``, the overlap of the frame's block pixels with each
+    render's. A solid block at a wrong pose has ``iou_read`` well above ``iou_true``; a faded one has both
+    low.
+    """
+    frames, read, true = np.asarray(frames), np.asarray(read, np.float64), np.asarray(true, np.float64)
+    if frames.ndim != 5 or read.shape != true.shape or read.shape[:2] != frames.shape[:2] \
+            or read.shape[-1] != 5:
+        raise ValueError(f"expected frames [N, T, H, W, 3] and read, true [N, T, 5] alike, got "
+                         f"{list(frames.shape)}, {list(read.shape)}, {list(true.shape)}")
+    if frames.shape[2] != sim.size:
+        raise ValueError(f"frames are {frames.shape[2]} pixels high; the sim renders {sim.size}")
+    shown = block_mask(frames)
+    out = {key: np.zeros(frames.shape[:2]) for key in ("block_pixels", "iou_true", "iou_read")}
+    for i, j in np.ndindex(*frames.shape[:2]):
+        at_read = true[i, j].copy()
+        at_read[2:] = read[i, j, 2:]
+        renders = {"true": block_mask(sim.reset_to(true[i, j])), "read": block_mask(sim.reset_to(at_read))}
+        m = shown[i, j]
+        out["block_pixels"][i, j] = m.sum() / max(1, renders["true"].sum())
+        for name, r in renders.items():
+            out[f"iou_{name}"][i, j] = (m & r).sum() / max(1, (m | r).sum())
+    return out
+
+
 def pusht_success(state: np.ndarray, goal_state: np.ndarray) -> Any:
     """DINO-WM's rule: state_distance < 20 env units and block angle error < π/9 (bool, or bool array)."""
     e = pusht_errors(state, goal_state)
@@ -525,6 +569,7 @@ def replay_mismatch(store: "TrajectoryStore", episodes: list[int], ahead: int = 
 __all__ = [
     "GoalPair", "PUSHT_WORKSPACE", "PushTRolloutPool", "PushTSim", "goal_pair_at", "goal_pairs", "pusht_errors", "pusht_success",
     "BLOCK_STILL", "block_errors", "block_moved", "still_moved_summary",
+    "BLOCK_RGB", "block_mask", "block_render_check",
     "replay_mismatch", "wrap_angle",
 ]
 
