@@ -20,8 +20,9 @@ block is a wrong pose drawn solid or a faded one: each frame's true state is ren
 block where the first probe read it, and the frame's block-coloured pixels are compared with both
 (``render_check``, by row, still and moved, and moved by predicted frame; ``pusht_sim.block_render_check``).
 Real frames give the solid-and-right reference, copy-last the solid-and-wrong one. ``--strip-out FILE.png``
-draws it for the held-out windows whose block moves farthest: each window's real frames, the model's (the
-largest ``--steps``) and the true state rendered with the block where the probe read the model's frame.
+draws it for held-out windows from the one whose block moves farthest to the median one: each window's real
+frames, the model's (the largest ``--steps``) and the true state rendered with the block where the probe read
+the model's frame.
 
     python scripts/block_motion_error.py CKPT STORE PROBE [PROBE ...] [--steps 1 4] [--episodes 20] \
         [--horizon 5] [--split val|train] [--split-from CKPT2] [--weights selected|last] \
@@ -72,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--render-check", action="store_true",
                     help="also compare each frame's block pixels with renders at the true and the "
                     "probe-read pose")
-    ap.add_argument("--strip-out", help="FILE.png: real, predicted and read-pose frames of the windows whose "
-                    "block moves farthest")
+    ap.add_argument("--strip-out", help="FILE.png: real, predicted and read-pose frames of windows from the "
+                    "farthest-moving block's to the median's")
     ap.add_argument("--strip-windows", type=int, default=4, help="windows in --strip-out")
     args = ap.parse_args(argv)
     if args.strip_out and not args.strip_out.endswith(".png"):
@@ -165,11 +166,14 @@ def render_check(rows: dict[str, np.ndarray], reads: dict[str, np.ndarray], true
 def save_strip(path: str, real: np.ndarray, predicted: np.ndarray, read: np.ndarray, true: np.ndarray,
                last: np.ndarray, windows: int, label: str) -> dict:
     """Three rows a window (real frames; the model's; the true state with the block where the probe read the
-    model's frame) for the ``windows`` windows whose block moves farthest over the horizon, as one PNG."""
+    model's frame) for ``windows`` windows spread from the one whose block moves farthest over the horizon to
+    the median one, as one PNG."""
     from crcm_robotics.eval.report import grid, save_png
 
     travel = np.linalg.norm(true[:, -1, 2:4] - last[:, 0, 2:4], axis=-1)
-    chosen = [int(i) for i in np.argsort(-travel)[:windows]]
+    by_travel = np.argsort(-travel, kind="stable")
+    ranks = np.unique(np.linspace(0, len(travel) // 2, windows).round().astype(int))
+    chosen = [int(by_travel[k]) for k in ranks]
     rows, labels = [], []
     size = real.shape[2]
     with PushTSim(size=int(size)) as sim:
