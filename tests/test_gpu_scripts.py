@@ -598,7 +598,8 @@ def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_a
     # a state-probe loss read through the study's own probe (@probe), the other teacher without one
     assert (objective["high"]["state_weight"], objective["high"]["state_probe"]) == (0.3, str(work / "probe"))
     assert (objective["base"]["state_weight"], objective["base"]["state_probe"]) == (0.0, None)
-    assert json.loads((out / "bme_teacher_high.json").read_text())["split"] == "val"
+    scored = json.loads((out / "bme_teacher_high.json").read_text())
+    assert scored["split"] == "val" and scored["render_check"]["real_frames"]["still"]["block_pixels"] == 1.0
     paired = json.loads((out / "cmp_teacher.json").read_text())  # high against base on the same windows
     assert paired["a"] == str(work / "teacher_base") and paired["b"] == str(work / "teacher_high")
     assert paired["moved_frames"] > 0 and len(paired["by_move"]) == 4
