@@ -39,6 +39,7 @@ import torch
 
 from crcm_robotics.data.pusht_sim import (
     PushTSim,
+    block_at,
     block_errors,
     block_moved,
     block_render_check,
@@ -148,18 +149,18 @@ def render_check(rows: dict[str, np.ndarray], reads: dict[str, np.ndarray], true
                  moved: np.ndarray) -> dict[str, dict]:
     """Each row's mean ``block_render_check`` figures over still and moved frames, and over moved frames by
     predicted frame."""
+    def means(check: dict[str, np.ndarray], mask: np.ndarray) -> dict:
+        return {"frames": int(mask.sum()), **{k: round(float(v[mask].mean()), 3) for k, v in check.items()}}
+
+    step_masks = [(t + 1, moved & (np.arange(moved.shape[1]) == t)) for t in range(moved.shape[1])]
     out: dict[str, dict] = {}
     with PushTSim(size=int(next(iter(rows.values())).shape[2])) as sim:
         for name, frames in rows.items():
             check = block_render_check(sim, frames, reads[name], true)
-            means = {kind: {k: round(float(v[mask].mean()), 3) for k, v in check.items()}
-                     for kind, mask in (("still", ~moved), ("moved", moved)) if mask.any()}
-            out[name] = {kind: {"frames": int((moved if kind == "moved" else ~moved).sum()), **figures}
-                         for kind, figures in means.items()}
-            out[name]["moved_by_step"] = [
-                {"step": t + 1, "frames": int(moved[:, t].sum()),
-                 **{k: round(float(v[:, t][moved[:, t]].mean()), 3) for k, v in check.items()}}
-                for t in range(moved.shape[1]) if moved[:, t].any()]
+            out[name] = {kind: means(check, mask) for kind, mask in (("still", ~moved), ("moved", moved))
+                         if mask.any()}
+            out[name]["moved_by_step"] = [{"step": step, **means(check, mask)} for step, mask in step_masks
+                                          if mask.any()]
     return out
 
 
@@ -178,10 +179,8 @@ def save_strip(path: str, real: np.ndarray, predicted: np.ndarray, read: np.ndar
     size = real.shape[2]
     with PushTSim(size=int(size)) as sim:
         for i in chosen:
-            at_read = true[i].copy()
-            at_read[:, 2:] = read[i, :, 2:]
-            for name, frames in (("real", real[i]), (label, predicted[i]),
-                                 ("read pose", np.stack([sim.reset_to(s) for s in at_read]))):
+            at_read = np.stack([sim.reset_to(s) for s in block_at(true[i], read[i])])
+            for name, frames in (("real", real[i]), (label, predicted[i]), ("read pose", at_read)):
                 labels.append(name)
                 rows.append(frames)
     scale, pad = 4, 2

@@ -382,6 +382,14 @@ def block_mask(frames: np.ndarray, tol: float = BLOCK_COLOUR_TOL) -> np.ndarray:
     return np.linalg.norm(frames.astype(np.float32) - np.float32(BLOCK_RGB), axis=-1) < tol
 
 
+def block_at(true: np.ndarray, read: np.ndarray) -> np.ndarray:
+    """The states ``true`` [..., 5] with the block (x, y, angle) where ``read`` [..., 5] puts it, the pusher
+    kept: the pose a probe read off a frame, drawn with nothing else changed."""
+    at_read = np.array(true, dtype=np.float64, copy=True)
+    at_read[..., 2:] = np.asarray(read, np.float64)[..., 2:]
+    return at_read
+
+
 def block_render_check(sim: PushTSim, frames: np.ndarray, read: np.ndarray,
                        true: np.ndarray) -> dict[str, np.ndarray]:
     """Does a frame show a solid block where a probe read it, or a faded one?
@@ -401,12 +409,11 @@ def block_render_check(sim: PushTSim, frames: np.ndarray, read: np.ndarray,
                          f"{list(frames.shape)}, {list(read.shape)}, {list(true.shape)}")
     if frames.shape[2] != sim.size:
         raise ValueError(f"frames are {frames.shape[2]} pixels high; the sim renders {sim.size}")
-    shown = block_mask(frames)
+    shown, at_read = block_mask(frames), block_at(true, read)
     out = {key: np.zeros(frames.shape[:2]) for key in ("block_pixels", "iou_true", "iou_read")}
     for i, j in np.ndindex(*frames.shape[:2]):
-        at_read = true[i, j].copy()
-        at_read[2:] = read[i, j, 2:]
-        renders = {"true": block_mask(sim.reset_to(true[i, j])), "read": block_mask(sim.reset_to(at_read))}
+        renders = {"true": block_mask(sim.reset_to(true[i, j])),
+                   "read": block_mask(sim.reset_to(at_read[i, j]))}
         m = shown[i, j]
         out["block_pixels"][i, j] = m.sum() / max(1, renders["true"].sum())
         for name, r in renders.items():
@@ -569,7 +576,7 @@ def replay_mismatch(store: "TrajectoryStore", episodes: list[int], ahead: int = 
 __all__ = [
     "GoalPair", "PUSHT_WORKSPACE", "PushTRolloutPool", "PushTSim", "goal_pair_at", "goal_pairs", "pusht_errors", "pusht_success",
     "BLOCK_STILL", "block_errors", "block_moved", "still_moved_summary",
-    "BLOCK_RGB", "block_mask", "block_render_check",
+    "BLOCK_RGB", "block_at", "block_mask", "block_render_check",
     "replay_mismatch", "wrap_angle",
 ]
 
