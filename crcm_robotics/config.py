@@ -421,8 +421,9 @@ class TeacherObjectiveConfig:
     # > 0: add this weight × a state-probe loss: a frozen probe (`crcm train probe`) reads the state (PushT:
     # pusher and block pose) off every predicted clean frame, scored against the state the store logged.
     # Pixel MSE barely sees a small block turn; this term asks the prediction to render the pose (pixel
-    # codec only; the store must log the probe's states). Measured once on PushT, at 10: the block turned
-    # rigid but stopped moving, and the pusher was lost (docs/results.md, Planning)
+    # codec only; the store must log the probe's states). Measured on PushT at 10: the block turned rigid but
+    # stopped moving, and the pusher was lost; at 1: the block moved, no nearer to its pose, 23 of 48 goals
+    # against 26 without it (docs/results.md, Planning)
     state_weight: float = 0.0
     state_probe: str | None = None  # the probe directory the state loss reads frames with
 
