@@ -43,6 +43,7 @@ from crcm_robotics.data.pusht_sim import (
     block_errors,
     block_moved,
     block_render_check,
+    moved_by_step,
     still_moved_summary,
 )
 from crcm_robotics.data.store import NormStats, TrajectoryStore
@@ -152,15 +153,14 @@ def render_check(rows: dict[str, np.ndarray], reads: dict[str, np.ndarray], true
     def means(check: dict[str, np.ndarray], mask: np.ndarray) -> dict:
         return {"frames": int(mask.sum()), **{k: round(float(v[mask].mean()), 3) for k, v in check.items()}}
 
-    step_masks = [(t + 1, moved & (np.arange(moved.shape[1]) == t)) for t in range(moved.shape[1])]
     out: dict[str, dict] = {}
     with PushTSim(size=int(next(iter(rows.values())).shape[2])) as sim:
         for name, frames in rows.items():
             check = block_render_check(sim, frames, reads[name], true)
             out[name] = {kind: means(check, mask) for kind, mask in (("still", ~moved), ("moved", moved))
                          if mask.any()}
-            out[name]["moved_by_step"] = [{"step": step, **means(check, mask)} for step, mask in step_masks
-                                          if mask.any()]
+            out[name]["moved_by_step"] = [{"step": step + 1, **means(check, mask)}
+                                          for step, mask in enumerate(moved_by_step(moved)) if mask.any()]
     return out
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from crcm_robotics.data.pusht_sim import block_errors
+from crcm_robotics.data.pusht_sim import block_errors, moved_by_step
 
 MEASURES = ("position", "angle")
 
@@ -132,9 +132,7 @@ def main(argv: list[str] | None = None) -> None:
             result["by_move"].append(row | (both_measures(in_range) if in_range.any() else {}))
     if args.by_step:
         result["by_step"] = []
-        for step in range(moved.shape[1]):
-            at_step = np.zeros_like(moved)
-            at_step[:, step] = moved[:, step]
+        for step, at_step in enumerate(moved_by_step(moved)):
             row = {"step": step + 1, "moved_frames": int(at_step.sum())}
             if at_step.any():
                 row |= both_measures(at_step)

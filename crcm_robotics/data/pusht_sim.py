@@ -363,6 +363,13 @@ def block_moved(last: np.ndarray, true: np.ndarray) -> np.ndarray:
     return (pos > BLOCK_STILL[0]) | (deg > BLOCK_STILL[1])
 
 
+def moved_by_step(moved: np.ndarray) -> list[np.ndarray]:
+    """``moved`` [windows, horizon] split into one mask a predicted frame: the k-th keeps column k's moved
+    frames and no others (so a per-frame figure is a mean over a mask like any other)."""
+    columns = np.arange(moved.shape[1])
+    return [moved & (columns == k) for k in range(moved.shape[1])]
+
+
 def still_moved_summary(pos: np.ndarray, deg: np.ndarray, moved: np.ndarray) -> dict[str, dict[str, float]]:
     """Mean block errors over the frames where the true block stayed put and where it moved."""
     return {name: {"frames": int(mask.sum()), "position": round(float(pos[mask].mean()), 2),
@@ -575,7 +582,7 @@ def replay_mismatch(store: "TrajectoryStore", episodes: list[int], ahead: int = 
 
 __all__ = [
     "GoalPair", "PUSHT_WORKSPACE", "PushTRolloutPool", "PushTSim", "goal_pair_at", "goal_pairs", "pusht_errors", "pusht_success",
-    "BLOCK_STILL", "block_errors", "block_moved", "still_moved_summary",
+    "BLOCK_STILL", "block_errors", "block_moved", "moved_by_step", "still_moved_summary",
     "BLOCK_RGB", "block_at", "block_mask", "block_render_check",
     "replay_mismatch", "wrap_angle",
 ]
