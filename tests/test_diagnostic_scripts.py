@@ -213,7 +213,7 @@ def test_block_motion_error_render_check_compares_block_pixels_with_renders(
         assert sum(s["frames"] for s in row.get("moved_by_step", [])) == row.get("moved", {}).get("frames", 0)
         assert all(0 <= v <= 1 for part in ("still", "moved") if part in row
                    for k, v in row[part].items() if k.startswith("iou"))
-    # the picture: three rows (real, the model's, the read pose) for each of the windows moving farthest
+    # the picture: three rows (real, the model's, the read pose) a window, from the farthest-moving block down
     strip = tmp_path / "strip.png"
     script.main([str(tiny_teacher), str(pusht_store_32), str(tiny_probe), "--steps", "1", "--episodes", "2",
                  "--horizon", "3", "--strip-out", str(strip), "--strip-windows", "2"])
