@@ -211,17 +211,23 @@ class ModelConfig:
     spatial_rope: bool = True  # 3-D RoPE: rotary pairs split between time, row and column (dit.rope_cos_sin)
     action_field: bool = True  # per-token action embedding (dit.ActionField) on top of adaLN
     residual: bool = True  # diffuse the change from the previous frame (trigflow.residual_input/output)
+    # a learnt "no action" (dit.CausalDiT.null_action) that a teacher trained with objective.action_dropout
+    # sees in place of a frame's command; sampling with guidance ≠ 1 (classifier-free action guidance) needs it
+    action_null: bool = False
 
     @property
     def tokens_per_frame(self) -> int:
         return (self.height // self.patch) * (self.width // self.patch)
 
     def key(self) -> dict[str, Any]:
-        """The fields as plain data for weight fingerprints and compile-cache keys; ``codec`` only when
-        set, so pixel checkpoints keep the fingerprints they had before it (their exports stay valid)."""
+        """The fields as plain data for weight fingerprints and compile-cache keys; ``codec`` and
+        ``action_null`` only when set, so checkpoints keep the fingerprints they had before them (their
+        exports stay valid)."""
         fields = dict(sorted(self.__dict__.items()))
         if self.codec is None:
             del fields["codec"]
+        if not self.action_null:
+            del fields["action_null"]
         return fields
 
     def validate(self) -> None:
@@ -426,6 +432,10 @@ class TeacherObjectiveConfig:
     # against 26 without it (docs/results.md, Planning)
     state_weight: float = 0.0
     state_probe: str | None = None  # the probe directory the state loss reads frames with
+    # chance that a noisy frame's command is replaced by the model's learnt null action (model.action_null),
+    # so the one network also learns the action-free prediction that classifier-free action guidance
+    # (sampling guidance w: F_null + w·(F_action − F_null)) steers away from; clean context frames keep theirs
+    action_dropout: float = 0.0
 
     eval_steps: int = 16  # ODE steps for previews and the default `crcm eval`
     eval_solver: str = "heun"
@@ -440,6 +450,8 @@ class TeacherObjectiveConfig:
         if self.state_weight > 0 and not self.state_probe:
             raise ConfigError("objective.state_weight > 0 needs objective.state_probe=DIR (a `crcm train "
                               "probe` directory)")
+        if not 0.0 <= self.action_dropout < 1.0:
+            raise ConfigError(f"objective.action_dropout must be in [0, 1), got {self.action_dropout}")
 
 
 @dataclass
@@ -552,6 +564,8 @@ class EvalConfig:
     solver: str | None = None  # teacher only: euler | heun | ddim
     sampler: str | None = None  # ode | consistency; consistency on a teacher = the undistilled reference (steps=)
     mid_times: list[float] | None = None  # consistency only: times between jumps (default: the checkpoint's)
+    # classifier-free action guidance w (None = the checkpoint's, 1 = none); needs model.action_null
+    guidance: float | None = None
     batch_size: int = 64
     device: str = "auto"
     seed: int = 0
@@ -642,6 +656,9 @@ class PlanBenchConfig:
     device: str = "auto"
     backend: str = "eager"
     steps: int = 0  # sampler steps per frame (0 = each checkpoint's own)
+    # classifier-free action guidance w of the model arms (None = each checkpoint's, 1 = none); a checkpoint
+    # trained without model.action_null is refused
+    guidance: float | None = None
     oracle_workers: int = 0  # simulator processes for the oracle (0 = all cores)
     gifs: int = 2  # episodes per arm drawn as executed | imagined | goal GIFs
     # model arms: at the start of this many goals, rank one round of candidates by imagination and by the
@@ -669,6 +686,7 @@ class PlanRunConfig:
     device: str = "auto"
     backend: str = "eager"
     steps: int = 0
+    guidance: float | None = None  # classifier-free action guidance w (None = the checkpoint's; model.action_null)
     out: str = "outputs/plan"
     seed: int = 0
 

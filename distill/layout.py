@@ -32,20 +32,21 @@ def teacher_forcing_positions(frames: int, device: torch.device | str = "cpu") -
 
 
 def tf_forward(model, x_clean: torch.Tensor, t_clean: torch.Tensor, x_noisy: torch.Tensor, t_noisy: torch.Tensor,
-               action: torch.Tensor, x_prev: torch.Tensor) -> torch.Tensor:
+               action: torch.Tensor, x_prev: torch.Tensor, noisy_action: torch.Tensor | None = None) -> torch.Tensor:
     """Run the network on the layout; returns F for the noisy frames [B, T, C, H, W].
 
     x_clean [B, T, ...] (its last frame is not needed and is dropped), t_clean [B, T],
     x_noisy [B, T, ...], t_noisy [B, T], action [B, T, A] (producing actions), x_prev [B, T, ...]
     the clean frame before each noisy one (used when the model diffuses frame-to-frame changes;
-    see ``sampler.frame_f``).
+    see ``sampler.frame_f``). ``noisy_action`` [B, T, A]: the noisy frames' actions where they differ from
+    the clean frames' (action dropout puts the null action there and leaves the context's commands).
     """
     t = x_noisy.shape[1]
     residual = model.cfg.residual
     noisy_in = tf.residual_input(x_noisy, t_noisy, x_prev) if residual else x_noisy
     seq = torch.cat([x_clean[:, : t - 1], noisy_in], dim=1)
     times = torch.cat([t_clean[:, : t - 1], t_noisy], dim=1)
-    actions = torch.cat([action[:, : t - 1], action], dim=1)
+    actions = torch.cat([action[:, : t - 1], action if noisy_action is None else noisy_action], dim=1)
     out = model(seq, times, actions, positions=teacher_forcing_positions(t, x_noisy.device),
                 frame_mask=teacher_forcing_mask(t, x_noisy.device))
     out = out[:, t - 1 :]

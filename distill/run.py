@@ -126,7 +126,7 @@ def run_distill(cfg: DistillConfig):
     student = student.train().requires_grad_(True)
     student_cfg = student.cfg
     fake_objective = from_dict(TeacherObjectiveConfig, ckpt.config.get("objective", {}), "teacher objective")
-    fake_objective = dataclasses.replace(fake_objective, context_noise_prob=0.0)
+    fake_objective = dataclasses.replace(fake_objective, context_noise_prob=0.0, action_dropout=0.0)
     amp = autocast_dtype(cfg.train.precision, ctx.device)
     method = make_method(cfg, sampler, student, teacher, fake_objective, amp)
     meta = {**ctx.base_meta(data), "teacher": str(cfg.teacher)}

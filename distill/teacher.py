@@ -6,7 +6,8 @@ before it (the KV-cache view it will have at inference) and regresses
 (``context_noise_prob``) so long rollouts tolerate their own small errors.
 With ``state_weight`` > 0 a frozen state probe also reads every predicted clean
 frame, and its error against the logged state (PushT: pusher and block pose) is
-added: the pixel MSE barely sees a small pushed block turn.
+added: the pixel MSE barely sees a small pushed block turn. With ``action_dropout`` > 0 a noisy frame's
+command is sometimes the network's learnt null action, for classifier-free action guidance at sampling.
 """
 
 from __future__ import annotations
@@ -95,7 +96,11 @@ def denoising_loss(
         x_clean, x_prev = seq[:, 1:], seq[:, :-1]
         if cfg.context_noise_labeled:
             t_clean = t_ctx[:, 1:]
-    f_pred = tf_forward(net, x_clean, t_clean, x_t, times, action, x_prev)
+    noisy_action = None
+    if cfg.action_dropout > 0:  # the noisy frame learns the action-free prediction too (action guidance)
+        drop = torch.rand(b, t, 1, device=dev) < cfg.action_dropout
+        noisy_action = torch.where(drop, net.null_actions(action), action)
+    f_pred = tf_forward(net, x_clean, t_clean, x_t, times, action, x_prev, noisy_action)
     sq_err = (f_pred.float() - tf.target_f(x0, eps, times)) ** 2  # [B, T, C, H, W]
     if pixel_w is None:
         per_frame = sq_err.mean(dim=(0, 2, 3, 4))  # [T]
@@ -206,6 +211,9 @@ def train_teacher(cfg: TeacherTrainConfig):
     if cfg.train.compile:
         model.compile()
     cfg.objective.validate()
+    if cfg.objective.action_dropout > 0 and not ctx.model_cfg.action_null:
+        raise ConfigError(f"objective.action_dropout={cfg.objective.action_dropout} needs model.action_null=true "
+                          "(the learnt null action it puts in place of a command)")
     probe = load_state_probe(cfg.objective, ctx.codec, ctx.model_cfg, ctx.windows.state, ctx.device)
     method = TeacherDiffusion(model, cfg.objective, probe)
     validator = build_validator(cfg.train.validation, cfg.data, ctx.split.val, ctx.stats["action"], method.meta(),

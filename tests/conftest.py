@@ -34,6 +34,21 @@ def tiny_teacher(pusht_store_32, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_guided_teacher(pusht_store_32, tmp_path_factory) -> Path:
+    """A tiny teacher with a learnt null action (model.action_null, objective.action_dropout), so that it samples
+    with classifier-free action guidance; a few updates on :func:`pusht_store_32`."""
+    from crcm_robotics.conf import compose_config
+    from distill.teacher import train_teacher
+
+    out = tmp_path_factory.mktemp("ckpt") / "guided"
+    cfg = compose_config("config", [f"data.path={pusht_store_32}", f"train.out={out}", "train.steps=6",
+                                    "train.progress=false", "data.val_fraction=0.25", "model.action_null=true",
+                                    "objective.action_dropout=0.3"], "crcm_robotics.conf.teacher")
+    train_teacher(cfg)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_student(tiny_teacher, tmp_path_factory) -> Path:
     """The tiny teacher's network labelled as a 2-step consistency student (same network, student sampler)."""
     out = tmp_path_factory.mktemp("student") / "student"

@@ -82,6 +82,24 @@ def test_onnx_world_model_matches_eager_frames(student, export_dir):
         assert np.abs(g.astype(int) - w).max() <= 1 and (g == w).mean() > 0.99
 
 
+def test_onnx_world_model_with_action_guidance_matches_eager(tiny_guided_teacher, tmp_path):
+    """Guided sampling (each denoising pass also with the learnt null action) exports like any step: its own
+    file (the guidance is baked in), the same frames as eager."""
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (2, H, W, 3), dtype=np.uint8)
+    ctx_actions = rng.normal(250, 50, (2, 2)).astype(np.float32)
+    actions = rng.normal(250, 50, (2, 3, 2)).astype(np.float32)
+    runs = {}
+    for backend in ("onnx", "eager"):
+        m = WorldModel.load(tiny_guided_teacher, backend=backend, max_batch=2, export_dir=tmp_path, steps=2,
+                            guidance=2.0)
+        m.reset(frames, ctx_actions, seed=3)
+        runs[backend] = m.imagine(actions, seed=5).frames
+    assert {p.name for p in tmp_path.glob("*.onnx")} == {"step_ode2_ddim_g2_b1.onnx", "step_ode2_ddim_g2_b2.onnx"}
+    got, want = runs["onnx"], runs["eager"]
+    assert np.abs(got.astype(int) - want).max() <= 1 and (got == want).mean() > 0.99
+
+
 def test_export_folder_interface_and_fingerprint(student, export_dir, tiny_teacher):
     model = build_model(load_checkpoint(student))
     spec = SamplerSpec("consistency", 2)

@@ -67,6 +67,7 @@ def test_bench_plan_reports_every_arm_and_the_oracle_beats_random(student_with_p
     assert report["arms"]["random"]["replan_ms_median"] is None
     assert report["arms"]["student"]["replan_ms_median"] > 0
     assert report["arms"]["student"]["model"]["frame_skip"] == 1
+    assert report["arms"]["student"]["model"]["guidance"] == 1.0  # no action guidance unless asked
     oracle, random = report["arms"]["oracle_state"], report["arms"]["random"]
     assert oracle["state_distance"] < 0.5 * random["state_distance"]
     assert oracle["error_removed"] > random["error_removed"]

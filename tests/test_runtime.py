@@ -389,6 +389,22 @@ def test_gpu_backend_matches_eager(tiny_student, raw, backend):
 
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.parametrize("backend", ["cuda_graph", "compile"])
+def test_gpu_backend_matches_eager_with_action_guidance(tiny_guided_teacher, raw, backend):
+    """Guided sampling (two passes per denoising step, the second with the null action) captured and compiled
+    like any step: the same frames as eager."""
+    ref = WorldModel.load(tiny_guided_teacher, device="cuda", dtype="float32", steps=2, guidance=2.0)
+    m = WorldModel.load(tiny_guided_teacher, device="cuda", dtype="float32", backend=backend, steps=2,
+                        guidance=2.0)
+    assert m.info()["backend_status"] == "ok" and m.info()["sampler"]["guidance"] == 2.0
+    ctx = (raw["frames"], raw["ctx_actions"])
+    a = m.imagine(raw["actions"][:3], context=ctx, seed=1).frames
+    b = ref.imagine(raw["actions"][:3], context=ctx, seed=1).frames
+    assert np.abs(a.astype(int) - b).max() <= 1 and (a == b).mean() > 0.99
+
+
+@pytest.mark.gpu
+@needs_cuda
 def test_gpu_bf16_cuda_graph_runs_close_to_float32(tiny_student, raw):
     m = WorldModel.load(tiny_student, device="cuda", backend="cuda_graph")
     ref = WorldModel.load(tiny_student, device="cuda", dtype="float32")

@@ -203,7 +203,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.ckpt, weights=cfg.weights)
     model = build_model(ckpt, device)
-    spec = sampler_from_meta(ckpt.meta, cfg.steps, cfg.solver, cfg.sampler, cfg.mid_times)
+    spec = sampler_from_meta(ckpt.meta, cfg.steps, cfg.solver, cfg.sampler, cfg.mid_times, cfg.guidance)
     codec = make_codec(model.cfg, ckpt.path, device)  # pixels, or the latent codec the checkpoint carries
     data_path = cfg.data.path or ckpt.meta.get("data_path")
     if not data_path:

@@ -567,7 +567,7 @@ def _load_model(ckpt: str, cfg: Any, device: torch.device, probe: str | None):
     from crcm_robotics.runtime import WorldModel
 
     wm = WorldModel.load(ckpt, device=device, backend=cfg.backend, steps=cfg.steps or None,
-                         max_batch=max(cfg.planner.samples, 1), seed=cfg.seed, probe=probe)
+                         max_batch=max(cfg.planner.samples, 1), seed=cfg.seed, probe=probe, guidance=cfg.guidance)
     if wm.probe is not None:
         wm.probe = in_cost_units(wm.probe, cfg.planner)
     return wm
@@ -722,6 +722,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
                 report["arms"][name]["probe"] = str(probe_dir(cfg, ck))
             if wm is not None:
                 report["arms"][name]["model"] = {k: wm.info()[k] for k in ("kind", "steps", "backend", "frame_skip")}
+                report["arms"][name]["model"]["guidance"] = wm.sampler.guidance
                 report["arms"][name]["fidelity"] = fidelity or "skipped (fidelity_goals=0 or no state probe)"
             per_goal[name] = [asdict(r) for r in results]
             del wm

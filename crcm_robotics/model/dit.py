@@ -9,6 +9,9 @@ Shapes: ``B`` batch, ``F`` frames in the call, ``P`` tokens per frame,
   previous frame). ``c`` drives adaLN-Zero modulation of every block.
 - An optional per-token action field (:class:`ActionField`) adds an MLP of
   (action, token position) to each token, so commands can act locally.
+- With ``action_null`` the network holds a learnt null action: trained in place
+  of some frames' commands, it gives the action-free prediction that
+  classifier-free action guidance (``sampler.SamplerSpec.guidance``) steers from.
 - Attention is frame-causal: a token sees the tokens of the frames its
   ``frame_mask`` row allows (default: frames ≤ its own). Rotary embeddings
   encode the frame index (relative, so a rolling KV cache can run forever)
@@ -275,6 +278,9 @@ class CausalDiT(nn.Module):
         self.time_embed = TimeEmbedder(cfg.dim, cfg.time_scale)
         self.action_embed = ActionEmbedder(cfg.action_dim, cfg.dim)
         self.action_field = ActionField(cfg.action_dim, cfg.dim, self.grid) if cfg.action_field else None
+        # the learnt "no action" of classifier-free action guidance (model.action_null): a point in the
+        # normalised action space that the action embedding and field read like any command
+        self.null_action = nn.Parameter(torch.zeros(cfg.action_dim)) if cfg.action_null else None
         self.blocks = nn.ModuleList([Block(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
         self.final = FinalLayer(cfg.dim, patch_dim)
         self._init_weights()
@@ -294,6 +300,13 @@ class CausalDiT(nn.Module):
         nn.init.zeros_(self.final.linear.bias)
         if self.action_field is not None:
             nn.init.zeros_(self.action_field.mlp[-1].weight)
+
+    def null_actions(self, like: torch.Tensor) -> torch.Tensor:
+        """The learnt null action in the shape and dtype of the actions ``like`` [..., A]."""
+        if self.null_action is None:
+            raise ValueError("this network has no null action (model.action_null=false): it was not trained "
+                             "for action guidance; sample it with guidance=1")
+        return self.null_action.to(like.dtype).expand_as(like)
 
     def set_attention(self, impl: str) -> None:
         """"sdpa" (fused kernels) or "math" (plain matmul-softmax; supports forward-mode AD)."""

@@ -29,18 +29,28 @@ class SamplerSpec:
     Teacher time grids start at t = atan(80) (EDM σ_max = 80, where x_t is noise to 1e-4) and use
     Karras spacing; a 1-step ``ddim`` teacher returns its x0 estimate from pure noise. A consistency
     sampler's ``mid_times`` (``None`` = the defaults of :func:`trigflow.student_time_grid`) are the times
-    between its jumps.
+    between its jumps. ``guidance`` w ≠ 1 is classifier-free action guidance: each denoising pass also
+    runs with the network's learnt null action (``model.action_null``) and takes
+    F_null + w·(F_action − F_null), which pushes the frame further towards what the command changes
+    (w = 0: the action-free prediction); it doubles the denoising passes.
     """
 
     kind: Literal["ode", "consistency"]
     steps: int
     solver: Literal["euler", "heun", "ddim"] = "heun"
     mid_times: tuple[float, ...] | None = None
+    guidance: float = 1.0
 
     def __post_init__(self) -> None:
         if self.mid_times is not None and self.kind != "consistency":
             raise ConfigError(f"mid_times apply to the consistency sampler, not to kind={self.kind!r}")
+        if not 0.0 <= self.guidance <= 20.0:  # also refuses NaN
+            raise ConfigError(f"guidance must be in [0, 20] (1 = no guidance), got {self.guidance}")
         self.times()  # a bad step count or mid_times fails here, not on the first frame
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance != 1.0
 
     def times(self) -> list[float]:
         if self.kind == "ode":
@@ -53,6 +63,8 @@ class SamplerSpec:
                                 "solver": self.solver if self.kind == "ode" else None}
         if self.mid_times is not None:
             meta["mid_times"] = list(self.mid_times)
+        if self.guided:
+            meta["guidance"] = self.guidance
         return meta
 
     @property
@@ -61,16 +73,19 @@ class SamplerSpec:
 
     @property
     def network_passes(self) -> int:
-        """Network evaluations per frame, the cache write included."""
+        """Network evaluations per frame, the cache write included (guidance doubles the denoising ones)."""
         if self.kind == "consistency":
-            return self.steps + 1
-        per_step = 2 if self.solver == "heun" else 1
-        return per_step * self.steps - (1 if self.solver == "heun" else 0) + 1
+            denoising = self.steps
+        else:
+            denoising = (2 if self.solver == "heun" else 1) * self.steps - (1 if self.solver == "heun" else 0)
+        return denoising * (2 if self.guided else 1) + 1
 
 
 def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None = None,
-                      kind: str | None = None, mid_times: Sequence[float] | None = None) -> SamplerSpec:
-    """The checkpoint's sampler, with ``steps``/``solver``/``kind``/``mid_times`` overridden when given.
+                      kind: str | None = None, mid_times: Sequence[float] | None = None,
+                      guidance: float | None = None) -> SamplerSpec:
+    """The checkpoint's sampler, with ``steps``/``solver``/``kind``/``mid_times``/``guidance`` overridden when
+    given.
 
     ``kind="consistency"`` on a teacher runs its weights with the student's few-step
     sampler: the reference a distilled student has to beat. A student's own ``mid_times``
@@ -87,7 +102,8 @@ def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None =
         mid_times = s.get("mid_times")
     try:
         return SamplerSpec(kind, steps, solver or s.get("solver") or "heun",  # type: ignore[arg-type]
-                           tuple(mid_times) if mid_times is not None else None)
+                           tuple(mid_times) if mid_times is not None else None,
+                           float(s.get("guidance", 1.0) if guidance is None else guidance))
     except ValueError as e:
         raise ConfigError(str(e)) from e
 
@@ -137,9 +153,17 @@ def denoise_frame(
     b = action.shape[0]
     if terms is None and not grad_exit_only:
         terms = FrameTerms()
+    null_action, null_terms = None, None
+    if spec.guided:
+        null_action = model.null_actions(action)
+        null_terms = None if grad_exit_only else FrameTerms()
 
     def f_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return frame_f(model, x, t.reshape(b, 1), action, prev, cache, terms)
+        f_action = frame_f(model, x, t.reshape(b, 1), action, prev, cache, terms)
+        if null_action is None:
+            return f_action
+        f_null = frame_f(model, x, t.reshape(b, 1), null_action, prev, cache, null_terms)
+        return f_null + spec.guidance * (f_action - f_null)
 
     if spec.kind == "ode":
         if exit_step is not None:

@@ -58,9 +58,11 @@ def weights_fingerprint(model: CausalDiT) -> str:
 
 
 def sampler_tag(spec: SamplerSpec) -> str:
-    """File-name tag of a sampler; the times are baked into an exported step, so other mid times get other files."""
+    """File-name tag of a sampler; the times and the guidance are baked into an exported step, so other mid times
+    or guidance get other files."""
     mids = "_mid" + "-".join(f"{t:g}" for t in spec.mid_times) if spec.mid_times else ""
-    return f"{spec.kind}{spec.steps}" + (f"_{spec.solver}" if spec.kind == "ode" else "") + mids
+    guide = f"_g{spec.guidance:g}" if spec.guided else ""
+    return f"{spec.kind}{spec.steps}" + (f"_{spec.solver}" if spec.kind == "ode" else "") + mids + guide
 
 
 def step_file(fmt: str, spec: SamplerSpec, batch: int) -> str:

@@ -157,6 +157,7 @@ class WorldModel:
         probe: str | Path | None = None,
         compile_precompiled: bool = True,
         codec_dtype: str | torch.dtype | None = "auto",
+        guidance: float | None = None,
     ) -> WorldModel:
         """Load a checkpoint directory for inference.
 
@@ -170,14 +171,19 @@ class WorldModel:
         cache folder; False traces every batch size (Inductor's artefacts still load).
         ``codec_dtype``: what a latent checkpoint's codec encodes and decodes in (auto: float16 on CUDA,
         float32 on CPU; :func:`resolve_codec_dtype`).
+        ``guidance``: classifier-free action guidance w (None = the checkpoint's sampler's, 1 = none); w ≠ 1
+        needs a network trained with a null action (``model.action_null``).
         """
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be ≥ 1, got {max_batch}")
         dev = resolve_device(device)
         ck = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt, weights=weights)
         weights = resolve_dtype(dtype, dev)
-        spec = sampler or sampler_from_meta(ck.meta, int(steps or 0))
+        spec = sampler or sampler_from_meta(ck.meta, int(steps or 0), guidance=guidance)
         spec.times()  # raises on unsupported steps (e.g. a 5-step student)
+        if spec.guided and not ck.model_config.action_null:
+            raise ValueError(f"guidance={spec.guidance}: {ck.path} was trained without a null action "
+                             "(model.action_null=false); use guidance=1")
         model = build_model(ck, dev, weights)
         precision = Precision(dev, weights)
         source = None
