@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("store")
     ap.add_argument("probes", nargs="+", metavar="probe")
     ap.add_argument("--steps", type=int, nargs="+", default=[4], help="sampler steps to compare")
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="classifier-free action guidance w (default: the checkpoint's; needs model.action_null)")
     ap.add_argument("--episodes", type=int, default=20, help="episodes of the split (4 windows each)")
     ap.add_argument("--split", choices=("val", "train"), default="val",
                     help="the checkpoint's held-out episodes, or the first of those it trained on")
@@ -91,6 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     if "pusht" not in store.attrs or store.state_dim < 5:
         raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
                          "expected")
+    if args.guidance is not None and args.guidance != 1 and not ckpt.model_config.action_null:
+        raise SystemExit(f"--guidance {args.guidance}: {args.ckpt} was trained without a null action "
+                         "(model.action_null=false); leave --guidance out")
+    if args.guidance is not None and not 0 <= args.guidance <= 20:
+        raise SystemExit(f"--guidance {args.guidance}: expected a value in [0, 20] (1 = no guidance)")
     model = build_model(ckpt, device)
     codec = make_codec(model.cfg, ckpt.path, device)
     split_from = args.split_from or args.ckpt
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = {"real_frames": win.frames[:, CONTEXT:],
             "copy_last": np.repeat(win.frames[:, CONTEXT - 1 : CONTEXT], args.horizon, axis=1)}
     for steps in args.steps:
-        spec = sampler_from_meta(ckpt.meta, steps)
+        spec = sampler_from_meta(ckpt.meta, steps, guidance=args.guidance)
         rows[f"steps_{steps}"] = predict_windows(model, codec, spec, win.frames, win.actions, CONTEXT, device,
                                                  batch=40)
     reads = {p: {name: read(probe, frames) for name, frames in rows.items()} for p, probe in probes.items()}
@@ -123,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     per_probe = {p: {name: still_moved_summary(*pair, moved) for name, pair in by_row.items()}
                  for p, by_row in errors.items()}
     result: dict = {"ckpt": args.ckpt, "weights": str(ckpt.path), "update": ckpt.meta.get("step"),
-                    "split": args.split, "split_from": split_from, "windows": len(win.frames), "horizon": args.horizon}
+                    "split": args.split, "split_from": split_from, "windows": len(win.frames), "horizon": args.horizon,
+                    "guidance": sampler_from_meta(ckpt.meta, args.steps[0], guidance=args.guidance).guidance}
     if len(per_probe) == 1:
         result.update(next(iter(per_probe.values())))
     else:

@@ -230,6 +230,45 @@ def test_block_motion_error_render_check_compares_block_pixels_with_renders(
             script.main([str(tiny_teacher), str(pusht_store_32), str(tiny_probe), *bad])
 
 
+def test_a_teacher_trained_with_action_dropout_samples_with_guidance(pusht_store_32, tiny_teacher,
+                                                                      tiny_guided_teacher, tiny_probe, tmp_path,
+                                                                      capsys, one_torch_thread):
+    """model.action_null + objective.action_dropout train a null action into the checkpoint; WorldModel and
+    block_motion_error.py sample it with guidance, and refuse guidance on a teacher trained without one."""
+    import numpy as np
+
+    from crcm_robotics.conf import compose_config
+    from crcm_robotics.config import ConfigError
+    from crcm_robotics.data.store import TrajectoryStore
+    from crcm_robotics.runtime import WorldModel
+    from distill.teacher import train_teacher
+
+    with pytest.raises(ConfigError, match="needs model.action_null=true"):
+        train_teacher(compose_config("config", [f"data.path={pusht_store_32}", f"train.out={tmp_path / 'no_null'}",
+                                                "train.steps=2", "train.progress=false",
+                                                "objective.action_dropout=0.3"], "crcm_robotics.conf.teacher"))
+    assert not (tmp_path / "no_null").exists()
+    guided = tiny_guided_teacher
+    ep = TrajectoryStore(pusht_store_32).episode(0)
+    ctx = (ep["frames"][:2], ep["action"][:2])
+    plan = np.repeat(ep["action"][2:5][None], 3, axis=0).astype(np.float32)
+    wm = WorldModel.load(guided, steps=2, guidance=2.0)
+    assert wm.info()["sampler"]["guidance"] == 2.0
+    frames = wm.imagine(plan, context=ctx, seed=0).frames
+    plain = WorldModel.load(guided, steps=2, guidance=1.0).imagine(plan, context=ctx, seed=0).frames
+    assert frames.shape == plain.shape == (3, 3, 32, 32, 3) and not np.array_equal(frames, plain)
+    with pytest.raises(ValueError, match="trained without a null action"):
+        WorldModel.load(tiny_teacher, steps=2, guidance=2.0)
+    script = load_script("block_motion_error")
+    script.main([str(guided), str(pusht_store_32), str(tiny_probe), "--steps", "1", "--episodes", "1",
+                 "--horizon", "2", "--guidance", "3"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["guidance"] == 3.0
+    with pytest.raises(SystemExit, match="trained without a null action"):
+        script.main([str(tiny_teacher), str(pusht_store_32), str(tiny_probe), "--guidance", "2"])
+    with pytest.raises(SystemExit, match=r"expected a value in \[0, 20\]"):
+        script.main([str(guided), str(pusht_store_32), str(tiny_probe), "--guidance", "-1"])
+
+
 def test_block_motion_error_scores_the_kept_weights_or_the_last(tiny_teacher, pusht_store_32, tiny_probe, tmp_path,
                                                                 capsys, one_torch_thread):
     """A run whose validation kept other weights (CKPT/selected) is scored on those by default and on its final

@@ -573,7 +573,8 @@ def test_patch_cost_times_the_query_and_the_training_of_each_patch(tmp_path, dry
 def _pair_stage(stage: int, tmp_path: Path, call_s: int, **extra: str) -> subprocess.CompletedProcess:
     env = _dry_env(tmp_path / "work", tmp_path / "out", STAGE=str(stage), CALL_S=str(call_s),
                    **{"PAIR": "base=objective.p_mean=-0.8 high=objective.p_mean=0.4,objective.p_std=1.2,"
-                                "data.motion_sampling=0.5,objective.state_weight=0.3,objective.state_probe=@probe",
+                                "data.motion_sampling=0.5,objective.state_weight=0.3,objective.state_probe=@probe,"
+                                "model.action_null=true,objective.action_dropout=0.2",
                       **extra})
     return subprocess.run(["bash", "scripts/gpu/teacher_pair.sh"], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -588,7 +589,8 @@ def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_a
     def config(name: str) -> dict:
         return yaml.safe_load((work / name / "config.yaml").read_text())
 
-    run = _pair_stage(1, tmp_path, call_s=50, DRY_STORE=str(dry_store))
+    guide = {"GUIDE": "2", "PLAN_GUIDE": "best"}  # the second teacher also sampled with action guidance 2
+    run = _pair_stage(1, tmp_path, call_s=60, DRY_STORE=str(dry_store), **guide)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     objective = {name: config(f"teacher_{name}")["objective"] for name in ("base", "high")}
     assert (objective["base"]["p_mean"], objective["base"]["p_std"]) == (-0.8, 1.6)  # the preset's p_std
@@ -605,18 +607,31 @@ def test_teacher_pair_trains_each_teacher_with_its_own_settings_then_trains_on_a
     assert paired["moved_frames"] > 0 and len(paired["by_move"]) == 4
     assert sum(row["moved_frames"] for row in paired["by_step"]) == paired["moved_frames"]  # by predicted frame
     assert "cmp_teacher (high - base)" in run.stdout and (out / "bme_teacher_base.npz").is_file()
+    assert config("teacher_high")["objective"]["action_dropout"] == 0.2
+    assert json.loads((out / "bme_teacher_high_g2.json").read_text())["guidance"] == 2.0
+    assert json.loads((out / "bme_teacher_high.json").read_text())["guidance"] == 1.0
+    assert json.loads((out / "cmp_teacher_g2.json").read_text())["b"] == str(work / "teacher_high")
+    assert "cmp_teacher_g2 (high at guidance 2 - base)" in run.stdout
 
-    run = _pair_stage(2, tmp_path, call_s=120, MORE="6", MORE_MIN="0.2")
+    run = _pair_stage(2, tmp_path, call_s=130, MORE="6", MORE_MIN="0.2", **guide)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     t2 = config("t2_high")
     assert t2["objective"]["p_mean"] == 0.4 and t2["init"] == str(work / "teacher_high")
     assert t2["objective"]["state_probe"] == str(work / "probe")
     assert json.loads((out / "cmp_t2.json").read_text())["b"] == str(work / "t2_high")
 
-    run = _pair_stage(3, tmp_path, call_s=200)
+    assert (out / "cmp_t2_g2.json").is_file()
+    moved = {w: json.loads((work / f"bme_t2_high{tag}.json").read_text())["steps_4"]["moved"]["position"]
+             for w, tag in ((1.0, ""), (2.0, "_g2"))}
+
+    run = _pair_stage(3, tmp_path, call_s=200, **guide)
     assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    best = min(moved, key=moved.get)  # PLAN_GUIDE=best: the weight whose stage-2 block was nearest
+    assert f"high planned with guidance {best}" in run.stdout
     for name in ("base", "high"):
         assert len(next((work / f"plan_t2_{name}").glob("*.goals.jsonl")).read_text().splitlines()) == 2
+    planned = json.loads((work / "plan_t2_high" / "results.json").read_text())["summary"]["arms"]
+    assert next(iter(planned.values()))["model"]["guidance"] == best
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
@@ -653,6 +668,17 @@ def test_probe_ready_refuses_where_no_probe_was_written(tmp_path):
 def test_teacher_pair_refuses_a_bad_pair(tmp_path, pair, message):
     run = _pair_stage(1, tmp_path, call_s=60, PAIR=pair)
     assert run.returncode == 2 and message in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"GUIDE": "2 x"}, 'GUIDE="2 x": expected guidance weights'),
+    ({"GUIDE": "2", "PLAN_GUIDE": "most"}, "PLAN_GUIDE=most: expected a guidance weight or best"),
+    ({"PLAN_GUIDE": "best"}, "PLAN_GUIDE=best picks among GUIDE's weights; set GUIDE"),
+])
+def test_teacher_pair_refuses_bad_guidance_settings(tmp_path, extra, message):
+    run = _pair_stage(1, tmp_path, call_s=60, **extra)
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert not (tmp_path / "work").exists() or not list((tmp_path / "work").glob("teacher_*"))
 
 
 @pytest.mark.parametrize("stage, missing", [(2, "teacher_base"), (3, "t2_base")])

@@ -215,18 +215,21 @@ resume_and_join() {  # each arm of PLANNED (or ARMS) cut in part a resumed as pa
   $PY scripts/plan_goal_pairs.py $WORK/joined/*/student.goals.jsonl
 }
 
-pushed_block() {  # STEPS NAME=CKPT[@last]...: each checkpoint's held-out pushed block side by side
+pushed_block() {  # STEPS NAME=CKPT[@last][+gW]...: each checkpoint's held-out pushed block side by side
   # (scripts/block_motion_error.py at STEPS sampler steps, with --render-check: whether the block is drawn solid
   # or as a cloud, forty-eighth session) into $WORK/bme_NAME.json, every frame's errors into
   # $WORK/bme_NAME.npz (for compare_block_errors.py), cut 5 s before the end; on the weights validation kept
-  # (CKPT/selected, where it kept some), with @last on the run's final ones. Status 1 where a run failed or was
+  # (CKPT/selected, where it kept some), with @last on the run's final ones; +gW samples with classifier-free
+  # action guidance W (a teacher trained with model.action_null). Status 1 where a run failed or was
   # cut (no JSON line). The bare `wait` also waits for the caller's own background jobs (shallow.sh's students)
-  local steps=$1 item ckpt status=0; shift
+  local steps=$1 item ckpt guide status=0; shift
   for item in "$@"; do
-    ckpt=${item#*=}
+    ckpt=${item#*=}; guide=
+    if [[ $ckpt == *+g* ]]; then guide=${ckpt##*+g}; ckpt=${ckpt%+g*}; fi
     timeout $(( $(left) - 5 )) $PY scripts/block_motion_error.py ${ckpt%@last} $STORE $PROBE --steps $steps \
         --episodes $EPISODES --split val --device $DEV $([ "$ckpt" != "${ckpt%@last}" ] && echo --weights last) \
-        --errors-out $WORK/bme_${item%%=*}.npz --render-check > $WORK/bme_${item%%=*}.json &
+        ${guide:+--guidance $guide} --errors-out $WORK/bme_${item%%=*}.npz --render-check \
+        > $WORK/bme_${item%%=*}.json &
   done
   wait
   for item in "$@"; do

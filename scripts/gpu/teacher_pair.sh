@@ -17,6 +17,9 @@
 #   forty-eighth session: PAIR="base=train.seed=0 sw1=objective.state_weight=1,objective.state_probe=@probe,
 #   train.seed=0" (one string; the state-probe loss at a tenth of the twelfth session's weight, on the planning
 #   recipe: the first predicted frame's block no nearer, 23.0 against 21.7 units, and 23 of 48 goals against 26)
+#   forty-ninth session: PAIR="base=train.seed=0 cfg=model.action_null=true,objective.action_dropout=0.1,
+#   train.seed=0" GUIDE="1.5 2 3" PLAN_GUIDE=best (one string; classifier-free action guidance: does pushing
+#   the frame towards what the command changes draw one block under contact instead of a cloud?)
 # An override's value @probe names the study's own state probe ($WORK/probe, trained in stage 1 before the
 # teachers), e.g. objective.state_probe=@probe for the teacher's state-probe loss.
 # Three calls on one warm machine (issue each right after the last: it idles out in ~30 s; stages 2 and 3 on a
@@ -28,7 +31,10 @@
 #   STAGE=3  stage 2's teachers (it needs stage 2) planned side by side with the benchmark's planner and
 #            probe cost, cut before the call ends (a cut arm keeps the goals it finished)
 # Carry .whl (with pytest for TESTS=1). Env: PAIR (two NAME=OVERRIDE[,OVERRIDE...] items), STUDY (the
-# outputs' prefix, pair), CALL_S (seconds this call may take, 570), RATE (updates/s each teacher is expected
+# outputs' prefix, pair), GUIDE (guidance weights, e.g. "1.5 2 3": the second teacher, trained with
+# model.action_null, also scored on the pushed block sampled with each, against the first: cmp_PREFIX_gW.json),
+# PLAN_GUIDE (stage 3: the second teacher planned with this guidance weight, or "best": the one of 1 and GUIDE
+# whose stage-2 pushed block is nearest), CALL_S (seconds this call may take, 570), RATE (updates/s each teacher is expected
 # to make side by side, 6), MORE, MORE_MIN, WORK (/root/work). DRY=1 rehearses every stage on the CPU at toy
 # sizes (tests/test_gpu_scripts.py).
 source scripts/gpu/setup.sh
@@ -44,6 +50,18 @@ for item in "${ITEMS[@]}"; do  # a name, then every comma-separated override a K
     echo "teacher_pair.sh: PAIR item '$item': expected NAME=KEY=VALUE[,KEY=VALUE...]" >&2; exit 2
   fi
 done
+for w in ${GUIDE:-}; do
+  if ! [[ $w =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+    echo "teacher_pair.sh: GUIDE=\"$GUIDE\": expected guidance weights such as \"1.5 2 3\"" >&2; exit 2
+  fi
+done
+if [ -n "${PLAN_GUIDE:-}" ] && ! [[ $PLAN_GUIDE =~ ^([0-9]+(\.[0-9]+)?|best)$ ]]; then
+  echo "teacher_pair.sh: PLAN_GUIDE=$PLAN_GUIDE: expected a guidance weight or best" >&2; exit 2
+fi
+if [ "${PLAN_GUIDE:-}" = best ] && [ -z "${GUIDE:-}" ]; then
+  echo "teacher_pair.sh: PLAN_GUIDE=best picks among GUIDE's weights; set GUIDE" >&2; exit 2
+fi
+[ -n "${GUIDE:-}" ] && EVAL_S=$(( EVAL_S + 45 ))  # the guided pushed-block runs after the unguided ones
 NAMES=("${ITEMS[0]%%=*}" "${ITEMS[1]%%=*}")
 if [ "${NAMES[0]}" = "${NAMES[1]}" ]; then
   echo "teacher_pair.sh: PAIR names the same teacher twice: ${NAMES[0]}" >&2; exit 2
@@ -76,6 +94,45 @@ teachers_pushed_block() {  # PREFIX: both teachers' held-out pushed block, and t
         "its errors ($(basename $a), $(basename $b))" >&2
   fi
 }
+guided_pushed_block() {  # PREFIX: with GUIDE, the second teacher's pushed block sampled with each guidance
+  # weight (bme_PREFIX_NAME_gW), each against the first teacher's unguided one on the same windows (cmp_PREFIX_gW)
+  [ -n "${GUIDE:-}" ] || return 0
+  local w items=() a=$WORK/bme_${1}_${NAMES[0]}.npz b
+  for w in $GUIDE; do
+    rm -f $WORK/bme_${1}_${NAMES[1]}_g$w.*
+    items+=("${1}_${NAMES[1]}_g$w=$WORK/${1}_${NAMES[1]}+g$w")
+  done
+  pushed_block 4 "${items[@]}"
+  cp $WORK/bme_${1}_${NAMES[1]}_g*.json "$OUT"/
+  for w in $GUIDE; do
+    b=$WORK/bme_${1}_${NAMES[1]}_g$w.npz
+    if [ -f $a ] && [ -f $b ] && cp $b "$OUT"/ && \
+        $PY scripts/compare_block_errors.py $a $b --move-bins 20 40 80 --by-step > "$OUT/cmp_${1}_g$w.json"; then
+      echo "cmp_${1}_g$w (${NAMES[1]} at guidance $w - ${NAMES[0]}): $(cut -c1-600 "$OUT/cmp_${1}_g$w.json")"
+    else
+      echo "teacher_pair.sh: ${NAMES[1]} at guidance $w not compared (a run cut or failed, above)" >&2
+      rm -f "$OUT/cmp_${1}_g$w.json"
+    fi
+  done
+}
+
+plan_guidance() {  # the second teacher's planning guidance: PLAN_GUIDE, or (best) the weight of 1 and GUIDE whose
+  # stage-2 pushed block (moved frames, position) is nearest; nothing without PLAN_GUIDE
+  [ -n "${PLAN_GUIDE:-}" ] || return 0
+  if [ "$PLAN_GUIDE" != best ]; then echo $PLAN_GUIDE; return 0; fi
+  $PY - $WORK/bme_t2_${NAMES[1]}.json $WORK/bme_t2_${NAMES[1]}_g*.json <<'PYEOF'
+import json, sys
+scores = {}
+for path in sys.argv[1:]:
+    try:
+        line = json.load(open(path))
+        scores[float(line.get("guidance", 1.0))] = line["steps_4"]["moved"]["position"]
+    except (OSError, ValueError, KeyError):
+        continue  # a run cut before its line: not a candidate
+print(min(scores, key=scores.get) if scores else 1.0)
+PYEOF
+}
+
 needs_teachers() {  # PREFIX: both teachers of the pair (and the store) left by the stage before, or exit 2:
   # WORK lives on the warm machine only, and a lost machine loses the pair (two teachers do not fit a carry
   # beside the wheels), so the study starts again at STAGE=1
@@ -106,6 +163,7 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   tail -1 $WORK/probe.log | cut -c1-300
   [ -n "${TESTS:-}" ] && tail -3 "$OUT/gpu_tests.log"
   teachers_pushed_block teacher
+  guided_pushed_block teacher
   } 2>&1 | tee "$OUT/${STUDY}1.log"
   cp $WORK/teacher_*.log "$OUT"/ ;;
 2) needs_teachers teacher; {
@@ -114,10 +172,14 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   done
   wait
   teachers_pushed_block t2
+  guided_pushed_block t2
   } 2>&1 | tee "$OUT/${STUDY}2.log"
   cp $WORK/t2_*.log "$OUT"/ ;;
 3) needs_teachers t2; {
-  for name in "${NAMES[@]}"; do plan_arm t2_$name $WORK/t2_$name & done
+  guide=$(plan_guidance)
+  [ -n "$guide" ] && echo "${NAMES[1]} planned with guidance $guide"
+  plan_arm t2_${NAMES[0]} $WORK/t2_${NAMES[0]} &
+  plan_arm t2_${NAMES[1]} $WORK/t2_${NAMES[1]} ${guide:+guidance=$guide} &
   wait
   $PY scripts/plan_goal_pairs.py $WORK/plan_t2_*/*.goals.jsonl
   } 2>&1 | tee "$OUT/${STUDY}3.log"
