@@ -37,6 +37,7 @@ import json
 import numpy as np
 import torch
 
+from crcm_robotics.config import ConfigError
 from crcm_robotics.data.pusht_sim import (
     PushTSim,
     block_at,
@@ -49,7 +50,7 @@ from crcm_robotics.data.pusht_sim import (
 from crcm_robotics.data.store import NormStats, TrajectoryStore
 from crcm_robotics.eval.evaluate import cut_windows, predict_windows
 from crcm_robotics.model.checkpoint import WEIGHTS, build_model, load_checkpoint
-from crcm_robotics.model.sampler import sampler_from_meta
+from crcm_robotics.model.sampler import check_guidance, sampler_from_meta
 from crcm_robotics.model.tokenizer import make_codec
 from crcm_robotics.plan.probe import load_probe
 
@@ -93,11 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     if "pusht" not in store.attrs or store.state_dim < 5:
         raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
                          "expected")
-    if args.guidance is not None and args.guidance != 1 and not ckpt.model_config.action_null:
-        raise SystemExit(f"--guidance {args.guidance}: {args.ckpt} was trained without a null action "
-                         "(model.action_null=false); leave --guidance out")
     if args.guidance is not None and not 0 <= args.guidance <= 20:
         raise SystemExit(f"--guidance {args.guidance}: expected a value in [0, 20] (1 = no guidance)")
+    try:
+        check_guidance(sampler_from_meta(ckpt.meta, args.steps[0], guidance=args.guidance), ckpt.model_config,
+                       args.ckpt)
+    except ConfigError as e:
+        raise SystemExit(f"--guidance: {e}") from None
     model = build_model(ckpt, device)
     codec = make_codec(model.cfg, ckpt.path, device)
     split_from = args.split_from or args.ckpt

@@ -257,8 +257,20 @@ def test_a_teacher_trained_with_action_dropout_samples_with_guidance(pusht_store
     frames = wm.imagine(plan, context=ctx, seed=0).frames
     plain = WorldModel.load(guided, steps=2, guidance=1.0).imagine(plan, context=ctx, seed=0).frames
     assert frames.shape == plain.shape == (3, 3, 32, 32, 3) and not np.array_equal(frames, plain)
-    with pytest.raises(ValueError, match="trained without a null action"):
+    with pytest.raises(ConfigError, match="trained without a null action"):
         WorldModel.load(tiny_teacher, steps=2, guidance=2.0)
+    from crcm_robotics.eval.evaluate import evaluate
+
+    def crcm_eval(ckpt, *extra):
+        return evaluate(compose_config("eval", [f"ckpt={ckpt}", "horizon=2", "episodes=1", "windows_per_episode=1",
+                                                "time_batch1=false", "device=cpu", "steps=2", "probe=none",
+                                                f"out={tmp_path / 'eval'}", *extra]))
+
+    assert crcm_eval(guided, "guidance=2", "report=false")["sampler"]["guidance"] == 2.0
+    with pytest.raises(ConfigError, match="trained without a null action"):
+        crcm_eval(tiny_teacher, "guidance=2", "report=false")
+    with pytest.raises(ConfigError, match=r"guidance must be in \[0, 20\]"):
+        crcm_eval(guided, "guidance=-1", "report=false")
     script = load_script("block_motion_error")
     script.main([str(guided), str(pusht_store_32), str(tiny_probe), "--steps", "1", "--episodes", "1",
                  "--horizon", "2", "--guidance", "3"])

@@ -26,7 +26,13 @@ from crcm_robotics.config import EvalConfig, key_map_from_config
 from crcm_robotics.data.store import NormStats, TrajectoryStore
 from crcm_robotics.eval import metrics as M
 from crcm_robotics.model.checkpoint import build_model, load_checkpoint
-from crcm_robotics.model.sampler import SamplerSpec, encode_context, rollout, sampler_from_meta
+from crcm_robotics.model.sampler import (
+    SamplerSpec,
+    check_guidance,
+    encode_context,
+    rollout,
+    sampler_from_meta,
+)
 from crcm_robotics.model.tokenizer import FrameCodec, make_codec
 from crcm_robotics.runtime.device import resolve_device
 
@@ -204,6 +210,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     ckpt = load_checkpoint(cfg.ckpt, weights=cfg.weights)
     model = build_model(ckpt, device)
     spec = sampler_from_meta(ckpt.meta, cfg.steps, cfg.solver, cfg.sampler, cfg.mid_times, cfg.guidance)
+    check_guidance(spec, model.cfg, cfg.ckpt)
     codec = make_codec(model.cfg, ckpt.path, device)  # pixels, or the latent codec the checkpoint carries
     data_path = cfg.data.path or ckpt.meta.get("data_path")
     if not data_path:
@@ -255,7 +262,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         result["baseline_copy_last"] |= probe_scores(probe, copy_last, true, device)
         result["probe_floor"] = probe_scores(probe, real, true, device)["probe_err_mean"]
     if cfg.report:
-        out = Path(cfg.out or Path("outputs") / "eval" / f"{Path(cfg.ckpt).name}_{spec.kind}{spec.steps}_h{cfg.horizon}")
+        guide = f"_g{spec.guidance:g}" if spec.guided else ""  # a guided run does not overwrite the plain one's
+        out = Path(cfg.out or Path("outputs") / "eval"
+                   / f"{Path(cfg.ckpt).name}_{spec.kind}{spec.steps}{guide}_h{cfg.horizon}")
         result["report"] = str(write_report(out, result, win.frames, pred, copy_last, cfg.context))
     return result
 

@@ -108,6 +108,13 @@ def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None =
         raise ConfigError(str(e)) from e
 
 
+def check_guidance(spec: SamplerSpec, model_cfg: Any, ckpt: object) -> None:
+    """Refuse guidance ≠ 1 on a network trained without a null action (``model.action_null``), naming ``ckpt``."""
+    if spec.guided and not model_cfg.action_null:
+        raise ConfigError(f"guidance={spec.guidance:g}: {ckpt} was trained without a null action "
+                          "(model.action_null=false); use guidance=1")
+
+
 def frame_f(model: CausalDiT, x_t: torch.Tensor, t: torch.Tensor, action: torch.Tensor, prev: torch.Tensor,
             cache: KVCache | None = None, terms: FrameTerms | None = None) -> torch.Tensor:
     """TrigFlow F of noisy frames x_t [B, F, C, H, W] at times t [B, F] given the cache.

@@ -64,7 +64,7 @@ from crcm_robotics.model.checkpoint import SELECTED_DIR, Checkpoint, build_model
 from crcm_robotics.model.dit import CausalDiT
 from crcm_robotics.model.codec import LatentCodec
 from crcm_robotics.model.kv_cache import KVCache
-from crcm_robotics.model.sampler import SamplerSpec, sampler_from_meta
+from crcm_robotics.model.sampler import SamplerSpec, check_guidance, sampler_from_meta
 from crcm_robotics.model.tokenizer import frame_hw, make_codec
 from crcm_robotics.plan.costs import COSTS, FINAL_FRAME_COSTS, LATENT_COSTS, CostError, latent_cost, make_cost
 from crcm_robotics.plan.probe import StateProbe, load_probe
@@ -181,9 +181,7 @@ class WorldModel:
         weights = resolve_dtype(dtype, dev)
         spec = sampler or sampler_from_meta(ck.meta, int(steps or 0), guidance=guidance)
         spec.times()  # raises on unsupported steps (e.g. a 5-step student)
-        if spec.guided and not ck.model_config.action_null:
-            raise ValueError(f"guidance={spec.guidance}: {ck.path} was trained without a null action "
-                             "(model.action_null=false); use guidance=1")
+        check_guidance(spec, ck.model_config, ck.path)
         model = build_model(ck, dev, weights)
         precision = Precision(dev, weights)
         source = None
