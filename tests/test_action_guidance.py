@@ -82,6 +82,9 @@ def test_guidance_needs_a_null_action_and_a_sane_weight():
     for bad in (-1.0, float("nan"), 21.0):
         with pytest.raises(ConfigError, match="guidance must be in"):
             SamplerSpec("ode", 4, "ddim", guidance=bad)
+        with pytest.raises(ConfigError, match="guidance must be in") as refused:  # said once, not twice
+            sampler_from_meta({"sampler": {"kind": "ode", "steps": 4, "solver": "ddim"}}, guidance=bad)
+        assert refused.value.__cause__ is None
 
 
 def test_guidance_travels_in_the_sampler_meta_and_doubles_the_denoising_passes():

@@ -104,6 +104,8 @@ def sampler_from_meta(meta: dict[str, Any], steps: int = 0, solver: str | None =
         return SamplerSpec(kind, steps, solver or s.get("solver") or "heun",  # type: ignore[arg-type]
                            tuple(mid_times) if mid_times is not None else None,
                            float(s.get("guidance", 1.0) if guidance is None else guidance))
+    except ConfigError:
+        raise  # already says what is wrong (a second copy as its cause would repeat it)
     except ValueError as e:
         raise ConfigError(str(e)) from e
 
