@@ -596,7 +596,7 @@ class PlannerConfig:
     # delta (steps from the last command, summed) | absolute; under delta the models rank candidates
     # better (docs/results.md, planning: rank correlation 0.73 against 0.58 for the teacher)
     mode: str = "delta"
-    cost: str = "probe"  # final_mse | pooled_mse | path_mse | probe | probe_path
+    cost: str = "probe"  # final_mse | pooled_mse | path_mse | probe | probe_path | probe_mass
     # probe costs' units: positions in store units, angles in rad (0 = each state's spread in the store); e.g.
     # PushT's success rule, 20 units and 0.35 rad (StateProbe.with_cost_units)
     probe_position_unit: float = 0.0

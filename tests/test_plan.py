@@ -264,6 +264,45 @@ def test_probe_cost_units_reweigh_positions_and_angles_only_in_the_cost():
         probe.with_cost_units(-1.0, 0.0)
 
 
+def test_probe_mass_reads_the_block_position_off_its_colour_centroid():
+    """``probe_mass``: the block's (x, y) from the block colour's pixel centroid, the rest from the network;
+    a frame without the colour keeps the network's reading; cost units apply as for ``probe``."""
+    from crcm_robotics.plan.probe import MassReading
+
+    spec = ProbeSpec(("agent_x", "agent_y", "block_x", "block_y", "block_angle"), (False,) * 4 + (True,),
+                     (256.0,) * 4 + (0.0,), (100.0,) * 4 + (1.0,), (H, W), width=8)
+    torch.manual_seed(0)
+    probe = StateProbe(spec).eval()
+    mass = MassReading((119.0, 136.0, 153.0), 40.0, (2, 3), 512.0 / W)
+    read = probe.with_mass(mass).with_cost_units(20.0, 0.5)  # units kept alongside the mass reading
+    assert read.mass == mass and read.features is probe.features and probe.mass is None
+
+    def frame_with_block(x0: int, y0: int) -> torch.Tensor:
+        f = torch.zeros(H, W, 3, dtype=torch.uint8)
+        f[y0:y0 + 4, x0:x0 + 4] = torch.tensor([119, 136, 153], dtype=torch.uint8)
+        return f
+
+    frames = torch.stack([frame_with_block(10, 20), frame_with_block(14, 20), torch.zeros(H, W, 3, dtype=torch.uint8)])
+    emb, net = read.embed_mass(frames), probe.embed(frames)
+    upp = 512.0 / W  # pixels 10..13 have centres 10.5..13.5: the centroid is pixel 12, y pixel 22
+    torch.testing.assert_close(emb[0, 2:4], torch.tensor([(12 * upp - 256) / 100, (22 * upp - 256) / 100]))
+    torch.testing.assert_close(emb[:, [0, 1, 4, 5]], net[:, [0, 1, 4, 5]])  # pusher and angle: the network's
+    torch.testing.assert_close(emb[2], net[2])  # no block-coloured pixel: the network's reading
+    goal = frames[0]
+    cost = make_cost("probe_mass", goal, read)(frames[:, None])
+    assert float(cost[0]) < 1e-8
+    # 4 pixels = 64 units = 3.2 steps of 20 units to the right; the rest of the embedding differs a little too
+    diff = (read.embed_mass(frames[1:2]) - read.embed_mass(goal[None])) * read.cost_weight
+    torch.testing.assert_close(cost[1], diff.square().sum())
+    assert float(diff[0, 2]) == pytest.approx(4 * upp / 20.0, rel=1e-5)
+    with pytest.raises(CostError, match="needs a probe with a colour-mass reading"):
+        make_cost("probe_mass", goal, probe)
+    with pytest.raises(ProbeError, match="expected two position states"):
+        probe.with_mass(MassReading((1.0, 2.0, 3.0), 40.0, (2, 4), 8.0))  # 4 is the angle
+    with pytest.raises(ProbeError, match="tol and units_per_px > 0"):
+        MassReading((1.0, 2.0, 3.0), 0.0, (2, 3), 8.0)
+
+
 # ------------------------------------------------------------------ objective helpers
 
 

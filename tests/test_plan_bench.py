@@ -179,6 +179,16 @@ def test_latent_cost_plans_a_model_arm_and_ranks_in_its_fidelity(student_with_pr
     assert -1.0 <= fid["rank_corr_model"] <= 1.0 and -1.0 <= fid["rank_corr_oracle"] <= 1.0
 
 
+def test_probe_mass_cost_plans_the_oracle_and_a_model_and_ranks_in_the_fidelity(student_with_probe, tmp_path):
+    """planner.cost=probe_mass: the bench gives the probe PushT's block colour; the oracle and the model plan
+    with it and the model's fidelity ranks candidates by it."""
+    report = bench(student_with_probe, tmp_path / "mass", "arms=[oracle,model]", "goals=1",
+                   "planner.cost=probe_mass", "fidelity_goals=1")
+    assert report["planner"]["cost"] == "probe_mass"
+    assert report["arms"]["oracle"]["goals"] == report["arms"]["student"]["goals"] == 1
+    assert -1.0 <= report["arms"]["student"]["fidelity"]["rank_corr_oracle"] <= 1.0
+
+
 def test_fidelity_alone_skips_the_closed_loop(student_with_probe, tmp_path):
     from crcm_robotics.config import ConfigError
 

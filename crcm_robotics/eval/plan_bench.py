@@ -38,7 +38,7 @@ from crcm_robotics.config import ConfigError, PlanBenchConfig, PlannerConfig, Pl
 from crcm_robotics.plan.costs import LATENT_COSTS, make_cost
 from crcm_robotics.plan.objective import MAX_DRAWS, NOISE_MODES, frames_score, imagined_score
 from crcm_robotics.plan.planners import MPC, ActionSpace, SamplingPlanner
-from crcm_robotics.plan.probe import StateProbe, load_probe
+from crcm_robotics.plan.probe import MassReading, StateProbe, load_probe
 
 
 @dataclass
@@ -173,6 +173,18 @@ class PushTDomain:
 
     def state_cost(self, states_NHzS: np.ndarray, goal_state: np.ndarray) -> torch.Tensor:
         return state_cost(states_NHzS, goal_state)
+
+    def mass_reading(self, probe: StateProbe) -> MassReading:
+        """``probe_mass``: the block's position read off its colour's pixel centroid (its cloud's mass)."""
+        from crcm_robotics.data.pusht import PUSHT_WORKSPACE
+        from crcm_robotics.data.pusht_sim import BLOCK_COLOUR_TOL, BLOCK_RGB
+
+        names = probe.spec.state_names
+        if "block_x" not in names or "block_y" not in names:
+            raise ConfigError(f"planner.cost=probe_mass reads the block's position; the probe reads "
+                              f"{', '.join(names)}")
+        return MassReading(tuple(float(c) for c in BLOCK_RGB), BLOCK_COLOUR_TOL,  # type: ignore[arg-type]
+                           (names.index("block_x"), names.index("block_y")), PUSHT_WORKSPACE / self.size)
 
     def fidelity_errors(self, seen: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
         """Per-candidate errors of states read off frames against the true ones (names kept short)."""
@@ -563,18 +575,23 @@ def _bounds(store) -> tuple[np.ndarray, np.ndarray]:
     return a.min.astype(np.float32), a.max.astype(np.float32)
 
 
-def _load_model(ckpt: str, cfg: Any, device: torch.device, probe: str | None):
+def _load_model(ckpt: str, cfg: Any, device: torch.device, probe: str | None, domain: PushTDomain):
     from crcm_robotics.runtime import WorldModel
 
     wm = WorldModel.load(ckpt, device=device, backend=cfg.backend, steps=cfg.steps or None,
                          max_batch=max(cfg.planner.samples, 1), seed=cfg.seed, probe=probe, guidance=cfg.guidance)
     if wm.probe is not None:
-        wm.probe = in_cost_units(wm.probe, cfg.planner)
+        wm.probe = in_cost_units(wm.probe, cfg.planner, domain)
     return wm
 
 
-def in_cost_units(probe: StateProbe, planner: PlannerConfig) -> StateProbe:
-    """``probe`` with the planner's probe-cost units (unchanged when both are 0)."""
+def in_cost_units(probe: StateProbe, planner: PlannerConfig, domain: PushTDomain | None = None) -> StateProbe:
+    """``probe`` with the planner's probe-cost units (unchanged when both are 0) and, for ``probe_mass``, the
+    domain's colour-mass reading."""
+    if planner.cost == "probe_mass":
+        if domain is None:
+            raise ConfigError("planner.cost=probe_mass needs the benchmark's domain for its colour-mass reading")
+        probe = probe.with_mass(domain.mass_reading(probe))
     if planner.probe_position_unit == 0 and planner.probe_angle_unit == 0:
         return probe
     return probe.with_cost_units(planner.probe_position_unit, planner.probe_angle_unit)
@@ -585,14 +602,15 @@ def probe_dir(cfg: Any, ckpt: str | None = None) -> Path:
     return Path(cfg.probe) if cfg.probe else Path(ckpt or cfg.ckpt or ".") / "probe"
 
 
-def _probe_for(cfg: Any, device: torch.device, used: bool = True) -> StateProbe | None:
+def _probe_for(cfg: Any, device: torch.device, used: bool = True,
+               domain: PushTDomain | None = None) -> StateProbe | None:
     """The state probe a probe cost needs (``cfg.probe``, else CKPT/probe), when an arm ``used`` the cost."""
     path = probe_dir(cfg)
     if cfg.planner.cost.startswith("probe") and used:
         if not path.is_dir():
             raise ConfigError(f"cost {cfg.planner.cost} needs a state probe at {path}: run `crcm train probe "
                               f"data.path=STORE out={path}` (or choose planner.cost=pooled_mse)")
-        return in_cost_units(load_probe(path, device), cfg.planner)
+        return in_cost_units(load_probe(path, device), cfg.planner, domain)
     return None
 
 
@@ -641,7 +659,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     domain = domain_of(store)
     cfg = replace(cfg, planner=with_domain_defaults(cfg.planner, domain))
     low, high = _bounds(store)
-    probe = _probe_for(cfg, device, used=bool({"oracle", "model"} & set(cfg.arms)))
+    probe = _probe_for(cfg, device, used=bool({"oracle", "model"} & set(cfg.arms)), domain=domain)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     sim = domain.make_sim()
@@ -682,7 +700,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     pool = None
     try:
         for name, kind, ck in arms:
-            wm = _load_model(ck, cfg, device, cfg.probe) if ck else None
+            wm = _load_model(ck, cfg, device, cfg.probe, domain) if ck else None
             if wm is not None:
                 check_planner(cfg.planner, [wm.frame_skip])
             fidelity_probe = (probe or wm_probe(cfg, device)) if wm is not None and cfg.fidelity_goals > 0 else None
@@ -795,11 +813,11 @@ def run_plan(cfg: PlanRunConfig) -> int:
             pairs = [domain.pair_at(store, episode, cfg.start, cfg.ahead, history_needed([cfg.ckpt]), sim)]
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        wm = _load_model(cfg.ckpt, cfg, device, cfg.probe)
+        wm = _load_model(cfg.ckpt, cfg, device, cfg.probe, domain)
         check_planner(cfg.planner, [wm.frame_skip])
         low, high = _bounds(store)
         arm = Arm(Path(cfg.ckpt).name, "model", cfg.planner, device, low, high, wm=wm,
-                  probe=_probe_for(cfg, device), domain=domain)
+                  probe=_probe_for(cfg, device, domain=domain), domain=domain)
         result, shown = run_episode(arm, pairs[0], sim, cfg.budget, record=True)
     finally:
         sim.close()

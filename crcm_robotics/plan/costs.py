@@ -14,6 +14,9 @@ Every cost compares a batch of rollouts ``frames`` uint8 [N, T, H, W, 3] with on
                   logged state, angles as cos/sin, in units of each state's spread), which is smooth in object
                   position by construction;
 - ``probe_path``  the probe distance of every frame, weighted as ``path_mse``;
+- ``probe_mass``  ``probe``, with two positions (PushT: the block's) read off a colour's pixel centroid in
+                  both frames (:class:`~crcm_robotics.plan.probe.MassReading`, set by the benchmark): a model
+                  that draws a pushed block as a cloud puts its mass nearer the truth than the probe reads it;
 - ``latent_mse``  mean squared distance between the last frame's latent and the goal's, in a world model's
                   codec (unit-space latents: each channel about N(0, 1) on the training frames). A planner
                   scores the model's own final latents (:func:`latent_mse`: nothing is decoded); on frames it
@@ -35,8 +38,8 @@ if TYPE_CHECKING:
     from crcm_robotics.plan.probe import StateProbe
 
 CostFn = Callable[[torch.Tensor], torch.Tensor]
-COSTS = ("final_mse", "pooled_mse", "path_mse", "probe", "probe_path", "latent_mse")
-FINAL_FRAME_COSTS = ("final_mse", "pooled_mse", "probe")  # read the last frame only (the only one decoded)
+COSTS = ("final_mse", "pooled_mse", "path_mse", "probe", "probe_path", "probe_mass", "latent_mse")
+FINAL_FRAME_COSTS = ("final_mse", "pooled_mse", "probe", "probe_mass")  # read the last frame only (the only one decoded)
 LATENT_COSTS = ("latent_mse",)  # read the model's final latent: no frame is decoded
 POOLS = (1, 2, 4, 8)
 
@@ -132,6 +135,16 @@ def make_cost(name: str, goal_HW3: torch.Tensor, probe: StateProbe | None = None
         raise CostError(f"cost {name!r} needs a state probe (train one with `crcm train probe data.path=STORE "
                         "out=CKPT/probe`, or pass probe=PATH)")
     weight = probe.cost_weight.to(goal_HW3.device)  # the cost's units (StateProbe.with_cost_units)
+    if name == "probe_mass":
+        if probe.mass is None:
+            raise CostError("cost 'probe_mass' needs a probe with a colour-mass reading (StateProbe.with_mass; "
+                            "`crcm bench plan` and `crcm plan` set PushT's block): use probe here")
+        goal_mass = probe.embed_mass(goal_HW3[None]) * weight
+
+        def probe_mass(frames: torch.Tensor) -> torch.Tensor:
+            check(frames)
+            return (probe.embed_mass(frames[:, -1]) * weight - goal_mass).square().sum(-1)
+        return probe_mass
     goal_emb = probe.embed(goal_HW3[None]) * weight  # [1, E]
     if name == "probe":
         def probe_final(frames: torch.Tensor) -> torch.Tensor:

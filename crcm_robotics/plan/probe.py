@@ -82,6 +82,26 @@ class ProbeSpec:
         return spec
 
 
+@dataclass(frozen=True)
+class MassReading:
+    """Two position states read off a colour's pixel mass instead of the network (the ``probe_mass`` cost):
+    the centroid of the pixels within ``tol`` (RGB distance) of ``rgb``, times ``units_per_px``. A world model
+    that draws an object as a cloud (PushT's pushed block under contact) puts its mass nearer the truth than a
+    probe trained on solid objects reads it. The centroid is not the state itself (an object's pixel mass sits
+    off its body position), but a cost compares it with the goal image's, read the same way. Frames without
+    such pixels keep the network's reading."""
+
+    rgb: tuple[float, float, float]
+    tol: float
+    columns: tuple[int, int]  # the (x, y) states it replaces, as indices into the probe's state_names
+    units_per_px: float
+
+    def __post_init__(self) -> None:
+        if len(self.rgb) != 3 or not self.tol > 0 or not self.units_per_px > 0 or len(self.columns) != 2:
+            raise ProbeError(f"mass reading: rgb needs 3 values, tol and units_per_px > 0, two columns; got "
+                             f"{self.rgb}, {self.tol}, {self.units_per_px}, {self.columns}")
+
+
 def _block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
                          nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU())
@@ -98,6 +118,7 @@ class StateProbe(nn.Module):
                                       nn.AdaptiveAvgPool2d(4))
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, 256), nn.SiLU(), nn.Linear(256, spec.embed_dim))
         self._cost_weight: torch.Tensor | None = None  # probe costs' units (with_cost_units); None: own scale
+        self.mass: MassReading | None = None  # with_mass: positions read off a colour's pixel mass
 
     @property
     def cost_weight(self) -> torch.Tensor:
@@ -122,6 +143,40 @@ class StateProbe(nn.Module):
         other = copy.copy(self)  # shares the modules: no second copy of the weights
         other._cost_weight = torch.tensor(weights, dtype=torch.float32, device=next(self.parameters()).device)
         return other
+
+    def with_mass(self, mass: MassReading) -> "StateProbe":
+        """This probe (the same network, its cost units kept), whose :meth:`embed_mass` reads ``mass.columns``
+        off the pixel mass of ``mass.rgb``."""
+        n = len(self.spec.state_names)
+        if not all(0 <= c < n and not self.spec.angles[c] for c in mass.columns):
+            raise ProbeError(f"mass reading columns {mass.columns}: expected two position states of "
+                             f"{', '.join(self.spec.state_names)}")
+        other = copy.copy(self)
+        other.mass = mass
+        return other
+
+    @torch.no_grad()
+    def embed_mass(self, frames_BHW3: torch.Tensor) -> torch.Tensor:
+        """:meth:`embed`, with :attr:`mass`'s two positions taken from the colour's pixel centroid wherever a
+        frame has such pixels."""
+        if self.mass is None:
+            raise ProbeError("embed_mass needs a mass reading (StateProbe.with_mass)")
+        emb = self.embed(frames_BHW3)
+        m = self.mass
+        rgb = torch.tensor(m.rgb, dtype=torch.float32, device=frames_BHW3.device)
+        mask = ((frames_BHW3.float() - rgb).square().sum(-1) < m.tol ** 2).float()  # [B, H, W]
+        count = mask.sum(dim=(1, 2))
+        h, w = mask.shape[1:]
+        xs = (torch.arange(w, device=mask.device, dtype=torch.float32) + 0.5) * m.units_per_px
+        ys = (torch.arange(h, device=mask.device, dtype=torch.float32) + 0.5) * m.units_per_px
+        safe = count.clamp(min=1)
+        centroid = ((mask.sum(1) * xs).sum(-1) / safe, (mask.sum(2) * ys).sum(-1) / safe)
+        dims = np.cumsum([0] + [2 if a else 1 for a in self.spec.angles])  # each state's first embedding dim
+        for column, value in zip(m.columns, centroid):
+            j = int(dims[column])
+            read = (value - self.spec.centre[column]) / self.spec.scale[column]
+            emb[:, j] = torch.where(count > 0, read, emb[:, j])
+        return emb
 
     def forward(self, x_B3HW: torch.Tensor) -> torch.Tensor:
         """float [B, 3, H, W] in [-1, 1] → [B, E]."""
