@@ -681,6 +681,42 @@ def test_teacher_pair_refuses_bad_guidance_settings(tmp_path, extra, message):
     assert not (tmp_path / "work").exists() or not list((tmp_path / "work").glob("teacher_*"))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_cost_pair_plans_one_teacher_under_two_costs_with_their_fidelity(tmp_path, dry_store):
+    """STAGE=put moves a carried teacher and probe into WORK; STAGE=plan plans it under each cost side by side,
+    each with its fidelity figures, and pairs the two goal by goal; a bad COSTS or a lost WORK is refused."""
+    teacher = tmp_path / "teacher"
+    train = subprocess.run([sys.executable, "-m", "crcm_robotics.cli", "train", "teacher", "preset=tiny",
+                            f"data.path={dry_store / 'pusht64.zarr'}", "data.frame_skip=5", "train.steps=4",
+                            f"train.out={teacher}", "train.progress=false"],
+                           check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    work, out = tmp_path / "work", tmp_path / "out"
+
+    def stage(name: str, **extra: str) -> subprocess.CompletedProcess:
+        env = _dry_env(work, out, STAGE=name, CALL_S="200", DRY_STORE=str(dry_store), **extra)
+        return subprocess.run(["bash", "scripts/gpu/cost_pair.sh"], check=False, cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    lost = stage("plan")
+    assert lost.returncode == 2 and "run STAGE=put again" in lost.stderr, lost.stderr
+    run = stage("put", TEACHER=str(tmp_path / "nowhere"), PROBE_FROM=str(dry_store / "probe"))
+    assert run.returncode == 2 and "expected a carried checkpoint or probe folder" in run.stderr
+    run = stage("put", TEACHER=str(teacher), PROBE_FROM=str(dry_store / "probe"))
+    assert run.returncode == 0 and (work / "teacher" / "meta.json").is_file(), run.stderr
+    bad = stage("plan", COSTS="probe probe")
+    assert bad.returncode == 2 and 'COSTS="probe probe": expected two different' in bad.stderr
+    run = stage("plan", FIDELITY="1")
+    assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    for cost in ("probe", "probe_mass"):
+        assert len(next((work / f"plan_{cost}").glob("*.goals.jsonl")).read_text().splitlines()) == 2
+        fidelity = json.loads(next((work / f"plan_{cost}").glob("*.fidelity.json")).read_text())
+        assert fidelity["goals"] == 1 and -1.0 <= fidelity["rank_corr_model"] <= 1.0
+        summary = json.loads((work / f"plan_{cost}" / "results.json").read_text())["summary"]
+        assert summary["planner"]["cost"] == cost
+    assert (out / "cost_plan.tgz").is_file()
+
+
 @pytest.mark.parametrize("stage, missing", [(2, "teacher_base"), (3, "t2_base")])
 def test_teacher_pair_refuses_a_later_stage_without_the_pair(tmp_path, stage, missing):
     """A later stage on a machine that lost WORK (a fresh one) says so in one line and trains nothing."""
