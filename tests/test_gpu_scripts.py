@@ -702,12 +702,16 @@ def test_cost_pair_plans_one_teacher_under_two_costs_with_their_fidelity(tmp_pat
     assert lost.returncode == 2 and "run STAGE=put again" in lost.stderr, lost.stderr
     run = stage("put", TEACHER=str(tmp_path / "nowhere"), PROBE_FROM=str(dry_store / "probe"))
     assert run.returncode == 2 and "expected a carried checkpoint or probe folder" in run.stderr
-    run = stage("put", TEACHER=str(teacher), PROBE_FROM=str(dry_store / "probe"))
+    run = stage("put", TEACHER=str(teacher))  # no probe carried: STAGE=plan makes the study's own
     assert run.returncode == 0 and (work / "teacher" / "meta.json").is_file(), run.stderr
+    assert not (work / "probe").exists()
     bad = stage("plan", COSTS="probe probe")
     assert bad.returncode == 2 and 'COSTS="probe probe": expected two different' in bad.stderr
     run = stage("plan", FIDELITY="1")
     assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "probe copied from" in run.stdout and "probe ready at" in run.stdout  # the rehearsal's probe
+    run = stage("put", TEACHER=str(teacher), PROBE_FROM=str(dry_store / "probe"))  # a carried probe goes in too
+    assert run.returncode == 0 and (work / "probe" / "probe.safetensors").is_file(), run.stderr
     for cost in ("probe", "probe_mass"):
         assert len(next((work / f"plan_{cost}").glob("*.goals.jsonl")).read_text().splitlines()) == 2
         fidelity = json.loads(next((work / f"plan_{cost}").glob("*.fidelity.json")).read_text())

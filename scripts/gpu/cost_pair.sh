@@ -5,9 +5,11 @@
 # model draws a pushed block as a cloud whose mass sits nearer the truth than the probe reads it).
 # Two calls on one warm machine, the first carrying the teacher and probe (they do not fit one carry beside the
 # wheels), the second the wheels:
-#   STAGE=put   copies the carried TEACHER (a checkpoint folder) and PROBE_FROM (a probe folder) into WORK
-#   STAGE=plan  (carry .whl) the store, then the teacher planned under each of COSTS until the call ends (a cut
-#               arm keeps the goals it finished), the two compared goal by goal (plan_goal_pairs.py)
+#   STAGE=put   copies the carried TEACHER (a checkpoint folder) and, if given, PROBE_FROM (a probe folder)
+#               into WORK
+#   STAGE=plan  (carry .whl) the store and, without a put probe, the study's probe (PROBE_STEPS on the device, as
+#               every planning study trains it), then the teacher planned under each of COSTS until the call
+#               ends (a cut arm keeps the goals it finished), the two compared goal by goal (plan_goal_pairs.py)
 # Env: TEACHER, PROBE_FROM (STAGE=put), COSTS (two planner.cost names, "probe probe_mass"), FIDELITY (20),
 # CALL_S (570), WORK (/root/work). DRY=1 rehearses it on the CPU at toy sizes (tests/test_gpu_scripts.py).
 STUDY=${STUDY:-cost}; RATE=6
@@ -15,14 +17,15 @@ case "${STAGE:?set STAGE=put or plan}" in
 put) {  # no wheels needed: only files moved
   set -euo pipefail
   WORK=${WORK:-$([ -n "${DRY:-}" ] && echo outputs/${STUDY}_dry || echo /root/work)}
-  for dir in "${TEACHER:?set TEACHER=a carried checkpoint folder}" "${PROBE_FROM:?set PROBE_FROM=a carried probe folder}"; do
+  for dir in "${TEACHER:?set TEACHER=a carried checkpoint folder}" ${PROBE_FROM:+"$PROBE_FROM"}; do
     if ! [ -f "$dir/meta.json" ]; then
       echo "cost_pair.sh: $dir: expected a carried checkpoint or probe folder (meta.json in it)" >&2; exit 2
     fi
   done
   mkdir -p $WORK && rm -rf $WORK/teacher $WORK/probe
-  cp -r "$TEACHER" $WORK/teacher && cp -r "$PROBE_FROM" $WORK/probe
-  echo "put $TEACHER and $PROBE_FROM into $WORK"
+  cp -r "$TEACHER" $WORK/teacher
+  [ -n "${PROBE_FROM:-}" ] && cp -r "$PROBE_FROM" $WORK/probe
+  echo "put $TEACHER${PROBE_FROM:+ and $PROBE_FROM} into $WORK"
   exit 0
 } ;;
 plan) ;;
@@ -34,13 +37,19 @@ read -r -a PAIR_COSTS <<< "${COSTS:-probe probe_mass}"
 if [ ${#PAIR_COSTS[@]} -ne 2 ] || [ "${PAIR_COSTS[0]}" = "${PAIR_COSTS[1]}" ]; then
   echo "cost_pair.sh: COSTS=\"${COSTS:-}\": expected two different planner.cost names" >&2; exit 2
 fi
-if ! [ -d $WORK/teacher ] || ! [ -f $PROBE/probe.safetensors ]; then
-  echo "cost_pair.sh: STAGE=plan needs $WORK/teacher and $PROBE from STAGE=put on this machine; not found" \
+if ! [ -d $WORK/teacher ]; then
+  echo "cost_pair.sh: STAGE=plan needs $WORK/teacher from STAGE=put on this machine; not found" \
       "(the warm machine was lost?): run STAGE=put again" >&2
   exit 2
 fi
 {
-[ -d $STORE ] || make_store
+if [ -f $PROBE/probe.safetensors ]; then
+  [ -d $STORE ] || make_store
+else  # the study's own probe, trained here on the store as every planning study's is
+  store_and_probe
+  probe_ready
+  tail -1 $WORK/probe.log | cut -c1-400
+fi
 for cost in "${PAIR_COSTS[@]}"; do
   timeout $(( $(left) - 15 )) $PY -m crcm_robotics.cli bench plan $WORK/teacher arms=[model] goals=$GOALS \
       probe=$PROBE device=$DEV backend=$([ $DEV = cuda ] && echo cuda_graph || echo eager) gifs=0 progress=false \
