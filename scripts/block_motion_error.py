@@ -38,7 +38,10 @@ import numpy as np
 import torch
 
 from crcm_robotics.config import ConfigError
+from crcm_robotics.data.pusht import PUSHT_WORKSPACE
 from crcm_robotics.data.pusht_sim import (
+    BLOCK_COLOUR_TOL,
+    BLOCK_RGB,
     PushTSim,
     block_at,
     block_errors,
@@ -52,7 +55,7 @@ from crcm_robotics.eval.evaluate import cut_windows, predict_windows
 from crcm_robotics.model.checkpoint import WEIGHTS, build_model, load_checkpoint
 from crcm_robotics.model.sampler import check_guidance, sampler_from_meta
 from crcm_robotics.model.tokenizer import make_codec
-from crcm_robotics.plan.probe import load_probe
+from crcm_robotics.plan.probe import colour_centroid, load_probe
 
 CONTEXT = 2
 
@@ -78,6 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--render-check", action="store_true",
                     help="also compare each frame's block pixels with renders at the true and the "
                     "probe-read pose")
+    ap.add_argument("--mass-check", action="store_true",
+                    help="also read the block's position off its colour's pixel centroid (the probe_mass "
+                         "cost's reading), against the real frame's centroid: whether the cloud's mass sits "
+                         "nearer the truth than the probe reads it")
     ap.add_argument("--strip-out", help="FILE.png: real, predicted and read-pose frames of windows from the "
                     "farthest-moving block's to the median's")
     ap.add_argument("--strip-windows", type=int, default=4, help="windows in --strip-out")
@@ -141,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         result["probes"] = per_probe
     if args.render_check:
         result["render_check"] = render_check(rows, reads[args.probes[0]], true, moved)
+    if args.mass_check:
+        result["mass_check"] = mass_check(rows, moved)
     if args.strip_out:
         model_row = f"steps_{max(args.steps)}"
         result["strip"] = save_strip(args.strip_out, rows["real_frames"], rows[model_row],
@@ -172,6 +181,31 @@ def render_check(rows: dict[str, np.ndarray], reads: dict[str, np.ndarray], true
                          if mask.any()}
             out[name]["moved_by_step"] = [{"step": step + 1, **means(check, mask)}
                                           for step, mask in enumerate(moved_by_step(moved)) if mask.any()]
+    return out
+
+
+def mass_check(rows: dict[str, np.ndarray], moved: np.ndarray) -> dict[str, dict]:
+    """Each row's block position read off the block colour's pixel centroid (``plan.probe.colour_centroid``,
+    what ``probe_mass`` reads), its distance in env units from the real frame's centroid: mean over still and
+    moved frames and over moved frames by predicted frame. A frame with no block-coloured pixel counts at the
+    real frame's centroid's distance from the image corner (it names no position)."""
+    frames = rows["real_frames"]
+    n, h, size = frames.shape[:3]
+    units = PUSHT_WORKSPACE / size
+
+    def centroids(x: np.ndarray) -> np.ndarray:
+        flat = torch.from_numpy(x.reshape(-1, *x.shape[2:]))
+        c, _ = colour_centroid(flat, BLOCK_RGB, BLOCK_COLOUR_TOL, units)
+        return c.numpy().reshape(n, h, 2)
+
+    truth = centroids(frames)
+    out: dict[str, dict] = {}
+    for name, x in rows.items():
+        err = np.linalg.norm(centroids(x) - truth, axis=-1)
+        out[name] = {kind: {"frames": int(mask.sum()), "position": round(float(err[mask].mean()), 2)}
+                     for kind, mask in (("still", ~moved), ("moved", moved)) if mask.any()}
+        out[name]["moved_by_step"] = [{"step": step + 1, "position": round(float(err[mask].mean()), 2)}
+                                      for step, mask in enumerate(moved_by_step(moved)) if mask.any()]
     return out
 
 

@@ -281,6 +281,25 @@ def test_a_teacher_trained_with_action_dropout_samples_with_guidance(pusht_store
         script.main([str(guided), str(pusht_store_32), str(tiny_probe), "--guidance", "-1"])
 
 
+def test_block_motion_error_mass_check_reads_the_block_off_its_colour_centroid(
+        tiny_teacher, pusht_store_32, tiny_probe, capsys, one_torch_thread):
+    """--mass-check: each row's block-colour centroid against the real frame's (0 for the real frames), the
+    reading the probe_mass cost makes, beside the probe's."""
+    script = load_script("block_motion_error")
+    script.main([str(tiny_teacher), str(pusht_store_32), str(tiny_probe), "--steps", "1", "--episodes", "2",
+                 "--horizon", "3", "--mass-check"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    mass = result["mass_check"]
+    assert set(mass) == {"real_frames", "copy_last", "steps_1"}
+    assert all(part["position"] == 0.0 for part in mass["real_frames"].values() if isinstance(part, dict))
+    moved = result["copy_last"]["moved"]["frames"]
+    assert moved > 0  # a copied frame is off by the block's travel where it moved
+    assert mass["copy_last"]["moved"]["frames"] == moved and mass["copy_last"]["moved"]["position"] > 0
+    steps = [row["step"] for row in mass["steps_1"]["moved_by_step"]]
+    assert steps and steps == sorted(steps) and set(steps) <= {1, 2, 3}
+    assert mass["copy_last"]["still"]["position"] < 8.0  # a still block's centroid stays within a pixel
+
+
 def test_block_motion_error_scores_the_kept_weights_or_the_last(tiny_teacher, pusht_store_32, tiny_probe, tmp_path,
                                                                 capsys, one_torch_thread):
     """A run whose validation kept other weights (CKPT/selected) is scored on those by default and on its final

@@ -102,6 +102,21 @@ class MassReading:
                              f"{self.rgb}, {self.tol}, {self.units_per_px}, {self.columns}")
 
 
+def colour_centroid(frames_BHW3: torch.Tensor, rgb: tuple[float, float, float], tol: float,
+                    units_per_px: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centroid (x, y) [B, 2] of each uint8 frame's pixels within ``tol`` (RGB distance) of ``rgb``, in
+    ``units_per_px`` units from the top-left corner (pixel centres at half a pixel), and how many such pixels
+    there are [B] (where none, the centroid is 0)."""
+    colour = torch.tensor(rgb, dtype=torch.float32, device=frames_BHW3.device)
+    mask = ((frames_BHW3.float() - colour).square().sum(-1) < tol ** 2).float()  # [B, H, W]
+    count = mask.sum(dim=(1, 2))
+    h, w = mask.shape[1:]
+    xs = (torch.arange(w, device=mask.device, dtype=torch.float32) + 0.5) * units_per_px
+    ys = (torch.arange(h, device=mask.device, dtype=torch.float32) + 0.5) * units_per_px
+    safe = count.clamp(min=1)
+    return torch.stack([(mask.sum(1) * xs).sum(-1) / safe, (mask.sum(2) * ys).sum(-1) / safe], -1), count
+
+
 def _block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
                          nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU())
@@ -163,16 +178,9 @@ class StateProbe(nn.Module):
             raise ProbeError("embed_mass needs a mass reading (StateProbe.with_mass)")
         emb = self.embed(frames_BHW3)
         m = self.mass
-        rgb = torch.tensor(m.rgb, dtype=torch.float32, device=frames_BHW3.device)
-        mask = ((frames_BHW3.float() - rgb).square().sum(-1) < m.tol ** 2).float()  # [B, H, W]
-        count = mask.sum(dim=(1, 2))
-        h, w = mask.shape[1:]
-        xs = (torch.arange(w, device=mask.device, dtype=torch.float32) + 0.5) * m.units_per_px
-        ys = (torch.arange(h, device=mask.device, dtype=torch.float32) + 0.5) * m.units_per_px
-        safe = count.clamp(min=1)
-        centroid = ((mask.sum(1) * xs).sum(-1) / safe, (mask.sum(2) * ys).sum(-1) / safe)
+        centroid, count = colour_centroid(frames_BHW3, m.rgb, m.tol, m.units_per_px)
         dims = np.cumsum([0] + [2 if a else 1 for a in self.spec.angles])  # each state's first embedding dim
-        for column, value in zip(m.columns, centroid):
+        for column, value in zip(m.columns, centroid.unbind(-1)):
             j = int(dims[column])
             read = (value - self.spec.centre[column]) / self.spec.scale[column]
             emb[:, j] = torch.where(count > 0, read, emb[:, j])
