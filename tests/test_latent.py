@@ -204,15 +204,18 @@ def test_onnx_export_of_a_latent_student_pairs_with_its_codec(latent_run, tmp_pa
 
 
 def test_pixel_configs_keep_their_fingerprint_fields():
-    """Export folders and compile caches are keyed by ModelConfig.key(): adding ``codec`` must not change
-    the key of a pixel model (its existing exports would be refused as other weights)."""
+    """Export folders and compile caches are keyed by ModelConfig.key(): adding ``codec`` (or
+    ``action_null``) must not change the key of a pixel model without them (its existing exports would be
+    refused as other weights)."""
     import dataclasses
 
     from crcm_robotics.config import ModelConfig
 
     pixel = ModelConfig(height=32, width=32)
-    assert pixel.key() == {k: v for k, v in sorted(dataclasses.asdict(pixel).items()) if k != "codec"}
+    added = ("codec", "action_null")
+    assert pixel.key() == {k: v for k, v in sorted(dataclasses.asdict(pixel).items()) if k not in added}
     assert ModelConfig(codec=CODEC_DIR).key()["codec"] == CODEC_DIR
+    assert ModelConfig(action_null=True).key()["action_null"] is True
 
 
 def test_training_windows_hold_every_latent_once_and_match_the_encoder(tmp_path):
