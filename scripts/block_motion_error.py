@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.guidance is not None and not 0 <= args.guidance <= 20:
         raise SystemExit(f"--guidance {args.guidance}: expected a value in [0, 20] (1 = no guidance)")
     try:
-        check_guidance(sampler_from_meta(ckpt.meta, args.steps[0], guidance=args.guidance), ckpt.model_config,
-                       args.ckpt)
+        first_spec = sampler_from_meta(ckpt.meta, args.steps[0], guidance=args.guidance)
+        check_guidance(first_spec, ckpt.model_config, args.ckpt)
     except ConfigError as e:
         raise SystemExit(f"--guidance: {e}") from None
     model = build_model(ckpt, device)
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                  for p, by_row in errors.items()}
     result: dict = {"ckpt": args.ckpt, "weights": str(ckpt.path), "update": ckpt.meta.get("step"),
                     "split": args.split, "split_from": split_from, "windows": len(win.frames), "horizon": args.horizon,
-                    "guidance": sampler_from_meta(ckpt.meta, args.steps[0], guidance=args.guidance).guidance}
+                    "guidance": first_spec.guidance}
     if len(per_probe) == 1:
         result.update(next(iter(per_probe.values())))
     else:

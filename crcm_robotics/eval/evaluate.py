@@ -208,9 +208,9 @@ def fitting_probe(path: Path, device: torch.device, store: TrajectoryStore, win:
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.ckpt, weights=cfg.weights)
-    model = build_model(ckpt, device)
     spec = sampler_from_meta(ckpt.meta, cfg.steps, cfg.solver, cfg.sampler, cfg.mid_times, cfg.guidance)
-    check_guidance(spec, model.cfg, cfg.ckpt)
+    check_guidance(spec, ckpt.model_config, cfg.ckpt)  # before the network is built: a refusal costs nothing
+    model = build_model(ckpt, device)
     codec = make_codec(model.cfg, ckpt.path, device)  # pixels, or the latent codec the checkpoint carries
     data_path = cfg.data.path or ckpt.meta.get("data_path")
     if not data_path:

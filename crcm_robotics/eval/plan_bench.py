@@ -585,12 +585,10 @@ def _load_model(ckpt: str, cfg: Any, device: torch.device, probe: str | None, do
     return wm
 
 
-def in_cost_units(probe: StateProbe, planner: PlannerConfig, domain: PushTDomain | None = None) -> StateProbe:
+def in_cost_units(probe: StateProbe, planner: PlannerConfig, domain: PushTDomain) -> StateProbe:
     """``probe`` with the planner's probe-cost units (unchanged when both are 0) and, for ``probe_mass``, the
     domain's colour-mass reading."""
     if planner.cost == "probe_mass":
-        if domain is None:
-            raise ConfigError("planner.cost=probe_mass needs the benchmark's domain for its colour-mass reading")
         probe = probe.with_mass(domain.mass_reading(probe))
     if planner.probe_position_unit == 0 and planner.probe_angle_unit == 0:
         return probe
@@ -602,8 +600,7 @@ def probe_dir(cfg: Any, ckpt: str | None = None) -> Path:
     return Path(cfg.probe) if cfg.probe else Path(ckpt or cfg.ckpt or ".") / "probe"
 
 
-def _probe_for(cfg: Any, device: torch.device, used: bool = True,
-               domain: PushTDomain | None = None) -> StateProbe | None:
+def _probe_for(cfg: Any, device: torch.device, domain: PushTDomain, used: bool = True) -> StateProbe | None:
     """The state probe a probe cost needs (``cfg.probe``, else CKPT/probe), when an arm ``used`` the cost."""
     path = probe_dir(cfg)
     if cfg.planner.cost.startswith("probe") and used:
@@ -659,7 +656,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     domain = domain_of(store)
     cfg = replace(cfg, planner=with_domain_defaults(cfg.planner, domain))
     low, high = _bounds(store)
-    probe = _probe_for(cfg, device, used=bool({"oracle", "model"} & set(cfg.arms)), domain=domain)
+    probe = _probe_for(cfg, device, domain, used=bool({"oracle", "model"} & set(cfg.arms)))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     sim = domain.make_sim()
@@ -817,7 +814,7 @@ def run_plan(cfg: PlanRunConfig) -> int:
         check_planner(cfg.planner, [wm.frame_skip])
         low, high = _bounds(store)
         arm = Arm(Path(cfg.ckpt).name, "model", cfg.planner, device, low, high, wm=wm,
-                  probe=_probe_for(cfg, device, domain=domain), domain=domain)
+                  probe=_probe_for(cfg, device, domain), domain=domain)
         result, shown = run_episode(arm, pairs[0], sim, cfg.budget, record=True)
     finally:
         sim.close()

@@ -50,16 +50,13 @@ else  # the study's own probe, trained here on the store as every planning study
   probe_ready
   tail -1 $WORK/probe.log | cut -c1-400
 fi
+FIDELITY=${FIDELITY:-20}
 for cost in "${PAIR_COSTS[@]}"; do
-  timeout $(( $(left) - 15 )) $PY -m crcm_robotics.cli bench plan $WORK/teacher arms=[model] goals=$GOALS \
-      probe=$PROBE device=$DEV backend=$([ $DEV = cuda ] && echo cuda_graph || echo eager) gifs=0 progress=false \
-      fidelity_goals=${FIDELITY:-20} $PLAN planner.replan_every=10 planner.cost=$cost out=$WORK/plan_$cost \
-      > $WORK/plan_$cost.json 2> $WORK/plan_$cost.err &
+  plan_arm $cost $WORK/teacher planner.replan_every=10 planner.cost=$cost &
 done
 wait
 for cost in "${PAIR_COSTS[@]}"; do
-  echo "plan_$cost: $(cat $WORK/plan_$cost/*.goals.jsonl 2>/dev/null | wc -l) goals;" \
-      "fidelity $(cat $WORK/plan_$cost/*.fidelity.json 2>/dev/null | cut -c1-700)"
+  echo "plan_$cost fidelity: $(cat $WORK/plan_$cost/*.fidelity.json 2>/dev/null | cut -c1-700)"
   tail -2 $WORK/plan_$cost.err | cut -c1-300
 done
 $PY scripts/plan_goal_pairs.py $WORK/plan_*/*.goals.jsonl

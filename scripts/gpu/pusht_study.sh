@@ -194,11 +194,12 @@ distil_student() {  # NAME SEED [OVERRIDES...]: a 2-step student (METHOD, Causal
   echo "student_$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/distill_$name.log | cut -c1-500)"
 }
 
-plan_arm() {  # NAME CKPT [OVERRIDES...]: the model arm on the held-out goals, cut 15 s before the call ends
+plan_arm() {  # NAME CKPT [OVERRIDES...]: the model arm on the held-out goals, cut 15 s before the call ends;
+  # FIDELITY: its fidelity figures on that many first goals (0: none)
   local name=$1 ckpt=$2; shift 2
   timeout $(( $(left) - 15 )) $PY -m crcm_robotics.cli bench plan $ckpt arms=[model] goals=$GOALS probe=$PROBE \
       device=$DEV backend=$([ $DEV = cuda ] && echo cuda_graph || echo eager) gifs=0 progress=false \
-      fidelity_goals=0 $PLAN "$@" out=$WORK/plan_$name > $WORK/plan_$name.json 2> $WORK/plan_$name.err
+      fidelity_goals=${FIDELITY:-0} $PLAN "$@" out=$WORK/plan_$name > $WORK/plan_$name.json 2> $WORK/plan_$name.err
   echo "plan_$name: exit $? at $(( $(date +%s) - T0 )) s, $(cat $WORK/plan_$name/*.goals.jsonl 2>/dev/null | wc -l) goals"
 }
 

@@ -74,30 +74,35 @@ teacher() {  # NAME MINUTES STEPS INDEX [overrides]: pusht_study.sh's train_mode
   train_model $name $(overrides $index) train.steps=$steps train.max_minutes=$minutes "$@"
 }
 teachers_pushed_block() {  # PREFIX: both teachers' held-out pushed block, and the second against the
-  # first window by window on the same frames (compare_block_errors.py: B - A with a bootstrap interval over
-  # windows, by the block's move and by predicted frame, into $OUT/cmp_PREFIX.json); the per-frame errors come
-  # back too, to be compared again later
+  # first window by window on the same frames (compare_pair: $OUT/cmp_PREFIX.json)
   local a=$WORK/bme_${1}_${NAMES[0]}.npz b=$WORK/bme_${1}_${NAMES[1]}.npz
   rm -f $a $b  # an earlier call's on this warm machine: a run cut now must not be paired with them
   pushed_block 4 ${1}_${NAMES[0]}=$WORK/${1}_${NAMES[0]} ${1}_${NAMES[1]}=$WORK/${1}_${NAMES[1]}
   cp $WORK/bme_${1}_*.json "$OUT"/
-  if [ -f $a ] && [ -f $b ]; then
-    cp $a $b "$OUT"/
-    if $PY scripts/compare_block_errors.py $a $b --move-bins 20 40 80 --by-step > "$OUT/cmp_${1}.json"; then
-      echo "cmp_${1} (${NAMES[1]} - ${NAMES[0]}): $(cut -c1-900 "$OUT/cmp_${1}.json")"
-    else  # its one-line reason is above; the two means stand without the pairing
-      echo "teacher_pair.sh: the ${1} pair was not compared (compare_block_errors.py above)" >&2
-      rm -f "$OUT/cmp_${1}.json"
-    fi
-  else
-    echo "teacher_pair.sh: no paired comparison of the ${1} pair: a pushed-block run was cut before it wrote" \
-        "its errors ($(basename $a), $(basename $b))" >&2
+  compare_pair $a $b cmp_${1} "${NAMES[1]} - ${NAMES[0]}" 900
+}
+
+compare_pair() {  # A.npz B.npz NAME LABEL WIDTH: B against A window by window (compare_block_errors.py: B - A
+  # with a bootstrap interval over windows, by the block's move and by predicted frame) into $OUT/NAME.json, its
+  # first WIDTH characters said under LABEL; both error files come back too, to be compared again later
+  local a=$1 b=$2 name=$3
+  if ! [ -f $a ] || ! [ -f $b ]; then
+    echo "teacher_pair.sh: no $name: a pushed-block run was cut before it wrote its errors" \
+        "($(basename $a), $(basename $b))" >&2
+    return 0
+  fi
+  cp $a $b "$OUT"/
+  if $PY scripts/compare_block_errors.py $a $b --move-bins 20 40 80 --by-step > "$OUT/$name.json"; then
+    echo "$name ($4): $(cut -c1-$5 "$OUT/$name.json")"
+  else  # its one-line reason is above; the means stand without the pairing
+    echo "teacher_pair.sh: $name was not compared (compare_block_errors.py above)" >&2
+    rm -f "$OUT/$name.json"
   fi
 }
 guided_pushed_block() {  # PREFIX: with GUIDE, the second teacher's pushed block sampled with each guidance
   # weight (bme_PREFIX_NAME_gW), each against the first teacher's unguided one on the same windows (cmp_PREFIX_gW)
   [ -n "${GUIDE:-}" ] || return 0
-  local w items=() a=$WORK/bme_${1}_${NAMES[0]}.npz b
+  local w items=() a=$WORK/bme_${1}_${NAMES[0]}.npz
   for w in $GUIDE; do
     rm -f $WORK/bme_${1}_${NAMES[1]}_g$w.*
     items+=("${1}_${NAMES[1]}_g$w=$WORK/${1}_${NAMES[1]}+g$w")
@@ -105,14 +110,7 @@ guided_pushed_block() {  # PREFIX: with GUIDE, the second teacher's pushed block
   pushed_block 4 "${items[@]}"
   cp $WORK/bme_${1}_${NAMES[1]}_g*.json "$OUT"/
   for w in $GUIDE; do
-    b=$WORK/bme_${1}_${NAMES[1]}_g$w.npz
-    if [ -f $a ] && [ -f $b ] && cp $b "$OUT"/ && \
-        $PY scripts/compare_block_errors.py $a $b --move-bins 20 40 80 --by-step > "$OUT/cmp_${1}_g$w.json"; then
-      echo "cmp_${1}_g$w (${NAMES[1]} at guidance $w - ${NAMES[0]}): $(cut -c1-600 "$OUT/cmp_${1}_g$w.json")"
-    else
-      echo "teacher_pair.sh: ${NAMES[1]} at guidance $w not compared (a run cut or failed, above)" >&2
-      rm -f "$OUT/cmp_${1}_g$w.json"
-    fi
+    compare_pair $a $WORK/bme_${1}_${NAMES[1]}_g$w.npz cmp_${1}_g$w "${NAMES[1]} at guidance $w - ${NAMES[0]}" 600
   done
 }
 
