@@ -682,15 +682,20 @@ def test_teacher_pair_refuses_bad_guidance_settings(tmp_path, extra, message):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def _tiny_teacher(dry_store: Path, out: Path, steps: int) -> Path:
+    """A tiny teacher of STEPS updates on the rehearsals' store, for a study that plans a carried one."""
+    train = subprocess.run([sys.executable, "-m", "crcm_robotics.cli", "train", "teacher", "preset=tiny",
+                            f"data.path={dry_store / 'pusht64.zarr'}", "data.frame_skip=5", f"train.steps={steps}",
+                            f"train.out={out}", "train.progress=false"],
+                           check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    return out
+
+
 def test_cost_pair_plans_one_teacher_under_two_costs_with_their_fidelity(tmp_path, dry_store):
     """STAGE=put moves a carried teacher and probe into WORK; STAGE=plan plans it under each cost side by side,
     each with its fidelity figures, and pairs the two goal by goal; a bad COSTS or a lost WORK is refused."""
-    teacher = tmp_path / "teacher"
-    train = subprocess.run([sys.executable, "-m", "crcm_robotics.cli", "train", "teacher", "preset=tiny",
-                            f"data.path={dry_store / 'pusht64.zarr'}", "data.frame_skip=5", "train.steps=4",
-                            f"train.out={teacher}", "train.progress=false"],
-                           check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert train.returncode == 0, train.stderr[-2000:]
+    teacher = _tiny_teacher(dry_store, tmp_path / "teacher", steps=4)
     work, out = tmp_path / "work", tmp_path / "out"
 
     def stage(name: str, **extra: str) -> subprocess.CompletedProcess:
@@ -717,8 +722,45 @@ def test_cost_pair_plans_one_teacher_under_two_costs_with_their_fidelity(tmp_pat
         fidelity = json.loads(next((work / f"plan_{cost}").glob("*.fidelity.json")).read_text())
         assert fidelity["goals"] == 1 and -1.0 <= fidelity["rank_corr_model"] <= 1.0
         summary = json.loads((work / f"plan_{cost}" / "results.json").read_text())["summary"]
-        assert summary["planner"]["cost"] == cost
+        assert summary["planner"]["cost"] == cost and summary["planner"]["replan_every"] == 10
     assert (out / "cost_plan.tgz").is_file()
+
+
+def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
+    """ARMS names each arm's planner settings (replanning every 10 where an arm sets none); STAGE=more resumes
+    an arm cut short where it stopped, joins its parts and pairs the arms; bad ARMS are refused in one line."""
+    teacher = _tiny_teacher(dry_store, tmp_path / "teacher", steps=2)
+    work, out = tmp_path / "work", tmp_path / "out"
+    arms = "r10=planner.cost=probe_mass r5=planner.cost=probe_mass,planner.replan_every=5"
+
+    def stage(name: str, **extra: str) -> subprocess.CompletedProcess:
+        env = _dry_env(work, out, STAGE=name, CALL_S="200", DRY_STORE=str(dry_store), **extra)
+        return subprocess.run(["bash", "scripts/gpu/cost_pair.sh"], check=False, cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    assert stage("put", TEACHER=str(teacher), PROBE_FROM=str(dry_store / "probe")).returncode == 0
+    early = stage("more", ARMS=arms)  # nothing planned yet on this machine
+    assert early.returncode == 2 and "run STAGE=plan again" in early.stderr, early.stderr
+    for bad, said in (("r10=planner.cost=probe r10=planner.cost=probe_mass", "expected two items with different"),
+                      ("r10 r5=planner.replan_every=5", "ARMS item 'r10': expected NAME=KEY=VALUE")):
+        run = stage("plan", ARMS=bad)
+        assert run.returncode == 2 and said in run.stderr, run.stderr
+    run = stage("plan", ARMS=arms, FIDELITY="0")
+    assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    for name, every in (("r10", 10), ("r5", 5)):
+        summary = json.loads((work / f"plan_{name}" / "results.json").read_text())["summary"]
+        assert summary["planner"]["replan_every"] == every and summary["planner"]["cost"] == "probe_mass"
+    cut = next((work / "plan_r5").glob("*.goals.jsonl"))  # as if the call had ended after r5's first goal
+    first, second = cut.read_text().splitlines()
+    cut.write_text(first + "\n")
+    run = stage("more", ARMS=arms)
+    assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (work / "plan_r5_from1").is_dir() and not list(work.glob("plan_r10_from*"))
+    resumed = json.loads(next((work / "plan_r5_from1").glob("*.goals.jsonl")).read_text())
+    assert (resumed["episode"], resumed["start"]) == (json.loads(second)["episode"], json.loads(second)["start"])
+    for name in ("r10", "r5"):
+        assert len((work / "joined" / name / "teacher.goals.jsonl").read_text().splitlines()) == 2
+    assert "r10: 2 of 2 goals" in run.stdout and (out / "cost_more.tgz").is_file()
 
 
 @pytest.mark.parametrize("stage, missing", [(2, "teacher_base"), (3, "t2_base")])

@@ -1,17 +1,25 @@
-# Issue 12: one kept PushT teacher planned on the held-out goals under two goal costs side by side (the same
-# candidates and noise: the seed is shared), with each cost's fidelity figures (how well it ranks one round of
-# candidates against the simulator's true cost, on the first FIDELITY goals). The forty-ninth session:
+# Issue 12: one kept PushT teacher planned on the held-out goals under two planner settings side by side (the same
+# candidates and noise: the seed is shared), with each arm's fidelity figures (how well its cost ranks one round
+# of candidates against the simulator's true cost, on the first FIDELITY goals). The forty-ninth session:
 # COSTS="probe probe_mass" (the block's position read off its colour's pixel centroid, not the probe: the
-# model draws a pushed block as a cloud whose mass sits nearer the truth than the probe reads it).
-# Two calls on one warm machine, the first carrying the teacher and probe (they do not fit one carry beside the
-# wheels), the second the wheels:
+# model draws a pushed block as a cloud whose mass sits nearer the truth than the probe reads it). The fiftieth:
+# ARMS="r10=planner.cost=probe_mass r5=planner.cost=probe_mass,planner.replan_every=5" (does replanning every
+# model frame, which lifted the learnt state model from 0.78 to 0.88 and no pixel model under the probe's cost,
+# lift one under the cost that reads the cloud's mass?).
+# Two or three calls on one warm machine, the first carrying the teacher and probe (they do not fit one carry
+# beside the wheels), the others the wheels:
 #   STAGE=put   copies the carried TEACHER (a checkpoint folder) and, if given, PROBE_FROM (a probe folder)
 #               into WORK
 #   STAGE=plan  (carry .whl) the store and, without a put probe, the study's probe (PROBE_STEPS on the device, as
-#               every planning study trains it), then the teacher planned under each of COSTS until the call
+#               every planning study trains it), then the teacher planned under each arm until the call
 #               ends (a cut arm keeps the goals it finished), the two compared goal by goal (plan_goal_pairs.py)
-# Env: TEACHER, PROBE_FROM (STAGE=put), COSTS (two planner.cost names, "probe probe_mass"), FIDELITY (20),
-# CALL_S (570), WORK (/root/work). DRY=1 rehearses it on the CPU at toy sizes (tests/test_gpu_scripts.py).
+#   STAGE=more  (carry .whl; after STAGE=plan on this machine) each cut arm resumed where it stopped
+#               (first_goal=, no fidelity), cut before the call ends; every arm's parts joined
+#               ($WORK/joined/NAME) and compared goal by goal. Run again while goals are left.
+# Env: TEACHER, PROBE_FROM (STAGE=put), ARMS (two NAME=KEY=VALUE[,KEY=VALUE...] items: each arm's planner
+# overrides, planner.replan_every=10 where an arm sets none), or COSTS (two planner.cost names, "probe
+# probe_mass": the arms NAME=planner.cost=NAME), FIDELITY (20), CALL_S (570), WORK (/root/work). DRY=1 rehearses
+# it on the CPU at toy sizes (tests/test_gpu_scripts.py).
 STUDY=${STUDY:-cost}; RATE=6
 case "${STAGE:?set STAGE=put or plan}" in
 put) {  # no wheels needed: only files moved
@@ -28,38 +36,82 @@ put) {  # no wheels needed: only files moved
   echo "put $TEACHER${PROBE_FROM:+ and $PROBE_FROM} into $WORK"
   exit 0
 } ;;
-plan) ;;
-*) echo "cost_pair.sh: unknown STAGE=$STAGE (expected put or plan)" >&2; exit 2 ;;
+plan|more) ;;
+*) echo "cost_pair.sh: unknown STAGE=$STAGE (expected put, plan or more)" >&2; exit 2 ;;
 esac
 source scripts/gpu/setup.sh
 source scripts/gpu/pusht_study.sh
-read -r -a PAIR_COSTS <<< "${COSTS:-probe probe_mass}"
-if [ ${#PAIR_COSTS[@]} -ne 2 ] || [ "${PAIR_COSTS[0]}" = "${PAIR_COSTS[1]}" ]; then
-  echo "cost_pair.sh: COSTS=\"${COSTS:-}\": expected two different planner.cost names" >&2; exit 2
+if [ -n "${ARMS:-}" ]; then
+  read -r -a ITEMS <<< "$ARMS"
+  for item in "${ITEMS[@]}"; do  # a name, then every comma-separated override a KEY=VALUE
+    if ! [[ $item =~ ^[A-Za-z0-9_]+=[^=,]+=[^,]*(,[^=,]+=[^,]*)*$ ]]; then
+      echo "cost_pair.sh: ARMS item '$item': expected NAME=KEY=VALUE[,KEY=VALUE...]" >&2; exit 2
+    fi
+  done
+  what="ARMS=\"$ARMS\": expected two items with different names"
+else
+  read -r -a ITEMS <<< "${COSTS:-probe probe_mass}"
+  for i in "${!ITEMS[@]}"; do ITEMS[$i]=${ITEMS[$i]}=planner.cost=${ITEMS[$i]}; done
+  what="COSTS=\"${COSTS:-}\": expected two different planner.cost names"
+fi
+if [ ${#ITEMS[@]} -ne 2 ] || [ "${ITEMS[0]%%=*}" = "${ITEMS[1]%%=*}" ]; then
+  echo "cost_pair.sh: $what" >&2; exit 2
 fi
 if ! [ -d $WORK/teacher ]; then
-  echo "cost_pair.sh: STAGE=plan needs $WORK/teacher from STAGE=put on this machine; not found" \
+  echo "cost_pair.sh: STAGE=$STAGE needs $WORK/teacher from STAGE=put on this machine; not found" \
       "(the warm machine was lost?): run STAGE=put again" >&2
   exit 2
 fi
-{
-if [ -f $PROBE/probe.safetensors ]; then
-  [ -d $STORE ] || make_store
-else  # the study's own probe, trained here on the store as every planning study's is
-  store_and_probe
-  probe_ready
-  tail -1 $WORK/probe.log | cut -c1-400
+if [ $STAGE = more ] && ! { [ -d $STORE ] && [ -f $PROBE/probe.safetensors ]; }; then
+  echo "cost_pair.sh: STAGE=more needs the store and probe of STAGE=plan on this machine; not found: run" \
+      "STAGE=plan again" >&2
+  exit 2
 fi
-FIDELITY=${FIDELITY:-20}
-for cost in "${PAIR_COSTS[@]}"; do
-  plan_arm $cost $WORK/teacher planner.replan_every=10 planner.cost=$cost &
-done
-wait
-for cost in "${PAIR_COSTS[@]}"; do
-  echo "plan_$cost fidelity: $(cat $WORK/plan_$cost/*.fidelity.json 2>/dev/null | cut -c1-700)"
-  tail -2 $WORK/plan_$cost.err | cut -c1-300
-done
-$PY scripts/plan_goal_pairs.py $WORK/plan_*/*.goals.jsonl
-} 2>&1 | tee "$OUT/${STUDY}_plan.log"
-tar czf "$OUT/${STUDY}_plan.tgz" -C $WORK $(cd $WORK && ls -d plan_* 2>/dev/null)
+arm_overrides() {  # ITEM: the arm's planner overrides, replan_every=10 where it sets none
+  local item=${1#*=}
+  [[ ,$item, == *,planner.replan_every=* ]] || item="planner.replan_every=10,$item"
+  echo "$item" | tr , ' '
+}
+goals_done() {  # NAME: goals the arm has finished over all its parts
+  cat $WORK/plan_$1/*.goals.jsonl $WORK/plan_${1}_from*/*.goals.jsonl 2>/dev/null | wc -l
+}
+{
+if [ $STAGE = plan ]; then
+  rm -rf $WORK/plan_* $WORK/joined  # an earlier study's arms on this warm machine are not this one's
+  if [ -f $PROBE/probe.safetensors ]; then
+    [ -d $STORE ] || make_store
+  else  # the study's own probe, trained here on the store as every planning study's is
+    store_and_probe
+    probe_ready
+    tail -1 $WORK/probe.log | cut -c1-400
+  fi
+  FIDELITY=${FIDELITY:-20}
+  for item in "${ITEMS[@]}"; do
+    plan_arm ${item%%=*} $WORK/teacher $(arm_overrides $item) &
+  done
+  wait
+  for item in "${ITEMS[@]}"; do
+    echo "plan_${item%%=*} fidelity: $(cat $WORK/plan_${item%%=*}/*.fidelity.json 2>/dev/null | cut -c1-700)"
+    tail -2 $WORK/plan_${item%%=*}.err | cut -c1-300
+  done
+  $PY scripts/plan_goal_pairs.py $WORK/plan_*/*.goals.jsonl
+else
+  FIDELITY=0
+  for item in "${ITEMS[@]}"; do
+    done_goals=$(goals_done ${item%%=*})
+    [ "$done_goals" -lt $GOALS ] && plan_arm ${item%%=*}_from$done_goals $WORK/teacher $(arm_overrides $item) \
+        first_goal=$done_goals &
+  done
+  wait
+  for item in "${ITEMS[@]}"; do
+    name=${item%%=*}
+    mkdir -p $WORK/joined/$name
+    cat $WORK/plan_$name/*.goals.jsonl $WORK/plan_${name}_from*/*.goals.jsonl 2>/dev/null \
+        > $WORK/joined/$name/teacher.goals.jsonl
+    echo "$name: $(wc -l < $WORK/joined/$name/teacher.goals.jsonl) of $GOALS goals"
+  done
+  $PY scripts/plan_goal_pairs.py $WORK/joined/*/teacher.goals.jsonl
+fi
+} 2>&1 | tee "$OUT/${STUDY}_$STAGE.log"
+tar czf "$OUT/${STUDY}_$STAGE.tgz" -C $WORK $(cd $WORK && ls -d plan_* joined 2>/dev/null)
 ls -la "$OUT"
