@@ -18,6 +18,10 @@ holds says whether the misses are a few hard goals or spread thin over many (run
     python scripts/plan_goal_pairs.py OUT/plan_*/*.goals.jsonl
     python scripts/plan_goal_pairs.py --per-goal OUT/plan_*/*.goals.jsonl [--plot grid.png]
 
+With ``--split-goals EP:START,...`` (a goal set, such as the fourteen goals the strongest runs miss), each arm's
+goals held among the named goals and among the rest, so a gain can be placed: on the goals the strongest runs
+already hold, or on the ones they miss.
+
 ``--plot`` (with ``--per-goal``) draws the goals (rows, hardest first) against the runs (columns): held, or
 missed on the block's position, on the pusher (the block inside 20 units), or on the block's angle alone.
 """
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from crcm_robotics.data.pusht_sim import SUCCESS_ANGLE, SUCCESS_DISTANCE
+from crcm_robotics.eval.plan_bench import only_goal_keys
 
 FIELDS = ("episode", "start", "success_any", "success_end", "block_pos_error", "replan_ms")
 ON_COMMON = ("error_removed", "block_angle_error")  # compared on common goals where both arms' lines have them
@@ -124,6 +129,15 @@ def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any] 
             result[f"block_angle_deg_{side}"] = round(
                 math.degrees(statistics.mean(p[i]["block_angle_error"] for p in common)), 1)
     return result
+
+
+def split_held(rows: list[dict[str, Any]], named: set[tuple[int, int]]) -> dict[str, dict[str, int]]:
+    """One arm's goals finished and held at the end among the NAMED goals and among the rest."""
+    split = {}
+    for part, inside in (("named", True), ("rest", False)):
+        chosen = [r for r in rows if (goal_key(r) in named) == inside]
+        split[part] = {"goals": len(chosen), "held": sum(bool(r["success_end"]) for r in chosen)}
+    return split
 
 
 def miss_reasons(row: dict[str, Any]) -> list[str]:
@@ -241,9 +255,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="pool the arms goal by goal (held by every run / some / none, misses by reason) "
                          "instead of comparing them in pairs")
     ap.add_argument("--plot", type=Path, help="with --per-goal: a PNG of the goal × run grid")
+    ap.add_argument("--split-goals", metavar="EP:START,...",
+                    help="each arm's goals held among these goals and among the rest (pairs mode)")
     args = ap.parse_args(argv)
     if args.plot and not args.per_goal:
         ap.error("--plot draws the --per-goal grid; give --per-goal too")
+    if args.split_goals and args.per_goal:
+        ap.error("--split-goals splits the pairs' table; leave out --per-goal")
     labelled = ["=" in g and not Path(g).is_file() for g in args.goals]  # a file whose name has "=" is a path
     labels = [g.split("=", 1)[0] if lab else None for g, lab in zip(args.goals, labelled)]
     paths = [Path(g.split("=", 1)[1] if lab else g) for g, lab in zip(args.goals, labelled)]
@@ -256,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"two arms share a label ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
         arms = {name: read_arm(p) for name, p in zip(names, paths)}
         check_same_goals(arms)
-    except ValueError as exc:
+        named = (only_goal_keys(args.split_goals.split(","), sorted({goal_key(r) for rows in arms.values()
+                                                                      for r in rows}), "--split-goals")
+                 if args.split_goals else None)
+    except ValueError as exc:  # ConfigError among them
         print(f"plan_goal_pairs: {exc}", file=sys.stderr)
         return 2
     if args.per_goal:
@@ -282,7 +303,13 @@ def main(argv: list[str] | None = None) -> int:
                  f"{c['block_angle_deg_a']} / {c['block_angle_deg_b']} deg" if "error_removed_a" in c else "")
         print(f"{name}: {c['goals']} common goals, held {c['held_a']} / {c['held_b']}, only one held "
               f"{c['only_a']} / {c['only_b']}, sign test p = {c['sign_test_p']}{extra}")
-    print(json.dumps({"arms": summaries, "pairs": pairs}))
+    result: dict[str, Any] = {"arms": summaries, "pairs": pairs}
+    if named is not None:
+        result["split"] = {name: split_held(rows, named) for name, rows in arms.items()}
+        for name, sp in result["split"].items():
+            print(f"{name}: held {sp['named']['held']} of {sp['named']['goals']} named goals, "
+                  f"{sp['rest']['held']} of the other {sp['rest']['goals']}")
+    print(json.dumps(result))
     return 0
 
 

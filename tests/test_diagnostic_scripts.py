@@ -1075,6 +1075,27 @@ def test_plan_goal_pairs_counts_discordant_goals_and_their_sign_test(tmp_path, c
     assert "no such file" in capsys.readouterr().err
 
 
+def test_plan_goal_pairs_splits_each_arm_into_named_goals_and_the_rest(tmp_path, capsys):
+    """--split-goals counts each arm's goals held among the named goals and among the rest (an arm cut short
+    counts the goals it finished); a malformed or unknown goal is a one-line error naming the option."""
+    pairs = load_script("plan_goal_pairs")
+    a, b = tmp_path / "a" / "teacher.goals.jsonl", tmp_path / "b" / "teacher.goals.jsonl"
+    a.parent.mkdir(), b.parent.mkdir()
+    a.write_text("\n".join(_goal_line(e, e in (0, 2, 4)) for e in range(6)) + "\n")
+    b.write_text("\n".join(_goal_line(e, e in (1, 3)) for e in range(4)) + "\n")  # cut after goal 3
+    assert pairs.main([str(a), str(b), "--split-goals", "0:3,1:3,5:3"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["split"]["a/teacher"] == {"named": {"goals": 3, "held": 1}, "rest": {"goals": 3, "held": 2}}
+    assert out["split"]["b/teacher"] == {"named": {"goals": 2, "held": 1}, "rest": {"goals": 2, "held": 1}}
+    for bad, said in (("0:3,x", "--split-goals entry 'x': expected EPISODE:START"),
+                      ("9:3", "--split-goals 9:3: not among the 6 goals given")):
+        assert pairs.main([str(a), "--split-goals", bad]) == 2
+        assert said in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pairs.main([str(a), "--per-goal", "--split-goals", "0:3"])
+    assert "leave out --per-goal" in capsys.readouterr().err
+
+
 def test_plan_goal_pairs_compares_error_removed_and_block_angle_on_the_common_goals(tmp_path, capsys):
     """Where both arms' lines carry them, each arm's mean error removed and block angle error (degrees) on
     the goals both finished only; a goal only one arm ran does not count."""
