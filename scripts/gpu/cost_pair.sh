@@ -21,7 +21,7 @@
 # probe_mass": the arms NAME=planner.cost=NAME), FIDELITY (20), CALL_S (570), WORK (/root/work). DRY=1 rehearses
 # it on the CPU at toy sizes (tests/test_gpu_scripts.py).
 STUDY=${STUDY:-cost}; RATE=6
-case "${STAGE:?set STAGE=put or plan}" in
+case "${STAGE:?set STAGE=put, plan or more}" in
 put) {  # no wheels needed: only files moved
   set -euo pipefail
   WORK=${WORK:-$([ -n "${DRY:-}" ] && echo outputs/${STUDY}_dry || echo /root/work)}
