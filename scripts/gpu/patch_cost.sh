@@ -19,10 +19,12 @@ done
 source scripts/gpu/pusht_study.sh
 check_patches patch_cost.sh "$PATCHES" || exit 2
 BACKEND=$([ $DEV = cuda ] && echo cuda_graph || echo eager)
+# the rehearsal profiles a narrow random network (width 64, two repeats): the figures' plumbing, in seconds
+PROFILE_ARGS=$([ -n "${DRY:-}" ] && echo "--dim 64 --repeats 2" || echo "--repeats 5")
 {
 [ -d $STORE ] || make_store
 for patch in $PATCHES; do
-  $PY scripts/profile_planner.py --backends $BACKEND --device $DEV --rollouts $ROLLOUTS --horizon 5 --repeats 5 \
+  $PY scripts/profile_planner.py --backends $BACKEND --device $DEV --rollouts $ROLLOUTS --horizon 5 $PROFILE_ARGS \
       --patch $patch --out $WORK/prof_p$patch > $WORK/prof_p$patch.json 2> $WORK/prof_p$patch.err
   echo "query, patch $patch: exit $? at $(( $(date +%s) - T0 )) s"
   train_model rate_p$patch model.patch=$patch train.steps=$UPDATES train.validation.every=0 train.sample_every=0
