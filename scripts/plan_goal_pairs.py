@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from crcm_robotics.data.pusht_sim import SUCCESS_ANGLE, SUCCESS_DISTANCE
-from crcm_robotics.eval.plan_bench import only_goal_keys
+from crcm_robotics.eval.plan_bench import parse_goal_keys
 
 FIELDS = ("episode", "start", "success_any", "success_end", "block_pos_error", "replan_ms")
 ON_COMMON = ("error_removed", "block_angle_error")  # compared on common goals where both arms' lines have them
@@ -274,9 +274,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"two arms share a label ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
         arms = {name: read_arm(p) for name, p in zip(names, paths)}
         check_same_goals(arms)
-        named = (only_goal_keys(args.split_goals.split(","), sorted({goal_key(r) for rows in arms.values()
-                                                                      for r in rows}), "--split-goals")
-                 if args.split_goals else None)
+        named = parse_goal_keys(args.split_goals.split(","), "--split-goals") if args.split_goals else None
+        given = {goal_key(r) for rows in arms.values() for r in rows}
+        if named and not named <= given:
+            raise ValueError(f"--split-goals {', '.join(f'{e}:{s}' for e, s in sorted(named - given))}: not among "
+                             f"the {len(given)} goals given")
     except ValueError as exc:  # ConfigError among them
         print(f"plan_goal_pairs: {exc}", file=sys.stderr)
         return 2

@@ -541,23 +541,27 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
     return out
 
 
-def only_goal_keys(only_goals: tuple[str, ...] | list[str], selection: list[tuple[int, int]],
-                   what: str = "only_goals") -> set[tuple[int, int]]:
-    """``only_goals``' (episode, start) keys, each one of the selection's goals; a malformed entry or a goal
-    the selection lacks is a one-line error naming WHAT (the setting that gave them)."""
+def parse_goal_keys(entries: tuple[str, ...] | list[str], what: str = "only_goals") -> set[tuple[int, int]]:
+    """EPISODE:START entries as (episode, start) keys; a malformed entry is a one-line error naming WHAT (the
+    setting that gave them)."""
     keys = set()
-    for entry in only_goals:
+    for entry in entries:
         parts = str(entry).split(":")
         if len(parts) != 2 or not all(x.strip().isdigit() for x in parts):
             raise ConfigError(f"{what} entry {entry!r}: expected EPISODE:START (two whole numbers, as a "
                               "per-goal line names its goal)")
         keys.add((int(parts[0]), int(parts[1])))
+    return keys
+
+
+def only_goal_keys(only_goals: tuple[str, ...] | list[str], selection: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """``only_goals``' (episode, start) keys, each one of the selection's goals; a malformed entry or a goal
+    the selection lacks is a one-line error."""
+    keys = parse_goal_keys(only_goals)
     missing = sorted(keys - set(selection))
     if missing:
-        among = ("this store's {} selected goals (goals=, goals_from= and the store choose them)"
-                 if what == "only_goals" else "the {} goals given")
-        raise ConfigError(f"{what} {', '.join(f'{e}:{s}' for e, s in missing)}: not among "
-                          + among.format(len(selection)))
+        raise ConfigError(f"only_goals {', '.join(f'{e}:{s}' for e, s in missing)}: not among this store's "
+                          f"{len(selection)} selected goals (goals=, goals_from= and the store choose them)")
     return keys
 
 
