@@ -200,8 +200,8 @@ def mass_check(rows: dict[str, np.ndarray], moved: np.ndarray) -> dict[str, dict
 
     truth = centroids(frames)
     out: dict[str, dict] = {}
-    for name, x in rows.items():
-        err = np.linalg.norm(centroids(x) - truth, axis=-1)
+    for name, x in rows.items():  # the real frames' own row is 0 by construction: their centroids read once
+        err = np.linalg.norm((truth if x is frames else centroids(x)) - truth, axis=-1)
         out[name] = {kind: {"frames": int(mask.sum()), "position": round(float(err[mask].mean()), 2)}
                      for kind, mask in (("still", ~moved), ("moved", moved)) if mask.any()}
         out[name]["moved_by_step"] = [{"step": step + 1, "position": round(float(err[mask].mean()), 2)}

@@ -72,8 +72,8 @@ arm_overrides() {  # ITEM: the arm's planner overrides, replan_every=10 where it
   [[ ,$item, == *,planner.replan_every=* ]] || item="planner.replan_every=10,$item"
   echo "$item" | tr , ' '
 }
-goals_done() {  # NAME: goals the arm has finished over all its parts
-  cat $WORK/plan_$1/*.goals.jsonl $WORK/plan_${1}_from*/*.goals.jsonl 2>/dev/null | wc -l
+arm_goals() {  # NAME: the per-goal lines the arm has written over all its parts, in goal order
+  cat $WORK/plan_$1/*.goals.jsonl $WORK/plan_${1}_from*/*.goals.jsonl 2>/dev/null
 }
 {
 if [ $STAGE = plan ]; then
@@ -98,7 +98,7 @@ if [ $STAGE = plan ]; then
 else
   FIDELITY=0
   for item in "${ITEMS[@]}"; do
-    done_goals=$(goals_done ${item%%=*})
+    done_goals=$(arm_goals ${item%%=*} | wc -l)
     [ "$done_goals" -lt $GOALS ] && plan_arm ${item%%=*}_from$done_goals $WORK/teacher $(arm_overrides $item) \
         first_goal=$done_goals &
   done
@@ -106,8 +106,7 @@ else
   for item in "${ITEMS[@]}"; do
     name=${item%%=*}
     mkdir -p $WORK/joined/$name
-    cat $WORK/plan_$name/*.goals.jsonl $WORK/plan_${name}_from*/*.goals.jsonl 2>/dev/null \
-        > $WORK/joined/$name/teacher.goals.jsonl
+    arm_goals $name > $WORK/joined/$name/teacher.goals.jsonl
     echo "$name: $(wc -l < $WORK/joined/$name/teacher.goals.jsonl) of $GOALS goals"
   done
   $PY scripts/plan_goal_pairs.py $WORK/joined/*/teacher.goals.jsonl
