@@ -727,14 +727,15 @@ def test_cost_pair_plans_one_teacher_under_two_costs_with_their_fidelity(tmp_pat
 
 
 def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
-    """ARMS names each arm's planner settings (replanning every 10 where an arm sets none); STAGE=more resumes
-    an arm cut short where it stopped, joins its parts and pairs the arms; bad ARMS are refused in one line."""
+    """ARMS names each arm's planner settings (replanning every 10 where an arm sets none); STUDENT=SEED plans a
+    student distilled from the put teacher in its place; STAGE=more resumes an arm cut short where it stopped,
+    with the same model, joins its parts and pairs the arms; bad ARMS or STUDENT are refused in one line."""
     teacher = _tiny_teacher(dry_store, tmp_path / "teacher", steps=2)
     work, out = tmp_path / "work", tmp_path / "out"
     arms = "r10=planner.cost=probe_mass r5=planner.cost=probe_mass,planner.replan_every=5"
 
     def stage(name: str, **extra: str) -> subprocess.CompletedProcess:
-        env = _dry_env(work, out, STAGE=name, CALL_S="200", DRY_STORE=str(dry_store), **extra)
+        env = _dry_env(work, out, STAGE=name, CALL_S="200", DRY_STORE=str(dry_store), DISTILL_MIN="0.2", **extra)
         return subprocess.run(["bash", "scripts/gpu/cost_pair.sh"], check=False, cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=600)
 
@@ -745,21 +746,30 @@ def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
                       ("r10 r5=planner.replan_every=5", "ARMS item 'r10': expected NAME=KEY=VALUE")):
         run = stage("plan", ARMS=bad)
         assert run.returncode == 2 and said in run.stderr, run.stderr
-    run = stage("plan", ARMS=arms, FIDELITY="0")
+    run = stage("plan", ARMS=arms, STUDENT="s0")
+    assert run.returncode == 2 and "STUDENT=s0: expected a seed" in run.stderr, run.stderr
+    run = stage("plan", ARMS=arms, FIDELITY="0", STUDENT="0")
     assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "student_s0: exit 0" in run.stdout and (work / "student_s0" / "meta.json").is_file()
     for name, every in (("r10", 10), ("r5", 5)):
-        summary = json.loads((work / f"plan_{name}" / "results.json").read_text())["summary"]
+        results = json.loads((work / f"plan_{name}" / "results.json").read_text())
+        summary = results["summary"]
         assert summary["planner"]["replan_every"] == every and summary["planner"]["cost"] == "probe_mass"
+        assert "student_s0" in json.dumps(results), f"plan_{name} did not plan the student"
+    assert "distill_s0.log" in tarfile.open(out / "cost_plan.tgz").getnames()
+    student_less = stage("more", ARMS=arms, STUDENT="1")  # a student this machine never distilled
+    assert student_less.returncode == 2 and "needs the student STAGE=plan planned" in student_less.stderr
     cut = next((work / "plan_r5").glob("*.goals.jsonl"))  # as if the call had ended after r5's first goal
     first, second = cut.read_text().splitlines()
     cut.write_text(first + "\n")
-    run = stage("more", ARMS=arms)
+    run = stage("more", ARMS=arms, STUDENT="0")
     assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
     assert (work / "plan_r5_from1").is_dir() and not list(work.glob("plan_r10_from*"))
+    assert "student_s0" in (work / "plan_r5_from1" / "results.json").read_text()
     resumed = json.loads(next((work / "plan_r5_from1").glob("*.goals.jsonl")).read_text())
     assert (resumed["episode"], resumed["start"]) == (json.loads(second)["episode"], json.loads(second)["start"])
     for name in ("r10", "r5"):
-        assert len((work / "joined" / name / "teacher.goals.jsonl").read_text().splitlines()) == 2
+        assert len((work / "joined" / name / "student.goals.jsonl").read_text().splitlines()) == 2
     assert "r10: 2 of 2 goals" in run.stdout and (out / "cost_more.tgz").is_file()
 
 

@@ -16,6 +16,9 @@
 #   STAGE=more  (carry .whl; after STAGE=plan on this machine) each cut arm resumed where it stopped
 #               (first_goal=, no fidelity), cut before the call ends; every arm's parts joined
 #               ($WORK/joined/NAME) and compared goal by goal. Run again while goals are left.
+# STUDENT=SEED (the fifty-first session): a 2-step Causal-rCM student of the put teacher (pusht_study.sh's
+# distil_student at that seed, DISTILL_MIN minutes, validation keeping its weights) is distilled in STAGE=plan,
+# beside the probe's training, and planned in place of the teacher under both arms, here and in STAGE=more.
 # Env: TEACHER, PROBE_FROM (STAGE=put), ARMS (two NAME=KEY=VALUE[,KEY=VALUE...] items: each arm's planner
 # overrides, planner.replan_every=10 where an arm sets none), or COSTS (two planner.cost names, "probe
 # probe_mass": the arms NAME=planner.cost=NAME), FIDELITY (20), CALL_S (570), WORK (/root/work). DRY=1 rehearses
@@ -57,6 +60,14 @@ fi
 if [ ${#ITEMS[@]} -ne 2 ] || [ "${ITEMS[0]%%=*}" = "${ITEMS[1]%%=*}" ]; then
   echo "cost_pair.sh: $what" >&2; exit 2
 fi
+MODEL=$WORK/teacher; KIND=teacher  # what the arms plan
+if [ -n "${STUDENT:-}" ]; then
+  if ! [[ $STUDENT =~ ^[0-9]+$ ]]; then
+    echo "cost_pair.sh: STUDENT=$STUDENT: expected a seed (a whole number) for the student of the put teacher" >&2
+    exit 2
+  fi
+  MODEL=$WORK/student_s$STUDENT; KIND=student
+fi
 if ! [ -d $WORK/teacher ]; then
   echo "cost_pair.sh: STAGE=$STAGE needs $WORK/teacher from STAGE=put on this machine; not found" \
       "(the warm machine was lost?): run STAGE=put again" >&2
@@ -65,6 +76,11 @@ fi
 if [ $STAGE = more ] && ! { [ -d $STORE ] && [ -f $PROBE/probe.safetensors ]; }; then
   echo "cost_pair.sh: STAGE=more needs the store and probe of STAGE=plan on this machine; not found: run" \
       "STAGE=plan again" >&2
+  exit 2
+fi
+if [ $STAGE = more ] && ! [ -f $MODEL/meta.json ]; then
+  echo "cost_pair.sh: STAGE=more needs the $KIND STAGE=plan planned ($MODEL); not found: run STAGE=plan" \
+      "again with the same STUDENT" >&2
   exit 2
 fi
 arm_overrides() {  # ITEM: the arm's planner overrides, replan_every=10 where it sets none
@@ -82,12 +98,19 @@ if [ $STAGE = plan ]; then
     [ -d $STORE ] || make_store
   else  # the study's own probe, trained here on the store as every planning study's is
     store_and_probe
-    probe_ready
-    tail -1 $WORK/probe.log | cut -c1-400
   fi
+  if [ -n "${STUDENT:-}" ]; then  # beside the probe's training
+    rm -rf $MODEL && distil_student s$STUDENT $STUDENT
+    if ! [ -f $MODEL/meta.json ]; then
+      echo "cost_pair.sh: the student's distillation wrote no checkpoint ($MODEL): $WORK/distill_s$STUDENT.log" >&2
+      exit 2
+    fi
+  fi
+  probe_ready
+  tail -1 $WORK/probe.log | cut -c1-400
   FIDELITY=${FIDELITY:-20}
   for item in "${ITEMS[@]}"; do
-    plan_arm ${item%%=*} $WORK/teacher $(arm_overrides $item) &
+    plan_arm ${item%%=*} $MODEL $(arm_overrides $item) &
   done
   wait
   for item in "${ITEMS[@]}"; do
@@ -99,18 +122,18 @@ else
   FIDELITY=0
   for item in "${ITEMS[@]}"; do
     done_goals=$(arm_goals ${item%%=*} | wc -l)
-    [ "$done_goals" -lt $GOALS ] && plan_arm ${item%%=*}_from$done_goals $WORK/teacher $(arm_overrides $item) \
+    [ "$done_goals" -lt $GOALS ] && plan_arm ${item%%=*}_from$done_goals $MODEL $(arm_overrides $item) \
         first_goal=$done_goals &
   done
   wait
   for item in "${ITEMS[@]}"; do
     name=${item%%=*}
     mkdir -p $WORK/joined/$name
-    arm_goals $name > $WORK/joined/$name/teacher.goals.jsonl
-    echo "$name: $(wc -l < $WORK/joined/$name/teacher.goals.jsonl) of $GOALS goals"
+    arm_goals $name > $WORK/joined/$name/$KIND.goals.jsonl
+    echo "$name: $(wc -l < $WORK/joined/$name/$KIND.goals.jsonl) of $GOALS goals"
   done
-  $PY scripts/plan_goal_pairs.py $WORK/joined/*/teacher.goals.jsonl
+  $PY scripts/plan_goal_pairs.py $WORK/joined/*/$KIND.goals.jsonl
 fi
 } 2>&1 | tee "$OUT/${STUDY}_$STAGE.log"
-tar czf "$OUT/${STUDY}_$STAGE.tgz" -C $WORK $(cd $WORK && ls -d plan_* joined 2>/dev/null)
+tar czf "$OUT/${STUDY}_$STAGE.tgz" -C $WORK $(cd $WORK && ls -d plan_* joined distill_s*.log 2>/dev/null)
 ls -la "$OUT"
