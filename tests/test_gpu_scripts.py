@@ -756,7 +756,8 @@ def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
         summary = results["summary"]
         assert summary["planner"]["replan_every"] == every and summary["planner"]["cost"] == "probe_mass"
         assert "student_s0" in json.dumps(results), f"plan_{name} did not plan the student"
-    assert "distill_s0.log" in tarfile.open(out / "cost_plan.tgz").getnames()
+    with tarfile.open(out / "cost_plan.tgz") as returned:
+        assert "distill_s0.log" in returned.getnames()
     student_less = stage("more", ARMS=arms, STUDENT="1")  # a student this machine never distilled
     assert student_less.returncode == 2 and "needs the student STAGE=plan planned" in student_less.stderr
     cut = next((work / "plan_r5").glob("*.goals.jsonl"))  # as if the call had ended after r5's first goal
