@@ -748,6 +748,9 @@ def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
         assert run.returncode == 2 and said in run.stderr, run.stderr
     run = stage("plan", ARMS=arms, STUDENT="s0")
     assert run.returncode == 2 and "STUDENT=s0: expected a seed" in run.stderr, run.stderr
+    failed = stage("plan", ARMS=arms, STUDENT="1", DISTILL_ARGS="train.no_such_setting=1")  # distillation fails
+    assert failed.returncode == 2 and "the student's distillation wrote no checkpoint" in failed.stdout, failed.stdout
+    assert not list(work.glob("plan_r*")) and not (work / "student_s1").exists()  # nothing to resume from
     run = stage("plan", ARMS=arms, FIDELITY="0", STUDENT="0")
     assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
     assert "student_s0: exit 0" in run.stdout and (work / "student_s0" / "meta.json").is_file()
@@ -759,7 +762,7 @@ def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
     with tarfile.open(out / "cost_plan.tgz") as returned:
         assert "distill_s0.log" in returned.getnames()
     student_less = stage("more", ARMS=arms, STUDENT="1")  # a student this machine never distilled
-    assert student_less.returncode == 2 and "needs the student STAGE=plan planned" in student_less.stderr
+    assert student_less.returncode == 2 and "needs the student that STAGE=plan planned" in student_less.stderr
     cut = next((work / "plan_r5").glob("*.goals.jsonl"))  # as if the call had ended after r5's first goal
     first, second = cut.read_text().splitlines()
     cut.write_text(first + "\n")

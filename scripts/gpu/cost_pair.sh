@@ -79,8 +79,8 @@ if [ $STAGE = more ] && ! { [ -d $STORE ] && [ -f $PROBE/probe.safetensors ]; };
   exit 2
 fi
 if [ $STAGE = more ] && ! [ -f $MODEL/meta.json ]; then
-  echo "cost_pair.sh: STAGE=more needs the $KIND STAGE=plan planned ($MODEL); not found: run STAGE=plan" \
-      "again with the same STUDENT" >&2
+  echo "cost_pair.sh: STAGE=more needs the $KIND that STAGE=plan planned on this machine ($MODEL); not found:" \
+      "run STAGE=plan again with the same STUDENT" >&2
   exit 2
 fi
 arm_overrides() {  # ITEM: the arm's planner overrides, replan_every=10 where it sets none
@@ -135,5 +135,7 @@ else
   $PY scripts/plan_goal_pairs.py $WORK/joined/*/$KIND.goals.jsonl
 fi
 } 2>&1 | tee "$OUT/${STUDY}_$STAGE.log"
+status=$?  # the stage's own (pipefail): a refusal inside it ends the call with its status, after the files go back
 tar czf "$OUT/${STUDY}_$STAGE.tgz" -C $WORK $(cd $WORK && ls -d plan_* joined distill_s*.log 2>/dev/null)
 ls -la "$OUT"
+exit $status
