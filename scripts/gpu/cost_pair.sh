@@ -107,7 +107,7 @@ if [ $STAGE = plan ]; then
     fi
   fi
   probe_ready
-  tail -1 $WORK/probe.log | cut -c1-400
+  [ -z "${PROBE_PID:-}" ] || tail -1 $WORK/probe.log | cut -c1-400  # the summary of a probe trained here
   FIDELITY=${FIDELITY:-20}
   for item in "${ITEMS[@]}"; do
     plan_arm ${item%%=*} $MODEL $(arm_overrides $item) &
