@@ -5,8 +5,9 @@ checkpoint out on held-out windows (as ``crcm eval`` does), reads the block's po
 predicted frames with a state probe, and reports the error separately for frames where the true block is still
 (within 2 env units and 2 degrees of the last context frame) and where it moved; the probe on the real frames
 and copy-last give the floor and the do-nothing reference. With several probes (for example one trained on
-real frames and one also on the model's own imagined frames, ``crcm train probe imagined.ckpt=``) the same
-predictions are read by each, under ``probes`` keyed by directory. ``--split train`` scores the same way on
+real frames and one also on the model's own imagined frames, ``crcm train probe imagined.ckpt=``, or two runs
+of one recipe at other seeds) the same predictions are read by each, under ``probes`` keyed by directory, and
+``probe_agreement`` gives how far each later probe's readings lie from the first's on the same frames. ``--split train`` scores the same way on
 episodes the checkpoint trained on instead: far smaller errors there than held out would mean it memorised
 its episodes (more data would pay); alike, that it generalises as far as it fits. ``--split-from CKPT2`` takes
 the split from another checkpoint trained on STORE (e.g. one fine-tuned on a few episodes, to score the
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         result.update(next(iter(per_probe.values())))
     else:
         result["probes"] = per_probe
+        result["probe_agreement"] = probe_agreement(reads, args.probes, moved)
     if args.render_check:
         result["render_check"] = render_check(rows, reads[args.probes[0]], true, moved)
     if args.mass_check:
@@ -164,6 +166,27 @@ def main(argv: list[str] | None = None) -> None:
                                for kind, value in (("position", pos), ("angle", deg))})
         result["errors_out"] = args.errors_out
     print(json.dumps(result))
+
+
+def probe_agreement(reads: dict[str, dict[str, np.ndarray]], probes: list[str],
+                    moved: np.ndarray) -> dict[str, dict]:
+    """Each later probe's reading of every row's frames against the first probe's reading of the same frames:
+    the block's position and angle apart, and the agent's position apart (still and moved frames). Two probe
+    runs that agree on real frames may read a model's cloud-drawn block apart; a planner's probe cost then
+    moves with the probe run."""
+    first = reads[probes[0]]
+    out = {}
+    for p in probes[1:]:
+        rows = {}
+        for name, states in reads[p].items():
+            pos, deg = block_errors(states, first[name])
+            summary = still_moved_summary(pos, deg, moved)
+            agent = np.linalg.norm(states[..., 0:2] - first[name][..., 0:2], axis=-1)
+            for part, mask in (("still", ~moved), ("moved", moved)):
+                summary[part]["agent_position"] = round(float(agent[mask].mean()), 2) if mask.any() else float("nan")
+            rows[name] = summary
+        out[p] = rows
+    return out
 
 
 def render_check(rows: dict[str, np.ndarray], reads: dict[str, np.ndarray], true: np.ndarray,

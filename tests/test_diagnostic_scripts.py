@@ -167,10 +167,23 @@ def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teache
     other = _train_tiny_probe(pusht_store_32, tmp_path / "other", "seed=1")
     script.main([str(tiny_teacher), str(pusht_store_32), str(probe), str(other), "--steps", "1",
                  "--episodes", "2", "--horizon", "3"])
-    both = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["probes"]
+    both_line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    both = both_line["probes"]
     assert list(both) == [str(probe), str(other)]
     assert both[str(probe)] == {row: result[row] for row in ("real_frames", "copy_last", "steps_1")}
     assert both[str(other)]["real_frames"] != both[str(probe)]["real_frames"]
+    # how far the second probe's readings lie from the first's on the same frames: a distance, so the same
+    # with the probes given the other way round, and not nothing for two runs at other seeds
+    apart = both_line["probe_agreement"]
+    assert list(apart) == [str(other)] and set(apart[str(other)]) == {"real_frames", "copy_last", "steps_1"}
+    real = apart[str(other)]["real_frames"]
+    assert real["still"]["frames"] + real["moved"]["frames"] == 8 * 3
+    assert all(real[part][k] > 0 for part in ("still", "moved") if real[part]["frames"]
+               for k in ("position", "angle_deg", "agent_position"))
+    script.main([str(tiny_teacher), str(pusht_store_32), str(other), str(probe), "--steps", "1",
+                 "--episodes", "2", "--horizon", "3"])
+    swapped = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["probe_agreement"]
+    assert swapped[str(probe)] == apart[str(other)]
     # the same on two episodes the teacher trained on: other windows, so other truths
     script.main([str(tiny_teacher), str(pusht_store_32), str(probe), "--steps", "1", "--episodes", "2",
                  "--horizon", "3", "--split", "train"])
