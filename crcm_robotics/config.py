@@ -666,6 +666,10 @@ class PlanBenchConfig:
     # model arms: at the start of this many goals, rank one round of candidates by imagination and by the
     # simulator and compare (probe state errors, rank correlation with the true cost); 0 = skip
     fidelity_goals: int = 10
+    # a second state probe (another run of the probe's recipe): the fidelity figures also cost the same imagined
+    # candidates with it (``other_probe_*``: how far it reads and ranks them from the first probe), so that a
+    # probe cost's dependence on which probe run it reads with is measured; needs a probe cost
+    fidelity_other_probe: str | None = None
     # false: model arms report their fidelity only, no closed-loop goals (a model's diagnosis in minutes)
     closed_loop: bool = True
     out: str = "outputs/bench_plan"

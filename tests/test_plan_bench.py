@@ -204,6 +204,36 @@ def test_fidelity_alone_skips_the_closed_loop(student_with_probe, tmp_path):
         bench(bare, tmp_path / "bare_out", "arms=[model]", "closed_loop=false", "fidelity_goals=1")
 
 
+def test_fidelity_costs_the_candidates_with_a_second_probe_run(student_with_probe, pusht_store_32, tmp_path):
+    """fidelity_other_probe: the same imagined candidates costed with a second probe. The first probe again
+    reads them exactly as itself; a run at another seed reads and ranks them otherwise."""
+    from crcm_robotics.conf import compose_config
+    from crcm_robotics.config import ConfigError
+    from distill.probe import train_probe
+
+    fid = ("arms=[model]", "closed_loop=false", "fidelity_goals=1", "planner.cost=probe_mass")
+    same = bench(student_with_probe, tmp_path / "same", *fid,
+                 f"fidelity_other_probe={student_with_probe / 'probe'}")["arms"]["student"]["fidelity"]
+    assert same["other_probe_rank_corr"] == same["other_probe_top_overlap"] == 1.0
+    assert same["other_probe_rank_corr_model"] == same["rank_corr_model"]
+    assert all(same[f"{p}_{k}"] == 0.0 for p in ("other_probe_apart", "other_probe_sim_apart")
+               for k in ("agent_error", "block_error", "angle_error_deg"))
+    other = tmp_path / "probe_seed1"
+    train_probe(compose_config("train_probe", [f"data.path={pusht_store_32}", f"out={other}", "steps=30",
+                                               "batch_size=16", "width=8", "progress=false", "seed=1",
+                                               "data.val_fraction=0.25"]))
+    apart = bench(student_with_probe, tmp_path / "apart", *fid,
+                  f"fidelity_other_probe={other}")["arms"]["student"]["fidelity"]
+    assert apart["other_probe_apart_angle_error_deg"] > 0 and apart["other_probe_sim_apart_agent_error"] > 0
+    assert -1.0 <= apart["other_probe_rank_corr"] < 1.0
+    assert {k: apart[k] for k in FIDELITY_FIELDS} == {k: same[k] for k in FIDELITY_FIELDS}  # the first probe's
+    for bad, message in ((f"fidelity_other_probe={tmp_path / 'none'}", "expected a state probe directory"),
+                         ("planner.cost=pooled_mse", "give arms with model, fidelity_goals ≥ 1 and a probe cost")):
+        with pytest.raises(ConfigError, match=message):
+            bench(student_with_probe, tmp_path / "bad", "arms=[model]", "closed_loop=false", "fidelity_goals=1",
+                  "planner.cost=probe_mass", f"fidelity_other_probe={other}", bad)
+
+
 def test_crcm_plan_prints_json_and_writes_a_gif(student_with_probe, tmp_path):
     cmd = [sys.executable, "-m", "crcm_robotics.cli", "plan", str(student_with_probe), "ahead=10", "budget=10",
            "start=12", "planner.samples=16", "planner.iterations=2", "planner.elites=4", "planner.horizon=10",

@@ -485,7 +485,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_goals: int) -> dict[str, Any]:
+def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_goals: int,
+                   other_probe: StateProbe | None = None) -> dict[str, Any]:
     """How well a model arm's imagination stands in for the simulator on the candidates a planner proposes.
 
     At the start of each of the first ``n_goals`` goals, one round of the planner's first search distribution
@@ -494,7 +495,12 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
     domain's ``fidelity_errors``, e.g. PushT's agent / block position error and block angle), the same probe
     on the simulator's own frames (``probe_*``, the probe's floor), what a model that never moved anything
     would score (``static_*``), and the Spearman correlation between each cost and the true state cost: how
-    well the model ranks candidates, which is all a sampling planner uses.
+    well the model ranks candidates, which is all a sampling planner uses. With ``other_probe`` (a second run
+    of the probe, prepared as ``probe`` is) the same imagined candidates are costed with it too:
+    ``other_probe_apart_*`` is how far it reads the imagined last frames from ``probe`` (``other_probe_sim_apart_*``
+    the simulator's frames), ``other_probe_rank_corr`` the Spearman correlation of its model cost with
+    ``probe``'s, ``other_probe_top_overlap`` the elites the two share and ``other_probe_rank_corr_model`` its
+    model cost against the true cost.
     """
     from crcm_robotics.plan.objective import group_frame_skip, model_context
 
@@ -536,6 +542,16 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
         best_true = set(np.argsort(truth, kind="stable")[:elites].tolist())
         best_model = set(np.argsort(model_cost, kind="stable")[:elites].tolist())
         rows["top_overlap"].append(len(best_true & best_model) / elites)
+        if other_probe is not None:
+            for prefix, read, first in (("other_probe_apart", other_probe.state_of(dream[:, -1]), seen),
+                                        ("other_probe_sim_apart", other_probe.state_of(sim_frames[:, 0]), on_sim)):
+                for k, v in domain.fidelity_errors(read, np.asarray(first, np.float64)).items():
+                    rows.setdefault(f"{prefix}_{k}", []).append(float(np.mean(v)))
+            other_cost = make_cost(cfg.cost, goal, other_probe, encode)(dream).float().cpu().numpy()
+            rows.setdefault("other_probe_rank_corr", []).append(spearman(other_cost, model_cost))
+            rows.setdefault("other_probe_rank_corr_model", []).append(spearman(other_cost, truth))
+            best_other = set(np.argsort(other_cost, kind="stable")[:elites].tolist())
+            rows.setdefault("other_probe_top_overlap", []).append(len(best_other & best_model) / elites)
     out: dict[str, Any] = {"goals": min(n_goals, len(pairs)), "candidates": cfg.samples, "elites": elites}
     out |= {k: round(float(np.mean(v)), 4) for k, v in rows.items()}
     return out
@@ -648,6 +664,12 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
         raise ConfigError(f"closed_loop=false reports model arms' fidelity only: give arms=[model] and "
                           f"fidelity_goals ≥ 1 (got arms={list(cfg.arms)}, "
                           f"fidelity_goals={cfg.fidelity_goals})")
+    if cfg.fidelity_other_probe is not None and not (cfg.fidelity_goals >= 1 and "model" in cfg.arms
+                                                     and cfg.planner.cost.startswith("probe")):
+        raise ConfigError(f"fidelity_other_probe={cfg.fidelity_other_probe} costs a model arm's fidelity "
+                          f"candidates with a second probe: give arms with model, fidelity_goals ≥ 1 and a probe "
+                          f"cost (got arms={list(cfg.arms)}, fidelity_goals={cfg.fidelity_goals}, "
+                          f"planner.cost={cfg.planner.cost})")
     if cfg.goals < 1 or cfg.budget < 1 or cfg.ahead < 1:
         raise ConfigError(f"goals ({cfg.goals}), budget ({cfg.budget}) and ahead ({cfg.ahead}) must be ≥ 1")
     if not 0 <= cfg.first_goal < cfg.goals:
@@ -664,6 +686,12 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
     cfg = replace(cfg, planner=with_domain_defaults(cfg.planner, domain))
     low, high = _bounds(store)
     probe = _probe_for(cfg, device, domain, used=bool({"oracle", "model"} & set(cfg.arms)))
+    other_probe = None
+    if cfg.fidelity_other_probe is not None:
+        if not Path(cfg.fidelity_other_probe).is_dir():
+            raise ConfigError(f"fidelity_other_probe={cfg.fidelity_other_probe}: expected a state probe directory "
+                              "(`crcm train probe ... out=DIR`); not found")
+        other_probe = in_cost_units(load_probe(cfg.fidelity_other_probe, device), cfg.planner, domain)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     sim = domain.make_sim()
@@ -716,7 +744,7 @@ def run_bench_plan_cfg(cfg: PlanBenchConfig) -> dict[str, Any]:
             arm = Arm(name, kind, cfg.planner, device, low, high, wm=wm, pool=pool, probe=probe, domain=domain)
             fidelity = None
             if fidelity_probe is not None:
-                fidelity = model_fidelity(arm, pairs, pool, fidelity_probe, cfg.fidelity_goals)
+                fidelity = model_fidelity(arm, pairs, pool, fidelity_probe, cfg.fidelity_goals, other_probe)
                 (out / f"{name}.fidelity.json").write_text(json.dumps(fidelity))  # kept if the arm is cut
                 if cfg.progress:
                     print(f"bench plan [{name}] fidelity: {json.dumps(fidelity)}", flush=True)
