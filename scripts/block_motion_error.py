@@ -7,9 +7,10 @@ predicted frames with a state probe, and reports the error separately for frames
 and copy-last give the floor and the do-nothing reference. With several probes (for example one trained on
 real frames and one also on the model's own imagined frames, ``crcm train probe imagined.ckpt=``, or two runs
 of one recipe at other seeds) the same predictions are read by each, under ``probes`` keyed by directory, and
-``probe_agreement`` gives how far each later probe's readings lie from the first's on the same frames. ``--split train`` scores the same way on
-episodes the checkpoint trained on instead: far smaller errors there than held out would mean it memorised
-its episodes (more data would pay); alike, that it generalises as far as it fits. ``--split-from CKPT2`` takes
+``probe_agreement`` gives how far each later probe's readings lie from the first's on the same frames.
+``--split train`` scores the same way on episodes the checkpoint trained on instead: far smaller errors there
+than held out would mean it memorised its episodes (more data would pay); alike, that it generalises as far as
+it fits. ``--split-from CKPT2`` takes
 the split from another checkpoint trained on STORE (e.g. one fine-tuned on a few episodes, to score the
 checkpoint it started from on the same windows). ``--weights last`` scores the run's final weights where
 validation kept others (``CKPT/selected``, read by default): a run whose few validation windows kept an early
