@@ -57,7 +57,7 @@ from crcm_robotics.eval.evaluate import cut_windows, predict_windows
 from crcm_robotics.model.checkpoint import WEIGHTS, build_model, load_checkpoint
 from crcm_robotics.model.sampler import check_guidance, sampler_from_meta
 from crcm_robotics.model.tokenizer import make_codec
-from crcm_robotics.plan.probe import colour_centroid, load_probe
+from crcm_robotics.plan.probe import ProbeError, colour_centroid, load_probe
 
 CONTEXT = 2
 
@@ -120,7 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     episodes = list(split_meta["split"][args.split])[: args.episodes]
     win = cut_windows(store, episodes, CONTEXT + args.horizon, int(ckpt.meta.get("frame_skip", 1)), 4,
                       NormStats.from_dict(ckpt.stats["action"]))
-    probes = {p: load_probe(p, device) for p in args.probes}
+    try:
+        probes = {p: load_probe(p, device) for p in args.probes}
+    except ProbeError as e:
+        raise SystemExit(f"block_motion_error.py: {e}") from None
 
     def read(probe, frames: np.ndarray) -> np.ndarray:
         n, h = frames.shape[:2]

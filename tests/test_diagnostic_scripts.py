@@ -184,6 +184,8 @@ def test_block_motion_error_splits_frames_by_whether_the_block_moved(tiny_teache
                  "--episodes", "2", "--horizon", "3"])
     swapped = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["probe_agreement"]
     assert swapped[str(probe)] == apart[str(other)]
+    with pytest.raises(SystemExit, match="no_probe needs meta.json and probe.safetensors"):  # one line, no trace
+        script.main([str(tiny_teacher), str(pusht_store_32), str(probe), str(tmp_path / "no_probe")])
     # the same on two episodes the teacher trained on: other windows, so other truths
     script.main([str(tiny_teacher), str(pusht_store_32), str(probe), "--steps", "1", "--episodes", "2",
                  "--horizon", "3", "--split", "train"])
