@@ -116,6 +116,16 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _leave_process_group() -> None:
+    """Leave the process group a command launched by torchrun joined (``distill.trainer.setup_distributed``),
+    so that each rank's communicator threads end before the interpreter does: left alive, gloo's aborted a rank
+    at exit ("terminate called without an active exception") after its training had finished. Reads
+    torch.distributed only where the command imported it."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -136,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         module, func = cmd.run.split(":")
         runner: Callable[[Any], int] = getattr(importlib.import_module(module), func)
-        return int(runner(cfg) or 0)
+        try:
+            return int(runner(cfg) or 0)
+        finally:
+            _leave_process_group()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -37,23 +37,15 @@ def _report(summary: dict[str, Any]) -> None:
 
 def run_train_teacher(cfg) -> int:
     from distill.teacher import train_teacher
-    from distill.trainer import teardown_distributed
 
-    try:
-        _report(_summary(train_teacher(cfg)))
-    finally:
-        teardown_distributed()
+    _report(_summary(train_teacher(cfg)))
     return 0
 
 
 def run_distill(cfg) -> int:
     from distill.run import run_distill
-    from distill.trainer import teardown_distributed
 
-    try:
-        _report(_summary(run_distill(cfg), method=cfg.method))
-    finally:
-        teardown_distributed()
+    _report(_summary(run_distill(cfg), method=cfg.method))
     return 0
 
 

@@ -29,7 +29,7 @@ from crcm_robotics.data.schema import StoreError
 from crcm_robotics.data.store import TrajectoryStore
 from crcm_robotics.model.codec import FrameAutoencoder, LatentCodec
 from crcm_robotics.model.tokenizer import FrameCodec
-from distill.trainer import MethodDefaults, Trainer, TrainResult, setup_distributed, teardown_distributed
+from distill.trainer import MethodDefaults, Trainer, TrainResult, setup_distributed
 
 
 def edge_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -152,10 +152,7 @@ def train_codec(cfg: CodecTrainConfig) -> tuple[TrainResult, dict[str, float]]:
 
 
 def run_train_codec(cfg: CodecTrainConfig) -> int:
-    try:
-        result, final = train_codec(cfg)
-    finally:
-        teardown_distributed()
+    result, final = train_codec(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         last = {k: round(v, 5) for k, v in result.last_metrics.items()}
         print(json.dumps({"checkpoint": str(result.out), "steps": result.steps,

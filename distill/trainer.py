@@ -106,14 +106,6 @@ def setup_distributed(device_pref: str) -> tuple[DistEnv, torch.device]:
     return env, device
 
 
-def teardown_distributed() -> None:
-    """Leave the process group :func:`setup_distributed` joined (a no-op outside torchrun), so that each rank's
-    communicator threads end before the interpreter does: left alive, gloo's aborted a rank at exit ("terminate
-    called without an active exception") after its training had finished."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
