@@ -50,6 +50,7 @@ from crcm_robotics.data.pusht_sim import (
     block_moved,
     block_render_check,
     moved_by_step,
+    pusht_errors,
     still_moved_summary,
 )
 from crcm_robotics.data.store import NormStats, TrajectoryStore
@@ -183,11 +184,11 @@ def probe_agreement(reads: dict[str, dict[str, np.ndarray]], probes: list[str],
     for p in probes[1:]:
         rows = {}
         for name, states in reads[p].items():
-            pos, deg = block_errors(states, first[name])
-            summary = still_moved_summary(pos, deg, moved)
-            agent = np.linalg.norm(states[..., 0:2] - first[name][..., 0:2], axis=-1)
+            apart = pusht_errors(states, first[name])
+            summary = still_moved_summary(apart["block_pos_error"], np.degrees(apart["block_angle_error"]), moved)
             for part, mask in (("still", ~moved), ("moved", moved)):
-                summary[part]["agent_position"] = round(float(agent[mask].mean()), 2) if mask.any() else float("nan")
+                agent = apart["agent_pos_error"][mask]
+                summary[part]["agent_position"] = round(float(agent.mean()), 2) if mask.any() else float("nan")
             rows[name] = summary
         out[p] = rows
     return out

@@ -545,7 +545,7 @@ def model_fidelity(arm: Arm, pairs: list[Any], pool: Any, probe: StateProbe, n_g
         if other_probe is not None:
             for prefix, read, first in (("other_probe_apart", other_probe.state_of(dream[:, -1]), seen),
                                         ("other_probe_sim_apart", other_probe.state_of(sim_frames[:, 0]), on_sim)):
-                for k, v in domain.fidelity_errors(read, np.asarray(first, np.float64)).items():
+                for k, v in domain.fidelity_errors(read, first).items():
                     rows.setdefault(f"{prefix}_{k}", []).append(float(np.mean(v)))
             other_cost = make_cost(cfg.cost, goal, other_probe, encode)(dream).float().cpu().numpy()
             rows.setdefault("other_probe_rank_corr", []).append(spearman(other_cost, model_cost))
