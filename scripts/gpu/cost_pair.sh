@@ -1,4 +1,4 @@
-# Issue 12: one kept PushT teacher planned on the held-out goals under two planner settings side by side (the same
+# Issue 12: one kept PushT teacher planned on the held-out goals under two (or more) planner settings side by side (the same
 # candidates and noise: the seed is shared), with each arm's fidelity figures (how well its cost ranks one round
 # of candidates against the simulator's true cost, on the first FIDELITY goals). The forty-ninth session:
 # COSTS="probe probe_mass" (the block's position read off its colour's pixel centroid, not the probe: the
@@ -12,14 +12,18 @@
 #               into WORK
 #   STAGE=plan  (carry .whl) the store and, without a put probe, the study's probe (PROBE_STEPS on the device, as
 #               every planning study trains it), then the teacher planned under each arm until the call
-#               ends (a cut arm keeps the goals it finished), the two compared goal by goal (plan_goal_pairs.py)
+#               ends (a cut arm keeps the goals it finished), every two compared goal by goal (plan_goal_pairs.py)
 #   STAGE=more  (carry .whl; after STAGE=plan on this machine) each cut arm resumed where it stopped
 #               (first_goal=, no fidelity), cut before the call ends; every arm's parts joined
 #               ($WORK/joined/NAME) and compared goal by goal. Run again while goals are left.
 # STUDENT=SEED (the fifty-first session): a 2-step Causal-rCM student of the put teacher (pusht_study.sh's
 # distil_student at that seed, DISTILL_MIN minutes, validation keeping its weights) is distilled in STAGE=plan,
 # beside the probe's training, and planned in place of the teacher under both arms, here and in STAGE=more.
-# Env: TEACHER, PROBE_FROM (STAGE=put), ARMS (two NAME=KEY=VALUE[,KEY=VALUE...] items: each arm's planner
+# PROBE_SEEDS="S..." (the fifty-third session): STAGE=plan also trains a probe at each seed S into $WORK/probe_sS,
+# beside the study's own (seed 0), and returns every probe's weights; an arm reads one with probe=$WORK/probe_sS
+# in its overrides (the literal $WORK, put in single quotes: it is filled in here). Does the probe a call trains
+# explain why the same teacher held 35 of 50 goals in one call and 23 in another (fiftieth and fifty-second)?
+# Env: TEACHER, PROBE_FROM (STAGE=put), ARMS (two or more NAME=KEY=VALUE[,KEY=VALUE...] items: each arm's planner
 # overrides, planner.replan_every=10 where an arm sets none), or COSTS (two planner.cost names, "probe
 # probe_mass": the arms NAME=planner.cost=NAME), FIDELITY (20), CALL_S (570), WORK (/root/work). DRY=1 rehearses
 # it on the CPU at toy sizes (tests/test_gpu_scripts.py).
@@ -51,15 +55,25 @@ if [ -n "${ARMS:-}" ]; then
       echo "cost_pair.sh: ARMS item '$item': expected NAME=KEY=VALUE[,KEY=VALUE...]" >&2; exit 2
     fi
   done
-  what="ARMS=\"$ARMS\": expected two items with different names"
+  what="ARMS=\"$ARMS\": expected two or more items with different names"
 else
   read -r -a ITEMS <<< "${COSTS:-probe probe_mass}"
   for i in "${!ITEMS[@]}"; do ITEMS[$i]=${ITEMS[$i]}=planner.cost=${ITEMS[$i]}; done
   what="COSTS=\"${COSTS:-}\": expected two different planner.cost names"
 fi
-if [ ${#ITEMS[@]} -ne 2 ] || [ "${ITEMS[0]%%=*}" = "${ITEMS[1]%%=*}" ]; then
+names=$(for item in "${ITEMS[@]}"; do echo "${item%%=*}"; done)
+if [ ${#ITEMS[@]} -lt 2 ] || { [ -z "${ARMS:-}" ] && [ ${#ITEMS[@]} -ne 2 ]; } \
+    || [ "$(sort -u <<< "$names" | wc -l)" -ne ${#ITEMS[@]} ]; then
   echo "cost_pair.sh: $what" >&2; exit 2
 fi
+read -r -a EXTRA_SEEDS <<< "${PROBE_SEEDS:-}"
+for seed in "${EXTRA_SEEDS[@]}"; do
+  if ! [[ $seed =~ ^[1-9][0-9]*$ ]]; then
+    echo "cost_pair.sh: PROBE_SEEDS=\"$PROBE_SEEDS\": expected whole-number seeds other than 0 (the study's own" \
+        "probe is seed 0)" >&2
+    exit 2
+  fi
+done
 MODEL=$WORK/teacher; KIND=teacher  # what the arms plan
 if [ -n "${STUDENT:-}" ]; then
   if ! [[ $STUDENT =~ ^[0-9]+$ ]]; then
@@ -78,13 +92,21 @@ if [ $STAGE = more ] && ! { [ -d $STORE ] && [ -f $PROBE/probe.safetensors ]; };
       "STAGE=plan again" >&2
   exit 2
 fi
+for seed in "${EXTRA_SEEDS[@]}"; do
+  if [ $STAGE = more ] && ! [ -f $WORK/probe_s$seed/probe.safetensors ]; then
+    echo "cost_pair.sh: STAGE=more needs the probe at seed $seed that STAGE=plan trained on this machine" \
+        "($WORK/probe_s$seed); not found: run STAGE=plan again with the same PROBE_SEEDS" >&2
+    exit 2
+  fi
+done
 if [ $STAGE = more ] && ! [ -f $MODEL/meta.json ]; then
   echo "cost_pair.sh: STAGE=more needs the $KIND that STAGE=plan planned on this machine ($MODEL); not found:" \
       "run STAGE=plan again with the same STUDENT" >&2
   exit 2
 fi
-arm_overrides() {  # ITEM: the arm's planner overrides, replan_every=10 where it sets none
+arm_overrides() {  # ITEM: the arm's planner overrides, replan_every=10 where it sets none, $WORK filled in
   local item=${1#*=}
+  item=${item//\$WORK/$WORK}
   [[ ,$item, == *,planner.replan_every=* ]] || item="planner.replan_every=10,$item"
   echo "$item" | tr , ' '
 }
@@ -99,6 +121,13 @@ if [ $STAGE = plan ]; then
   else  # the study's own probe, trained here on the store as every planning study's is
     store_and_probe
   fi
+  EXTRA_PIDS=()
+  for seed in "${EXTRA_SEEDS[@]}"; do  # beside the study's own probe, on the same store and steps
+    rm -rf $WORK/probe_s$seed
+    crcm train probe data.path=$STORE out=$WORK/probe_s$seed device=$DEV steps=$PROBE_STEPS seed=$seed \
+        progress=false $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $WORK/probe_s$seed.log 2>&1 &
+    EXTRA_PIDS+=($!)
+  done
   if [ -n "${STUDENT:-}" ]; then  # beside the probe's training
     rm -rf $MODEL && distil_student s$STUDENT $STUDENT
     if ! [ -f $MODEL/meta.json ]; then
@@ -108,6 +137,15 @@ if [ $STAGE = plan ]; then
   fi
   probe_ready
   [ -z "${PROBE_PID:-}" ] || tail -1 $WORK/probe.log | cut -c1-400  # the summary of a probe trained here
+  for i in "${!EXTRA_SEEDS[@]}"; do
+    wait ${EXTRA_PIDS[$i]}
+    seed=${EXTRA_SEEDS[$i]}
+    if ! [ -f $WORK/probe_s$seed/probe.safetensors ]; then
+      echo "cost_pair.sh: no probe at seed $seed after its training: $(tail -1 $WORK/probe_s$seed.log)" >&2
+      exit 2
+    fi
+    echo "probe_s$seed: $(tail -1 $WORK/probe_s$seed.log | cut -c1-400)"
+  done
   FIDELITY=${FIDELITY:-20}
   for item in "${ITEMS[@]}"; do
     plan_arm ${item%%=*} $MODEL $(arm_overrides $item) &
@@ -136,6 +174,7 @@ else
 fi
 } 2>&1 | tee "$OUT/${STUDY}_$STAGE.log"
 status=$?  # the stage's own (pipefail): a refusal inside it ends the call with its status, after the files go back
-tar czf "$OUT/${STUDY}_$STAGE.tgz" -C $WORK $(cd $WORK && ls -d plan_* joined distill_s*.log 2>/dev/null)
+tar czf "$OUT/${STUDY}_$STAGE.tgz" -C $WORK $(cd $WORK && ls -d plan_* joined distill_s*.log 2>/dev/null) \
+    $([ $STAGE = plan ] && cd $WORK && ls -d probe probe_s* 2>/dev/null)  # the probes: to carry to another call
 ls -la "$OUT"
 exit $status
