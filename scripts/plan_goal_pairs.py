@@ -22,6 +22,15 @@ With ``--split-goals EP:START,...`` (a goal set, such as the fourteen goals the 
 goals held among the named goals and among the rest, so a gain can be placed: on the goals the strongest runs
 already hold, or on the ones they miss.
 
+With ``--repeats``, the files are runs of one arm repeated (the same model, goals and planner settings, with
+only what a rerun changes: another call, probe run or planner seed). On the goals every run finished: each run's
+count held, the counts' mean and standard deviation, and the spread the goals' own coin flips predict for one
+run's count (sqrt of the sum over goals of p(1 - p), p each goal's held rate over the runs, n / (n - 1)
+corrected). Each run is then set against the others (leave one out: its count against the sum of the other
+runs' rates, in units of their predicted spread, widened for estimating it from k runs by (1 + 1/k)): a run
+further out than the goals' coin flips explain differs from its repeats by more than chance (the fiftieth
+session's 35 against the fifty-second and fifty-third sessions' 23 and 26 / 26). Needs three runs or more.
+
 ``--plot`` (with ``--per-goal``) draws the goals (rows, hardest first) against the runs (columns): held, or
 missed on the block's position, on the pusher (the block inside 20 units), or on the block's angle alone.
 """
@@ -181,6 +190,59 @@ def per_goal(arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "miss_reasons": {k: v for k, v in reasons.items() if v}, "per_goal": goals}
 
 
+def held_rates(runs: list[dict[tuple[int, int], bool]], goals: list[tuple[int, int]]) -> list[float]:
+    """Each goal's held rate over ``runs`` (goal → held at the end)."""
+    return [sum(run[g] for run in runs) / len(runs) for g in goals]
+
+
+def coin_flip_sd(rates: list[float], runs: int) -> float:
+    """The spread of one run's count that the goals' own coin flips predict: sqrt(sum p(1 - p)), each goal's
+    variance n / (n - 1) corrected for being estimated from ``runs`` runs."""
+    return math.sqrt(sum(p * (1 - p) for p in rates) * runs / (runs - 1))
+
+
+def repeats(arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Runs of one arm repeated, on the goals every run finished: counts held, their mean and spread against the
+    goals' coin flips, and each run's count against the other runs' (leave one out, z in their predicted
+    spread widened by 1 + 1/k for their k runs' estimate). Three runs or more."""
+    if len(arms) < 3:
+        raise ValueError(f"--repeats sets each run against the others' goal rates: give three runs or more "
+                         f"(got {len(arms)})")
+    held = {name: {goal_key(r): bool(r["success_end"]) for r in rows} for name, rows in arms.items()}
+    goals = sorted(set.intersection(*(set(h) for h in held.values())))
+    if not goals:
+        raise ValueError("--repeats: the runs share no goal that every one finished")
+    counts = {name: sum(h[g] for g in goals) for name, h in held.items()}
+    rates = held_rates(list(held.values()), goals)
+    table: dict[str, Any] = {
+        "runs": len(held), "goals": len(goals), "counts": counts,
+        "count_mean": round(statistics.mean(counts.values()), 2),
+        "count_sd": round(statistics.stdev(counts.values()), 2),
+        "coin_flip_sd": round(coin_flip_sd(rates, len(held)), 2),
+        "held_by_every_run": sum(p == 1 for p in rates), "held_by_some": sum(0 < p < 1 for p in rates),
+        "held_by_none": sum(p == 0 for p in rates), "leave_one_out": {}}
+    for name in held:
+        others = [h for n, h in held.items() if n != name]
+        other_rates = held_rates(others, goals)
+        expected = sum(other_rates)
+        sd = coin_flip_sd(other_rates, len(others)) * math.sqrt(1 + 1 / len(others))
+        table["leave_one_out"][name] = {
+            "held": counts[name], "expected": round(expected, 2), "sd": round(sd, 2),
+            "z": round((counts[name] - expected) / sd, 2) if sd > 0 else None}
+    return table
+
+
+def print_repeats(table: dict[str, Any]) -> None:
+    """The repeats' table as markdown, then the spread in one line."""
+    print("| run | held | the others' rates expect | their spread | z |")
+    print("|---|---|---|---|---|")
+    for name, r in table["leave_one_out"].items():
+        print(f"| {name} | {r['held']} | {r['expected']} | {r['sd']} | {r['z']} |")
+    print(f"{table['runs']} runs on {table['goals']} goals: held {table['count_mean']} ± {table['count_sd']} (sd of "
+          f"the counts), the goals' coin flips predict ± {table['coin_flip_sd']}; held by every run "
+          f"{table['held_by_every_run']}, by some {table['held_by_some']}, by none {table['held_by_none']}")
+
+
 def print_per_goal(table: dict[str, Any]) -> None:
     """The pooled table as markdown: the goals some run missed, hardest first, then the counts."""
     print("| goal (episode, start) | held | median final block error | misses by reason |")
@@ -257,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path, help="with --per-goal: a PNG of the goal × run grid")
     ap.add_argument("--split-goals", metavar="EP:START,...",
                     help="each arm's goals held among these goals and among the rest (pairs mode)")
+    ap.add_argument("--repeats", action="store_true",
+                    help="the files are runs of one arm repeated: their counts' spread against the goals' coin "
+                         "flips, and each run against the others (three runs or more)")
     args = ap.parse_args(argv)
+    if args.repeats and (args.per_goal or args.split_goals):
+        ap.error("--repeats reads the runs as one arm's repeats; leave out --per-goal and --split-goals")
     if args.plot and not args.per_goal:
         ap.error("--plot draws the --per-goal grid; give --per-goal too")
     if args.split_goals and args.per_goal:
@@ -279,9 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         if named and not named <= given:
             raise ValueError(f"--split-goals {', '.join(f'{e}:{s}' for e, s in sorted(named - given))}: not among "
                              f"the {len(given)} goals given")
+        table = repeats(arms) if args.repeats else None
     except ValueError as exc:  # ConfigError among them
         print(f"plan_goal_pairs: {exc}", file=sys.stderr)
         return 2
+    if table is not None:
+        print_repeats(table)
+        print(json.dumps(table))
+        return 0
     if args.per_goal:
         table = per_goal(arms)
         print_per_goal(table)

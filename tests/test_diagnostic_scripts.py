@@ -1156,6 +1156,43 @@ def test_plan_goal_pairs_refuses_one_episode_and_start_with_two_goal_states(tmp_
     assert "has goal_state 'far': expected a list of numbers" in capsys.readouterr().err
 
 
+def test_plan_goal_pairs_repeats_sets_each_run_against_the_others_coin_flips(tmp_path, capsys):
+    """--repeats: on the goals every run finished, the counts' mean and spread, the spread the goals' held rates
+    predict, and each run's count against the other runs' rates (leave one out); fewer than three runs, no
+    common goal or another mode beside it are refused in one line."""
+    pairs = load_script("plan_goal_pairs")
+    held = {"a": (1, 1, 0, 0), "b": (1, 0, 1, 0), "c": (1, 1, 1, 0), "d": (1, 1, 1, 1)}
+    files = []
+    for name, goals in held.items():
+        path = tmp_path / name / "teacher.goals.jsonl"
+        path.parent.mkdir()
+        extra = [_goal_line(9, True)] if name == "d" else []  # a goal only d finished does not count
+        path.write_text("\n".join([_goal_line(e, bool(h)) for e, h in enumerate(goals)] + extra) + "\n")
+        files.append(str(path))
+    assert pairs.main(["--repeats", *files]) == 0
+    text = capsys.readouterr().out
+    table = json.loads(text.strip().splitlines()[-1])
+    assert (table["runs"], table["goals"]) == (4, 4)
+    assert table["counts"] == {"a/teacher": 2, "b/teacher": 2, "c/teacher": 3, "d/teacher": 4}
+    assert (table["count_mean"], table["count_sd"]) == (2.75, 0.96)
+    # rates 1, 3/4, 3/4, 1/4: sqrt(3 * 3/16 * 4/3) = 0.866
+    assert table["coin_flip_sd"] == 0.87
+    assert (table["held_by_every_run"], table["held_by_some"], table["held_by_none"]) == (1, 3, 0)
+    # d against a, b, c: rates 1, 2/3, 2/3, 0 expect 7/3; spread sqrt(2 * 2/9 * 3/2 * (1 + 1/3)) = 0.943
+    assert table["leave_one_out"]["d/teacher"] == {"held": 4, "expected": 2.33, "sd": 0.94, "z": 1.77}
+    assert "| d/teacher | 4 | 2.33 | 0.94 | 1.77 |" in text and "the goals' coin flips predict ± 0.87" in text
+    assert pairs.main(["--repeats", *files[:2]]) == 2
+    assert "give three runs or more (got 2)" in capsys.readouterr().err
+    apart = tmp_path / "e" / "teacher.goals.jsonl"
+    apart.parent.mkdir()
+    apart.write_text(_goal_line(7, True) + "\n")
+    assert pairs.main(["--repeats", *files[:2], str(apart)]) == 2
+    assert "share no goal that every one finished" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pairs.main(["--repeats", "--per-goal", *files])
+    assert "leave out --per-goal and --split-goals" in capsys.readouterr().err
+
+
 def test_plan_goal_pairs_per_goal_pools_runs_and_names_why_each_miss_missed(tmp_path, capsys):
     """--per-goal: each goal's held count over the runs that ran it, held by every run / some / none, and
     each miss's reasons by DINO-WM's rule; two sessions' files of one folder name stay two arms."""
