@@ -726,49 +726,19 @@ def test_cost_pair_plans_one_teacher_under_two_costs_with_their_fidelity(tmp_pat
     assert (out / "cost_plan.tgz").is_file()
 
 
-def test_cost_pair_trains_probes_at_more_seeds_for_the_arms(tmp_path, dry_store):
-    """PROBE_SEEDS trains a probe at each seed beside the study's own; an arm reads one through probe=$WORK/...,
-    the other keeps the study's; every probe's weights come back; bad seeds and a lost probe are refused."""
-    teacher = _tiny_teacher(dry_store, tmp_path / "teacher", steps=2)
-    work, out = tmp_path / "work", tmp_path / "out"
-    arms = ("p0=planner.replan_every=5 p1=planner.replan_every=5,probe=$WORK/probe_s1 "
-            "p2=planner.replan_every=5,probe=$WORK/probe_s2")  # three arms: any number from two
-
-    def stage(name: str, **extra: str) -> subprocess.CompletedProcess:
-        env = _dry_env(work, out, STAGE=name, CALL_S="200", DRY_STORE=str(dry_store), FIDELITY="0", **extra)
-        return subprocess.run(["bash", "scripts/gpu/cost_pair.sh"], check=False, cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=600)
-
-    assert stage("put", TEACHER=str(teacher)).returncode == 0
-    for bad in ("0", "one"):
-        run = stage("plan", ARMS=arms, PROBE_SEEDS=bad)
-        assert run.returncode == 2 and f'PROBE_SEEDS="{bad}": expected whole-number seeds' in run.stderr, run.stderr
-    run = stage("plan", ARMS=arms, PROBE_SEEDS="1 2")
-    assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "probe_s1: " in run.stdout and (work / "probe_s2" / "probe.safetensors").is_file()
-    pairs = json.loads(next(line for line in run.stdout.splitlines() if line.startswith('{"arms"')))["pairs"]
-    assert len(pairs) == 3, pairs  # every two arms paired
-    for name, probe in (("p0", work / "probe"), ("p1", work / "probe_s1"), ("p2", work / "probe_s2")):
-        arm = json.loads((work / f"plan_{name}" / "results.json").read_text())["summary"]["arms"]["teacher"]
-        assert arm["probe"] == str(probe), (name, arm.get("probe"))
-    with tarfile.open(out / "cost_plan.tgz") as returned:
-        names = returned.getnames()
-    assert "probe/probe.safetensors" in names and "probe_s2/probe.safetensors" in names, names
-    shutil.rmtree(work / "probe_s2")  # as if the machine had lost it
-    lost = stage("more", ARMS=arms, PROBE_SEEDS="1 2")
-    assert lost.returncode == 2 and "needs the probe at seed 2 that STAGE=plan trained" in lost.stderr, lost.stderr
-
-
 def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
     """ARMS names each arm's planner settings (replanning every 10 where an arm sets none); STUDENT=SEED plans a
-    student distilled from the put teacher in its place; STAGE=more resumes an arm cut short where it stopped,
-    with the same model, joins its parts and pairs the arms; bad ARMS or STUDENT are refused in one line."""
+    student distilled from the put teacher in its place; PROBE_SEEDS trains a probe at each seed beside the
+    study's own, which an arm reads through probe=$WORK/..., and every probe's weights come back; STAGE=more
+    resumes an arm cut short where it stopped, with the same model, joins its parts and pairs the arms; bad
+    ARMS, STUDENT or PROBE_SEEDS and a lost probe are refused in one line."""
     teacher = _tiny_teacher(dry_store, tmp_path / "teacher", steps=2)
     work, out = tmp_path / "work", tmp_path / "out"
-    arms = "r10=planner.cost=probe_mass r5=planner.cost=probe_mass,planner.replan_every=5"
+    arms = "r10=planner.cost=probe_mass,probe=$WORK/probe_s1 r5=planner.cost=probe_mass,planner.replan_every=5"
 
     def stage(name: str, **extra: str) -> subprocess.CompletedProcess:
-        env = _dry_env(work, out, STAGE=name, CALL_S="200", DRY_STORE=str(dry_store), DISTILL_MIN="0.2", **extra)
+        env = _dry_env(work, out, STAGE=name, CALL_S="200", DRY_STORE=str(dry_store), DISTILL_MIN="0.2",
+                       **{"PROBE_SEEDS": "1", **extra})
         return subprocess.run(["bash", "scripts/gpu/cost_pair.sh"], check=False, cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=600)
 
@@ -776,9 +746,14 @@ def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
     early = stage("more", ARMS=arms)  # nothing planned yet on this machine
     assert early.returncode == 2 and "run STAGE=plan again" in early.stderr, early.stderr
     for bad, said in (("r10=planner.cost=probe r10=planner.cost=probe_mass", "expected two or more items with different"),
+                      ("a=planner.seed=1 b=planner.seed=2 a=planner.seed=3", "expected two or more items with different"),
+                      ("a=planner.seed=1", "expected two or more items with different"),
                       ("r10 r5=planner.replan_every=5", "ARMS item 'r10': expected NAME=KEY=VALUE")):
         run = stage("plan", ARMS=bad)
         assert run.returncode == 2 and said in run.stderr, run.stderr
+    for bad in ("0", "one"):
+        run = stage("plan", ARMS=arms, PROBE_SEEDS=bad)
+        assert run.returncode == 2 and f'PROBE_SEEDS="{bad}": expected whole-number seeds' in run.stderr, run.stderr
     run = stage("plan", ARMS=arms, STUDENT="s0")
     assert run.returncode == 2 and "STUDENT=s0: expected a seed" in run.stderr, run.stderr
     failed = stage("plan", ARMS=arms, STUDENT="1", DISTILL_ARGS="train.no_such_setting=1")  # distillation fails
@@ -787,13 +762,19 @@ def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
     run = stage("plan", ARMS=arms, FIDELITY="0", STUDENT="0")
     assert run.returncode == 0 and "sign test" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
     assert "student_s0: exit 0" in run.stdout and (work / "student_s0" / "meta.json").is_file()
-    for name, every in (("r10", 10), ("r5", 5)):
+    assert "probe_s1: " in run.stdout and (work / "probe_s1" / "probe.safetensors").is_file()
+    for name, every, probe in (("r10", 10, work / "probe_s1"), ("r5", 5, work / "probe")):
         results = json.loads((work / f"plan_{name}" / "results.json").read_text())
         summary = results["summary"]
         assert summary["planner"]["replan_every"] == every and summary["planner"]["cost"] == "probe_mass"
-        assert "student_s0" in json.dumps(results), f"plan_{name} did not plan the student"
+        assert summary["arms"]["student_s0"]["probe"] == str(probe), f"plan_{name} read another probe"
     with tarfile.open(out / "cost_plan.tgz") as returned:
-        assert "distill_s0.log" in returned.getnames()
+        names = returned.getnames()
+    assert "distill_s0.log" in names and "probe_s1/probe.safetensors" in names and "probe/probe.safetensors" in names
+    (work / "probe_s1").rename(work / "probe_s1_away")  # as if the machine had lost it
+    lost = stage("more", ARMS=arms, STUDENT="0")
+    assert lost.returncode == 2 and "needs the probe at seed 1 that STAGE=plan trained" in lost.stderr, lost.stderr
+    (work / "probe_s1_away").rename(work / "probe_s1")
     student_less = stage("more", ARMS=arms, STUDENT="1")  # a student this machine never distilled
     assert student_less.returncode == 2 and "needs the student that STAGE=plan planned" in student_less.stderr
     cut = next((work / "plan_r5").glob("*.goals.jsonl"))  # as if the call had ended after r5's first goal

@@ -23,6 +23,8 @@
 # beside the study's own (seed 0), and returns every probe's weights; an arm reads one with probe=$WORK/probe_sS
 # in its overrides (the literal $WORK, put in single quotes: it is filled in here). Does the probe a call trains
 # explain why the same teacher held 35 of 50 goals in one call and 23 in another (fiftieth and fifty-second)?
+# (No: with probes of seeds 0 and 1 it held 26 / 26, fifty-third session.) Arms share the GPU: three teacher arms
+# took 3,650 ms a replan each and two 2,430 ms on an H100, against 1,128 alone; side by side gains no throughput.
 # Env: TEACHER, PROBE_FROM (STAGE=put), ARMS (two or more NAME=KEY=VALUE[,KEY=VALUE...] items: each arm's planner
 # overrides, planner.replan_every=10 where an arm sets none), or COSTS (two planner.cost names, "probe
 # probe_mass": the arms NAME=planner.cost=NAME), FIDELITY (20), CALL_S (570), WORK (/root/work). DRY=1 rehearses
