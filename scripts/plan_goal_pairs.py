@@ -27,9 +27,12 @@ only what a rerun changes: another call, probe run or planner seed). On the goal
 count held, the counts' mean and standard deviation, and the spread the goals' own coin flips predict for one
 run's count (sqrt of the sum over goals of p(1 - p), p each goal's held rate over the runs, n / (n - 1)
 corrected). Each run is then set against the others (leave one out: its count against the sum of the other
-runs' rates, in units of their predicted spread, widened for estimating it from k runs by (1 + 1/k)): a run
-further out than the goals' coin flips explain differs from its repeats by more than chance (the fiftieth
-session's 35 against the fifty-second and fifty-third sessions' 23 and 26 / 26). Needs three runs or more.
+runs' rates, in units of their predicted spread, the variance widened by 1 + 1/k for estimating the rates from k
+runs): a run further out than the goals' coin flips explain differs from its repeats by more than chance (the
+fiftieth session's 35 against the fifty-second and fifty-third sessions' 23 and 26 / 26). Needs three runs or
+more. With few runs the spread is itself a rough estimate (a goal the other runs all hold or all miss adds
+nothing to it), so z is a guide, not a normal deviate; where the others agree on every goal it has no spread
+and z is left out ("n/a").
 
 ``--plot`` (with ``--per-goal``) draws the goals (rows, hardest first) against the runs (columns): held, or
 missed on the block's position, on the pusher (the block inside 20 units), or on the block's angle alone.
@@ -204,7 +207,8 @@ def coin_flip_sd(rates: list[float], runs: int) -> float:
 def repeats(arms: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Runs of one arm repeated, on the goals every run finished: counts held, their mean and spread against the
     goals' coin flips, and each run's count against the other runs' (leave one out, z in their predicted
-    spread widened by 1 + 1/k for their k runs' estimate). Three runs or more."""
+    spread, its variance widened by 1 + 1/k for their k runs' estimate; None where they agree on every goal).
+    Three runs or more."""
     if len(arms) < 3:
         raise ValueError(f"--repeats sets each run against the others' goal rates: give three runs or more "
                          f"(got {len(arms)})")
@@ -237,7 +241,8 @@ def print_repeats(table: dict[str, Any]) -> None:
     print("| run | held | the others' rates expect | their spread | z |")
     print("|---|---|---|---|---|")
     for name, r in table["leave_one_out"].items():
-        print(f"| {name} | {r['held']} | {r['expected']} | {r['sd']} | {r['z']} |")
+        z = "n/a (the others agree on every goal)" if r["z"] is None else r["z"]
+        print(f"| {name} | {r['held']} | {r['expected']} | {r['sd']} | {z} |")
     print(f"{table['runs']} runs on {table['goals']} goals: held {table['count_mean']} ± {table['count_sd']} (sd of "
           f"the counts), the goals' coin flips predict ± {table['coin_flip_sd']}; held by every run "
           f"{table['held_by_every_run']}, by some {table['held_by_some']}, by none {table['held_by_none']}")

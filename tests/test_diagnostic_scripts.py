@@ -1181,6 +1181,13 @@ def test_plan_goal_pairs_repeats_sets_each_run_against_the_others_coin_flips(tmp
     # d against a, b, c: rates 1, 2/3, 2/3, 0 expect 7/3; spread sqrt(2 * 2/9 * 3/2 * (1 + 1/3)) = 0.943
     assert table["leave_one_out"]["d/teacher"] == {"held": 4, "expected": 2.33, "sd": 0.94, "z": 1.77}
     assert "| d/teacher | 4 | 2.33 | 0.94 | 1.77 |" in text and "the goals' coin flips predict ± 0.87" in text
+    agree = tmp_path / "f" / "teacher.goals.jsonl"  # three runs that agree on every goal: no spread to set d in
+    agree.parent.mkdir()
+    agree.write_text("\n".join(_goal_line(e, e < 2) for e in range(4)) + "\n")
+    assert pairs.main(["--repeats", files[0], str(agree), files[3]]) == 0
+    text = capsys.readouterr().out
+    assert json.loads(text.strip().splitlines()[-1])["leave_one_out"]["d/teacher"]["z"] is None
+    assert "| d/teacher | 4 | 2.0 | 0.0 | n/a (the others agree on every goal) |" in text
     assert pairs.main(["--repeats", *files[:2]]) == 2
     assert "give three runs or more (got 2)" in capsys.readouterr().err
     apart = tmp_path / "e" / "teacher.goals.jsonl"

@@ -724,6 +724,8 @@ def test_cost_pair_plans_one_teacher_under_two_costs_with_their_fidelity(tmp_pat
         summary = json.loads((work / f"plan_{cost}" / "results.json").read_text())["summary"]
         assert summary["planner"]["cost"] == cost and summary["planner"]["replan_every"] == 10
     assert (out / "cost_plan.tgz").is_file()
+    with tarfile.open(out / "cost_probe.tgz") as returned:  # the study's own probe, made here, comes back
+        assert "probe/probe.safetensors" in returned.getnames()
 
 
 def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
@@ -745,15 +747,19 @@ def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
     assert stage("put", TEACHER=str(teacher), PROBE_FROM=str(dry_store / "probe")).returncode == 0
     early = stage("more", ARMS=arms)  # nothing planned yet on this machine
     assert early.returncode == 2 and "run STAGE=plan again" in early.stderr, early.stderr
-    for bad, said in (("r10=planner.cost=probe r10=planner.cost=probe_mass", "expected two or more items with different"),
-                      ("a=planner.seed=1 b=planner.seed=2 a=planner.seed=3", "expected two or more items with different"),
-                      ("a=planner.seed=1", "expected two or more items with different"),
-                      ("r10 r5=planner.replan_every=5", "ARMS item 'r10': expected NAME=KEY=VALUE")):
+    for bad, said in (
+            ("r10=planner.cost=probe r10=planner.cost=probe_mass", "different names (got 2, named twice: r10)"),
+            ("a=planner.seed=1 b=planner.seed=2 a=planner.seed=3", "different names (got 3, named twice: a)"),
+            ("a=planner.seed=1", "expected two or more items with different names (got 1)"),
+            ("r10 r5=planner.replan_every=5", "ARMS item 'r10': expected NAME=KEY=VALUE"),
+            ("a=planner.seed=1 b=probe=$WORK/probe_s2", "ARMS item 'b' reads probe_s2: expected its seed in")):
         run = stage("plan", ARMS=bad)
         assert run.returncode == 2 and said in run.stderr, run.stderr
-    for bad in ("0", "one"):
+    for bad, said in (("1 0", "seed '0': expected whole-number seeds other than 0"),
+                      ("one", "seed 'one': expected whole-number"),
+                      ("1 2 1", "expected at most four different seeds"), ("1 2 3 4 5", "at most four different")):
         run = stage("plan", ARMS=arms, PROBE_SEEDS=bad)
-        assert run.returncode == 2 and f'PROBE_SEEDS="{bad}": expected whole-number seeds' in run.stderr, run.stderr
+        assert run.returncode == 2 and said in run.stderr, run.stderr
     run = stage("plan", ARMS=arms, STUDENT="s0")
     assert run.returncode == 2 and "STUDENT=s0: expected a seed" in run.stderr, run.stderr
     failed = stage("plan", ARMS=arms, STUDENT="1", DISTILL_ARGS="train.no_such_setting=1")  # distillation fails
@@ -769,8 +775,10 @@ def test_cost_pair_arms_and_a_cut_arm_resumed(tmp_path, dry_store):
         assert summary["planner"]["replan_every"] == every and summary["planner"]["cost"] == "probe_mass"
         assert summary["arms"]["student_s0"]["probe"] == str(probe), f"plan_{name} read another probe"
     with tarfile.open(out / "cost_plan.tgz") as returned:
-        names = returned.getnames()
-    assert "distill_s0.log" in names and "probe_s1/probe.safetensors" in names and "probe/probe.safetensors" in names
+        assert "distill_s0.log" in returned.getnames()
+    with tarfile.open(out / "cost_probe_s1.tgz") as returned:  # each probe trained here in a tarball of its own
+        assert "probe_s1/probe.safetensors" in returned.getnames()
+    assert not (out / "cost_probe.tgz").exists()  # the put probe came from elsewhere: not sent back
     (work / "probe_s1").rename(work / "probe_s1_away")  # as if the machine had lost it
     lost = stage("more", ARMS=arms, STUDENT="0")
     assert lost.returncode == 2 and "needs the probe at seed 1 that STAGE=plan trained" in lost.stderr, lost.stderr

@@ -1,6 +1,7 @@
-# Issue 12: one kept PushT teacher planned on the held-out goals under two (or more) planner settings side by side (the same
-# candidates and noise: the seed is shared), with each arm's fidelity figures (how well its cost ranks one round
-# of candidates against the simulator's true cost, on the first FIDELITY goals). The forty-ninth session:
+# Issue 12: one kept PushT teacher planned on the held-out goals under two (or more) planner settings side by
+# side (the same candidates and noise: the seed is shared), with each arm's fidelity figures (how well its cost
+# ranks one round of candidates against the simulator's true cost, on the first FIDELITY goals). The forty-ninth
+# session:
 # COSTS="probe probe_mass" (the block's position read off its colour's pixel centroid, not the probe: the
 # model draws a pushed block as a cloud whose mass sits nearer the truth than the probe reads it). The fiftieth:
 # ARMS="r10=planner.cost=probe_mass r5=planner.cost=probe_mass,planner.replan_every=5" (does replanning every
@@ -20,9 +21,10 @@
 # distil_student at that seed, DISTILL_MIN minutes, validation keeping its weights) is distilled in STAGE=plan,
 # beside the probe's training, and planned in place of the teacher under both arms, here and in STAGE=more.
 # PROBE_SEEDS="S..." (the fifty-third session): STAGE=plan also trains a probe at each seed S into $WORK/probe_sS,
-# beside the study's own (seed 0), and returns every probe's weights; an arm reads one with probe=$WORK/probe_sS
-# in its overrides (the literal $WORK, put in single quotes: it is filled in here). Does the probe a call trains
-# explain why the same teacher held 35 of 50 goals in one call and 23 in another (fiftieth and fifty-second)?
+# beside the study's own (seed 0), and returns the weights of every probe it trained, one tarball each (at most
+# four seeds: a probe is ~4 MB compressed); an arm reads one with probe=$WORK/probe_sS in its overrides (the
+# literal $WORK, put in single quotes: it is filled in here; S must be one of PROBE_SEEDS). Does the probe a
+# call trains explain why the same teacher held 35 of 50 goals in one call and 23 in another (fiftieth and fifty-second)?
 # (No: with probes of seeds 0 and 1 it held 26 / 26, fifty-third session.) Arms share the GPU: three teacher arms
 # took 3,650 ms a replan each and two 2,430 ms on an H100, against 1,128 alone; side by side gains no throughput.
 # Env: TEACHER, PROBE_FROM (STAGE=put), ARMS (two or more NAME=KEY=VALUE[,KEY=VALUE...] items: each arm's planner
@@ -63,16 +65,30 @@ else
   for i in "${!ITEMS[@]}"; do ITEMS[$i]=${ITEMS[$i]}=planner.cost=${ITEMS[$i]}; done
   what="COSTS=\"${COSTS:-}\": expected two different planner.cost names"
 fi
-names=$(for item in "${ITEMS[@]}"; do echo "${item%%=*}"; done)
-if [ ${#ITEMS[@]} -lt 2 ] || { [ -z "${ARMS:-}" ] && [ ${#ITEMS[@]} -ne 2 ]; } \
-    || [ "$(sort -u <<< "$names" | wc -l)" -ne ${#ITEMS[@]} ]; then
-  echo "cost_pair.sh: $what" >&2; exit 2
+names=$(printf '%s\n' "${ITEMS[@]%%=*}")
+twice=$(sort <<< "$names" | uniq -d | tr '\n' ' ')
+if [ ${#ITEMS[@]} -lt 2 ] || { [ -z "${ARMS:-}" ] && [ ${#ITEMS[@]} -ne 2 ]; } || [ -n "$twice" ]; then
+  echo "cost_pair.sh: $what (got ${#ITEMS[@]}${twice:+, named twice: ${twice% }})" >&2; exit 2
 fi
 read -r -a EXTRA_SEEDS <<< "${PROBE_SEEDS:-}"
 for seed in "${EXTRA_SEEDS[@]}"; do
   if ! [[ $seed =~ ^[1-9][0-9]*$ ]]; then
-    echo "cost_pair.sh: PROBE_SEEDS=\"$PROBE_SEEDS\": expected whole-number seeds other than 0 (the study's own" \
-        "probe is seed 0)" >&2
+    echo "cost_pair.sh: PROBE_SEEDS=\"$PROBE_SEEDS\": seed '$seed': expected whole-number seeds other than 0 (the" \
+        "study's own probe is seed 0)" >&2
+    exit 2
+  fi
+done
+twice=$( ((${#EXTRA_SEEDS[@]})) && printf '%s\n' "${EXTRA_SEEDS[@]}" | sort | uniq -d | tr '\n' ' ')
+if [ -n "$twice" ] || [ ${#EXTRA_SEEDS[@]} -gt 4 ]; then
+  echo "cost_pair.sh: PROBE_SEEDS=\"$PROBE_SEEDS\": expected at most four different seeds (each probe comes back" \
+      "as its own ~4 MB tarball)${twice:+; named twice: ${twice% }}" >&2
+  exit 2
+fi
+for item in "${ITEMS[@]}"; do  # an arm that reads an extra probe reads one this call trains (or trained)
+  if [[ ,${item#*=}, =~ ,probe=\$WORK/probe_s([0-9]+), ]] \
+      && ! [[ " ${EXTRA_SEEDS[*]} " == *" ${BASH_REMATCH[1]} "* ]]; then
+    echo "cost_pair.sh: ARMS item '${item%%=*}' reads probe_s${BASH_REMATCH[1]}: expected its seed in" \
+        "PROBE_SEEDS=\"${PROBE_SEEDS:-}\"" >&2
     exit 2
   fi
 done
@@ -108,16 +124,17 @@ if [ $STAGE = more ] && ! [ -f $MODEL/meta.json ]; then
 fi
 arm_overrides() {  # ITEM: the arm's planner overrides, replan_every=10 where it sets none, $WORK filled in
   local item=${1#*=}
-  item=${item//\$WORK/$WORK}
+  item=${item//\$WORK/"$WORK"}
   [[ ,$item, == *,planner.replan_every=* ]] || item="planner.replan_every=10,$item"
   echo "$item" | tr , ' '
 }
+PROBE_TRAINED_HERE=$([ -f $PROBE/probe.safetensors ] || echo 1)  # none on this machine yet: STAGE=plan trains it
 arm_goals() {  # NAME: the per-goal lines the arm has written over all its parts, in goal order
   cat $WORK/plan_$1/*.goals.jsonl $WORK/plan_${1}_from*/*.goals.jsonl 2>/dev/null
 }
 {
 if [ $STAGE = plan ]; then
-  rm -rf $WORK/plan_* $WORK/joined  # an earlier study's arms on this warm machine are not this one's
+  rm -rf $WORK/plan_* $WORK/joined $WORK/probe_s*  # an earlier study's arms and extra probes are not this one's
   if [ -f $PROBE/probe.safetensors ]; then
     [ -d $STORE ] || make_store
   else  # the study's own probe, trained here on the store as every planning study's is
@@ -144,6 +161,7 @@ if [ $STAGE = plan ]; then
     seed=${EXTRA_SEEDS[$i]}
     if ! [ -f $WORK/probe_s$seed/probe.safetensors ]; then
       echo "cost_pair.sh: no probe at seed $seed after its training: $(tail -1 $WORK/probe_s$seed.log)" >&2
+      kill "${EXTRA_PIDS[@]}" 2>/dev/null
       exit 2
     fi
     echo "probe_s$seed: $(tail -1 $WORK/probe_s$seed.log | cut -c1-400)"
@@ -176,7 +194,12 @@ else
 fi
 } 2>&1 | tee "$OUT/${STUDY}_$STAGE.log"
 status=$?  # the stage's own (pipefail): a refusal inside it ends the call with its status, after the files go back
-tar czf "$OUT/${STUDY}_$STAGE.tgz" -C $WORK $(cd $WORK && ls -d plan_* joined distill_s*.log 2>/dev/null) \
-    $([ $STAGE = plan ] && cd $WORK && ls -d probe probe_s* 2>/dev/null)  # the probes: to carry to another call
+tar czf "$OUT/${STUDY}_$STAGE.tgz" -C $WORK $(cd $WORK && ls -d plan_* joined distill_s*.log 2>/dev/null)
+if [ $STAGE = plan ]; then  # the probes this call trained, one tarball each (to carry to another call)
+  [ -n "$PROBE_TRAINED_HERE" ] && [ -f $PROBE/probe.safetensors ] && tar czf "$OUT/${STUDY}_probe.tgz" -C $WORK probe
+  for seed in "${EXTRA_SEEDS[@]}"; do
+    [ -f $WORK/probe_s$seed/probe.safetensors ] && tar czf "$OUT/${STUDY}_probe_s$seed.tgz" -C $WORK probe_s$seed
+  done
+fi
 ls -la "$OUT"
 exit $status
