@@ -112,6 +112,15 @@ def test_shallow_study_trains_the_shallow_model_its_i_arms_start_from(tmp_path, 
     assert (out / "base_i1.meta.json").is_file()
 
 
+# The shallow study's ALONE and KEEP_STUDENTS variants (a finished study, sessions 17-33) rehearse at ~30-45 s each
+# on 2 cores; the suite runs near its 15-minute line, so they are opt-in beside the default's full rehearsal
+# (test_shallow_study_rehearses_every_stage) and its i-arm test.
+SHALLOW_VARIANT = pytest.mark.skipif(
+    not os.environ.get("CRCM_SLOW_TESTS"),
+    reason="a variant of shallow.sh's rehearsal (ALONE / KEEP_STUDENTS of a finished study), ~30-45 s on 2 CPU "
+           "cores; set CRCM_SLOW_TESTS=1 to run it")
+
+
 ALONE_I_ARMS = {"ARMS": "i4_s0 i4_s1", "ALONE": "1", "PLAN_TEACHER": "1"}
 
 
@@ -125,6 +134,8 @@ def alone_stage1(tmp_path_factory, dry_store) -> tuple[Path, Path, str]:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+@pytest.mark.slow
+@SHALLOW_VARIANT
 def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teacher(alone_stage1):
     """ALONE=1: stage 1 trains the teacher, then the shallow model, and no student; stage 2 distils the
     students, times them, and plans the teacher beside them (PLAN_TEACHER=1) on the same goals."""
@@ -145,6 +156,8 @@ def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teac
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+@pytest.mark.slow
+@SHALLOW_VARIANT
 def test_shallow_study_alone_without_i_arms_gives_the_teacher_all_of_stage_one(tmp_path, dry_store):
     """ALONE=1 with full-depth arms only: stage 1 trains the teacher alone until the call's end and no
     student, and returns the teacher; stage 2, on a fresh machine (an empty WORK) given it as KEEP, makes the
@@ -188,6 +201,8 @@ def _kept_folder(folder: Path, model: Path) -> Path:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+@pytest.mark.slow
+@SHALLOW_VARIANT
 def test_shallow_study_keeps_the_students_and_times_the_teacher_by_random_weights(tmp_path, dry_store, alone_stage1):
     """KEEP_STUDENTS=1 with a kept shallow model (KEEP, here the ALONE stage 1's): stage 1 trains the teacher
     alone, distils the students from it started from the kept model, scores both models' pushed block and
