@@ -65,8 +65,10 @@ else
   for i in "${!ITEMS[@]}"; do ITEMS[$i]=${ITEMS[$i]}=planner.cost=${ITEMS[$i]}; done
   what="COSTS=\"${COSTS:-}\": expected two different planner.cost names"
 fi
-names=$(printf '%s\n' "${ITEMS[@]%%=*}")
-twice=$(sort <<< "$names" | uniq -d | tr '\n' ' ')
+named_twice() {  # WORD...: the words given more than once, space-separated
+  printf '%s\n' "$@" | sort | uniq -d | tr '\n' ' '
+}
+twice=$(named_twice "${ITEMS[@]%%=*}")
 if [ ${#ITEMS[@]} -lt 2 ] || { [ -z "${ARMS:-}" ] && [ ${#ITEMS[@]} -ne 2 ]; } || [ -n "$twice" ]; then
   echo "cost_pair.sh: $what (got ${#ITEMS[@]}${twice:+, named twice: ${twice% }})" >&2; exit 2
 fi
@@ -78,7 +80,7 @@ for seed in "${EXTRA_SEEDS[@]}"; do
     exit 2
   fi
 done
-twice=$( ((${#EXTRA_SEEDS[@]})) && printf '%s\n' "${EXTRA_SEEDS[@]}" | sort | uniq -d | tr '\n' ' ')
+twice=$(named_twice "${EXTRA_SEEDS[@]}")
 if [ -n "$twice" ] || [ ${#EXTRA_SEEDS[@]} -gt 4 ]; then
   echo "cost_pair.sh: PROBE_SEEDS=\"$PROBE_SEEDS\": expected at most four different seeds (each probe comes back" \
       "as its own ~4 MB tarball)${twice:+; named twice: ${twice% }}" >&2
@@ -142,9 +144,7 @@ if [ $STAGE = plan ]; then
   fi
   EXTRA_PIDS=()
   for seed in "${EXTRA_SEEDS[@]}"; do  # beside the study's own probe, on the same store and steps
-    rm -rf $WORK/probe_s$seed
-    crcm train probe data.path=$STORE out=$WORK/probe_s$seed device=$DEV steps=$PROBE_STEPS seed=$seed \
-        progress=false $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $WORK/probe_s$seed.log 2>&1 &
+    train_probe $WORK/probe_s$seed $seed
     EXTRA_PIDS+=($!)
   done
   if [ -n "${STUDENT:-}" ]; then  # beside the probe's training

@@ -99,9 +99,14 @@ store_and_probe() {  # the store, then the state probe started in the background
     rm -rf $PROBE && cp -r $DRY_STORE/probe $PROBE && cp $DRY_STORE/probe.log $WORK/probe.log
     echo "probe copied from $DRY_STORE"; return
   fi
-  crcm train probe data.path=$STORE out=$PROBE device=$DEV steps=$PROBE_STEPS progress=false \
-      $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $WORK/probe.log 2>&1 &
+  train_probe $PROBE 0
   PROBE_PID=$!
+}
+
+train_probe() {  # OUT SEED: the study's state probe recipe (PROBE_STEPS updates on the store) at SEED into OUT,
+  # in the background, its log OUT.log; the caller takes the PID from $!
+  crcm train probe data.path=$STORE out=$1 device=$DEV steps=$PROBE_STEPS seed=$2 progress=false \
+      $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $1.log 2>&1 &
 }
 
 probe_ready() {  # the probe store_and_probe started in the background waited for, before anything that reads
