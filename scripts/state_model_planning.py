@@ -44,6 +44,7 @@ import argparse
 import itertools
 import json
 import math
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -503,6 +504,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.ensemble < 1 or args.risk < 0 or not math.isfinite(args.risk):
         raise SystemExit(f"--ensemble {args.ensemble} --risk {args.risk}: ≥ 1 members and a finite risk "
                          "≥ 0 expected")
+    if not (math.isfinite(args.obs_noise) and args.obs_noise >= 0):
+        raise SystemExit(f"--obs-noise {args.obs_noise}: a reading error of ≥ 0 env units expected (0: exact states)")
     if not 0.0 <= args.motion_sampling <= 1.0:
         raise SystemExit(f"--motion-sampling {args.motion_sampling}: a share of the batch in [0, 1] expected")
     if args.motion_sampling and (args.model != "step" or args.load):
@@ -594,6 +597,10 @@ def main(argv: list[str] | None = None) -> None:
             args.model, args.step_size, trained_on = "step", members[0].k, saved["trained_on"]
             args.steps, args.width = saved["steps"], saved["width"]
             args.motion_sampling = saved.get("motion_sampling", 0.0)  # how the kept model was fitted
+            fitted_noise = saved.get("obs_noise", 0.0)
+            if fitted_noise != args.obs_noise:  # allowed (a model planned from another reading), but said
+                print(f"state_model_planning: --load {args.load} was fitted with --obs-noise {fitted_noise}; "
+                      f"scored and planned here with --obs-noise {args.obs_noise}", file=sys.stderr, flush=True)
             report["loaded"] = args.load
         elif args.model == "frames":
             tr = windows(store, train_eps, FRAMES)

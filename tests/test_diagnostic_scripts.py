@@ -720,8 +720,13 @@ def test_state_model_motion_sampling_draws_batches_by_the_blocks_travel(pusht_st
     assert json.loads((tmp_path / "kept" / "step_model.json").read_text())["motion_sampling"] == 0.5
     script.main([str(pusht_store_32), *run, "--load", str(tmp_path / "kept"), "--out", str(tmp_path / "l")])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["state_mlp"]["motion_sampling"] == 0.5
+    script.main([str(pusht_store_32), *run, "--load", str(tmp_path / "kept"), "--obs-noise", "2",
+                 "--out", str(tmp_path / "l2")])  # read otherwise than fitted: planned, and said on stderr
+    assert "was fitted with --obs-noise 0.0; scored and planned here with --obs-noise 2.0" in capsys.readouterr().err
     for bad, message in ((["--motion-sampling", "1.5"], "--motion-sampling 1.5: a share of the batch in"),
-                         (["--motion-sampling", "0.5", "--model", "frames"], "draws a step model's")):
+                         (["--motion-sampling", "0.5", "--model", "frames"], "draws a step model's"),
+                         (["--obs-noise", "-2"], "--obs-noise -2.0: a reading error of ≥ 0 env units"),
+                         (["--obs-noise", "nan"], "--obs-noise nan: a reading error")):
         with pytest.raises(SystemExit, match=message):
             script.main([str(pusht_store_32), *run, *bad, "--out", str(tmp_path / "bad")])
 
