@@ -163,6 +163,46 @@ def request(n=3, horizon=2, action_dim=2, actions=None, goal=None, context=None,
 
 
 # -- the main node: Float32MultiArray commands, best-effort camera cycling through encodings ----------
+# Before the module's node starts (main_node, below): this test times an executor on the box's CPU, and a node
+# predicting frames beside it took the 100 Hz timer to 97 ticks in 1.5 s in one CI run (149 alone).
+def test_a_task_waiting_for_a_pool_thread_is_handed_to_the_pool_once():
+    """The node's executor (``QueueOnceExecutor``): with one of two threads held by a slow callback, the
+    other timer's tasks are each handed to the pool once, and that timer keeps its rate. Jazzy's
+    MultiThreadedExecutor hands a task still in the pool's queue over again on every turn (ros2/rclpy#1452;
+    here ~2 submissions per task, on the node ~5000 turns/s that starved ``~/predicted``)."""
+    require_rclpy()
+    import rclpy
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+
+    from crcm_robotics.ros.node import QueueOnceExecutor
+
+    os.environ.update(GRAPH_ENV)  # this test's own domain, localhost only
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("queue_once_probe", context=context)
+    ticks = []
+    slow, fast = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+    node.create_timer(0.01, lambda: time.sleep(0.3), callback_group=slow)
+    node.create_timer(0.01, lambda: ticks.append(time.monotonic()), callback_group=fast)
+    executor = QueueOnceExecutor(num_threads=2, context=context)
+    executor.add_node(node)
+    submitted = []
+    submit = executor._executor.submit
+    executor._executor.submit = lambda fn, task: (submitted.append(task), submit(fn, task))[1]
+    try:
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.shutdown(timeout_sec=5)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert len(submitted) == len(set(map(id, submitted))), (
+        f"{len(submitted)} submissions of {len(set(map(id, submitted)))} tasks"
+    )
+    assert len(ticks) >= 100, f"the 100 Hz timer ran {len(ticks)} times in 1.5 s"
+
+
 @pytest.fixture(scope="module")
 def main_node(graph, tiny_student, tmp_path_factory):
     live = start(
@@ -268,44 +308,6 @@ def test_prediction_rate_holds_while_planners_call_imagine_back_to_back(graph, m
     assert rate >= 0.8 * RATE_HZ, (
         f"~/predicted fell to {rate:.2f} Hz (set {RATE_HZ}) during {len(calls)} imagine calls; {report}"
     )
-
-
-def test_a_task_waiting_for_a_pool_thread_is_handed_to_the_pool_once():
-    """The node's executor (``QueueOnceExecutor``): with one of two threads held by a slow callback, the
-    other timer's tasks are each handed to the pool once, and that timer keeps its rate. Jazzy's
-    MultiThreadedExecutor hands a task still in the pool's queue over again on every turn (ros2/rclpy#1452;
-    here ~2 submissions per task, on the node ~5000 turns/s that starved ``~/predicted``)."""
-    require_rclpy()
-    import rclpy
-    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-
-    from crcm_robotics.ros.node import QueueOnceExecutor
-
-    os.environ.update(GRAPH_ENV)  # this test's own domain, localhost only
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("queue_once_probe", context=context)
-    ticks = []
-    slow, fast = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
-    node.create_timer(0.01, lambda: time.sleep(0.3), callback_group=slow)
-    node.create_timer(0.01, lambda: ticks.append(time.monotonic()), callback_group=fast)
-    executor = QueueOnceExecutor(num_threads=2, context=context)
-    executor.add_node(node)
-    submitted = []
-    submit = executor._executor.submit
-    executor._executor.submit = lambda fn, task: (submitted.append(task), submit(fn, task))[1]
-    try:
-        end = time.monotonic() + 1.5
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.05)
-    finally:
-        executor.shutdown(timeout_sec=5)
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-    assert len(submitted) == len(set(map(id, submitted))), (
-        f"{len(submitted)} submissions of {len(set(map(id, submitted)))} tasks"
-    )
-    assert len(ticks) >= 100, f"the 100 Hz timer ran {len(ticks)} times in 1.5 s"
 
 
 # -- one node per other command adapter; reliable and best-effort cameras; SIGINT --------------------
