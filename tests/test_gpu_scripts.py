@@ -62,7 +62,7 @@ def _stage(stage: int, work: Path, out: Path, call_s: int, **extra: str) -> str:
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     """The default arms through every stage; DISTILL_ARGS reaches `crcm distill`, whose method is Causal-rCM
-    unless METHOD says otherwise."""
+    unless METHOD says otherwise; REPLAN_EVERY reaches the planner of stage 2 and of stage 3's resumed arm."""
     import yaml
 
     from crcm_robotics.model.checkpoint import load_checkpoint
@@ -77,17 +77,19 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     assert {(c["method"], c["scm"]["p_std"]) for c in configs} == {("causal_rcm", 1.4)}
     assert (out / "teacher.meta.json").is_file() and len(list(out.glob("distill_*.log"))) == 3
 
-    log2 = _stage(2, work, out, call_s=300)
+    log2 = _stage(2, work, out, call_s=300, REPLAN_EVERY="5")
     for name in ("teacher", "student_d0_s0", "student_d1_s0"):
         [arm] = json.loads((work / f"plan_time_{name}.json").read_text())["arms"].values()
         assert arm["goals"] == 2 and arm["replan_ms_median"] > 0, (name, arm)
+    assert json.loads((work / "plan_d1_s1_a.json").read_text())["planner"]["replan_every"] == 5
     assert "sign test" in log2 and (out / "shallow2.tgz").stat().st_size > 0
 
     # a cut arm: drop its second goal, so stage 3 resumes it from the first goal it lacks
     cut = next((work / "plan_d1_s1_a").glob("*.goals.jsonl"))
     cut.write_text(cut.read_text().splitlines(keepends=True)[0])
-    log3 = _stage(3, work, out, call_s=300)
+    log3 = _stage(3, work, out, call_s=300, REPLAN_EVERY="5")
     assert "plan_d1_s1_b: exit 0" in log3
+    assert json.loads((work / "plan_d1_s1_b.json").read_text())["planner"]["replan_every"] == 5
     for arm in ("d0_s0", "d1_s0", "d1_s1"):
         lines = (work / "joined" / arm / "student.goals.jsonl").read_text().splitlines()
         assert len(lines) == 2, (arm, lines)
@@ -258,6 +260,14 @@ def test_shallow_study_refuses_to_train_a_kept_teacher_on_beside_a_shallow_model
     run = _shallow(env)
     assert run.returncode == 2 and "KEEP with STAGE=1 trains the kept teacher on" in run.stderr, run.stderr
     assert not (tmp_path / "work" / "pusht64.zarr").exists()
+
+
+@pytest.mark.parametrize("replan_every", ["0", "five", "-5"])
+def test_shallow_study_refuses_a_replan_interval_that_is_not_a_whole_number_of_steps(tmp_path, replan_every):
+    env = _dry_env(tmp_path / "work", tmp_path / "out", STAGE="2", REPLAN_EVERY=replan_every)
+    run = _shallow(env)
+    assert run.returncode == 2 and f"REPLAN_EVERY={replan_every}: expected a whole number" in run.stderr, run.stderr
+    assert not (tmp_path / "work" / "plan_d0_s0_a").exists()
 
 
 def test_shallow_study_refuses_to_train_on_without_a_teacher(tmp_path):

@@ -63,11 +63,18 @@
 # Stages 2 and 3 with ALONE=1 and i-arms on a warm machine that holds a kept 4-block model trained on (pusht_study.sh's
 # model_on) and a kept teacher unpacked into WORK (thirty-second session: the 13,096-update 4-block model, the
 # 9,768-update teacher): the students, distilled there, held 0.64 / 0.54 at 0.32 of the teacher's time, the teacher 0.68.
+# REPLAN_EVERY (10, the benchmark's default; fifty-fifth session: 5, every model frame): the env steps between
+# replans of every arm planned in stages 2 and 3 (give the same in both: a resumed arm must plan as it began).
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
 STUDY=shallow; RATE=${RATE:-11.5}
 source scripts/gpu/pusht_study.sh
-PLAN="$PLAN planner.replan_every=10"; DEPTH=$([ -n "${DRY:-}" ] && echo 1 || echo 4)
+REPLAN_EVERY=${REPLAN_EVERY:-10}
+if ! [[ $REPLAN_EVERY =~ ^[1-9][0-9]*$ ]]; then
+  echo "shallow.sh: REPLAN_EVERY=$REPLAN_EVERY: expected a whole number of env steps between replans (10, 5)" >&2
+  exit 2
+fi
+PLAN="$PLAN planner.replan_every=$REPLAN_EVERY"; DEPTH=$([ -n "${DRY:-}" ] && echo 1 || echo 4)
 ARMS=${ARMS:-"d0_s0 d${DEPTH}_s0 d${DEPTH}_s1"}; [ -n "${DRY:-}" ] && ARMS=${ARMS//i4_/i1_}
 BASE=$(for arm in $ARMS; do [ "${arm:0:1}" = i ] && echo ${arm%_s*}; done | sort -u)  # i<blocks> models
 if [ $(echo $BASE | wc -w) -gt 1 ]; then
