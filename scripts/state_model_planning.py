@@ -26,9 +26,11 @@ and ``--load DIR`` plans with it again (e.g. under other planner settings: ``--p
 fits K step models (seeds ``--seed`` .. ``--seed`` + K − 1; member 0 is the single model of ``--seed``) and
 ranks candidates by the mean of their members' costs, plus ``--risk`` standard deviations (PETS-style: a
 planner that no one member's error can steer); ``--save``/``--load`` keep them under ``DIR/member<i>``.
-``--motion-sampling SHARE`` draws that share of each step model's batch in proportion to how far the block moves
-in the step (the teacher's ``data.motion_sampling``); the held-out errors include the last frame's block by how far
-it truly moved (``last_frame_by_move``).
+``--history H`` (step models) reads the last H states, ``--step-size`` env steps apart, instead of two: the
+pixel model's context spans 4 frames, the step model's two states only a speed. ``--motion-sampling SHARE``
+draws that share of each step model's batch in proportion to how far the block moves in the step (the teacher's
+``data.motion_sampling``); the held-out errors include the last frame's block by how far it truly moved
+(``last_frame_by_move``).
 
     python scripts/state_model_planning.py STORE [--goals-from CKPT] [--goals 50] [--steps 4000]
         [--arms oracle_state state_mlp] [--model frames|step] [--step-size 1|5] [--replan-every 10]
@@ -86,20 +88,30 @@ def _rot(xy: np.ndarray, angle: np.ndarray) -> np.ndarray:
     return np.stack([c * xy[..., 0] - s * xy[..., 1], s * xy[..., 0] + c * xy[..., 1]], axis=-1)
 
 
-def step_features(prev: np.ndarray, cur: np.ndarray, actions: np.ndarray) -> np.ndarray:
+def _moves(earlier: np.ndarray, later: np.ndarray, th: np.ndarray) -> list[np.ndarray]:
+    """Both bodies' moves from ``earlier`` to ``later`` [N, 5]: the pusher's, the block's in the frame of the
+    block's angle ``th`` now, and the block's turn."""
+    return [(later[:, 0:2] - earlier[:, 0:2]) / 10.0, _rot(later[:, 2:4] - earlier[:, 2:4], -th) / 10.0,
+            wrap_angle(later[:, 4] - earlier[:, 4])[:, None] * 10.0]
+
+
+def step_features(prev: np.ndarray, cur: np.ndarray, actions: np.ndarray,
+                  older: np.ndarray | None = None) -> np.ndarray:
     """One model step's inputs: where the pusher and each of its K commanded targets [N, K, 2] are in the
     block's frame (where contact happens), the targets from the pusher, both bodies' moves since ``prev``
-    (K env steps back: their speeds), the angle and where they are in the workspace."""
+    (K env steps back: their speeds), the angle and where they are in the workspace; with ``older`` states
+    [N, H − 2, 5] (oldest first, each K env steps before the next, the last K before ``prev``), the moves between
+    each of them and the next too, appended (``--history H``: more of the past than two states show)."""
     th = cur[:, 4]
     block = cur[:, 2:4]
-    turn = wrap_angle(cur[:, 4] - prev[:, 4])
     n = len(cur)
+    past = [] if older is None else [older[:, j] for j in range(older.shape[1])] + [prev]
     return np.concatenate([
         _rot(cur[:, 0:2] - block, -th) / 100.0,
         _rot(actions - block[:, None], -th[:, None]).reshape(n, -1) / 100.0,
-        (actions - cur[:, None, 0:2]).reshape(n, -1) / 100.0, (cur[:, 0:2] - prev[:, 0:2]) / 10.0,
-        _rot(cur[:, 2:4] - prev[:, 2:4], -th) / 10.0, turn[:, None] * 10.0,
-        np.sin(th)[:, None], np.cos(th)[:, None], block / UNIT, cur[:, 0:2] / UNIT], axis=1)
+        (actions - cur[:, None, 0:2]).reshape(n, -1) / 100.0, *_moves(prev, cur, th),
+        np.sin(th)[:, None], np.cos(th)[:, None], block / UNIT, cur[:, 0:2] / UNIT,
+        *(m for a, b in itertools.pairwise(past) for m in _moves(a, b, th))], axis=1)
 
 
 def step_targets(cur: np.ndarray, nxt: np.ndarray) -> np.ndarray:
@@ -122,47 +134,55 @@ def apply_step(cur: np.ndarray, change: np.ndarray) -> np.ndarray:
 Sources = list[tuple[TrajectoryStore, list[int]]]  # the training episodes, store by store
 
 
-def step_pairs(sources: Sources, k: int) -> tuple[np.ndarray, ...]:
-    """Every (state k env steps back, state now, the k actions from now [k, 2], state k steps on) of every
-    source's episodes."""
-    prev, cur, act, nxt = [], [], [], []
+def step_pairs(sources: Sources, k: int, history: int = 2) -> tuple[np.ndarray, ...]:
+    """Every (the ``history`` − 1 states k, 2k, … env steps back [n, history − 1, 5], oldest first; state now;
+    the k actions from now [k, 2]; state k steps on) of every source's episodes."""
+    past, cur, act, nxt = [], [], [], []
+    back = k * np.arange(history - 1, 0, -1)
     for store, episodes in sources:
         for e in episodes:
             ep = store.episode(e)
             state, action = ep["state"].astype(np.float64), ep["action"].astype(np.float64)
-            t = np.arange(k, len(state) - k)
-            prev.append(state[t - k])
+            t = np.arange(k * (history - 1), len(state) - k)
+            past.append(state[t[:, None] - back])
             cur.append(state[t])
             act.append(action[t[:, None] + np.arange(k)])
             nxt.append(state[t + k])
-    return tuple(np.concatenate(x) for x in (prev, cur, act, nxt))
+    return tuple(np.concatenate(x) for x in (past, cur, act, nxt))
 
 
 class StepModel:
-    """A residual MLP for K env steps, rolled out step by step: (states K env steps back and now [N, 2, 5],
-    actions [N, SKIP + L, 2] from SKIP steps back) to the states every SKIP steps [N, L / SKIP, 5] (the same
-    call as :class:`StateModel`, which predicts every model frame at once). K = 1: one env step at a time;
-    K = SKIP: the pixel world model's frame skip."""
+    """A residual MLP for K env steps, rolled out step by step: (the last H states, K env steps apart, now
+    last [N, ≥ H, 5], actions [N, SKIP + L, 2] from SKIP steps back) to the states every SKIP steps
+    [N, L / SKIP, 5] (the same call as :class:`StateModel`, which predicts every model frame at once). K = 1:
+    one env step at a time; K = SKIP: the pixel world model's frame skip. H (``history``) = 2: a state back
+    and now, the speeds; more reads the moves before them too."""
 
-    def __init__(self, net: torch.nn.Module, y_mean: np.ndarray, y_std: np.ndarray, k: int):
+    def __init__(self, net: torch.nn.Module, y_mean: np.ndarray, y_std: np.ndarray, k: int, history: int = 2):
         if SKIP % k:
             raise ValueError(f"a step of {k} env steps must divide the model frame's {SKIP}")
-        self.net, self.y_mean, self.y_std, self.k = net, y_mean, y_std, k
+        if history < 2:
+            raise ValueError(f"a step model reads ≥ 2 states (a speed), got history {history}")
+        self.net, self.y_mean, self.y_std, self.k, self.history = net, y_mean, y_std, k, history
 
     @torch.no_grad()
-    def rollout(self, prev: np.ndarray, cur: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """States [N, L / K, 5] after each K of the actions [N, L, 2]."""
-        out = []
+    def rollout(self, ctx: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """States [N, L / K, 5] after each K of the actions [N, L, 2], from the last H states ``ctx``
+        [N, H, 5] (K env steps apart, now last)."""
+        window, out = list(np.moveaxis(ctx[:, -self.history:], 1, 0)), []
         for j in range(0, actions.shape[1], self.k):
-            x = torch.as_tensor(step_features(prev, cur, actions[:, j:j + self.k]), dtype=torch.float32)
-            change = self.net(x).numpy() * self.y_std + self.y_mean
-            prev, cur = cur, apply_step(cur, change)
-            out.append(cur)
+            older = np.stack(window[:-2], axis=1) if self.history > 2 else None
+            x = step_features(window[-2], window[-1], actions[:, j:j + self.k], older)
+            change = self.net(torch.as_tensor(x, dtype=torch.float32)).numpy() * self.y_std + self.y_mean
+            window = window[1:] + [apply_step(window[-1], change)]
+            out.append(window[-1])
         return np.stack(out, axis=1)
 
     def predict(self, ctx: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        if ctx.shape[1] < self.history:
+            raise ValueError(f"the step model reads {self.history} context states, got {ctx.shape[1]}")
         per_frame = SKIP // self.k
-        return self.rollout(ctx[:, -2], ctx[:, -1], actions[:, SKIP:])[:, per_frame - 1::per_frame]
+        return self.rollout(ctx, actions[:, SKIP:])[:, per_frame - 1::per_frame]
 
 
 def save_step_model(model: StepModel, out: Path, meta: dict[str, Any]) -> None:
@@ -174,7 +194,7 @@ def save_step_model(model: StepModel, out: Path, meta: dict[str, Any]) -> None:
     save_file(weights, str(out / "step_model.safetensors"))
     first, last = model.net[0], model.net[-1]
     (out / "step_model.json").write_text(json.dumps(meta | {
-        "k": model.k, "d_in": first.in_features, "d_out": last.out_features, "width": first.out_features,
+        "k": model.k, "history": model.history, "d_in": first.in_features, "d_out": last.out_features, "width": first.out_features,
         "y_mean": model.y_mean.tolist(), "y_std": model.y_std.tolist()}))
 
 
@@ -194,7 +214,9 @@ def load_step_model(path: Path) -> tuple[StepModel, dict[str, Any]]:
     meta = json.loads(meta_file.read_text())
     net = mlp(meta["d_in"], meta["d_out"], meta["width"])
     net.load_state_dict(load_file(str(weights)))
-    return StepModel(net.eval(), np.asarray(meta["y_mean"]), np.asarray(meta["y_std"]), meta["k"]), meta
+    model = StepModel(net.eval(), np.asarray(meta["y_mean"]), np.asarray(meta["y_std"]), meta["k"],
+                      meta.get("history", 2))  # models kept before --history read two states
+    return model, meta
 
 
 class Ensemble:
@@ -206,7 +228,9 @@ class Ensemble:
     def __init__(self, members: list[StepModel], risk: float = 0.0):
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        self.members, self.risk, self.k = members, risk, members[0].k
+        if len({(m.k, m.history) for m in members}) > 1:
+            raise ValueError("an ensemble's members must step alike (one step size and history)")
+        self.members, self.risk, self.k, self.history = members, risk, members[0].k, members[0].history
 
     def predict(self, ctx: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Every member's states [K, N, FRAMES, 5]."""
@@ -223,34 +247,36 @@ def block_travel(cur: np.ndarray, nxt: np.ndarray) -> np.ndarray:
 
 
 def fit_step_model(sources: Sources, k: int, steps: int, seed: int, width: int, units: float,
-                   rng: np.random.Generator, motion_share: float = 0.0) -> tuple[StepModel, int]:
-    """The step model of K env steps fitted on the sources' episodes, and how many steps it saw;
-    ``motion_share`` of each batch drawn in proportion to how far the block moves in the step."""
-    prev, cur, act, nxt = step_pairs(sources, k)
+                   rng: np.random.Generator, motion_share: float = 0.0,
+                   history: int = 2) -> tuple[StepModel, int]:
+    """The step model of K env steps reading ``history`` states fitted on the sources' episodes, and how many
+    steps it saw; ``motion_share`` of each batch drawn in proportion to how far the block moves in the step."""
+    past, cur, act, nxt = step_pairs(sources, k, history)
     y = step_targets(cur, nxt)  # the change is the true one; only what the model reads is noisy
     travel = block_travel(cur, nxt) if motion_share else None  # the true move, before the reading noise
-    prev, cur = noisy(prev[:, None], units, rng)[:, 0], noisy(cur[:, None], units, rng)[:, 0]
+    past, cur = noisy(past, units, rng), noisy(cur[:, None], units, rng)[:, 0]
     y_mean, y_std = y.mean(0), y.std(0) + 1e-6
-    net = fit(step_features(prev, cur, act), (y - y_mean) / y_std, steps, seed, width,
+    x = step_features(past[:, -1], cur, act, past[:, :-1] if history > 2 else None)
+    net = fit(x, (y - y_mean) / y_std, steps, seed, width,
               weights=None if travel is None else travel / travel.sum(), share=motion_share)
-    return StepModel(net, y_mean, y_std, k), len(cur)
+    return StepModel(net, y_mean, y_std, k, history), len(cur)
 
 
 class RecordingSim:
     """The benchmark's simulator, keeping the states an episode passes through: the state model's context
-    needs the one SKIP env steps back. Before each goal, :meth:`begin` seeds it with the logged states before
-    the start."""
+    needs the ones up to ``back`` env steps back (SKIP; more with ``--history``). Before each goal,
+    :meth:`begin` seeds it with the logged states before the start."""
 
-    def __init__(self, sim: Any, store: TrajectoryStore):
-        self.sim, self.store, self.states = sim, store, []
+    def __init__(self, sim: Any, store: TrajectoryStore, back: int = SKIP):
+        self.sim, self.store, self.states, self.back = sim, store, [], back
 
     def begin(self, pair: Any) -> None:
         s, _ = self.store.episode_bounds(pair.episode)
         i = s + pair.start
-        if pair.start < SKIP:
+        if pair.start < self.back:
             raise ValueError(f"goal at episode {pair.episode}, frame {pair.start}: the state model needs the "
-                             f"state {SKIP} env steps before the start")
-        self.states = list(np.asarray(self.store.state(i - SKIP, i + 1), dtype=np.float64))
+                             f"state {self.back} env steps before the start")
+        self.states = list(np.asarray(self.store.state(i - self.back, i + 1), dtype=np.float64))
 
     def reset_to(self, state: np.ndarray, render: bool = True) -> np.ndarray:
         return self.sim.reset_to(state, render=render)
@@ -279,8 +305,9 @@ class StateModelArm(Arm):
 
     def scorer(self, state: np.ndarray, history: tuple[np.ndarray, np.ndarray], goal: np.ndarray,
                goal_state: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
-        back = self.model.k if isinstance(self.model, (StepModel, Ensemble)) else SKIP
-        ctx = np.stack([self.recorder.states[-1 - back], self.recorder.states[-1]])[None]
+        stepped = isinstance(self.model, (StepModel, Ensemble))
+        back, states = (self.model.k, self.model.history) if stepped else (SKIP, 2)
+        ctx = np.stack([self.recorder.states[-1 - j * back] for j in range(states - 1, -1, -1)])[None]
         if not np.allclose(ctx[0, -1], state, atol=1e-6):
             raise RuntimeError("the recorded state is not the simulator's: RecordingSim.begin was not called")
         ctx = noisy(ctx, self.obs_noise, self.noise_rng)
@@ -457,6 +484,9 @@ def main(argv: list[str] | None = None) -> None:
                     "steps at a time, rolled out")
     ap.add_argument("--step-size", type=int, default=1, choices=(1, SKIP),
                     help="--model step: env steps per model step (and back to its earlier context state)")
+    ap.add_argument("--history", type=int, default=2,
+                    help="--model step: the states it reads, --step-size env steps apart, now last (2: a "
+                    "speed; the pixel model's context spans 4 frames)")
     ap.add_argument("--steps", type=int, default=4000, help="MLP updates (batch 1024)")
     ap.add_argument("--width", type=int, default=512)
     ap.add_argument("--obs-noise", type=float, default=0.0, help="± env units on the MLP's context states")
@@ -508,6 +538,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--obs-noise {args.obs_noise}: a reading error of ≥ 0 env units expected (0: exact states)")
     if not 0.0 <= args.motion_sampling <= 1.0:
         raise SystemExit(f"--motion-sampling {args.motion_sampling}: a share of the batch in [0, 1] expected")
+    if args.history < 2 or (args.history != 2 and (args.model != "step" or args.load)):
+        raise SystemExit(f"--history {args.history}: ≥ 2 states, and other than 2 only for a step model being "
+                         "fitted (--model step; a --load model reads what it was fitted with)")
     if args.motion_sampling and (args.model != "step" or args.load):
         raise SystemExit("--motion-sampling draws a step model's training batches (--model step, not --load)")
     if args.ensemble > 1 and args.model != "step" and not args.load:
@@ -595,6 +628,7 @@ def main(argv: list[str] | None = None) -> None:
             members = [m for m, _ in loaded]
             saved = loaded[0][1]
             args.model, args.step_size, trained_on = "step", members[0].k, saved["trained_on"]
+            args.history = members[0].history
             args.steps, args.width = saved["steps"], saved["width"]
             args.motion_sampling = saved.get("motion_sampling", 0.0)  # how the kept model was fitted
             fitted_noise = saved.get("obs_noise", 0.0)
@@ -617,21 +651,23 @@ def main(argv: list[str] | None = None) -> None:
                 member, trained_on = fit_step_model(sources, args.step_size, args.steps, args.seed + i,
                                                     args.width, args.obs_noise,
                                                     np.random.default_rng(args.seed + i),
-                                                    args.motion_sampling)
+                                                    args.motion_sampling, args.history)
                 members.append(member)
                 if args.save:
                     save_step_model(member, save_dirs[i], {
                         "store_hash": store_hash, "train_episodes": list(train_eps), "trained_on": trained_on,
                         "extra_store_hashes": extra_hashes, "steps": args.steps, "obs_noise": args.obs_noise,
                         "motion_sampling": args.motion_sampling,
-                        "seed": args.seed + i})
+                        "seed": args.seed + i})  # the history is the model's own (save_step_model)
         if args.model == "step":
             model = members[0] if len(members) == 1 else Ensemble(members, args.risk)
-        va = windows(store, val_eps, FRAMES, back=(args.step_size,) if args.model == "step" else (SKIP,))
+        back = tuple(args.step_size * j for j in range(1, args.history)) if args.model == "step" else (SKIP,)
+        va = windows(store, val_eps, FRAMES, back=back)
         step_size = args.step_size if args.model == "step" else None
         single = model.members[0] if isinstance(model, Ensemble) else model
         read = noisy(va[0], args.obs_noise, read_rng)
         report["state_mlp"] = {"model": args.model, "step_size": step_size,
+                               "history": args.history if args.model == "step" else None,
                                "ensemble": args.ensemble, "risk": args.risk,
                                "train_episodes": len(train_eps) + sum(x.num_episodes for x in extra),
                                "extra_stores": args.extra_store or [], "trained_on": trained_on,
@@ -648,11 +684,13 @@ def main(argv: list[str] | None = None) -> None:
     bench = PlanBenchConfig(goals=args.goals, planner=planner, seed=goal_seed)
     low, high = _bounds(store)
     device = torch.device("cpu")
-    recorder = RecordingSim(domain.make_sim(), store)
+    recorder = RecordingSim(domain.make_sim(), store,
+                            max(SKIP, args.step_size * (args.history - 1)) if args.model == "step" else SKIP)
     pool = None
     try:
         try:
-            pairs = domain.goal_pairs(store, val_eps, bench, context, recorder.sim)
+            # goals start late enough for the model's context (a --load model's history is known only now)
+            pairs = domain.goal_pairs(store, val_eps, bench, max(context, recorder.back + 1), recorder.sim)
         except ValueError as exc:
             raise SystemExit(str(exc)) from None
         report |= {"bench": "plan", "domain": domain.name, "held_out_split": True, "goals": len(pairs),

@@ -776,6 +776,72 @@ def test_state_model_ensemble_ranks_by_its_members_costs(pusht_store_32, tmp_pat
         script.main([str(pusht_store_32), "--ensemble", "2", "--out", str(tmp_path / "bad")])
 
 
+def test_state_model_history_reads_the_moves_before_the_last_speed(pusht_store_32, tmp_path, capsys, monkeypatch,
+                                                                   one_torch_thread):
+    """--history H: the step model's data, features and rollout carry H states K env steps apart, a kept model
+    plans with the history it was fitted with, and the goals leave room for it."""
+    import numpy as np
+    import torch
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    script = load_script("state_model_planning")
+    from crcm_robotics.data.store import TrajectoryStore
+
+    store = TrajectoryStore(pusht_store_32)
+    states = store.episode(0)["state"].astype(np.float64)
+    past, cur, _, nxt = script.step_pairs([(store, [0])], k=5, history=3)
+    assert past.shape == (len(states) - 15, 2, 5)  # t from 10 (two states back) to the last with a next one
+    np.testing.assert_array_equal(past[0], states[[0, 5]])
+    np.testing.assert_array_equal(cur[0], states[10])
+    np.testing.assert_array_equal(nxt[0], states[15])
+    acts = np.zeros((4, 5, 2))
+    two = script.step_features(past[:4, -1], cur[:4], acts)
+    three = script.step_features(past[:4, -1], cur[:4], acts, past[:4, :-1])
+    np.testing.assert_array_equal(three[:, :two.shape[1]], two)  # two states' features unchanged, 5 appended
+    assert three.shape[1] == two.shape[1] + 5
+
+    # a stand-in net that moves the pusher by its move one step further back: the window must shift each step
+    def older_move(x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(x), 5, dtype=x.dtype)
+        out[:, 0:2] = x[:, -5:-3]  # the pusher's move from the oldest state to the one before now (/ 10)
+        return out
+
+    lagged = script.StepModel(older_move, np.zeros(5), np.ones(5), 5, history=3)
+    ctx = np.zeros((1, 3, 5))
+    ctx[0, :, 0] = [0.0, 1.0, 3.0]  # the pusher moved 1, then 2
+    pred = lagged.predict(ctx, np.zeros((1, 4 * 5, 2)))
+    np.testing.assert_allclose(pred[0, :, 0], [4.0, 6.0, 7.0])  # + 1 (0 → 1), + 2 (1 → 3), + 1 (3 → 4)
+    with pytest.raises(ValueError, match="reads 3 context states, got 2"):
+        lagged.predict(ctx[:, 1:], np.zeros((1, 10, 2)))
+    with pytest.raises(ValueError, match="≥ 2 states"):
+        script.StepModel(older_move, np.zeros(5), np.ones(5), 5, history=1)
+    with pytest.raises(ValueError, match="must step alike"):
+        script.Ensemble([lagged, script.StepModel(older_move, np.zeros(5), np.ones(5), 5)])
+
+    run = ["--goals", "1", "--steps", "3", "--samples", "8", "--iterations", "1", "--elites", "2", "--model",
+           "step", "--step-size", "5", "--arms", "state_mlp"]
+    script.main([str(pusht_store_32), *run, "--history", "3", "--save", str(tmp_path / "h3"),
+                 "--out", str(tmp_path / "h")])
+    fitted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert fitted["state_mlp"]["history"] == 3
+    assert json.loads((tmp_path / "h3" / "step_model.json").read_text())["history"] == 3
+    [goal] = [json.loads(line) for line in (tmp_path / "h" / "state_mlp.goals.jsonl").read_text().splitlines()]
+    assert goal["start"] >= 10  # two model steps of context before the start
+    script.main([str(pusht_store_32), *run[:-4], "--arms", "state_mlp", "--load", str(tmp_path / "h3"),
+                 "--out", str(tmp_path / "h2")])
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["state_mlp"]["history"] == 3  # the kept model's own, not the option's default
+    for key in ("success_end", "block_pos_error"):
+        assert again["arms"]["state_mlp"][key] == fitted["arms"]["state_mlp"][key]
+    for bad, message in ((["--history", "1"], "--history 1: ≥ 2 states"),
+                         (["--model", "frames", "--history", "3"], "only for a step model being fitted")):
+        with pytest.raises(SystemExit, match=message):
+            script.main([str(pusht_store_32), *run, *bad, "--out", str(tmp_path / "bad")])
+    with pytest.raises(SystemExit, match="a --load model reads what it was fitted with"):
+        script.main([str(pusht_store_32), *run[:-4], "--arms", "state_mlp", "--load", str(tmp_path / "h3"),
+                     "--history", "3", "--out", str(tmp_path / "bad")])
+
+
 def test_block_error_oracle_makes_the_pushed_block_wrong_by_its_rule(pusht_store_32, tmp_path, capsys,
                                                                     monkeypatch, one_torch_thread):
     import torch
