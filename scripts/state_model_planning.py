@@ -105,7 +105,7 @@ def step_features(prev: np.ndarray, cur: np.ndarray, actions: np.ndarray,
     th = cur[:, 4]
     block = cur[:, 2:4]
     n = len(cur)
-    past = [] if older is None else [older[:, j] for j in range(older.shape[1])] + [prev]
+    past = [] if older is None else [*np.moveaxis(older, 1, 0), prev]  # no older states: no pair
     return np.concatenate([
         _rot(cur[:, 0:2] - block, -th) / 100.0,
         _rot(actions - block[:, None], -th[:, None]).reshape(n, -1) / 100.0,
@@ -169,13 +169,12 @@ class StepModel:
     def rollout(self, ctx: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """States [N, L / K, 5] after each K of the actions [N, L, 2], from the last H states ``ctx``
         [N, H, 5] (K env steps apart, now last)."""
-        window, out = list(np.moveaxis(ctx[:, -self.history:], 1, 0)), []
+        window, out = ctx[:, -self.history:], []
         for j in range(0, actions.shape[1], self.k):
-            older = np.stack(window[:-2], axis=1) if self.history > 2 else None
-            x = step_features(window[-2], window[-1], actions[:, j:j + self.k], older)
+            x = step_features(window[:, -2], window[:, -1], actions[:, j:j + self.k], window[:, :-2])
             change = self.net(torch.as_tensor(x, dtype=torch.float32)).numpy() * self.y_std + self.y_mean
-            window = window[1:] + [apply_step(window[-1], change)]
-            out.append(window[-1])
+            window = np.concatenate([window[:, 1:], apply_step(window[:, -1], change)[:, None]], axis=1)
+            out.append(window[:, -1])
         return np.stack(out, axis=1)
 
     def predict(self, ctx: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -194,7 +193,8 @@ def save_step_model(model: StepModel, out: Path, meta: dict[str, Any]) -> None:
     save_file(weights, str(out / "step_model.safetensors"))
     first, last = model.net[0], model.net[-1]
     (out / "step_model.json").write_text(json.dumps(meta | {
-        "k": model.k, "history": model.history, "d_in": first.in_features, "d_out": last.out_features, "width": first.out_features,
+        "k": model.k, "history": model.history, "d_in": first.in_features, "d_out": last.out_features,
+        "width": first.out_features,
         "y_mean": model.y_mean.tolist(), "y_std": model.y_std.tolist()}))
 
 
@@ -256,7 +256,7 @@ def fit_step_model(sources: Sources, k: int, steps: int, seed: int, width: int, 
     travel = block_travel(cur, nxt) if motion_share else None  # the true move, before the reading noise
     past, cur = noisy(past, units, rng), noisy(cur[:, None], units, rng)[:, 0]
     y_mean, y_std = y.mean(0), y.std(0) + 1e-6
-    x = step_features(past[:, -1], cur, act, past[:, :-1] if history > 2 else None)
+    x = step_features(past[:, -1], cur, act, past[:, :-1])
     net = fit(x, (y - y_mean) / y_std, steps, seed, width,
               weights=None if travel is None else travel / travel.sum(), share=motion_share)
     return StepModel(net, y_mean, y_std, k, history), len(cur)
