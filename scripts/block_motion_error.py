@@ -24,10 +24,12 @@ block where the first probe read it, and the frame's block-coloured pixels are c
 Real frames give the solid-and-right reference, copy-last the solid-and-wrong one. ``--strip-out FILE.png``
 draws it for held-out windows from the one whose block moves farthest to the median one: each window's real
 frames, the model's (the largest ``--steps``) and the true state rendered with the block where the probe read
-the model's frame.
+the model's frame. ``--context K`` gives the model K real frames before it predicts (default 2; the planner gives
+it its whole window, ``cache_frames``); ``--window-context C`` cuts the windows with C (≥ K) so that runs at
+several K score the same true frames and pair in compare_block_errors.py.
 
     python scripts/block_motion_error.py CKPT STORE PROBE [PROBE ...] [--steps 1 4] [--episodes 20] \
-        [--horizon 5] [--split val|train] [--split-from CKPT2] [--weights selected|last] \
+        [--horizon 5] [--context 2] [--window-context C] [--split val|train] [--split-from CKPT2] [--weights selected|last] \
         [--errors-out FILE.npz] [--render-check] [--strip-out FILE.png [--strip-windows 4]]
 """
 
@@ -76,6 +78,11 @@ def main(argv: list[str] | None = None) -> None:
                     help="the checkpoint's held-out episodes, or the first of those it trained on")
     ap.add_argument("--split-from", help="a checkpoint trained on STORE whose split to use (default: CKPT's)")
     ap.add_argument("--horizon", type=int, default=5)
+    ap.add_argument("--context", type=int, default=CONTEXT,
+                    help="real frames the model is given before it predicts (1 … its cache_frames)")
+    ap.add_argument("--window-context", type=int, default=None,
+                    help="frames of context each window is cut with (default: --context; ≥ --context): runs at "
+                         "several --context with the same value score the same predicted frames")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--weights", choices=WEIGHTS, default="selected",
                     help="validation's kept weights (CKPT/selected, where the run kept some) or the run's last")
@@ -98,8 +105,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--strip-windows {args.strip_windows}: expected at least 1")
     if args.errors_out and not args.errors_out.endswith(".npz"):
         raise SystemExit(f"--errors-out {args.errors_out!r}: expected a path ending in .npz")
+    window_context = args.context if args.window_context is None else args.window_context
+    if args.context < 1 or window_context < args.context:
+        raise SystemExit(f"--context {args.context} --window-context {window_context}: expected 1 ≤ context ≤ "
+                         "window context")
     device = torch.device(args.device)
     ckpt = load_checkpoint(args.ckpt, weights=args.weights)
+    if args.context > ckpt.model_config.cache_frames:
+        raise SystemExit(f"--context {args.context}: {args.ckpt} sees at most {ckpt.model_config.cache_frames} "
+                         "frames (model.cache_frames)")
     store = TrajectoryStore(args.store)
     if "pusht" not in store.attrs or store.state_dim < 5:
         raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
@@ -119,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{split_from} was trained on another store than {args.store} (content hashes "
                          "differ): its split names other episodes")
     episodes = list(split_meta["split"][args.split])[: args.episodes]
-    win = cut_windows(store, episodes, CONTEXT + args.horizon, int(ckpt.meta.get("frame_skip", 1)), 4,
+    win = cut_windows(store, episodes, window_context + args.horizon, int(ckpt.meta.get("frame_skip", 1)), 4,
                       NormStats.from_dict(ckpt.stats["action"]))
     try:
         probes = {p: load_probe(p, device) for p in args.probes}
@@ -132,13 +146,15 @@ def main(argv: list[str] | None = None) -> None:
             state = probe.state_of(torch.from_numpy(frames.reshape(n * h, *frames.shape[2:])).to(device))
         return np.asarray(state).reshape(n, h, -1)
 
-    true, last = win.states[:, CONTEXT:], win.states[:, CONTEXT - 1 : CONTEXT]
+    c, cut = window_context, window_context - args.context  # the model is given the window's last `context`
+    true, last = win.states[:, c:], win.states[:, c - 1 : c]
     moved = block_moved(last, true)
-    rows = {"real_frames": win.frames[:, CONTEXT:],
-            "copy_last": np.repeat(win.frames[:, CONTEXT - 1 : CONTEXT], args.horizon, axis=1)}
+    rows = {"real_frames": win.frames[:, c:],
+            "copy_last": np.repeat(win.frames[:, c - 1 : c], args.horizon, axis=1)}
     for steps in args.steps:
         spec = sampler_from_meta(ckpt.meta, steps, guidance=args.guidance)
-        rows[f"steps_{steps}"] = predict_windows(model, codec, spec, win.frames, win.actions, CONTEXT, device,
+        rows[f"steps_{steps}"] = predict_windows(model, codec, spec, win.frames[:, cut:], win.actions[:, cut:],
+                                                 args.context, device,
                                                  batch=40)
     reads = {p: {name: read(probe, frames) for name, frames in rows.items()} for p, probe in probes.items()}
     errors = {p: {name: block_errors(states, true) for name, states in by_row.items()}
@@ -147,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
                  for p, by_row in errors.items()}
     result: dict = {"ckpt": args.ckpt, "weights": str(ckpt.path), "update": ckpt.meta.get("step"),
                     "split": args.split, "split_from": split_from, "windows": len(win.frames), "horizon": args.horizon,
+                    "context": args.context, "window_context": window_context,
                     "guidance": first_spec.guidance}
     if len(per_probe) == 1:
         result.update(next(iter(per_probe.values())))

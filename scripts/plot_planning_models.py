@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     ax.axvline(0.90, color="k", ls="--", lw=1, label="target 0.90")
     ax.set_xlim(0, 1)
     ax.set_xlabel("success (50 goals)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8)  # below: never over a bar
+    # above the axes: never over a bar, and as near to it with few bars as with many
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=2, fontsize=8)
     if curves:
         ax2 = axes[0][1]
         for label, pos in curves.items():

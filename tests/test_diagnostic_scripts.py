@@ -315,6 +315,36 @@ def test_block_motion_error_mass_check_reads_the_block_off_its_colour_centroid(
     assert mass["copy_last"]["still"]["position"] < 8.0  # a still block's centroid stays within a pixel
 
 
+def test_block_motion_error_context_scores_the_same_frames_from_fewer_context_frames(
+        tiny_teacher, pusht_store_32, tiny_probe, tmp_path, capsys, one_torch_thread):
+    """--context K feeds the model the last K of the window's context frames; with one --window-context, runs
+    at several K cut the same windows, so they score the same true frames and pair window by window."""
+    script = load_script("block_motion_error")
+    base = [str(tiny_teacher), str(pusht_store_32), str(tiny_probe), "--steps", "1", "--episodes", "2",
+            "--horizon", "3"]
+    results = {}
+    for context in (1, 3):
+        script.main([*base, "--context", str(context), "--window-context", "3",
+                     "--errors-out", str(tmp_path / f"c{context}.npz")])
+        results[context] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    one, three = results[1], results[3]
+    assert (one["context"], one["window_context"], three["context"]) == (1, 3, 3)
+    assert one["real_frames"] == three["real_frames"] and one["copy_last"] == three["copy_last"]
+    assert one["steps_1"] != three["steps_1"]  # the model saw other frames
+    first, second = np.load(tmp_path / "c1.npz"), np.load(tmp_path / "c3.npz")
+    assert np.array_equal(first["true"], second["true"]) and np.array_equal(first["moved"], second["moved"])
+    script.main(base)  # the default: 2 frames of context, windows cut with 2
+    default = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    script.main([*base, "--context", "2", "--window-context", "2"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == default
+    assert (default["context"], default["window_context"]) == (2, 2)
+    for bad, match in ((["--context", "0"], "expected 1 ≤ context ≤ window context"),
+                       (["--context", "3", "--window-context", "2"], "expected 1 ≤ context ≤ window context"),
+                       (["--context", "4", "--window-context", "4"], "sees at most 3 frames")):
+        with pytest.raises(SystemExit, match=match):
+            script.main([*base, *bad])
+
+
 def test_block_motion_error_scores_the_kept_weights_or_the_last(tiny_teacher, pusht_store_32, tiny_probe, tmp_path,
                                                                 capsys, one_torch_thread):
     """A run whose validation kept other weights (CKPT/selected) is scored on those by default and on its final
