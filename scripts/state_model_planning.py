@@ -30,12 +30,15 @@ planner that no one member's error can steer); ``--save``/``--load`` keep them u
 pixel model's context spans 4 frames, the step model's two states only a speed. ``--motion-sampling SHARE``
 draws that share of each step model's batch in proportion to how far the block moves in the step (the teacher's
 ``data.motion_sampling``); the held-out errors include the last frame's block by how far it truly moved
-(``last_frame_by_move``).
+(``last_frame_by_move``). ``--collect N --collect-out STORE`` then plans N goals of the training episodes with
+the learnt model and writes every executed episode to a new PushT store: the planner's own visits, which a model
+fitted after it reads with ``--extra-store`` (DAgger-style aggregation, round after round).
 
     python scripts/state_model_planning.py STORE [--goals-from CKPT] [--goals 50] [--steps 4000]
         [--arms oracle_state state_mlp] [--model frames|step] [--step-size 1|5] [--replan-every 10]
         [--obs-noise 0] [--horizon 25] [--train-episodes N] [--extra-store STORE ...] [--ensemble K]
-        [--risk 0] [--motion-sampling SHARE] [--save DIR | --load DIR] [--out DIR]
+        [--risk 0] [--motion-sampling SHARE] [--save DIR | --load DIR] [--collect N --collect-out STORE]
+        [--out DIR]
     python scripts/state_model_planning.py STORE --goals-from CKPT --arms --block-error damp:0.5 \
         [--block-error noise:1 ...] [--out DIR]
 """
@@ -265,10 +268,13 @@ def fit_step_model(sources: Sources, k: int, steps: int, seed: int, width: int, 
 class RecordingSim:
     """The benchmark's simulator, keeping the states an episode passes through: the state model's context
     needs the ones up to ``back`` env steps back (SKIP; more with ``--history``). Before each goal,
-    :meth:`begin` seeds it with the logged states before the start."""
+    :meth:`begin` seeds it with the logged states before the start (and their actions and frames, so that
+    :meth:`episode` can hand the whole episode to a store: ``--collect``)."""
 
     def __init__(self, sim: Any, store: TrajectoryStore, back: int = SKIP):
         self.sim, self.store, self.states, self.back = sim, store, [], back
+        self.actions: list[np.ndarray] = []
+        self.frames: list[np.ndarray] = []
 
     def begin(self, pair: Any) -> None:
         s, _ = self.store.episode_bounds(pair.episode)
@@ -277,6 +283,8 @@ class RecordingSim:
             raise ValueError(f"goal at episode {pair.episode}, frame {pair.start}: the state model needs the "
                              f"state {self.back} env steps before the start")
         self.states = list(np.asarray(self.store.state(i - self.back, i + 1), dtype=np.float64))
+        self.actions = list(np.asarray(self.store.action(i - self.back, i), dtype=np.float32))
+        self.frames = list(self.store.frames(i - self.back, i + 1))
 
     def reset_to(self, state: np.ndarray, render: bool = True) -> np.ndarray:
         return self.sim.reset_to(state, render=render)
@@ -284,7 +292,20 @@ class RecordingSim:
     def step(self, action: np.ndarray, render: bool = True) -> tuple[np.ndarray, np.ndarray]:
         frame, state = self.sim.step(action, render=render)
         self.states.append(np.asarray(state, dtype=np.float64))
+        self.actions.append(np.asarray(action, dtype=np.float32))
+        self.frames.append(frame if render else None)  # a store needs every frame: episode() refuses gaps
         return frame, state
+
+    def episode(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The episode since :meth:`begin` as a store holds one (frames uint8, actions, states; the state and
+        frame at step i are before action i): the last state, which no action leaves, is dropped."""
+        n = len(self.actions)
+        if len(self.states) != n + 1 or len(self.frames) != n + 1:
+            raise RuntimeError("RecordingSim: states, frames and actions out of step (begin not called?)")
+        if any(f is None for f in self.frames):
+            raise RuntimeError("RecordingSim: a step ran without rendering; a stored episode needs every frame")
+        return (np.stack(self.frames[:n]).astype(np.uint8), np.stack(self.actions).astype(np.float32),
+                np.stack(self.states[:n]).astype(np.float32))
 
     def close(self) -> None:
         self.sim.close()
@@ -468,6 +489,48 @@ def held_out_errors(model: StateModel | StepModel, va: tuple[np.ndarray, np.ndar
             "block_mlp": block["mlp"] | {"last_frame_by_move": by_move}, "block_copy_last": block["copy_last"]}
 
 
+def collect_episodes(args: argparse.Namespace, store: TrajectoryStore, train_eps: list[int], bench: PlanBenchConfig,
+                     recorder: RecordingSim, model: StepModel | Ensemble, domain: Any, common: dict[str, Any],
+                     context: int, goal_seed: int) -> dict[str, Any]:
+    """``--collect N``: the state model plans N goals drawn from the training episodes (goal seed + 1, so none
+    is a held-out goal), and every executed episode (its logged context, then the planner's steps) goes to a
+    new PushT store at ``--collect-out``: data where this planner takes this model, for a model fitted after
+    it (``--extra-store``, as DAgger aggregates a policy's own visits)."""
+    from dataclasses import replace
+
+    from crcm_robotics.data.store import TrajectoryWriter
+
+    t0 = time.time()
+    goals = replace(bench, goals=args.collect, seed=goal_seed + 1)
+    try:
+        pairs = domain.goal_pairs(store, train_eps, goals, context, recorder.sim)
+    except ValueError as exc:
+        raise SystemExit(f"--collect {args.collect}: {exc}") from None
+    attrs = dict(store.attrs)
+    writer = TrajectoryWriter.create(
+        args.collect_out, image_shape=store.image_shape, action_dim=store.action_dim, state_dim=store.state_dim,
+        cameras=tuple(attrs.get("cameras", ("top",)))[:1], fps=store.fps, action_names=attrs.get("action_names"),
+        action_units=attrs.get("action_units", ""), state_names=attrs.get("state_names"),
+        state_units=attrs.get("state_units", ""),
+        source=f"state_model_planning.py --collect: the planner's episodes on {args.store}'s training goals",
+        extra_attrs={"pusht": dict(attrs["pusht"]) | {"behavior": "planner", "collected_from": args.store}})
+    arm = StateModelArm("state_mlp", model, recorder, args.obs_noise, **common)
+    held, steps = 0, 0
+    for g, pair in enumerate(pairs):
+        recorder.begin(pair)
+        res, _ = run_episode(arm, pair, recorder, bench.budget)
+        frames, actions, states = recorder.episode()
+        writer.append_episode(frames, actions, states)
+        held += int(res.success_end)
+        steps += len(actions)
+        if (g + 1) % 25 == 0 or g + 1 == len(pairs):
+            print(f"[collect] {g + 1}/{len(pairs)} training goals planned, {held} held", flush=True)
+    writer.write_stats()
+    return {"store": args.collect_out, "episodes": len(pairs), "steps": steps,
+            "success_end_on_training_goals": round(held / len(pairs), 4), "goal_seed": goal_seed + 1,
+            "collect_s": round(time.time() - t0, 1)}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("store")
@@ -523,6 +586,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--goal-seed", type=int, default=None,
                     help="the goal draw's seed (default: --seed, as before this option): another --seed on the "
                     "same goals")
+    ap.add_argument("--collect", type=int, default=0, metavar="N",
+                    help="after the held-out goals, plan N goals drawn from the training episodes with the "
+                         "state model and write every executed episode to --collect-out (on-policy data)")
+    ap.add_argument("--collect-out", help="--collect: a new PushT store for the planner's episodes, to fit a "
+                                          "later model on with --extra-store")
     ap.add_argument("--out", default="outputs/state_model_plan")
     args = ap.parse_args(argv)
     block_errors_asked = [parse_block_error(e) for e in args.block_error]
@@ -562,6 +630,13 @@ def main(argv: list[str] | None = None) -> None:
     if "pusht" not in store.attrs or store.state_dim < 5:
         raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
                          "expected")
+    if args.collect < 0 or bool(args.collect) != bool(args.collect_out):
+        raise SystemExit(f"--collect {args.collect} --collect-out {args.collect_out}: give both (N ≥ 1 goals and a "
+                         "new store) or neither")
+    if args.collect and ("state_mlp" not in args.arms or args.model != "step" and not args.load):
+        raise SystemExit("--collect plans with the learnt step model: --arms state_mlp and --model step (or --load)")
+    if args.collect_out and Path(args.collect_out).exists():
+        raise SystemExit(f"--collect-out {args.collect_out} exists: the planner's episodes go to a new store")
     if args.save and args.model != "step":
         raise SystemExit("--save keeps a step model (--model step); the frames model is refitted each run")
     if args.save and args.load:
@@ -731,6 +806,9 @@ def main(argv: list[str] | None = None) -> None:
             if isinstance(arm, BlockErrorOracle):
                 report["arms"][name]["injected_block_error"] = arm.injected_error()
                 report["arms"][name]["held_out_block_error"] = arm.held_out_error(held_out)
+        if args.collect:
+            report["collected"] = collect_episodes(args, store, train_eps, bench, recorder, model, domain,
+                                                   common, max(context, recorder.back + 1), goal_seed)
     finally:
         if pool is not None:
             pool.close()

@@ -872,6 +872,56 @@ def test_state_model_history_reads_the_moves_before_the_last_speed(pusht_store_3
                      "--history", "3", "--out", str(tmp_path / "bad")])
 
 
+def test_state_model_collect_writes_the_planners_episodes_to_a_store_a_later_model_fits_on(
+        pusht_store_32, tmp_path, capsys, monkeypatch, one_torch_thread):
+    """--collect N: the step model plans N training goals and every executed episode (its logged context, then
+    the planner's steps, each state with the frame drawn at it and the action taken from it) lands in a new
+    store, which --extra-store then adds to a later model's training pairs."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    script = load_script("state_model_planning")
+    from crcm_robotics.data.pusht_sim import PushTSim
+    from crcm_robotics.data.store import TrajectoryStore
+
+    run = ["--goals", "1", "--steps", "3", "--samples", "8", "--iterations", "1", "--elites", "2", "--model",
+           "step", "--step-size", "5", "--arms", "state_mlp"]
+    collected = tmp_path / "collected.zarr"
+    script.main([str(pusht_store_32), *run, "--collect", "2", "--collect-out", str(collected),
+                 "--out", str(tmp_path / "c")])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    info = report["collected"]
+    assert info["episodes"] == 2 and info["store"] == str(collected)
+    made = TrajectoryStore(collected)
+    assert made.num_episodes == 2 and made.image_shape == TrajectoryStore(pusht_store_32).image_shape
+    assert made.attrs["pusht"]["behavior"] == "planner"
+    budget = 50
+    assert list(made.episode_lengths()) == [5 + budget] * 2  # 5 logged steps of context, then the planner's
+    assert info["steps"] == 2 * (5 + budget)
+    ep = made.episode(0)
+    sim = PushTSim(made.image_shape[0])
+    try:  # each step's state and action give the next stored state: the planner's own steps, replayed
+        sim.reset_to(ep["state"][5].astype(np.float64))
+        for i in range(5, 5 + budget - 1):
+            frame, state = sim.step(ep["action"][i])
+            np.testing.assert_allclose(state, ep["state"][i + 1], atol=1e-3)
+            np.testing.assert_array_equal(frame, ep["frames"][i + 1])
+    finally:
+        sim.close()
+    # a later model fits on the training episodes and the planner's: more pairs than without them
+    script.main([str(pusht_store_32), *run, "--extra-store", str(collected), "--out", str(tmp_path / "x")])
+    with_collected = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["state_mlp"]
+    # each collected episode gives a pair at every step with a state 5 back and one 5 on: 55 − 2 × 5
+    assert with_collected["trained_on"] == report["state_mlp"]["trained_on"] + 2 * (5 + budget - 2 * 5)
+    for bad, message in ((["--collect", "2"], "give both"),
+                         (["--collect-out", str(tmp_path / "new.zarr")], "give both"),
+                         (["--collect", "1", "--collect-out", str(collected)], "exists"),
+                         (["--collect", "1", "--collect-out", str(tmp_path / "n.zarr"), "--model", "frames"],
+                          "plans with the learnt step model")):
+        with pytest.raises(SystemExit, match=message):
+            script.main([str(pusht_store_32), *run, *bad, "--out", str(tmp_path / "bad")])
+
+
 def test_block_error_oracle_makes_the_pushed_block_wrong_by_its_rule(pusht_store_32, tmp_path, capsys,
                                                                     monkeypatch, one_torch_thread):
     import torch
