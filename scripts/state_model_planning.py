@@ -31,8 +31,9 @@ pixel model's context spans 4 frames, the step model's two states only a speed. 
 draws that share of each step model's batch in proportion to how far the block moves in the step (the teacher's
 ``data.motion_sampling``); the held-out errors include the last frame's block by how far it truly moved
 (``last_frame_by_move``). ``--collect N --collect-out STORE`` then plans N goals of the training episodes with
-the learnt model and writes every executed episode to a new PushT store: the planner's own visits, which a model
-fitted after it reads with ``--extra-store`` (DAgger-style aggregation, round after round).
+the learnt model and writes every executed episode to a new PushT store: the planner's own visits (after the
+few logged steps its context needs), which a model fitted after it reads with ``--extra-store`` (DAgger-style
+aggregation, round after round; refused where the episodes came from ones held out in the later fit's split).
 
     python scripts/state_model_planning.py STORE [--goals-from CKPT] [--goals 50] [--steps 4000]
         [--arms oracle_state state_mlp] [--model frames|step] [--step-size 1|5] [--replan-every 10]
@@ -51,7 +52,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,8 +62,9 @@ from block_predictability import SKIP, UNIT, decode, features, fit, mlp, noisy, 
 
 from crcm_robotics.config import ConfigError, DataConfig, PlanBenchConfig, PlannerConfig
 from crcm_robotics.data.dataset import split_episodes
+from crcm_robotics.data.pusht import ACTION_NAMES, STATE_NAMES
 from crcm_robotics.data.pusht_sim import block_errors, block_moved, wrap_angle
-from crcm_robotics.data.store import TrajectoryStore
+from crcm_robotics.data.store import TrajectoryStore, TrajectoryWriter
 from crcm_robotics.eval.plan_bench import (Arm, _bounds, _write_report, check_planner, domain_of,
                                            history_needed, run_episode, summarize, with_domain_defaults)
 from crcm_robotics.plan.planners import PlanError
@@ -274,7 +276,7 @@ class RecordingSim:
     def __init__(self, sim: Any, store: TrajectoryStore, back: int = SKIP):
         self.sim, self.store, self.states, self.back = sim, store, [], back
         self.actions: list[np.ndarray] = []
-        self.frames: list[np.ndarray] = []
+        self.frames: list[np.ndarray | None] = []
 
     def begin(self, pair: Any) -> None:
         s, _ = self.store.episode_bounds(pair.episode)
@@ -298,12 +300,15 @@ class RecordingSim:
 
     def episode(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The episode since :meth:`begin` as a store holds one (frames uint8, actions, states; the state and
-        frame at step i are before action i): the last state, which no action leaves, is dropped."""
+        frame at step i are before action i): the last state, which no action leaves, is dropped. The first
+        ``back`` steps are the logged ones; at step ``back`` the simulator was reset to the logged start state
+        with the bodies at rest (velocities are not logged), as the benchmark starts every goal."""
         n = len(self.actions)
         if len(self.states) != n + 1 or len(self.frames) != n + 1:
             raise RuntimeError("RecordingSim: states, frames and actions out of step (begin not called?)")
         if any(f is None for f in self.frames):
-            raise RuntimeError("RecordingSim: a step ran without rendering; a stored episode needs every frame")
+            raise RuntimeError("RecordingSim: a step ran without rendering; a stored episode needs every "
+                               "frame")
         return (np.stack(self.frames[:n]).astype(np.uint8), np.stack(self.actions).astype(np.float32),
                 np.stack(self.states[:n]).astype(np.float32))
 
@@ -489,38 +494,46 @@ def held_out_errors(model: StateModel | StepModel, va: tuple[np.ndarray, np.ndar
             "block_mlp": block["mlp"] | {"last_frame_by_move": by_move}, "block_copy_last": block["copy_last"]}
 
 
-def collect_episodes(args: argparse.Namespace, store: TrajectoryStore, train_eps: list[int], bench: PlanBenchConfig,
-                     recorder: RecordingSim, model: StepModel | Ensemble, domain: Any, common: dict[str, Any],
-                     context: int, goal_seed: int) -> dict[str, Any]:
-    """``--collect N``: the state model plans N goals drawn from the training episodes (goal seed + 1, so none
-    is a held-out goal), and every executed episode (its logged context, then the planner's steps) goes to a
-    new PushT store at ``--collect-out``: data where this planner takes this model, for a model fitted after
-    it (``--extra-store``, as DAgger aggregates a policy's own visits)."""
-    from dataclasses import replace
-
-    from crcm_robotics.data.store import TrajectoryWriter
-
+def collect_episodes(args: argparse.Namespace, store: TrajectoryStore, train_eps: list[int],
+                     bench: PlanBenchConfig, recorder: RecordingSim, model: StepModel | Ensemble, domain: Any,
+                     common: dict[str, Any], context: int, goal_seed: int, out: Path) -> dict[str, Any]:
+    """``--collect N``: the state model plans N goals drawn from the training episodes (with goal seed + 1),
+    and every executed episode (its ``back`` logged steps, then the planner's) goes to a new PushT store at
+    ``--collect-out``: data where this planner takes this model, for a model fitted after it
+    (``--extra-store``, as DAgger aggregates a policy's own visits). The store's ``pusht`` attrs name the
+    store, its content hash and the training episodes it came from, each stored episode's source (episode,
+    start), the model and the planner; per-goal lines go to ``OUT/collect.goals.jsonl``. The goals are the
+    same in every round of one goal seed: each round plans them with its own model."""
     t0 = time.time()
     goals = replace(bench, goals=args.collect, seed=goal_seed + 1)
     try:
         pairs = domain.goal_pairs(store, train_eps, goals, context, recorder.sim)
     except ValueError as exc:
         raise SystemExit(f"--collect {args.collect}: {exc}") from None
-    attrs = dict(store.attrs)
+    source = str(Path(args.store).resolve())
     writer = TrajectoryWriter.create(
-        args.collect_out, image_shape=store.image_shape, action_dim=store.action_dim, state_dim=store.state_dim,
-        cameras=tuple(attrs.get("cameras", ("top",)))[:1], fps=store.fps, action_names=attrs.get("action_names"),
-        action_units=attrs.get("action_units", ""), state_names=attrs.get("state_names"),
-        state_units=attrs.get("state_units", ""),
-        source=f"state_model_planning.py --collect: the planner's episodes on {args.store}'s training goals",
-        extra_attrs={"pusht": dict(attrs["pusht"]) | {"behavior": "planner", "collected_from": args.store}})
+        args.collect_out, image_shape=store.image_shape, action_dim=store.action_dim,
+        state_dim=store.state_dim, cameras=(store.attrs["cameras"][0],), fps=store.fps,
+        action_names=ACTION_NAMES, action_units=store.attrs["action_units"], state_names=STATE_NAMES,
+        state_units=store.attrs["state_units"],
+        source=f"state_model_planning.py --collect: the planner's episodes on {source}'s training goals",
+        extra_attrs={"pusht": {
+            "size": store.attrs["pusht"]["size"], "workspace": store.attrs["pusht"]["workspace"],
+            "behavior": "planner", "collected_from": source, "collected_from_hash": store.content_hash(),
+            "training_episodes": [int(e) for e in train_eps], "goal_seed": goal_seed + 1,
+            "sources": [[int(p.episode), int(p.start)] for p in pairs], "reset_at": recorder.back,
+            "model": args.load or f"fitted here, seed {args.seed}", "planner": asdict(common["cfg"])}})
     arm = StateModelArm("state_mlp", model, recorder, args.obs_noise, **common)
     held, steps = 0, 0
+    lines = out / "collect.goals.jsonl"
+    lines.write_text("")
     for g, pair in enumerate(pairs):
         recorder.begin(pair)
         res, _ = run_episode(arm, pair, recorder, bench.budget)
         frames, actions, states = recorder.episode()
         writer.append_episode(frames, actions, states)
+        with lines.open("a") as f:
+            f.write(json.dumps(asdict(res)) + "\n")
         held += int(res.success_end)
         steps += len(actions)
         if (g + 1) % 25 == 0 or g + 1 == len(pairs):
@@ -528,7 +541,8 @@ def collect_episodes(args: argparse.Namespace, store: TrajectoryStore, train_eps
     writer.write_stats()
     return {"store": args.collect_out, "episodes": len(pairs), "steps": steps,
             "success_end_on_training_goals": round(held / len(pairs), 4), "goal_seed": goal_seed + 1,
-            "collect_s": round(time.time() - t0, 1)}
+            "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 4),
+            "goals": str(lines), "collect_s": round(time.time() - t0, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -630,11 +644,16 @@ def main(argv: list[str] | None = None) -> None:
     if "pusht" not in store.attrs or store.state_dim < 5:
         raise SystemExit(f"{args.store}: a PushT store with logged states (agent x, y, block x, y, angle) "
                          "expected")
-    if args.collect < 0 or bool(args.collect) != bool(args.collect_out):
-        raise SystemExit(f"--collect {args.collect} --collect-out {args.collect_out}: give both (N ≥ 1 goals and a "
-                         "new store) or neither")
+    if args.collect < 0:
+        raise SystemExit(f"--collect {args.collect}: a number of goals ≥ 1 expected")
+    if bool(args.collect) != bool(args.collect_out):
+        given, missing = (("--collect", "--collect-out STORE") if args.collect
+                          else ("--collect-out", "--collect N"))
+        raise SystemExit(f"{given} needs {missing}: give both or neither")
     if args.collect and ("state_mlp" not in args.arms or args.model != "step" and not args.load):
-        raise SystemExit("--collect plans with the learnt step model: --arms state_mlp and --model step (or --load)")
+        raise SystemExit("--collect plans with the learnt step model: --arms state_mlp and --model step "
+                         f"(or --load) expected, got --arms {' '.join(args.arms) or '(none)'} "
+                         f"--model {args.model}")
     if args.collect_out and Path(args.collect_out).exists():
         raise SystemExit(f"--collect-out {args.collect_out} exists: the planner's episodes go to a new store")
     if args.save and args.model != "step":
@@ -672,6 +691,13 @@ def main(argv: list[str] | None = None) -> None:
         if h == store_hash or h in extra_hashes:
             raise SystemExit(f"--extra-store {path} is {args.store} or another extra store again (same "
                              "content hash): its episodes would count twice, the held-out ones among them")
+        collected = x.attrs["pusht"]
+        if collected.get("collected_from_hash") == store_hash:  # --collect's planner episodes of this store
+            leaked = sorted({e for e, _ in collected["sources"]} & set(val_eps))
+            if leaked:
+                raise SystemExit(f"--extra-store {path} holds the planner's episodes from episodes "
+                                 f"{leaked[:5]} of {args.store}, held out here: collected under another "
+                                 "split")
         extra.append(x)
         extra_hashes.append(h)
     context = max(context, SKIP + 1)
@@ -778,8 +804,8 @@ def main(argv: list[str] | None = None) -> None:
         if len(set(args.arms)) < len(args.arms) or len(errors_by_arm) < len(block_errors_asked):
             raise SystemExit(f"arms {args.arms} and --block-error {args.block_error}: each once")
         held_out = windows(store, val_eps, FRAMES) if errors_by_arm else None  # read once for every rule
+        common = {"cfg": planner, "device": device, "low": low, "high": high, "domain": domain}
         for name in arm_names:
-            common = dict(cfg=planner, device=device, low=low, high=high, domain=domain)
             if name in errors_by_arm:
                 pool = pool or domain.make_pool(args.workers)
                 arm: Arm = BlockErrorOracle(name, errors_by_arm[name], pool=pool, **common)
@@ -806,9 +832,10 @@ def main(argv: list[str] | None = None) -> None:
             if isinstance(arm, BlockErrorOracle):
                 report["arms"][name]["injected_block_error"] = arm.injected_error()
                 report["arms"][name]["held_out_block_error"] = arm.held_out_error(held_out)
-        if args.collect:
+        if args.collect:  # the held-out report first: a collection cut short leaves it
+            (out / "results.json").write_text(json.dumps(report, indent=1))
             report["collected"] = collect_episodes(args, store, train_eps, bench, recorder, model, domain,
-                                                   common, max(context, recorder.back + 1), goal_seed)
+                                                   common, max(context, recorder.back + 1), goal_seed, out)
     finally:
         if pool is not None:
             pool.close()

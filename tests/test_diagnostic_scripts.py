@@ -873,7 +873,7 @@ def test_state_model_history_reads_the_moves_before_the_last_speed(pusht_store_3
 
 
 def test_state_model_collect_writes_the_planners_episodes_to_a_store_a_later_model_fits_on(
-        pusht_store_32, tmp_path, capsys, monkeypatch, one_torch_thread):
+        pusht_store_32, tiny_teacher, tmp_path, capsys, monkeypatch, one_torch_thread):
     """--collect N: the step model plans N training goals and every executed episode (its logged context, then
     the planner's steps, each state with the frame drawn at it and the action taken from it) lands in a new
     store, which --extra-store then adds to a later model's training pairs."""
@@ -892,13 +892,21 @@ def test_state_model_collect_writes_the_planners_episodes_to_a_store_a_later_mod
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     info = report["collected"]
     assert info["episodes"] == 2 and info["store"] == str(collected)
-    made = TrajectoryStore(collected)
-    assert made.num_episodes == 2 and made.image_shape == TrajectoryStore(pusht_store_32).image_shape
-    assert made.attrs["pusht"]["behavior"] == "planner"
-    budget = 50
+    made, source = TrajectoryStore(collected), TrajectoryStore(pusht_store_32)
+    assert made.num_episodes == 2 and made.image_shape == source.image_shape
+    attrs = made.attrs["pusht"]
+    assert attrs["behavior"] == "planner" and attrs["collected_from_hash"] == source.content_hash()
+    assert attrs["reset_at"] == 5 and len(attrs["sources"]) == 2
+    assert (tmp_path / "c" / "collect.goals.jsonl").read_text().count("\n") == 2
+    budget = report["budget"]
     assert list(made.episode_lengths()) == [5 + budget] * 2  # 5 logged steps of context, then the planner's
     assert info["steps"] == 2 * (5 + budget)
     ep = made.episode(0)
+    episode, start = attrs["sources"][0]  # the first 5 steps and the start are the logged ones, as logged
+    first = source.episode_bounds(episode)[0] + start
+    np.testing.assert_array_equal(ep["state"][:6], source.state(first - 5, first + 1))
+    np.testing.assert_array_equal(ep["action"][:5], source.action(first - 5, first))
+    np.testing.assert_array_equal(ep["frames"][:6], source.frames(first - 5, first + 1))
     sim = PushTSim(made.image_shape[0])
     try:  # each step's state and action give the next stored state: the planner's own steps, replayed
         sim.reset_to(ep["state"][5].astype(np.float64))
@@ -913,11 +921,23 @@ def test_state_model_collect_writes_the_planners_episodes_to_a_store_a_later_mod
     with_collected = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["state_mlp"]
     # each collected episode gives a pair at every step with a state 5 back and one 5 on: 55 − 2 × 5
     assert with_collected["trained_on"] == report["state_mlp"]["trained_on"] + 2 * (5 + budget - 2 * 5)
-    for bad, message in ((["--collect", "2"], "give both"),
-                         (["--collect-out", str(tmp_path / "new.zarr")], "give both"),
+    # a store collected from episodes that another split holds out is refused as training data there
+    import shutil
+
+    other_split = tmp_path / "other_split"
+    shutil.copytree(tiny_teacher, other_split)
+    meta = json.loads((other_split / "meta.json").read_text())
+    meta["split"] = {"train": [e for e in range(source.num_episodes) if e != episode], "val": [episode]}
+    (other_split / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match=f"episodes \\[{episode}.*held out here"):
+        script.main([str(pusht_store_32), *run, "--goals-from", str(other_split), "--extra-store", str(collected),
+                     "--out", str(tmp_path / "leak")])
+    for bad, message in ((["--collect", "2"], "--collect needs --collect-out STORE"),
+                         (["--collect-out", str(tmp_path / "new.zarr")], "--collect-out needs --collect N"),
+                         (["--collect", "-1"], "a number of goals ≥ 1 expected"),
                          (["--collect", "1", "--collect-out", str(collected)], "exists"),
                          (["--collect", "1", "--collect-out", str(tmp_path / "n.zarr"), "--model", "frames"],
-                          "plans with the learnt step model")):
+                          "plans with the learnt step model.*got --arms state_mlp --model frames")):
         with pytest.raises(SystemExit, match=message):
             script.main([str(pusht_store_32), *run, *bad, "--out", str(tmp_path / "bad")])
 
