@@ -494,6 +494,23 @@ def held_out_errors(model: StateModel | StepModel, va: tuple[np.ndarray, np.ndar
             "block_mlp": block["mlp"] | {"last_frame_by_move": by_move}, "block_copy_last": block["copy_last"]}
 
 
+def plan_goals(arm: Arm, pairs: list, recorder: RecordingSim, budget: int, lines: Path,
+               after: Callable[[int, Any], None]) -> list:
+    """Every goal of ``pairs`` planned in turn by ``arm`` in the recording simulator: each result as a JSON
+    line in ``lines`` (written as it ends, so a cut run keeps the goals it finished), then
+    ``after(g, result)`` while the recorder still holds that episode."""
+    lines.write_text("")
+    results = []
+    for g, pair in enumerate(pairs):
+        recorder.begin(pair)
+        res, _ = run_episode(arm, pair, recorder, budget)
+        results.append(res)
+        with lines.open("a") as f:
+            f.write(json.dumps(asdict(res)) + "\n")
+        after(g, res)
+    return results
+
+
 def collect_episodes(args: argparse.Namespace, store: TrajectoryStore, train_eps: list[int],
                      bench: PlanBenchConfig, recorder: RecordingSim, model: StepModel | Ensemble, domain: Any,
                      common: dict[str, Any], context: int, goal_seed: int, out: Path) -> dict[str, Any]:
@@ -524,23 +541,22 @@ def collect_episodes(args: argparse.Namespace, store: TrajectoryStore, train_eps
             "sources": [[int(p.episode), int(p.start)] for p in pairs], "reset_at": recorder.back,
             "model": args.load or f"fitted here, seed {args.seed}", "planner": asdict(common["cfg"])}})
     arm = StateModelArm("state_mlp", model, recorder, args.obs_noise, **common)
-    held, steps = 0, 0
     lines = out / "collect.goals.jsonl"
-    lines.write_text("")
-    for g, pair in enumerate(pairs):
-        recorder.begin(pair)
-        res, _ = run_episode(arm, pair, recorder, bench.budget)
+    held = steps = 0
+
+    def stored(g: int, res: Any) -> None:  # each episode to the store as it ends
+        nonlocal held, steps
         frames, actions, states = recorder.episode()
         writer.append_episode(frames, actions, states)
-        with lines.open("a") as f:
-            f.write(json.dumps(asdict(res)) + "\n")
         held += int(res.success_end)
         steps += len(actions)
         if (g + 1) % 25 == 0 or g + 1 == len(pairs):
             print(f"[collect] {g + 1}/{len(pairs)} training goals planned, {held} held", flush=True)
+
+    results = plan_goals(arm, pairs, recorder, bench.budget, lines, stored)
     writer.write_stats()
     return {"store": args.collect_out, "episodes": len(pairs), "steps": steps,
-            "success_end_on_training_goals": round(held / len(pairs), 4), "goal_seed": goal_seed + 1,
+            "success_end_on_training_goals": round(held / len(results), 4), "goal_seed": goal_seed + 1,
             "goal_block_move_mean": round(float(np.mean([p.block_move for p in pairs])), 4),
             "goals": str(lines), "collect_s": round(time.time() - t0, 1)}
 
@@ -815,18 +831,14 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 assert model is not None
                 arm = StateModelArm(name, model, recorder, args.obs_noise, **common)
-            t_arm, results = time.time(), []
-            partial = out / f"{name}.goals.jsonl"
-            partial.write_text("")
-            for g, pair in enumerate(pairs):
-                recorder.begin(pair)
-                res, _ = run_episode(arm, pair, recorder, bench.budget)
-                results.append(res)
-                with partial.open("a") as f:
-                    f.write(json.dumps(asdict(res)) + "\n")
+            t_arm = time.time()
+
+            def said(g: int, res: Any, name: str = name) -> None:
                 print(f"[{name}] goal {g + 1}/{len(pairs)}: success {res.success_any} "
                       f"(end {res.success_end}), block {res.block_pos_error:.1f} units / "
                       f"{np.degrees(res.block_angle_error):.1f} deg", flush=True)
+
+            results = plan_goals(arm, pairs, recorder, bench.budget, out / f"{name}.goals.jsonl", said)
             report["arms"][name] = summarize(results) | {"kind": arm.kind,
                                                          "arm_s": round(time.time() - t_arm, 1)}
             if isinstance(arm, BlockErrorOracle):
