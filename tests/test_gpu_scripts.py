@@ -79,7 +79,7 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     assert (out / "teacher.meta.json").is_file() and len(list(out.glob("distill_*.log"))) == 3
 
     log2 = _stage(2, work, out, call_s=300, REPLAN_EVERY="5", GOALS_EVERY="1")
-    with tarfile.open(out / "goals_so_far.tgz") as tar:  # the goals as they were planned, for a killed call
+    with tarfile.open(out / "zz_goals_so_far.tgz") as tar:  # the goals as they were planned, for a killed call
         assert any(name.startswith("plan_d1_s1_a/") for name in tar.getnames()), tar.getnames()
     for name in ("teacher", "student_d0_s0", "student_d1_s0"):
         [arm] = json.loads((work / f"plan_time_{name}.json").read_text())["arms"].values()
@@ -344,6 +344,7 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
 @pytest.mark.parametrize("script, setting, message", [
     ("shallow.sh", {"METHOD": "tf-scm"}, "METHOD=tf-scm: expected one of causal_rcm tf_scm tf_dcm sf_dmd"),
     ("shallow.sh", {"TIME_GOALS": "two"}, "TIME_GOALS=two: expected a whole number of goals"),
+    ("shallow.sh", {"GOALS_EVERY": "0"}, "GOALS_EVERY=0: expected whole seconds between the copies"),
     ("shallow.sh", {"DRY_STORE": "/nonexistent"}, "DRY_STORE=/nonexistent: expected an earlier rehearsal's WORK"),
     ("shallow.sh", {"KEEP": "/nonexistent"}, "KEEP=/nonexistent: expected a carried folder of keep.tgz.part*"),
     ("shallow.sh", {"ARMS": "i4_s0", "ALONE": "1", "TEACHER_SHARE": "1.5"},
@@ -399,11 +400,11 @@ def test_call_time_counts_from_setup_not_from_the_study(tmp_path):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_planned_goals_come_back_from_a_call_killed_before_its_end(tmp_path):
-    """plan_arm starts goals_so_far once a call: every goal line planned so far reaches $OUT while the call runs,
-    so a call the device kills (SIGKILL: no trap runs) still returns them; the copy stops with the call."""
+    """plan_arm starts goals_so_far once a call, however many arms: every goal line planned so far reaches $OUT
+    while the call runs, so a call the device kills (SIGKILL: no trap runs) still returns them; the copy stops
+    with the call."""
     work, out = tmp_path / "work", tmp_path / "out"
     (work / "plan_old_a").mkdir(parents=True)
-    (work / ".goals_so_far_1").mkdir()  # an earlier call's mark: cleared, so this call starts its own copy
     goals = work / "plan_old_a" / "teacher.goals.jsonl"
     goals.write_text('{"episode": 3, "start": 40}\n')
     # plan_arm's bench fails at once (no checkpoint); the copy it started goes on, then the call is killed
@@ -413,14 +414,16 @@ def test_planned_goals_come_back_from_a_call_killed_before_its_end(tmp_path):
     run = subprocess.run(["bash", "-c", study], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env=_dry_env(work, out, GOALS_EVERY="1"))
     assert run.returncode == -9, (run.returncode, run.stderr[-2000:])
-    with tarfile.open(out / "goals_so_far.tgz") as tar:
+    time.sleep(1.5)  # a copy begun before the kill ends: the archive is whole and no longer changes
+    with tarfile.open(out / "zz_goals_so_far.tgz") as tar:
         assert tar.getnames() == ["plan_old_a/teacher.goals.jsonl"]
         lines = tar.extractfile("plan_old_a/teacher.goals.jsonl").read().decode().splitlines()
     assert [json.loads(line)["episode"] for line in lines] == [3, 7]  # the line written after the arms, too
-    assert len(list(work.glob(".goals_so_far_*"))) == 1  # one copy for the two arms
-    copied = (out / "goals_so_far.tgz").stat().st_mtime_ns
+    assert len(list(work.glob("goals_so_far_*.tgz"))) == 1  # each copy writes its own archive: one for two arms
+    assert not list(out.glob("*.part"))
+    copied = (out / "zz_goals_so_far.tgz").stat().st_mtime_ns
     time.sleep(2.5)  # the killed call's copy has stopped: nothing is written after it
-    assert (out / "goals_so_far.tgz").stat().st_mtime_ns == copied
+    assert (out / "zz_goals_so_far.tgz").stat().st_mtime_ns == copied
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")

@@ -5,8 +5,8 @@
 # Env: CALL_S (seconds the call may take, 570, counted from setup.sh's start, CALL_T0), WORK (/root/work; with
 # DRY=1 outputs/$STUDY_dry), SIZE (the frames' side in pixels, 64; a study at another size sets the teacher's
 # model.patch to keep its token grid). DRY=1 swaps in toy sizes on the CPU; DRY_STORE (with DRY=1) copies in an
-# earlier rehearsal's store and probe. GOALS_EVERY (20): seconds between the copies of the planned goals to $OUT
-# (goals_so_far), for a call killed before its end.
+# earlier rehearsal's store and probe. GOALS_EVERY (20): whole seconds between the copies of the planned goals to
+# $OUT (goals_so_far), for a call killed before its end.
 # PROBE_FROM: a carried probe folder (`crcm train probe` out=) used in place of training one, so that the pushed
 # block's errors pair with files read by that probe elsewhere (scripts/compare_block_errors.py).
 # KEEP: a carried folder of keep.tgz.part* (what keep_models returned from an earlier call); a call that finds
@@ -27,6 +27,11 @@ fi
 SIZE=${SIZE:-64}
 if ! [[ $SIZE =~ ^[1-9][0-9]*$ ]] || (( SIZE % 16 )); then
   echo "pusht_study.sh: SIZE=$SIZE: expected the frames' side in pixels, a multiple of 16 (64, 128)" >&2; exit 2
+fi
+GOALS_EVERY=${GOALS_EVERY:-20}
+if ! [[ $GOALS_EVERY =~ ^[1-9][0-9]*$ ]]; then
+  echo "pusht_study.sh: GOALS_EVERY=$GOALS_EVERY: expected whole seconds between the copies of the planned goals (20)" >&2
+  exit 2
 fi
 STORE=$WORK/pusht$SIZE.zarr; PROBE=$WORK/probe
 # the 64x64 planning store's content hash (store.content_hash) as every GPU planning run since the eleventh
@@ -200,20 +205,23 @@ distil_student() {  # NAME SEED [OVERRIDES...]: a 2-step student (METHOD, Causal
   echo "student_$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/distill_$name.log | cut -c1-500)"
 }
 
-goals_so_far() {  # every goal line under $WORK/plan_*/ so far, as $OUT/goals_so_far.tgz, each GOALS_EVERY seconds
-  # (20) until the call's shell ($$) ends. The device kills a call at its own limit, which is less than CALL_S
+goals_so_far() {  # every goal line under $WORK/plan_*/ so far, as $OUT/zz_goals_so_far.tgz, each GOALS_EVERY
+  # seconds until the call's shell ($$) ends. The device kills a call at its own limit, which is less than CALL_S
   # where the session's device time runs low: the fifty-seventh session's last call (CALL_S=470) was killed at
   # 404 s with a teacher's planned goals in $WORK, and none came back. What is under $OUT comes back even then.
   # (A killed shell stays a zombie until its parent reaps it, so the shell counts as ended at Z too. The copy
-  # holds none of the call's output open, or a parent that reads it to the end would wait on the copy.)
-  local files
-  while sleep ${GOALS_EVERY:-20} && [ -r /proc/$$/status ] \
+  # holds none of the call's output open, or a parent that reads it to the end would wait on the copy. The
+  # archive is renamed into place, so a kill mid-copy leaves the last whole one; its name sorts last, as the
+  # device returns 8 files of $OUT in name order and a study's own files come first.)
+  local files own=$WORK/goals_so_far_$BASHPID.tgz  # this copy's archive (one copy a call: plan_arm's mark)
+  while sleep $GOALS_EVERY && [ -r /proc/$$/status ] \
       && ! grep -q '^State:[[:space:]]*Z' /proc/$$/status 2>/dev/null; do
     files=$(cd $WORK && ls plan_*/*.goals.jsonl 2>/dev/null) || continue
-    tar czf $WORK/goals_so_far.tgz -C $WORK $files && cp $WORK/goals_so_far.tgz "$OUT"/goals_so_far.tgz
+    tar czf $own -C $WORK $files && cp $own "$OUT"/zz_goals_so_far.part \
+        && mv -f "$OUT"/zz_goals_so_far.part "$OUT"/zz_goals_so_far.tgz
   done
 }
-rm -rf $WORK/.goals_so_far_*  # an earlier call's mark (WORK outlives a call on a warm machine)
+rm -rf $WORK/.goals_so_far_$$  # a mark left by an earlier shell of this PID (WORK outlives a call on a warm machine)
 
 plan_arm() {  # NAME CKPT [OVERRIDES...]: the model arm on the held-out goals, cut 15 s before the call ends;
   # FIDELITY: its fidelity figures on that many first goals (0: none). The first arm of a call starts
