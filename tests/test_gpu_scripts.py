@@ -78,7 +78,14 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     assert {(c["method"], c["scm"]["p_std"]) for c in configs} == {("causal_rcm", 1.4)}
     assert (out / "teacher.meta.json").is_file() and len(list(out.glob("distill_*.log"))) == 3
 
-    log2 = _stage(2, work, out, call_s=300, REPLAN_EVERY="5", GOALS_EVERY="1")
+    log2 = _stage(2, work, out, call_s=300, REPLAN_EVERY="5", GOALS_EVERY="1", STATE_MODEL="1")
+    for seed in (0, 1):  # the exact-state step model on the same goals, replanning as the arms do
+        state = json.loads((work / f"plan_state_s{seed}" / "results.json").read_text())
+        assert state["arms"]["state_mlp"]["goals"] == 2 and state["state_mlp"]["model"] == "step", state
+        assert f"plan_state_s{seed}: " in log2
+    state_goals = [json.loads(line) for line in (work / "plan_state_s0" / "state_mlp.goals.jsonl").open()]
+    pixel_goals = [json.loads(line) for line in next((work / "plan_d1_s1_a").glob("*.goals.jsonl")).open()]
+    assert [(g["episode"], g["start"]) for g in state_goals] == [(g["episode"], g["start"]) for g in pixel_goals]
     with tarfile.open(out / "zz_goals_so_far.tgz") as tar:  # the goals as they were planned, for a killed call
         assert any(name.startswith("plan_d1_s1_a/") for name in tar.getnames()), tar.getnames()
     for name in ("teacher", "student_d0_s0", "student_d1_s0"):

@@ -65,6 +65,8 @@
 # 9,768-update teacher): the students, distilled there, held 0.64 / 0.54 at 0.32 of the teacher's time, the teacher 0.68.
 # REPLAN_EVERY (10, the benchmark's default; fifty-fifth session: 5, every model frame): the env steps between
 # replans of every arm planned in stages 2 and 3 (give the same in both: a resumed arm must plan as it began).
+# STATE_MODEL=1 (stage 2): the exact-state step model fitted and planned on the CPU beside the GPU's arms, on the
+# same goals (state_models, below).
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
 STUDY=shallow; RATE=${RATE:-11.5}
@@ -93,6 +95,21 @@ plan() {  # ARM FIRST_GOAL PART: the arm's student (or, for arm `teacher`, the t
   plan_arm $1_$3 $WORK/$([ $1 = teacher ] && echo teacher || echo student_$1) first_goal=$2
 }
 PLANNED="$([ -n "${PLAN_TEACHER:-}" ] && echo "teacher ")$ARMS"  # the arms planned on the 50 goals
+state_models() {  # STATE_MODEL=1: the learnt state model's guide on this call's goals. The exact-state step model
+  # (scripts/state_model_planning.py: 5 env steps a model step, 8,000 updates on the 450 training episodes, the
+  # fifty-fourth session's 0.76 on the planning store's goals) fitted and planned at model seeds 0 and 1, on the
+  # CPU in the background beside the GPU's arms, replanning as they do, cut with them. The fifty-seventh session's
+  # students planned a goal set the guide was never planned on. The teacher gives the goals (its split and
+  # context), so it must have been trained on this store: a teacher of the other store is refused (its log says so)
+  local seed
+  for seed in 0 1; do
+    OMP_NUM_THREADS=4 timeout $(( $(left) - 15 )) $PY scripts/state_model_planning.py $STORE \
+        --goals-from $WORK/teacher --model step --step-size 5 --arms state_mlp --seed $seed --goal-seed 0 \
+        --replan-every $REPLAN_EVERY --goals $GOALS --out $WORK/plan_state_s$seed \
+        $([ -n "${DRY:-}" ] && echo "--steps 20 --samples 16 --iterations 2 --elites 4" || echo "--steps 8000") \
+        > $WORK/plan_state_s$seed.log 2>&1 &
+  done
+}
 check_method shallow.sh || exit 2
 if ! [[ ${TIME_GOALS:-2} =~ ^[0-9]+$ ]]; then
   echo "shallow.sh: TIME_GOALS=$TIME_GOALS: expected a whole number of goals (0 skips the timing)" >&2; exit 2
@@ -168,6 +185,7 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   [ -n "${ALONE:-}" ] && [ -z "${KEEP_STUDENTS:-}" ] && distil_arms  # the students stage 1 had no room for
   wait  # a restored probe
   set -- $ARMS
+  [ -n "${STATE_MODEL:-}" ] && state_models  # on the CPU, beside what follows (the wait after the arms takes them)
   if [ "${TIME_GOALS:-2}" != 0 ]; then  # TIME_GOALS=0: no timing, the call's time all to the 50 goals
     if ! [ -d $WORK/teacher ]; then  # KEEP_STUDENTS: the teacher's solve (and a student's) with random weights
       $PY scripts/plan_time_split.py --device $DEV --out $WORK/time_split --student-depth ${BASE:1} \
@@ -184,6 +202,9 @@ print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p9
   for arm in $PLANNED; do plan $arm 0 a & done
   wait
   $PY scripts/plan_goal_pairs.py $(for arm in $PLANNED; do echo $WORK/plan_${arm}_a/*.goals.jsonl; done)
+  if [ -n "${STATE_MODEL:-}" ]; then
+    for seed in 0 1; do echo "plan_state_s$seed: $(tail -1 $WORK/plan_state_s$seed.log | cut -c1-400)"; done
+  fi
   } 2>&1 | tee "$OUT/shallow2.log"
   tar czf "$OUT/shallow2.tgz" -C $WORK $(cd $WORK && ls -d plan_* distill_*.log student_*_log.jsonl time_split* \
       2>/dev/null) ;;
