@@ -66,7 +66,7 @@
 # REPLAN_EVERY (10, the benchmark's default; fifty-fifth session: 5, every model frame): the env steps between
 # replans of every arm planned in stages 2 and 3 (give the same in both: a resumed arm must plan as it began).
 # STATE_MODEL=1 (stage 2): the exact-state step model fitted and planned on the CPU beside the GPU's arms, on the
-# same goals (state_models, below).
+# same goals (state_models, below; 8 of the machine's CPU cores, so give TIME_GOALS=0 or read the timings with that).
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
 source scripts/gpu/setup.sh
 STUDY=shallow; RATE=${RATE:-11.5}
