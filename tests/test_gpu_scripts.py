@@ -77,6 +77,8 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     configs = [yaml.safe_load((work / f"student_{arm}" / "config.yaml").read_text()) for arm in arms]
     assert {(c["method"], c["scm"]["p_std"]) for c in configs} == {("causal_rcm", 1.4)}
     assert (out / "teacher.meta.json").is_file() and len(list(out.glob("distill_*.log"))) == 3
+    # the teacher is returned before its students are distilled: a call cut while they distil still brings it back
+    assert sorted(out.glob("keep.tgz.part*")) and log1.index("kept teacher") < log1.index("student_d0_s0: exit"), log1
 
     log2 = _stage(2, work, out, call_s=300, REPLAN_EVERY="5", GOALS_EVERY="1", STATE_MODEL="1")
     for seed in (0, 1):  # the exact-state step model on the same goals, replanning as the arms do
@@ -106,6 +108,13 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     bme = json.loads((work / "bme_d1_s0.json").read_text())
     assert "steps_2" in bme and bme["split"] == "val"
     assert "steps_4" in json.loads((work / "bme_teacher.json").read_text())  # the model the students came from
+
+    # stage 2 on a fresh machine given stage 1's kept teacher: the students stage 1 distilled there are made again
+    fresh = tmp_path / "fresh"
+    log_fresh = _stage(2, fresh, tmp_path / "out_fresh", call_s=300, KEEP=str(out), DRY_STORE=str(dry_store),
+                       ARMS="d0_s0", TIME_GOALS="0")
+    assert "kept models restored" in log_fresh and "student_d0_s0: not in" in log_fresh, log_fresh
+    assert len(next((fresh / "plan_d0_s0_a").glob("*.goals.jsonl")).read_text().splitlines()) == 2
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")

@@ -41,8 +41,9 @@
 # size where SF-DMD lost it, docs/results.md), DISTILL_ARGS (more `crcm distill` settings), TIME_GOALS (2; 0
 # skips the timing), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
 # from the teacher's blocks, 0 = all of them; i<blocks> from the model of that many blocks; _s<seed>).
-# With ALONE=1 and no i-arm, stage 1 returns the teacher (keep.tgz.part*, pusht_study.sh's keep_models):
-# carried back as KEEP=DIR, stage 2 on a fresh machine makes the store and probe again and goes on from it.
+# With no i-arm, stage 1 returns the teacher (keep.tgz.part*, pusht_study.sh's keep_models; without ALONE before
+# it distils the students, fifty-eighth session): carried back as KEEP=DIR, stage 2 on a fresh machine makes the
+# store and probe again and goes on from it (distilling again the students stage 1 made on the lost machine).
 # KEEP=DIR in stage 1 (twenty-sixth session; no i-arms): the kept teacher trained on from its weights (init=,
 # the recipe run again with a new optimizer and rate schedule) instead of a new one, for a teacher twice as long
 # as one call allows; it is kept again as above. Run in the twenty-sixth session on the twenty-fifth's teacher
@@ -94,6 +95,13 @@ plan() {  # ARM FIRST_GOAL PART: the arm's student (or, for arm `teacher`, the t
   # before the end
   plan_arm $1_$3 $WORK/$([ $1 = teacher ] && echo teacher || echo student_$1) first_goal=$2
 }
+distil_missing() {  # the arms whose students are not in WORK (a fresh machine given the kept teacher), side by side
+  local arm
+  for arm in $ARMS; do
+    if ! [ -d $WORK/student_$arm ]; then echo "student_$arm: not in $WORK, distilled again"; distil $arm & fi
+  done
+  wait
+}
 PLANNED="$([ -n "${PLAN_TEACHER:-}" ] && echo "teacher ")$ARMS"  # the arms planned on the 50 goals
 state_models() {  # STATE_MODEL=1: the learnt state model's guide on this call's goals. The exact-state step model
   # (scripts/state_model_planning.py: 5 env steps a model step, 8,000 updates on the 450 training episodes, the
@@ -143,9 +151,9 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
     wait
     tail -1 $WORK/probe.log | cut -c1-300
   elif [ -n "${KEEP:-}" ]; then  # the kept teacher trained on (a longer teacher over two calls; no i-arm, above)
-    teacher_on $([ -n "${ALONE:-}" ] && echo 25 || echo $margin) || exit 2
+    teacher_on $([ -n "${ALONE:-}" ] && echo 25 || echo $(( margin + 30 ))) || exit 2  # 30 s: keep_models
   elif [ -z "$BASE" ]; then  # with ALONE=1 the teacher has the whole call, the students wait for stage 2
-    teacher_alone $([ -n "${ALONE:-}" ] && echo 25 || echo $margin)
+    teacher_alone $([ -n "${ALONE:-}" ] && echo 25 || echo $(( margin + 30 )))
   else
     store_and_probe
     if [ -n "${ALONE:-}" ]; then  # one after the other, each alone; the students wait for stage 2
@@ -166,8 +174,10 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
     wait
     tail -1 $WORK/probe.log | cut -c1-300
   fi
+  # the teacher, should stage 2 get a fresh machine (kept before the students: a call cut while they distil
+  # still returns it)
+  [ -z "$BASE" ] && keep_models teacher
   [ -z "${ALONE:-}" ] && distil_arms
-  [ -n "${ALONE:-}" ] && [ -z "$BASE" ] && keep_models teacher  # the teacher, should stage 2 get a fresh machine
   if [ -n "${KEEP_STUDENTS:-}" ]; then  # the students now, the models' pushed block beside them; then kept
     distil_arms &
     pushed_block 4 teacher=$WORK/teacher base_$BASE=$WORK/base_$BASE
@@ -182,7 +192,11 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   cp $WORK/bme_*.json "$OUT"/ 2>/dev/null ;;
 2) {
   restore_kept  # a fresh machine: then the probe trains beside the students (distil_arms waits for it)
-  [ -n "${ALONE:-}" ] && [ -z "${KEEP_STUDENTS:-}" ] && distil_arms  # the students stage 1 had no room for
+  if [ -n "${ALONE:-}" ] && [ -z "${KEEP_STUDENTS:-}" ]; then
+    distil_arms  # the students stage 1 had no room for
+  elif [ -z "${KEEP_STUDENTS:-}" ]; then
+    distil_missing  # stage 1 distilled them, on a machine since lost
+  fi
   wait  # a restored probe
   set -- $ARMS
   [ -n "${STATE_MODEL:-}" ] && state_models  # on the CPU, beside what follows (the wait after the arms takes them)
