@@ -52,6 +52,13 @@ def _shallow(env: dict[str, str], timeout: int = 120) -> subprocess.CompletedPro
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _stage1_files(out: Path) -> dict[str, bytes]:
+    """The files stage 1 returned in OUT/shallow1.tgz by name (its logs, metas and pushed-block figures, packed:
+    the device returns 8 files of OUT)."""
+    with tarfile.open(out / "shallow1.tgz") as tar:
+        return {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
 def _stage(stage: int, work: Path, out: Path, call_s: int, **extra: str) -> str:
     env = _dry_env(work, out, STAGE=str(stage), CALL_S=str(call_s), DISTILL_MIN="0.2", **extra)
     run = _shallow(env, timeout=600)
@@ -76,7 +83,11 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     assert depths == {"d0_s0": 2, "d1_s0": 1, "d1_s1": 1}, depths  # the tiny teacher's 2 blocks, and 1
     configs = [yaml.safe_load((work / f"student_{arm}" / "config.yaml").read_text()) for arm in arms]
     assert {(c["method"], c["scm"]["p_std"]) for c in configs} == {("causal_rcm", 1.4)}
-    assert (out / "teacher.meta.json").is_file() and len(list(out.glob("distill_*.log"))) == 3
+    returned = _stage1_files(out)
+    assert "teacher.meta.json" in returned and len({n for n in returned if n.startswith("distill_")}) == 3, returned
+    # besides the kept parts, two files: the call's log and the archive
+    assert {p.name for p in out.iterdir() if not p.name.startswith("keep.tgz.part")} == {
+        "shallow1.log", "shallow1.tgz"}, list(out.iterdir())
     # the teacher is returned before its students are distilled: a call cut while they distil still brings it back
     assert sorted(out.glob("keep.tgz.part*")) and log1.index("kept teacher") < log1.index("student_d0_s0: exit"), log1
 
@@ -95,6 +106,7 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
         assert arm["goals"] == 2 and arm["replan_ms_median"] > 0, (name, arm)
     assert json.loads((work / "plan_d1_s1_a.json").read_text())["planner"]["replan_every"] == 5
     assert "sign test" in log2 and (out / "shallow2.tgz").stat().st_size > 0
+    assert "distilled again" not in log2  # a warm machine: stage 1's students planned as they are
 
     # a cut arm: drop its second goal, so stage 3 resumes it from the first goal it lacks
     cut = next((work / "plan_d1_s1_a").glob("*.goals.jsonl"))
@@ -130,7 +142,7 @@ def test_shallow_study_trains_the_shallow_model_its_i_arms_start_from(tmp_path, 
     student = load_checkpoint(work / "student_i1_s0")
     assert student.model_config.depth == 1 and student.meta["student_init"] == str(work / "base_i1")
     assert load_checkpoint(work / "student_d0_s0").model_config.depth == 2
-    assert (out / "base_i1.meta.json").is_file()
+    assert "base_i1.meta.json" in _stage1_files(out)
 
 
 # The shallow study's ALONE and KEEP_STUDENTS variants (a finished study, sessions 17-33) rehearse at ~30-45 s each
@@ -165,7 +177,7 @@ def test_shallow_study_alone_trains_one_model_after_the_other_and_plans_the_teac
     work, out, log1 = alone_stage1
     assert "teacher alone" in log1 and "base_i1: exit 0" in log1, log1
     assert log1.index("teacher: exit 0") < log1.index("base_i1: exit 0")  # one after the other
-    assert not list(work.glob("student_*")) and (out / "teacher.log").is_file()
+    assert not list(work.glob("student_*")) and "teacher.log" in _stage1_files(out)
 
     log2 = _stage(2, work, out, call_s=300, **ALONE_I_ARMS)
     for arm in ("i1_s0", "i1_s1"):
@@ -241,9 +253,9 @@ def test_shallow_study_keeps_the_students_and_times_the_teacher_by_random_weight
     assert load_checkpoint(work1 / "student_i1_s1").meta["student_init"] == str(work1 / "base_i1")
     assert "kept student_i1_s0 student_i1_s1" in log1, log1
     for name in ("teacher", "base_i1"):
-        assert "steps_4" in json.loads((out / f"bme_{name}.json").read_text()), name
+        assert "steps_4" in json.loads(_stage1_files(out)[f"bme_{name}.json"]), name
     parts = sorted(out.glob("keep.tgz.part*"))
-    assert parts and (out / "student_i1_s0_log.jsonl").is_file()
+    assert parts and "student_i1_s0_log.jsonl" in _stage1_files(out)
 
     log2 = _stage(2, work, out, call_s=400, KEEP=str(out), DRY_STORE=str(dry_store), **extra)
     assert "kept models restored" in log2 and "distill_" not in " ".join(p.name for p in work.iterdir()), log2
@@ -367,6 +379,8 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
      "TEACHER_SHARE=1.5: expected a number between 0 and 1"),
     ("shallow.sh", {"ARMS": "d0_s0 d0_s1", "ALONE": "1", "KEEP_STUDENTS": "1"},  # KEEP_STUDENTS without a shallow model
      "KEEP_STUDENTS=1 distils the students of a shallow model"),
+    ("shallow.sh", {"STAGE": "3", "ARMS": "d0_s0"},  # stage 3 on a fresh machine: nothing of stage 2 to resume
+     "no stage-2 goals of arm d0_s0 in"),
     ("draws.sh", {"ARMS": "n256_d1 n256"}, "arm 'n256': expected n<samples>_d<draws>"),
     ("draws.sh", {"ARMS": "n4_d1"}, "arm 'n4_d1': expected n<samples>_d<draws>, at least 8 samples and 1-16 draws"),
     ("draws.sh", {"ARMS": "n64_d17"}, "arm 'n64_d17'"),
@@ -391,7 +405,7 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
     ("fine_patch.sh", {"STUDENTS": "0", "METHOD": "rcm"}, "fine_patch.sh: METHOD=rcm: expected one of causal_rcm"),
 ])
 def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, message):
-    env = _dry_env(tmp_path / "work", tmp_path, STAGE="1", **setting)
+    env = _dry_env(tmp_path / "work", tmp_path, **{"STAGE": "1", **setting})
     run = subprocess.run(["bash", f"scripts/gpu/{script}"], check=False, cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and message in run.stderr, run.stderr

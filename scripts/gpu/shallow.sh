@@ -14,8 +14,8 @@
 # ALONE=1 (nineteenth session): the teacher and the shallow model each alone on the GPU, one after the other
 # (TEACHER_SHARE, 0.58, of stage 1's training time to the teacher; without an i-arm the teacher has all of it,
 # twenty-second session); the students are then distilled at the start of stage 2, which the call no longer
-# has room for; PLAN_TEACHER=1 plans the teacher on the 50 goals beside the students (arm `teacher`), so that
-# every arm's success is measured on the same goals in the same session.
+# has room for. PLAN_TEACHER=1 (with or without ALONE) plans the teacher on the 50 goals beside the students
+# (arm `teacher`), so that every arm's success is measured on the same goals in the same session.
 # Run in the nineteenth session (docs/results.md): the students at 0.334 of the teacher's time, level with it
 # (2 / 1 against 2 of 42 goals held), both models short of training.
 # Run again in the twentieth session with last-frame writes skipped, the context encoded once and FrameTerms:
@@ -27,23 +27,27 @@
 # the students, kept at their 25th update, held 34 / 35 of the 50 goals against the teacher's 36.
 # Two or three calls on one warm machine (issue each right after the last: it idles out in ~30 s):
 #   STAGE=1  the store (mixed, 500 episodes), the state probe beside the teacher, the teacher alone on the
-#            GPU (with i-arms: beside the 4-block model; ALONE=1: before it), then the students side by side
-#            (DISTILL_MIN; with ALONE=1 at the start of stage 2; validation, PSNR plus the pusher, keeps the
-#            weights: by PSNR alone, the seventeenth session's run kept a 12.7-px pusher over a 2-px one)
-#   STAGE=2  the teacher and the first two arms' students each planned alone on TIME_GOALS
+#            GPU (with i-arms: beside the 4-block model; ALONE=1: before it); without i-arms the teacher is
+#            returned (below); then the students side by side (DISTILL_MIN; with ALONE=1 at the start of stage 2;
+#            validation, PSNR plus the pusher, keeps the weights: by PSNR alone, the seventeenth session's run
+#            kept a 12.7-px pusher over a 2-px one)
+#   STAGE=2  (with ALONE=1 the students distilled first; on a fresh machine given KEEP, those stage 1 made)
+#            the teacher and the first two arms' students each planned alone on TIME_GOALS
 #            goals (ms per replan at the same settings); then the three arms side by side, cut before the call
 #            ends, and what they finished compared goal by goal
 #   STAGE=3  each cut arm resumed where it stopped (first_goal=), the parts joined and compared goal by goal;
 #            with the time left, the held-out pushed block of the first two arms (and of the 4-block model,
-#            or without i-arms of the teacher)
+#            or without i-arms of the teacher). It needs stage 2's machine (refused on a fresh one: run stage 2
+#            again there)
 # Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 11.5), DISTILL_MIN
 # (2), METHOD (the students' distillation method, causal_rcm; tf_scm kept the p_mean 0.4 teacher's gain at toy
 # size where SF-DMD lost it, docs/results.md), DISTILL_ARGS (more `crcm distill` settings), TIME_GOALS (2; 0
 # skips the timing), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
 # from the teacher's blocks, 0 = all of them; i<blocks> from the model of that many blocks; _s<seed>).
-# With no i-arm, stage 1 returns the teacher (keep.tgz.part*, pusht_study.sh's keep_models; without ALONE before
-# it distils the students, fifty-eighth session): carried back as KEEP=DIR, stage 2 on a fresh machine makes the
-# store and probe again and goes on from it (distilling again the students stage 1 made on the lost machine).
+# With no i-arm, stage 1 returns the teacher (keep.tgz.part*, pusht_study.sh's keep_models): with ALONE=1 at the
+# call's end; without, before its students are distilled (fifty-eighth session). Carried back as KEEP=DIR, stage
+# 2 on a fresh machine makes the store and probe again and goes on from it (distilling again the students that
+# stage 1 made on the lost machine). Stage 1's logs and metas come back in shallow1.tgz.
 # KEEP=DIR in stage 1 (twenty-sixth session; no i-arms): the kept teacher trained on from its weights (init=,
 # the recipe run again with a new optimizer and rate schedule) instead of a new one, for a teacher twice as long
 # as one call allows; it is kept again as above. Run in the twenty-sixth session on the twenty-fifth's teacher
@@ -98,7 +102,8 @@ plan() {  # ARM FIRST_GOAL PART: the arm's student (or, for arm `teacher`, the t
 distil_missing() {  # the arms whose students are not in WORK (a fresh machine given the kept teacher), side by side
   local arm
   for arm in $ARMS; do
-    if ! [ -d $WORK/student_$arm ]; then echo "student_$arm: not in $WORK, distilled again"; distil $arm & fi
+    # meta.json is written by the final save alone: a student cut while it distilled counts as missing
+    if ! [ -f $WORK/student_$arm/meta.json ]; then echo "student_$arm: not in $WORK, distilled again"; distil $arm & fi
   done
   wait
 }
@@ -185,13 +190,14 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   fi
   } 2>&1 | tee "$OUT/shallow1.log"
   [ "${PIPESTATUS[0]}" = 2 ] && exit 2  # teacher_on found no teacher to train on
-  cp $WORK/teacher/meta.json "$OUT"/teacher.meta.json
-  [ -n "$BASE" ] && cp $WORK/base_$BASE/meta.json "$OUT"/base_$BASE.meta.json
-  cp $WORK/*.log "$OUT"/  # the models', the probe's and (without ALONE) the students' logs
-  { [ -z "${ALONE:-}" ] || [ -n "${KEEP_STUDENTS:-}" ]; } && cp $WORK/student_*_log.jsonl "$OUT"/
-  cp $WORK/bme_*.json "$OUT"/ 2>/dev/null ;;
+  # the models' metas, the logs (the models', the probe's, without ALONE the students') and the pushed block in
+  # one archive: the device returns 8 files of $OUT in name order, and the kept parts take two or three
+  cp $WORK/teacher/meta.json $WORK/teacher.meta.json
+  [ -n "$BASE" ] && cp $WORK/base_$BASE/meta.json $WORK/base_$BASE.meta.json
+  tar czf "$OUT/shallow1.tgz" -C $WORK $(cd $WORK && ls *.meta.json *.log bme_*.json 2>/dev/null) \
+      $({ [ -z "${ALONE:-}" ] || [ -n "${KEEP_STUDENTS:-}" ]; } && cd $WORK && ls student_*_log.jsonl) ;;
 2) {
-  restore_kept  # a fresh machine: then the probe trains beside the students (distil_arms waits for it)
+  restore_kept  # a fresh machine: then the probe trains beside the students (distil_arms / _missing wait for it)
   if [ -n "${ALONE:-}" ] && [ -z "${KEEP_STUDENTS:-}" ]; then
     distil_arms  # the students stage 1 had no room for
   elif [ -z "${KEEP_STUDENTS:-}" ]; then
@@ -222,8 +228,14 @@ print('$name', {k: a.get(k) for k in ('goals', 'replan_ms_median', 'replan_ms_p9
   } 2>&1 | tee "$OUT/shallow2.log"
   tar czf "$OUT/shallow2.tgz" -C $WORK $(cd $WORK && ls -d plan_* distill_*.log student_*_log.jsonl time_split* \
       2>/dev/null) ;;
-3) {
-  restore_kept; wait  # a fresh machine (KEEP): the store, the probe and the kept models again
+3) for arm in $PLANNED; do  # stage 2's part of every arm, on this machine: a fresh one has none to resume
+    if ! ls $WORK/plan_${arm}_a/*.goals.jsonl >/dev/null 2>&1; then
+      echo "shallow.sh: no stage-2 goals of arm $arm in $WORK (a fresh machine?): stage 3 resumes stage 2's" \
+          "arms on its machine; run stage 2 again" >&2
+      exit 2
+    fi
+  done
+  {
   resume_and_join
   set -- $ARMS
   if [ $(left) -gt 90 ]; then  # the held-out pushed block of the first two arms, while time allows
