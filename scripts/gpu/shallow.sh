@@ -91,21 +91,22 @@ distil() {  # ARM (d<depth>_s<seed>; depth 0 = the teacher's; i<depth>_s<seed>):
   local depth=${1%_s*}
   distil_student $1 ${1#*_s} $([ "${depth:0:1}" = i ] && echo student_init=$WORK/base_$depth || echo student_depth=${depth:1})
 }
-distil_arms() {  # every arm's student, side by side
-  for arm in $ARMS; do distil $arm & done
+distil_arms() {  # [missing]: every arm's student, side by side; with `missing` only those not in WORK (a fresh
+  # machine given the kept teacher; meta.json is written by the final save alone, so a student cut while it
+  # distilled counts as missing)
+  local arm
+  for arm in $ARMS; do
+    if [ "${1:-}" = missing ]; then
+      [ -f $WORK/student_$arm/meta.json ] && continue
+      echo "student_$arm: not in $WORK, distilled again"
+    fi
+    distil $arm &
+  done
   wait
 }
 plan() {  # ARM FIRST_GOAL PART: the arm's student (or, for arm `teacher`, the teacher) from FIRST_GOAL, cut 15 s
   # before the end
   plan_arm $1_$3 $WORK/$([ $1 = teacher ] && echo teacher || echo student_$1) first_goal=$2
-}
-distil_missing() {  # the arms whose students are not in WORK (a fresh machine given the kept teacher), side by side
-  local arm
-  for arm in $ARMS; do
-    # meta.json is written by the final save alone: a student cut while it distilled counts as missing
-    if ! [ -f $WORK/student_$arm/meta.json ]; then echo "student_$arm: not in $WORK, distilled again"; distil $arm & fi
-  done
-  wait
 }
 PLANNED="$([ -n "${PLAN_TEACHER:-}" ] && echo "teacher ")$ARMS"  # the arms planned on the 50 goals
 state_models() {  # STATE_MODEL=1: the learnt state model's guide on this call's goals. The exact-state step model
@@ -197,12 +198,9 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   tar czf "$OUT/shallow1.tgz" -C $WORK $(cd $WORK && ls *.meta.json *.log bme_*.json 2>/dev/null) \
       $({ [ -z "${ALONE:-}" ] || [ -n "${KEEP_STUDENTS:-}" ]; } && cd $WORK && ls student_*_log.jsonl) ;;
 2) {
-  restore_kept  # a fresh machine: then the probe trains beside the students (distil_arms / _missing wait for it)
-  if [ -n "${ALONE:-}" ] && [ -z "${KEEP_STUDENTS:-}" ]; then
-    distil_arms  # the students stage 1 had no room for
-  elif [ -z "${KEEP_STUDENTS:-}" ]; then
-    distil_missing  # stage 1 distilled them, on a machine since lost
-  fi
+  restore_kept  # a fresh machine: then the probe trains beside the students (distil_arms waits for it)
+  # with ALONE the students stage 1 had no room for; without, those it distilled on a machine since lost
+  [ -z "${KEEP_STUDENTS:-}" ] && distil_arms $([ -z "${ALONE:-}" ] && echo missing)
   wait  # a restored probe
   set -- $ARMS
   [ -n "${STATE_MODEL:-}" ] && state_models  # on the CPU, beside what follows (the wait after the arms takes them)
