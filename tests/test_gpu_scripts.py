@@ -457,6 +457,50 @@ def test_planned_goals_come_back_from_a_call_killed_before_its_end(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_a_teacher_killed_while_it_trains_is_returned_as_far_as_its_last_kept_validation(tmp_path):
+    """KEEP_WHILE_TRAINING=1: teacher_until returns what each validation keeps on the way (the fifty-ninth session's
+    call was killed by the device before its end-of-run keep, and its teacher was lost). Here the run's validations
+    are stood in for by a train_model that writes selected/ twice, then the whole call is killed."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    out.mkdir()
+    (out / "keep.tgz.part07").write_text("an earlier keep's stray part")  # a kept set is swapped in whole
+    selected = "$WORK/teacher/selected"
+    fake_run = (f"train_model() {{ mkdir -p {selected} && echo w > {selected}/weights && "
+                f"echo '{{\"step\": 500}}' > {selected}/meta.json; sleep 2.5; "
+                f"echo '{{\"step\": 1000}}' > {selected}/meta.json; ")
+    study = "source scripts/gpu/setup.sh; STUDY=keepwhile; RATE=2; source scripts/gpu/pusht_study.sh; "
+    killed = subprocess.run(  # its own process group, killed whole as the device kills a call
+        ["bash", "-c", study + fake_run + "sleep 2.5; kill -9 0; }; KEEP_WHILE_TRAINING=1 teacher_until 5"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=60, env=_dry_env(work, out),
+        start_new_session=True)
+    assert killed.returncode == -9, (killed.returncode, killed.stderr[-2000:])
+    assert "kept teacher while it trains: update 500" in killed.stdout, killed.stdout
+    assert "kept teacher while it trains: update 1000" in killed.stdout, killed.stdout
+    assert [p.name for p in out.iterdir()] == ["keep.tgz.part00"]
+    with tarfile.open(out / "keep.tgz.part00") as tar:
+        assert json.loads(tar.extractfile("./teacher/meta.json").read()) == {"step": 1000}
+
+    # a run that ends: the keeper is stopped before the caller's own keep, and nothing is left running
+    work, out = tmp_path / "work2", tmp_path / "out2"
+    out.mkdir()
+    ended = subprocess.run(
+        ["bash", "-c", study + fake_run + "}; KEEP_WHILE_TRAINING=1 teacher_until 5; keep_models teacher; "
+         "sleep 2; jobs -r | wc -l"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=60, env=_dry_env(work, out))
+    assert ended.returncode == 0, ended.stderr[-2000:]
+    assert "update 500" in ended.stdout and ended.stdout.splitlines()[-1].strip() == "0", ended.stdout
+    assert (work / ".stop_keeping_teacher").exists()
+    # without KEEP_WHILE_TRAINING nothing is returned on the way
+    work, out = tmp_path / "work3", tmp_path / "out3"
+    out.mkdir()
+    work.mkdir()
+    (work / "probe.log").write_text("the probe's last line\n")  # teacher_until ends by reading it
+    plain = subprocess.run(["bash", "-c", study + fake_run + "}; teacher_until 5"], check=False, cwd=ROOT,
+                           capture_output=True, text=True, timeout=60, env=_dry_env(work, out))
+    assert plain.returncode == 0 and "while it trains" not in plain.stdout and not list(out.iterdir())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_codec_teacher_trains_a_teacher_on_the_codec_latents_and_scores_its_pushed_block(tmp_path, dry_store):
     """The rehearsal at the fixture store's 64x64 (the GPU call runs at 128): a codec, then a teacher with the
     seed asked for on its latents in 2x2 patches, then the pushed block of the held-out split."""

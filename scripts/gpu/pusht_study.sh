@@ -144,11 +144,14 @@ teacher_alone() {  # [MARGIN]: store, probe beside it, then one teacher (RECIPE)
 }
 
 teacher_until() {  # MARGIN [OVERRIDES...]: the teacher (RECIPE) alone on the GPU until MARGIN seconds are left,
-  # then the probe training beside it waited for
+  # then the probe training beside it waited for; with KEEP_WHILE_TRAINING=1 (a study that returns the teacher)
+  # what its validations keep returned on the way (keep_while_training)
   local margin=$1; shift
   teacher_budget $margin
   echo "teacher: $steps updates, at most $minutes min${*:+, $*}"
+  if [ -n "${KEEP_WHILE_TRAINING:-}" ]; then keep_while_training teacher & KEEPER_PID=$!; fi
   train_model teacher train.steps=$steps train.max_minutes=$minutes "$@"
+  [ -n "${KEEP_WHILE_TRAINING:-}" ] && stop_keeping teacher
   wait
   tail -1 $WORK/probe.log | cut -c1-300
 }
@@ -283,15 +286,44 @@ keep_models() {  # NAME[@last]...: each model's loaded weights (selected/ where 
       return 2
     fi
   done
-  rm -rf $keep "$OUT"/keep.tgz.part* && mkdir -p $keep  # no part of an earlier keep left to join this one
+  rm -rf $keep && mkdir -p $keep
   for item in "$@"; do
     name=${item%@last}
-    if [ "$item" = "$name" ] && [ -d $WORK/$name/selected ]; then cp -r $WORK/$name/selected $keep/$name
-    else mkdir -p $keep/$name && cp -r $WORK/$name/. $keep/$name && rm -rf $keep/$name/selected; fi
+    if [ "$item" = "$name" ] && [ -d $WORK/$name/selected ]; then cp -r $WORK/$name/selected $keep/$name || return 1
+    else { mkdir -p $keep/$name && cp -r $WORK/$name/. $keep/$name && rm -rf $keep/$name/selected; } || return 1; fi
     rm -f $keep/$name/train_state.pt
   done
-  tar czf - -C $keep . | split -b 15M -d - "$OUT/keep.tgz.part"
+  # packed beside $OUT, then swapped in whole (no part of an earlier keep left to join this one): a call killed
+  # while it packs still returns the last whole keep
+  rm -rf $WORK/keep_parts && mkdir -p $WORK/keep_parts
+  tar czf - -C $keep . | split -b 15M -d - "$WORK/keep_parts/keep.tgz.part" || return 1
+  rm -f "$OUT"/keep.tgz.part* && mv $WORK/keep_parts/keep.tgz.part* "$OUT"/
   echo "kept $*: $(du -sh $keep | cut -f1) in $(ls "$OUT"/keep.tgz.part* | wc -l) parts"
+}
+
+keep_while_training() {  # NAME: in the background until stop_keeping NAME, the weights validation keeps in NAME's
+  # run ($WORK/NAME/selected) returned as keep_models returns them, each time a validation keeps new ones (looked
+  # for every second). The device's limit counts the machine's start: the fifty-ninth session's call, 560 s asked
+  # with 614 s of budget, was killed at 527 s, before the teacher it had trained on for 7.8 minutes was kept, and
+  # the teacher was lost. With this, a killed call returns the run as far as its last kept validation (its
+  # meta.json says the update)
+  local name=$1 mark=$WORK/.kept_while_training_$1 meta=$WORK/$1/selected/meta.json
+  rm -f $WORK/.stop_keeping_$name $mark
+  while ! [ -e $WORK/.stop_keeping_$name ]; do
+    sleep 1
+    if [ -f $meta ] && { ! [ -e $mark ] || [ $meta -nt $mark ]; }; then
+      touch $mark
+      if keep_models $name > /dev/null 2>&1; then  # a copy cut by the run's own save fails, and is tried again
+        echo "kept $name while it trains: update $($PY -c "import json; print(json.load(open('$meta'))['step'])" \
+2>/dev/null) at $(( $(date +%s) - T0 )) s"
+      else rm -f $mark; fi
+    fi
+  done
+}
+
+stop_keeping() {  # NAME: keep_while_training NAME stopped, waited for (whatever it is packing is finished)
+  touch $WORK/.stop_keeping_$1
+  wait $KEEPER_PID 2>/dev/null
 }
 
 restore_kept() {  # with KEEP and no store here (a fresh machine): the store made again, the probe trained

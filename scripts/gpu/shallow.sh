@@ -48,6 +48,8 @@
 # call's end; without, before its students are distilled (fifty-eighth session). Carried back as KEEP=DIR, stage
 # 2 on a fresh machine makes the store and probe again and goes on from it (distilling again the students that
 # stage 1 made on the lost machine). Stage 1's logs and metas come back in shallow1.tgz.
+# While the teacher trains, what its validations keep is returned on the way (pusht_study.sh's keep_while_training,
+# fifty-ninth session): a call the device kills before its end still brings the teacher back that far.
 # KEEP=DIR in stage 1 (twenty-sixth session; no i-arms): the kept teacher trained on from its weights (init=,
 # the recipe run again with a new optimizer and rate schedule) instead of a new one, for a teacher twice as long
 # as one call allows; it is kept again as above. Run in the twenty-sixth session on the twenty-fifth's teacher
@@ -141,6 +143,7 @@ if ! $PY -c "import sys; sys.exit(not 0 < float('$share') < 1)" 2>/dev/null; the
   echo "shallow.sh: TEACHER_SHARE=$share: expected a number between 0 and 1" >&2
   exit 2
 fi
+[ -z "$BASE" ] && KEEP_WHILE_TRAINING=1  # the teacher is returned: then also on the way (teacher_until)
 case "${STAGE:?set STAGE=1, 2 or 3}" in
 1) {
   margin=$($PY -c "print(int(${DISTILL_MIN:-2} * 60 + 60))")  # the students' minutes and their start
