@@ -463,17 +463,26 @@ def test_a_teacher_killed_while_it_trains_is_returned_as_far_as_its_last_kept_va
     are stood in for by a train_model that writes selected/ twice, then the whole call is killed."""
     work, out = tmp_path / "work", tmp_path / "out"
     out.mkdir()
-    (out / "keep.tgz.part07").write_text("an earlier keep's stray part")  # a kept set is swapped in whole
+    (out / "keep.tgz.part07").write_text("an earlier keep's stray part")  # a kept set replaces the earlier one
+    (out / "keep.tgz.next03").write_text("a copy cut by an earlier kill")
     selected = "$WORK/teacher/selected"
-    fake_run = (f"train_model() {{ mkdir -p {selected} && echo w > {selected}/weights && "
-                f"echo '{{\"step\": 500}}' > {selected}/meta.json; sleep 2.5; "
-                f"echo '{{\"step\": 1000}}' > {selected}/meta.json; ")
+
+    def validation(step: int) -> str:
+        """A validation's weights written as the trainer writes them: a folder beside, then renamed in."""
+        return (f"mkdir -p {selected}.tmp && echo w > {selected}.tmp/weights && "
+                f"echo '{{\"step\": {step}}}' > {selected}.tmp/meta.json && rm -rf {selected} && "
+                f"mv {selected}.tmp {selected}; ")
+
+    # on a warm machine an earlier run's selected/ is there when the keeper starts: it is not returned
+    stale = f"mkdir -p {selected} && echo '{{\"step\": 9}}' > {selected}/meta.json; "
+    fake_run = f"{stale}train_model() {{ sleep 1.5; {validation(500)}sleep 2.5; {validation(1000)}"
     study = "source scripts/gpu/setup.sh; STUDY=keepwhile; RATE=2; source scripts/gpu/pusht_study.sh; "
     killed = subprocess.run(  # its own process group, killed whole as the device kills a call
         ["bash", "-c", study + fake_run + "sleep 2.5; kill -9 0; }; KEEP_WHILE_TRAINING=1 teacher_until 5"],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=60, env=_dry_env(work, out),
         start_new_session=True)
     assert killed.returncode == -9, (killed.returncode, killed.stderr[-2000:])
+    assert "update 9 " not in killed.stdout, killed.stdout
     assert "kept teacher while it trains: update 500" in killed.stdout, killed.stdout
     assert "kept teacher while it trains: update 1000" in killed.stdout, killed.stdout
     assert [p.name for p in out.iterdir()] == ["keep.tgz.part00"]

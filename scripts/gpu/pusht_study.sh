@@ -145,11 +145,11 @@ teacher_alone() {  # [MARGIN]: store, probe beside it, then one teacher (RECIPE)
 
 teacher_until() {  # MARGIN [OVERRIDES...]: the teacher (RECIPE) alone on the GPU until MARGIN seconds are left,
   # then the probe training beside it waited for; with KEEP_WHILE_TRAINING=1 (a study that returns the teacher)
-  # what its validations keep returned on the way (keep_while_training)
+  # what its validations keep returned on the way (start_keeping)
   local margin=$1; shift
   teacher_budget $margin
   echo "teacher: $steps updates, at most $minutes min${*:+, $*}"
-  if [ -n "${KEEP_WHILE_TRAINING:-}" ]; then keep_while_training teacher & KEEPER_PID=$!; fi
+  [ -n "${KEEP_WHILE_TRAINING:-}" ] && start_keeping teacher
   train_model teacher train.steps=$steps train.max_minutes=$minutes "$@"
   [ -n "${KEEP_WHILE_TRAINING:-}" ] && stop_keeping teacher
   wait
@@ -293,35 +293,45 @@ keep_models() {  # NAME[@last]...: each model's loaded weights (selected/ where 
     else { mkdir -p $keep/$name && cp -r $WORK/$name/. $keep/$name && rm -rf $keep/$name/selected; } || return 1; fi
     rm -f $keep/$name/train_state.pt
   done
-  # packed beside $OUT, then swapped in whole (no part of an earlier keep left to join this one): a call killed
-  # while it packs still returns the last whole keep
-  rm -rf $WORK/keep_parts && mkdir -p $WORK/keep_parts
+  # packed beside $OUT, copied into it under other names, then renamed over the earlier keep (no part of which is
+  # left to join this one): a call killed while it packs or copies still returns the last whole keep, and one
+  # killed between the earlier keep's removal and the renames (a few milliseconds) returns none
+  local part
+  rm -rf $WORK/keep_parts "$OUT"/keep.tgz.next* && mkdir -p $WORK/keep_parts
   tar czf - -C $keep . | split -b 15M -d - "$WORK/keep_parts/keep.tgz.part" || return 1
-  rm -f "$OUT"/keep.tgz.part* && mv $WORK/keep_parts/keep.tgz.part* "$OUT"/
+  for part in $WORK/keep_parts/keep.tgz.part*; do cp $part "$OUT/keep.tgz.next${part##*.part}" || return 1; done
+  rm -f "$OUT"/keep.tgz.part* || return 1
+  for part in "$OUT"/keep.tgz.next*; do mv $part "$OUT/keep.tgz.part${part##*.next}" || return 1; done
   echo "kept $*: $(du -sh $keep | cut -f1) in $(ls "$OUT"/keep.tgz.part* | wc -l) parts"
 }
 
-keep_while_training() {  # NAME: in the background until stop_keeping NAME, the weights validation keeps in NAME's
-  # run ($WORK/NAME/selected) returned as keep_models returns them, each time a validation keeps new ones (looked
-  # for every second). The device's limit counts the machine's start: the fifty-ninth session's call, 560 s asked
-  # with 614 s of budget, was killed at 527 s, before the teacher it had trained on for 7.8 minutes was kept, and
-  # the teacher was lost. With this, a killed call returns the run as far as its last kept validation (its
-  # meta.json says the update)
+start_keeping() {  # NAME: keep_while_training NAME in the background (KEEPER_PID), only weights validation keeps
+  # from now on counting (on a warm machine an earlier run's selected/ is there until the new run removes it)
+  rm -f $WORK/.stop_keeping_$1 && touch $WORK/.kept_while_training_$1
+  keep_while_training $1 & KEEPER_PID=$!
+}
+
+keep_while_training() {  # NAME: until stop_keeping NAME, the weights validation keeps in NAME's run
+  # ($WORK/NAME/selected) returned as keep_models returns them, each time a validation keeps new ones (looked for
+  # every second; start it with start_keeping). The device's limit counts the machine's start: the fifty-ninth
+  # session's call, 560 s asked with 614 s of budget, was killed at 527 s, before the teacher it had trained on for
+  # about 7.5 minutes was kept, and the teacher was lost. With this, a killed call returns the run as far as its
+  # last kept validation (its meta.json says the update)
   local name=$1 mark=$WORK/.kept_while_training_$1 meta=$WORK/$1/selected/meta.json
-  rm -f $WORK/.stop_keeping_$name $mark
-  while ! [ -e $WORK/.stop_keeping_$name ]; do
-    sleep 1
-    if [ -f $meta ] && { ! [ -e $mark ] || [ $meta -nt $mark ]; }; then
+  while sleep 1 && ! [ -e $WORK/.stop_keeping_$name ]; do
+    if [ -f $meta ] && [ $meta -nt $mark ]; then
       touch $mark
-      if keep_models $name > /dev/null 2>&1; then  # a copy cut by the run's own save fails, and is tried again
-        echo "kept $name while it trains: update $($PY -c "import json; print(json.load(open('$meta'))['step'])" \
-2>/dev/null) at $(( $(date +%s) - T0 )) s"
-      else rm -f $mark; fi
+      if keep_models $name > /dev/null 2>&1; then
+        echo "kept $name while it trains: update $($PY -c \
+"import json; print(json.load(open('$WORK/keep/$name/meta.json'))['step'])" 2>/dev/null) at $(( $(date +%s) - T0 )) s"
+      else  # a copy cut by the run's own save (it moves selected/ aside for a moment): tried again
+        touch -d @0 $mark
+      fi
     fi
   done
 }
 
-stop_keeping() {  # NAME: keep_while_training NAME stopped, waited for (whatever it is packing is finished)
+stop_keeping() {  # NAME: keep_while_training NAME stopped, waited for (a keep under way is finished)
   touch $WORK/.stop_keeping_$1
   wait $KEEPER_PID 2>/dev/null
 }
