@@ -293,13 +293,11 @@ keep_models() {  # NAME[@last]...: each model's loaded weights (selected/ where 
     else { mkdir -p $keep/$name && cp -r $WORK/$name/. $keep/$name && rm -rf $keep/$name/selected; } || return 1; fi
     rm -f $keep/$name/train_state.pt
   done
-  # packed beside $OUT, copied into it under other names, then renamed over the earlier keep (no part of which is
-  # left to join this one): a call killed while it packs or copies still returns the last whole keep, and one
-  # killed between the earlier keep's removal and the renames (a few milliseconds) returns none
+  # packed into $OUT under other names, then renamed over the earlier keep (no part of which is left to join this
+  # one), as goals_so_far renames its archive: a call killed while it packs still returns the last whole keep, and
+  # one killed between the earlier keep's removal and the renames (a few milliseconds) returns none
   local part
-  rm -rf $WORK/keep_parts "$OUT"/keep.tgz.next* && mkdir -p $WORK/keep_parts
-  tar czf - -C $keep . | split -b 15M -d - "$WORK/keep_parts/keep.tgz.part" || return 1
-  for part in $WORK/keep_parts/keep.tgz.part*; do cp $part "$OUT/keep.tgz.next${part##*.part}" || return 1; done
+  rm -f "$OUT"/keep.tgz.next* && tar czf - -C $keep . | split -b 15M -d - "$OUT/keep.tgz.next" || return 1
   rm -f "$OUT"/keep.tgz.part* || return 1
   for part in "$OUT"/keep.tgz.next*; do mv $part "$OUT/keep.tgz.part${part##*.next}" || return 1; done
   echo "kept $*: $(du -sh $keep | cut -f1) in $(ls "$OUT"/keep.tgz.part* | wc -l) parts"
