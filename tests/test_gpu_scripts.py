@@ -70,7 +70,8 @@ def _stage(stage: int, work: Path, out: Path, call_s: int, **extra: str) -> str:
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     """The default arms through every stage; DISTILL_ARGS reaches `crcm distill`, whose method is Causal-rCM
-    unless METHOD says otherwise; REPLAN_EVERY reaches the planner of stage 2 and of stage 3's resumed arm."""
+    unless METHOD says otherwise; REPLAN_EVERY reaches the planner of stage 2 and of stage 3's resumed arms;
+    PLAN_TEACHER=1 plans the teacher beside the students, and stage 3 joins it under its own name."""
     import yaml
 
     from crcm_robotics.model.checkpoint import load_checkpoint
@@ -91,7 +92,7 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     # the teacher is returned before its students are distilled: a call cut while they distil still brings it back
     assert sorted(out.glob("keep.tgz.part*")) and log1.index("kept teacher") < log1.index("student_d0_s0: exit"), log1
 
-    log2 = _stage(2, work, out, call_s=300, REPLAN_EVERY="5", GOALS_EVERY="1", STATE_MODEL="1")
+    log2 = _stage(2, work, out, call_s=300, REPLAN_EVERY="5", GOALS_EVERY="1", STATE_MODEL="1", PLAN_TEACHER="1")
     for seed in (0, 1):  # the exact-state step model on the same goals, replanning as the arms do
         state = json.loads((work / f"plan_state_s{seed}" / "results.json").read_text())
         assert state["arms"]["state_mlp"]["goals"] == 2 and state["state_mlp"]["model"] == "step", state
@@ -109,14 +110,18 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     assert "distilled again" not in log2  # a warm machine: stage 1's students planned as they are
 
     # a cut arm: drop its second goal, so stage 3 resumes it from the first goal it lacks
-    cut = next((work / "plan_d1_s1_a").glob("*.goals.jsonl"))
-    cut.write_text(cut.read_text().splitlines(keepends=True)[0])
-    log3 = _stage(3, work, out, call_s=300, REPLAN_EVERY="5")
-    assert "plan_d1_s1_b: exit 0" in log3
+    for arm in ("d1_s1", "teacher"):
+        cut = next((work / f"plan_{arm}_a").glob("*.goals.jsonl"))
+        cut.write_text(cut.read_text().splitlines(keepends=True)[0])
+    log3 = _stage(3, work, out, call_s=300, REPLAN_EVERY="5", PLAN_TEACHER="1")
+    assert "plan_d1_s1_b: exit 0" in log3 and "plan_teacher_b: exit 0" in log3, log3
     assert json.loads((work / "plan_d1_s1_b.json").read_text())["planner"]["replan_every"] == 5
-    for arm in ("d0_s0", "d1_s0", "d1_s1"):
-        lines = (work / "joined" / arm / "student.goals.jsonl").read_text().splitlines()
+    # each arm joined under its model's name, so the comparison says teacher (the sixtieth session's read
+    # "teacher/student")
+    for arm, kind in (("d0_s0", "student"), ("d1_s0", "student"), ("d1_s1", "student"), ("teacher", "teacher")):
+        lines = (work / "joined" / arm / f"{kind}.goals.jsonl").read_text().splitlines()
         assert len(lines) == 2, (arm, lines)
+    assert "d0_s0/student vs teacher/teacher" in log3 and "teacher/student" not in log3, log3
     bme = json.loads((work / "bme_d1_s0.json").read_text())
     assert "steps_2" in bme and bme["split"] == "val"
     assert "steps_4" in json.loads((work / "bme_teacher.json").read_text())  # the model the students came from

@@ -238,16 +238,19 @@ plan_arm() {  # NAME CKPT [OVERRIDES...]: the model arm on the held-out goals, c
 }
 
 resume_and_join() {  # each arm of PLANNED (or ARMS) cut in part a resumed as part b (the caller's
-  # `plan ARM FIRST_GOAL PART`), the parts joined (one arm, one file, in $WORK/joined) and compared goal by goal
+  # `plan ARM FIRST_GOAL PART`), the parts joined (one arm, one file, in $WORK/joined: the arm `teacher` as
+  # teacher.goals.jsonl, any other as student.goals.jsonl, so the comparison names the model) and compared goal by goal
+  local kind
   for arm in ${PLANNED:-$ARMS}; do
     done_goals=$(cat $WORK/plan_${arm}_a/*.goals.jsonl 2>/dev/null | wc -l)
     [ "$done_goals" -lt $GOALS ] && plan $arm $done_goals b &
   done
   wait
   for arm in ${PLANNED:-$ARMS}; do
-    mkdir -p $WORK/joined/$arm && cat $WORK/plan_${arm}_*/*.goals.jsonl > $WORK/joined/$arm/student.goals.jsonl
+    kind=$([ $arm = teacher ] && echo teacher || echo student)
+    mkdir -p $WORK/joined/$arm && cat $WORK/plan_${arm}_*/*.goals.jsonl > $WORK/joined/$arm/$kind.goals.jsonl
   done
-  $PY scripts/plan_goal_pairs.py $WORK/joined/*/student.goals.jsonl
+  $PY scripts/plan_goal_pairs.py $WORK/joined/*/*.goals.jsonl
 }
 
 pushed_block() {  # STEPS NAME=CKPT[@last][+gW]...: each checkpoint's held-out pushed block side by side
