@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bars-only", action="store_true",
                     help="only the success chart (runs of one model family, whose error curves coincide)")
     args = ap.parse_args(argv)
-    bars: list[tuple[str, float, float]] = []
+    bars: list[tuple[str, float, float, int | None]] = []  # name, held at the end, reached, goals planned
     curves: dict[str, list[float]] = {}
     for item in args.runs:
         label, sep, path = item.partition("=")
@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> None:
         arms = {only: data["arms"][only]} if only else data["arms"]
         for arm, fig in arms.items():
             name = label if len(arms) == 1 else f"{label}/{arm}"
-            bars.append((name, float(fig["success_end"]), float(fig["success_any"])))
+            goals = fig.get("goals")
+            bars.append((name, float(fig["success_end"]), float(fig["success_any"]),
+                         int(goals) if isinstance(goals, (int, float)) else None))
         model = data.get("state_mlp")
         if isinstance(model, dict) and "block_mlp" in model and "state_mlp" in arms and not args.bars_only:
             curves[label] = model["block_mlp"]["moved_by_frame"]["position"]
@@ -74,10 +76,18 @@ def main(argv: list[str] | None = None) -> None:
     y = list(range(len(bars)))[::-1]
     ax.barh(y, [b[2] for b in bars], color="#c9d7ea", label="reached at any step")
     ax.barh(y, [b[1] for b in bars], color="#2f5d95", label="held at the end")
-    ax.set_yticks(y, [b[0] for b in bars])
+    counts = {b[3] for b in bars}
+    if len(counts) > 1:  # arms cut at different goals (a call's end): each bar's share is of its own goals
+        ax.set_yticks(y, [b[0] if b[3] is None else f"{b[0]} ({b[3]} goals)" for b in bars])
+    else:
+        ax.set_yticks(y, [b[0] for b in bars])
     ax.axvline(0.90, color="k", ls="--", lw=1, label="target 0.90")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("success (50 goals)")
+    if len(counts) > 1:
+        ax.set_xlabel("success (share of the goals each arm planned)")
+    else:
+        [count] = counts
+        ax.set_xlabel(f"success ({count} goals)" if count else "success")
     # above the axes: never over a bar, and as near to it with few bars as with many
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=2, fontsize=8)
     if curves:
@@ -93,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110, bbox_inches="tight")
-    print(json.dumps({"out": args.out, "bars": len(bars), "curves": list(curves)}))
+    print(json.dumps({"out": args.out, "bars": len(bars), "goals": [b[3] for b in bars], "curves": list(curves)}))
 
 
 if __name__ == "__main__":

@@ -1040,6 +1040,11 @@ def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys)
     script.main([f"step={tmp_path / 'state.json'}", "--bars-only", "--out", str(tmp_path / "bars.png")])
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["bars"] == 1 and line["curves"] == []
+    # arms cut at different goals: each bar's goal count is read, and named on its label
+    cut = {"arms": {"student": {**arm, "goals": 45}, "teacher": {**arm, "goals": 27}}}
+    (tmp_path / "cut.json").write_text(json.dumps(cut))
+    script.main([f"cut={tmp_path / 'cut.json'}", "--bars-only", "--out", str(tmp_path / "cut.png")])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["goals"] == [45, 27]
     with pytest.raises(SystemExit, match="no arm 'nope'"):
         script.main([f"x={tmp_path / 'results.json'}#nope", "--out", str(out)])
     with pytest.raises(SystemExit, match="LABEL=PATH or LABEL=PATH#ARM expected"):
