@@ -515,6 +515,26 @@ def test_a_teacher_killed_while_it_trains_is_returned_as_far_as_its_last_kept_va
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
+def test_teacher_until_decays_its_rate_by_the_clock_not_by_an_update_count(tmp_path):
+    """The teacher's rate decays over the last part of its minutes (wsd_time), whatever its update rate: sized by
+    RATE, the sixtieth session's teacher ran slower than RATE said and was stopped before its decay had ended."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    out.mkdir()
+    (work / "probe.log").write_text("the probe's last line\n")
+    study = ("source scripts/gpu/setup.sh; STUDY=clock; RATE=2; CALL_S=125; source scripts/gpu/pusht_study.sh; "
+             "train_model() { echo \"train_model $*\"; }; teacher_until 5 init=somewhere")
+    run = subprocess.run(["bash", "-c", study], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env=_dry_env(work, out))
+    assert run.returncode == 0, run.stderr[-2000:]
+    [call] = [line for line in run.stdout.splitlines() if line.startswith("train_model ")]
+    args = call.split()[1:]
+    assert args[0] == "teacher" and "optim.lr_schedule=wsd_time" in args and "init=somewhere" in args, args
+    [minutes] = [float(a.split("=")[1]) for a in args if a.startswith("train.max_minutes=")]
+    assert 1.8 <= minutes <= 2.0, minutes  # what the call has left but the margin
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_codec_teacher_trains_a_teacher_on_the_codec_latents_and_scores_its_pushed_block(tmp_path, dry_store):
     """The rehearsal at the fixture store's 64x64 (the GPU call runs at 128): a codec, then a teacher with the
     seed asked for on its latents in 2x2 patches, then the pushed block of the held-out split."""

@@ -145,12 +145,14 @@ teacher_alone() {  # [MARGIN]: store, probe beside it, then one teacher (RECIPE)
 
 teacher_until() {  # MARGIN [OVERRIDES...]: the teacher (RECIPE) alone on the GPU until MARGIN seconds are left,
   # then the probe training beside it waited for; with KEEP_WHILE_TRAINING=1 (a study that returns the teacher)
-  # what its validations keep returned on the way (start_keeping)
+  # what its validations keep returned on the way (start_keeping). Its rate decays by the clock (train_timed): the
+  # sixtieth session's teacher, sized by RATE=10.5 to 3,263 updates, ran 9.8 a second beside the probe and was
+  # stopped by its minutes at 3,053, before its decay had ended
   local margin=$1; shift
   teacher_budget $margin
-  echo "teacher: $steps updates, at most $minutes min${*:+, $*}"
+  echo "teacher: at most $minutes min (about $steps updates at RATE=$RATE), its rate decayed by the clock${*:+, $*}"
   [ -n "${KEEP_WHILE_TRAINING:-}" ] && start_keeping teacher
-  train_model teacher train.steps=$steps train.max_minutes=$minutes "$@"
+  train_timed teacher $minutes "$@"
   [ -n "${KEEP_WHILE_TRAINING:-}" ] && stop_keeping teacher
   wait
   tail -1 $WORK/probe.log | cut -c1-300
