@@ -86,6 +86,8 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     assert {(c["method"], c["scm"]["p_std"]) for c in configs} == {("causal_rcm", 1.4)}
     returned = _stage1_files(out)
     assert "teacher.meta.json" in returned and len({n for n in returned if n.startswith("distill_")}) == 3, returned
+    validations = [json.loads(line) for line in returned["teacher_log.jsonl"].decode().splitlines()]
+    assert validations and all("step" in v for v in validations), validations  # the teacher's run log, every line
     # besides the kept parts, two files: the call's log and the archive
     assert {p.name for p in out.iterdir() if not p.name.startswith("keep.tgz.part")} == {
         "shallow1.log", "shallow1.tgz"}, list(out.iterdir())

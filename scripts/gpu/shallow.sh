@@ -194,11 +194,14 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   fi
   } 2>&1 | tee "$OUT/shallow1.log"
   [ "${PIPESTATUS[0]}" = 2 ] && exit 2  # teacher_on found no teacher to train on
-  # the models' metas, the logs (the models', the probe's, without ALONE the students') and the pushed block in
-  # one archive: the device returns 8 files of $OUT in name order, and the kept parts take two or three
+  # the models' metas, the logs (the models', the probe's, without ALONE the students'), the teacher's and the
+  # shallow model's run logs (every validation: which update it kept and why; the sixtieth session's kept its
+  # 1,000th of 3,053 and the curve stayed on the machine) and the pushed block in one archive: the device
+  # returns 8 files of $OUT in name order, and the kept parts take two or three
   cp $WORK/teacher/meta.json $WORK/teacher.meta.json
   [ -n "$BASE" ] && cp $WORK/base_$BASE/meta.json $WORK/base_$BASE.meta.json
   tar czf "$OUT/shallow1.tgz" -C $WORK $(cd $WORK && ls *.meta.json *.log bme_*.json 2>/dev/null) \
+      $(cd $WORK && ls teacher_log.jsonl base_*_log.jsonl 2>/dev/null) \
       $({ [ -z "${ALONE:-}" ] || [ -n "${KEEP_STUDENTS:-}" ]; } && cd $WORK && ls student_*_log.jsonl) ;;
 2) {
   restore_kept  # a fresh machine: then the probe trains beside the students (distil_arms waits for it)
