@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             name = label if len(arms) == 1 else f"{label}/{arm}"
             goals = fig.get("goals")
             bars.append((name, float(fig["success_end"]), float(fig["success_any"]),
-                         int(goals) if isinstance(goals, (int, float)) else None))
+                         int(goals) if type(goals) in (int, float) else None))  # not a bool
         model = data.get("state_mlp")
         if isinstance(model, dict) and "block_mlp" in model and "state_mlp" in arms and not args.bars_only:
             curves[label] = model["block_mlp"]["moved_by_frame"]["position"]
@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110, bbox_inches="tight")
-    print(json.dumps({"out": args.out, "bars": len(bars), "goals": [b[3] for b in bars], "curves": list(curves)}))
+    print(json.dumps({"out": args.out, "bars": len(bars), "goals": [b[3] for b in bars],
+                      "labels": [t.get_text() for t in ax.get_yticklabels()], "xlabel": ax.get_xlabel(),
+                      "curves": list(curves)}))
 
 
 if __name__ == "__main__":

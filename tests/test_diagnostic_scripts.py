@@ -1044,7 +1044,12 @@ def test_plot_planning_models_reads_bench_and_state_model_runs(tmp_path, capsys)
     cut = {"arms": {"student": {**arm, "goals": 45}, "teacher": {**arm, "goals": 27}}}
     (tmp_path / "cut.json").write_text(json.dumps(cut))
     script.main([f"cut={tmp_path / 'cut.json'}", "--bars-only", "--out", str(tmp_path / "cut.png")])
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["goals"] == [45, 27]
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["goals"] == [45, 27] and line["labels"] == ["cut/student (45 goals)", "cut/teacher (27 goals)"]
+    assert line["xlabel"] == "success (share of the goals each arm planned)"
+    script.main([f"pixel={tmp_path / 'bench.json'}", "--bars-only", "--out", str(tmp_path / "one.png")])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # no goal count given: none named
+    assert line["labels"] == ["pixel"] and line["xlabel"] == "success", line
     with pytest.raises(SystemExit, match="no arm 'nope'"):
         script.main([f"x={tmp_path / 'results.json'}#nope", "--out", str(out)])
     with pytest.raises(SystemExit, match="LABEL=PATH or LABEL=PATH#ARM expected"):

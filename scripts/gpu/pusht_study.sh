@@ -150,7 +150,7 @@ teacher_until() {  # MARGIN [OVERRIDES...]: the teacher (RECIPE) alone on the GP
   # stopped by its minutes at 3,053, before its decay had ended
   local margin=$1; shift
   teacher_budget $margin
-  echo "teacher: at most $minutes min (about $steps updates at RATE=$RATE), its rate decayed by the clock${*:+, $*}"
+  echo "teacher: at most $minutes min, its rate decayed by the clock${*:+, $*}"
   [ -n "${KEEP_WHILE_TRAINING:-}" ] && start_keeping teacher
   train_timed teacher $minutes "$@"
   [ -n "${KEEP_WHILE_TRAINING:-}" ] && stop_keeping teacher
@@ -165,6 +165,8 @@ set_aside() {  # NAME: the kept model NAME (restore_kept; on a warm machine, the
     echo "pusht_study.sh: no $1 in $WORK to train on: expected KEEP=DIR with a kept $1" >&2; return 2
   fi
   rm -rf $WORK/${1}_before && mv $WORK/$1 $WORK/${1}_before
+  # and its run log, which the trainer appends to: the run on starts its own (the one stage 1 returns)
+  if [ -f $WORK/${1}_log.jsonl ]; then mv $WORK/${1}_log.jsonl $WORK/${1}_before_log.jsonl; fi
 }
 
 teacher_on() {  # [MARGIN]: the kept teacher trained on from its weights (init=: a new optimizer and rate
@@ -248,11 +250,12 @@ resume_and_join() {  # each arm of PLANNED (or ARMS) cut in part a resumed as pa
     [ "$done_goals" -lt $GOALS ] && plan $arm $done_goals b &
   done
   wait
-  for arm in ${PLANNED:-$ARMS}; do
+  for arm in ${PLANNED:-$ARMS}; do  # an earlier study's joined arm on a warm machine is not this one's
     kind=$([ $arm = teacher ] && echo teacher || echo student)
-    mkdir -p $WORK/joined/$arm && cat $WORK/plan_${arm}_*/*.goals.jsonl > $WORK/joined/$arm/$kind.goals.jsonl
+    rm -rf $WORK/joined/$arm && mkdir -p $WORK/joined/$arm \
+        && cat $WORK/plan_${arm}_*/*.goals.jsonl > $WORK/joined/$arm/$kind.goals.jsonl
   done
-  $PY scripts/plan_goal_pairs.py $WORK/joined/*/*.goals.jsonl
+  $PY scripts/plan_goal_pairs.py $(for arm in ${PLANNED:-$ARMS}; do echo $WORK/joined/$arm/*.goals.jsonl; done)
 }
 
 pushed_block() {  # STEPS NAME=CKPT[@last][+gW]...: each checkpoint's held-out pushed block side by side

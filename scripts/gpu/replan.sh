@@ -9,7 +9,8 @@
 #            then the four arms (2 students x 2 replan rates) side by side, cut before the call ends
 #   STAGE=3  each cut arm resumed where it stopped (first_goal=), cut before the call ends; the parts joined
 #            and compared goal by goal
-# Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 10.5), DISTILL_MIN
+# Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 10.5; since the
+# sixtieth session the teacher's rate decays by the clock, and RATE sizes nothing here), DISTILL_MIN
 # (1.5), WORK (/root/work). DRY=1 rehearses every stage on the CPU at toy sizes.
 source scripts/gpu/setup.sh
 STUDY=replan; RATE=${RATE:-10.5}; DISTILL_MIN=${DISTILL_MIN:-1.5}

@@ -39,7 +39,8 @@
 #            with the time left, the held-out pushed block of the first two arms (and of the 4-block model,
 #            or without i-arms of the teacher). It needs stage 2's machine (refused on a fresh one: run stage 2
 #            again there)
-# Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 11.5), DISTILL_MIN
+# Carry .whl. Env: CALL_S (seconds this call may take, 570), RATE (teacher updates/s alone, 11.5; since the
+# sixtieth session the teacher's rate decays by the clock, and RATE sizes nothing here), DISTILL_MIN
 # (2), METHOD (the students' distillation method, causal_rcm; tf_scm kept the p_mean 0.4 teacher's gain at toy
 # size where SF-DMD lost it, docs/results.md), DISTILL_ARGS (more `crcm distill` settings), TIME_GOALS (2; 0
 # skips the timing), WORK (/root/work; with DRY=1 outputs/shallow_dry), ARMS (d0_s0 d4_s0 d4_s1: d<blocks>
