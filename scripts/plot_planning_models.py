@@ -78,16 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     ax.barh(y, [b[1] for b in bars], color="#2f5d95", label="held at the end")
     counts = {b[3] for b in bars}
     if len(counts) > 1:  # arms cut at different goals (a call's end): each bar's share is of its own goals
-        ax.set_yticks(y, [b[0] if b[3] is None else f"{b[0]} ({b[3]} goals)" for b in bars])
-    else:
-        ax.set_yticks(y, [b[0] for b in bars])
-    ax.axvline(0.90, color="k", ls="--", lw=1, label="target 0.90")
-    ax.set_xlim(0, 1)
-    if len(counts) > 1:
-        ax.set_xlabel("success (share of the goals each arm planned)")
+        names = [b[0] if b[3] is None else f"{b[0]} ({b[3]} goals)" for b in bars]
+        xlabel = "success (share of the goals each arm planned)"
     else:
         [count] = counts
-        ax.set_xlabel(f"success ({count} goals)" if count else "success")
+        names, xlabel = [b[0] for b in bars], f"success ({count} goals)" if count else "success"
+    ax.set_yticks(y, names)
+    ax.axvline(0.90, color="k", ls="--", lw=1, label="target 0.90")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(xlabel)
     # above the axes: never over a bar, and as near to it with few bars as with many
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=2, fontsize=8)
     if curves:

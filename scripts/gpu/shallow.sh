@@ -201,8 +201,8 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   # returns 8 files of $OUT in name order, and the kept parts take two or three
   cp $WORK/teacher/meta.json $WORK/teacher.meta.json
   [ -n "$BASE" ] && cp $WORK/base_$BASE/meta.json $WORK/base_$BASE.meta.json
-  tar czf "$OUT/shallow1.tgz" -C $WORK $(cd $WORK && ls *.meta.json *.log bme_*.json 2>/dev/null) \
-      $(cd $WORK && ls teacher_log.jsonl base_*_log.jsonl 2>/dev/null) \
+  tar czf "$OUT/shallow1.tgz" -C $WORK \
+      $(cd $WORK && ls *.meta.json *.log bme_*.json teacher_log.jsonl base_*_log.jsonl 2>/dev/null) \
       $({ [ -z "${ALONE:-}" ] || [ -n "${KEEP_STUDENTS:-}" ]; } && cd $WORK && ls student_*_log.jsonl) ;;
 2) {
   restore_kept  # a fresh machine: then the probe trains beside the students (distil_arms waits for it)
