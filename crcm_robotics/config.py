@@ -281,6 +281,9 @@ class DataConfig:
     frame_skip: int = 1
     val_fraction: float = 0.1  # held-out episodes (split by episode, recorded in checkpoints)
     split_seed: int = 0
+    # > 0: the split is drawn over the store's first N episodes and every later one trains, so a store grown with
+    # more episodes of the same generator and seed keeps the held-out episodes (and goals) it had at N (0: all)
+    split_first_episodes: int = 0
     key_map: KeyMapConfig = field(default_factory=KeyMapConfig)
     # training windows as logged (none), or each one turned/mirrored into one of PushT's 8 symmetric poses
     # (dihedral; crcm_robotics.data.symmetry): PushT stores with the pixel codec only
@@ -292,6 +295,9 @@ class DataConfig:
     motion_dims: tuple[int, ...] = (2, 3)
 
     def validate(self) -> None:
+        if self.split_first_episodes < 0:
+            raise ConfigError(f"data.split_first_episodes={self.split_first_episodes}: the number of the store's "
+                              "first episodes the split is drawn over expected (0: all of them)")
         if self.augment not in AUGMENTATIONS:
             raise ConfigError(f"data.augment={self.augment!r} unknown; expected one of "
                               f"{', '.join(AUGMENTATIONS)}")
@@ -502,7 +508,7 @@ class ProbeImaginedConfig:
 class ProbeTrainConfig:
     """``crcm train probe``: a state probe (frames → logged state) for the planners' ``probe`` goal cost."""
 
-    data: DataConfig = field(default_factory=DataConfig)  # path, val_fraction and split_seed are used
+    data: DataConfig = field(default_factory=DataConfig)  # path, val_fraction, split_seed, split_first_episodes
     out: str = "outputs/probe"  # save as CKPT/probe so WorldModel.load(CKPT) finds it
     steps: int = 3000
     batch_size: int = 256

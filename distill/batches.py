@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from crcm_robotics.config import DataConfig, key_map_from_config
+from crcm_robotics.config import ConfigError, DataConfig, key_map_from_config
 from crcm_robotics.data.dataset import split_episodes, window_starts
 from crcm_robotics.data.pusht import PUSHT_WORKSPACE
 from crcm_robotics.data.schema import StoreError
@@ -188,10 +188,19 @@ def first_frames(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tens
     return {k: v[:, :n] for k, v in batch.items()}
 
 
+def data_split(cfg: DataConfig, store: TrajectoryStore) -> tuple[list[int], list[int]]:
+    """The store's (train, held-out) episodes under ``cfg``'s fraction, seed and ``split_first_episodes``."""
+    cfg.validate()
+    if cfg.split_first_episodes > store.num_episodes:
+        raise ConfigError(f"data.split_first_episodes={cfg.split_first_episodes}: more than the "
+                          f"{store.num_episodes} episodes of {cfg.path}")
+    return split_episodes(store.num_episodes, cfg.val_fraction, cfg.split_seed, cfg.split_first_episodes)
+
+
 def load_split(cfg: DataConfig) -> tuple[TrajectoryStore, Split, NormStats]:
     """The store, its episode split and the action normalization stats."""
     store = TrajectoryStore(cfg.path, key_map_from_config(cfg.key_map, cfg.path))
-    train, val = split_episodes(store.num_episodes, cfg.val_fraction, cfg.split_seed)
+    train, val = data_split(cfg, store)
     if not train:
         raise StoreError(f"store {cfg.path} has too few episodes ({store.num_episodes}) for a training split")
     return store, Split(train, val), store.stats()["action"]

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from crcm_robotics.config import ConfigError, ProbeImaginedConfig, ProbeTrainConfig, key_map_from_config
-from crcm_robotics.data.dataset import split_episodes
 from crcm_robotics.data.store import TrajectoryStore
 from crcm_robotics.plan.probe import ProbeSpec, StateProbe, save_probe
 from crcm_robotics.runtime.world_model import resolve_device
+from distill.batches import data_split
 
 
 def load_frames_and_states(store: TrajectoryStore, episodes: list[int], max_frames: int,
@@ -144,7 +144,7 @@ def train_probe(cfg: ProbeTrainConfig) -> dict[str, Any]:
     if store.state_dim == 0:
         raise ConfigError(f"store {cfg.data.path} has no data/state: a state probe needs logged states")
     names = tuple(store.attrs.get("state_names") or [f"s{i}" for i in range(store.state_dim)])
-    train_eps, val_eps = split_episodes(store.num_episodes, cfg.data.val_fraction, cfg.data.split_seed)
+    train_eps, val_eps = data_split(cfg.data, store)
     val_eps = val_eps or train_eps[-1:]
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)

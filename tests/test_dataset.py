@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from crcm_robotics.data import StoreError, WindowDataset, split_episodes
+from crcm_robotics.data import StoreError, TrajectoryStore, WindowDataset, split_episodes
 from crcm_robotics.data.dataset import window_starts
 from crcm_robotics.data.synthetic import frame_index, write_synthetic_store
 
@@ -82,6 +82,30 @@ def test_split_is_by_episode_and_deterministic():
     assert split_episodes(10, 0.2, seed=4) != (train, val)
     assert len(split_episodes(3, 0.01)[1]) == 1  # a non-zero fraction always holds out one episode
     assert split_episodes(5, 0.0) == ([0, 1, 2, 3, 4], [])
+
+
+def test_a_split_over_the_first_episodes_holds_out_the_same_ones_when_the_store_grows():
+    """data.split_first_episodes: a store grown from 10 to 14 episodes of the same generator holds out what the
+    10-episode store held out, and every added episode trains."""
+    train, val = split_episodes(10, 0.2, seed=3)
+    assert split_episodes(14, 0.2, seed=3, first=10) == (train + [10, 11, 12, 13], val)
+    assert split_episodes(10, 0.2, seed=3, first=10) == (train, val)
+    assert split_episodes(14, 0.2, seed=3)[1] != val  # drawn over all 14, other episodes are held out
+    with pytest.raises(ValueError, match=r"the split's first episodes \(15\) must be in \[0, 14\]"):
+        split_episodes(14, 0.2, first=15)
+
+
+def test_data_split_names_a_bad_split_first_episodes(store):
+    from crcm_robotics.config import ConfigError, DataConfig
+    from distill.batches import data_split
+
+    ts = TrajectoryStore(store)
+    assert data_split(DataConfig(path=str(store), val_fraction=0.25, split_first_episodes=2), ts) == (
+        [split_episodes(2, 0.25)[0][0], 2, 3], split_episodes(2, 0.25)[1])
+    with pytest.raises(ConfigError, match=r"data.split_first_episodes=5: more than the 4 episodes of"):
+        data_split(DataConfig(path=str(store), split_first_episodes=5), ts)
+    with pytest.raises(ConfigError, match=r"data.split_first_episodes=-1: the number of the store's first"):
+        data_split(DataConfig(path=str(store), split_first_episodes=-1), ts)
 
 
 def _batches(ds, **loader_kwargs):

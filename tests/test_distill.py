@@ -532,3 +532,18 @@ def test_a_shallower_student_starts_from_the_teachers_blocks_and_serves(tiny_tea
         with pytest.raises(ConfigError, match=f"student_depth={bad}: expected 0 \\(the teacher's 2 "
                            "blocks\\) or 1..2"):
             run_distill(cfg)
+
+
+def test_a_student_split_that_trains_on_its_teachers_held_out_episodes_is_named():
+    """What run_distill warns of: episodes the teacher held out of the same store in the student's training split
+    (a grown store distilled without the teacher's data.split_first_episodes, or another val_fraction)."""
+    from crcm_robotics.data.dataset import split_episodes
+    from distill.run import teacher_held_out_trained
+
+    t_train, t_val = split_episodes(14, 0.2, seed=0, first=10)
+    teacher = {"data_hash": "grown", "split": {"train": t_train, "val": t_val}}
+    assert teacher_held_out_trained(teacher, "grown", t_train) == []  # the teacher's own split
+    s_train = split_episodes(14, 0.2, seed=0)[0]  # drawn over all 14 episodes
+    assert teacher_held_out_trained(teacher, "grown", s_train) == sorted(set(t_val) & set(s_train)) != []
+    assert teacher_held_out_trained(teacher, "another store", s_train) == []
+    assert teacher_held_out_trained({"data_hash": "grown"}, "grown", s_train) == []  # no split recorded

@@ -44,6 +44,21 @@ def test_same_seed_same_bytes_whatever_the_workers(seed0, tmp_path):
     assert other["frames"] != reference["frames"] and other["action"] != reference["action"]
 
 
+@pytest.mark.parametrize("behavior", ["scripted", "mixed"])
+def test_a_store_of_more_episodes_begins_with_the_smaller_stores_episodes(tmp_path, behavior):
+    """Episode e is written from its own seed (and, mixed, explores by its index alone), so a store grown to more
+    episodes (pusht_study.sh STORE_EPISODES) holds the smaller store's episodes first, byte for byte: its
+    held-out ones are the same episodes."""
+    generate_pusht(tmp_path / "small.zarr", seed=0, workers=1, behavior=behavior, **TINY)
+    generate_pusht(tmp_path / "grown.zarr", seed=0, workers=2, behavior=behavior, **{**TINY, "episodes": 5})
+    small, grown = TrajectoryStore(tmp_path / "small.zarr"), TrajectoryStore(tmp_path / "grown.zarr")
+    end = int(small.episode_ends[-1])
+    assert grown.num_episodes == 5 and grown.episode_ends[:3].tolist() == small.episode_ends.tolist()
+    assert grown.frames(0, end).tobytes() == small.frames(0, small.num_frames).tobytes()
+    assert grown.action(0, end).tobytes() == small.action().tobytes()
+    assert grown.state(0, end).tobytes() == small.state().tobytes()
+
+
 def test_store_follows_the_schema(seed0):
     path, figures = seed0
     summary = validate_store(path)

@@ -19,17 +19,27 @@ from crcm_robotics.data.schema import KeyMap, StoreError
 from crcm_robotics.data.store import TrajectoryStore
 
 
-def split_episodes(num_episodes: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Deterministic train/validation split *by episode* (never by frame)."""
+def split_episodes(num_episodes: int, val_fraction: float, seed: int = 0,
+                   first: int = 0) -> tuple[list[int], list[int]]:
+    """Deterministic train/validation split *by episode* (never by frame).
+
+    ``first`` > 0 draws the split over the first ``first`` episodes only and trains on every later one: a store
+    grown with more episodes of the same generator and seed (PushT writes episode ``e`` from its own seed, so
+    the first ones are unchanged) then holds out the same episodes, and goals drawn from them, as before it grew.
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if num_episodes < 1:
         raise ValueError("cannot split a store with no episodes")
-    order = np.random.default_rng(seed).permutation(num_episodes)
-    n_val = int(round(num_episodes * val_fraction))
-    if val_fraction > 0 and n_val == 0 and num_episodes > 1:
+    if first < 0 or first > num_episodes:
+        raise ValueError(f"the split's first episodes ({first}) must be in [0, {num_episodes}] (the store's "
+                         "episodes; 0: split over all of them)")
+    drawn = first or num_episodes
+    order = np.random.default_rng(seed).permutation(drawn)
+    n_val = int(round(drawn * val_fraction))
+    if val_fraction > 0 and n_val == 0 and drawn > 1:
         n_val = 1
-    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+    return sorted(order[n_val:].tolist()) + list(range(drawn, num_episodes)), sorted(order[:n_val].tolist())
 
 
 def window_starts(episode_ends: np.ndarray, episodes: Sequence[int], window: int, frame_skip: int) -> np.ndarray:

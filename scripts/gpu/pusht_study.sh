@@ -11,17 +11,21 @@
 # block's errors pair with files read by that probe elsewhere (scripts/compare_block_errors.py).
 # KEEP: a carried folder of keep.tgz.part* (what keep_models returned from an earlier call); a call that finds
 # no store on its machine (the warm one was lost) makes the store and probe again and unpacks the kept models.
+# STORE_EPISODES: the probe, teachers and students train on a store grown to this many episodes of the same
+# generator and seed (more than the planning store's 500); its first 500 are checked to be the planning store's,
+# and the split is drawn over them alone (data.split_first_episodes), so the held-out episodes and the goals stay
+# the 500-episode store's. Give it to every call of a study (a later call's store is found by it).
 # The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`; distil_student, METHOD
 # (causal_rcm), DISTILL_MIN and DISTILL_ARGS if set.
 set +e -o pipefail
 T0=${CALL_T0:-$(date +%s)}; left() { echo $(( ${CALL_S:-570} - $(date +%s) + T0 )); }
 WORK=${WORK:-$([ -n "${DRY:-}" ] && echo outputs/${STUDY:?}_dry || echo /root/work)}
 DEV=cuda; PRESET=small; GOALS=50; EPISODES=${EPISODES:-20}  # EPISODES: held-out episodes for the pushed block
-DATA="episodes=500 min_steps=180 max_steps=300"; PROBE_STEPS=4000
+BASE_EPISODES=500; DATA="episodes=$BASE_EPISODES min_steps=180 max_steps=300"; PROBE_STEPS=4000
 PLAN="planner.mode=delta planner.probe_position_unit=20 planner.probe_angle_unit=0.349"
 if [ -n "${DRY:-}" ]; then
   DEV=cpu; PRESET=tiny; GOALS=2; RATE=2; EPISODES=2
-  DATA="episodes=12 min_steps=80 max_steps=100 workers=2"; PROBE_STEPS=60
+  BASE_EPISODES=12; DATA="episodes=$BASE_EPISODES min_steps=80 max_steps=100 workers=2"; PROBE_STEPS=60
   PLAN="$PLAN planner.samples=16 planner.iterations=2 planner.elites=4 budget=10"
 fi
 SIZE=${SIZE:-64}
@@ -33,7 +37,18 @@ if ! [[ $GOALS_EVERY =~ ^[1-9][0-9]*$ ]]; then
   echo "pusht_study.sh: GOALS_EVERY=$GOALS_EVERY: expected whole seconds between the copies of the planned goals (20)" >&2
   exit 2
 fi
-STORE=$WORK/pusht$SIZE.zarr; PROBE=$WORK/probe
+STORE_EPISODES=${STORE_EPISODES:-}
+if [ -n "$STORE_EPISODES" ] && ! { [[ $STORE_EPISODES =~ ^[1-9][0-9]*$ ]] && (( STORE_EPISODES > BASE_EPISODES )); }; then
+  echo "pusht_study.sh: STORE_EPISODES=$STORE_EPISODES: expected a whole number of episodes above the planning" \
+      "store's $BASE_EPISODES (or none)" >&2
+  exit 2
+fi
+BASE_STORE=$WORK/pusht$SIZE.zarr; PROBE=$WORK/probe
+# the store every model trains on, and the override that holds out the base store's episodes of it
+STORE=$BASE_STORE; SPLIT=
+if [ -n "$STORE_EPISODES" ]; then
+  STORE=$WORK/pusht${SIZE}_${STORE_EPISODES}ep.zarr; SPLIT=data.split_first_episodes=$BASE_EPISODES
+fi
 # the 64x64 planning store's content hash (store.content_hash) as every GPU planning run since the eleventh
 # session built it, and the CPU copies of it (outputs/s38/pusht64.zarr); none to check against at other sizes or
 # in a rehearsal, unless given
@@ -72,13 +87,14 @@ json_value() {  # FILE KEY: the top-level KEY of the JSON FILE, or nothing where
 }
 
 make_store() {  # the mixed 500-episode store (seed 0: the planning store's episodes on most machines, not all,
-  # below); its summary line kept as $WORK/store.json
+  # below); its summary line kept as $WORK/store.json; then, with STORE_EPISODES, the grown store
   if [ -n "${DRY:-}" ] && [ -n "${DRY_STORE:-}" ]; then  # a rehearsal's store made once, copied in
-    rm -rf $STORE && cp -r $DRY_STORE/pusht$SIZE.zarr $STORE && echo "store copied from $DRY_STORE"
+    rm -rf $BASE_STORE && cp -r $DRY_STORE/pusht$SIZE.zarr $BASE_STORE && echo "store copied from $DRY_STORE"
+    [ -z "$STORE_EPISODES" ] || grow_store
     return
   fi
   local hash
-  crcm data pusht out=$STORE size=$SIZE seed=0 behavior=mixed overwrite=true $DATA | tail -1 \
+  crcm data pusht out=$BASE_STORE size=$SIZE seed=0 behavior=mixed overwrite=true $DATA | tail -1 \
       | tee $WORK/store.json
   echo "store at $(( $(date +%s) - T0 )) s"
   # The same generator and seed build other episodes on some machines (the forty-fourth and forty-fifth
@@ -92,6 +108,34 @@ make_store() {  # the mixed 500-episode store (seed 0: the planning store's epis
   elif [ -n "$PLANNING_STORE_HASH" ] && [ "$hash" != "$PLANNING_STORE_HASH" ]; then
     echo "store: content hash $hash, not the planning store's $PLANNING_STORE_HASH ($(cpu_model)): its held-out" \
         "windows and goals are other episodes than earlier sessions'; compare this call's figures unpaired"
+  fi
+  [ -z "$STORE_EPISODES" ] || grow_store
+}
+
+grow_store() {  # the store of STORE_EPISODES episodes (the generator writes episode e from its own seed, so its
+  # first ones are the base store's), its summary line kept as $WORK/store_grown.json; exit 2 unless its first
+  # episodes are the base store's, frame for frame (their held-out episodes would not be the goals' otherwise)
+  crcm data pusht out=$STORE size=$SIZE seed=0 behavior=mixed overwrite=true $DATA episodes=$STORE_EPISODES \
+      | tail -1 | tee $WORK/store_grown.json
+  echo "grown store at $(( $(date +%s) - T0 )) s"
+  if ! $PY - $BASE_STORE $STORE <<'PY'
+import sys
+
+import numpy as np
+
+from crcm_robotics.data.store import TrajectoryStore
+
+base, grown = TrajectoryStore(sys.argv[1]), TrajectoryStore(sys.argv[2])
+n, end = base.num_episodes, int(base.episode_ends[-1])
+same = (grown.num_episodes > n and np.array_equal(grown.episode_ends[:n], base.episode_ends)
+        and np.array_equal(grown.action(0, end), base.action()) and np.array_equal(grown.state(0, end), base.state())
+        and np.array_equal(grown.frames(end - 1, end), base.frames(end - 1, end)))
+print(f"grown store: its first {n} episodes {'are' if same else 'are NOT'} the base store's")
+sys.exit(0 if same else 1)
+PY
+  then
+    echo "pusht_study.sh: $STORE: its first $BASE_EPISODES episodes differ from $BASE_STORE's; not training on it" >&2
+    exit 2
   fi
 }
 
@@ -111,7 +155,7 @@ store_and_probe() {  # the store, then the state probe started in the background
 
 train_probe() {  # OUT SEED: the study's state probe recipe (PROBE_STEPS updates on the store) at SEED into OUT,
   # in the background, its log OUT.log; the caller takes the PID from $!
-  crcm train probe data.path=$STORE out=$1 device=$DEV steps=$PROBE_STEPS seed=$2 progress=false \
+  crcm train probe data.path=$STORE $SPLIT out=$1 device=$DEV steps=$PROBE_STEPS seed=$2 progress=false \
       $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $1.log 2>&1 &
 }
 
@@ -132,7 +176,7 @@ teacher_budget() {  # MARGIN: sets minutes (what the call has left but MARGIN se
 
 train_model() {  # NAME [OVERRIDES...]: a model of the recipe on the store into $WORK/NAME, its log beside it
   local name=$1; shift
-  crcm train teacher preset=$PRESET data.path=$STORE $RECIPE train.out=$WORK/$name train.progress=false \
+  crcm train teacher preset=$PRESET data.path=$STORE $SPLIT $RECIPE train.out=$WORK/$name train.progress=false \
       train.device=$DEV "$@" > $WORK/$name.log 2>&1
   echo "$name: exit $? at $(( $(date +%s) - T0 )) s; $(tail -1 $WORK/$name.log | cut -c1-600)"
 }
@@ -204,7 +248,7 @@ distil_student() {  # NAME SEED [OVERRIDES...]: a 2-step student (METHOD, Causal
   # (or DISTIL_TEACHER) into $WORK/student_NAME for DISTILL_MIN minutes (2), validation (PSNR plus the pusher)
   # keeping its weights; its log distill_NAME.log
   local name=$1 seed=$2; shift 2
-  crcm distill ${METHOD:-causal_rcm} teacher=${DISTIL_TEACHER:-$WORK/teacher} preset=$PRESET data.path=$STORE \
+  crcm distill ${METHOD:-causal_rcm} teacher=${DISTIL_TEACHER:-$WORK/teacher} preset=$PRESET data.path=$STORE $SPLIT \
       train.seed=$seed train.validation.select=psnr_pusher ${DISTILL_ARGS:-} "$@" \
       train.max_minutes=${DISTILL_MIN:-2} train.out=$WORK/student_$name train.progress=false \
       $([ -n "${DRY:-}" ] && echo train.steps=4) \
