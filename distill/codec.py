@@ -24,11 +24,11 @@ import torch.nn as nn
 import torch.nn.functional as Fn
 
 from crcm_robotics.config import CodecTrainConfig, ConfigError, key_map_from_config, to_dict
+from crcm_robotics.data.dataset import split_episodes
 from crcm_robotics.data.schema import StoreError
 from crcm_robotics.data.store import TrajectoryStore
 from crcm_robotics.model.codec import FrameAutoencoder, LatentCodec
 from crcm_robotics.model.tokenizer import FrameCodec
-from distill.batches import data_split
 from distill.trainer import MethodDefaults, Trainer, TrainResult, setup_distributed
 
 
@@ -109,7 +109,7 @@ def train_codec(cfg: CodecTrainConfig) -> tuple[TrainResult, dict[str, float]]:
     h, w, _ = store.image_shape
     codec_cfg = dataclasses.replace(cfg.codec, height=h, width=w)
     codec_cfg.validate()  # an image size the stride does not divide is a one-line error here
-    train_eps, val_eps = data_split(cfg.data, store)
+    train_eps, val_eps = split_episodes(store.num_episodes, cfg.data.val_fraction, cfg.data.split_seed)
     if not train_eps:
         raise StoreError(f"store {cfg.data.path} has too few episodes ({store.num_episodes}) for a "
                          "training split")

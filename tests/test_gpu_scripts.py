@@ -413,6 +413,7 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
     ("fine_patch.sh", {"STUDENTS": "0", "METHOD": "rcm"}, "fine_patch.sh: METHOD=rcm: expected one of causal_rcm"),
     ("shallow.sh", {"STORE_EPISODES": "12"}, "STORE_EPISODES=12: expected a whole number of episodes above the"),
     ("shallow.sh", {"STORE_EPISODES": "1.5k"}, "STORE_EPISODES=1.5k: expected a whole number of episodes above"),
+    ("codec_teacher.sh", {"STORE_EPISODES": "13"}, "STORE_EPISODES=13: a grown store is for shallow.sh's teachers"),
 ])
 def test_study_refuses_a_bad_setting_before_any_work(tmp_path, script, setting, message):
     env = _dry_env(tmp_path / "work", tmp_path, **{"STAGE": "1", **setting})
@@ -542,7 +543,9 @@ def test_teacher_until_decays_its_rate_by_the_clock_not_by_an_update_count(tmp_p
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_a_grown_store_trains_every_model_and_keeps_the_base_stores_held_out_episodes(tmp_path, dry_store):
     """STORE_EPISODES: the store is grown past the base store's episodes, checked to begin with them, and the
-    probe, teacher and students train on it with the split drawn over the base episodes alone."""
+    teacher and students train on it with the split drawn over the base episodes alone; the state probe stays the
+    base store's (the planner's cost and the pushed block's yardstick as in earlier sessions). A later call of the
+    study without STORE_EPISODES is refused before any work."""
     work, out = tmp_path / "work", tmp_path / "out"
     out.mkdir()
     study = ("source scripts/gpu/setup.sh; STUDY=grow; RATE=2; source scripts/gpu/pusht_study.sh; make_store; "
@@ -554,29 +557,41 @@ def test_a_grown_store_trains_every_model_and_keeps_the_base_stores_held_out_epi
     grown = work / "pusht64_13ep.zarr"
     assert "grown store: its first 12 episodes are the base store's" in run.stdout
     assert json.loads((work / "store_grown.json").read_text())["episodes"] == 13
-    calls = (work / "crcm_calls.txt").read_text().splitlines()  # what the store's make_store ran is not in it
-    assert [c.split()[:2] for c in calls] == [["train", "teacher"], ["train", "probe"], ["distill", "causal_rcm"]]
-    for call in calls:
-        assert f"data.path={grown}" in call.split() and "data.split_first_episodes=12" in call.split(), call
+    calls = [c.split() for c in (work / "crcm_calls.txt").read_text().splitlines()]  # not make_store's
+    assert [c[:2] for c in calls] == [["train", "teacher"], ["train", "probe"], ["distill", "causal_rcm"]]
+    for call in (calls[0], calls[2]):
+        assert f"data.path={grown}" in call and "data.split_first_episodes=12" in call, call
+    assert f"data.path={work / 'pusht64.zarr'}" in calls[1] and not any("split_first" in a for a in calls[1])
+    assert (work / "store_episodes").read_text().strip() == "13"
+    later = subprocess.run(["bash", "-c", "source scripts/gpu/setup.sh; STUDY=grow; RATE=2; "
+                            "source scripts/gpu/pusht_study.sh; echo sourced"], check=False, cwd=ROOT,
+                           capture_output=True, text=True, timeout=60, env=_dry_env(work, out))
+    assert later.returncode == 2 and "sourced" not in later.stdout, later.stdout
+    assert "STORE_EPISODES=(none), but this machine's study trained on a store grown to 13 episodes" in later.stderr
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
 def test_a_grown_store_whose_first_episodes_are_not_the_base_stores_is_refused(tmp_path):
     """The check grow_store makes: a base store of other episodes (another seed here) stops the call before any
-    model trains on a store whose held-out episodes would not be the goals'."""
+    model trains on a store whose held-out episodes would not be the goals', and so does a base store of another
+    size; neither leaves the mark that a later call checks."""
     work, out = tmp_path / "work", tmp_path / "out"
     work.mkdir()
     out.mkdir()
     env = _dry_env(work, out, STORE_EPISODES="13")
-    subprocess.run([sys.executable, "-m", "crcm_robotics.cli", "data", "pusht", f"out={work / 'pusht64.zarr'}",
-                    "size=64", "seed=1", "episodes=2", "min_steps=80", "max_steps=100", "workers=1",
-                    "progress=false"], check=True, cwd=ROOT, env=env, capture_output=True, timeout=120)
     study = "source scripts/gpu/setup.sh; STUDY=grow; RATE=2; source scripts/gpu/pusht_study.sh; grow_store"
-    run = subprocess.run(["bash", "-c", study], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env=env)
-    assert run.returncode == 2, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    assert "grown store: its first 2 episodes are NOT the base store's" in run.stdout
-    assert "its first 12 episodes differ from" in run.stderr and "not training on it" in run.stderr
+    for episodes, said in (("12", "grown store: its first 12 episodes are NOT the base store's"),
+                           ("2", "grown store: the base store has 2 episodes, not 12")):
+        subprocess.run([sys.executable, "-m", "crcm_robotics.cli", "data", "pusht", f"out={work / 'pusht64.zarr'}",
+                        "size=64", "seed=1", f"episodes={episodes}", "min_steps=80", "max_steps=100", "workers=2",
+                        "progress=false", "overwrite=true"], check=True, cwd=ROOT, env=env, capture_output=True,
+                       timeout=120)
+        run = subprocess.run(["bash", "-c", study], check=False, cwd=ROOT, capture_output=True, text=True,
+                             timeout=300, env=env)
+        assert run.returncode == 2, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        assert said in run.stdout + run.stderr, run.stdout + run.stderr
+        assert ("its first 12 episodes differ from" if episodes == "12" else "could not compare") in run.stderr
+        assert not (work / "store_episodes").exists()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")

@@ -20,6 +20,10 @@ if ! [[ $CODEC_MIN =~ ^[0-9]+(\.[0-9]+)?$ ]] || [[ $CODEC_MIN =~ ^0+(\.0+)?$ ]];
   echo "codec_teacher.sh: CODEC_MIN=$CODEC_MIN: expected the codec's minutes, a positive number" >&2; exit 2
 fi
 source scripts/gpu/pusht_study.sh
+if [ -n "$STORE_EPISODES" ]; then  # the codec splits its store by its own fraction alone
+  echo "codec_teacher.sh: STORE_EPISODES=$STORE_EPISODES: a grown store is for shallow.sh's teachers; expected none" >&2
+  exit 2
+fi
 [ -n "${DRY:-}" ] && { CODEC_PRESET=arm_tiny; CODEC_MIN=0.3; STEPS=6; }
 {
 [ -d $STORE ] && [ -d $PROBE ] || store_and_probe

@@ -11,10 +11,12 @@
 # block's errors pair with files read by that probe elsewhere (scripts/compare_block_errors.py).
 # KEEP: a carried folder of keep.tgz.part* (what keep_models returned from an earlier call); a call that finds
 # no store on its machine (the warm one was lost) makes the store and probe again and unpacks the kept models.
-# STORE_EPISODES: the probe, teachers and students train on a store grown to this many episodes of the same
-# generator and seed (more than the planning store's 500); its first 500 are checked to be the planning store's,
-# and the split is drawn over them alone (data.split_first_episodes), so the held-out episodes and the goals stay
-# the 500-episode store's. Give it to every call of a study (a later call's store is found by it).
+# STORE_EPISODES: the teachers and students train on a store grown to this many episodes of the same generator
+# and seed (more than the planning store's 500); its first 500 are checked to be the planning store's, step for
+# step, and the split is drawn over them alone (data.split_first_episodes), so the held-out episodes and the goals
+# stay the 500-episode store's. The state probe is trained on the 500-episode store as before (the planner's cost
+# and the pushed block's yardstick stay the earlier sessions' recipe). Give it to every call of a study: a call
+# without it on a machine whose store was grown is refused (WORK/store_episodes says how far it was grown).
 # The pieces expect PY (setup.sh); resume_and_join, the study's ARMS and `plan`; distil_student, METHOD
 # (causal_rcm), DISTILL_MIN and DISTILL_ARGS if set.
 set +e -o pipefail
@@ -48,6 +50,12 @@ BASE_STORE=$WORK/pusht$SIZE.zarr; PROBE=$WORK/probe
 STORE=$BASE_STORE; SPLIT=
 if [ -n "$STORE_EPISODES" ]; then
   STORE=$WORK/pusht${SIZE}_${STORE_EPISODES}ep.zarr; SPLIT=data.split_first_episodes=$BASE_EPISODES
+fi
+if [ -f $WORK/store_episodes ] && [ "$(cat $WORK/store_episodes)" != "$STORE_EPISODES" ]; then
+  echo "pusht_study.sh: STORE_EPISODES=${STORE_EPISODES:-(none)}, but this machine's study trained on a store grown" \
+      "to $(cat $WORK/store_episodes) episodes: expected STORE_EPISODES=$(cat $WORK/store_episodes) (or remove" \
+      "$WORK/store_episodes to start another study)" >&2
+  exit 2
 fi
 # the 64x64 planning store's content hash (store.content_hash) as every GPU planning run since the eleventh
 # session built it, and the CPU copies of it (outputs/s38/pusht64.zarr); none to check against at other sizes or
@@ -113,30 +121,40 @@ make_store() {  # the mixed 500-episode store (seed 0: the planning store's epis
 }
 
 grow_store() {  # the store of STORE_EPISODES episodes (the generator writes episode e from its own seed, so its
-  # first ones are the base store's), its summary line kept as $WORK/store_grown.json; exit 2 unless its first
-  # episodes are the base store's, frame for frame (their held-out episodes would not be the goals' otherwise)
-  crcm data pusht out=$STORE size=$SIZE seed=0 behavior=mixed overwrite=true $DATA episodes=$STORE_EPISODES \
-      | tail -1 | tee $WORK/store_grown.json
+  # first ones are the base store's), its summary line kept as $WORK/store_grown.json; exit 2 unless it was made
+  # and its first BASE_EPISODES episodes are the base store's: episode ends, actions and states step for step
+  # (the frames are renders of the states) and their last frame (their held-out episodes would not be the goals'
+  # otherwise)
+  if ! crcm data pusht out=$STORE size=$SIZE seed=0 behavior=mixed overwrite=true $DATA episodes=$STORE_EPISODES \
+      | tail -1 | tee $WORK/store_grown.json || [ -z "$(json_value $WORK/store_grown.json content_hash)" ]; then
+    echo "pusht_study.sh: growing the store to $STORE_EPISODES episodes at $STORE failed (see above)" >&2; exit 2
+  fi
   echo "grown store at $(( $(date +%s) - T0 )) s"
-  if ! $PY - $BASE_STORE $STORE <<'PY'
+  $PY - $BASE_STORE $STORE $BASE_EPISODES <<'PY'
 import sys
 
 import numpy as np
 
 from crcm_robotics.data.store import TrajectoryStore
 
-base, grown = TrajectoryStore(sys.argv[1]), TrajectoryStore(sys.argv[2])
-n, end = base.num_episodes, int(base.episode_ends[-1])
+base, grown, n = TrajectoryStore(sys.argv[1]), TrajectoryStore(sys.argv[2]), int(sys.argv[3])
+if base.num_episodes != n:
+    sys.exit(f"grown store: the base store has {base.num_episodes} episodes, not {n}")
+end = int(base.episode_ends[-1])
 same = (grown.num_episodes > n and np.array_equal(grown.episode_ends[:n], base.episode_ends)
         and np.array_equal(grown.action(0, end), base.action()) and np.array_equal(grown.state(0, end), base.state())
         and np.array_equal(grown.frames(end - 1, end), base.frames(end - 1, end)))
 print(f"grown store: its first {n} episodes {'are' if same else 'are NOT'} the base store's")
-sys.exit(0 if same else 1)
+sys.exit(0 if same else 3)
 PY
-  then
+  local status=$?
+  if [ $status = 3 ]; then
     echo "pusht_study.sh: $STORE: its first $BASE_EPISODES episodes differ from $BASE_STORE's; not training on it" >&2
     exit 2
+  elif [ $status != 0 ]; then
+    echo "pusht_study.sh: could not compare $STORE with $BASE_STORE (exit $status, above)" >&2; exit 2
   fi
+  echo $STORE_EPISODES > $WORK/store_episodes
 }
 
 store_and_probe() {  # the store, then the state probe started in the background (or PROBE_FROM's copied)
@@ -155,7 +173,7 @@ store_and_probe() {  # the store, then the state probe started in the background
 
 train_probe() {  # OUT SEED: the study's state probe recipe (PROBE_STEPS updates on the store) at SEED into OUT,
   # in the background, its log OUT.log; the caller takes the PID from $!
-  crcm train probe data.path=$STORE $SPLIT out=$1 device=$DEV steps=$PROBE_STEPS seed=$2 progress=false \
+  crcm train probe data.path=$BASE_STORE out=$1 device=$DEV steps=$PROBE_STEPS seed=$2 progress=false \
       $([ -n "${DRY:-}" ] && echo batch_size=32 width=8) > $1.log 2>&1 &
 }
 

@@ -113,8 +113,9 @@ plan() {  # ARM FIRST_GOAL PART: the arm's student (or, for arm `teacher`, the t
 }
 PLANNED="$([ -n "${PLAN_TEACHER:-}" ] && echo "teacher ")$ARMS"  # the arms planned on the 50 goals
 state_models() {  # STATE_MODEL=1: the learnt state model's guide on this call's goals. The exact-state step model
-  # (scripts/state_model_planning.py: 5 env steps a model step, 8,000 updates on the 450 training episodes, the
-  # fifty-fourth session's 0.76 on the planning store's goals) fitted and planned at model seeds 0 and 1, on the
+  # (scripts/state_model_planning.py: 5 env steps a model step, 8,000 updates on the teacher's training episodes:
+  # 450, or with STORE_EPISODES the grown store's rest too, where the fifty-fourth session's 0.76 on the planning
+  # store's goals no longer applies) fitted and planned at model seeds 0 and 1, on the
   # CPU in the background beside the GPU's arms, replanning as they do, cut with them. The fifty-seventh session's
   # students planned a goal set the guide was never planned on. The teacher gives the goals (its split and
   # context), so it must have been trained on this store: a teacher of the other store is refused (its log says so)
@@ -197,12 +198,12 @@ case "${STAGE:?set STAGE=1, 2 or 3}" in
   [ "${PIPESTATUS[0]}" = 2 ] && exit 2  # teacher_on found no teacher to train on
   # the models' metas, the logs (the models', the probe's, without ALONE the students'), the teacher's and the
   # shallow model's run logs (every validation: which update it kept and why; the sixtieth session's kept its
-  # 1,000th of 3,053 and the curve stayed on the machine) and the pushed block in one archive: the device
-  # returns 8 files of $OUT in name order, and the kept parts take two or three
+  # 1,000th of 3,053 and the curve stayed on the machine), the stores' summary lines and the pushed block in one
+  # archive: the device returns 8 files of $OUT in name order, and the kept parts take two or three
   cp $WORK/teacher/meta.json $WORK/teacher.meta.json
   [ -n "$BASE" ] && cp $WORK/base_$BASE/meta.json $WORK/base_$BASE.meta.json
   tar czf "$OUT/shallow1.tgz" -C $WORK \
-      $(cd $WORK && ls *.meta.json *.log bme_*.json teacher_log.jsonl base_*_log.jsonl 2>/dev/null) \
+      $(cd $WORK && ls *.meta.json *.log bme_*.json teacher_log.jsonl base_*_log.jsonl store*.json 2>/dev/null) \
       $({ [ -z "${ALONE:-}" ] || [ -n "${KEEP_STUDENTS:-}" ]; } && cd $WORK && ls student_*_log.jsonl) ;;
 2) {
   restore_kept  # a fresh machine: then the probe trains beside the students (distil_arms waits for it)
