@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,15 +45,18 @@ class RunContext:
 
 
 def build_context(data: DataConfig, model: ModelConfig, loop: TrainLoopConfig, batch_size: int,
-                  ckpt_dir: str | Path | None = None) -> RunContext:
+                  ckpt_dir: str | Path | None = None, split_of: dict[str, Any] | None = None) -> RunContext:
     """Device, split, batches and the fitted model config; ``ckpt_dir``: the checkpoint whose codec to use
-    (distillation uses its teacher's), else ``model.codec`` names it (or pixels)."""
+    (distillation uses its teacher's), else ``model.codec`` names it (or pixels). ``split_of``: a checkpoint's
+    meta (distillation passes its teacher's) whose recorded split is used when it was trained on this same store,
+    so that a student never trains on the episodes its teacher held out (validation and planning goals)."""
     if not data.path:
         raise ConfigError("data.path=STORE is required (a trajectory store, e.g. from `crcm data pusht`)")
     env, device = setup_distributed(loop.device)
     torch.manual_seed(loop.seed)
     np.random.seed(loop.seed)
     store, split, action_stats = load_split(data)
+    split = inherited_split(split, split_of, store.content_hash(), data.path, env.main)
     codec = make_codec(model, ckpt_dir, device)
     action_dim = store.action_dim * data.frame_skip
     model_cfg = fit_model_config(model, codec, store.image_shape[:2], data.path, action_dim)
@@ -68,6 +72,21 @@ def build_context(data: DataConfig, model: ModelConfig, loop: TrainLoopConfig, b
         raise ValueError(f"optim.batch_size {batch_size} is not divisible by the {env.world} DDP ranks")
     return RunContext(env, device, split, windows, val, model_cfg, codec, stats, store.content_hash(),
                       batch_size // env.world)
+
+
+def inherited_split(split: Split, split_of: dict[str, Any] | None, data_hash: str, path: str,
+                    say: bool = True) -> Split:
+    """``split_of``'s recorded split where it was trained on the store of ``data_hash`` (and records one), else
+    ``split``; a one-line note on stderr when the two differ (``say``: the main rank)."""
+    recorded = (split_of or {}).get("split") or {}
+    if (split_of or {}).get("data_hash") != data_hash or "train" not in recorded or "val" not in recorded:
+        return split
+    theirs = Split([int(e) for e in recorded["train"]], [int(e) for e in recorded["val"]])
+    if (sorted(theirs.train), sorted(theirs.val)) != (sorted(split.train), sorted(split.val)) and say:
+        print(f"split: {path} is the teacher's store, so its split is used ({len(theirs.val)} episodes held out, "
+              f"not the {len(split.val)} that data.val_fraction / split_seed / split_first_episodes give)",
+              file=sys.stderr)
+    return theirs
 
 
 def resolved_config(cfg: Any, model_cfg: ModelConfig) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import numpy as np
 import torch
@@ -96,17 +95,6 @@ def initial_student(path: str, teacher: Checkpoint, student_depth: int) -> Check
     return init
 
 
-def teacher_held_out_trained(teacher_meta: dict, data_hash: str, train: list[int]) -> list[int]:
-    """The episodes a student's split would train on that its teacher held out of the same store (none when the
-    stores differ or the teacher records no split). They give both models' validation and the planning goals; a
-    split drawn otherwise (another ``data.val_fraction``, or a grown store without the teacher's
-    ``data.split_first_episodes``) lets the student see them."""
-    held = (teacher_meta.get("split") or {}).get("val") or []
-    if teacher_meta.get("data_hash") != data_hash:
-        return []
-    return sorted(set(held) & set(train))
-
-
 def run_distill(cfg: DistillConfig):
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method!r} unknown; expected one of {', '.join(METHODS)}")
@@ -126,15 +114,11 @@ def run_distill(cfg: DistillConfig):
     data = dataclasses.replace(cfg.data, path=cfg.data.path or ckpt.meta.get("data_path"), frame_skip=teacher_skip)
     # batches of longer windows when self-forcing rolls out past the training window (the meta keeps data's)
     sampled = dataclasses.replace(data, window=window)
-    ctx = build_context(sampled, ckpt.model_config, cfg.train, cfg.optim.batch_size, ckpt.path)  # + its codec
+    # + its codec, and its split where the store is its own (the student never sees its held-out episodes)
+    ctx = build_context(sampled, ckpt.model_config, cfg.train, cfg.optim.batch_size, ckpt.path, split_of=ckpt.meta)
     if dataclasses.asdict(ctx.model_cfg) != dataclasses.asdict(ckpt.model_config):
         raise ConfigError(f"store {data.path} does not fit teacher {cfg.teacher}: the model would need "
                           f"{ctx.model_cfg} but the teacher is {ckpt.model_config}")
-    leaked = teacher_held_out_trained(ckpt.meta, ctx.data_hash, ctx.split.train)
-    if leaked and ctx.env.main:
-        print(f"distill: warning: the student trains on {len(leaked)} episodes its teacher held out of {data.path} "
-              f"(e.g. {leaked[:5]}); give the teacher's data.val_fraction, data.split_seed and "
-              "data.split_first_episodes to keep them out", file=sys.stderr)
     teacher = build_model(ckpt, ctx.device)
     if init is None:
         student = shallow_student(teacher, depth)

@@ -534,16 +534,30 @@ def test_a_shallower_student_starts_from_the_teachers_blocks_and_serves(tiny_tea
             run_distill(cfg)
 
 
-def test_a_student_split_that_trains_on_its_teachers_held_out_episodes_is_named():
-    """What run_distill warns of: episodes the teacher held out of the same store in the student's training split
-    (a grown store distilled without the teacher's data.split_first_episodes, or another val_fraction)."""
-    from crcm_robotics.data.dataset import split_episodes
-    from distill.run import teacher_held_out_trained
+def test_a_student_on_its_teachers_store_holds_out_the_teachers_episodes(tiny_teacher, tmp_path, capsys):
+    """A student distilled on its teacher's store takes the teacher's recorded split, whatever its own
+    data.val_fraction says (the tiny teacher held out a quarter, distillation's default is a tenth): the held-out
+    episodes give both models' validation and the planning goals."""
+    from distill.run import run_distill
 
-    t_train, t_val = split_episodes(14, 0.2, seed=0, first=10)
-    teacher = {"data_hash": "grown", "split": {"train": t_train, "val": t_val}}
-    assert teacher_held_out_trained(teacher, "grown", t_train) == []  # the teacher's own split
-    s_train = split_episodes(14, 0.2, seed=0)[0]  # drawn over all 14 episodes
-    assert teacher_held_out_trained(teacher, "grown", s_train) == sorted(set(t_val) & set(s_train)) != []
-    assert teacher_held_out_trained(teacher, "another store", s_train) == []
-    assert teacher_held_out_trained({"data_hash": "grown"}, "grown", s_train) == []  # no split recorded
+    out = tmp_path / "student"
+    cfg = compose_config("config", ["method=tf_scm", f"teacher={tiny_teacher}", "train.steps=1",
+                                    f"train.out={out}", "train.progress=false", "train.validation.every=0"],
+                         "crcm_robotics.conf.distill")
+    assert cfg.data.val_fraction != 0.25
+    run_distill(cfg)
+    teacher, student = load_checkpoint(tiny_teacher).meta, load_checkpoint(out).meta
+    assert student["split"] == teacher["split"] and len(teacher["split"]["val"]) == 3
+    assert "is the teacher's store, so its split is used (3 episodes held out, not the 1" in capsys.readouterr().err
+
+
+def test_inherited_split_needs_the_same_store_and_a_recorded_split():
+    from distill.batches import Split
+    from distill.context import inherited_split
+
+    own = Split([0, 1, 2], [3])
+    teacher = {"data_hash": "h", "split": {"train": [0, 1], "val": [2, 3]}}
+    assert inherited_split(own, teacher, "h", "store", say=False) == Split([0, 1], [2, 3])
+    assert inherited_split(own, teacher, "another", "store", say=False) is own
+    assert inherited_split(own, {"data_hash": "h"}, "h", "store", say=False) is own
+    assert inherited_split(own, None, "h", "store", say=False) is own
