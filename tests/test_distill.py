@@ -561,3 +561,5 @@ def test_inherited_split_needs_the_same_store_and_a_recorded_split():
     assert inherited_split(own, teacher, "another", "store", say=False) is own
     assert inherited_split(own, {"data_hash": "h"}, "h", "store", say=False) is own
     assert inherited_split(own, None, "h", "store", say=False) is own
+    held_none = {"data_hash": "h", "split": {"train": [0, 1, 2, 3], "val": []}}  # data.val_fraction=0
+    assert inherited_split(own, held_none, "h", "store", say=False) is own
