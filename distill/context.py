@@ -56,7 +56,8 @@ def build_context(data: DataConfig, model: ModelConfig, loop: TrainLoopConfig, b
     torch.manual_seed(loop.seed)
     np.random.seed(loop.seed)
     store, split, action_stats = load_split(data)
-    split = inherited_split(split, split_of, store.content_hash(), data.path, env.main)
+    data_hash = store.content_hash()  # reads the store's first actions: once
+    split = inherited_split(split, split_of, data_hash, data.path, env.main)
     codec = make_codec(model, ckpt_dir, device)
     action_dim = store.action_dim * data.frame_skip
     model_cfg = fit_model_config(model, codec, store.image_shape[:2], data.path, action_dim)
@@ -70,8 +71,7 @@ def build_context(data: DataConfig, model: ModelConfig, loop: TrainLoopConfig, b
     stats = {"action": frame_skip_stats(action_stats, data.frame_skip), "store_action": action_stats.to_dict()}
     if env.world > 1 and batch_size % env.world:
         raise ValueError(f"optim.batch_size {batch_size} is not divisible by the {env.world} DDP ranks")
-    return RunContext(env, device, split, windows, val, model_cfg, codec, stats, store.content_hash(),
-                      batch_size // env.world)
+    return RunContext(env, device, split, windows, val, model_cfg, codec, stats, data_hash, batch_size // env.world)
 
 
 def inherited_split(split: Split, split_of: dict[str, Any] | None, data_hash: str, path: str,
@@ -83,7 +83,7 @@ def inherited_split(split: Split, split_of: dict[str, Any] | None, data_hash: st
     if (split_of or {}).get("data_hash") != data_hash or "train" not in recorded or not recorded.get("val"):
         return split
     theirs = Split([int(e) for e in recorded["train"]], [int(e) for e in recorded["val"]])
-    if (sorted(theirs.train), sorted(theirs.val)) != (sorted(split.train), sorted(split.val)) and say:
+    if say and (sorted(theirs.train), sorted(theirs.val)) != (sorted(split.train), sorted(split.val)):
         print(f"split: {path} is the teacher's store, so its split is used ({len(theirs.val)} episodes held out, "
               f"not the {len(split.val)} that data.val_fraction / split_seed / split_first_episodes give)",
               file=sys.stderr)
