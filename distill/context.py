@@ -79,8 +79,9 @@ def inherited_split(split: Split, split_of: dict[str, Any] | None, data_hash: st
     """``split_of``'s recorded split where it was trained on the store of ``data_hash`` and held episodes out,
     else ``split`` (a teacher that held out none has nothing to keep from the student, whose own held-out
     episodes then serve its validation); a one-line note on stderr when the two differ (``say``: the main rank)."""
-    recorded = (split_of or {}).get("split") or {}
-    if (split_of or {}).get("data_hash") != data_hash or "train" not in recorded or not recorded.get("val"):
+    meta = split_of or {}
+    recorded = meta.get("split") or {}
+    if meta.get("data_hash") != data_hash or "train" not in recorded or not recorded.get("val"):
         return split
     theirs = Split([int(e) for e in recorded["train"]], [int(e) for e in recorded["val"]])
     if say and (sorted(theirs.train), sorted(theirs.val)) != (sorted(split.train), sorted(split.val)):
