@@ -408,6 +408,12 @@ class TrainLoopConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     max_minutes: float = 0.0  # > 0: stop (and save) once this wall time is spent
+    # > 0: a wall-clock time (seconds since the Unix epoch) by which the loop stops (and saves). Counted from
+    # the process's setup, not the loop's start: max_minutes is cut to what is left when the loop starts, so
+    # a slow setup (a large store loaded) shortens the training and not the caller's time. The sixty-third
+    # session's teacher, given 2.23 min on a 3,000-episode store, spent 80 s loading it first and its call was
+    # killed before its last validation
+    stop_at: float = 0.0
     log_every: int = 50
     sample_every: int = 0  # steps between preview GIFs (0 = only at the end)
     ckpt_every: int = 0  # steps between checkpoints (0 = only at the end)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -197,9 +198,12 @@ class Trainer:
             groups.append({"params": list(self.extras), "weight_decay": 0.0})
         self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
         optim.validate()
-        if optim.lr_schedule == "wsd_time" and loop.max_minutes <= 0:
+        if not (math.isfinite(loop.stop_at) and loop.stop_at >= 0):
+            raise ConfigError(f"train.stop_at={loop.stop_at}: expected 0 (none) or a wall-clock time in seconds "
+                              "since the Unix epoch")
+        if optim.lr_schedule == "wsd_time" and loop.max_minutes <= 0 and loop.stop_at <= 0:
             raise ConfigError("optim.lr_schedule=wsd_time decays over the last part of train.max_minutes; "
-                              f"expected train.max_minutes > 0, got {loop.max_minutes}")
+                              f"expected train.max_minutes > 0, got {loop.max_minutes} (or a train.stop_at)")
         self.seconds_before = 0.0  # wall time of the run before a resume (wsd_time's clock counts it)
         self.time_fraction = 0.0  # the share of train.max_minutes spent (wsd_time's clock)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -315,6 +319,7 @@ class Trainer:
         log_path = self.out.with_name(self.out.name + "_log.jsonl")
         if self.env.main:
             log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._cut_to_stop_at()
         t0 = time.perf_counter()
         metrics: dict[str, float] = {}
         bar = progress(range(self.start_step, self.loop.steps), initial=self.start_step, total=self.loop.steps,
@@ -380,6 +385,20 @@ class Trainer:
             check_ranks_agree(student)
         return TrainResult(self.out, done, seconds, metrics, self.selection.summary() if self.selection else None,
                            stop_reason, self._schedule_warning(done))
+
+    def _cut_to_stop_at(self) -> None:
+        """``train.max_minutes`` cut to what is left until ``train.stop_at`` now that setup is done (with
+        ``wsd_time`` its clock spans resumes, so the time before a resume counts toward the cut budget)."""
+        if self.loop.stop_at <= 0:
+            return
+        left = self.loop.stop_at - time.time()
+        if left <= 0:
+            raise RuntimeError(f"train.stop_at={self.loop.stop_at:.0f} passed {-left:.0f} s before the first "
+                               f"update (setup took the whole budget); expected a later train.stop_at")
+        before = self.seconds_before if self.optim_cfg.lr_schedule == "wsd_time" else 0.0
+        minutes = (before + left) / 60
+        if self.loop.max_minutes <= 0 or minutes < self.loop.max_minutes:
+            self.loop = replace(self.loop, max_minutes=minutes)
 
     def _budget_spent(self, seconds: float) -> bool:
         """Whether ``train.max_minutes`` is spent: by this run, or with ``wsd_time`` by the whole run."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import pytest
 import torch
@@ -153,6 +154,30 @@ def test_a_wsd_time_run_decays_by_its_clock_and_says_when_its_steps_ran_out_firs
                             f"train.max_minutes={seconds / 120}", f"train.resume={tmp_path / 'early'}")
     assert resumed.steps == 3 and resumed.schedule_warning is None
     assert load_train_state(tmp_path / "early")["seconds"] > seconds
+
+
+def test_stop_at_cuts_the_time_budget_to_the_wall_clock_left_once_setup_is_done(tiny_teacher, tmp_path):
+    """train.stop_at: a wall-clock end counted from before setup, so a slow setup shortens the training (the
+    sixty-third session's teacher spent 80 s loading a 3,000-episode store and its call was killed)."""
+    from crcm_robotics.config import ConfigError
+
+    for bad in ("-1.0", "nan"):
+        with pytest.raises(ConfigError, match=f"train.stop_at={bad}: expected 0 .none. or a wall-clock time"):
+            _wsd_time_run(tiny_teacher, tmp_path / "bad", "train.steps=2", "train.max_minutes=60",
+                          f"train.stop_at={bad}")
+    with pytest.raises(RuntimeError, match=r"train.stop_at=\d+ passed \d+ s before the first update"):
+        _wsd_time_run(tiny_teacher, tmp_path / "past", "train.steps=2", "train.max_minutes=60",
+                      f"train.stop_at={time.time() - 5}")
+    # stop_at alone sizes a wsd_time run; with max_minutes the nearer end wins: 60 minutes cut to under 2
+    for name, minutes in (("alone", []), ("both", ["train.max_minutes=60"])):
+        run = _wsd_time_run(tiny_teacher, tmp_path / name, "train.steps=2", *minutes,
+                            f"train.stop_at={time.time() + 120}")
+        budget = float(run.schedule_warning.split("train.max_minutes=")[1].split(",")[0])
+        assert run.steps == 2 and 1.0 < budget < 2.0, run.schedule_warning
+    # a later stop_at leaves a nearer max_minutes alone
+    run = _wsd_time_run(tiny_teacher, tmp_path / "later", "train.steps=2", "train.max_minutes=0.5",
+                        f"train.stop_at={time.time() + 3600}")
+    assert "into train.max_minutes=0.5," in run.schedule_warning
 
 
 @pytest.fixture(scope="module")

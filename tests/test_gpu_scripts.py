@@ -538,6 +538,9 @@ def test_teacher_until_decays_its_rate_by_the_clock_not_by_an_update_count(tmp_p
     assert args[0] == "teacher" and "optim.lr_schedule=wsd_time" in args and "init=somewhere" in args, args
     [minutes] = [float(a.split("=")[1]) for a in args if a.startswith("train.max_minutes=")]
     assert 1.8 <= minutes <= 2.0, minutes  # what the call has left but the margin
+    # the same minutes as a wall-clock end, so that the teacher's setup (a store loaded) counts toward them
+    [stop_at] = [float(a.split("=")[1]) for a in args if a.startswith("train.stop_at=")]
+    assert abs(stop_at - (time.time() + minutes * 60)) < 30, (stop_at, minutes)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
