@@ -8,6 +8,8 @@ and holds the preset YAMLs); the runtime reads a checkpoint's saved config with
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 import types
 import typing
 from dataclasses import dataclass, field
@@ -422,6 +424,12 @@ class TrainLoopConfig:
     progress: bool = True
     compile: bool = False  # torch.compile the network for training
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+    def validate(self) -> None:
+        """A bad ``stop_at`` refused before any data is loaded (a plausible epoch time: after 2001)."""
+        if not (math.isfinite(self.stop_at) and (self.stop_at == 0 or self.stop_at >= 1e9)):
+            raise ConfigError(f"train.stop_at={self.stop_at}: expected 0 (none) or a wall-clock time in seconds "
+                              f"since the Unix epoch (now {time.time():.0f})")
 
 
 @dataclass

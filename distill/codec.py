@@ -104,6 +104,7 @@ def train_codec(cfg: CodecTrainConfig) -> tuple[TrainResult, dict[str, float]]:
     """Train, then measure latent statistics and held-out PSNR; returns the run and its final metrics."""
     if not cfg.data.path:
         raise ConfigError("data.path=STORE is required (a trajectory store, e.g. from `crcm data metaworld`)")
+    cfg.train.validate()
     env, device = setup_distributed(cfg.train.device)
     store = TrajectoryStore(cfg.data.path, key_map_from_config(cfg.data.key_map, cfg.data.path))
     h, w, _ = store.image_shape

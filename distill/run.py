@@ -98,6 +98,7 @@ def initial_student(path: str, teacher: Checkpoint, student_depth: int) -> Check
 def run_distill(cfg: DistillConfig):
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method!r} unknown; expected one of {', '.join(METHODS)}")
+    cfg.train.validate()
     sampler = student_sampler(cfg)  # fails on a bad sampler before anything is loaded
     window = sampled_window(cfg)  # and on a bad rollout length
     ckpt = load_checkpoint(cfg.teacher)

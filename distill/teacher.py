@@ -200,6 +200,7 @@ def train_teacher(cfg: TeacherTrainConfig):
     from distill.trainer import Trainer
     from distill.validation import build_validator
 
+    cfg.train.validate()  # before the store is loaded
     ctx = build_context(cfg.data, cfg.model, cfg.train, cfg.optim.batch_size)
     torch.manual_seed(cfg.train.seed)
     model = CausalDiT(ctx.model_cfg).to(ctx.device)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -198,14 +198,13 @@ class Trainer:
             groups.append({"params": list(self.extras), "weight_decay": 0.0})
         self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
         optim.validate()
-        if not (math.isfinite(loop.stop_at) and loop.stop_at >= 0):
-            raise ConfigError(f"train.stop_at={loop.stop_at}: expected 0 (none) or a wall-clock time in seconds "
-                              "since the Unix epoch")
+        loop.validate()
         if optim.lr_schedule == "wsd_time" and loop.max_minutes <= 0 and loop.stop_at <= 0:
             raise ConfigError("optim.lr_schedule=wsd_time decays over the last part of train.max_minutes; "
-                              f"expected train.max_minutes > 0, got {loop.max_minutes} (or a train.stop_at)")
+                              f"expected train.max_minutes > 0, got {loop.max_minutes}, or train.stop_at > 0")
         self.seconds_before = 0.0  # wall time of the run before a resume (wsd_time's clock counts it)
         self.time_fraction = 0.0  # the share of train.max_minutes spent (wsd_time's clock)
+        self.cut_by_stop_at = False  # train.max_minutes cut to what train.stop_at left (said in the messages)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: optim.lr_factor(s, loop.steps, self.time_fraction))
         self.start_step = 0
@@ -371,7 +370,7 @@ class Trainer:
                 break
             if self.loop.max_minutes > 0 and self._budget_spent(time.perf_counter() - t0):
                 if self.env.main:
-                    bar.write(f"{self.method.name}: time budget of {self.loop.max_minutes} min spent at step {done}")
+                    bar.write(f"{self.method.name}: time budget of {self._budget_said()} min spent at step {done}")
                 break
         if self.validator is not None and validated != done:  # the last weights are candidates too
             self._validate(done, time.perf_counter() - t0, log_path, bar.write)
@@ -388,17 +387,28 @@ class Trainer:
 
     def _cut_to_stop_at(self) -> None:
         """``train.max_minutes`` cut to what is left until ``train.stop_at`` now that setup is done (with
-        ``wsd_time`` its clock spans resumes, so the time before a resume counts toward the cut budget)."""
+        ``wsd_time`` its clock spans resumes, so the time before a resume counts toward the cut budget). An
+        end already past gives one update, then the save: a run on from kept weights still leaves a checkpoint
+        (the caller's next step reads it) rather than none."""
         if self.loop.stop_at <= 0:
             return
         left = self.loop.stop_at - time.time()
-        if left <= 0:
-            raise RuntimeError(f"train.stop_at={self.loop.stop_at:.0f} passed {-left:.0f} s before the first "
-                               f"update (setup took the whole budget); expected a later train.stop_at")
+        if dist.is_available() and dist.is_initialized() and self.env.world > 1:  # one budget on every rank
+            shared = torch.tensor([left], dtype=torch.float64, device=self.device)
+            dist.broadcast(shared, src=0)
+            left = float(shared.item())
+        if left <= 0 and self.env.main:
+            print(f"train.stop_at={self.loop.stop_at:.0f} passed {-left:.0f} s before the first update (setup "
+                  f"took the whole budget): one update, then saved", file=sys.stderr)
         before = self.seconds_before if self.optim_cfg.lr_schedule == "wsd_time" else 0.0
-        minutes = (before + left) / 60
+        minutes = max(round((before + left) / 60, 4), 1e-4)  # > 0: an end already past stops after one update
         if self.loop.max_minutes <= 0 or minutes < self.loop.max_minutes:
             self.loop = replace(self.loop, max_minutes=minutes)
+            self.cut_by_stop_at = True
+
+    def _budget_said(self) -> str:
+        """``train.max_minutes`` as the messages say it: where train.stop_at cut it, they say so."""
+        return f"{self.loop.max_minutes}" + (" (cut by train.stop_at)" if self.cut_by_stop_at else "")
 
     def _budget_spent(self, seconds: float) -> bool:
         """Whether ``train.max_minutes`` is spent: by this run, or with ``wsd_time`` by the whole run."""
@@ -412,7 +422,7 @@ class Trainer:
             if self.time_fraction > 1.0 - self.optim_cfg.decay_fraction:
                 return None
             return (f"optim.lr_schedule=wsd_time: stopped at update {done}, {self.time_fraction:.0%} into "
-                    f"train.max_minutes={self.loop.max_minutes}, before the decay over its last "
+                    f"train.max_minutes={self._budget_said()}, before the decay over its last "
                     f"{self.optim_cfg.decay_fraction:.0%}; the rate never decayed (raise train.steps)")
         steps = self.loop.steps
         start = self.optim_cfg.decay_start(steps)

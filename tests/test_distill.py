@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 
 import pytest
@@ -156,28 +157,47 @@ def test_a_wsd_time_run_decays_by_its_clock_and_says_when_its_steps_ran_out_firs
     assert load_train_state(tmp_path / "early")["seconds"] > seconds
 
 
-def test_stop_at_cuts_the_time_budget_to_the_wall_clock_left_once_setup_is_done(tiny_teacher, tmp_path):
-    """train.stop_at: a wall-clock end counted from before setup, so a slow setup shortens the training (the
-    sixty-third session's teacher spent 80 s loading a 3,000-episode store and its call was killed)."""
-    from crcm_robotics.config import ConfigError
+def _cut_budget(warning: str) -> float:
+    """The minutes a wsd_time run's schedule warning says it had, where train.stop_at cut them."""
+    match = re.search(r"train.max_minutes=([0-9.e-]+) \(cut by train.stop_at\)", warning)
+    assert match, warning
+    return float(match.group(1))
 
-    for bad in ("-1.0", "nan"):
-        with pytest.raises(ConfigError, match=f"train.stop_at={bad}: expected 0 .none. or a wall-clock time"):
+
+def test_stop_at_cuts_the_time_budget_to_the_wall_clock_left_once_setup_is_done(tiny_teacher, tmp_path, capfd):
+    """train.stop_at: a wall-clock end counted from before setup, so a slow setup shortens the training (the
+    sixty-third session's teacher spent about 80 s loading a 3,000-episode store and its call was killed)."""
+    from crcm_robotics.config import ConfigError
+    from crcm_robotics.model.checkpoint import load_train_state
+
+    for bad in ("-1.0", "nan", "120.0"):  # 120: seconds, not an epoch time
+        with pytest.raises(ConfigError, match=f"train.stop_at={bad}: expected 0 .none. or a wall-clock time in "
+                                              r"seconds since the Unix epoch \(now \d+\)"):
             _wsd_time_run(tiny_teacher, tmp_path / "bad", "train.steps=2", "train.max_minutes=60",
                           f"train.stop_at={bad}")
-    with pytest.raises(RuntimeError, match=r"train.stop_at=\d+ passed \d+ s before the first update"):
-        _wsd_time_run(tiny_teacher, tmp_path / "past", "train.steps=2", "train.max_minutes=60",
-                      f"train.stop_at={time.time() - 5}")
+    # an end already past: one update, then saved (a run on from kept weights still leaves its checkpoint)
+    past = _wsd_time_run(tiny_teacher, tmp_path / "past", "train.steps=5", "train.max_minutes=60",
+                         f"train.stop_at={time.time() - 5}")
+    assert past.steps == 1 and load_train_state(tmp_path / "past")["step"] == 1
+    assert re.search(r"train.stop_at=\d+ passed \d+ s before the first update .*: one update, then saved",
+                     capfd.readouterr().err)
     # stop_at alone sizes a wsd_time run; with max_minutes the nearer end wins: 60 minutes cut to under 2
     for name, minutes in (("alone", []), ("both", ["train.max_minutes=60"])):
         run = _wsd_time_run(tiny_teacher, tmp_path / name, "train.steps=2", *minutes,
                             f"train.stop_at={time.time() + 120}")
-        budget = float(run.schedule_warning.split("train.max_minutes=")[1].split(",")[0])
-        assert run.steps == 2 and 1.0 < budget < 2.0, run.schedule_warning
+        assert run.steps == 2 and 1.0 < _cut_budget(run.schedule_warning) < 2.0, run.schedule_warning
     # a later stop_at leaves a nearer max_minutes alone
-    run = _wsd_time_run(tiny_teacher, tmp_path / "later", "train.steps=2", "train.max_minutes=0.5",
+    run = _wsd_time_run(tiny_teacher, tmp_path / "later", "train.steps=2", "train.max_minutes=5",
                         f"train.stop_at={time.time() + 3600}")
-    assert "into train.max_minutes=0.5," in run.schedule_warning
+    assert "into train.max_minutes=5.0, before" in run.schedule_warning, run.schedule_warning
+    # resumed under wsd_time, the cut budget is the first run's time plus what is left: its clock spans resumes
+    # (the first run's time set to 300 s, so that the two read apart whatever the setup takes)
+    state_file = tmp_path / "alone" / "train_state.pt"
+    torch.save({**load_train_state(tmp_path / "alone"), "seconds": 300.0}, state_file)
+    resumed = _wsd_time_run(tiny_teacher, tmp_path / "alone", "train.steps=4", f"train.resume={tmp_path / 'alone'}",
+                            f"train.stop_at={time.time() + 600}")
+    budget = _cut_budget(resumed.schedule_warning) * 60
+    assert resumed.steps == 4 and 300 + 540 < budget < 300 + 600, budget
 
 
 @pytest.fixture(scope="module")
