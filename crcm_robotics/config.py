@@ -413,8 +413,8 @@ class TrainLoopConfig:
     # > 0: a wall-clock time (seconds since the Unix epoch) by which the loop stops (and saves). Counted from
     # the process's setup, not the loop's start: max_minutes is cut to what is left when the loop starts, so
     # a slow setup (a large store loaded) shortens the training and not the caller's time. The sixty-third
-    # session's teacher, given 2.23 min on a 3,000-episode store, spent 80 s loading it first and its call was
-    # killed before its last validation
+    # session's teacher, given 2.23 min on a 3,000-episode store, spent about 80 s loading it first and its
+    # call was killed before its last validation
     stop_at: float = 0.0
     log_every: int = 50
     sample_every: int = 0  # steps between preview GIFs (0 = only at the end)

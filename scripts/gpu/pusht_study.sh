@@ -252,7 +252,7 @@ model_on() {  # NAME MARGIN [OVERRIDES...]: the kept model NAME (a shallow one: 
 train_timed() {  # NAME MINUTES [OVERRIDES...]: a model of the recipe trained for MINUTES, its rate decayed
   # over the last quarter of them by the clock (wsd_time: runs sharing the GPU do not know their update rate).
   # The MINUTES count from now, its setup included (train.stop_at): the sixty-third session's teacher, 2.23 min
-  # on a 3,000-episode store, spent 80 s loading it before its clock started and the call was killed at 600 s
+  # on a 3,000-episode store, spent about 80 s loading it before its clock started; the call was killed at 600 s
   local name=$1 minutes=$2; shift 2
   train_model $name optim.lr_schedule=wsd_time train.steps=$([ -n "${DRY:-}" ] && echo 4 || echo 1000000) \
       train.max_minutes=$minutes train.stop_at=$($PY -c "import time; print(round(time.time() + $minutes * 60))") \
