@@ -197,8 +197,7 @@ class Trainer:
         if len(self.extras):
             groups.append({"params": list(self.extras), "weight_decay": 0.0})
         self.opt = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
-        optim.validate()
-        loop.validate()
+        optim.validate()  # (loop's train.stop_at: validated by every caller, before its store is loaded)
         if optim.lr_schedule == "wsd_time" and loop.max_minutes <= 0 and loop.stop_at <= 0:
             raise ConfigError("optim.lr_schedule=wsd_time decays over the last part of train.max_minutes; "
                               f"expected train.max_minutes > 0, got {loop.max_minutes}, or train.stop_at > 0")
@@ -400,8 +399,8 @@ class Trainer:
         if left <= 0 and self.env.main:
             print(f"train.stop_at={self.loop.stop_at:.0f} passed {-left:.0f} s before the first update (setup "
                   f"took the whole budget): one update, then saved", file=sys.stderr)
-        before = self.seconds_before if self.optim_cfg.lr_schedule == "wsd_time" else 0.0
-        minutes = max(round((before + left) / 60, 4), 1e-4)  # > 0: an end already past stops after one update
+        # > 0: an end already past stops the loop after one update
+        minutes = max(round((self._counted_before() + left) / 60, 4), 1e-4)
         if self.loop.max_minutes <= 0 or minutes < self.loop.max_minutes:
             self.loop = replace(self.loop, max_minutes=minutes)
             self.cut_by_stop_at = True
@@ -412,8 +411,12 @@ class Trainer:
 
     def _budget_spent(self, seconds: float) -> bool:
         """Whether ``train.max_minutes`` is spent: by this run, or with ``wsd_time`` by the whole run."""
-        before = self.seconds_before if self.optim_cfg.lr_schedule == "wsd_time" else 0.0
-        return before + seconds > 60 * self.loop.max_minutes
+        return self._counted_before() + seconds > 60 * self.loop.max_minutes
+
+    def _counted_before(self) -> float:
+        """The time before a resume that ``train.max_minutes`` counts: all of it under ``wsd_time``, whose
+        clock spans resumes; none otherwise."""
+        return self.seconds_before if self.optim_cfg.lr_schedule == "wsd_time" else 0.0
 
     def _schedule_warning(self, done: int) -> str | None:
         """One line when ``optim.lr_schedule=wsd`` (``wsd_time``) never reached its decay: the run stopped
