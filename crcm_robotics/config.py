@@ -621,7 +621,9 @@ class PlannerConfig:
     # PushT's success rule, 20 units and 0.35 rad (StateProbe.with_cost_units)
     probe_position_unit: float = 0.0
     probe_angle_unit: float = 0.0
-    replan_every: int = 5  # env steps executed between solves
+    # env steps executed between solves; any number from 1 to the horizon, also off a model's frame grid (its
+    # context is cut from the env-step history: the newest frame and every frame_skip-th before it)
+    replan_every: int = 5
     # near the end of an episode's budget, score candidates on the state the budget ends at, not on the
     # horizon's end beyond it (success is judged at the budget's end; without this, plans pushed through it)
     cost_at_budget_end: bool = True

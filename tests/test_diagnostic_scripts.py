@@ -682,8 +682,8 @@ def test_state_model_planning_reads_its_context_and_plans_in_gym_pusht(pusht_sto
     with pytest.raises(SystemExit, match="step_model.json and step_model.safetensors expected"):
         script.main([str(pusht_store_32), "--arms", "state_mlp", "--load", str(tmp_path / "none")])
     assert result["arms"]["state_mlp"]["goals"] == 1
-    with pytest.raises(SystemExit, match="--replan-every 7: a multiple of 5"):
-        script.main([str(pusht_store_32), "--replan-every", "7"])
+    with pytest.raises(SystemExit, match=r"--replan-every 30: at most the horizon \(25\)"):
+        script.main([str(pusht_store_32), "--replan-every", "30"])
     with pytest.raises(SystemExit, match="planner settings: elites must be in"):
         script.main([str(pusht_store_32), "--samples", "8", "--steps", "1"])
     with pytest.raises(SystemExit, match="planner settings: planner.mode='sideways' unknown"):

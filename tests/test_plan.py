@@ -77,8 +77,28 @@ def test_mpc_warm_start_shifts_by_executed_decisions():
     mpc.advance(2)  # one held decision executed: the warm start now begins at the second waypoint
     assert mpc._mean is not None
     torch.testing.assert_close(mpc._mean, torch.cat([first.z[1:], first.z[-1:]]))
-    mpc.advance(1)  # less than one decision: unchanged
+    mpc.advance(1)  # a decision begun, absolute mode: it is a place, so it stays
     torch.testing.assert_close(mpc._mean, torch.cat([first.z[1:], first.z[-1:]]))
+
+
+def test_mpc_warm_start_in_delta_mode_zeroes_a_begun_decision():
+    """Replanning inside a held decision: the anchor (the last command) is already where that decision's
+    step led, so the warm start must not step there again; whole decisions shift as before."""
+    space = box_space(horizon=6, hold=2, mode="delta")
+    mpc = MPC(SamplingPlanner("cem", samples=64, iterations=8, elites=8, seed=0), space)
+    target = torch.tensor([[6.0, 6.0]] * 2 + [[7.0, 7.0]] * 2 + [[8.0, 8.0]] * 2)
+    z = mpc.plan(quadratic(target), torch.full((2,), 5.0)).z
+    assert bool((z.abs() > 0.2).all())  # every decision steps (by about +1)
+    mpc.advance(1)  # half of the first decision executed: the anchor is now 5 + z[0]
+    assert mpc._mean is not None
+    torch.testing.assert_close(mpc._mean, torch.cat([torch.zeros_like(z[:1]), z[1:]]))
+    # the warm start's actions from the new anchor continue the old plan, not one step past it
+    old = space.actions(z[None], torch.full((2,), 5.0))[0]
+    again = space.actions(mpc._mean[None], old[0])[0]
+    torch.testing.assert_close(again[:2], old[:2])
+    torch.testing.assert_close(again[2:], old[2:])
+    mpc.advance(3)  # one whole decision and half the next: shift by one, then zero the begun one
+    torch.testing.assert_close(mpc._mean, torch.cat([torch.zeros_like(z[:1]), z[2:], torch.zeros_like(z[:1])]))
 
 
 def test_effort_is_the_mean_squared_waypoint_move_in_range_units():

@@ -303,6 +303,64 @@ def test_near_the_budgets_end_candidates_are_scored_where_the_budget_ends():
     assert [with_model.scored_steps(r) for r in (1, 3, 5, 6, 10, 40)] == [5, 5, 5, 10, 10, 10]
 
 
+def test_a_model_of_5_env_steps_replans_every_3_from_the_env_step_history(pusht_store_32):
+    """Replanning off the model's frame grid: each solve's context is the newest env frame and every
+    frame_skip-th before it, with the actions that produced them; the loop replans every 3 steps; a
+    horizon off the grid is still refused."""
+    import numpy as np
+    import torch
+
+    from crcm_robotics.config import ConfigError, PlannerConfig
+    from crcm_robotics.data.pusht_sim import PushTSim, goal_pairs
+    from crcm_robotics.data.store import TrajectoryStore
+    from crcm_robotics.eval.plan_bench import Arm, check_planner, run_episode
+
+    cfg = PlannerConfig(samples=8, iterations=1, elites=2, horizon=10, hold=5, replan_every=3, cost="pooled_mse")
+    check_planner(cfg, frame_skips=[5])
+    with pytest.raises(ConfigError, match="planner.horizon=12 must be a multiple of the model's frame_skip 5"):
+        check_planner(PlannerConfig(horizon=12, hold=4, replan_every=3), frame_skips=[5])
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    class StillModel:  # imagines nothing moving; keeps each solve's context
+        frame_skip, context_frames, device, probe = 5, 2, torch.device("cpu"), None
+
+        def imagine_tensor(self, actions, context, seed, decode="all", shared_noise=False):
+            assert actions.shape[2] == 2 * 5  # five env actions per model frame
+            seen.append(context)
+            return torch.from_numpy(context[0][-1]).expand(*actions.shape[:2], -1, -1, -1).clone()
+
+    store = TrajectoryStore(pusht_store_32)
+    sim = PushTSim(32)
+    pair = goal_pairs(store, list(range(store.num_episodes)), 1, ahead=10, context=6, min_move=5,
+                      min_turn=0.05, sim=sim)[0]
+    arm = Arm("m", "model", cfg, torch.device("cpu"), np.full(2, 10, np.float32), np.full(2, 502, np.float32),
+              wm=StillModel())
+    executed: list[np.ndarray] = []
+    seen_frames: list[np.ndarray] = []
+    step = sim.step
+
+    def recording_step(action):
+        frame, state = step(action)
+        executed.append(np.asarray(action, np.float32))
+        seen_frames.append(frame)
+        return frame, state
+
+    sim.step = recording_step
+    result, _ = run_episode(arm, pair, sim, budget=12)
+    assert len(result.replan_ms) == 4 and len(executed) == 12  # solves at steps 0, 3, 6 and 9
+    contexts = list({id(c): c for c in seen}.values())  # every candidate of a solve shares its context
+    assert len(contexts) == 4
+    reset_frame = contexts[0][0][-1]  # the simulator's frame at the goal's start
+    frames = [*pair.context_frames[:-1], reset_frame, *seen_frames]
+    actions = [*pair.context_actions, *executed]
+    for solve, (ctx_frames, ctx_actions) in enumerate(contexts):
+        now = len(pair.context_frames) - 1 + 3 * solve  # the newest frame's index in the history
+        np.testing.assert_array_equal(ctx_frames, np.stack([frames[now - 5], frames[now]]))
+        np.testing.assert_array_equal(ctx_actions[-1], np.concatenate(actions[now - 4:now + 1]))
+        np.testing.assert_array_equal(ctx_actions[0], np.concatenate(actions[now - 9:now - 4]) if now >= 9
+                                      else np.concatenate([actions[max(j, 0)] for j in range(now - 9, now - 4)]))
+
+
 def test_spearman_ranks():
     import numpy as np
 

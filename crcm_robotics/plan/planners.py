@@ -230,15 +230,19 @@ class MPC:
         return result
 
     def advance(self, executed_steps: int) -> None:
-        """Shift the warm start past ``executed_steps`` env steps (whole held decisions), repeating the last."""
+        """Shift the warm start past ``executed_steps`` env steps: whole held decisions drop off the front (the
+        last repeated). A decision begun but not finished (replanning more often than ``hold``) stays in
+        absolute mode, where it is a place; in delta mode it becomes zero, since the new anchor (the last
+        command) already is where that step led, and keeping it would step that far again."""
         if self._mean is None:
             return
         k = min(executed_steps // self.space.hold, self.space.decisions)
-        if k == 0:
-            return
+        begun = k < self.space.decisions and executed_steps % self.space.hold > 0
         if self.space.mode == "delta":  # the new anchor is where the executed deltas led
             self._mean = torch.cat([self._mean[k:], torch.zeros_like(self._mean[:k])])
-        else:
+            if begun:
+                self._mean[0] = 0.0
+        elif k:
             self._mean = torch.cat([self._mean[k:], self._mean[-1:].expand(k, -1)])
 
     def reset(self) -> None:
