@@ -345,13 +345,18 @@ def test_a_model_of_5_env_steps_replans_every_3_from_the_env_step_history(pusht_
         seen_frames.append(frame)
         return frame, state
 
-    sim.step = recording_step
+    reset_to = sim.reset_to
+
+    def recording_reset(start):
+        seen_frames.append(reset_to(start))  # the simulator's frame at the goal's start
+        return seen_frames[-1]
+
+    sim.step, sim.reset_to = recording_step, recording_reset
     result, _ = run_episode(arm, pair, sim, budget=12)
     assert len(result.replan_ms) == 4 and len(executed) == 12  # solves at steps 0, 3, 6 and 9
     contexts = list({id(c): c for c in seen}.values())  # every candidate of a solve shares its context
-    assert len(contexts) == 4
-    reset_frame = contexts[0][0][-1]  # the simulator's frame at the goal's start
-    frames = [*pair.context_frames[:-1], reset_frame, *seen_frames]
+    assert len(contexts) == 4 and len(seen_frames) == 13
+    frames = [*pair.context_frames[:-1], *seen_frames]
     actions = [*pair.context_actions, *executed]
     for solve, (ctx_frames, ctx_actions) in enumerate(contexts):
         now = len(pair.context_frames) - 1 + 3 * solve  # the newest frame's index in the history

@@ -231,9 +231,10 @@ class MPC:
 
     def advance(self, executed_steps: int) -> None:
         """Shift the warm start past ``executed_steps`` env steps: whole held decisions drop off the front (the
-        last repeated). A decision begun but not finished (replanning more often than ``hold``) stays in
-        absolute mode, where it is a place; in delta mode it becomes zero, since the new anchor (the last
-        command) already is where that step led, and keeping it would step that far again."""
+        last repeated). A decision begun but not finished (``executed_steps`` not a multiple of ``hold``) stays
+        in absolute mode, where it is a place; in delta mode it becomes zero, since the new anchor (the last
+        command) already is where that step led, and keeping it would step that far again. Either way it is held
+        a whole ``hold`` again from the new solve: decisions are laid out from the solve."""
         if self._mean is None:
             return
         k = min(executed_steps // self.space.hold, self.space.decisions)
