@@ -95,7 +95,8 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     # the teacher is returned before its students are distilled: a call cut while they distil still brings it back
     assert sorted(out.glob("keep.tgz.part*")) and log1.index("kept teacher") < log1.index("student_d0_s0: exit"), log1
 
-    log2 = _stage(2, work, out, call_s=300, REPLAN_EVERY="5", GOALS_EVERY="1", STATE_MODEL="1", PLAN_TEACHER="1")
+    # replanning every 3 env steps, off the models' 5-step frames (data.frame_skip=5)
+    log2 = _stage(2, work, out, call_s=300, REPLAN_EVERY="3", GOALS_EVERY="1", STATE_MODEL="1", PLAN_TEACHER="1")
     for seed in (0, 1):  # the exact-state step model on the same goals, replanning as the arms do
         state = json.loads((work / f"plan_state_s{seed}" / "results.json").read_text())
         assert state["arms"]["state_mlp"]["goals"] == 2 and state["state_mlp"]["model"] == "step", state
@@ -103,12 +104,14 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     state_goals = [json.loads(line) for line in (work / "plan_state_s0" / "state_mlp.goals.jsonl").open()]
     pixel_goals = [json.loads(line) for line in next((work / "plan_d1_s1_a").glob("*.goals.jsonl")).open()]
     assert [(g["episode"], g["start"]) for g in state_goals] == [(g["episode"], g["start"]) for g in pixel_goals]
+    # every 3 env steps: the pixel arms' budget of 10 has 4 solves (steps 0, 3, 6, 9), the state model's 50 has 17
+    assert [len(g["replan_ms"]) for g in pixel_goals + state_goals] == [4, 4, 17, 17]
     with tarfile.open(out / "zz_goals_so_far.tgz") as tar:  # the goals as they were planned, for a killed call
         assert any(name.startswith("plan_d1_s1_a/") for name in tar.getnames()), tar.getnames()
     for name in ("teacher", "student_d0_s0", "student_d1_s0"):
         [arm] = json.loads((work / f"plan_time_{name}.json").read_text())["arms"].values()
         assert arm["goals"] == 2 and arm["replan_ms_median"] > 0, (name, arm)
-    assert json.loads((work / "plan_d1_s1_a.json").read_text())["planner"]["replan_every"] == 5
+    assert json.loads((work / "plan_d1_s1_a.json").read_text())["planner"]["replan_every"] == 3
     assert "sign test" in log2 and (out / "shallow2.tgz").stat().st_size > 0
     assert "distilled again" not in log2  # a warm machine: stage 1's students planned as they are
 
@@ -116,9 +119,9 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
     for arm in ("d1_s1", "teacher"):
         cut = next((work / f"plan_{arm}_a").glob("*.goals.jsonl"))
         cut.write_text(cut.read_text().splitlines(keepends=True)[0])
-    log3 = _stage(3, work, out, call_s=300, REPLAN_EVERY="5", PLAN_TEACHER="1")
+    log3 = _stage(3, work, out, call_s=300, REPLAN_EVERY="3", PLAN_TEACHER="1")
     assert "plan_d1_s1_b: exit 0" in log3 and "plan_teacher_b: exit 0" in log3, log3
-    assert json.loads((work / "plan_d1_s1_b.json").read_text())["planner"]["replan_every"] == 5
+    assert json.loads((work / "plan_d1_s1_b.json").read_text())["planner"]["replan_every"] == 3
     # each arm joined under its model's name, so the comparison says teacher (the sixtieth session's read
     # "teacher/student")
     for arm, kind in (("d0_s0", "student"), ("d1_s0", "student"), ("d1_s1", "student"), ("teacher", "teacher")):
@@ -131,10 +134,13 @@ def test_shallow_study_rehearses_every_stage(tmp_path, dry_store):
 
     # stage 2 on a fresh machine given stage 1's kept teacher: the students stage 1 distilled there are made again
     fresh = tmp_path / "fresh"
+    # ONLY_GOALS: of the 2 goals, only the second one planned
+    second = json.loads(next((work / "plan_d0_s0_a").glob("*.goals.jsonl")).read_text().splitlines()[1])
     log_fresh = _stage(2, fresh, tmp_path / "out_fresh", call_s=300, KEEP=str(out), DRY_STORE=str(dry_store),
-                       ARMS="d0_s0", TIME_GOALS="0")
+                       ARMS="d0_s0", TIME_GOALS="0", ONLY_GOALS=f"{second['episode']}:{second['start']}")
     assert "kept models restored" in log_fresh and "student_d0_s0: not in" in log_fresh, log_fresh
-    assert len(next((fresh / "plan_d0_s0_a").glob("*.goals.jsonl")).read_text().splitlines()) == 2
+    [line] = next((fresh / "plan_d0_s0_a").glob("*.goals.jsonl")).read_text().splitlines()
+    assert (json.loads(line)["episode"], json.loads(line)["start"]) == (second["episode"], second["start"])
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the GPU scripts are bash for the Linux device machine")
@@ -389,6 +395,8 @@ def test_model_on_trains_a_kept_shallow_model_on_from_its_weights(tmp_path, dry_
      "KEEP_STUDENTS=1 distils the students of a shallow model"),
     ("shallow.sh", {"STAGE": "3", "ARMS": "d0_s0"},  # stage 3 on a fresh machine: nothing of stage 2 to resume
      "no stage-2 goals of arm d0_s0 in"),
+    ("shallow.sh", {"ONLY_GOALS": "15:265,71"}, "ONLY_GOALS=15:265,71: expected EPISODE:START goals"),
+    ("shallow.sh", {"STAGE": "3", "ONLY_GOALS": "15:265"}, "ONLY_GOALS with STAGE=3: a resumed arm counts"),
     ("draws.sh", {"ARMS": "n256_d1 n256"}, "arm 'n256': expected n<samples>_d<draws>"),
     ("draws.sh", {"ARMS": "n4_d1"}, "arm 'n4_d1': expected n<samples>_d<draws>, at least 8 samples and 1-16 draws"),
     ("draws.sh", {"ARMS": "n64_d17"}, "arm 'n64_d17'"),

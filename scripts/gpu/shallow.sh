@@ -71,8 +71,12 @@
 # Stages 2 and 3 with ALONE=1 and i-arms on a warm machine that holds a kept 4-block model trained on (pusht_study.sh's
 # model_on) and a kept teacher unpacked into WORK (thirty-second session: the 13,096-update 4-block model, the
 # 9,768-update teacher): the students, distilled there, held 0.64 / 0.54 at 0.32 of the teacher's time, the teacher 0.68.
-# REPLAN_EVERY (10, the benchmark's default; fifty-fifth session: 5, every model frame): the env steps between
-# replans of every arm planned in stages 2 and 3 (give the same in both: a resumed arm must plan as it began).
+# REPLAN_EVERY (10, the benchmark's default; fifty-fifth session: 5, every model frame; sixty-fourth: any, 1 or 2
+# off the model's frames too): the env steps between replans of every arm planned in stages 2 and 3 (give the same
+# in both: a resumed arm must plan as it began). A goal's planning time grows as 50 / REPLAN_EVERY replans.
+# ONLY_GOALS (stage 2; EPISODE:START,...): the arms plan only those of the 50 goals (`crcm bench plan only_goals=`),
+# e.g. the 14 the strongest runs miss; stage 2 issued again on the warm machine (without ALONE, so that it keeps
+# the students) plans the next ones.
 # STATE_MODEL=1 (stage 2): the exact-state step model fitted and planned on the CPU beside the GPU's arms, on the
 # same goals (state_models, below; 8 of the machine's CPU cores, so give TIME_GOALS=0 or read the timings with that).
 # DRY=1 rehearses every stage on the CPU at toy sizes (tests/test_gpu_scripts.py; i4 arms become i1).
@@ -81,7 +85,17 @@ STUDY=shallow; RATE=${RATE:-11.5}
 source scripts/gpu/pusht_study.sh
 REPLAN_EVERY=${REPLAN_EVERY:-10}
 if ! [[ $REPLAN_EVERY =~ ^[1-9][0-9]*$ ]]; then
-  echo "shallow.sh: REPLAN_EVERY=$REPLAN_EVERY: expected a whole number of env steps between replans (10, 5)" >&2
+  echo "shallow.sh: REPLAN_EVERY=$REPLAN_EVERY: expected a whole number of env steps between replans (10, 5, 1)" >&2
+  exit 2
+fi
+ONLY_GOALS=${ONLY_GOALS:-}
+if [ -n "$ONLY_GOALS" ] && ! [[ $ONLY_GOALS =~ ^[0-9]+:[0-9]+(,[0-9]+:[0-9]+)*$ ]]; then
+  echo "shallow.sh: ONLY_GOALS=$ONLY_GOALS: expected EPISODE:START goals, comma-separated (15:265,71:16)" >&2
+  exit 2
+fi
+if [ -n "$ONLY_GOALS" ] && [ "${STAGE:-}" = 3 ]; then
+  echo "shallow.sh: ONLY_GOALS with STAGE=3: a resumed arm counts its goals by their place in the 50; run stage 2" \
+      "again with the goals it lacks" >&2
   exit 2
 fi
 PLAN="$PLAN planner.replan_every=$REPLAN_EVERY"; DEPTH=$([ -n "${DRY:-}" ] && echo 1 || echo 4)
@@ -108,8 +122,9 @@ distil_arms() {  # [missing]: every arm's student, side by side; with `missing` 
   wait
 }
 plan() {  # ARM FIRST_GOAL PART: the arm's student (or, for arm `teacher`, the teacher) from FIRST_GOAL, cut 15 s
-  # before the end
-  plan_arm $1_$3 $WORK/$([ $1 = teacher ] && echo teacher || echo student_$1) first_goal=$2
+  # before the end; with ONLY_GOALS, those of the 50 alone
+  plan_arm $1_$3 $WORK/$([ $1 = teacher ] && echo teacher || echo student_$1) first_goal=$2 \
+      ${ONLY_GOALS:+only_goals=[$ONLY_GOALS]}
 }
 PLANNED="$([ -n "${PLAN_TEACHER:-}" ] && echo "teacher ")$ARMS"  # the arms planned on the 50 goals
 state_models() {  # STATE_MODEL=1: the learnt state model's guide on this call's goals. The exact-state step model
