@@ -280,8 +280,7 @@ class Trainer:
         if self.env.main:
             fig = self.validator(self.ema.module)
             values = torch.tensor([fig.get(n, float("nan")) for n in names], dtype=torch.float64, device=self.device)
-        if dist.is_available() and dist.is_initialized() and self.env.world > 1:
-            dist.broadcast(values, src=0)
+        self._from_rank0(values)
         figures = {n: float(v) for n, v in zip(names, values.tolist())
                    if not (n.startswith(("agent", "copy_last_agent")) and v != v)}  # no pusher figures off PushT
         improved, reason = self.selection.update(step, figures)
@@ -392,10 +391,8 @@ class Trainer:
         if self.loop.stop_at <= 0:
             return
         left = self.loop.stop_at - time.time()
-        if dist.is_available() and dist.is_initialized() and self.env.world > 1:  # one budget on every rank
-            shared = torch.tensor([left], dtype=torch.float64, device=self.device)
-            dist.broadcast(shared, src=0)
-            left = float(shared.item())
+        shared = torch.tensor([left], dtype=torch.float64, device=self.device)
+        left = float(self._from_rank0(shared).item())  # one budget on every rank
         if left <= 0 and self.env.main:
             print(f"train.stop_at={self.loop.stop_at:.0f} passed {-left:.0f} s before the first update (setup "
                   f"took the whole budget): one update, then saved", file=sys.stderr)
@@ -404,6 +401,13 @@ class Trainer:
         if self.loop.max_minutes <= 0 or minutes < self.loop.max_minutes:
             self.loop = replace(self.loop, max_minutes=minutes)
             self.cut_by_stop_at = True
+
+    def _from_rank0(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` overwritten in place with rank 0's (a no-op outside data-parallel runs), so that every
+        rank takes the same decision."""
+        if dist.is_available() and dist.is_initialized() and self.env.world > 1:
+            dist.broadcast(values, src=0)
+        return values
 
     def _budget_said(self) -> str:
         """``train.max_minutes`` as the messages say it: where train.stop_at cut it, they say so."""
